@@ -1,0 +1,288 @@
+//! Where `fugue serve` gets its settings: flags, `FUGUE_*` environment variables, a TOML
+//! file, defaults — in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use fugue_server::config::{Certs, Limits, PasswordHashing, RateLimits};
+use fugue_server::{Config, Registration};
+
+/// The TOML configuration file. Every key is optional.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FileSettings {
+    pub listen: Option<SocketAddr>,
+    pub domain: Option<String>,
+    pub public_url: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub registration: Option<Registration>,
+    pub tos_url: Option<String>,
+    /// `"full"` (default: fsync every commit) or `"normal"` (survives process crashes only).
+    pub sqlite_synchronous: Option<String>,
+    pub limits: Limits,
+    pub rate_limits: RateLimits,
+    pub certs: Certs,
+    pub password_hashing: PasswordHashing,
+}
+
+/// Command-line overrides (each also read from its `FUGUE_*` variable by clap).
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on, IPv4 or IPv6 (default 127.0.0.1:3000).
+    #[arg(long, env = "FUGUE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The domain this home server is authoritative for (default localhost).
+    #[arg(long, env = "FUGUE_DOMAIN")]
+    pub domain: Option<String>,
+    /// Base URL clients are told about (default derived from --listen, or https://DOMAIN).
+    #[arg(long, env = "FUGUE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Directory for the SQLite database and the server key (default ./fugue-data).
+    #[arg(long, env = "FUGUE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file.
+    #[arg(long, env = "FUGUE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// `postgres://…` to use PostgreSQL instead of the embedded SQLite database.
+    #[arg(long, env = "FUGUE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// open | invite | closed (default: open on localhost, invite elsewhere).
+    #[arg(long, env = "FUGUE_REGISTRATION", value_parser = parse_registration)]
+    pub registration: Option<Registration>,
+}
+
+fn parse_registration(s: &str) -> Result<Registration, String> {
+    match s {
+        "open" => Ok(Registration::Open),
+        "invite" => Ok(Registration::Invite),
+        "closed" => Ok(Registration::Closed),
+        other => Err(format!("expected open, invite or closed, not {other:?}")),
+    }
+}
+
+/// Which database to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite { path: PathBuf, full_sync: bool },
+    Postgres(String),
+}
+
+/// Everything `serve` and the admin commands need.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: Database,
+    pub config: Config,
+}
+
+pub fn load(args: &ServeArgs) -> Result<Settings, String> {
+    let file = match &args.config {
+        Some(path) => read_file(path)?,
+        None => FileSettings::default(),
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
+    let domain_text = args
+        .domain
+        .clone()
+        .or(file.domain.clone())
+        .unwrap_or_else(|| "localhost".into());
+    let domain = domain_text
+        .parse()
+        .map_err(|e| format!("domain {domain_text:?}: {e}"))?;
+    let public_url = args
+        .public_url
+        .clone()
+        .or(file.public_url.clone())
+        .unwrap_or_else(|| {
+            if domain_text == "localhost" {
+                format!("http://{listen}")
+            } else {
+                format!("https://{domain_text}")
+            }
+        });
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        return Err(format!(
+            "public URL {public_url:?} must start with http:// or https://"
+        ));
+    }
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("fugue-data"));
+    let full_sync = match file.sqlite_synchronous.as_deref() {
+        None | Some("full") => true,
+        Some("normal") => false,
+        Some(other) => {
+            return Err(format!(
+                "sqlite_synchronous must be \"full\" or \"normal\", not {other:?}"
+            ));
+        }
+    };
+    let database = match args.database_url.clone().or(file.database_url.clone()) {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Database::Postgres(url)
+        }
+        Some(url) => match url.strip_prefix("sqlite:") {
+            Some(path) => Database::Sqlite {
+                path: PathBuf::from(path.trim_start_matches("//")),
+                full_sync,
+            },
+            None => {
+                return Err(format!(
+                    "database URL must start with postgres:// or sqlite:, got {url:?}"
+                ));
+            }
+        },
+        None => Database::Sqlite {
+            path: data_dir.join("fugue.db"),
+            full_sync,
+        },
+    };
+    let mut config = Config::new(domain, public_url);
+    if let Some(r) = args.registration.or(file.registration) {
+        config.registration = r;
+    }
+    config.tos_url = file.tos_url;
+    config.limits = file.limits;
+    config.rate_limits = file.rate_limits;
+    config.certs = file.certs;
+    config.password_hashing = file.password_hashing;
+    if config.certs.actor_validity_days == 0 || config.certs.actor_validity_days > 60 {
+        return Err("certs.actor_validity_days must be 1 to 60".into());
+    }
+    if !(3600..=12 * 3600).contains(&config.certs.cache_ttl_s) {
+        return Err("certs.cache_ttl_s must be between 3600 and 43200 (1 to 12 hours)".into());
+    }
+    Ok(Settings {
+        listen,
+        data_dir,
+        database,
+        config,
+    })
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// `fugue config example`: every key with its default.
+pub const EXAMPLE: &str = r#"# Fugue configuration. Every key is optional; shown are the defaults.
+# Each top-level key can also be set with a flag of `fugue serve` or a FUGUE_* variable
+# (FUGUE_LISTEN, FUGUE_DOMAIN, FUGUE_PUBLIC_URL, FUGUE_DATA_DIR, FUGUE_DATABASE_URL,
+# FUGUE_REGISTRATION); flags win over variables, variables over this file.
+
+# Address to listen on (IPv4 "0.0.0.0:3000" or IPv6 "[::]:3000").
+listen = "127.0.0.1:3000"
+# Domain of this home server: actors are name@domain. Changing it later invalidates every ID.
+domain = "localhost"
+# Base URL clients are told about. Default: http://<listen> on localhost, https://<domain> elsewhere.
+# public_url = "https://chat.example.com"
+# SQLite database and the server key (server-key.pem, mode 0600) live here.
+data_dir = "fugue-data"
+# A postgres:// URL switches to PostgreSQL (needed for several nodes).
+# database_url = "postgres://fugue@127.0.0.1/fugue"
+# "open", "invite" or "closed". Default: open on localhost, invite elsewhere.
+# registration = "invite"
+# When set, registration requires accepting these terms.
+# tos_url = "https://example.com/terms"
+# "full": fsync on every commit (survives power loss). "normal": survives process crashes only.
+sqlite_synchronous = "full"
+
+[limits]
+json_body_bytes = 1048576     # 413 beyond
+local_name_max = 32           # longest local name for new accounts
+password_min = 8
+key_material_bytes = 10000    # largest encrypted key backup element
+key_material_slots = 64       # key backups per actor
+
+[rate_limits]                 # per client address and minute; 0 disables
+login_per_minute = 10
+register_per_minute = 5
+sensitive_per_minute = 20
+max_failed_solutions = 10     # wrong sensitive-action solutions per actor ...
+failure_window_s = 600        # ... within this window before 429
+
+[certs]
+actor_validity_days = 30      # at most 60
+server_validity_days = 365
+cache_ttl_s = 21600           # signed cache window, 1 to 12 hours
+
+[password_hashing]            # Argon2id
+memory_kib = 19456
+iterations = 2
+parallelism = 1
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_parses_and_matches_the_defaults() {
+        let parsed: FileSettings = toml::from_str(EXAMPLE).unwrap();
+        let defaults = FileSettings::default();
+        assert_eq!(
+            parsed.limits.json_body_bytes,
+            defaults.limits.json_body_bytes
+        );
+        assert_eq!(
+            parsed.rate_limits.login_per_minute,
+            defaults.rate_limits.login_per_minute
+        );
+        assert_eq!(parsed.certs.cache_ttl_s, defaults.certs.cache_ttl_s);
+        assert_eq!(
+            parsed.password_hashing.memory_kib,
+            defaults.password_hashing.memory_kib
+        );
+        assert_eq!(parsed.domain.as_deref(), Some("localhost"));
+    }
+
+    #[test]
+    fn zero_configuration_is_open_localhost_on_port_3000() {
+        let s = load(&ServeArgs::default()).unwrap();
+        assert_eq!(s.listen, SocketAddr::from(([127, 0, 0, 1], 3000)));
+        assert_eq!(s.config.domain.as_str(), "localhost");
+        assert_eq!(s.config.public_url, "http://127.0.0.1:3000");
+        assert_eq!(s.config.registration, Registration::Open);
+        assert_eq!(
+            s.database,
+            Database::Sqlite {
+                path: PathBuf::from("fugue-data/fugue.db"),
+                full_sync: true
+            }
+        );
+    }
+
+    #[test]
+    fn other_domains_default_to_invite_only_and_https() {
+        let args = ServeArgs {
+            domain: Some("Example.org".into()),
+            listen: Some("[::1]:8080".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = load(&args).unwrap();
+        assert_eq!(s.config.registration, Registration::Invite);
+        assert_eq!(s.config.public_url, "https://example.org");
+        assert!(s.listen.is_ipv6());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(toml::from_str::<FileSettings>("lisen = \"x\"").is_err());
+        let args = ServeArgs {
+            database_url: Some("mysql://x".into()),
+            ..Default::default()
+        };
+        assert!(load(&args).is_err());
+    }
+}

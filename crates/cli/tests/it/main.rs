@@ -1,0 +1,15 @@
+//! Integration tests: the real server on 127.0.0.1:0 (or the real binary), driven over HTTP
+//! through `fugue-client`, the reference SDK and raw requests. Runs on SQLite, and on
+//! PostgreSQL when `TEST_DATABASE_URL` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod accounts;
+mod binary;
+mod csr;
+mod fuzz;
+mod interop;
+mod keymaterial;
+mod sessions;
+mod support;
+mod wire;

@@ -1,0 +1,65 @@
+//! Helpers shared by the integration tests.
+
+use fugue_client::Error;
+use fugue_proto::ErrorCode;
+
+/// Asserts that `result` failed with `status` and problem code `code`.
+#[track_caller]
+pub fn assert_problem<T: std::fmt::Debug>(result: Result<T, Error>, status: u16, code: ErrorCode) {
+    match result {
+        Err(e) => {
+            assert_eq!(e.status(), Some(status), "unexpected status: {e}");
+            assert_eq!(e.code(), Some(code), "unexpected code: {e}");
+        }
+        Ok(v) => panic!("expected {status} {code:?}, got Ok({v:?})"),
+    }
+}
+
+/// Reads a raw reqwest response as a problem and checks status, media type and code.
+pub async fn assert_raw_problem(
+    resp: reqwest::Response,
+    status: u16,
+    code: ErrorCode,
+) -> fugue_proto::Problem {
+    assert_eq!(resp.status().as_u16(), status, "status");
+    let ct = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(ct.as_deref(), Some("application/problem+json"));
+    let problem: fugue_proto::Problem = resp.json().await.unwrap();
+    assert_eq!(problem.error, code);
+    assert_eq!(problem.status, status);
+    problem
+}
+
+/// Seconds since the Unix epoch, the unit of every timestamp on the wire.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The TOTP code for the base32 `secret` at Unix time `at` (SHA-1, 6 digits, 30 s steps).
+pub fn totp_code_at(secret: &str, at: u64) -> String {
+    totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+        .with_account_name("test")
+        .build()
+        .unwrap()
+        .generate(at)
+        .to_string()
+}
+
+/// A six-digit code that is none of the codes the server accepts around `at` (±1 step and a
+/// margin), so it is wrong however the clock ticks during the test.
+pub fn wrong_totp_code(secret: &str, at: u64) -> String {
+    let near: Vec<String> = (0..=8)
+        .map(|i| totp_code_at(secret, (at + 120).saturating_sub(i * 30)))
+        .collect();
+    (0..1_000_000u32)
+        .map(|n| format!("{n:06}"))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}

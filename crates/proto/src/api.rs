@@ -1,0 +1,305 @@
+//! The HTTP API: one module per endpoint with its method, path and body types.
+//!
+//! Paths are written once, here; the server's router and the client's calls both use them.
+//! Field names follow the spec, with `alias`es for the spellings the reference SDK uses
+//! (SDK-COMPAT §1); every u64 goes out as a decimal string (OP-49).
+
+use http::Method;
+
+/// Who may call an endpoint (DIGEST §1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// Anyone.
+    None,
+    /// A session token of this server.
+    Session,
+    /// A session token plus `X-P2-Sensitive-Solution`.
+    Sensitive,
+    /// Sensitive, and the actor must be a server administrator.
+    Admin,
+}
+
+/// Header carrying the second factor for sensitive actions.
+pub const SENSITIVE_HEADER: &str = "x-p2-sensitive-solution";
+/// Header announcing the largest encrypted key material element.
+pub const MAX_PAYLOAD_HEADER: &str = "x-max-payload-size";
+
+macro_rules! endpoint {
+    ($method:ident $path:literal, $auth:ident) => {
+        pub const METHOD: http::Method = http::Method::$method;
+        pub const PATH: &str = $path;
+        pub const AUTH: super::Auth = super::Auth::$auth;
+    };
+}
+
+/// `GET /.well-known/polyproto-core` (core §3.1, OP-27).
+pub mod well_known {
+    use serde::{Deserialize, Serialize};
+    endpoint!(GET "/.well-known/polyproto-core", None);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Response {
+        /// Absolute URL of the core API root, e.g. `https://example.com/.p2/core/`.
+        pub api: String,
+    }
+}
+
+/// `GET /health`: liveness and database reachability for operators.
+pub mod health {
+    use serde::{Deserialize, Serialize};
+    endpoint!(GET "/health", None);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Response {
+        pub status: String,
+        pub database: String,
+    }
+}
+
+/// `POST /.p2/auth/v1/register` (polyproto-auth, OP-24).
+pub mod register {
+    use serde::{Deserialize, Serialize};
+    endpoint!(POST "/.p2/auth/v1/register", None);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Request {
+        #[serde(alias = "local_name")]
+        pub local_name: String,
+        pub password: String,
+        #[serde(
+            default,
+            alias = "tos_consent",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub tos_consent: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub invite: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Response {
+        pub fid: crate::FederationId,
+    }
+}
+
+/// `POST /.p2/auth/v1/login`: password (+TOTP) and an ID-CSR → ID-Cert and session token.
+pub mod login {
+    use serde::{Deserialize, Serialize};
+    endpoint!(POST "/.p2/auth/v1/login", None);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Request {
+        #[serde(alias = "local_name")]
+        pub local_name: String,
+        pub password: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub totp: Option<String>,
+        /// The ID-CSR, PEM. Without it the session starts without a certificate and gets its
+        /// first one through `POST /.p2/core/v1/idcert` (no second factor needed then).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub csr: Option<String>,
+        #[serde(default, alias = "session_id", skip_serializing_if = "Option::is_none")]
+        pub session_id: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Response {
+        pub fid: crate::FederationId,
+        #[serde(rename = "sessionId")]
+        pub session_id: crate::SessionId,
+        pub token: String,
+        /// The new ID-Cert, PEM, if a CSR was sent. Sent under both spellings: the SDK reads
+        /// `idCert`, beta.3 `id_cert`.
+        #[serde(rename = "idCert", default, skip_serializing_if = "Option::is_none")]
+        pub id_cert: Option<String>,
+        #[serde(rename = "id_cert", default, skip_serializing_if = "Option::is_none")]
+        pub id_cert_beta3: Option<String>,
+    }
+}
+
+/// `POST /.p2/auth/v1/totp`: start TOTP enrolment (sensitive). Confirm with [`totp_confirm`].
+pub mod totp_enroll {
+    use serde::{Deserialize, Serialize};
+    endpoint!(POST "/.p2/auth/v1/totp", Sensitive);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Response {
+        /// Base32 secret for the authenticator app.
+        pub secret: String,
+        pub otpauth_url: String,
+    }
+}
+
+/// `POST /.p2/auth/v1/totp/confirm`: a first valid code activates TOTP.
+pub mod totp_confirm {
+    use serde::{Deserialize, Serialize};
+    endpoint!(POST "/.p2/auth/v1/totp/confirm", Session);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Request {
+        pub code: String,
+    }
+}
+
+/// `GET /.p2/core/v1/idcert/server?timestamp=` → the server cert current at that time.
+pub mod get_server_idcert {
+    use serde::{Deserialize, Serialize};
+    endpoint!(GET "/.p2/core/v1/idcert/server", None);
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Query {
+        #[serde(
+            default,
+            with = "crate::wire::u64_string::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub timestamp: Option<u64>,
+    }
+    pub type Response = crate::cache::CacheableIdCert;
+}
+
+/// `GET /.p2/core/v1/idcert/actor/{fid}` → the actor's certificates with cache information.
+pub mod get_actor_idcerts {
+    use serde::{Deserialize, Serialize};
+    endpoint!(GET "/.p2/core/v1/idcert/actor/{fid}", None);
+
+    pub fn path(fid: &crate::FederationId) -> String {
+        format!("/.p2/core/v1/idcert/actor/{fid}")
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Query {
+        #[serde(
+            default,
+            with = "crate::wire::u64_string::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub not_before: Option<u64>,
+        #[serde(
+            default,
+            with = "crate::wire::u64_string::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub not_after: Option<u64>,
+        #[serde(default, alias = "session_id", skip_serializing_if = "Option::is_none")]
+        pub session_id: Option<String>,
+    }
+    pub type Response = Vec<crate::cache::CacheableIdCert>;
+}
+
+/// `POST /.p2/core/v1/idcert`: a new cert for the current session (body: CSR PEM).
+pub mod post_idcert {
+    use serde::{Deserialize, Serialize};
+    endpoint!(POST "/.p2/core/v1/idcert", Session);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Response {
+        /// The new ID-Cert, PEM, under both spellings (SDK `idCert`, beta.3 `id_cert`).
+        #[serde(rename = "idCert")]
+        pub id_cert: String,
+        #[serde(rename = "id_cert", default, skip_serializing_if = "String::is_empty")]
+        pub id_cert_beta3: String,
+        /// The session token to use from now on.
+        pub token: String,
+    }
+}
+
+/// `DELETE /.p2/core/v1/session?session_id=` (sensitive): revoke a session and its cert.
+pub mod delete_session {
+    use serde::{Deserialize, Serialize};
+    endpoint!(DELETE "/.p2/core/v1/session", Sensitive);
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Query {
+        #[serde(default, alias = "sessionId", skip_serializing_if = "Option::is_none")]
+        pub session_id: Option<String>,
+    }
+}
+
+/// `GET /.p2/core/v1/sessions`: the caller's sessions.
+pub mod list_sessions {
+    use serde::{Deserialize, Serialize};
+    endpoint!(GET "/.p2/core/v1/sessions", Session);
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Session {
+        pub session_id: crate::SessionId,
+        /// Serial of the session's current ID-Cert; none before its first one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub serial: Option<crate::Serial>,
+        #[serde(with = "crate::wire::u64_string")]
+        pub created_at: u64,
+        #[serde(
+            default,
+            with = "crate::wire::u64_string::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub cert_not_after: Option<u64>,
+        /// True for the session that made this request.
+        pub current: bool,
+    }
+    pub type Response = Vec<Session>;
+}
+
+/// Encrypted private key material (core §6.3).
+pub mod keymaterial {
+    use serde::{Deserialize, Serialize};
+    endpoint!(POST "/.p2/core/v1/session/keymaterial", Session);
+    pub const SIZE_PATH: &str = "/.p2/core/v1/session/keymaterial/size";
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct EncryptedPkm {
+        /// Encrypted private key, opaque to the server (we use a PKCS#8
+        /// `EncryptedPrivateKeyInfo` PEM).
+        #[serde(alias = "keyData")]
+        pub key_data: String,
+        #[serde(rename = "serialNumber", alias = "serial_number")]
+        pub serial: crate::Serial,
+        #[serde(rename = "encryptionAlgorithms")]
+        pub encryption_algorithms: Vec<String>,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Query {
+        /// Comma-separated serials.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub serials: Option<String>,
+    }
+
+    /// Parses a comma-separated serial list; empty entries are ignored.
+    pub fn parse_serials(raw: &str) -> Result<Vec<crate::Serial>, std::num::ParseIntError> {
+        raw.split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(str::parse)
+            .collect()
+    }
+}
+
+/// `POST /.p2/core/v1/key/server` (admin + sensitive): rotate the server key.
+pub mod rotate_server_key {
+    endpoint!(POST "/.p2/core/v1/key/server", Admin);
+}
+
+/// The methods the router must answer on each path; used by tidy tests.
+pub fn all() -> Vec<(Method, &'static str)> {
+    vec![
+        (well_known::METHOD, well_known::PATH),
+        (health::METHOD, health::PATH),
+        (register::METHOD, register::PATH),
+        (login::METHOD, login::PATH),
+        (totp_enroll::METHOD, totp_enroll::PATH),
+        (totp_confirm::METHOD, totp_confirm::PATH),
+        (get_server_idcert::METHOD, get_server_idcert::PATH),
+        (get_actor_idcerts::METHOD, get_actor_idcerts::PATH),
+        (post_idcert::METHOD, post_idcert::PATH),
+        (delete_session::METHOD, delete_session::PATH),
+        (list_sessions::METHOD, list_sessions::PATH),
+        (keymaterial::METHOD, keymaterial::PATH),
+        (rotate_server_key::METHOD, rotate_server_key::PATH),
+    ]
+}

@@ -1,0 +1,421 @@
+//! The home server as certificate authority (core §6, DIGEST §4, §5.6–§5.8).
+//!
+//! Owns the server's Ed25519 key, its root ID-Certs (current and historical), actor ID-Cert
+//! issuance, cache signatures and encrypted key backups. HTTP lives in `routes.rs`. The CA key
+//! enters once through [`Identity::bootstrap`] and never leaves this module: callers get
+//! certificates and signatures, never key material.
+
+mod error;
+pub mod routes;
+
+use std::sync::{Arc, RwLock};
+
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use rand_core::{OsRng, RngCore};
+
+use fugue_proto::api::{get_actor_idcerts, keymaterial::EncryptedPkm};
+use fugue_proto::cache::{self, CacheableIdCert};
+use fugue_proto::certs::IdCert;
+use fugue_proto::certs::issue::{self, Window};
+use fugue_proto::{DomainName, FederationId, LocalName, Serial, SessionId};
+use fugue_store::{CertRow, KeyMaterialRow, ServerCertRow, Store};
+
+pub use error::{Error, cert_problem};
+
+use crate::config;
+
+const DAY: u64 = 86_400;
+/// Hard ceiling for actor certificates (DIGEST §4.2, OP-44).
+const MAX_ACTOR_DAYS: u64 = 60;
+
+/// Where a rotated server key is kept. The `fugue` binary writes it to `server-key.pem`.
+pub trait KeySink: Send + Sync {
+    fn persist(&self, key: &SigningKey) -> std::io::Result<()>;
+}
+
+struct Ca {
+    key: SigningKey,
+    current: IdCert,
+    /// Every root this server ever had, oldest first.
+    history: Vec<IdCert>,
+}
+
+/// The certificate authority service.
+#[derive(Clone)]
+pub struct Identity {
+    store: Store,
+    domain: DomainName,
+    certs: config::Certs,
+    limits: config::Limits,
+    ca: Arc<RwLock<Ca>>,
+    sink: Arc<dyn KeySink>,
+}
+
+/// A freshly issued actor certificate.
+pub struct Issued {
+    pub row: CertRow,
+    pub cert: IdCert,
+}
+
+pub fn random_serial() -> Serial {
+    loop {
+        let s = OsRng.next_u64() >> 1; // 63 bits: positive as i64 and as an X.509 INTEGER
+        if s != 0 {
+            return Serial(s);
+        }
+    }
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn as_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+impl Identity {
+    /// Loads the server's root certificates and makes sure `key` has a current one: on first
+    /// start, or when the key changed (rotation interrupted, key replaced by the operator) or
+    /// the current root is about to expire, a new self-signed root is issued.
+    pub async fn bootstrap(
+        store: Store,
+        domain: DomainName,
+        certs: config::Certs,
+        limits: config::Limits,
+        key: SigningKey,
+        sink: Arc<dyn KeySink>,
+        now: u64,
+    ) -> Result<Self, Error> {
+        let mut history = Vec::new();
+        for row in store.server_certs().await? {
+            history.push(IdCert::parse(row.cert_pem.as_bytes())?);
+        }
+        let needs_new = match history.last() {
+            None => true,
+            Some(last) => {
+                last.key != key.verifying_key()
+                    || last.not_after < now + certs.actor_validity_days.min(MAX_ACTOR_DAYS) * DAY
+            }
+        };
+        let current = match (needs_new, history.last()) {
+            (false, Some(last)) => last.clone(),
+            _ => {
+                if !history.is_empty() {
+                    tracing::warn!(
+                        "server key changed or root expiring: issuing a new root certificate"
+                    );
+                }
+                let cert = Self::new_root(&store, &domain, &certs, &key, now).await?;
+                history.push(cert.clone());
+                cert
+            }
+        };
+        Ok(Self {
+            store,
+            domain,
+            certs,
+            limits,
+            ca: Arc::new(RwLock::new(Ca {
+                key,
+                current,
+                history,
+            })),
+            sink,
+        })
+    }
+
+    async fn new_root(
+        store: &Store,
+        domain: &DomainName,
+        certs: &config::Certs,
+        key: &SigningKey,
+        now: u64,
+    ) -> Result<IdCert, Error> {
+        let window = Window {
+            not_before: now,
+            not_after: now + certs.server_validity_days * DAY,
+        };
+        let tbs = issue::server_tbs(random_serial(), domain, &key.verifying_key(), window)?;
+        let der = issue::finish_cert(tbs, |m| key.sign(m).to_bytes())?;
+        let cert = IdCert::parse(&der)?;
+        cert.verify_server_root()?;
+        let row = ServerCertRow {
+            serial: as_i64(cert.serial.0),
+            cert_pem: cert.to_pem()?,
+            not_before: as_i64(window.not_before),
+            not_after: as_i64(window.not_after),
+            created_at: as_i64(now),
+            superseded_at: None,
+        };
+        store.insert_server_cert(&row, as_i64(now)).await?;
+        Ok(cert)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Ca> {
+        // A poisoned lock only means a panic elsewhere while holding it; the data is intact
+        // because every writer replaces the whole value at once.
+        self.ca.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn domain(&self) -> &DomainName {
+        &self.domain
+    }
+
+    /// The current root certificate.
+    pub fn server_cert(&self) -> IdCert {
+        self.read().current.clone()
+    }
+
+    /// The public key of the current root.
+    pub fn server_key(&self) -> VerifyingKey {
+        self.read().key.verifying_key()
+    }
+
+    /// Issues an actor ID-Cert for `fid`/`session` binding `key` (claims already checked).
+    pub fn issue_actor_cert(
+        &self,
+        actor_id: i64,
+        fid: &FederationId,
+        session: &SessionId,
+        key: &VerifyingKey,
+        now: u64,
+    ) -> Result<Issued, Error> {
+        let ca = self.read();
+        let days = self.certs.actor_validity_days.clamp(1, MAX_ACTOR_DAYS);
+        let not_before = now.max(ca.current.not_before);
+        let not_after = (now + days * DAY).min(ca.current.not_after);
+        if not_after <= not_before {
+            return Err(Error::ServerCertExpired);
+        }
+        let window = Window {
+            not_before,
+            not_after,
+        };
+        let tbs = issue::actor_tbs(random_serial(), fid, session, key, window)?;
+        let der = issue::finish_cert(tbs, |m| ca.key.sign(m).to_bytes())?;
+        let cert = IdCert::parse(&der)?;
+        let row = CertRow {
+            serial: as_i64(cert.serial.0),
+            actor_id,
+            session_id: session.to_string(),
+            cert_pem: cert.to_pem()?,
+            not_before: as_i64(not_before),
+            not_after: as_i64(not_after),
+            issued_at: as_i64(now),
+            revoked_at: None,
+        };
+        Ok(Issued { row, cert })
+    }
+
+    /// Signs cache information for a certificate (OP-12, OP-13): the window starts now and
+    /// ends after the cache TTL, never beyond the certificate's own validity while it lasts.
+    fn cacheable(
+        &self,
+        ca: &Ca,
+        pem: String,
+        serial: Serial,
+        not_after: u64,
+        invalidated_at: Option<u64>,
+        now: u64,
+    ) -> CacheableIdCert {
+        let ttl_end = now + self.certs.cache_ttl_s;
+        let end = if not_after > now {
+            ttl_end.min(not_after)
+        } else {
+            ttl_end
+        };
+        let input = cache::signing_input(serial, now, end, invalidated_at);
+        CacheableIdCert {
+            id_cert_pem: pem,
+            not_valid_before: now,
+            not_valid_after: end,
+            signature: hex::encode(ca.key.sign(input.as_bytes()).to_bytes()),
+            invalidated_at,
+        }
+    }
+
+    /// The root certificate current at `timestamp` (default: now), with cache information.
+    pub fn server_cert_at(
+        &self,
+        timestamp: Option<u64>,
+        now: u64,
+    ) -> Result<CacheableIdCert, Error> {
+        let ca = self.read();
+        let at = timestamp.unwrap_or(now);
+        let cert = ca
+            .history
+            .iter()
+            .rev()
+            .find(|c| c.not_before <= at)
+            .ok_or(Error::NoServerCertAt(at))?;
+        Ok(self.cacheable(&ca, cert.to_pem()?, cert.serial, cert.not_after, None, now))
+    }
+
+    /// An actor's certificates overlapping the query window, with cache information.
+    pub async fn actor_certs(
+        &self,
+        fid: &str,
+        q: &get_actor_idcerts::Query,
+        now: u64,
+    ) -> Result<Vec<CacheableIdCert>, Error> {
+        let not_found = || Error::ActorNotFound(fid.to_owned());
+        let fid: FederationId = fid.parse().map_err(|_| not_found())?;
+        if fid.domain() != &self.domain {
+            return Err(not_found());
+        }
+        let actor = self
+            .store
+            .actor_by_name(fid.local_name().as_str())
+            .await?
+            .ok_or_else(not_found)?;
+        let session = q.session_id.as_deref();
+        let rows = self
+            .store
+            .certs_of(
+                actor.id,
+                q.not_before.map(as_i64),
+                q.not_after.map(as_i64),
+                session,
+            )
+            .await?;
+        let ca = self.read();
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let inv = r.revoked_at.map(as_u64);
+                self.cacheable(
+                    &ca,
+                    r.cert_pem,
+                    Serial(as_u64(r.serial)),
+                    as_u64(r.not_after),
+                    inv,
+                    now,
+                )
+            })
+            .collect())
+    }
+
+    /// Rotates the server key: a new key and self-signed root; every earlier root stays
+    /// answerable by timestamp. Returns the new root's PEM.
+    pub async fn rotate_key(&self, now: u64) -> Result<String, Error> {
+        let key = SigningKey::generate(&mut OsRng);
+        // Persist the key before the certificate: if we crash in between, the next start
+        // finds a key without a root and issues one (see `bootstrap`).
+        self.sink
+            .persist(&key)
+            .map_err(|e| Error::KeyPersistence(e.to_string()))?;
+        let cert = Self::new_root(&self.store, &self.domain, &self.certs, &key, now).await?;
+        let pem = cert.to_pem()?;
+        let mut ca = self.ca.write().unwrap_or_else(|e| e.into_inner());
+        ca.history.push(cert.clone());
+        ca.current = cert;
+        ca.key = key;
+        Ok(pem)
+    }
+
+    // ---- encrypted private key material (core §6.3) ----
+
+    pub fn key_material_limit(&self) -> usize {
+        self.limits.key_material_bytes
+    }
+
+    pub async fn upload_key_material(
+        &self,
+        actor_id: i64,
+        items: Vec<EncryptedPkm>,
+        now: u64,
+    ) -> Result<(), Error> {
+        if items.is_empty() {
+            return Err(Error::InvalidRequest(
+                "at least one key material element is required".into(),
+            ));
+        }
+        let existing = self.store.key_material(actor_id).await?;
+        if existing.len() + items.len() > self.limits.key_material_slots {
+            return Err(Error::KeyMaterialSlotsExhausted(
+                self.limits.key_material_slots,
+            ));
+        }
+        let mut rows = Vec::with_capacity(items.len());
+        for item in items {
+            if item.key_data.len() > self.limits.key_material_bytes {
+                return Err(Error::KeyMaterialTooLarge(self.limits.key_material_bytes));
+            }
+            if item.encryption_algorithms.is_empty() {
+                return Err(Error::InvalidRequest(
+                    "encryptionAlgorithms must name at least one algorithm".into(),
+                ));
+            }
+            let owned = self.store.cert_by_serial(as_i64(item.serial.0)).await?;
+            if owned.is_none_or(|c| c.actor_id != actor_id) {
+                return Err(Error::UnknownSerial(item.serial.0));
+            }
+            if existing.iter().any(|e| e.serial == as_i64(item.serial.0))
+                || rows
+                    .iter()
+                    .any(|r: &KeyMaterialRow| r.serial == as_i64(item.serial.0))
+            {
+                return Err(Error::KeyMaterialExists(item.serial.0));
+            }
+            rows.push(KeyMaterialRow {
+                serial: as_i64(item.serial.0),
+                key_data: item.key_data,
+                algorithms: serde_json::to_string(&item.encryption_algorithms)
+                    .unwrap_or_else(|_| "[]".into()),
+                created_at: as_i64(now),
+            });
+        }
+        match self.store.insert_key_material(actor_id, &rows).await {
+            Err(fugue_store::Error::Unique(_)) => Err(Error::KeyMaterialExists(
+                rows.first().map_or(0, |r| as_u64(r.serial)),
+            )),
+            other => Ok(other?),
+        }
+    }
+
+    /// Key material of the given serials (all when empty).
+    pub async fn key_material(
+        &self,
+        actor_id: i64,
+        serials: &[Serial],
+    ) -> Result<Vec<EncryptedPkm>, Error> {
+        let rows = self.store.key_material(actor_id).await?;
+        let items: Vec<EncryptedPkm> = rows
+            .into_iter()
+            .filter(|r| serials.is_empty() || serials.iter().any(|s| as_i64(s.0) == r.serial))
+            .map(|r| EncryptedPkm {
+                key_data: r.key_data,
+                serial: Serial(as_u64(r.serial)),
+                encryption_algorithms: serde_json::from_str(&r.algorithms).unwrap_or_default(),
+            })
+            .collect();
+        if items.is_empty() && !serials.is_empty() {
+            return Err(Error::KeyMaterialNotFound);
+        }
+        Ok(items)
+    }
+
+    pub async fn delete_key_material(
+        &self,
+        actor_id: i64,
+        serials: &[Serial],
+    ) -> Result<(), Error> {
+        if serials.is_empty() {
+            return Err(Error::InvalidRequest("serials are required".into()));
+        }
+        let ids: Vec<i64> = serials.iter().map(|s| as_i64(s.0)).collect();
+        match self.store.delete_key_material(actor_id, &ids).await? {
+            0 => Err(Error::KeyMaterialNotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// A local actor's federation ID.
+    pub fn fid_of(&self, local_name: &str) -> Option<FederationId> {
+        local_name
+            .parse::<LocalName>()
+            .ok()
+            .map(|l| FederationId::new(l, self.domain.clone()))
+    }
+}

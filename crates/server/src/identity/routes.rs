@@ -1,0 +1,121 @@
+//! Thin handlers for certificates, key backups and the server key.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use fugue_proto::ErrorCode;
+use fugue_proto::api::{MAX_PAYLOAD_HEADER, get_actor_idcerts, get_server_idcert, keymaterial};
+
+use crate::AppState;
+use crate::http::{ApiError, ApiResult, ClientIp, Json, Path, Query, Solution, ok};
+use crate::sessions::{Authed, Error as SessionError, now_secs};
+
+/// `GET /.p2/core/v1/idcert/server?timestamp=`
+pub async fn server_idcert(
+    State(app): State<AppState>,
+    Query(q): Query<get_server_idcert::Query>,
+) -> ApiResult<Response> {
+    Ok(ok(app.identity.server_cert_at(q.timestamp, now_secs())?).into_response())
+}
+
+/// `GET /.p2/core/v1/idcert/actor/{fid}`
+pub async fn actor_idcerts(
+    State(app): State<AppState>,
+    Path(fid): Path<String>,
+    Query(q): Query<get_actor_idcerts::Query>,
+) -> ApiResult<Response> {
+    let certs: get_actor_idcerts::Response = app.identity.actor_certs(&fid, &q, now_secs()).await?;
+    Ok(ok(certs).into_response())
+}
+
+/// `POST /.p2/core/v1/key/server` — administrators only, sensitive.
+pub async fn rotate_server_key(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    authed: Authed,
+    Solution(solution): Solution,
+) -> ApiResult<Response> {
+    app.limits.sensitive.check(&ip)?;
+    let now = now_secs();
+    app.sessions
+        .check_sensitive(&authed.actor, solution.as_deref(), now)
+        .await?;
+    if !authed.actor.is_admin {
+        return Err(SessionError::NotAdmin.into());
+    }
+    let pem = app.identity.rotate_key(now).await?;
+    tracing::warn!(by = %authed.fid, "server key rotated");
+    Ok((
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        pem,
+    )
+        .into_response())
+}
+
+fn serials(q: &keymaterial::Query) -> ApiResult<Vec<fugue_proto::Serial>> {
+    keymaterial::parse_serials(q.serials.as_deref().unwrap_or("")).map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::MalformedRequest,
+            "serials must be comma-separated u64 values",
+        )
+    })
+}
+
+/// `POST /.p2/core/v1/session/keymaterial`
+pub async fn upload_key_material(
+    State(app): State<AppState>,
+    authed: Authed,
+    Json(items): Json<Vec<keymaterial::EncryptedPkm>>,
+) -> ApiResult<StatusCode> {
+    app.identity
+        .upload_key_material(authed.actor.id, items, now_secs())
+        .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// `GET /.p2/core/v1/session/keymaterial?serials=`
+pub async fn key_material(
+    State(app): State<AppState>,
+    authed: Authed,
+    Query(q): Query<keymaterial::Query>,
+) -> ApiResult<Response> {
+    let items = app
+        .identity
+        .key_material(authed.actor.id, &serials(&q)?)
+        .await?;
+    if items.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(ok(items).into_response())
+}
+
+/// `DELETE /.p2/core/v1/session/keymaterial?serials=` — sensitive.
+pub async fn delete_key_material(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    authed: Authed,
+    Solution(solution): Solution,
+    Query(q): Query<keymaterial::Query>,
+) -> ApiResult<StatusCode> {
+    app.limits.sensitive.check(&ip)?;
+    app.sessions
+        .check_sensitive(&authed.actor, solution.as_deref(), now_secs())
+        .await?;
+    app.identity
+        .delete_key_material(authed.actor.id, &serials(&q)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /.p2/core/v1/session/keymaterial/size`
+pub async fn key_material_size(State(app): State<AppState>) -> Response {
+    let mut resp = StatusCode::OK.into_response();
+    resp.headers_mut().insert(
+        MAX_PAYLOAD_HEADER,
+        HeaderValue::from(app.identity.key_material_limit()),
+    );
+    resp
+}

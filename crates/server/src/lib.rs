@@ -1,0 +1,217 @@
+//! The Fugue home server as a library.
+//!
+//! [`Server::new`] wires the services over a [`Store`]; [`Server::router`] is the axum app
+//! apart from serving; [`Server::serve`] takes a bound listener and a shutdown future, so
+//! tests bind `127.0.0.1:0`. The library reads no file and no environment variable.
+
+pub mod config;
+pub mod http;
+pub mod identity;
+mod ratelimit;
+pub mod sessions;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ed25519_dalek::SigningKey;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+use fugue_proto::api;
+use fugue_store::Store;
+
+pub use config::{Config, Registration};
+pub use identity::{Identity, KeySink};
+pub use sessions::Sessions;
+
+use crate::http::ok;
+use crate::ratelimit::Limiter;
+
+/// Per-client request limits.
+pub struct Limits {
+    pub login: Limiter<IpAddr>,
+    pub login_name: Limiter<String>,
+    pub register: Limiter<IpAddr>,
+    pub sensitive: Limiter<IpAddr>,
+}
+
+pub struct Inner {
+    pub(crate) config: Arc<Config>,
+    pub(crate) store: Store,
+    pub(crate) identity: Identity,
+    pub(crate) sessions: Sessions,
+    pub(crate) limits: Limits,
+}
+
+/// Shared state of every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Identity(#[from] identity::Error),
+    #[error(transparent)]
+    Sessions(#[from] sessions::Error),
+    #[error("cannot serve: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct Server {
+    state: AppState,
+}
+
+impl Server {
+    /// Builds the server: loads or creates the root certificate for `key`.
+    pub async fn new(
+        config: Config,
+        store: Store,
+        key: SigningKey,
+        sink: Arc<dyn KeySink>,
+    ) -> Result<Self, StartError> {
+        let config = Arc::new(config);
+        let identity = Identity::bootstrap(
+            store.clone(),
+            config.domain.clone(),
+            config.certs.clone(),
+            config.limits.clone(),
+            key,
+            sink,
+            sessions::now_secs(),
+        )
+        .await?;
+        let sessions = Sessions::new(store.clone(), identity.clone(), config.clone())?;
+        let rl = &config.rate_limits;
+        let limits = Limits {
+            login: Limiter::per_minute(rl.login_per_minute),
+            login_name: Limiter::per_minute(rl.login_per_minute),
+            register: Limiter::per_minute(rl.register_per_minute),
+            sensitive: Limiter::per_minute(rl.sensitive_per_minute),
+        };
+        Ok(Self {
+            state: AppState(Arc::new(Inner {
+                config,
+                store,
+                identity,
+                sessions,
+                limits,
+            })),
+        })
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.state.identity
+    }
+
+    /// The application, apart from serving.
+    pub fn router(&self) -> Router {
+        use identity::routes as id;
+        use sessions::routes as s;
+        Router::new()
+            .route(api::well_known::PATH, get(well_known))
+            .route(api::health::PATH, get(health))
+            .route(api::register::PATH, post(s::register))
+            .route(api::login::PATH, post(s::login))
+            .route(api::totp_enroll::PATH, post(s::totp_enroll))
+            .route(api::totp_confirm::PATH, post(s::totp_confirm))
+            .route(api::get_server_idcert::PATH, get(id::server_idcert))
+            .route(api::get_actor_idcerts::PATH, get(id::actor_idcerts))
+            .route(api::post_idcert::PATH, post(s::post_idcert))
+            .route(
+                api::delete_session::PATH,
+                axum::routing::delete(s::delete_session),
+            )
+            .route(api::list_sessions::PATH, get(s::list_sessions))
+            .route(
+                api::keymaterial::PATH,
+                post(id::upload_key_material)
+                    .get(id::key_material)
+                    .delete(id::delete_key_material),
+            )
+            .route(api::keymaterial::SIZE_PATH, get(id::key_material_size))
+            .route(api::rotate_server_key::PATH, post(id::rotate_server_key))
+            .fallback(http::not_found)
+            .method_not_allowed_fallback(http::method_not_allowed)
+            .layer(DefaultBodyLimit::max(
+                self.state.config.limits.json_body_bytes,
+            ))
+            .layer(TraceLayer::new_for_http())
+            .with_state(self.state.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then finishes in-flight requests.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self.router();
+        let state = self.state.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                for l in [
+                    &state.limits.login,
+                    &state.limits.register,
+                    &state.limits.sensitive,
+                ] {
+                    l.shrink();
+                }
+                state.limits.login_name.shrink();
+            }
+        });
+        let result = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        sweeper.abort();
+        result
+    }
+}
+
+/// `GET /.well-known/polyproto-core` (OP-27).
+async fn well_known(State(app): State<AppState>) -> Response {
+    ok(api::well_known::Response {
+        api: format!("{}/.p2/core/", app.config.public_url),
+    })
+    .into_response()
+}
+
+/// `GET /health`: 200 when the database answers, 503 otherwise.
+async fn health(State(app): State<AppState>) -> Response {
+    let (status, db) = match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, app.store.engine_name().to_owned()),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: database unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "unreachable".to_owned())
+        }
+    };
+    let body = api::health::Response {
+        status: if status == StatusCode::OK {
+            "ok"
+        } else {
+            "degraded"
+        }
+        .into(),
+        database: db,
+    };
+    http::Canonical(status, body).into_response()
+}

@@ -1,0 +1,105 @@
+use axum::http::StatusCode;
+use fugue_proto::ErrorCode;
+use fugue_proto::certs::CertError;
+
+use crate::http::ApiError;
+use crate::identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidLocalName(String),
+    #[error("this local name is taken")]
+    LocalNameTaken,
+    #[error("passwords must have {min} to 1024 characters")]
+    WeakPassword { min: usize },
+    #[error("registration is closed on this server")]
+    RegistrationClosed,
+    #[error("registration on this server needs an invite code")]
+    InviteRequired,
+    #[error("the invite code is unknown, used up or expired")]
+    InvalidInvite,
+    #[error("you must accept the terms of service: {0}")]
+    TosConsentRequired(String),
+    #[error("wrong local name or password")]
+    InvalidCredentials,
+    #[error("this account uses two-factor authentication: a TOTP code is required")]
+    TotpRequired,
+    #[error("an Authorization: Bearer session token is required")]
+    Unauthenticated,
+    #[error("the session token is unknown, revoked or expired")]
+    InvalidToken,
+    #[error(
+        "this is a sensitive action: send your password (or TOTP code) in X-P2-Sensitive-Solution"
+    )]
+    SolutionRequired,
+    #[error("the sensitive-action solution is wrong")]
+    SolutionInvalid,
+    #[error("too many wrong solutions; try again in {0} s")]
+    TooManyFailedSolutions(u64),
+    #[error("no active session {0} of yours")]
+    SessionNotFound(String),
+    #[error("session ID {0} is already used by an active session of yours")]
+    SessionIdInUse(String),
+    #[error("{0}")]
+    InvalidSessionId(String),
+    #[error("TOTP is already enabled for this account")]
+    TotpAlreadyEnrolled,
+    #[error("no TOTP enrolment is pending; start one first")]
+    TotpNotPending,
+    #[error("only server administrators may do this")]
+    NotAdmin,
+    #[error(transparent)]
+    Csr(#[from] CertError),
+    #[error(transparent)]
+    Identity(#[from] identity::Error),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+    #[error(transparent)]
+    Store(#[from] fugue_store::Error),
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        use StatusCode as S;
+        let err = match err {
+            Error::Identity(inner) => return inner.into(),
+            Error::Csr(e) => return identity::cert_problem(&e),
+            other => other,
+        };
+        let (status, code) = match &err {
+            Error::InvalidLocalName(_) => (S::BAD_REQUEST, ErrorCode::InvalidLocalName),
+            Error::LocalNameTaken => (S::CONFLICT, ErrorCode::LocalNameTaken),
+            Error::WeakPassword { .. } => (S::BAD_REQUEST, ErrorCode::WeakPassword),
+            Error::RegistrationClosed => (S::FORBIDDEN, ErrorCode::RegistrationClosed),
+            Error::InviteRequired => (S::FORBIDDEN, ErrorCode::InviteRequired),
+            Error::InvalidInvite => (S::FORBIDDEN, ErrorCode::InvalidInvite),
+            Error::TosConsentRequired(_) => (S::BAD_REQUEST, ErrorCode::TosConsentRequired),
+            Error::InvalidCredentials => (S::UNAUTHORIZED, ErrorCode::InvalidCredentials),
+            Error::TotpRequired => (S::UNAUTHORIZED, ErrorCode::TotpRequired),
+            Error::Unauthenticated => (S::UNAUTHORIZED, ErrorCode::Unauthenticated),
+            Error::InvalidToken => (S::UNAUTHORIZED, ErrorCode::InvalidToken),
+            Error::SolutionRequired => (S::UNAUTHORIZED, ErrorCode::SensitiveSolutionRequired),
+            Error::SolutionInvalid => (S::FORBIDDEN, ErrorCode::SensitiveSolutionInvalid),
+            Error::TooManyFailedSolutions(secs) => {
+                let secs = *secs;
+                return ApiError::new(
+                    S::TOO_MANY_REQUESTS,
+                    ErrorCode::TooManyFailedSolutions,
+                    err.to_string(),
+                )
+                .with_retry_after(secs);
+            }
+            Error::SessionNotFound(_) => (S::NOT_FOUND, ErrorCode::SessionNotFound),
+            Error::SessionIdInUse(_) => (S::CONFLICT, ErrorCode::SessionIdInUse),
+            Error::InvalidSessionId(_) => (S::BAD_REQUEST, ErrorCode::InvalidSessionId),
+            Error::TotpAlreadyEnrolled => (S::CONFLICT, ErrorCode::TotpAlreadyEnrolled),
+            Error::TotpNotPending => (S::CONFLICT, ErrorCode::TotpNotPending),
+            Error::NotAdmin => (S::FORBIDDEN, ErrorCode::Forbidden),
+            Error::Csr(e) => return identity::cert_problem(e),
+            Error::Identity(e) => return ApiError::internal(e),
+            Error::Hashing(_) | Error::Store(_) => return ApiError::internal(&err),
+        };
+        ApiError::new(status, code, err.to_string())
+    }
+}

@@ -1,0 +1,507 @@
+//! Accounts, sessions and sensitive actions (DIGEST §5.2, §5.5, §12; OP-24 to OP-26).
+//!
+//! Registration and password login (polyproto-auth style), session tokens (random, stored
+//! only as SHA-256 hashes, one per ID-Cert), TOTP second factors and the sensitive-action
+//! check. Certificates come from [`Identity`]; this module never signs anything itself.
+
+mod error;
+pub mod routes;
+
+use std::sync::Arc;
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use rand_core::{OsRng, RngCore};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use fugue_proto::api::{list_sessions, login, register};
+use fugue_proto::certs::ActorCsr;
+use fugue_proto::{FederationId, LocalName, Serial, SessionId};
+use fugue_store::{ActorRow, NewSession, SessionRow, Store};
+
+pub use error::Error;
+
+use crate::config::{Config, Registration};
+use crate::identity::Identity;
+
+/// Longest password we hash; longer ones are refused instead of burning CPU.
+const MAX_PASSWORD: usize = 1024;
+
+/// An authenticated request: the actor, its session and the token it used.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    pub actor: ActorRow,
+    pub session: SessionRow,
+    pub fid: FederationId,
+    pub token: String,
+}
+
+/// What a successful login yields.
+pub struct LoginOutcome {
+    pub fid: FederationId,
+    pub session_id: SessionId,
+    pub token: String,
+    pub cert_pem: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Sessions {
+    store: Store,
+    identity: Identity,
+    config: Arc<Config>,
+    /// A hash verified when the local name is unknown, so timing does not reveal accounts.
+    dummy_hash: Arc<str>,
+}
+
+/// SHA-256 of a secret, as stored.
+pub fn hash_secret(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// 256 random bits, base64url.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn random_id() -> i64 {
+    i64::try_from(OsRng.next_u64() >> 1).unwrap_or(1)
+}
+
+fn totp(secret_b32: &str, account: &str) -> Option<totp_rs::Totp> {
+    let secret = totp_rs::Secret::try_from_base32(secret_b32).ok()?;
+    totp_rs::Builder::new()
+        .with_secret(secret)
+        .with_account_name(account)
+        .with_issuer(Some("Fugue"))
+        .build()
+        .ok()
+}
+
+/// Creates an invite code for `max_uses` registrations; returns the code (stored hashed).
+pub async fn create_invite(
+    store: &Store,
+    max_uses: u32,
+    expires_at: Option<u64>,
+    now: u64,
+) -> Result<String, Error> {
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes);
+    let code = hex::encode(bytes);
+    let exp = expires_at.map(|e| i64::try_from(e).unwrap_or(i64::MAX));
+    store
+        .insert_invite(
+            &hash_secret(&code),
+            now as i64,
+            exp,
+            i64::from(max_uses.max(1)),
+        )
+        .await?;
+    Ok(code)
+}
+
+impl Sessions {
+    pub fn new(store: Store, identity: Identity, config: Arc<Config>) -> Result<Self, Error> {
+        let dummy = hash_password_blocking(&config, "fugue-dummy-password")?;
+        Ok(Self {
+            store,
+            identity,
+            config,
+            dummy_hash: dummy.into(),
+        })
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String, Error> {
+        let config = self.config.clone();
+        tokio::task::spawn_blocking(move || hash_password_blocking(&config, &password))
+            .await
+            .map_err(|e| Error::Hashing(e.to_string()))?
+    }
+
+    async fn verify_password(&self, password: &str, hash: &str) -> Result<bool, Error> {
+        let (password, hash) = (password.to_owned(), hash.to_owned());
+        tokio::task::spawn_blocking(move || {
+            Argon2::default()
+                .verify_password(password.as_bytes(), hash.as_str())
+                .is_ok()
+        })
+        .await
+        .map_err(|e| Error::Hashing(e.to_string()))
+    }
+
+    fn fid(&self, actor: &ActorRow) -> Result<FederationId, Error> {
+        let local: LocalName = actor
+            .local_name
+            .parse()
+            .map_err(|e: fugue_proto::ids::IdError| Error::InvalidLocalName(e.to_string()))?;
+        Ok(FederationId::new(local, self.identity.domain().clone()))
+    }
+
+    /// `POST /.p2/auth/v1/register`.
+    pub async fn register(&self, req: register::Request, now: u64) -> Result<FederationId, Error> {
+        let cfg = &self.config;
+        if cfg.registration == Registration::Closed {
+            return Err(Error::RegistrationClosed);
+        }
+        let local = LocalName::parse_with_max(&req.local_name, cfg.limits.local_name_max)
+            .map_err(|e| Error::InvalidLocalName(e.to_string()))?;
+        let pw_len = req.password.chars().count();
+        if pw_len < cfg.limits.password_min || req.password.len() > MAX_PASSWORD {
+            return Err(Error::WeakPassword {
+                min: cfg.limits.password_min,
+            });
+        }
+        if let Some(url) = &cfg.tos_url
+            && req.tos_consent != Some(true)
+        {
+            return Err(Error::TosConsentRequired(url.clone()));
+        }
+        let invite_hash = match (cfg.registration, req.invite.as_deref()) {
+            (Registration::Invite, None) => return Err(Error::InviteRequired),
+            (Registration::Invite, Some(code)) => Some(hash_secret(code.trim())),
+            _ => None,
+        };
+        if self.store.actor_by_name(local.as_str()).await?.is_some() {
+            return Err(Error::LocalNameTaken);
+        }
+        let actor = ActorRow {
+            id: random_id(),
+            local_name: local.to_string(),
+            password_hash: self.hash_password(req.password).await?,
+            totp_secret: None,
+            totp_pending: None,
+            is_admin: false,
+            created_at: now as i64,
+        };
+        match self
+            .store
+            .insert_actor(&actor, invite_hash.as_deref(), now as i64)
+            .await
+        {
+            Ok(()) => Ok(FederationId::new(local, self.identity.domain().clone())),
+            Err(fugue_store::Error::Unique(_)) => Err(Error::LocalNameTaken),
+            Err(fugue_store::Error::Conflict(_)) => Err(Error::InvalidInvite),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `POST /.p2/auth/v1/login`: password (+TOTP), then an ID-Cert for the CSR if given.
+    pub async fn login(&self, req: login::Request, now: u64) -> Result<LoginOutcome, Error> {
+        let actor = match LocalName::parse_with_max(
+            &req.local_name,
+            fugue_proto::ids::MAX_FOREIGN_LOCAL_NAME,
+        ) {
+            Ok(local) => self.store.actor_by_name(local.as_str()).await?,
+            Err(_) => None,
+        };
+        let hash = actor
+            .as_ref()
+            .map_or_else(|| self.dummy_hash.to_string(), |a| a.password_hash.clone());
+        let password_ok = req.password.len() <= MAX_PASSWORD
+            && self.verify_password(&req.password, &hash).await?;
+        let actor = match actor {
+            Some(a) if password_ok => a,
+            _ => return Err(Error::InvalidCredentials),
+        };
+        if let Some(secret) = &actor.totp_secret {
+            let code = req.totp.as_deref().ok_or(Error::TotpRequired)?;
+            if !totp_ok(secret, &actor.local_name, code, now) {
+                return Err(Error::InvalidCredentials);
+            }
+        }
+        let fid = self.fid(&actor)?;
+        let requested: Option<SessionId> = req
+            .session_id
+            .as_deref()
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: fugue_proto::ids::IdError| Error::InvalidSessionId(e.to_string()))
+            })
+            .transpose()?;
+
+        let (session_id, issued) = match req.csr.as_deref() {
+            Some(pem) => {
+                let csr = ActorCsr::parse(pem.as_bytes())?;
+                let session_id = csr.check_claims(&fid)?;
+                if requested.as_ref().is_some_and(|r| *r != session_id) {
+                    return Err(Error::InvalidSessionId(
+                        "sessionId differs from the CSR's session ID".into(),
+                    ));
+                }
+                let issued =
+                    self.identity
+                        .issue_actor_cert(actor.id, &fid, &session_id, &csr.key, now)?;
+                (session_id, Some(issued))
+            }
+            None => {
+                let sid = match requested {
+                    Some(s) => s,
+                    None => hex::encode(OsRng.next_u64().to_be_bytes())
+                        .parse()
+                        .map_err(|e: fugue_proto::ids::IdError| {
+                            Error::InvalidSessionId(e.to_string())
+                        })?,
+                };
+                (sid, None)
+            }
+        };
+        let token = new_token();
+        let session = NewSession {
+            id: random_id(),
+            actor_id: actor.id,
+            session_id: session_id.to_string(),
+            token_hash: hash_secret(&token),
+            created_at: now as i64,
+            cert: issued.as_ref().map(|i| i.row.clone()),
+        };
+        match self.store.open_session(&session).await {
+            Err(fugue_store::Error::Unique(_)) => {
+                return Err(Error::SessionIdInUse(session_id.to_string()));
+            }
+            other => other?,
+        }
+        tracing::info!(%fid, session = %session_id, "session opened");
+        Ok(LoginOutcome {
+            fid,
+            session_id,
+            token,
+            cert_pem: issued.map(|i| i.row.cert_pem),
+        })
+    }
+
+    /// Resolves a bearer token to its session.
+    pub async fn authenticate(&self, token: Option<&str>) -> Result<Authed, Error> {
+        let token = token.ok_or(Error::Unauthenticated)?;
+        if token.is_empty() || token.len() > 512 {
+            return Err(Error::InvalidToken);
+        }
+        let session = self
+            .store
+            .session_by_token(&hash_secret(token))
+            .await?
+            .ok_or(Error::InvalidToken)?;
+        if session
+            .cert_not_after
+            .is_some_and(|na| na < now_secs() as i64)
+        {
+            return Err(Error::InvalidToken);
+        }
+        let actor = self
+            .store
+            .actor_by_id(session.actor_id)
+            .await?
+            .ok_or(Error::InvalidToken)?;
+        let fid = self.fid(&actor)?;
+        Ok(Authed {
+            actor,
+            session,
+            fid,
+            token: token.to_owned(),
+        })
+    }
+
+    /// Checks the second factor of a sensitive action (OP-26): the TOTP code once the actor
+    /// enrolled TOTP, the password before. Wrong answers are counted per actor; beyond the
+    /// configured number within the window every attempt is refused with 429.
+    pub async fn check_sensitive(
+        &self,
+        actor: &ActorRow,
+        solution: Option<&str>,
+        now: u64,
+    ) -> Result<(), Error> {
+        let rl = &self.config.rate_limits;
+        let since = now.saturating_sub(rl.failure_window_s);
+        let (failures, oldest) = self
+            .store
+            .sensitive_failures_since(actor.id, since as i64)
+            .await?;
+        if failures >= i64::from(rl.max_failed_solutions) {
+            let free_at = oldest.map_or(now, |o| o as u64 + rl.failure_window_s);
+            return Err(Error::TooManyFailedSolutions(
+                free_at.saturating_sub(now).max(1),
+            ));
+        }
+        let solution = solution.ok_or(Error::SolutionRequired)?;
+        let ok = match &actor.totp_secret {
+            Some(secret) => totp_ok(secret, &actor.local_name, solution, now),
+            None => {
+                solution.len() <= MAX_PASSWORD
+                    && self.verify_password(solution, &actor.password_hash).await?
+            }
+        };
+        if !ok {
+            self.store
+                .record_sensitive_failure(actor.id, now as i64, since as i64)
+                .await?;
+            return Err(Error::SolutionInvalid);
+        }
+        Ok(())
+    }
+
+    /// `POST /.p2/core/v1/idcert`: a new ID-Cert for the current session. The first one of a
+    /// session needs no second factor and keeps the token; later ones are sensitive, revoke
+    /// the previous cert and rotate the token (OP-24, OP-25). Returns (PEM, token).
+    pub async fn new_cert(
+        &self,
+        authed: &Authed,
+        csr: &[u8],
+        solution: Option<&str>,
+        now: u64,
+    ) -> Result<(String, String), Error> {
+        let first = authed.session.cert_serial.is_none();
+        if !first {
+            self.check_sensitive(&authed.actor, solution, now).await?;
+        }
+        let csr = ActorCsr::parse(csr)?;
+        let session_id = csr.check_claims(&authed.fid)?;
+        if session_id.as_str() != authed.session.session_id {
+            return Err(Error::InvalidSessionId(format!(
+                "the CSR names session {session_id}, but this is session {}",
+                authed.session.session_id
+            )));
+        }
+        let issued = self.identity.issue_actor_cert(
+            authed.actor.id,
+            &authed.fid,
+            &session_id,
+            &csr.key,
+            now,
+        )?;
+        let token = if first {
+            authed.token.clone()
+        } else {
+            new_token()
+        };
+        let token_hash = (!first).then(|| hash_secret(&token));
+        match self
+            .store
+            .replace_session_cert(
+                authed.session.id,
+                authed.session.cert_serial,
+                &issued.row,
+                token_hash.as_deref(),
+                now as i64,
+            )
+            .await
+        {
+            Err(fugue_store::Error::Conflict(_)) => {
+                return Err(Error::SessionNotFound(authed.session.session_id.clone()));
+            }
+            other => other?,
+        }
+        Ok((issued.row.cert_pem, token))
+    }
+
+    /// `DELETE /.p2/core/v1/session`: revokes a session (default: the current one) and its cert.
+    pub async fn revoke(
+        &self,
+        authed: &Authed,
+        session_id: Option<&str>,
+        solution: Option<&str>,
+        now: u64,
+    ) -> Result<(), Error> {
+        self.check_sensitive(&authed.actor, solution, now).await?;
+        let target = session_id.unwrap_or(&authed.session.session_id);
+        if !self
+            .store
+            .revoke_session(authed.actor.id, target, now as i64)
+            .await?
+        {
+            return Err(Error::SessionNotFound(target.to_owned()));
+        }
+        tracing::info!(fid = %authed.fid, session = %target, "session revoked");
+        Ok(())
+    }
+
+    /// `GET /.p2/core/v1/sessions`.
+    pub async fn list(&self, authed: &Authed) -> Result<Vec<list_sessions::Session>, Error> {
+        let rows = self.store.sessions_of(authed.actor.id).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|s| {
+                Some(list_sessions::Session {
+                    session_id: s.session_id.parse().ok()?,
+                    serial: s.cert_serial.map(|v| Serial(v as u64)),
+                    created_at: s.created_at as u64,
+                    cert_not_after: s.cert_not_after.map(|v| v as u64),
+                    current: s.id == authed.session.id,
+                })
+            })
+            .collect())
+    }
+
+    /// Starts TOTP enrolment; returns (base32 secret, otpauth URL).
+    pub async fn totp_enroll(
+        &self,
+        authed: &Authed,
+        solution: Option<&str>,
+        now: u64,
+    ) -> Result<(String, String), Error> {
+        self.check_sensitive(&authed.actor, solution, now).await?;
+        if authed.actor.totp_secret.is_some() {
+            return Err(Error::TotpAlreadyEnrolled);
+        }
+        let mut bytes = [0u8; 20];
+        OsRng.fill_bytes(&mut bytes);
+        let secret = totp_rs::Secret::from(bytes.to_vec()).to_base32();
+        let url = totp(&secret, &authed.fid.to_string())
+            .and_then(|t| t.to_url().ok())
+            .unwrap_or_default();
+        self.store
+            .set_totp_pending(authed.actor.id, Some(secret.clone()))
+            .await?;
+        Ok((secret, url))
+    }
+
+    /// Confirms TOTP enrolment with a first code; from then on TOTP is the second factor.
+    pub async fn totp_confirm(&self, authed: &Authed, code: &str, now: u64) -> Result<(), Error> {
+        let pending = authed
+            .actor
+            .totp_pending
+            .as_deref()
+            .ok_or(Error::TotpNotPending)?;
+        if !totp_ok(pending, &authed.actor.local_name, code, now) {
+            return Err(Error::SolutionInvalid);
+        }
+        if !self.store.activate_totp(authed.actor.id, pending).await? {
+            return Err(Error::TotpNotPending);
+        }
+        Ok(())
+    }
+}
+
+fn totp_ok(secret: &str, account: &str, code: &str, now: u64) -> bool {
+    let Some(t) = totp(secret, account) else {
+        return false;
+    };
+    if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    // Compare against the codes of the adjacent steps in constant time.
+    [now.saturating_sub(30), now, now + 30].iter().any(|&at| {
+        t.generate(at)
+            .to_string()
+            .as_bytes()
+            .ct_eq(code.as_bytes())
+            .into()
+    })
+}
+
+pub fn hash_password_blocking(config: &Config, password: &str) -> Result<String, Error> {
+    let p = &config.password_hashing;
+    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None)
+        .map_err(|e| Error::Hashing(e.to_string()))?;
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Hashing(e.to_string()))
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,588 @@
+//! Fugue's storage: the only crate that speaks SQL.
+//!
+//! [`Store`] offers persistence verbs to the server's services. Each query is written once
+//! (see [`engine`]); SQLite (embedded, the default) and PostgreSQL (for several nodes) only
+//! execute them. Business rules live in the server; the store guards integrity with
+//! constraints and reports their violations as [`Error::Unique`] / [`Error::Conflict`].
+
+pub mod engine;
+mod postgres;
+mod schema;
+mod sqlite;
+
+use std::path::Path;
+
+pub use engine::{Error, Result, Row, Stmt, Value};
+pub use sqlite::Sync as SqliteSync;
+
+#[derive(Clone)]
+enum Engine {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    engine: Engine,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorRow {
+    pub id: i64,
+    pub local_name: String,
+    pub password_hash: String,
+    pub totp_secret: Option<String>,
+    pub totp_pending: Option<String>,
+    pub is_admin: bool,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertRow {
+    pub serial: i64,
+    pub actor_id: i64,
+    pub session_id: String,
+    pub cert_pem: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub issued_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerCertRow {
+    pub serial: i64,
+    pub cert_pem: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub created_at: i64,
+    pub superseded_at: Option<i64>,
+}
+
+/// An active session found by its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub id: i64,
+    pub actor_id: i64,
+    pub session_id: String,
+    /// None until the session's first certificate is issued.
+    pub cert_serial: Option<i64>,
+    pub created_at: i64,
+    pub cert_not_after: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMaterialRow {
+    pub serial: i64,
+    pub key_data: String,
+    /// JSON array of OID strings.
+    pub algorithms: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: i64,
+    pub actor_id: i64,
+    pub session_id: String,
+    pub token_hash: Vec<u8>,
+    pub created_at: i64,
+    /// The session's first certificate, if it was issued at login.
+    pub cert: Option<CertRow>,
+}
+
+fn actor(r: &Row) -> Result<ActorRow> {
+    Ok(ActorRow {
+        id: r.i64(0)?,
+        local_name: r.string(1)?,
+        password_hash: r.string(2)?,
+        totp_secret: r.opt_string(3)?,
+        totp_pending: r.opt_string(4)?,
+        is_admin: r.bool(5)?,
+        created_at: r.i64(6)?,
+    })
+}
+
+fn cert(r: &Row) -> Result<CertRow> {
+    Ok(CertRow {
+        serial: r.i64(0)?,
+        actor_id: r.i64(1)?,
+        session_id: r.string(2)?,
+        cert_pem: r.string(3)?,
+        not_before: r.i64(4)?,
+        not_after: r.i64(5)?,
+        issued_at: r.i64(6)?,
+        revoked_at: r.opt_i64(7)?,
+    })
+}
+
+fn server_cert(r: &Row) -> Result<ServerCertRow> {
+    Ok(ServerCertRow {
+        serial: r.i64(0)?,
+        cert_pem: r.string(1)?,
+        not_before: r.i64(2)?,
+        not_after: r.i64(3)?,
+        created_at: r.i64(4)?,
+        superseded_at: r.opt_i64(5)?,
+    })
+}
+
+fn session(r: &Row) -> Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.i64(0)?,
+        actor_id: r.i64(1)?,
+        session_id: r.string(2)?,
+        cert_serial: r.opt_i64(3)?,
+        created_at: r.i64(4)?,
+        cert_not_after: r.opt_i64(5)?,
+    })
+}
+
+fn insert_cert_stmt(c: &CertRow) -> Stmt {
+    Stmt::new(
+        "INSERT INTO id_certs (serial, actor_id, session_id, cert_pem, not_before, not_after, issued_at, revoked_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        params![c.serial, c.actor_id, c.session_id.clone(), c.cert_pem.clone(), c.not_before, c.not_after, c.issued_at, c.revoked_at],
+    )
+}
+
+impl Store {
+    /// Opens the embedded SQLite database at `path` and applies pending migrations.
+    pub async fn open_sqlite(path: &Path, sync: SqliteSync) -> Result<Self> {
+        let store = Self {
+            engine: Engine::Sqlite(sqlite::Sqlite::open(path, sync)?),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects to PostgreSQL and applies pending migrations. With `schema`, all tables live
+    /// in that schema (created if missing).
+    pub async fn open_postgres(
+        url: &str,
+        schema: Option<&str>,
+        max_connections: u32,
+    ) -> Result<Self> {
+        let store = Self {
+            engine: Engine::Postgres(
+                postgres::Postgres::connect(url, schema, max_connections).await?,
+            ),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        match self.engine {
+            Engine::Sqlite(_) => "sqlite",
+            Engine::Postgres(_) => "postgres",
+        }
+    }
+
+    async fn query(&self, sql: &'static str, params: Vec<Value>) -> Result<Vec<Row>> {
+        match &self.engine {
+            Engine::Sqlite(e) => e.query(sql, params).await,
+            Engine::Postgres(e) => e.query(sql, params).await,
+        }
+    }
+
+    async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>> {
+        match &self.engine {
+            Engine::Sqlite(e) => e.transaction(stmts).await,
+            Engine::Postgres(e) => e.transaction(stmts).await,
+        }
+    }
+
+    async fn execute(&self, sql: &'static str, params: Vec<Value>) -> Result<u64> {
+        Ok(self
+            .transaction(vec![Stmt::new(sql, params)])
+            .await?
+            .first()
+            .copied()
+            .unwrap_or(0))
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let postgres = matches!(self.engine, Engine::Postgres(_));
+        let bootstrap = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+        self.execute_batch(bootstrap.to_owned()).await?;
+        let applied = self
+            .query(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                vec![],
+            )
+            .await?;
+        let current = applied.first().map(|r| r.i64(0)).transpose()?.unwrap_or(0);
+        for (version, sql) in schema::MIGRATIONS.iter().filter(|(v, _)| *v > current) {
+            let mut batch = String::new();
+            for stmt in schema::statements(&schema::for_engine(sql, postgres)) {
+                batch.push_str(stmt);
+                batch.push_str(";\n");
+            }
+            // The bookkeeping row goes in the same transaction; on PostgreSQL a node that lost
+            // the race fails on the primary key and the migration is not applied twice.
+            batch.push_str(&format!(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ({version}, 0);"
+            ));
+            let wrapped = if postgres {
+                batch
+            } else {
+                format!("BEGIN;\n{batch}COMMIT;")
+            };
+            match self.execute_batch(wrapped).await {
+                Ok(()) | Err(Error::Unique(_)) => {}
+                Err(e) => return Err(e),
+            }
+            tracing::info!(version, "applied schema migration");
+        }
+        Ok(())
+    }
+
+    async fn execute_batch(&self, sql: String) -> Result<()> {
+        match &self.engine {
+            Engine::Sqlite(e) => e.execute_batch(sql).await,
+            Engine::Postgres(e) => e.execute_batch(sql).await,
+        }
+    }
+
+    /// Round trip to the database, for health checks.
+    pub async fn ping(&self) -> Result<()> {
+        self.query("SELECT 1", vec![]).await.map(|_| ())
+    }
+
+    // ---- actors ----
+
+    /// Inserts an actor; with `invite_hash`, atomically consumes one use of that invite.
+    pub async fn insert_actor(
+        &self,
+        a: &ActorRow,
+        invite_hash: Option<&[u8]>,
+        now: i64,
+    ) -> Result<()> {
+        let mut stmts = Vec::new();
+        if let Some(hash) = invite_hash {
+            stmts.push(
+                Stmt::new(
+                    "UPDATE invites SET uses = uses + 1
+                     WHERE code_hash = $1 AND uses < max_uses AND (expires_at IS NULL OR expires_at > $2)",
+                    params![hash, now],
+                )
+                .expect(1),
+            );
+        }
+        stmts.push(Stmt::new(
+            "INSERT INTO actors (id, local_name, password_hash, totp_secret, totp_pending, is_admin, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            params![a.id, a.local_name.clone(), a.password_hash.clone(), a.totp_secret.clone(), a.totp_pending.clone(), a.is_admin, a.created_at],
+        ));
+        self.transaction(stmts).await.map(|_| ())
+    }
+
+    pub async fn actor_by_name(&self, local_name: &str) -> Result<Option<ActorRow>> {
+        const SQL: &str = "SELECT id, local_name, password_hash, totp_secret, totp_pending, is_admin, created_at FROM actors WHERE local_name = $1";
+        self.query(SQL, params![local_name])
+            .await?
+            .first()
+            .map(actor)
+            .transpose()
+    }
+
+    pub async fn actor_by_id(&self, id: i64) -> Result<Option<ActorRow>> {
+        const SQL: &str = "SELECT id, local_name, password_hash, totp_secret, totp_pending, is_admin, created_at FROM actors WHERE id = $1";
+        self.query(SQL, params![id])
+            .await?
+            .first()
+            .map(actor)
+            .transpose()
+    }
+
+    pub async fn set_totp_pending(&self, actor_id: i64, secret: Option<String>) -> Result<()> {
+        self.execute(
+            "UPDATE actors SET totp_pending = $2 WHERE id = $1",
+            params![actor_id, secret],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Moves the pending TOTP secret into place if it is still `pending`.
+    pub async fn activate_totp(&self, actor_id: i64, pending: &str) -> Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE actors SET totp_secret = totp_pending, totp_pending = NULL WHERE id = $1 AND totp_pending = $2",
+                params![actor_id, pending],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn set_admin(&self, local_name: &str, admin: bool) -> Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE actors SET is_admin = $2 WHERE local_name = $1",
+                params![local_name, admin],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    // ---- invites ----
+
+    pub async fn insert_invite(
+        &self,
+        code_hash: &[u8],
+        created_at: i64,
+        expires_at: Option<i64>,
+        max_uses: i64,
+    ) -> Result<()> {
+        self.execute(
+            "INSERT INTO invites (code_hash, created_at, expires_at, max_uses, uses) VALUES ($1, $2, $3, $4, 0)",
+            params![code_hash, created_at, expires_at, max_uses],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    // ---- server certificates ----
+
+    /// Adds a server certificate and marks every earlier one superseded at `now`.
+    pub async fn insert_server_cert(&self, c: &ServerCertRow, now: i64) -> Result<()> {
+        self.transaction(vec![
+            Stmt::new("UPDATE server_certs SET superseded_at = $1 WHERE superseded_at IS NULL", params![now]),
+            Stmt::new(
+                "INSERT INTO server_certs (serial, cert_pem, not_before, not_after, created_at, superseded_at)
+                 VALUES ($1, $2, $3, $4, $5, NULL)",
+                params![c.serial, c.cert_pem.clone(), c.not_before, c.not_after, c.created_at],
+            ),
+        ])
+        .await
+        .map(|_| ())
+    }
+
+    /// Every server certificate, oldest first.
+    pub async fn server_certs(&self) -> Result<Vec<ServerCertRow>> {
+        self.query(
+            "SELECT serial, cert_pem, not_before, not_after, created_at, superseded_at FROM server_certs ORDER BY created_at, serial",
+            vec![],
+        )
+        .await?
+        .iter()
+        .map(server_cert)
+        .collect()
+    }
+
+    // ---- ID-Certs and sessions ----
+
+    /// Stores a new session, with its first certificate if there is one. Fails with
+    /// [`Error::Unique`] if the actor already has an active session or certificate with this
+    /// session ID.
+    pub async fn open_session(&self, s: &NewSession) -> Result<()> {
+        let mut stmts: Vec<Stmt> = s.cert.iter().map(insert_cert_stmt).collect();
+        stmts.push(Stmt::new(
+            "INSERT INTO sessions (id, actor_id, session_id, token_hash, cert_serial, created_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, NULL)",
+            params![s.id, s.actor_id, s.session_id.clone(), s.token_hash.clone(), s.cert.as_ref().map(|c| c.serial), s.created_at],
+        ));
+        self.transaction(stmts).await.map(|_| ())
+    }
+
+    /// Gives an active session a new certificate. A previous certificate is revoked at `now`
+    /// (OP-25); with `token_hash` the session's token is replaced too. Fails with
+    /// [`Error::Conflict`] if the session or its old certificate is no longer current.
+    pub async fn replace_session_cert(
+        &self,
+        session_pk: i64,
+        old_serial: Option<i64>,
+        new: &CertRow,
+        token_hash: Option<&[u8]>,
+        now: i64,
+    ) -> Result<()> {
+        let mut stmts = Vec::new();
+        if let Some(old) = old_serial {
+            stmts.push(
+                Stmt::new(
+                    "UPDATE id_certs SET revoked_at = $2 WHERE serial = $1 AND revoked_at IS NULL",
+                    params![old, now],
+                )
+                .expect(1),
+            );
+        }
+        stmts.push(insert_cert_stmt(new));
+        stmts.push(
+            Stmt::new(
+                "UPDATE sessions SET cert_serial = $2, token_hash = COALESCE($3, token_hash)
+                 WHERE id = $1 AND revoked_at IS NULL AND COALESCE(cert_serial, -1) = COALESCE($4, -1)",
+                params![session_pk, new.serial, Value::Blob(token_hash.map(<[u8]>::to_vec)), old_serial],
+            )
+            .expect(1),
+        );
+        self.transaction(stmts).await.map(|_| ())
+    }
+
+    /// The active session holding this token hash.
+    pub async fn session_by_token(&self, token_hash: &[u8]) -> Result<Option<SessionRow>> {
+        self.query(
+            "SELECT s.id, s.actor_id, s.session_id, s.cert_serial, s.created_at, c.not_after
+             FROM sessions s LEFT JOIN id_certs c ON c.serial = s.cert_serial
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND c.revoked_at IS NULL",
+            params![token_hash],
+        )
+        .await?
+        .first()
+        .map(session)
+        .transpose()
+    }
+
+    /// Active sessions of an actor, oldest first.
+    pub async fn sessions_of(&self, actor_id: i64) -> Result<Vec<SessionRow>> {
+        self.query(
+            "SELECT s.id, s.actor_id, s.session_id, s.cert_serial, s.created_at, c.not_after
+             FROM sessions s LEFT JOIN id_certs c ON c.serial = s.cert_serial
+             WHERE s.actor_id = $1 AND s.revoked_at IS NULL ORDER BY s.created_at, s.id",
+            params![actor_id],
+        )
+        .await?
+        .iter()
+        .map(session)
+        .collect()
+    }
+
+    /// Revokes the active session `session_id` of an actor and its certificate at `now`.
+    /// Returns false if there was no such active session.
+    pub async fn revoke_session(&self, actor_id: i64, session_id: &str, now: i64) -> Result<bool> {
+        let res = self
+            .transaction(vec![
+                Stmt::new(
+                    "UPDATE sessions SET revoked_at = $3 WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL",
+                    params![actor_id, session_id, now],
+                )
+                .expect(1),
+                Stmt::new(
+                    "UPDATE id_certs SET revoked_at = $3 WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL",
+                    params![actor_id, session_id, now],
+                ),
+            ])
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Certificates of an actor whose validity overlaps `[from, to]`, optionally of one
+    /// session, oldest first.
+    pub async fn certs_of(
+        &self,
+        actor_id: i64,
+        from: Option<i64>,
+        to: Option<i64>,
+        session_id: Option<&str>,
+    ) -> Result<Vec<CertRow>> {
+        self.query(
+            "SELECT serial, actor_id, session_id, cert_pem, not_before, not_after, issued_at, revoked_at FROM id_certs
+             WHERE actor_id = $1 AND ($2 IS NULL OR not_after >= $2) AND ($3 IS NULL OR not_before <= $3)
+               AND ($4 IS NULL OR session_id = $4)
+             ORDER BY not_before, serial",
+            params![actor_id, from, to, session_id.map(str::to_owned)],
+        )
+        .await?
+        .iter()
+        .map(cert)
+        .collect()
+    }
+
+    pub async fn cert_by_serial(&self, serial: i64) -> Result<Option<CertRow>> {
+        self.query(
+            "SELECT serial, actor_id, session_id, cert_pem, not_before, not_after, issued_at, revoked_at FROM id_certs WHERE serial = $1",
+            params![serial],
+        )
+        .await?
+        .first()
+        .map(cert)
+        .transpose()
+    }
+
+    // ---- encrypted private key material ----
+
+    /// Stores key material; all or nothing. [`Error::Unique`] if a serial already has some.
+    pub async fn insert_key_material(&self, actor_id: i64, rows: &[KeyMaterialRow]) -> Result<()> {
+        let stmts = rows
+            .iter()
+            .map(|k| {
+                Stmt::new(
+                    "INSERT INTO key_material (actor_id, serial, key_data, algorithms, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    params![actor_id, k.serial, k.key_data.clone(), k.algorithms.clone(), k.created_at],
+                )
+            })
+            .collect();
+        self.transaction(stmts).await.map(|_| ())
+    }
+
+    pub async fn key_material(&self, actor_id: i64) -> Result<Vec<KeyMaterialRow>> {
+        self.query(
+            "SELECT serial, key_data, algorithms, created_at FROM key_material WHERE actor_id = $1 ORDER BY serial",
+            params![actor_id],
+        )
+        .await?
+        .iter()
+        .map(|r| Ok(KeyMaterialRow { serial: r.i64(0)?, key_data: r.string(1)?, algorithms: r.string(2)?, created_at: r.i64(3)? }))
+        .collect()
+    }
+
+    /// Deletes the key material of these serials; returns how many existed.
+    pub async fn delete_key_material(&self, actor_id: i64, serials: &[i64]) -> Result<u64> {
+        let stmts = serials
+            .iter()
+            .map(|s| {
+                Stmt::new(
+                    "DELETE FROM key_material WHERE actor_id = $1 AND serial = $2",
+                    params![actor_id, *s],
+                )
+            })
+            .collect();
+        Ok(self.transaction(stmts).await?.iter().sum())
+    }
+
+    // ---- failed sensitive-action solutions ----
+
+    /// Records a wrong solution at `now` and forgets those older than `forget_before`.
+    pub async fn record_sensitive_failure(
+        &self,
+        actor_id: i64,
+        now: i64,
+        forget_before: i64,
+    ) -> Result<()> {
+        self.transaction(vec![
+            Stmt::new(
+                "DELETE FROM sensitive_failures WHERE actor_id = $1 AND at < $2",
+                params![actor_id, forget_before],
+            ),
+            Stmt::new(
+                "INSERT INTO sensitive_failures (actor_id, at) VALUES ($1, $2)",
+                params![actor_id, now],
+            ),
+        ])
+        .await
+        .map(|_| ())
+    }
+
+    /// Wrong solutions since `since`, and the oldest of them.
+    pub async fn sensitive_failures_since(
+        &self,
+        actor_id: i64,
+        since: i64,
+    ) -> Result<(i64, Option<i64>)> {
+        let rows = self
+            .query(
+                "SELECT COUNT(*), MIN(at) FROM sensitive_failures WHERE actor_id = $1 AND at >= $2",
+                params![actor_id, since],
+            )
+            .await?;
+        let r = rows
+            .first()
+            .ok_or_else(|| Error::Decode("COUNT returned no row".into()))?;
+        Ok((r.i64(0)?, r.opt_i64(1)?))
+    }
+}

@@ -1,0 +1,84 @@
+//! Schema migrations, written once for both engines.
+//!
+//! Engine differences are confined to [`for_engine`]: PostgreSQL spells `BLOB` as `BYTEA`.
+//! Migrations are append-only; a released migration is never edited.
+
+/// (version, SQL). Each runs in one transaction together with its bookkeeping row.
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    r#"
+CREATE TABLE actors (
+    id BIGINT PRIMARY KEY,
+    local_name TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    totp_secret TEXT,
+    totp_pending TEXT,
+    is_admin BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE invites (
+    code_hash BLOB PRIMARY KEY,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT,
+    max_uses BIGINT NOT NULL,
+    uses BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE server_certs (
+    serial BIGINT PRIMARY KEY,
+    cert_pem TEXT NOT NULL,
+    not_before BIGINT NOT NULL,
+    not_after BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    superseded_at BIGINT
+);
+CREATE TABLE id_certs (
+    serial BIGINT PRIMARY KEY,
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    session_id TEXT NOT NULL,
+    cert_pem TEXT NOT NULL,
+    not_before BIGINT NOT NULL,
+    not_after BIGINT NOT NULL,
+    issued_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE INDEX id_certs_actor ON id_certs (actor_id, not_before);
+CREATE UNIQUE INDEX id_certs_active_session ON id_certs (actor_id, session_id) WHERE revoked_at IS NULL;
+CREATE TABLE sessions (
+    id BIGINT PRIMARY KEY,
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    session_id TEXT NOT NULL,
+    token_hash BLOB NOT NULL UNIQUE,
+    cert_serial BIGINT REFERENCES id_certs(serial),
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+CREATE UNIQUE INDEX sessions_active ON sessions (actor_id, session_id) WHERE revoked_at IS NULL;
+CREATE TABLE key_material (
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    serial BIGINT NOT NULL,
+    key_data TEXT NOT NULL,
+    algorithms TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (actor_id, serial)
+);
+CREATE TABLE sensitive_failures (
+    actor_id BIGINT NOT NULL,
+    at BIGINT NOT NULL
+);
+CREATE INDEX sensitive_failures_actor ON sensitive_failures (actor_id, at);
+"#,
+)];
+
+/// Adapts shared DDL to an engine.
+pub fn for_engine(sql: &str, postgres: bool) -> String {
+    if postgres {
+        sql.replace("BLOB", "BYTEA")
+    } else {
+        sql.to_owned()
+    }
+}
+
+/// Splits a migration into statements (our DDL has no semicolons inside literals).
+pub fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|s| !s.is_empty())
+}

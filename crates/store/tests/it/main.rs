@@ -1,0 +1,392 @@
+//! The store conformance suite: every scenario runs on SQLite and, when
+//! `TEST_DATABASE_URL` is set, on PostgreSQL (in a fresh schema), so both engines keep the
+//! same behaviour.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use rand_core::{OsRng, RngCore};
+
+use fugue_store::{
+    ActorRow, CertRow, Error, KeyMaterialRow, NewSession, ServerCertRow, SqliteSync, Store,
+};
+
+/// Opens each engine available: SQLite always, PostgreSQL when configured.
+async fn engines(dir: &tempfile::TempDir) -> Vec<Store> {
+    let mut stores = vec![
+        Store::open_sqlite(&dir.path().join("t.db"), SqliteSync::Normal)
+            .await
+            .unwrap(),
+    ];
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL")
+        && !url.is_empty()
+    {
+        let schema = format!("s_{:016x}", OsRng.next_u64());
+        stores.push(Store::open_postgres(&url, Some(&schema), 4).await.unwrap());
+    }
+    stores
+}
+
+fn id() -> i64 {
+    (OsRng.next_u64() >> 1) as i64
+}
+
+fn actor(name: &str) -> ActorRow {
+    ActorRow {
+        id: id(),
+        local_name: name.into(),
+        password_hash: "hash".into(),
+        totp_secret: None,
+        totp_pending: None,
+        is_admin: false,
+        created_at: 1,
+    }
+}
+
+fn cert(actor_id: i64, session: &str) -> CertRow {
+    CertRow {
+        serial: id(),
+        actor_id,
+        session_id: session.into(),
+        cert_pem: format!("PEM {session}"),
+        not_before: 100,
+        not_after: 200,
+        issued_at: 100,
+        revoked_at: None,
+    }
+}
+
+fn session(actor_id: i64, sid: &str, token: &[u8], cert: Option<CertRow>) -> NewSession {
+    NewSession {
+        id: id(),
+        actor_id,
+        session_id: sid.into(),
+        token_hash: token.to_vec(),
+        created_at: 100,
+        cert,
+    }
+}
+
+#[tokio::test]
+async fn actors_are_unique_by_local_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        assert!(
+            matches!(
+                store.insert_actor(&actor("alice"), None, 1).await,
+                Err(Error::Unique(_))
+            ),
+            "{}",
+            store.engine_name()
+        );
+        assert_eq!(store.actor_by_name("alice").await.unwrap(), Some(a.clone()));
+        assert_eq!(store.actor_by_id(a.id).await.unwrap(), Some(a));
+        assert_eq!(store.actor_by_name("bob").await.unwrap(), None);
+        assert!(store.set_admin("alice", true).await.unwrap());
+        assert!(
+            store
+                .actor_by_name("alice")
+                .await
+                .unwrap()
+                .unwrap()
+                .is_admin
+        );
+        assert!(!store.set_admin("nobody", true).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn an_invite_is_consumed_atomically_with_the_registration() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        store.insert_invite(b"code", 1, None, 1).await.unwrap();
+        store.insert_invite(b"old", 1, Some(5), 10).await.unwrap();
+        store
+            .insert_actor(&actor("first"), Some(b"code"), 2)
+            .await
+            .unwrap();
+        // Used up: the actor must not be created.
+        assert!(matches!(
+            store.insert_actor(&actor("second"), Some(b"code"), 3).await,
+            Err(Error::Conflict(0))
+        ));
+        assert_eq!(store.actor_by_name("second").await.unwrap(), None);
+        // Expired and unknown codes likewise.
+        assert!(matches!(
+            store.insert_actor(&actor("third"), Some(b"old"), 6).await,
+            Err(Error::Conflict(0))
+        ));
+        assert!(matches!(
+            store.insert_actor(&actor("fourth"), Some(b"nope"), 3).await,
+            Err(Error::Conflict(0))
+        ));
+        assert_eq!(store.actor_by_name("third").await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn a_session_id_is_unique_among_active_sessions_and_free_again_after_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let c1 = cert(a.id, "laptop");
+        store
+            .open_session(&session(a.id, "laptop", b"t1", Some(c1.clone())))
+            .await
+            .unwrap();
+        let dup = store
+            .open_session(&session(a.id, "laptop", b"t2", Some(cert(a.id, "laptop"))))
+            .await;
+        assert!(
+            matches!(dup, Err(Error::Unique(_))),
+            "{}: {dup:?}",
+            store.engine_name()
+        );
+        let found = store.session_by_token(b"t1").await.unwrap().unwrap();
+        assert_eq!(
+            (found.session_id.as_str(), found.cert_serial),
+            ("laptop", Some(c1.serial))
+        );
+        assert_eq!(
+            store.session_by_token(b"t2").await.unwrap(),
+            None,
+            "nothing of the failed login remains"
+        );
+
+        assert!(store.revoke_session(a.id, "laptop", 150).await.unwrap());
+        assert!(!store.revoke_session(a.id, "laptop", 151).await.unwrap());
+        assert_eq!(store.session_by_token(b"t1").await.unwrap(), None);
+        assert_eq!(
+            store
+                .cert_by_serial(c1.serial)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            Some(150)
+        );
+        store
+            .open_session(&session(a.id, "laptop", b"t3", Some(cert(a.id, "laptop"))))
+            .await
+            .unwrap();
+        assert_eq!(store.sessions_of(a.id).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn replacing_a_session_cert_revokes_the_old_one_and_refuses_stale_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        // A session that starts without a certificate (token first, cert later).
+        let s = session(a.id, "sdk", b"tok", None);
+        store.open_session(&s).await.unwrap();
+        assert_eq!(
+            store
+                .session_by_token(b"tok")
+                .await
+                .unwrap()
+                .unwrap()
+                .cert_serial,
+            None
+        );
+        let first = cert(a.id, "sdk");
+        store
+            .replace_session_cert(s.id, None, &first, None, 120)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .session_by_token(b"tok")
+                .await
+                .unwrap()
+                .unwrap()
+                .cert_serial,
+            Some(first.serial)
+        );
+
+        let second = cert(a.id, "sdk");
+        store
+            .replace_session_cert(s.id, Some(first.serial), &second, Some(b"tok2"), 130)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.session_by_token(b"tok").await.unwrap(),
+            None,
+            "old token dies with the old cert"
+        );
+        assert_eq!(
+            store
+                .session_by_token(b"tok2")
+                .await
+                .unwrap()
+                .unwrap()
+                .cert_serial,
+            Some(second.serial)
+        );
+        assert_eq!(
+            store
+                .cert_by_serial(first.serial)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            Some(130)
+        );
+
+        // A request based on the stale cert changes nothing.
+        let third = cert(a.id, "sdk");
+        let stale = store
+            .replace_session_cert(s.id, Some(first.serial), &third, Some(b"tok3"), 140)
+            .await;
+        assert!(matches!(stale, Err(Error::Conflict(_))), "{stale:?}");
+        assert_eq!(store.cert_by_serial(third.serial).await.unwrap(), None);
+        assert!(store.session_by_token(b"tok2").await.unwrap().is_some());
+    }
+}
+
+#[tokio::test]
+async fn certificates_are_listed_by_window_and_session() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let mut c = cert(a.id, "one");
+        c.not_before = 10;
+        c.not_after = 20;
+        store
+            .open_session(&session(a.id, "one", b"a", Some(c.clone())))
+            .await
+            .unwrap();
+        let mut d = cert(a.id, "two");
+        d.not_before = 30;
+        d.not_after = 40;
+        store
+            .open_session(&session(a.id, "two", b"b", Some(d.clone())))
+            .await
+            .unwrap();
+        let serials = |v: Vec<CertRow>| v.into_iter().map(|c| c.serial).collect::<Vec<_>>();
+        assert_eq!(
+            serials(store.certs_of(a.id, None, None, None).await.unwrap()),
+            vec![c.serial, d.serial]
+        );
+        assert_eq!(
+            serials(store.certs_of(a.id, Some(25), None, None).await.unwrap()),
+            vec![d.serial]
+        );
+        assert_eq!(
+            serials(store.certs_of(a.id, None, Some(25), None).await.unwrap()),
+            vec![c.serial]
+        );
+        assert_eq!(
+            serials(store.certs_of(a.id, None, None, Some("two")).await.unwrap()),
+            vec![d.serial]
+        );
+        assert!(
+            store
+                .certs_of(a.id, Some(50), None, None)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn server_certs_keep_their_history() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let row = |serial, created_at| ServerCertRow {
+            serial,
+            cert_pem: format!("PEM {serial}"),
+            not_before: created_at,
+            not_after: created_at + 100,
+            created_at,
+            superseded_at: None,
+        };
+        store.insert_server_cert(&row(1, 10), 10).await.unwrap();
+        store.insert_server_cert(&row(2, 20), 20).await.unwrap();
+        let all = store.server_certs().await.unwrap();
+        assert_eq!(
+            all.iter()
+                .map(|c| (c.serial, c.superseded_at))
+                .collect::<Vec<_>>(),
+            vec![(1, Some(20)), (2, None)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn key_material_is_unique_per_serial_and_deletable() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let k = |serial| KeyMaterialRow {
+            serial,
+            key_data: "enc".into(),
+            algorithms: "[\"1.2\"]".into(),
+            created_at: 5,
+        };
+        store
+            .insert_key_material(a.id, &[k(1), k(2)])
+            .await
+            .unwrap();
+        // All or nothing: serial 3 must not be stored when serial 2 collides.
+        assert!(matches!(
+            store.insert_key_material(a.id, &[k(3), k(2)]).await,
+            Err(Error::Unique(_))
+        ));
+        assert_eq!(
+            store
+                .key_material(a.id)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.serial)
+                .collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        assert_eq!(store.delete_key_material(a.id, &[2, 9]).await.unwrap(), 1);
+        assert_eq!(store.key_material(a.id).await.unwrap(), vec![k(1)]);
+    }
+}
+
+#[tokio::test]
+async fn failed_solutions_are_counted_in_a_window() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        for t in [100, 200, 300] {
+            store.record_sensitive_failure(7, t, 0).await.unwrap();
+        }
+        assert_eq!(
+            store.sensitive_failures_since(7, 150).await.unwrap(),
+            (2, Some(200))
+        );
+        assert_eq!(
+            store.sensitive_failures_since(8, 0).await.unwrap(),
+            (0, None)
+        );
+        store.record_sensitive_failure(7, 400, 250).await.unwrap(); // forgets 100 and 200
+        assert_eq!(
+            store.sensitive_failures_since(7, 0).await.unwrap(),
+            (2, Some(300))
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_data_survives_reopening_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("durable.db");
+    {
+        let store = Store::open_sqlite(&path, SqliteSync::Full).await.unwrap();
+        store.insert_actor(&actor("alice"), None, 1).await.unwrap();
+    }
+    let store = Store::open_sqlite(&path, SqliteSync::Full).await.unwrap();
+    assert!(store.actor_by_name("alice").await.unwrap().is_some());
+    store.ping().await.unwrap();
+}

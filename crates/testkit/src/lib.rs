@@ -1,0 +1,173 @@
+#![allow(
+    clippy::expect_used,
+    reason = "dev-only test kit: a failed setup should abort the test loudly"
+)]
+//! Test kit (dev-only): a real Fugue server on `127.0.0.1:0` with a fresh database, and
+//! actors driven through the real client.
+//!
+//! The database is a temporary SQLite file, or a fresh PostgreSQL schema when
+//! `TEST_DATABASE_URL` is set, so the same tests run on both engines.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use ed25519_dalek::SigningKey;
+use rand_core::{OsRng, RngCore};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use fugue_client::{Client, IdentityKey, Session};
+use fugue_proto::{DomainName, FederationId, SessionId};
+use fugue_server::{Config, KeySink, Registration, Server};
+use fugue_store::{SqliteSync, Store};
+
+/// Password every test actor gets.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Keeps a rotated server key in memory.
+#[derive(Default)]
+pub struct MemoryKeySink(pub Mutex<Option<SigningKey>>);
+
+impl KeySink for MemoryKeySink {
+    fn persist(&self, key: &SigningKey) -> std::io::Result<()> {
+        *self
+            .0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))? = Some(key.clone());
+        Ok(())
+    }
+}
+
+/// Opens a fresh store: PostgreSQL (new schema) if `TEST_DATABASE_URL` is set, else SQLite
+/// in `dir`.
+pub async fn fresh_store(dir: &std::path::Path) -> Store {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => {
+            let schema = format!("t_{:016x}", OsRng.next_u64());
+            Store::open_postgres(&url, Some(&schema), 4)
+                .await
+                .expect("PostgreSQL test database")
+        }
+        _ => Store::open_sqlite(&dir.join("fugue.db"), SqliteSync::Normal)
+            .await
+            .expect("SQLite test database"),
+    }
+}
+
+/// Configuration for tests: open registration, cheap Argon2, generous rate limits.
+pub fn test_config(addr: SocketAddr) -> Config {
+    let domain: DomainName = "localhost".parse().expect("valid domain");
+    let mut config = Config::new(domain, format!("http://{addr}"));
+    config.registration = Registration::Open;
+    config.password_hashing.memory_kib = 256;
+    config.password_hashing.iterations = 1;
+    config.rate_limits.login_per_minute = 100_000;
+    config.rate_limits.register_per_minute = 100_000;
+    config.rate_limits.sensitive_per_minute = 100_000;
+    config
+}
+
+/// A running server.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub store: Store,
+    pub domain: DomainName,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `tweak` adjusted the test configuration.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = fresh_store(dir.path()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let mut config = test_config(addr);
+        tweak(&mut config);
+        let domain = config.domain.clone();
+        let key = SigningKey::generate(&mut OsRng);
+        let server = Server::new(
+            config,
+            store.clone(),
+            key,
+            Arc::new(MemoryKeySink::default()),
+        )
+        .await
+        .expect("server starts");
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(server.serve(listener, async {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            url: format!("http://{addr}"),
+            store,
+            domain,
+            shutdown: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url).expect("client")
+    }
+
+    pub fn fid(&self, local_name: &str) -> FederationId {
+        format!("{local_name}@{}", self.domain)
+            .parse()
+            .expect("valid fid")
+    }
+
+    /// Registers `local_name` with [`PASSWORD`] and logs in as session `main`.
+    pub async fn register(&self, local_name: &str) -> Session {
+        self.client()
+            .register(local_name, PASSWORD, None, None)
+            .await
+            .expect("register");
+        self.login(local_name, "main").await.expect("login")
+    }
+
+    /// Logs in as a new session with a fresh key.
+    pub async fn login(&self, local_name: &str, session_id: &str) -> fugue_client::Result<Session> {
+        let sid: SessionId = session_id.parse().expect("valid session id");
+        let fid = self.fid(local_name);
+        self.client()
+            .login(
+                local_name,
+                PASSWORD,
+                None,
+                &IdentityKey::generate(),
+                &fid,
+                &sid,
+            )
+            .await
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
