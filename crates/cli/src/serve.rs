@@ -90,8 +90,7 @@ pub async fn open_store(settings: &Settings) -> Result<Store, String> {
     match &settings.database {
         Database::Sqlite { path, full_sync } => {
             if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                create_private_dir(dir)?;
             }
             let sync = if *full_sync {
                 SqliteSync::Full

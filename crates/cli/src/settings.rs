@@ -32,25 +32,25 @@ pub struct FileSettings {
 #[derive(Debug, Default, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on, IPv4 or IPv6 (default 127.0.0.1:3000).
-    #[arg(long, env = "FUGUE_LISTEN")]
+    #[arg(long, global = true, env = "FUGUE_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// The domain this home server is authoritative for (default localhost).
-    #[arg(long, env = "FUGUE_DOMAIN")]
+    #[arg(long, global = true, env = "FUGUE_DOMAIN")]
     pub domain: Option<String>,
     /// Base URL clients are told about (default derived from --listen, or https://DOMAIN).
-    #[arg(long, env = "FUGUE_PUBLIC_URL")]
+    #[arg(long, global = true, env = "FUGUE_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Directory for the SQLite database and the server key (default ./fugue-data).
-    #[arg(long, env = "FUGUE_DATA_DIR")]
+    #[arg(long, global = true, env = "FUGUE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// TOML configuration file.
-    #[arg(long, env = "FUGUE_CONFIG")]
+    #[arg(long, global = true, env = "FUGUE_CONFIG")]
     pub config: Option<PathBuf>,
     /// `postgres://…` to use PostgreSQL instead of the embedded SQLite database.
-    #[arg(long, env = "FUGUE_DATABASE_URL")]
+    #[arg(long, global = true, env = "FUGUE_DATABASE_URL")]
     pub database_url: Option<String>,
     /// open | invite | closed (default: open on localhost, invite elsewhere).
-    #[arg(long, env = "FUGUE_REGISTRATION", value_parser = parse_registration)]
+    #[arg(long, global = true, env = "FUGUE_REGISTRATION", value_parser = parse_registration)]
     pub registration: Option<Registration>,
 }
 
@@ -93,7 +93,7 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
         .clone()
         .or(file.domain.clone())
         .unwrap_or_else(|| "localhost".into());
-    let domain = domain_text
+    let domain: fugue_proto::DomainName = domain_text
         .parse()
         .map_err(|e| format!("domain {domain_text:?}: {e}"))?;
     let public_url = args
@@ -101,10 +101,10 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
         .clone()
         .or(file.public_url.clone())
         .unwrap_or_else(|| {
-            if domain_text == "localhost" {
+            if domain.as_str() == "localhost" {
                 format!("http://{listen}")
             } else {
-                format!("https://{domain_text}")
+                format!("https://{domain}")
             }
         });
     if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {

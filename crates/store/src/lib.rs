@@ -363,7 +363,7 @@ impl Store {
     /// Every server certificate, oldest first.
     pub async fn server_certs(&self) -> Result<Vec<ServerCertRow>> {
         self.query(
-            "SELECT serial, cert_pem, not_before, not_after, created_at, superseded_at FROM server_certs ORDER BY created_at, serial",
+            "SELECT serial, cert_pem, not_before, not_after, created_at, superseded_at FROM server_certs ORDER BY not_before, serial",
             vec![],
         )
         .await?

@@ -1,1 +1,549 @@
+//! The real `fugue` binary as a child process: zero-configuration start, key file checks,
+//! durability across SIGKILL, graceful SIGTERM, `config example`, `admin invite create` and
+//! the command-line client end to end.
+//!
+//! Every child is owned by a [`Child`] guard that kills it on drop, so no process outlives
+//! its test, even a failing one.
 
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use fugue_client::{Client, IdentityKey};
+use fugue_proto::certs::IdCert;
+use fugue_proto::{ErrorCode, FederationId, SessionId};
+use fugue_testkit::PASSWORD;
+
+use crate::support::assert_problem;
+
+const BIN: &str = env!("CARGO_BIN_EXE_fugue");
+
+/// `fugue` with every `FUGUE_*` variable of the test environment removed, so only what a
+/// test sets explicitly counts.
+fn fugue() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("FUGUE_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.env_remove("RUST_LOG")
+        .env_remove("XDG_CONFIG_HOME")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn mode(path: &Path) -> u32 {
+    fs::metadata(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+#[track_caller]
+fn assert_mode(path: &Path, expected: u32) {
+    let actual = mode(path);
+    assert_eq!(
+        actual,
+        expected,
+        "{} has mode {actual:o}, expected {expected:o}",
+        path.display()
+    );
+}
+
+/// A running `fugue` process whose stdout and stderr go to files; killed on drop.
+struct Child {
+    process: std::process::Child,
+    url: String,
+    logs: tempfile::TempDir,
+}
+
+impl Child {
+    /// Starts `fugue serve` on a free port in `cwd` with `args` added.
+    fn serve(cwd: &Path, args: &[&str]) -> Self {
+        let port = free_port();
+        let logs = tempfile::tempdir().unwrap();
+        let listen = format!("127.0.0.1:{port}");
+        let process = fugue()
+            .arg("serve")
+            .args(["--listen", &listen])
+            .args(args)
+            .current_dir(cwd)
+            .stdout(fs::File::create(logs.path().join("stdout")).unwrap())
+            .stderr(fs::File::create(logs.path().join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            process,
+            url: format!("http://{listen}"),
+            logs,
+        }
+    }
+
+    /// Starts `fugue serve --data-dir DATA_DIR` (cwd: the data dir) and waits until it serves.
+    async fn serve_ready(data_dir: &Path, args: &[&str]) -> Self {
+        let mut all = vec!["--data-dir", data_dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let mut child = Self::serve(data_dir, &all);
+        child.wait_ready().await;
+        child
+    }
+
+    fn pid(&self) -> String {
+        self.process.id().to_string()
+    }
+
+    fn stdout(&self) -> String {
+        fs::read_to_string(self.logs.path().join("stdout")).unwrap()
+    }
+
+    fn stderr(&self) -> String {
+        fs::read_to_string(self.logs.path().join("stderr")).unwrap()
+    }
+
+    fn client(&self) -> Client {
+        Client::new(&self.url).unwrap()
+    }
+
+    /// Polls `GET /health` until the server answers (at most 20 s).
+    async fn wait_ready(&mut self) {
+        let client = self.client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                panic!(
+                    "fugue exited with {status} before serving; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            if let Ok(health) = client.health().await {
+                assert_eq!(health.status, "ok");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fugue did not serve within 20 s; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for the process to exit on its own (at most `limit`).
+    async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.process.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fugue still runs after {limit:?}; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    fn kill_hard(&mut self) {
+        self.process.kill().unwrap();
+        self.process.wait().unwrap();
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // Kill by PID if still running; reaping avoids a zombie. Errors mean it is gone.
+        if let Ok(None) = self.process.try_wait() {
+            let _ = self.process.kill();
+        }
+        let _ = self.process.wait();
+    }
+}
+
+/// Runs a one-shot `fugue` command (bounded by the commands themselves: each talks to a
+/// local server with the client's 30 s timeout).
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    fugue()
+        .args(args)
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap()
+}
+
+fn stdout_of(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+#[track_caller]
+fn assert_success(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\nstderr:\n{}",
+        output.status,
+        stderr_of(output)
+    );
+    stdout_of(output)
+}
+
+#[tokio::test]
+async fn a_zero_config_start_creates_a_private_data_dir_key_and_database() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut child = Child::serve(cwd.path(), &[]);
+    child.wait_ready().await;
+
+    let data: PathBuf = cwd.path().join("fugue-data");
+    assert_mode(&data, 0o700);
+    assert_mode(&data.join("server-key.pem"), 0o600);
+    let pem = fs::read_to_string(data.join("server-key.pem")).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    assert!(data.join("fugue.db").is_file());
+
+    let out = child.stdout();
+    assert!(
+        out.contains(&child.url),
+        "stdout does not name {}: {out}",
+        child.url
+    );
+    assert!(out.contains("localhost"), "{out}");
+
+    // localhost defaults: open registration, public URL from the listen address.
+    let client = child.client();
+    assert_eq!(
+        client.well_known().await.unwrap().api,
+        format!("{}/.p2/core/", child.url)
+    );
+    assert_eq!(
+        client
+            .register("alice", PASSWORD, None, None)
+            .await
+            .unwrap()
+            .to_string(),
+        "alice@localhost"
+    );
+    // The root certificate carries the key in the key file.
+    let root = IdCert::parse(
+        client
+            .server_cert(None)
+            .await
+            .unwrap()
+            .id_cert_pem
+            .as_bytes(),
+    )
+    .unwrap();
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).unwrap();
+    assert_eq!(root.key, key.verifying_key());
+}
+
+#[tokio::test]
+async fn a_key_file_readable_by_others_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let pem = key
+        .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    let key_path = data.path().join("server-key.pem");
+    fs::write(&key_path, pem.as_bytes()).unwrap();
+    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o644)).unwrap();
+
+    let mut child = Child::serve(data.path(), &["--data-dir", data.path().to_str().unwrap()]);
+    let status = child.wait_exit(Duration::from_secs(20)).await;
+    assert!(!status.success(), "{status}");
+    let err = child.stderr();
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(line.contains("readable by other users"), "{line}");
+    assert!(line.contains("server-key.pem"), "{line}");
+    // Refused before anything else happened: the key is untouched, no database was created.
+    assert_mode(&key_path, 0o644);
+    assert_eq!(fs::read_to_string(&key_path).unwrap(), pem.as_str());
+    assert!(!data.path().join("fugue.db").exists());
+
+    // Made private, the same key is accepted and used.
+    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
+    let child = Child::serve_ready(data.path(), &[]).await;
+    let root = IdCert::parse(
+        child
+            .client()
+            .server_cert(None)
+            .await
+            .unwrap()
+            .id_cert_pem
+            .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(root.key, key.verifying_key());
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_sigkill() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Child::serve_ready(data.path(), &[]).await;
+    let client = child.client();
+    client
+        .register("alice", PASSWORD, None, None)
+        .await
+        .unwrap();
+    let fid: FederationId = "alice@localhost".parse().unwrap();
+    let laptop: SessionId = "laptop".parse().unwrap();
+    let session = client
+        .login(
+            "alice",
+            PASSWORD,
+            None,
+            &IdentityKey::generate(),
+            &fid,
+            &laptop,
+        )
+        .await
+        .unwrap();
+    let serial = session.current_serial().unwrap();
+    let server_pem = client.server_cert(None).await.unwrap().id_cert_pem;
+
+    child.kill_hard();
+    let child = Child::serve_ready(data.path(), &[]).await;
+    let client = child.client();
+
+    assert_eq!(
+        client.server_cert(None).await.unwrap().id_cert_pem,
+        server_pem
+    );
+    let verified = client.verified_actor_certs(&fid).await.unwrap();
+    assert_eq!(verified.len(), 1);
+    assert_eq!(verified[0].cert.serial, serial);
+    assert_eq!(verified[0].revoked_at, None);
+    // The session and its token survived too, and the account still logs in.
+    let restored = fugue_client::Session::restore(
+        client.clone(),
+        fid.clone(),
+        laptop.clone(),
+        session.token().to_owned(),
+        session.cert_pem().to_owned(),
+        session.key().clone(),
+    );
+    assert_eq!(restored.sessions().await.unwrap().len(), 1);
+    let phone: SessionId = "phone".parse().unwrap();
+    client
+        .login(
+            "alice",
+            PASSWORD,
+            None,
+            &IdentityKey::generate(),
+            &fid,
+            &phone,
+        )
+        .await
+        .unwrap();
+    assert_problem(
+        client
+            .login(
+                "alice",
+                PASSWORD,
+                None,
+                &IdentityKey::generate(),
+                &fid,
+                &laptop,
+            )
+            .await,
+        409,
+        ErrorCode::SessionIdInUse,
+    );
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Child::serve_ready(data.path(), &[]).await;
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.pid())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = child.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; stderr:\n{}",
+        child.stderr()
+    );
+    assert!(
+        child.stdout().contains("Fugue stopped."),
+        "{}",
+        child.stdout()
+    );
+    // The port is released.
+    assert!(child.client().health().await.is_err());
+}
+
+#[tokio::test]
+async fn the_example_configuration_is_valid_toml_that_serve_accepts() {
+    let output = run(&["config", "example"], &[]);
+    let text = assert_success(&output, "fugue config example");
+    for needle in [
+        "[limits]",
+        "[rate_limits]",
+        "[certs]",
+        "[password_hashing]",
+        "registration",
+        "json_body_bytes = 1048576",
+    ] {
+        assert!(text.contains(needle), "{needle} missing");
+    }
+    // `toml` is a dependency of this package, so the tests can parse with it.
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    assert_eq!(
+        table["limits"]["json_body_bytes"].as_integer(),
+        Some(1_048_576)
+    );
+    assert_eq!(table["domain"].as_str(), Some("localhost"));
+
+    // Flags win over the file's listen and data_dir.
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("fugue.toml");
+    fs::write(&file, &text).unwrap();
+    let child = Child::serve_ready(data.path(), &["--config", file.to_str().unwrap()]).await;
+    assert!(data.path().join("server-key.pem").is_file());
+    assert!(!data.path().join("fugue-data").exists());
+    child
+        .client()
+        .register("alice", PASSWORD, None, None)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_invite_from_the_admin_command_admits_one_registration() {
+    let base = tempfile::tempdir().unwrap();
+    let data = base.path().join("data");
+    let data_arg = data.to_str().unwrap();
+    let output = run(
+        &[
+            "admin",
+            "--data-dir",
+            data_arg,
+            "--domain",
+            "example.org",
+            "invite",
+            "create",
+        ],
+        &[],
+    );
+    let code = assert_success(&output, "fugue admin invite create")
+        .trim()
+        .to_owned();
+    assert_eq!(code.len(), 32, "{code:?}");
+    assert!(code.bytes().all(|b| b.is_ascii_hexdigit()), "{code:?}");
+    // The admin command created the data dir, and it is private like one `serve` creates.
+    assert_mode(&data, 0o700);
+
+    let child = Child::serve_ready(&data, &["--domain", "example.org"]).await;
+    let client = child.client();
+    assert_problem(
+        client.register("alice", PASSWORD, None, None).await,
+        403,
+        ErrorCode::InviteRequired,
+    );
+    let fid = client
+        .register("alice", PASSWORD, Some(&code), None)
+        .await
+        .unwrap();
+    assert_eq!(fid.to_string(), "alice@example.org");
+    assert_problem(
+        client.register("bob", PASSWORD, Some(&code), None).await,
+        403,
+        ErrorCode::InvalidInvite,
+    );
+}
+
+#[tokio::test]
+async fn the_command_line_client_works_end_to_end() {
+    let data = tempfile::tempdir().unwrap();
+    let child = Child::serve_ready(data.path(), &[]).await;
+    let home = tempfile::tempdir().unwrap();
+    let keystore = home.path().join("ks.json");
+    let keystore_arg = keystore.to_str().unwrap();
+    let env = [
+        ("FUGUE_SERVER", child.url.as_str()),
+        ("FUGUE_KEYSTORE", keystore_arg),
+        ("FUGUE_PASSWORD", PASSWORD),
+    ];
+    let cli = |args: &[&str]| run(args, &env);
+
+    // Nobody is logged in yet.
+    let output = cli(&["account", "whoami"]);
+    assert!(!output.status.success());
+    assert_eq!(
+        stderr_of(&output).lines().count(),
+        1,
+        "{}",
+        stderr_of(&output)
+    );
+
+    let out = assert_success(&cli(&["account", "register", "alice"]), "register");
+    assert!(out.contains("alice@localhost"), "{out}");
+    let out = assert_success(
+        &cli(&["account", "login", "alice", "--session-id", "laptop"]),
+        "login",
+    );
+    assert!(out.contains("laptop"), "{out}");
+    assert_mode(&keystore, 0o600);
+
+    let out = assert_success(&cli(&["account", "whoami"]), "whoami");
+    assert!(
+        out.contains("alice@localhost") && out.contains("laptop"),
+        "{out}"
+    );
+    assert!(out.contains("(valid)"), "{out}");
+
+    let out = assert_success(&cli(&["sessions", "list"]), "sessions list");
+    assert!(out.contains("laptop (this one)"), "{out}");
+
+    let out = assert_success(&cli(&["certs", "show", "alice@localhost"]), "certs show");
+    assert!(
+        out.contains("session laptop") && out.contains("valid"),
+        "{out}"
+    );
+
+    let mut backup_env = env.to_vec();
+    backup_env.push(("FUGUE_BACKUP_PASSPHRASE", "x"));
+    let out = assert_success(&run(&["keys", "backup"], &backup_env), "keys backup");
+    assert!(out.contains("backed up 1"), "{out}");
+    let out = assert_success(&run(&["keys", "backup"], &backup_env), "keys backup again");
+    assert!(out.contains("backed up 0"), "{out}");
+
+    // A refusal: exactly one line on stderr, with the stable code, and a failing exit status.
+    let output = cli(&["account", "login", "alice", "--session-id", "laptop"]);
+    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr_of(&output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error:") && err.contains("SESSION_ID_IN_USE"),
+        "{err}"
+    );
+    // The failed login left the stored session alone.
+    let out = assert_success(&cli(&["account", "whoami"]), "whoami after the refusal");
+    assert!(out.contains("laptop") && out.contains("(valid)"), "{out}");
+    assert_mode(&keystore, 0o600);
+}

@@ -12,4 +12,5 @@ mod interop;
 mod keymaterial;
 mod sessions;
 mod support;
+mod tidy;
 mod wire;

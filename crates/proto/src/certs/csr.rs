@@ -79,15 +79,22 @@ impl ActorCsr {
         Ok(csr)
     }
 
+    /// Records a capability request. Requests accumulate: a CSR that asks for CA or
+    /// keyCertSign anywhere is refused, whatever else it asks for later.
     fn note_capability(
         &mut self,
         oid: &der::asn1::ObjectIdentifier,
         der: &[u8],
     ) -> Result<(), CertError> {
         if *oid == OID_BASIC_CONSTRAINTS {
-            self.requested_ca = Some(BasicConstraints::from_der(der)?.ca);
+            let ca = BasicConstraints::from_der(der)?.ca;
+            self.requested_ca = Some(self.requested_ca == Some(true) || ca);
         } else if *oid == OID_KEY_USAGE {
-            self.requested_key_usage = Some(KeyUsage::from_der(der)?);
+            let ku = KeyUsage::from_der(der)?;
+            self.requested_key_usage = Some(match self.requested_key_usage {
+                Some(old) => KeyUsage(old.0 | ku.0),
+                None => ku,
+            });
         }
         Ok(())
     }

@@ -247,3 +247,143 @@ impl IdCert {
         self.valid_at(at)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::ActorCsr;
+    use crate::certs::issue::{self, Window};
+    use ed25519_dalek::{Signer, SigningKey};
+
+    fn root(key: &SigningKey, window: Window) -> IdCert {
+        let tbs = issue::server_tbs(
+            Serial(1),
+            &"example.com".parse().unwrap(),
+            &key.verifying_key(),
+            window,
+        )
+        .unwrap();
+        IdCert::parse(&issue::finish_cert(tbs, |m| key.sign(m).to_bytes()).unwrap()).unwrap()
+    }
+
+    fn actor(ca: &SigningKey, subject: &SigningKey, window: Window) -> IdCert {
+        let fid: FederationId = "alice@example.com".parse().unwrap();
+        let sid: SessionId = "s1".parse().unwrap();
+        let tbs =
+            issue::actor_tbs(Serial(42), &fid, &sid, &subject.verifying_key(), window).unwrap();
+        IdCert::parse(&issue::finish_cert(tbs, |m| ca.sign(m).to_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn issued_certificates_verify_against_their_root_only() {
+        let ca = SigningKey::from_bytes(&[1; 32]);
+        let other = SigningKey::from_bytes(&[2; 32]);
+        let user = SigningKey::from_bytes(&[3; 32]);
+        let server = root(
+            &ca,
+            Window {
+                not_before: 100,
+                not_after: 10_000,
+            },
+        );
+        server.verify_server_root().unwrap();
+        let cert = actor(
+            &ca,
+            &user,
+            Window {
+                not_before: 200,
+                not_after: 300,
+            },
+        );
+        cert.verify_actor(&server, 250).unwrap();
+        assert_eq!(cert.fid().unwrap().to_string(), "alice@example.com");
+        assert_eq!(cert.serial, Serial(42));
+        assert!(matches!(
+            cert.verify_actor(&server, 301),
+            Err(CertError::OutsideValidity { .. })
+        ));
+        let forged = actor(
+            &other,
+            &user,
+            Window {
+                not_before: 200,
+                not_after: 300,
+            },
+        );
+        assert_eq!(
+            forged.verify_actor(&server, 250),
+            Err(CertError::SignatureInvalid)
+        );
+        // An actor certificate is no root, and a root is no actor certificate.
+        assert!(cert.verify_server_root().is_err());
+        assert!(server.verify_actor(&server, 250).is_err());
+        // Validity beyond the root's is refused.
+        let long = actor(
+            &ca,
+            &user,
+            Window {
+                not_before: 200,
+                not_after: 20_000,
+            },
+        );
+        assert!(matches!(
+            long.verify_actor(&server, 250),
+            Err(CertError::Profile(_))
+        ));
+    }
+
+    #[test]
+    fn a_flipped_bit_anywhere_in_the_signed_part_breaks_verification() {
+        let ca = SigningKey::from_bytes(&[1; 32]);
+        let server = root(
+            &ca,
+            Window {
+                not_before: 100,
+                not_after: 10_000,
+            },
+        );
+        let cert = actor(
+            &ca,
+            &SigningKey::from_bytes(&[3; 32]),
+            Window {
+                not_before: 200,
+                not_after: 300,
+            },
+        );
+        for i in (4..cert.der.len() - 70).step_by(7) {
+            let mut der = cert.der.clone();
+            der[i] ^= 0x01;
+            if let Ok(bad) = IdCert::parse(&der) {
+                assert!(
+                    bad.verify_actor(&server, 250).is_err(),
+                    "byte {i} flipped still verifies"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn our_csrs_round_trip_through_the_parser() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let fid: FederationId = "bob@example.com".parse().unwrap();
+        let sid: SessionId = "phone".parse().unwrap();
+        let info = issue::csr_info(&fid, &sid, &key.verifying_key()).unwrap();
+        let der = issue::finish_csr(info, |m| key.sign(m).to_bytes()).unwrap();
+        let pem = issue::to_pem("CERTIFICATE REQUEST", &der).unwrap();
+        let csr = ActorCsr::parse(pem.as_bytes()).unwrap();
+        assert_eq!(csr.key, key.verifying_key());
+        assert_eq!(csr.check_claims(&fid).unwrap(), sid);
+        let mallory: FederationId = "mallory@example.com".parse().unwrap();
+        assert!(matches!(
+            csr.check_claims(&mallory),
+            Err(CertError::SubjectMismatch(_))
+        ));
+        let mut tampered = der.clone();
+        let at = tampered.len() - 10;
+        tampered[at] ^= 1;
+        assert_eq!(
+            ActorCsr::parse(&tampered).unwrap_err(),
+            CertError::SignatureInvalid
+        );
+    }
+}

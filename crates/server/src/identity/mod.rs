@@ -8,7 +8,8 @@
 mod error;
 pub mod routes;
 
-use std::sync::{Arc, RwLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
 
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use rand_core::{OsRng, RngCore};
@@ -27,6 +28,18 @@ use crate::config;
 const DAY: u64 = 86_400;
 /// Hard ceiling for actor certificates (DIGEST §4.2, OP-44).
 const MAX_ACTOR_DAYS: u64 = 60;
+/// Cache windows start on multiples of this many seconds, so one signature serves every
+/// request for the same certificate within that time (OP-13 allows caching per window).
+const WINDOW_STEP: u64 = 60;
+/// Bound of the signature cache; it is emptied when full or when the window moves on.
+const SIG_CACHE_MAX: usize = 100_000;
+
+/// Signed cache windows of the current step: (serial, end, invalidatedAt) → signature.
+#[derive(Default)]
+struct SigCache {
+    step_start: u64,
+    signatures: HashMap<(u64, u64, Option<u64>), String>,
+}
 
 /// Where a rotated server key is kept. The `fugue` binary writes it to `server-key.pem`.
 pub trait KeySink: Send + Sync {
@@ -49,6 +62,7 @@ pub struct Identity {
     limits: config::Limits,
     ca: Arc<RwLock<Ca>>,
     sink: Arc<dyn KeySink>,
+    sig_cache: Arc<Mutex<SigCache>>,
 }
 
 /// A freshly issued actor certificate.
@@ -106,7 +120,8 @@ impl Identity {
                         "server key changed or root expiring: issuing a new root certificate"
                     );
                 }
-                let cert = Self::new_root(&store, &domain, &certs, &key, now).await?;
+                let cert =
+                    Self::new_root(&store, &domain, &certs, &key, history.last(), now).await?;
                 history.push(cert.clone());
                 cert
             }
@@ -122,19 +137,29 @@ impl Identity {
                 history,
             })),
             sink,
+            sig_cache: Arc::default(),
         })
     }
 
+    /// Issues and stores a root for `key`. A root that follows `previous` starts one second
+    /// after the later of now and the previous root's start, so a timestamp (whole seconds)
+    /// always names exactly one root: certificates signed by the previous key in this
+    /// second still resolve to it.
     async fn new_root(
         store: &Store,
         domain: &DomainName,
         certs: &config::Certs,
         key: &SigningKey,
+        previous: Option<&IdCert>,
         now: u64,
     ) -> Result<IdCert, Error> {
+        let start = match previous {
+            Some(p) => now.max(p.not_before) + 1,
+            None => now,
+        };
         let window = Window {
-            not_before: now,
-            not_after: now + certs.server_validity_days * DAY,
+            not_before: start,
+            not_after: start + certs.server_validity_days * DAY,
         };
         let tbs = issue::server_tbs(random_serial(), domain, &key.verifying_key(), window)?;
         let der = issue::finish_cert(tbs, |m| key.sign(m).to_bytes())?;
@@ -145,10 +170,10 @@ impl Identity {
             cert_pem: cert.to_pem()?,
             not_before: as_i64(window.not_before),
             not_after: as_i64(window.not_after),
-            created_at: as_i64(now),
+            created_at: as_i64(start),
             superseded_at: None,
         };
-        store.insert_server_cert(&row, as_i64(now)).await?;
+        store.insert_server_cert(&row, as_i64(start)).await?;
         Ok(cert)
     }
 
@@ -208,8 +233,9 @@ impl Identity {
         Ok(Issued { row, cert })
     }
 
-    /// Signs cache information for a certificate (OP-12, OP-13): the window starts now and
-    /// ends after the cache TTL, never beyond the certificate's own validity while it lasts.
+    /// Signs cache information for a certificate (OP-12, OP-13): the window starts at the
+    /// current step (≤ now) and ends after the cache TTL, never beyond the certificate's own
+    /// validity while it lasts.
     fn cacheable(
         &self,
         ca: &Ca,
@@ -219,36 +245,54 @@ impl Identity {
         invalidated_at: Option<u64>,
         now: u64,
     ) -> CacheableIdCert {
-        let ttl_end = now + self.certs.cache_ttl_s;
+        let start = now - now % WINDOW_STEP;
+        let ttl_end = start + self.certs.cache_ttl_s;
         let end = if not_after > now {
             ttl_end.min(not_after)
         } else {
             ttl_end
         };
-        let input = cache::signing_input(serial, now, end, invalidated_at);
+        let signature = {
+            let mut cache = self.sig_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.step_start != start || cache.signatures.len() >= SIG_CACHE_MAX {
+                cache.step_start = start;
+                cache.signatures.clear();
+            }
+            cache
+                .signatures
+                .entry((serial.0, end, invalidated_at))
+                .or_insert_with(|| {
+                    let input = cache::signing_input(serial, start, end, invalidated_at);
+                    hex::encode(ca.key.sign(input.as_bytes()).to_bytes())
+                })
+                .clone()
+        };
         CacheableIdCert {
             id_cert_pem: pem,
-            not_valid_before: now,
+            not_valid_before: start,
             not_valid_after: end,
-            signature: hex::encode(ca.key.sign(input.as_bytes()).to_bytes()),
+            signature,
             invalidated_at,
         }
     }
 
-    /// The root certificate current at `timestamp` (default: now), with cache information.
+    /// The root certificate current at `timestamp` (default: the current root), with cache
+    /// information.
     pub fn server_cert_at(
         &self,
         timestamp: Option<u64>,
         now: u64,
     ) -> Result<CacheableIdCert, Error> {
         let ca = self.read();
-        let at = timestamp.unwrap_or(now);
-        let cert = ca
-            .history
-            .iter()
-            .rev()
-            .find(|c| c.not_before <= at)
-            .ok_or(Error::NoServerCertAt(at))?;
+        let cert = match timestamp {
+            None => &ca.current,
+            Some(at) => ca
+                .history
+                .iter()
+                .rev()
+                .find(|c| c.not_before <= at)
+                .ok_or(Error::NoServerCertAt(at))?,
+        };
         Ok(self.cacheable(&ca, cert.to_pem()?, cert.serial, cert.not_after, None, now))
     }
 
@@ -305,12 +349,27 @@ impl Identity {
         self.sink
             .persist(&key)
             .map_err(|e| Error::KeyPersistence(e.to_string()))?;
-        let cert = Self::new_root(&self.store, &self.domain, &self.certs, &key, now).await?;
+        let previous = self.server_cert();
+        let cert = Self::new_root(
+            &self.store,
+            &self.domain,
+            &self.certs,
+            &key,
+            Some(&previous),
+            now,
+        )
+        .await?;
         let pem = cert.to_pem()?;
         let mut ca = self.ca.write().unwrap_or_else(|e| e.into_inner());
         ca.history.push(cert.clone());
         ca.current = cert;
         ca.key = key;
+        // Signatures of the old key must not be handed out any more.
+        self.sig_cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .signatures
+            .clear();
         Ok(pem)
     }
 
