@@ -256,11 +256,25 @@ async fn bench(quick: bool) {
         lat.len()
     );
 
+    println!(
+        "server RSS after logins: {:.1} MiB",
+        rss_kib(pid, "VmRSS:") as f64 / 1024.0
+    );
+    // A typical actor: two devices, two certificates.
+    client.register("bob", PASSWORD, None, None).await.unwrap();
+    let bob: FederationId = "bob@localhost".parse().unwrap();
+    for sid in ["laptop", "phone"] {
+        let sid: SessionId = sid.parse().unwrap();
+        client
+            .login("bob", PASSWORD, None, &IdentityKey::generate(), &bob, &sid)
+            .await
+            .unwrap();
+    }
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
         .unwrap();
-    let url = format!("{base}{}", fugue_proto::api::get_actor_idcerts::path(&fid));
+    let url = format!("{base}{}", fugue_proto::api::get_actor_idcerts::path(&bob));
     let lookups = 200_000 / scale;
     let (rate, lat) = load(32, lookups, Duration::from_secs(15), move |_| {
         let (http, url) = (http.clone(), url.clone());
@@ -278,6 +292,10 @@ async fn bench(quick: bool) {
         lat.len()
     );
 
+    println!(
+        "server RSS after lookups: {:.1} MiB",
+        rss_kib(pid, "VmRSS:") as f64 / 1024.0
+    );
     let c = client.clone();
     let f = fid.clone();
     let (rate, lat) = load(32, lookups, Duration::from_secs(15), move |_| {

@@ -153,6 +153,12 @@ impl TestServer {
             .await
     }
 
+    /// The server's current root certificate, parsed (not verified).
+    pub async fn root_cert(&self) -> fugue_proto::certs::IdCert {
+        let cacheable = self.client().server_cert(None).await.expect("server cert");
+        fugue_proto::certs::IdCert::parse(cacheable.id_cert_pem.as_bytes()).expect("root parses")
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -1372,16 +1372,7 @@ async fn a_configured_validity_is_used_and_capped_at_sixty_days() {
     let server = TestServer::start_with(|c| c.certs.server_validity_days = 10).await;
     let alice = server.register("alice").await;
     let cert = IdCert::parse(alice.cert_pem().as_bytes()).unwrap();
-    let root = IdCert::parse(
-        server
-            .client()
-            .server_cert(None)
-            .await
-            .unwrap()
-            .id_cert_pem
-            .as_bytes(),
-    )
-    .unwrap();
+    let root = server.root_cert().await;
     assert!(
         cert.not_after <= root.not_after,
         "{} > {}",

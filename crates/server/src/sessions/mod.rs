@@ -5,12 +5,11 @@
 //! check. Certificates come from [`Identity`]; this module never signs anything itself.
 
 mod error;
+mod password;
 pub mod routes;
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier};
-use argon2::{Algorithm, Argon2, Params, Version};
 use base64::Engine;
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -53,6 +52,7 @@ pub struct Sessions {
     config: Arc<Config>,
     /// A hash verified when the local name is unknown, so timing does not reveal accounts.
     dummy_hash: Arc<str>,
+    hasher: password::Hasher,
 }
 
 /// SHA-256 of a secret, as stored.
@@ -105,31 +105,26 @@ pub async fn create_invite(
 
 impl Sessions {
     pub fn new(store: Store, identity: Identity, config: Arc<Config>) -> Result<Self, Error> {
-        let dummy = hash_password_blocking(&config, "fugue-dummy-password")?;
+        let dummy = password::hash_blocking(&config.password_hashing, "fugue-dummy-password")?;
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let hasher = password::Hasher::start(&config.password_hashing, threads)?;
         Ok(Self {
             store,
             identity,
             config,
             dummy_hash: dummy.into(),
+            hasher,
         })
     }
 
     async fn hash_password(&self, password: String) -> Result<String, Error> {
-        let config = self.config.clone();
-        tokio::task::spawn_blocking(move || hash_password_blocking(&config, &password))
-            .await
-            .map_err(|e| Error::Hashing(e.to_string()))?
+        self.hasher.hash(password).await
     }
 
     async fn verify_password(&self, password: &str, hash: &str) -> Result<bool, Error> {
-        let (password, hash) = (password.to_owned(), hash.to_owned());
-        tokio::task::spawn_blocking(move || {
-            Argon2::default()
-                .verify_password(password.as_bytes(), hash.as_str())
-                .is_ok()
-        })
-        .await
-        .map_err(|e| Error::Hashing(e.to_string()))
+        self.hasher
+            .verify(password.to_owned(), hash.to_owned())
+            .await
     }
 
     fn fid(&self, actor: &ActorRow) -> Result<FederationId, Error> {
@@ -488,16 +483,6 @@ fn totp_ok(secret: &str, account: &str, code: &str, now: u64) -> bool {
             .ct_eq(code.as_bytes())
             .into()
     })
-}
-
-pub fn hash_password_blocking(config: &Config, password: &str) -> Result<String, Error> {
-    let p = &config.password_hashing;
-    let params = Params::new(p.memory_kib, p.iterations, p.parallelism, None)
-        .map_err(|e| Error::Hashing(e.to_string()))?;
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password(password.as_bytes())
-        .map(|h| h.to_string())
-        .map_err(|e| Error::Hashing(e.to_string()))
 }
 
 pub fn now_secs() -> u64 {
