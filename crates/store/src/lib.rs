@@ -317,6 +317,18 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Records that the TOTP code of time step `step` was used. False when this step or a
+    /// later one was used already (a replay).
+    pub async fn spend_totp_step(&self, actor_id: i64, step: i64) -> Result<bool> {
+        let n = self
+            .execute(
+                "UPDATE actors SET totp_last_step = $2 WHERE id = $1 AND (totp_last_step IS NULL OR totp_last_step < $2)",
+                params![actor_id, step],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     pub async fn set_admin(&self, local_name: &str, admin: bool) -> Result<bool> {
         let n = self
             .execute(

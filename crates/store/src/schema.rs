@@ -4,9 +4,10 @@
 //! Migrations are append-only; a released migration is never edited.
 
 /// (version, SQL). Each runs in one transaction together with its bookkeeping row.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE actors (
     id BIGINT PRIMARY KEY,
     local_name TEXT NOT NULL UNIQUE,
@@ -67,7 +68,14 @@ CREATE TABLE sensitive_failures (
 );
 CREATE INDEX sensitive_failures_actor ON sensitive_failures (actor_id, at);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE actors ADD COLUMN totp_last_step BIGINT;
+"#,
+    ),
+];
 
 /// Adapts shared DDL to an engine.
 pub fn for_engine(sql: &str, postgres: bool) -> String {

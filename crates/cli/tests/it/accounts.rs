@@ -6,7 +6,9 @@ use fugue_proto::{ErrorCode, FederationId, SessionId};
 use fugue_server::Registration;
 use fugue_testkit::{PASSWORD, TestServer};
 
-use crate::support::{assert_problem, totp_code_at, unix_now, wrong_totp_code};
+use crate::support::{
+    assert_problem, totp_code_at, totp_code_in, unix_now, wait_for_fresh_totp_step, wrong_totp_code,
+};
 
 /// Logs in `local_name` with `password` (and `totp`) as a new session with a fresh key.
 async fn login_with(
@@ -348,8 +350,10 @@ async fn totp_enrolment_makes_the_code_required_at_login_and_for_sensitive_actio
         403,
         ErrorCode::SensitiveSolutionInvalid,
     );
+    // Each code is good once (RFC 6238 §5.2): spend the steps t-1, t, t+1 in order.
+    wait_for_fresh_totp_step().await;
     alice
-        .totp_confirm(&totp_code_at(&enrolment.secret, unix_now()))
+        .totp_confirm(&totp_code_in(&enrolment.secret, -1))
         .await
         .unwrap();
 
@@ -364,8 +368,8 @@ async fn totp_enrolment_makes_the_code_required_at_login_and_for_sensitive_actio
         401,
         ErrorCode::InvalidCredentials,
     );
-    // A right code does not rescue a wrong password.
-    let code = totp_code_at(&enrolment.secret, unix_now());
+    // A right code does not rescue a wrong password (and is not spent by the attempt).
+    let code = totp_code_in(&enrolment.secret, 0);
     assert_problem(
         login_with(&server, "alice", "wrong password", Some(&code), "bad-pw").await,
         401,
@@ -374,6 +378,12 @@ async fn totp_enrolment_makes_the_code_required_at_login_and_for_sensitive_actio
     let phone = login_with(&server, "alice", PASSWORD, Some(&code), "phone")
         .await
         .unwrap();
+    // The same code again is a replay.
+    assert_problem(
+        login_with(&server, "alice", PASSWORD, Some(&code), "replayed").await,
+        401,
+        ErrorCode::InvalidCredentials,
+    );
 
     // The sensitive solution is now the TOTP code, no longer the password.
     assert_problem(
@@ -381,28 +391,46 @@ async fn totp_enrolment_makes_the_code_required_at_login_and_for_sensitive_actio
         403,
         ErrorCode::SensitiveSolutionInvalid,
     );
-    let code = totp_code_at(&enrolment.secret, unix_now());
+    let code = totp_code_in(&enrolment.secret, 1);
     alice
         .revoke_session(phone.session_id(), &code)
         .await
         .unwrap();
     assert_problem(phone.sessions().await, 401, ErrorCode::InvalidToken);
 
-    // Enrolling again: the solution is checked first, then the state.
+    // Enrolling again: the solution is checked first; a spent code does not pass.
     assert_problem(
         alice.totp_enroll(PASSWORD).await,
         403,
         ErrorCode::SensitiveSolutionInvalid,
     );
-    let code = totp_code_at(&enrolment.secret, unix_now());
+    assert_problem(
+        alice.totp_enroll(&code).await,
+        403,
+        ErrorCode::SensitiveSolutionInvalid,
+    );
+}
+
+#[tokio::test]
+async fn an_enrolled_account_cannot_enrol_again_or_confirm_twice() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let enrolment = alice.totp_enroll(PASSWORD).await.unwrap();
+    wait_for_fresh_totp_step().await;
+    alice
+        .totp_confirm(&totp_code_in(&enrolment.secret, -1))
+        .await
+        .unwrap();
+    let code = totp_code_in(&enrolment.secret, 0);
     assert_problem(
         alice.totp_enroll(&code).await,
         409,
         ErrorCode::TotpAlreadyEnrolled,
     );
-    // Confirming again has nothing pending.
     assert_problem(
-        alice.totp_confirm(&code).await,
+        alice
+            .totp_confirm(&totp_code_in(&enrolment.secret, 1))
+            .await,
         409,
         ErrorCode::TotpNotPending,
     );
@@ -472,11 +500,12 @@ async fn a_second_enrolment_before_confirmation_replaces_the_pending_secret() {
             ErrorCode::SensitiveSolutionInvalid,
         );
     }
+    wait_for_fresh_totp_step().await;
     alice
-        .totp_confirm(&totp_code_at(&second.secret, unix_now()))
+        .totp_confirm(&totp_code_in(&second.secret, 0))
         .await
         .unwrap();
-    let code = totp_code_at(&second.secret, unix_now());
+    let code = totp_code_in(&second.secret, 1);
     login_with(&server, "alice", PASSWORD, Some(&code), "phone")
         .await
         .unwrap();

@@ -63,3 +63,17 @@ pub fn wrong_totp_code(secret: &str, at: u64) -> String {
         .find(|c| !near.contains(c))
         .unwrap()
 }
+
+/// Waits (at most 3 s) until at least 3 s remain in the current 30 s TOTP step, so a test
+/// that spends the codes of steps t-1, t and t+1 in order does not straddle a boundary.
+pub async fn wait_for_fresh_totp_step() {
+    let into_step = unix_now() % 30;
+    if into_step >= 27 {
+        tokio::time::sleep(std::time::Duration::from_secs(30 - into_step)).await;
+    }
+}
+
+/// The code of the step `steps` away from now (-1, 0 or +1 are accepted by the server).
+pub fn totp_code_in(secret: &str, steps: i64) -> String {
+    totp_code_at(secret, unix_now().saturating_add_signed(steps * 30))
+}

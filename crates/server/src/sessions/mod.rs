@@ -203,7 +203,10 @@ impl Sessions {
         };
         if let Some(secret) = &actor.totp_secret {
             let code = req.totp.as_deref().ok_or(Error::TotpRequired)?;
-            if !totp_ok(secret, &actor.local_name, code, now) {
+            if !self
+                .accept_totp(actor.id, secret, &actor.local_name, code, now)
+                .await?
+            {
                 return Err(Error::InvalidCredentials);
             }
         }
@@ -321,7 +324,10 @@ impl Sessions {
         }
         let solution = solution.ok_or(Error::SolutionRequired)?;
         let ok = match &actor.totp_secret {
-            Some(secret) => totp_ok(secret, &actor.local_name, solution, now),
+            Some(secret) => {
+                self.accept_totp(actor.id, secret, &actor.local_name, solution, now)
+                    .await?
+            }
             None => {
                 solution.len() <= MAX_PASSWORD
                     && self.verify_password(solution, &actor.password_hash).await?
@@ -428,6 +434,22 @@ impl Sessions {
             .collect())
     }
 
+    /// Checks a TOTP code and spends its time step: a code, or an older one, is accepted
+    /// only once (RFC 6238 §5.2), so an observed code cannot be replayed.
+    async fn accept_totp(
+        &self,
+        actor_id: i64,
+        secret: &str,
+        account: &str,
+        code: &str,
+        now: u64,
+    ) -> Result<bool, Error> {
+        match totp_step(secret, account, code, now) {
+            Some(step) => Ok(self.store.spend_totp_step(actor_id, step as i64).await?),
+            None => Ok(false),
+        }
+    }
+
     /// Starts TOTP enrolment; returns (base32 secret, otpauth URL).
     pub async fn totp_enroll(
         &self,
@@ -458,7 +480,11 @@ impl Sessions {
             .totp_pending
             .as_deref()
             .ok_or(Error::TotpNotPending)?;
-        if !totp_ok(pending, &authed.actor.local_name, code, now) {
+        let account = &authed.actor.local_name;
+        if !self
+            .accept_totp(authed.actor.id, pending, account, code, now)
+            .await?
+        {
             return Err(Error::SolutionInvalid);
         }
         if !self.store.activate_totp(authed.actor.id, pending).await? {
@@ -468,21 +494,17 @@ impl Sessions {
     }
 }
 
-fn totp_ok(secret: &str, account: &str, code: &str, now: u64) -> bool {
-    let Some(t) = totp(secret, account) else {
-        return false;
-    };
+/// The time step (RFC 6238, 30 s) whose code `code` is, within ±1 step of `now`.
+fn totp_step(secret: &str, account: &str, code: &str, now: u64) -> Option<u64> {
+    let t = totp(secret, account)?;
     if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
+        return None;
     }
     // Compare against the codes of the adjacent steps in constant time.
-    [now.saturating_sub(30), now, now + 30].iter().any(|&at| {
-        t.generate(at)
-            .to_string()
-            .as_bytes()
-            .ct_eq(code.as_bytes())
-            .into()
-    })
+    [now.saturating_sub(30), now, now + 30]
+        .into_iter()
+        .find(|&at| bool::from(t.generate(at).to_string().as_bytes().ct_eq(code.as_bytes())))
+        .map(|at| at / 30)
 }
 
 pub fn now_secs() -> u64 {

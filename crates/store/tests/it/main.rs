@@ -390,3 +390,20 @@ async fn sqlite_data_survives_reopening_and_migrations_are_idempotent() {
     assert!(store.actor_by_name("alice").await.unwrap().is_some());
     store.ping().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_totp_step_is_spent_once_and_never_an_older_one() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        assert!(store.spend_totp_step(a.id, 100).await.unwrap());
+        assert!(
+            !store.spend_totp_step(a.id, 100).await.unwrap(),
+            "{}: replay accepted",
+            store.engine_name()
+        );
+        assert!(!store.spend_totp_step(a.id, 99).await.unwrap());
+        assert!(store.spend_totp_step(a.id, 101).await.unwrap());
+    }
+}
