@@ -460,3 +460,32 @@ async fn both_spellings_of_the_session_id_query_parameter_filter_actor_certs() {
         );
     }
 }
+
+#[test]
+fn csrs_of_our_client_verify_under_the_sdk_rules() {
+    use polyproto::certs::idcsr::IdCsr;
+    let key = fugue_client::IdentityKey::generate();
+    let fid: fugue_proto::FederationId = "alice@example.com".parse().unwrap();
+    let session: fugue_proto::SessionId = "laptop".parse().unwrap();
+    let pem = key.csr_pem(&fid, &session).unwrap();
+    let csr = IdCsr::<Ed25519Signature, Ed25519PublicKey>::from_pem_unchecked(&pem).unwrap();
+    // The SDK checks the signature over its own re-encoding of the request: it only passes
+    // when our encoding is the canonical one it produces itself.
+    csr.inner_csr
+        .subject_public_key
+        .verify_signature(&csr.signature, &csr.signature_data().unwrap())
+        .unwrap();
+    csr.inner_csr.capabilities.validate_for_actor().unwrap();
+    assert_eq!(csr.inner_csr.subject_public_key.0, key.verifying_key());
+    // And an SDK-made CSR for the same subject carries the same attributes as ours.
+    let sdk_key = Ed25519PrivateKey::generate();
+    let sdk_pem = sdk_csr(&sdk_key, "alice", "example.com", "laptop", LineEnding::LF);
+    let ours = x509_cert::request::CertReq::try_from(der_of(&pem).as_slice()).unwrap();
+    let theirs = x509_cert::request::CertReq::try_from(der_of(&sdk_pem).as_slice()).unwrap();
+    assert_eq!(ours.info.attributes, theirs.info.attributes);
+    assert_eq!(ours.info.subject, theirs.info.subject);
+}
+
+fn der_of(pem: &str) -> Vec<u8> {
+    polyproto::der::pem::decode_vec(pem.as_bytes()).unwrap().1
+}

@@ -18,7 +18,7 @@ use x509_cert::request::{CertReq, CertReqInfo};
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
 
-use super::{CertError, ED25519, OID_BASIC_CONSTRAINTS, OID_EXTENSION_REQUEST, OID_KEY_USAGE, pdn};
+use super::{CertError, ED25519, OID_BASIC_CONSTRAINTS, OID_KEY_USAGE, pdn};
 use crate::{DomainName, FederationId, Serial, SessionId};
 
 /// A certificate's validity window in UNIX seconds (inclusive).
@@ -152,30 +152,40 @@ pub fn finish_cert(
 }
 
 /// The request info of an actor ID-CSR asking for a digitalSignature, non-CA certificate.
+///
+/// Capabilities go in as bare attributes carrying the extension values (keyUsage,
+/// basicConstraints), the form the reference SDK writes and re-encodes when it checks a CSR
+/// signature: a polyproto home server built on it then accepts our CSRs. Fugue itself reads
+/// this form and the standard PKCS#9 extensionRequest (OP-17).
 pub fn csr_info(
     fid: &FederationId,
     session: &SessionId,
     key: &VerifyingKey,
 ) -> Result<CertReqInfo, CertError> {
-    let exts = vec![
-        extension(
+    let bare = |oid, value: der::Any| -> Result<Attribute, CertError> {
+        Ok(Attribute {
+            oid,
+            values: SetOfVec::try_from(vec![value])?,
+        })
+    };
+    let attributes = vec![
+        bare(
             OID_BASIC_CONSTRAINTS,
-            &BasicConstraints {
+            der::Any::encode_from(&BasicConstraints {
                 ca: false,
                 path_len_constraint: None,
-            },
+            })?,
         )?,
-        extension(OID_KEY_USAGE, &KeyUsage(KeyUsages::DigitalSignature.into()))?,
+        bare(
+            OID_KEY_USAGE,
+            der::Any::encode_from(&KeyUsage(KeyUsages::DigitalSignature.into()))?,
+        )?,
     ];
-    let attr = Attribute {
-        oid: OID_EXTENSION_REQUEST,
-        values: SetOfVec::try_from(vec![der::Any::encode_from(&exts)?])?,
-    };
     Ok(CertReqInfo {
         version: x509_cert::request::Version::V1,
         subject: pdn::actor_name(fid, session)?,
         public_key: spki_of(key)?,
-        attributes: SetOfVec::try_from(vec![attr])?,
+        attributes: SetOfVec::try_from(attributes)?,
     })
 }
 
