@@ -158,6 +158,12 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
     if config.certs.actor_validity_days == 0 || config.certs.actor_validity_days > 60 {
         return Err("certs.actor_validity_days must be 1 to 60".into());
     }
+    let server_days = config.certs.server_validity_days;
+    if server_days <= config.certs.actor_validity_days || server_days > 3650 {
+        return Err(
+            "certs.server_validity_days must exceed actor_validity_days and be at most 3650".into(),
+        );
+    }
     if !(3600..=12 * 3600).contains(&config.certs.cache_ttl_s) {
         return Err("certs.cache_ttl_s must be between 3600 and 43200 (1 to 12 hours)".into());
     }

@@ -63,6 +63,9 @@ fn concatenated_input(
     format!("{serial}{not_before}{not_after}{inv}")
 }
 
+/// Longest cache window we accept from anyone: 12 h (OP-13) plus a minute of step slack.
+pub const MAX_WINDOW_S: u64 = 12 * 3600 + 60;
+
 impl CacheableIdCert {
     /// Checks the cache signature for the certificate with `serial` against the home server's
     /// key, accepting both input forms of OP-12. Does not check the certificate itself.
@@ -77,6 +80,11 @@ impl CacheableIdCert {
             self.not_valid_after,
             self.invalidated_at,
         );
+        // A bounded window also keeps the concatenated form unambiguous: moving the digits of
+        // `invalidatedAt` into `notAfter` would make the window absurdly long.
+        if na < nb || na - nb > MAX_WINDOW_S {
+            return Err(CertError::SignatureInvalid);
+        }
         verify_strict(
             server_key,
             signing_input(serial, nb, na, inv).as_bytes(),
@@ -128,6 +136,22 @@ mod tests {
         let mut revoked_hidden = signed(&key, "66051 100 200 150");
         revoked_hidden.invalidated_at = None;
         assert!(revoked_hidden.verify_signature(Serial(66051), &vk).is_err());
+        // Concatenated form: "1 100 200" + "150" re-read as notAfter 200150 with no revocation.
+        let concat = signed(&key, "1100200150");
+        let shifted = CacheableIdCert {
+            not_valid_after: 200_150,
+            invalidated_at: None,
+            ..concat.clone()
+        };
+        assert!(
+            shifted.verify_signature(Serial(1), &vk).is_err(),
+            "digits moved between fields"
+        );
+        let honest = CacheableIdCert {
+            invalidated_at: Some(150),
+            ..concat
+        };
+        honest.verify_signature(Serial(1), &vk).unwrap();
     }
 
     #[test]

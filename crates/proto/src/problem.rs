@@ -16,6 +16,10 @@ pub enum ErrorCode {
     // Request shape
     MalformedRequest,
     PayloadTooLarge,
+    /// The server is at capacity; retry after `Retry-After`.
+    Overloaded,
+    /// The resource changed while the request was handled; reload and retry.
+    ConcurrentChange,
     NotFound,
     MethodNotAllowed,
     RateLimited,
@@ -57,6 +61,9 @@ pub enum ErrorCode {
     KeyMaterialSlotsExhausted,
     KeyMaterialNotFound,
     UnknownSerial,
+    /// A code this version does not know (sent by a newer server).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ErrorCode {
@@ -121,5 +128,10 @@ mod tests {
         assert_eq!(json["type"], "urn:fugue:problem:session_id_in_use");
         let back: Problem = serde_json::from_value(json).unwrap();
         assert_eq!(back, p);
+        let newer: Problem = serde_json::from_str(
+            r#"{"type":"x","title":"t","status":400,"error":"SOMETHING_NEW"}"#,
+        )
+        .unwrap();
+        assert_eq!(newer.error, ErrorCode::Unknown);
     }
 }

@@ -194,14 +194,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Solution {
         let value = parts
             .headers
             .get(fugue_proto::api::SENSITIVE_HEADER)
+            // UTF-8, not only ASCII: passwords may use any script.
             .map(|v| {
-                v.to_str().map(str::to_owned).map_err(|_| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        ErrorCode::MalformedRequest,
-                        "sensitive solution must be ASCII",
-                    )
-                })
+                std::str::from_utf8(v.as_bytes())
+                    .map(str::to_owned)
+                    .map_err(|_| {
+                        ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            ErrorCode::MalformedRequest,
+                            "sensitive solution must be UTF-8",
+                        )
+                    })
             });
         Ok(Solution(value.transpose()?))
     }
@@ -214,7 +217,9 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The peer address (the socket's; put a trusted proxy's header handling here if needed).
+/// The client's address as rate limits see it: the socket's peer (put a trusted proxy's
+/// header handling here if needed), with IPv6 clients grouped by their /64, the smallest block
+/// one subscriber usually gets.
 pub struct ClientIp(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
@@ -225,6 +230,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let ip = match ip {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into())
+            }
+            IpAddr::V6(v6) => {
+                IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::LOCALHOST))
+            }
+            v4 => v4,
+        };
         Ok(ClientIp(ip))
     }
 }

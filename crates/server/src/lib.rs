@@ -174,6 +174,13 @@ impl Server {
                     l.shrink();
                 }
                 state.limits.login_name.shrink();
+                if let Err(e) = state
+                    .identity
+                    .renew_root_if_expiring(sessions::now_secs())
+                    .await
+                {
+                    tracing::error!(error = %e, "renewing the server root certificate failed");
+                }
             }
         });
         let result = axum::serve(

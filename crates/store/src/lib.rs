@@ -15,6 +15,9 @@ use std::path::Path;
 pub use engine::{Error, Result, Row, Stmt, Value};
 pub use sqlite::Sync as SqliteSync;
 
+/// Seconds a session may live without a certificate (the token-first flow of OP-24).
+pub const CERTLESS_SESSION_S: i64 = 600;
+
 #[derive(Clone)]
 enum Engine {
     Sqlite(sqlite::Sqlite),
@@ -27,7 +30,7 @@ pub struct Store {
     engine: Engine,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ActorRow {
     pub id: i64,
     pub local_name: String,
@@ -36,6 +39,18 @@ pub struct ActorRow {
     pub totp_pending: Option<String>,
     pub is_admin: bool,
     pub created_at: i64,
+}
+
+/// Secrets stay out of logs and panics.
+impl std::fmt::Debug for ActorRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorRow")
+            .field("id", &self.id)
+            .field("local_name", &self.local_name)
+            .field("totp", &self.totp_secret.is_some())
+            .field("is_admin", &self.is_admin)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,45 +220,18 @@ impl Store {
 
     async fn migrate(&self) -> Result<()> {
         let postgres = matches!(self.engine, Engine::Postgres(_));
-        let bootstrap = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
-        self.execute_batch(bootstrap.to_owned()).await?;
-        let applied = self
-            .query(
-                "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-                vec![],
-            )
-            .await?;
-        let current = applied.first().map(|r| r.i64(0)).transpose()?.unwrap_or(0);
-        for (version, sql) in schema::MIGRATIONS.iter().filter(|(v, _)| *v > current) {
-            let mut batch = String::new();
-            for stmt in schema::statements(&schema::for_engine(sql, postgres)) {
-                batch.push_str(stmt);
-                batch.push_str(";\n");
-            }
-            // The bookkeeping row goes in the same transaction; on PostgreSQL a node that lost
-            // the race fails on the primary key and the migration is not applied twice.
-            batch.push_str(&format!(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ({version}, 0);"
-            ));
-            let wrapped = if postgres {
-                batch
-            } else {
-                format!("BEGIN;\n{batch}COMMIT;")
-            };
-            match self.execute_batch(wrapped).await {
-                Ok(()) | Err(Error::Unique(_)) => {}
-                Err(e) => return Err(e),
-            }
+        let migrations: Vec<(i64, String)> = schema::MIGRATIONS
+            .iter()
+            .map(|(v, sql)| (*v, schema::for_engine(sql, postgres)))
+            .collect();
+        let applied = match &self.engine {
+            Engine::Sqlite(e) => e.migrate(&migrations).await?,
+            Engine::Postgres(e) => e.migrate(&migrations).await?,
+        };
+        for version in applied {
             tracing::info!(version, "applied schema migration");
         }
         Ok(())
-    }
-
-    async fn execute_batch(&self, sql: String) -> Result<()> {
-        match &self.engine {
-            Engine::Sqlite(e) => e.execute_batch(sql).await,
-            Engine::Postgres(e) => e.execute_batch(sql).await,
-        }
     }
 
     /// Round trip to the database, for health checks.
@@ -341,6 +329,18 @@ impl Store {
 
     // ---- invites ----
 
+    /// True when the invite exists, has uses left and has not expired (checked again,
+    /// atomically, when it is consumed).
+    pub async fn invite_usable(&self, code_hash: &[u8], now: i64) -> Result<bool> {
+        let rows = self
+            .query(
+                "SELECT 1 FROM invites WHERE code_hash = $1 AND uses < max_uses AND (expires_at IS NULL OR expires_at > $2)",
+                params![code_hash, now],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     pub async fn insert_invite(
         &self,
         code_hash: &[u8],
@@ -390,7 +390,15 @@ impl Store {
     /// [`Error::Unique`] if the actor already has an active session or certificate with this
     /// session ID.
     pub async fn open_session(&self, s: &NewSession) -> Result<()> {
-        let mut stmts: Vec<Stmt> = s.cert.iter().map(insert_cert_stmt).collect();
+        // A session whose certificate expired, or that never got one within
+        // `CERTLESS_SESSION_S`, is over: its session ID is free again (DIGEST §4.5).
+        let mut stmts = vec![Stmt::new(
+            "UPDATE sessions SET revoked_at = $3
+             WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL
+               AND (COALESCE((SELECT c.not_after FROM id_certs c WHERE c.serial = sessions.cert_serial), created_at + $4) < $3)",
+            params![s.actor_id, s.session_id.clone(), s.created_at, CERTLESS_SESSION_S],
+        )];
+        stmts.extend(s.cert.iter().map(insert_cert_stmt));
         stmts.push(Stmt::new(
             "INSERT INTO sessions (id, actor_id, session_id, token_hash, cert_serial, created_at, revoked_at)
              VALUES ($1, $2, $3, $4, $5, $6, NULL)",
@@ -466,14 +474,15 @@ impl Store {
         let res = self
             .transaction(vec![
                 Stmt::new(
+                    "UPDATE id_certs SET revoked_at = $3 WHERE revoked_at IS NULL AND serial =
+                       (SELECT cert_serial FROM sessions WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL)",
+                    params![actor_id, session_id, now],
+                ),
+                Stmt::new(
                     "UPDATE sessions SET revoked_at = $3 WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL",
                     params![actor_id, session_id, now],
                 )
                 .expect(1),
-                Stmt::new(
-                    "UPDATE id_certs SET revoked_at = $3 WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL",
-                    params![actor_id, session_id, now],
-                ),
             ])
             .await;
         match res {
@@ -559,23 +568,43 @@ impl Store {
 
     // ---- failed sensitive-action solutions ----
 
-    /// Records a wrong solution at `now` and forgets those older than `forget_before`.
-    pub async fn record_sensitive_failure(
+    /// Starts a second-factor attempt: counts it as a failure until
+    /// [`Store::forgive_sensitive_attempt`] takes it back. Returns false, recording nothing,
+    /// when `max` attempts since `since` are on record already. Attempts of one actor are
+    /// serialised on its row, so parallel guesses cannot all slip under the limit.
+    pub async fn begin_sensitive_attempt(
         &self,
         actor_id: i64,
+        attempt: i64,
         now: i64,
-        forget_before: i64,
-    ) -> Result<()> {
-        self.transaction(vec![
-            Stmt::new(
-                "DELETE FROM sensitive_failures WHERE actor_id = $1 AND at < $2",
-                params![actor_id, forget_before],
-            ),
-            Stmt::new(
-                "INSERT INTO sensitive_failures (actor_id, at) VALUES ($1, $2)",
-                params![actor_id, now],
-            ),
-        ])
+        since: i64,
+        max: i64,
+    ) -> Result<bool> {
+        let res = self
+            .transaction(vec![
+                Stmt::new("UPDATE actors SET is_admin = is_admin WHERE id = $1", params![actor_id]).expect(1),
+                Stmt::new("DELETE FROM sensitive_failures WHERE actor_id = $1 AND at < $2", params![actor_id, since]),
+                Stmt::new(
+                    "INSERT INTO sensitive_failures (actor_id, at, attempt)
+                     SELECT $1, $2, $3 WHERE (SELECT COUNT(*) FROM sensitive_failures WHERE actor_id = $1) < $4",
+                    params![actor_id, now, attempt, max],
+                )
+                .expect(1),
+            ])
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(2)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes back an attempt that turned out right.
+    pub async fn forgive_sensitive_attempt(&self, actor_id: i64, attempt: i64) -> Result<()> {
+        self.execute(
+            "DELETE FROM sensitive_failures WHERE actor_id = $1 AND attempt = $2",
+            params![actor_id, attempt],
+        )
         .await
         .map(|_| ())
     }

@@ -4,6 +4,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Column, Executor, PgPool, Row as _, TypeInfo};
 
 use crate::engine::{Error, Result, Row, Stmt, Value};
+use crate::schema::{BOOTSTRAP, CURRENT_VERSION};
 
 #[derive(Clone)]
 pub struct Postgres {
@@ -68,12 +69,18 @@ impl Postgres {
                 .connect_with(opts.clone())
                 .await
                 .map_err(map_err)?;
-            admin
+            let created = admin
                 .execute(sqlx::AssertSqlSafe(format!(
                     "CREATE SCHEMA IF NOT EXISTS {schema}"
                 )))
                 .await
-                .map_err(map_err)?;
+                .map_err(map_err);
+            // Two connections creating the same schema at once: one of them loses the race
+            // on the catalog's unique index, and the schema exists either way.
+            match created {
+                Ok(_) | Err(Error::Unique(_)) => {}
+                Err(e) => return Err(e),
+            }
             admin.close().await;
             opts = opts.options([("search_path", schema)]);
         }
@@ -112,16 +119,32 @@ impl Postgres {
         Ok(counts)
     }
 
-    /// Runs DDL (several statements) in one transaction, serialised across nodes by an
-    /// advisory lock so that two nodes starting together do not migrate twice.
-    pub async fn execute_batch(&self, sql: String) -> Result<()> {
+    /// Applies the migrations newer than the recorded version in one transaction, holding an
+    /// advisory lock: nodes starting together wait for each other, and the version is read
+    /// under the lock, so no migration runs twice.
+    pub async fn migrate(&self, migrations: &[(i64, String)]) -> Result<Vec<i64>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         tx.execute("SELECT pg_advisory_xact_lock(4242)")
             .await
             .map_err(map_err)?;
-        tx.execute(sqlx::AssertSqlSafe(sql))
+        tx.execute(BOOTSTRAP).await.map_err(map_err)?;
+        let current: i64 = sqlx::query_scalar(CURRENT_VERSION)
+            .fetch_one(&mut *tx)
             .await
             .map_err(map_err)?;
-        tx.commit().await.map_err(map_err)
+        let mut done = Vec::new();
+        for (version, sql) in migrations.iter().filter(|(v, _)| *v > current) {
+            tx.execute(sqlx::AssertSqlSafe(sql.clone()))
+                .await
+                .map_err(map_err)?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)")
+                .bind(*version)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            done.push(*version);
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(done)
     }
 }

@@ -75,7 +75,19 @@ CREATE INDEX sensitive_failures_actor ON sensitive_failures (actor_id, at);
 ALTER TABLE actors ADD COLUMN totp_last_step BIGINT;
 "#,
     ),
+    (
+        3,
+        r#"
+ALTER TABLE sensitive_failures ADD COLUMN attempt BIGINT;
+DROP INDEX id_certs_active_session;
+"#,
+    ),
 ];
+
+/// Creates the bookkeeping table.
+pub const BOOTSTRAP: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+/// The newest applied migration (0 when none).
+pub const CURRENT_VERSION: &str = "SELECT COALESCE(MAX(version), 0) FROM schema_migrations";
 
 /// Adapts shared DDL to an engine.
 pub fn for_engine(sql: &str, postgres: bool) -> String {
@@ -84,9 +96,4 @@ pub fn for_engine(sql: &str, postgres: bool) -> String {
     } else {
         sql.to_owned()
     }
-}
-
-/// Splits a migration into statements (our DDL has no semicolons inside literals).
-pub fn statements(sql: &str) -> impl Iterator<Item = &str> {
-    sql.split(';').map(str::trim).filter(|s| !s.is_empty())
 }

@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::oneshot;
 
 use crate::engine::{Error, Result, Row, Stmt, Value};
+use crate::schema::{BOOTSTRAP, CURRENT_VERSION};
 
 /// Number of read-only connections.
 const READERS: usize = 2;
@@ -204,8 +205,25 @@ impl Sqlite {
         Self::ask(&self.writer, |r| Job::Tx(stmts, r)).await
     }
 
-    pub async fn execute_batch(&self, sql: String) -> Result<()> {
-        Self::ask(&self.writer, |r| Job::Batch(sql, r)).await
+    /// Applies the migrations newer than the recorded version, each in one transaction with
+    /// its bookkeeping row, on the writer thread (the only writer of the file).
+    pub async fn migrate(&self, migrations: &[(i64, String)]) -> Result<Vec<i64>> {
+        let mut done = Vec::new();
+        Self::ask(&self.writer, |r| Job::Batch(BOOTSTRAP.to_owned(), r)).await?;
+        let current = Self::ask(&self.writer, |r| Job::Query(CURRENT_VERSION, vec![], r)).await?;
+        let current = current
+            .first()
+            .map(|row| row.i64(0))
+            .transpose()?
+            .unwrap_or(0);
+        for (version, sql) in migrations.iter().filter(|(v, _)| *v > current) {
+            let batch = format!(
+                "BEGIN;\n{sql};\nINSERT INTO schema_migrations (version, applied_at) VALUES ({version}, 0);\nCOMMIT;"
+            );
+            Self::ask(&self.writer, |r| Job::Batch(batch, r)).await?;
+            done.push(*version);
+        }
+        Ok(done)
     }
 }
 

@@ -74,9 +74,14 @@ struct Child {
 impl Child {
     /// Starts `fugue serve` on a free port in `cwd` with `args` added.
     fn serve(cwd: &Path, args: &[&str]) -> Self {
+        Self::serve_on("127.0.0.1", cwd, args)
+    }
+
+    /// `host` is an IP literal as it appears in a URL (`127.0.0.1`, `[::1]`).
+    fn serve_on(host: &str, cwd: &Path, args: &[&str]) -> Self {
         let port = free_port();
         let logs = tempfile::tempdir().unwrap();
-        let listen = format!("127.0.0.1:{port}");
+        let listen = format!("{host}:{port}");
         let process = fugue()
             .arg("serve")
             .args(["--listen", &listen])
@@ -546,4 +551,20 @@ async fn the_command_line_client_works_end_to_end() {
     let out = assert_success(&cli(&["account", "whoami"]), "whoami after the refusal");
     assert!(out.contains("laptop") && out.contains("(valid)"), "{out}");
     assert_mode(&keystore, 0o600);
+}
+
+#[tokio::test]
+async fn the_server_listens_on_ipv6_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let mut child = Child::serve_on("[::1]", dir.path(), &["--data-dir", &data]);
+    child.wait_ready().await;
+    assert!(child.url.starts_with("http://[::1]:"), "{}", child.url);
+    let client = fugue_client::Client::new(&child.url).unwrap();
+    assert_eq!(client.health().await.unwrap().status, "ok");
+    // The public URL defaults to the listen address, brackets included.
+    assert_eq!(
+        client.well_known().await.unwrap().api,
+        format!("{}/.p2/core/", child.url)
+    );
 }

@@ -8,6 +8,7 @@ mod accounts;
 mod binary;
 mod csr;
 mod fuzz;
+mod hardening;
 mod interop;
 mod keymaterial;
 mod sessions;

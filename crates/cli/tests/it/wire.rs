@@ -146,7 +146,7 @@ async fn json_bodies_are_canonical_and_u64_values_are_strings() {
     let item = EncryptedPkm {
         key_data: "opaque".into(),
         serial,
-        encryption_algorithms: vec!["x".into()],
+        encryption_algorithms: vec!["1.2.840.113549.1.5.13".into()],
     };
     let resp = raw
         .post(url(&server, api::keymaterial::PATH))

@@ -24,8 +24,12 @@ pub enum Error {
     KeyMaterialNotFound,
     #[error("{0}")]
     InvalidRequest(String),
+    /// A client's certificate or CSR is unacceptable.
     #[error(transparent)]
     Cert(#[from] CertError),
+    /// Building or parsing a certificate of our own failed: our fault, never the client's.
+    #[error("issuing a certificate failed: {0}")]
+    Issuance(CertError),
     #[error("the stored server key does not persist: {0}")]
     KeyPersistence(String),
     #[error(transparent)]
@@ -54,7 +58,13 @@ pub fn cert_problem(err: &CertError) -> ApiError {
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
-        let (status, code) = match &err {
+        (&err).into()
+    }
+}
+
+impl From<&Error> for ApiError {
+    fn from(err: &Error) -> Self {
+        let (status, code) = match err {
             Error::ActorNotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::ActorNotFound),
             Error::NoServerCertAt(_) => (StatusCode::NOT_FOUND, ErrorCode::CertNotFound),
             Error::UnknownSerial(_) => (StatusCode::NOT_FOUND, ErrorCode::UnknownSerial),
@@ -69,8 +79,17 @@ impl From<Error> for ApiError {
             Error::KeyMaterialNotFound => (StatusCode::NOT_FOUND, ErrorCode::KeyMaterialNotFound),
             Error::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::MalformedRequest),
             Error::Cert(e) => return cert_problem(e),
-            Error::ServerCertExpired | Error::KeyPersistence(_) | Error::Store(_) => {
-                return ApiError::internal(&err);
+            Error::ServerCertExpired => {
+                tracing::error!("{err}");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::Overloaded,
+                    "the server cannot issue certificates right now",
+                )
+                .with_retry_after(60);
+            }
+            Error::Issuance(_) | Error::KeyPersistence(_) | Error::Store(_) => {
+                return ApiError::internal(err);
             }
         };
         ApiError::new(status, code, err.to_string())

@@ -18,7 +18,7 @@ use fugue_proto::api::{get_actor_idcerts, keymaterial::EncryptedPkm};
 use fugue_proto::cache::{self, CacheableIdCert};
 use fugue_proto::certs::IdCert;
 use fugue_proto::certs::issue::{self, Window};
-use fugue_proto::{DomainName, FederationId, LocalName, Serial, SessionId};
+use fugue_proto::{DomainName, FederationId, Serial, SessionId};
 use fugue_store::{CertRow, KeyMaterialRow, ServerCertRow, Store};
 
 pub use error::{Error, cert_problem};
@@ -63,6 +63,8 @@ pub struct Identity {
     ca: Arc<RwLock<Ca>>,
     sink: Arc<dyn KeySink>,
     sig_cache: Arc<Mutex<SigCache>>,
+    /// Serialises root changes (rotation, renewal).
+    rotation: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A freshly issued actor certificate.
@@ -78,6 +80,16 @@ pub fn random_serial() -> Serial {
             return Serial(s);
         }
     }
+}
+
+/// Lifetime of new actor certificates, days: as configured, within 1..=60.
+fn actor_days(certs: &config::Certs) -> u64 {
+    certs.actor_validity_days.clamp(1, MAX_ACTOR_DAYS)
+}
+
+/// True when `root` ends before a certificate issued now would.
+fn root_expiring(root: &IdCert, certs: &config::Certs, now: u64) -> bool {
+    root.not_after < now + actor_days(certs) * DAY
 }
 
 fn as_i64(v: u64) -> i64 {
@@ -107,10 +119,7 @@ impl Identity {
         }
         let needs_new = match history.last() {
             None => true,
-            Some(last) => {
-                last.key != key.verifying_key()
-                    || last.not_after < now + certs.actor_validity_days.min(MAX_ACTOR_DAYS) * DAY
-            }
+            Some(last) => last.key != key.verifying_key() || root_expiring(last, &certs, now),
         };
         let current = match (needs_new, history.last()) {
             (false, Some(last)) => last.clone(),
@@ -138,6 +147,7 @@ impl Identity {
             })),
             sink,
             sig_cache: Arc::default(),
+            rotation: Arc::default(),
         })
     }
 
@@ -161,13 +171,14 @@ impl Identity {
             not_before: start,
             not_after: start + certs.server_validity_days * DAY,
         };
-        let tbs = issue::server_tbs(random_serial(), domain, &key.verifying_key(), window)?;
-        let der = issue::finish_cert(tbs, |m| key.sign(m).to_bytes())?;
-        let cert = IdCert::parse(&der)?;
-        cert.verify_server_root()?;
+        let tbs = issue::server_tbs(random_serial(), domain, &key.verifying_key(), window)
+            .map_err(Error::Issuance)?;
+        let der = issue::finish_cert(tbs, |m| key.sign(m).to_bytes()).map_err(Error::Issuance)?;
+        let cert = IdCert::parse(&der).map_err(Error::Issuance)?;
+        cert.verify_server_root().map_err(Error::Issuance)?;
         let row = ServerCertRow {
             serial: as_i64(cert.serial.0),
-            cert_pem: cert.to_pem()?,
+            cert_pem: cert.to_pem().map_err(Error::Issuance)?,
             not_before: as_i64(window.not_before),
             not_after: as_i64(window.not_after),
             created_at: as_i64(start),
@@ -192,11 +203,6 @@ impl Identity {
         self.read().current.clone()
     }
 
-    /// The public key of the current root.
-    pub fn server_key(&self) -> VerifyingKey {
-        self.read().key.verifying_key()
-    }
-
     /// Issues an actor ID-Cert for `fid`/`session` binding `key` (claims already checked).
     pub fn issue_actor_cert(
         &self,
@@ -207,7 +213,7 @@ impl Identity {
         now: u64,
     ) -> Result<Issued, Error> {
         let ca = self.read();
-        let days = self.certs.actor_validity_days.clamp(1, MAX_ACTOR_DAYS);
+        let days = actor_days(&self.certs);
         let not_before = now.max(ca.current.not_before);
         let not_after = (now + days * DAY).min(ca.current.not_after);
         if not_after <= not_before {
@@ -217,14 +223,16 @@ impl Identity {
             not_before,
             not_after,
         };
-        let tbs = issue::actor_tbs(random_serial(), fid, session, key, window)?;
-        let der = issue::finish_cert(tbs, |m| ca.key.sign(m).to_bytes())?;
-        let cert = IdCert::parse(&der)?;
+        let tbs = issue::actor_tbs(random_serial(), fid, session, key, window)
+            .map_err(Error::Issuance)?;
+        let der =
+            issue::finish_cert(tbs, |m| ca.key.sign(m).to_bytes()).map_err(Error::Issuance)?;
+        let cert = IdCert::parse(&der).map_err(Error::Issuance)?;
         let row = CertRow {
             serial: as_i64(cert.serial.0),
             actor_id,
             session_id: session.to_string(),
-            cert_pem: cert.to_pem()?,
+            cert_pem: cert.to_pem().map_err(Error::Issuance)?,
             not_before: as_i64(not_before),
             not_after: as_i64(not_after),
             issued_at: as_i64(now),
@@ -293,7 +301,14 @@ impl Identity {
                 .find(|c| c.not_before <= at)
                 .ok_or(Error::NoServerCertAt(at))?,
         };
-        Ok(self.cacheable(&ca, cert.to_pem()?, cert.serial, cert.not_after, None, now))
+        Ok(self.cacheable(
+            &ca,
+            cert.to_pem().map_err(Error::Issuance)?,
+            cert.serial,
+            cert.not_after,
+            None,
+            now,
+        ))
     }
 
     /// An actor's certificates overlapping the query window, with cache information.
@@ -343,12 +358,35 @@ impl Identity {
     /// Rotates the server key: a new key and self-signed root; every earlier root stays
     /// answerable by timestamp. Returns the new root's PEM.
     pub async fn rotate_key(&self, now: u64) -> Result<String, Error> {
+        let _one_at_a_time = self.rotation.lock().await;
         let key = SigningKey::generate(&mut OsRng);
         // Persist the key before the certificate: if we crash in between, the next start
         // finds a key without a root and issues one (see `bootstrap`).
         self.sink
             .persist(&key)
             .map_err(|e| Error::KeyPersistence(e.to_string()))?;
+        self.install_root(key, now).await
+    }
+
+    /// Renews the root with the same key when it would cut actor certificates short: a
+    /// long-running server never reaches the day its root expires. Returns whether it did.
+    pub async fn renew_root_if_expiring(&self, now: u64) -> Result<bool, Error> {
+        let _one_at_a_time = self.rotation.lock().await;
+        let (key, expiring) = {
+            let ca = self.read();
+            (ca.key.clone(), root_expiring(&ca.current, &self.certs, now))
+        };
+        if !expiring {
+            return Ok(false);
+        }
+        self.install_root(key, now).await?;
+        tracing::warn!("renewed the server root certificate before it expires");
+        Ok(true)
+    }
+
+    /// Issues a root for `key` after the current one and makes both current. Callers hold
+    /// `rotation`.
+    async fn install_root(&self, key: SigningKey, now: u64) -> Result<String, Error> {
         let previous = self.server_cert();
         let cert = Self::new_root(
             &self.store,
@@ -359,12 +397,12 @@ impl Identity {
             now,
         )
         .await?;
-        let pem = cert.to_pem()?;
+        let pem = cert.to_pem().map_err(Error::Issuance)?;
         let mut ca = self.ca.write().unwrap_or_else(|e| e.into_inner());
         ca.history.push(cert.clone());
         ca.current = cert;
         ca.key = key;
-        // Signatures of the old key must not be handed out any more.
+        // Signatures of an old key must not be handed out any more.
         self.sig_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -400,6 +438,18 @@ impl Identity {
         for item in items {
             if item.key_data.len() > self.limits.key_material_bytes {
                 return Err(Error::KeyMaterialTooLarge(self.limits.key_material_bytes));
+            }
+            let oid_like = |a: &String| {
+                a.len() <= 64
+                    && a.split('.')
+                        .all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()))
+            };
+            if item.encryption_algorithms.len() > 8
+                || !item.encryption_algorithms.iter().all(oid_like)
+            {
+                return Err(Error::InvalidRequest(
+                    "encryptionAlgorithms must be 1 to 8 OIDs in dotted-decimal form".into(),
+                ));
             }
             if item.encryption_algorithms.is_empty() {
                 return Err(Error::InvalidRequest(
@@ -468,13 +518,5 @@ impl Identity {
             0 => Err(Error::KeyMaterialNotFound),
             _ => Ok(()),
         }
-    }
-
-    /// A local actor's federation ID.
-    pub fn fid_of(&self, local_name: &str) -> Option<FederationId> {
-        local_name
-            .parse::<LocalName>()
-            .ok()
-            .map(|l| FederationId::new(l, self.domain.clone()))
     }
 }

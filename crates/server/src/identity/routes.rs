@@ -101,11 +101,12 @@ pub async fn delete_key_material(
     Query(q): Query<keymaterial::Query>,
 ) -> ApiResult<StatusCode> {
     app.limits.sensitive.check(&ip)?;
+    let serials = serials(&q)?; // input first: a malformed request spends no second factor
     app.sessions
         .check_sensitive(&authed.actor, solution.as_deref(), now_secs())
         .await?;
     app.identity
-        .delete_key_material(authed.actor.id, &serials(&q)?)
+        .delete_key_material(authed.actor.id, &serials)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

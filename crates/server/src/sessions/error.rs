@@ -11,7 +11,9 @@ pub enum Error {
     InvalidLocalName(String),
     #[error("this local name is taken")]
     LocalNameTaken,
-    #[error("passwords must have {min} to 1024 characters")]
+    #[error(
+        "passwords must have {min} to 1024 characters and no leading or trailing space or control characters"
+    )]
     WeakPassword { min: usize },
     #[error("registration is closed on this server")]
     RegistrationClosed,
@@ -43,6 +45,10 @@ pub enum Error {
     SessionIdInUse(String),
     #[error("{0}")]
     InvalidSessionId(String),
+    #[error("the session's certificate changed while this request was handled; retry")]
+    ConcurrentChange,
+    #[error("the server is busy hashing passwords; retry in a moment")]
+    Overloaded,
     #[error("TOTP is already enabled for this account")]
     TotpAlreadyEnrolled,
     #[error("no TOTP enrolment is pending; start one first")]
@@ -62,11 +68,6 @@ pub enum Error {
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         use StatusCode as S;
-        let err = match err {
-            Error::Identity(inner) => return inner.into(),
-            Error::Csr(e) => return identity::cert_problem(&e),
-            other => other,
-        };
         let (status, code) = match &err {
             Error::InvalidLocalName(_) => (S::BAD_REQUEST, ErrorCode::InvalidLocalName),
             Error::LocalNameTaken => (S::CONFLICT, ErrorCode::LocalNameTaken),
@@ -94,10 +95,19 @@ impl From<Error> for ApiError {
             Error::SessionIdInUse(_) => (S::CONFLICT, ErrorCode::SessionIdInUse),
             Error::InvalidSessionId(_) => (S::BAD_REQUEST, ErrorCode::InvalidSessionId),
             Error::TotpAlreadyEnrolled => (S::CONFLICT, ErrorCode::TotpAlreadyEnrolled),
+            Error::ConcurrentChange => (S::CONFLICT, ErrorCode::ConcurrentChange),
+            Error::Overloaded => {
+                return ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    ErrorCode::Overloaded,
+                    err.to_string(),
+                )
+                .with_retry_after(1);
+            }
             Error::TotpNotPending => (S::CONFLICT, ErrorCode::TotpNotPending),
             Error::NotAdmin => (S::FORBIDDEN, ErrorCode::Forbidden),
             Error::Csr(e) => return identity::cert_problem(e),
-            Error::Identity(e) => return ApiError::internal(e),
+            Error::Identity(e) => return e.into(),
             Error::Hashing(_) | Error::Store(_) => return ApiError::internal(&err),
         };
         ApiError::new(status, code, err.to_string())

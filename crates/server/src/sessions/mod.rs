@@ -29,12 +29,28 @@ use crate::identity::Identity;
 const MAX_PASSWORD: usize = 1024;
 
 /// An authenticated request: the actor, its session and the token it used.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Authed {
     pub actor: ActorRow,
     pub session: SessionRow,
     pub fid: FederationId,
     pub token: String,
+}
+
+impl std::fmt::Debug for Authed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authed")
+            .field("fid", &self.fid)
+            .field("session", &self.session.session_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The second factor an answer is checked against.
+enum Factor<'a> {
+    /// The TOTP secret (base32).
+    Totp(&'a str),
+    Password,
 }
 
 /// What a successful login yields.
@@ -143,8 +159,11 @@ impl Sessions {
         }
         let local = LocalName::parse_with_max(&req.local_name, cfg.limits.local_name_max)
             .map_err(|e| Error::InvalidLocalName(e.to_string()))?;
-        let pw_len = req.password.chars().count();
-        if pw_len < cfg.limits.password_min || req.password.len() > MAX_PASSWORD {
+        // The password doubles as the sensitive-action answer in an HTTP header, where leading
+        // and trailing spaces are stripped and control characters are not allowed.
+        let pw = &req.password;
+        let header_safe = pw.trim() == pw && !pw.chars().any(char::is_control);
+        if pw.chars().count() < cfg.limits.password_min || pw.len() > MAX_PASSWORD || !header_safe {
             return Err(Error::WeakPassword {
                 min: cfg.limits.password_min,
             });
@@ -161,6 +180,12 @@ impl Sessions {
         };
         if self.store.actor_by_name(local.as_str()).await?.is_some() {
             return Err(Error::LocalNameTaken);
+        }
+        // Check the invite before the costly hash; it is consumed atomically on insert.
+        if let Some(hash) = &invite_hash
+            && !self.store.invite_usable(hash, now as i64).await?
+        {
+            return Err(Error::InvalidInvite);
         }
         let actor = ActorRow {
             id: random_id(),
@@ -203,8 +228,10 @@ impl Sessions {
         };
         if let Some(secret) = &actor.totp_secret {
             let code = req.totp.as_deref().ok_or(Error::TotpRequired)?;
+            // Under the same per-actor lockout as sensitive actions: the password alone must
+            // not buy unlimited guesses at the code.
             if !self
-                .accept_totp(actor.id, secret, &actor.local_name, code, now)
+                .second_factor(&actor, Factor::Totp(secret), code, now)
                 .await?
             {
                 return Err(Error::InvalidCredentials);
@@ -281,10 +308,13 @@ impl Sessions {
             .session_by_token(&hash_secret(token))
             .await?
             .ok_or(Error::InvalidToken)?;
-        if session
+        // A session's token lives as long as its certificate; a session that never got one
+        // must get it within `CERTLESS_SESSION_S`.
+        let now = now_secs() as i64;
+        let ends = session
             .cert_not_after
-            .is_some_and(|na| na < now_secs() as i64)
-        {
+            .unwrap_or(session.created_at + fugue_store::CERTLESS_SESSION_S);
+        if ends < now {
             return Err(Error::InvalidToken);
         }
         let actor = self
@@ -310,6 +340,23 @@ impl Sessions {
         solution: Option<&str>,
         now: u64,
     ) -> Result<(), Error> {
+        let Some(solution) = solution else {
+            // Say "locked" rather than "answer needed" when an answer could not help anyway.
+            self.ensure_not_locked(actor, now).await?;
+            return Err(Error::SolutionRequired);
+        };
+        let factor = match &actor.totp_secret {
+            Some(secret) => Factor::Totp(secret),
+            None => Factor::Password,
+        };
+        if !self.second_factor(actor, factor, solution, now).await? {
+            return Err(Error::SolutionInvalid);
+        }
+        Ok(())
+    }
+
+    /// `TooManyFailedSolutions` while the actor is locked out.
+    async fn ensure_not_locked(&self, actor: &ActorRow, now: u64) -> Result<(), Error> {
         let rl = &self.config.rate_limits;
         let since = now.saturating_sub(rl.failure_window_s);
         let (failures, oldest) = self
@@ -322,24 +369,48 @@ impl Sessions {
                 free_at.saturating_sub(now).max(1),
             ));
         }
-        let solution = solution.ok_or(Error::SolutionRequired)?;
-        let ok = match &actor.totp_secret {
-            Some(secret) => {
-                self.accept_totp(actor.id, secret, &actor.local_name, solution, now)
+        Ok(())
+    }
+
+    /// Checks one answer to a second factor under the per-actor lockout: the attempt is
+    /// recorded as a failure before it is checked (so parallel guesses cannot all slip under
+    /// the limit) and taken back when it was right.
+    async fn second_factor(
+        &self,
+        actor: &ActorRow,
+        factor: Factor<'_>,
+        answer: &str,
+        now: u64,
+    ) -> Result<bool, Error> {
+        let rl = &self.config.rate_limits;
+        let since = now.saturating_sub(rl.failure_window_s);
+        let attempt = random_id();
+        let max = i64::from(rl.max_failed_solutions);
+        if !self
+            .store
+            .begin_sensitive_attempt(actor.id, attempt, now as i64, since as i64, max)
+            .await?
+        {
+            self.ensure_not_locked(actor, now).await?;
+            // The window moved on between the two queries: the caller may simply retry.
+            return Err(Error::TooManyFailedSolutions(1));
+        }
+        let ok = match factor {
+            Factor::Totp(secret) => {
+                self.accept_totp(actor.id, secret, &actor.local_name, answer, now)
                     .await?
             }
-            None => {
-                solution.len() <= MAX_PASSWORD
-                    && self.verify_password(solution, &actor.password_hash).await?
+            Factor::Password => {
+                answer.len() <= MAX_PASSWORD
+                    && self.verify_password(answer, &actor.password_hash).await?
             }
         };
-        if !ok {
+        if ok {
             self.store
-                .record_sensitive_failure(actor.id, now as i64, since as i64)
+                .forgive_sensitive_attempt(actor.id, attempt)
                 .await?;
-            return Err(Error::SolutionInvalid);
         }
-        Ok(())
+        Ok(ok)
     }
 
     /// `POST /.p2/core/v1/idcert`: a new ID-Cert for the current session. The first one of a
@@ -352,10 +423,7 @@ impl Sessions {
         solution: Option<&str>,
         now: u64,
     ) -> Result<(String, String), Error> {
-        let first = authed.session.cert_serial.is_none();
-        if !first {
-            self.check_sensitive(&authed.actor, solution, now).await?;
-        }
+        // Input first: a bad CSR must not spend a TOTP code or count as a guess.
         let csr = ActorCsr::parse(csr)?;
         let session_id = csr.check_claims(&authed.fid)?;
         if session_id.as_str() != authed.session.session_id {
@@ -363,6 +431,10 @@ impl Sessions {
                 "the CSR names session {session_id}, but this is session {}",
                 authed.session.session_id
             )));
+        }
+        let first = authed.session.cert_serial.is_none();
+        if !first {
+            self.check_sensitive(&authed.actor, solution, now).await?;
         }
         let issued = self.identity.issue_actor_cert(
             authed.actor.id,
@@ -388,9 +460,7 @@ impl Sessions {
             )
             .await
         {
-            Err(fugue_store::Error::Conflict(_)) => {
-                return Err(Error::SessionNotFound(authed.session.session_id.clone()));
-            }
+            Err(fugue_store::Error::Conflict(_)) => return Err(Error::ConcurrentChange),
             other => other?,
         }
         Ok((issued.row.cert_pem, token))

@@ -23,9 +23,12 @@ enum Job {
     Verify(String, String, oneshot::Sender<bool>),
 }
 
+/// Password checks waiting beyond this many get 503 instead of queueing without end.
+const QUEUE: usize = 64;
+
 #[derive(Clone)]
 pub struct Hasher {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
 }
 
 fn params(cost: &PasswordHashing) -> Result<Params, Error> {
@@ -120,7 +123,7 @@ impl Hasher {
     /// Starts `threads` hashing threads with the given cost.
     pub fn start(cost: &PasswordHashing, threads: usize) -> Result<Self, Error> {
         let params = params(cost)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::sync_channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let (rx, params) = (rx.clone(), params.clone());
@@ -134,6 +137,9 @@ impl Hasher {
                             Err(_) => return,
                         };
                         match job {
+                            // The request was dropped (client gone): skip the work.
+                            Ok(Job::Hash(_, reply)) if reply.is_closed() => {}
+                            Ok(Job::Verify(_, _, reply)) if reply.is_closed() => {}
                             Ok(Job::Hash(pw, reply)) => {
                                 let _ = reply.send(worker.hash(&params, pw.as_bytes()));
                             }

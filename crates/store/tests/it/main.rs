@@ -356,25 +356,140 @@ async fn key_material_is_unique_per_serial_and_deletable() {
 }
 
 #[tokio::test]
-async fn failed_solutions_are_counted_in_a_window() {
+async fn second_factor_attempts_are_counted_in_a_window_and_forgiven_when_right() {
     let dir = tempfile::tempdir().unwrap();
     for store in engines(&dir).await {
-        for t in [100, 200, 300] {
-            store.record_sensitive_failure(7, t, 0).await.unwrap();
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        for (attempt, t) in [(1, 100), (2, 200), (3, 300)] {
+            assert!(
+                store
+                    .begin_sensitive_attempt(a.id, attempt, t, 0, 3)
+                    .await
+                    .unwrap()
+            );
         }
+        assert!(
+            !store
+                .begin_sensitive_attempt(a.id, 4, 310, 0, 3)
+                .await
+                .unwrap(),
+            "{}: limit ignored",
+            store.engine_name()
+        );
         assert_eq!(
-            store.sensitive_failures_since(7, 150).await.unwrap(),
+            store.sensitive_failures_since(a.id, 150).await.unwrap(),
             (2, Some(200))
         );
+        store.forgive_sensitive_attempt(a.id, 3).await.unwrap();
         assert_eq!(
-            store.sensitive_failures_since(8, 0).await.unwrap(),
-            (0, None)
+            store.sensitive_failures_since(a.id, 0).await.unwrap(),
+            (2, Some(100))
         );
-        store.record_sensitive_failure(7, 400, 250).await.unwrap(); // forgets 100 and 200
+        // Attempts older than the window are forgotten, making room again.
+        assert!(
+            store
+                .begin_sensitive_attempt(a.id, 5, 400, 150, 3)
+                .await
+                .unwrap()
+        );
         assert_eq!(
-            store.sensitive_failures_since(7, 0).await.unwrap(),
-            (2, Some(300))
+            store.sensitive_failures_since(a.id, 0).await.unwrap(),
+            (2, Some(200))
         );
+    }
+}
+
+#[tokio::test]
+async fn parallel_second_factor_attempts_cannot_slip_under_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .begin_sensitive_attempt(a.id, i, 100, 0, 10)
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut admitted = 0;
+        for t in tasks {
+            admitted += usize::from(t.await.unwrap());
+        }
+        assert_eq!(admitted, 10, "{}", store.engine_name());
+    }
+}
+
+#[tokio::test]
+async fn a_session_id_is_free_again_once_its_certificate_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let old = cert(a.id, "laptop"); // valid 100..200
+        store
+            .open_session(&session(a.id, "laptop", b"old", Some(old.clone())))
+            .await
+            .unwrap();
+        // Still valid at 150: the ID is taken.
+        let mut early = session(a.id, "laptop", b"new", Some(cert(a.id, "laptop")));
+        early.created_at = 150;
+        assert!(matches!(
+            store.open_session(&early).await,
+            Err(Error::Unique(_))
+        ));
+        // Expired at 250: the old session ends, its cert stays unrevoked (it expired).
+        let mut late = session(a.id, "laptop", b"new", Some(cert(a.id, "laptop")));
+        late.created_at = 250;
+        store.open_session(&late).await.unwrap();
+        assert_eq!(store.session_by_token(b"old").await.unwrap(), None);
+        assert_eq!(
+            store
+                .cert_by_serial(old.serial)
+                .await
+                .unwrap()
+                .unwrap()
+                .revoked_at,
+            None
+        );
+        // A session that never got a certificate ends after CERTLESS_SESSION_S.
+        store
+            .open_session(&session(a.id, "sdk", b"t1", None))
+            .await
+            .unwrap();
+        let mut again = session(a.id, "sdk", b"t2", None);
+        again.created_at = 100 + fugue_store::CERTLESS_SESSION_S + 1;
+        store.open_session(&again).await.unwrap();
+        assert_eq!(store.session_by_token(b"t1").await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn nodes_starting_together_migrate_once() {
+    let Ok(url) = std::env::var("TEST_DATABASE_URL") else {
+        return;
+    };
+    if url.is_empty() {
+        return;
+    }
+    let schema = format!("m_{:016x}", OsRng.next_u64());
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, schema) = (url.clone(), schema.clone());
+            tokio::spawn(async move {
+                Store::open_postgres(&url, Some(&schema), 2)
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .collect();
+    for o in opens {
+        o.await.unwrap().unwrap();
     }
 }
 

@@ -1,0 +1,216 @@
+//! Defences that only show under pressure: parallel guesses at the second factor, TOTP
+//! guessing at login, passwords in any script, concurrent root changes and root renewal.
+
+use std::sync::Arc;
+
+use fugue_proto::ErrorCode;
+use fugue_proto::api;
+use fugue_testkit::{MemoryKeySink, PASSWORD, TestServer};
+
+use crate::support::{
+    assert_problem, totp_code_in, unix_now, wait_for_fresh_totp_step, wrong_totp_code,
+};
+
+#[tokio::test]
+async fn parallel_wrong_solutions_cannot_exceed_the_lockout_limit() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let url = format!(
+        "{}{}?session_id=nope",
+        server.url,
+        api::delete_session::PATH
+    );
+    let attempts: Vec<_> = (0..30)
+        .map(|i| {
+            let (raw, url, token) = (
+                server.client().raw().clone(),
+                url.clone(),
+                alice.token().to_owned(),
+            );
+            tokio::spawn(async move {
+                let resp = raw
+                    .delete(url)
+                    .bearer_auth(token)
+                    .header(api::SENSITIVE_HEADER, format!("wrong guess {i}"))
+                    .send()
+                    .await
+                    .unwrap();
+                resp.status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for a in attempts {
+        statuses.push(a.await.unwrap());
+    }
+    let checked = statuses.iter().filter(|s| **s == 403).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        checked, 10,
+        "exactly the limit of guesses is checked: {statuses:?}"
+    );
+    assert_eq!(refused, 20, "{statuses:?}");
+    // Even the right answer is refused now.
+    assert_problem(
+        alice.revoke_session(alice.session_id(), PASSWORD).await,
+        429,
+        ErrorCode::TooManyFailedSolutions,
+    );
+}
+
+#[tokio::test]
+async fn guessing_the_totp_code_at_login_is_locked_out_too() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let enrolment = alice.totp_enroll(PASSWORD).await.unwrap();
+    wait_for_fresh_totp_step().await;
+    alice
+        .totp_confirm(&totp_code_in(&enrolment.secret, -1))
+        .await
+        .unwrap();
+    let client = server.client();
+    let key = fugue_client::IdentityKey::generate();
+    let fid = server.fid("alice");
+    for i in 0..10 {
+        let sid = format!("guess{i}").parse().unwrap();
+        let wrong = wrong_totp_code(&enrolment.secret, unix_now());
+        assert_problem(
+            client
+                .login("alice", PASSWORD, Some(&wrong), &key, &fid, &sid)
+                .await,
+            401,
+            ErrorCode::InvalidCredentials,
+        );
+    }
+    let sid = "right".parse().unwrap();
+    let right = totp_code_in(&enrolment.secret, 0);
+    assert_problem(
+        client
+            .login("alice", PASSWORD, Some(&right), &key, &fid, &sid)
+            .await,
+        429,
+        ErrorCode::TooManyFailedSolutions,
+    );
+}
+
+#[tokio::test]
+async fn passwords_in_any_script_work_for_login_and_sensitive_actions() {
+    let server = TestServer::start().await;
+    let client = server.client();
+    let password = "пароль-密码-contraseña";
+    client.register("ines", password, None, None).await.unwrap();
+    let fid = server.fid("ines");
+    let key = fugue_client::IdentityKey::generate();
+    let laptop = client
+        .login(
+            "ines",
+            password,
+            None,
+            &key,
+            &fid,
+            &"laptop".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let phone = client
+        .login(
+            "ines",
+            password,
+            None,
+            &fugue_client::IdentityKey::generate(),
+            &fid,
+            &"phone".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    laptop
+        .revoke_session(phone.session_id(), password)
+        .await
+        .unwrap();
+    // Passwords that an HTTP header cannot carry intact are refused when chosen.
+    for bad in [" leading space", "trailing space ", "tab\tinside"] {
+        assert_problem(
+            client.register("bob", bad, None, None).await,
+            400,
+            ErrorCode::WeakPassword,
+        );
+    }
+}
+
+#[tokio::test]
+async fn concurrent_key_rotations_give_distinct_ordered_roots_that_all_verify() {
+    let server = TestServer::start().await;
+    let admin = server.register("alice").await;
+    server.store.set_admin("alice", true).await.unwrap();
+    let rotations: Vec<_> = (0..4)
+        .map(|_| {
+            let admin = admin.clone();
+            tokio::spawn(async move { admin.rotate_server_key(PASSWORD).await.unwrap() })
+        })
+        .collect();
+    let mut roots = Vec::new();
+    for r in rotations {
+        roots.push(fugue_proto::certs::IdCert::parse(r.await.unwrap().as_bytes()).unwrap());
+    }
+    let mut starts: Vec<u64> = roots.iter().map(|r| r.not_before).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    assert_eq!(starts.len(), 4, "every root starts in its own second");
+    // The newest root is the current one, and the first cert still verifies.
+    let current = server.root_cert().await;
+    assert_eq!(current.not_before, *starts.last().unwrap());
+    let bob = server.register("bob").await;
+    let certs = server
+        .client()
+        .verified_actor_certs(&server.fid("alice"))
+        .await
+        .unwrap();
+    assert_eq!(certs.len(), 1);
+    let bobs = server
+        .client()
+        .verified_actor_certs(bob.fid())
+        .await
+        .unwrap();
+    assert!(bobs[0].cert.verify_signature(&current.key).is_ok());
+}
+
+#[tokio::test]
+async fn a_root_about_to_cut_certificates_short_is_renewed_with_the_same_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fugue_testkit::fresh_store(dir.path()).await;
+    // Actor certs live 30 days; the root only 31.
+    let certs = fugue_server::config::Certs {
+        server_validity_days: 31,
+        ..Default::default()
+    };
+    let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+    let now = unix_now();
+    let identity = fugue_server::Identity::bootstrap(
+        store,
+        "localhost".parse().unwrap(),
+        certs,
+        Default::default(),
+        key.clone(),
+        Arc::new(MemoryKeySink::default()),
+        now,
+    )
+    .await
+    .unwrap();
+    let first = identity.server_cert();
+    assert!(
+        !identity.renew_root_if_expiring(now).await.unwrap(),
+        "31 days cover a 30-day cert"
+    );
+    // Two days later a 30-day certificate would outlive the root: renew.
+    assert!(
+        identity
+            .renew_root_if_expiring(now + 2 * 86_400)
+            .await
+            .unwrap()
+    );
+    let second = identity.server_cert();
+    assert_ne!(first.serial, second.serial);
+    assert_eq!(second.key, key.verifying_key(), "renewal keeps the key");
+    assert!(second.not_before > first.not_before);
+    second.verify_server_root().unwrap();
+}
