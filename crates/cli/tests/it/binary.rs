@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
 use fugue_client::{Client, IdentityKey};
+use fugue_proto::api;
 use fugue_proto::certs::IdCert;
 use fugue_proto::{ErrorCode, FederationId, SessionId};
 use fugue_testkit::PASSWORD;
@@ -567,4 +568,93 @@ async fn the_server_listens_on_ipv6_too() {
         client.well_known().await.unwrap().api,
         format!("{}/.p2/core/", child.url)
     );
+}
+
+#[tokio::test]
+async fn settings_come_from_fugue_environment_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("elsewhere");
+    let port = free_port();
+    let logs = tempfile::tempdir().unwrap();
+    let process = fugue()
+        .arg("serve")
+        .env("FUGUE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("FUGUE_DATA_DIR", &data)
+        .env("FUGUE_DOMAIN", "example.org")
+        .env("FUGUE_PUBLIC_URL", "https://chat.example.org")
+        .env("FUGUE_REGISTRATION", "open")
+        .current_dir(dir.path())
+        .stdout(fs::File::create(logs.path().join("stdout")).unwrap())
+        .stderr(fs::File::create(logs.path().join("stderr")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut child = Child {
+        process,
+        url: format!("http://127.0.0.1:{port}"),
+        logs,
+    };
+    child.wait_ready().await;
+    assert!(
+        data.join("server-key.pem").exists(),
+        "FUGUE_DATA_DIR ignored"
+    );
+    let client = child.client();
+    assert_eq!(
+        client.well_known().await.unwrap().api,
+        "https://chat.example.org/.p2/core/"
+    );
+    // FUGUE_REGISTRATION=open overrides the invite-only default of a public domain.
+    let fid = client
+        .register("alice", "correct horse battery", None, None)
+        .await
+        .unwrap();
+    assert_eq!(fid.to_string(), "alice@example.org");
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Child::serve_ready(data.path(), &[]).await;
+    // A request whose body is still arriving when the signal comes: it is in flight for sure.
+    let body = br#"{"localName":"alice","password":"correct horse battery"}"#;
+    let addr = child.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        api::register::PATH,
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.pid())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        child.process.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    stream.write_all(&body[10..]).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    let status = child.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; stderr:\n{}",
+        child.stderr()
+    );
+    // What it acknowledged is there after a restart.
+    let child = Child::serve_ready(data.path(), &[]).await;
+    let again = child
+        .client()
+        .register("alice", "correct horse battery", None, None)
+        .await;
+    assert_problem(again, 409, ErrorCode::LocalNameTaken);
 }
