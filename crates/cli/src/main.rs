@@ -88,7 +88,7 @@ fn init_logging(json: bool) {
 async fn admin(settings: ServeArgs, command: AdminCmd) -> Result<(), String> {
     let settings = settings::load(&settings)?;
     let store = serve::open_store(&settings).await?;
-    let now = fugue_server::sessions::now_secs();
+    let now = fugue_server::clock::unix_now();
     match command {
         AdminCmd::Invite(InviteCmd::Create {
             uses,

@@ -118,6 +118,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub certs: Certs,
     pub password_hashing: PasswordHashing,
+    /// Where "now" comes from; the system clock outside tests.
+    pub clock: crate::Clock,
 }
 
 impl Config {
@@ -137,6 +139,7 @@ impl Config {
             rate_limits: RateLimits::default(),
             certs: Certs::default(),
             password_hashing: PasswordHashing::default(),
+            clock: crate::Clock::system(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! apart from serving; [`Server::serve`] takes a bound listener and a shutdown future, so
 //! tests bind `127.0.0.1:0`. The library reads no file and no environment variable.
 
+pub mod clock;
 pub mod config;
 pub mod http;
 pub mod identity;
@@ -27,6 +28,7 @@ use tower_http::trace::TraceLayer;
 use fugue_proto::api;
 use fugue_store::Store;
 
+pub use clock::Clock;
 pub use config::{Config, Registration};
 pub use identity::{Identity, KeySink};
 pub use sessions::Sessions;
@@ -92,7 +94,7 @@ impl Server {
             config.limits.clone(),
             key,
             sink,
-            sessions::now_secs(),
+            config.clock.now(),
         )
         .await?;
         let sessions = Sessions::new(store.clone(), identity.clone(), config.clone())?;
@@ -176,7 +178,7 @@ impl Server {
                 state.limits.login_name.shrink();
                 if let Err(e) = state
                     .identity
-                    .renew_root_if_expiring(sessions::now_secs())
+                    .renew_root_if_expiring(state.config.clock.now())
                     .await
                 {
                     tracing::error!(error = %e, "renewing the server root certificate failed");

@@ -153,6 +153,17 @@ impl TestServer {
             .await
     }
 
+    /// `GET` of a path (with query) on this server, without a token: for tests that check raw
+    /// responses.
+    pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.client()
+            .raw()
+            .get(format!("{}{path_and_query}", self.url))
+            .send()
+            .await
+            .expect("GET")
+    }
+
     /// The server's current root certificate, parsed (not verified).
     pub async fn root_cert(&self) -> fugue_proto::certs::IdCert {
         let cacheable = self.client().server_cert(None).await.expect("server cert");

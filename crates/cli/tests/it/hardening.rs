@@ -214,3 +214,90 @@ async fn a_root_about_to_cut_certificates_short_is_renewed_with_the_same_key() {
     assert!(second.not_before > first.not_before);
     second.verify_server_root().unwrap();
 }
+
+/// A server whose clock the test can move forward.
+async fn server_with_clock() -> (TestServer, Arc<std::sync::atomic::AtomicU64>) {
+    let skew = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let ahead = skew.clone();
+    let server = TestServer::start_with(move |c| {
+        c.clock = fugue_server::Clock::from_fn(move || {
+            unix_now() + ahead.load(std::sync::atomic::Ordering::SeqCst)
+        });
+    })
+    .await;
+    (server, skew)
+}
+
+#[tokio::test]
+async fn a_session_without_a_certificate_dies_after_ten_minutes_and_frees_its_id() {
+    let (server, skew) = server_with_clock().await;
+    server
+        .client()
+        .register("alice", PASSWORD, None, None)
+        .await
+        .unwrap();
+    let login = |sid: &'static str| {
+        let raw = server.client().raw().clone();
+        let url = format!("{}{}", server.url, api::login::PATH);
+        async move {
+            let body = api::login::Request {
+                local_name: "alice".into(),
+                password: PASSWORD.into(),
+                totp: None,
+                csr: None,
+                session_id: Some(sid.into()),
+            };
+            raw.post(url).json(&body).send().await.unwrap()
+        }
+    };
+    let resp = login("sdk").await;
+    assert_eq!(resp.status().as_u16(), 201);
+    let token = resp.json::<api::login::Response>().await.unwrap().token;
+    let sessions = |token: String| {
+        let raw = server.client().raw().clone();
+        let url = format!("{}{}", server.url, api::list_sessions::PATH);
+        async move { raw.get(url).bearer_auth(token).send().await.unwrap() }
+    };
+    assert_eq!(sessions(token.clone()).await.status().as_u16(), 200);
+    skew.store(
+        fugue_store::CERTLESS_SESSION_S as u64 + 1,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    crate::support::assert_raw_problem(sessions(token).await, 401, ErrorCode::InvalidToken).await;
+    assert_eq!(
+        login("sdk").await.status().as_u16(),
+        201,
+        "the session ID is free again"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_certificate_ends_its_session_without_revoking_it() {
+    let (server, skew) = server_with_clock().await;
+    let alice = server.register("alice").await; // session "main", cert valid 30 days
+    let serial = alice.current_serial().unwrap();
+    skew.store(31 * 86_400, std::sync::atomic::Ordering::SeqCst);
+    assert_problem(alice.sessions().await, 401, ErrorCode::InvalidToken);
+    // Logging in again with the same session ID works: the old session is over.
+    let again = server.login("alice", "main").await.unwrap();
+    assert_ne!(again.current_serial().unwrap(), serial);
+    let certs = server
+        .client()
+        .actor_certs(&server.fid("alice"), Default::default())
+        .await
+        .unwrap();
+    assert_eq!(certs.len(), 2);
+    let old = certs
+        .iter()
+        .find(|c| {
+            fugue_proto::certs::IdCert::parse(c.id_cert_pem.as_bytes())
+                .unwrap()
+                .serial
+                == serial
+        })
+        .unwrap();
+    assert_eq!(
+        old.invalidated_at, None,
+        "an expired certificate was not revoked early"
+    );
+}

@@ -366,13 +366,7 @@ async fn every_documented_route_answers_its_method() {
 #[tokio::test]
 async fn the_well_known_document_points_at_the_core_api() {
     let server = TestServer::start().await;
-    let resp = server
-        .client()
-        .raw()
-        .get(url(&server, api::well_known::PATH))
-        .send()
-        .await
-        .unwrap();
+    let resp = server.get(api::well_known::PATH).await;
     let body = canonical_body(resp, StatusCode::OK).await;
     assert_eq!(body, json!({"api": format!("{}/.p2/core/", server.url)}));
     // It follows the configured public URL, not the socket address; a trailing slash is dropped.
@@ -386,13 +380,7 @@ async fn the_well_known_document_points_at_the_core_api() {
 #[tokio::test]
 async fn health_reports_the_database() {
     let server = TestServer::start().await;
-    let resp = server
-        .client()
-        .raw()
-        .get(url(&server, api::health::PATH))
-        .send()
-        .await
-        .unwrap();
+    let resp = server.get(api::health::PATH).await;
     let body = canonical_body(resp, StatusCode::OK).await;
     assert_eq!(body["status"], "ok");
     let expected = if std::env::var("TEST_DATABASE_URL").is_ok_and(|u| !u.is_empty()) {

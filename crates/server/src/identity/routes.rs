@@ -9,14 +9,17 @@ use fugue_proto::api::{MAX_PAYLOAD_HEADER, get_actor_idcerts, get_server_idcert,
 
 use crate::AppState;
 use crate::http::{ApiError, ApiResult, ClientIp, Json, Path, Query, Solution, ok};
-use crate::sessions::{Authed, Error as SessionError, now_secs};
+use crate::sessions::{Authed, Error as SessionError};
 
 /// `GET /.p2/core/v1/idcert/server?timestamp=`
 pub async fn server_idcert(
     State(app): State<AppState>,
     Query(q): Query<get_server_idcert::Query>,
 ) -> ApiResult<Response> {
-    Ok(ok(app.identity.server_cert_at(q.timestamp, now_secs())?).into_response())
+    Ok(ok(app
+        .identity
+        .server_cert_at(q.timestamp, app.config.clock.now())?)
+    .into_response())
 }
 
 /// `GET /.p2/core/v1/idcert/actor/{fid}`
@@ -25,7 +28,10 @@ pub async fn actor_idcerts(
     Path(fid): Path<String>,
     Query(q): Query<get_actor_idcerts::Query>,
 ) -> ApiResult<Response> {
-    let certs: get_actor_idcerts::Response = app.identity.actor_certs(&fid, &q, now_secs()).await?;
+    let certs: get_actor_idcerts::Response = app
+        .identity
+        .actor_certs(&fid, &q, app.config.clock.now())
+        .await?;
     Ok(ok(certs).into_response())
 }
 
@@ -37,7 +43,7 @@ pub async fn rotate_server_key(
     Solution(solution): Solution,
 ) -> ApiResult<Response> {
     app.limits.sensitive.check(&ip)?;
-    let now = now_secs();
+    let now = app.config.clock.now();
     app.sessions
         .check_sensitive(&authed.actor, solution.as_deref(), now)
         .await?;
@@ -71,7 +77,7 @@ pub async fn upload_key_material(
     Json(items): Json<Vec<keymaterial::EncryptedPkm>>,
 ) -> ApiResult<StatusCode> {
     app.identity
-        .upload_key_material(authed.actor.id, items, now_secs())
+        .upload_key_material(authed.actor.id, items, app.config.clock.now())
         .await?;
     Ok(StatusCode::CREATED)
 }
@@ -103,7 +109,7 @@ pub async fn delete_key_material(
     app.limits.sensitive.check(&ip)?;
     let serials = serials(&q)?; // input first: a malformed request spends no second factor
     app.sessions
-        .check_sensitive(&authed.actor, solution.as_deref(), now_secs())
+        .check_sensitive(&authed.actor, solution.as_deref(), app.config.clock.now())
         .await?;
     app.identity
         .delete_key_material(authed.actor.id, &serials)

@@ -310,7 +310,7 @@ impl Sessions {
             .ok_or(Error::InvalidToken)?;
         // A session's token lives as long as its certificate; a session that never got one
         // must get it within `CERTLESS_SESSION_S`.
-        let now = now_secs() as i64;
+        let now = self.config.clock.now() as i64;
         let ends = session
             .cert_not_after
             .unwrap_or(session.created_at + fugue_store::CERTLESS_SESSION_S);
@@ -575,10 +575,4 @@ fn totp_step(secret: &str, account: &str, code: &str, now: u64) -> Option<u64> {
         .into_iter()
         .find(|&at| bool::from(t.generate(at).to_string().as_bytes().ct_eq(code.as_bytes())))
         .map(|at| at / 30)
-}
-
-pub fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

@@ -9,7 +9,7 @@ use fugue_proto::api::{
     delete_session, list_sessions, login, post_idcert, register, totp_confirm, totp_enroll,
 };
 
-use super::{Authed, now_secs};
+use super::Authed;
 use crate::AppState;
 use crate::http::{
     ApiError, ApiResult, Body, ClientIp, Json, Query, Solution, bearer, created, ok,
@@ -29,7 +29,7 @@ pub async fn register(
     Json(req): Json<register::Request>,
 ) -> ApiResult<Response> {
     app.limits.register.check(&ip)?;
-    let fid = app.sessions.register(req, now_secs()).await?;
+    let fid = app.sessions.register(req, app.config.clock.now()).await?;
     Ok(created(register::Response { fid }).into_response())
 }
 
@@ -43,7 +43,7 @@ pub async fn login(
     app.limits
         .login_name
         .check(&req.local_name.to_ascii_lowercase())?;
-    let out = app.sessions.login(req, now_secs()).await?;
+    let out = app.sessions.login(req, app.config.clock.now()).await?;
     Ok(created(login::Response {
         fid: out.fid,
         session_id: out.session_id,
@@ -66,7 +66,7 @@ pub async fn post_idcert(
     let csr = strip_json_string(&csr);
     let (pem, token) = app
         .sessions
-        .new_cert(&authed, &csr, solution.as_deref(), now_secs())
+        .new_cert(&authed, &csr, solution.as_deref(), app.config.clock.now())
         .await?;
     Ok(created(post_idcert::Response {
         id_cert_beta3: pem.clone(),
@@ -100,7 +100,7 @@ pub async fn delete_session(
             &authed,
             q.session_id.as_deref(),
             solution.as_deref(),
-            now_secs(),
+            app.config.clock.now(),
         )
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -122,7 +122,7 @@ pub async fn totp_enroll(
     app.limits.sensitive.check(&ip)?;
     let (secret, otpauth_url) = app
         .sessions
-        .totp_enroll(&authed, solution.as_deref(), now_secs())
+        .totp_enroll(&authed, solution.as_deref(), app.config.clock.now())
         .await?;
     Ok(ok(totp_enroll::Response {
         secret,
@@ -140,7 +140,7 @@ pub async fn totp_confirm(
 ) -> ApiResult<StatusCode> {
     app.limits.sensitive.check(&ip)?;
     app.sessions
-        .totp_confirm(&authed, &req.code, now_secs())
+        .totp_confirm(&authed, &req.code, app.config.clock.now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
