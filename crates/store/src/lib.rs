@@ -285,7 +285,7 @@ impl Store {
             .transpose()
     }
 
-    pub async fn set_totp_pending(&self, actor_id: i64, secret: Option<String>) -> Result<()> {
+    pub async fn set_totp_pending(&self, actor_id: i64, secret: &str) -> Result<()> {
         self.execute(
             "UPDATE actors SET totp_pending = $2 WHERE id = $1",
             params![actor_id, secret],
@@ -527,17 +527,30 @@ impl Store {
 
     // ---- encrypted private key material ----
 
-    /// Stores key material; all or nothing. [`Error::Unique`] if a serial already has some.
-    pub async fn insert_key_material(&self, actor_id: i64, rows: &[KeyMaterialRow]) -> Result<()> {
-        let stmts = rows
-            .iter()
-            .map(|k| {
-                Stmt::new(
-                    "INSERT INTO key_material (actor_id, serial, key_data, algorithms, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    params![actor_id, k.serial, k.key_data.clone(), k.algorithms.clone(), k.created_at],
-                )
-            })
-            .collect();
+    /// Stores key material; all or nothing. [`Error::Unique`] if a serial already has some;
+    /// [`Error::Conflict`] if the actor would hold more than `max_slots` elements. Uploads of
+    /// one actor are serialised on its row, so parallel uploads cannot exceed the limit.
+    pub async fn insert_key_material(
+        &self,
+        actor_id: i64,
+        rows: &[KeyMaterialRow],
+        max_slots: i64,
+    ) -> Result<()> {
+        let mut stmts = vec![
+            Stmt::new(
+                "UPDATE actors SET is_admin = is_admin WHERE id = $1",
+                params![actor_id],
+            )
+            .expect(1),
+        ];
+        stmts.extend(rows.iter().map(|k| {
+            Stmt::new(
+                "INSERT INTO key_material (actor_id, serial, key_data, algorithms, created_at)
+                 SELECT $1, $2, $3, $4, $5 WHERE (SELECT COUNT(*) FROM key_material WHERE actor_id = $1) < $6",
+                params![actor_id, k.serial, k.key_data.clone(), k.algorithms.clone(), k.created_at, max_slots],
+            )
+            .expect(1)
+        }));
         self.transaction(stmts).await.map(|_| ())
     }
 

@@ -475,10 +475,19 @@ impl Identity {
                 created_at: as_i64(now),
             });
         }
-        match self.store.insert_key_material(actor_id, &rows).await {
+        let slots = self.limits.key_material_slots;
+        match self
+            .store
+            .insert_key_material(actor_id, &rows, slots as i64)
+            .await
+        {
             Err(fugue_store::Error::Unique(_)) => Err(Error::KeyMaterialExists(
                 rows.first().map_or(0, |r| as_u64(r.serial)),
             )),
+            // A parallel upload took the last slots between our check and the write.
+            Err(fugue_store::Error::Conflict(i)) if i > 0 => {
+                Err(Error::KeyMaterialSlotsExhausted(slots))
+            }
             other => Ok(other?),
         }
     }

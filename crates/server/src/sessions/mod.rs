@@ -538,7 +538,7 @@ impl Sessions {
             .and_then(|t| t.to_url().ok())
             .unwrap_or_default();
         self.store
-            .set_totp_pending(authed.actor.id, Some(secret.clone()))
+            .set_totp_pending(authed.actor.id, &secret)
             .await?;
         Ok((secret, url))
     }

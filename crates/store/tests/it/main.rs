@@ -332,12 +332,12 @@ async fn key_material_is_unique_per_serial_and_deletable() {
             created_at: 5,
         };
         store
-            .insert_key_material(a.id, &[k(1), k(2)])
+            .insert_key_material(a.id, &[k(1), k(2)], 10)
             .await
             .unwrap();
         // All or nothing: serial 3 must not be stored when serial 2 collides.
         assert!(matches!(
-            store.insert_key_material(a.id, &[k(3), k(2)]).await,
+            store.insert_key_material(a.id, &[k(3), k(2)], 10).await,
             Err(Error::Unique(_))
         ));
         assert_eq!(
@@ -520,5 +520,38 @@ async fn a_totp_step_is_spent_once_and_never_an_older_one() {
         );
         assert!(!store.spend_totp_step(a.id, 99).await.unwrap());
         assert!(store.spend_totp_step(a.id, 101).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn parallel_key_material_uploads_cannot_exceed_the_slot_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let uploads: Vec<_> = (0..12)
+            .map(|serial| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let row = KeyMaterialRow {
+                        serial,
+                        key_data: "enc".into(),
+                        algorithms: "[]".into(),
+                        created_at: 1,
+                    };
+                    store.insert_key_material(a.id, &[row], 5).await
+                })
+            })
+            .collect();
+        let mut stored = 0;
+        for u in uploads {
+            match u.await.unwrap() {
+                Ok(()) => stored += 1,
+                Err(Error::Conflict(1)) => {}
+                Err(e) => panic!("{}: {e}", store.engine_name()),
+            }
+        }
+        assert_eq!(stored, 5, "{}", store.engine_name());
+        assert_eq!(store.key_material(a.id).await.unwrap().len(), 5);
     }
 }
