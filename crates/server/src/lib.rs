@@ -36,8 +36,8 @@ pub use sessions::Sessions;
 use crate::http::ok;
 use crate::ratelimit::Limiter;
 
-/// Per-client request limits.
-pub struct Limits {
+/// Per-client request limiters (their quotas are `config::RateLimits`).
+pub struct RateLimiters {
     pub login: Limiter<IpAddr>,
     pub login_name: Limiter<String>,
     pub register: Limiter<IpAddr>,
@@ -49,7 +49,7 @@ pub struct Inner {
     pub(crate) store: Store,
     pub(crate) identity: Identity,
     pub(crate) sessions: Sessions,
-    pub(crate) limits: Limits,
+    pub(crate) limits: RateLimiters,
 }
 
 /// Shared state of every handler; cheap to clone.
@@ -99,7 +99,7 @@ impl Server {
         .await?;
         let sessions = Sessions::new(store.clone(), identity.clone(), config.clone())?;
         let rl = &config.rate_limits;
-        let limits = Limits {
+        let limits = RateLimiters {
             login: Limiter::per_minute(rl.login_per_minute),
             login_name: Limiter::per_minute(rl.login_per_minute),
             register: Limiter::per_minute(rl.register_per_minute),

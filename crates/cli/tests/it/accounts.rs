@@ -7,7 +7,8 @@ use fugue_server::Registration;
 use fugue_testkit::{PASSWORD, TestServer};
 
 use crate::support::{
-    assert_problem, totp_code_at, totp_code_in, unix_now, wait_for_fresh_totp_step, wrong_totp_code,
+    assert_problem, enrol_totp, totp_code_at, totp_code_in, unix_now, wait_for_fresh_totp_step,
+    wrong_totp_code,
 };
 
 /// Logs in `local_name` with `password` (and `totp`) as a new session with a fresh key.
@@ -415,22 +416,15 @@ async fn totp_enrolment_makes_the_code_required_at_login_and_for_sensitive_actio
 async fn an_enrolled_account_cannot_enrol_again_or_confirm_twice() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;
-    let enrolment = alice.totp_enroll(PASSWORD).await.unwrap();
-    wait_for_fresh_totp_step().await;
-    alice
-        .totp_confirm(&totp_code_in(&enrolment.secret, -1))
-        .await
-        .unwrap();
-    let code = totp_code_in(&enrolment.secret, 0);
+    let secret = enrol_totp(&alice).await;
+    let code = totp_code_in(&secret, 0);
     assert_problem(
         alice.totp_enroll(&code).await,
         409,
         ErrorCode::TotpAlreadyEnrolled,
     );
     assert_problem(
-        alice
-            .totp_confirm(&totp_code_in(&enrolment.secret, 1))
-            .await,
+        alice.totp_confirm(&totp_code_in(&secret, 1)).await,
         409,
         ErrorCode::TotpNotPending,
     );

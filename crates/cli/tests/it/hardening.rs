@@ -7,9 +7,7 @@ use fugue_proto::ErrorCode;
 use fugue_proto::api;
 use fugue_testkit::{MemoryKeySink, PASSWORD, TestServer};
 
-use crate::support::{
-    assert_problem, totp_code_in, unix_now, wait_for_fresh_totp_step, wrong_totp_code,
-};
+use crate::support::{assert_problem, enrol_totp, totp_code_in, unix_now, wrong_totp_code};
 
 #[tokio::test]
 async fn parallel_wrong_solutions_cannot_exceed_the_lockout_limit() {
@@ -62,18 +60,13 @@ async fn parallel_wrong_solutions_cannot_exceed_the_lockout_limit() {
 async fn guessing_the_totp_code_at_login_is_locked_out_too() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;
-    let enrolment = alice.totp_enroll(PASSWORD).await.unwrap();
-    wait_for_fresh_totp_step().await;
-    alice
-        .totp_confirm(&totp_code_in(&enrolment.secret, -1))
-        .await
-        .unwrap();
+    let secret = enrol_totp(&alice).await;
     let client = server.client();
     let key = fugue_client::IdentityKey::generate();
     let fid = server.fid("alice");
     for i in 0..10 {
         let sid = format!("guess{i}").parse().unwrap();
-        let wrong = wrong_totp_code(&enrolment.secret, unix_now());
+        let wrong = wrong_totp_code(&secret, unix_now());
         assert_problem(
             client
                 .login("alice", PASSWORD, Some(&wrong), &key, &fid, &sid)
@@ -83,7 +76,7 @@ async fn guessing_the_totp_code_at_login_is_locked_out_too() {
         );
     }
     let sid = "right".parse().unwrap();
-    let right = totp_code_in(&enrolment.secret, 0);
+    let right = totp_code_in(&secret, 0);
     assert_problem(
         client
             .login("alice", PASSWORD, Some(&right), &key, &fid, &sid)

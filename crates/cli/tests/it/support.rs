@@ -77,3 +77,15 @@ pub async fn wait_for_fresh_totp_step() {
 pub fn totp_code_in(secret: &str, steps: i64) -> String {
     totp_code_at(secret, unix_now().saturating_add_signed(steps * 30))
 }
+
+/// Enrols and confirms TOTP for `session` (spending the code of the previous step); returns
+/// the base32 secret.
+pub async fn enrol_totp(session: &fugue_client::Session) -> String {
+    let enrolment = session.totp_enroll(fugue_testkit::PASSWORD).await.unwrap();
+    wait_for_fresh_totp_step().await;
+    session
+        .totp_confirm(&totp_code_in(&enrolment.secret, -1))
+        .await
+        .unwrap();
+    enrolment.secret
+}

@@ -14,8 +14,8 @@ pub enum Error {
     ServerCertExpired,
     #[error("serial {0} is not one of your ID-Certs")]
     UnknownSerial(u64),
-    #[error("key material for serial {0} exists already; delete it first")]
-    KeyMaterialExists(u64),
+    #[error("{0}; delete it first")]
+    KeyMaterialExists(String),
     #[error("a key material element is larger than {0} bytes")]
     KeyMaterialTooLarge(usize),
     #[error("at most {0} key material slots per actor")]

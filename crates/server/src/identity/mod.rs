@@ -428,12 +428,7 @@ impl Identity {
                 "at least one key material element is required".into(),
             ));
         }
-        let existing = self.store.key_material(actor_id).await?;
-        if existing.len() + items.len() > self.limits.key_material_slots {
-            return Err(Error::KeyMaterialSlotsExhausted(
-                self.limits.key_material_slots,
-            ));
-        }
+        // Slots and existing material are checked by the store, atomically with the write.
         let mut rows = Vec::with_capacity(items.len());
         for item in items {
             if item.key_data.len() > self.limits.key_material_bytes {
@@ -444,28 +439,24 @@ impl Identity {
                     && a.split('.')
                         .all(|arc| !arc.is_empty() && arc.bytes().all(|b| b.is_ascii_digit()))
             };
-            if item.encryption_algorithms.len() > 8
-                || !item.encryption_algorithms.iter().all(oid_like)
-            {
+            let algs = &item.encryption_algorithms;
+            if algs.is_empty() || algs.len() > 8 || !algs.iter().all(oid_like) {
                 return Err(Error::InvalidRequest(
                     "encryptionAlgorithms must be 1 to 8 OIDs in dotted-decimal form".into(),
-                ));
-            }
-            if item.encryption_algorithms.is_empty() {
-                return Err(Error::InvalidRequest(
-                    "encryptionAlgorithms must name at least one algorithm".into(),
                 ));
             }
             let owned = self.store.cert_by_serial(as_i64(item.serial.0)).await?;
             if owned.is_none_or(|c| c.actor_id != actor_id) {
                 return Err(Error::UnknownSerial(item.serial.0));
             }
-            if existing.iter().any(|e| e.serial == as_i64(item.serial.0))
-                || rows
-                    .iter()
-                    .any(|r: &KeyMaterialRow| r.serial == as_i64(item.serial.0))
+            if rows
+                .iter()
+                .any(|r: &KeyMaterialRow| r.serial == as_i64(item.serial.0))
             {
-                return Err(Error::KeyMaterialExists(item.serial.0));
+                return Err(Error::KeyMaterialExists(format!(
+                    "serial {} is uploaded twice",
+                    item.serial
+                )));
             }
             rows.push(KeyMaterialRow {
                 serial: as_i64(item.serial.0),
@@ -482,9 +473,8 @@ impl Identity {
             .await
         {
             Err(fugue_store::Error::Unique(_)) => Err(Error::KeyMaterialExists(
-                rows.first().map_or(0, |r| as_u64(r.serial)),
+                "an uploaded serial has key material already".into(),
             )),
-            // A parallel upload took the last slots between our check and the write.
             Err(fugue_store::Error::Conflict(i)) if i > 0 => {
                 Err(Error::KeyMaterialSlotsExhausted(slots))
             }
