@@ -1,4 +1,5 @@
-//! The client commands of `fugue`: accounts, sessions, certificates and key backups.
+//! The client commands of `fugue`: accounts, sessions, certificates, key backups and the
+//! event stream.
 //!
 //! Everything goes through `fugue-client`; this module only parses arguments, asks for
 //! secrets and prints results. Secrets come from `FUGUE_PASSWORD` / `FUGUE_PASSPHRASE` when
@@ -8,8 +9,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use fugue_client::{Account, Client, IdentityKey, KeyStore, Session};
+use fugue_client::{
+    Account, Client, Gateway, GatewayEvent, GatewayOptions, IdentityKey, KeyStore, Session,
+};
 use fugue_proto::api::keymaterial::EncryptedPkm;
+use fugue_proto::certs::IdCert;
+use fugue_proto::gateway::Style;
 use fugue_proto::{FederationId, SessionId};
 
 /// PBES2 (RFC 8018): the scheme of PKCS#8 `EncryptedPrivateKeyInfo`, used for key backups.
@@ -59,6 +64,15 @@ pub enum ClientCommand {
         opts: ClientOpts,
         #[command(subcommand)]
         cmd: KeysCmd,
+    },
+    /// Follow your account's events (new sessions, revoked certificates, server key changes)
+    /// over the gateway, one line each, until Ctrl-C.
+    Events {
+        #[command(flatten)]
+        opts: ClientOpts,
+        /// Print each event's envelope as one line of JSON instead of a description.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -194,6 +208,7 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
             cmd: CertsCmd::Show { fid },
         } => show_certs(opts, &fid).await,
         ClientCommand::Keys { opts, cmd } => keys(opts, cmd).await,
+        ClientCommand::Events { opts, json } => events(opts, json).await,
     }
 }
 
@@ -411,6 +426,110 @@ async fn keys(opts: ClientOpts, cmd: KeysCmd) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Prints events as they arrive (stdout); connection notices go to stderr so that stdout
+/// holds exactly one line per event.
+async fn events(opts: ClientOpts, json: bool) -> Result<(), String> {
+    let store = open_store(&opts)?;
+    let (session, _) = restore_session(&store)?;
+    let mut gateway = session
+        .gateway(GatewayOptions::default())
+        .await
+        .map_err(e)?;
+    eprintln!(
+        "following the events of {} on {} (Ctrl-C to stop)",
+        session.fid(),
+        session.client().base_url()
+    );
+    let result = follow(&mut gateway, json).await;
+    gateway.close().await;
+    result
+}
+
+async fn follow(gateway: &mut Gateway, json: bool) -> Result<(), String> {
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let event = tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            event = gateway.recv() => event,
+        };
+        let Some(event) = event else {
+            return Ok(());
+        };
+        match (&event, event.envelope()) {
+            (_, Some(envelope)) if json => println!("{}", envelope.render(Style::Numbers)),
+            (GatewayEvent::Closed { code, reason }, _) => {
+                let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
+                return Err(format!("the gateway closed ({code}): {reason}"));
+            }
+            (GatewayEvent::Reconnected { resumed: true }, _) => {
+                eprintln!("reconnected; missed events follow")
+            }
+            (GatewayEvent::Reconnected { resumed: false }, _) => eprintln!(
+                "reconnected afresh (the server could not resume); unacknowledged events follow"
+            ),
+            (GatewayEvent::ChannelClosed { service, error }, _) => {
+                eprintln!(
+                    "channel {service} closed{}",
+                    reason_suffix(error.as_deref())
+                )
+            }
+            _ => println!("{}", describe(&event)),
+        }
+    }
+}
+
+fn reason_suffix(reason: Option<&str>) -> String {
+    reason.map(|r| format!(": {r}")).unwrap_or_default()
+}
+
+/// One line for an event, e.g. `new session laptop alice@example.com cert serial 12`.
+fn describe(event: &GatewayEvent) -> String {
+    match event {
+        GatewayEvent::NewSession { cert_pem, .. } => match IdCert::parse(cert_pem.as_bytes()) {
+            Ok(cert) => {
+                let session = cert.session_id().map(|s| s.to_string());
+                let fid = cert.fid().map(|f| f.to_string());
+                format!(
+                    "new session {} {} cert serial {}",
+                    session.as_deref().unwrap_or("?"),
+                    fid.as_deref().unwrap_or("?"),
+                    cert.serial
+                )
+            }
+            Err(err) => format!("new session (its certificate does not parse: {err})"),
+        },
+        GatewayEvent::CertInvalidated { invalidation, .. } => format!(
+            "certificate {} revoked since {}",
+            invalidation.serial,
+            date(invalidation.invalid_since)
+        ),
+        GatewayEvent::ServerCertChanged { change, .. } => {
+            let serial = IdCert::parse(change.cert.as_bytes())
+                .map(|c| format!(" (new serial {})", c.serial))
+                .unwrap_or_default();
+            format!(
+                "server certificate changed{serial}; the old one is invalid since {}",
+                date(change.old_invalid_since)
+            )
+        }
+        GatewayEvent::Service { envelope } => {
+            format!("{} event op {}: {}", envelope.n, envelope.op, envelope.d)
+        }
+        GatewayEvent::Malformed { error, envelope } => {
+            format!("unreadable op {} event: {error}", envelope.op)
+        }
+        GatewayEvent::ChannelClosed { service, error } => {
+            format!(
+                "channel {service} closed{}",
+                reason_suffix(error.as_deref())
+            )
+        }
+        GatewayEvent::Reconnected { resumed } => format!("reconnected (resumed: {resumed})"),
+        GatewayEvent::Closed { code, reason } => format!("closed ({code:?}): {reason}"),
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use fugue_server::config::{Certs, Limits, PasswordHashing, RateLimits};
+use fugue_server::config::{Certs, Cluster, Gateway, Limits, PasswordHashing, RateLimits};
 use fugue_server::{Config, Registration};
 
 /// The TOML configuration file. Every key is optional.
@@ -26,6 +26,8 @@ pub struct FileSettings {
     pub rate_limits: RateLimits,
     pub certs: Certs,
     pub password_hashing: PasswordHashing,
+    pub gateway: Gateway,
+    pub cluster: Cluster,
 }
 
 /// Command-line overrides (each also read from its `FUGUE_*` variable by clap).
@@ -52,6 +54,9 @@ pub struct ServeArgs {
     /// open | invite | closed (default: open on localhost, invite elsewhere).
     #[arg(long, global = true, env = "FUGUE_REGISTRATION", value_parser = parse_registration)]
     pub registration: Option<Registration>,
+    /// `nats://…` of the event bus shared by several nodes (default: one node, no bus).
+    #[arg(long, global = true, env = "FUGUE_NATS_URL")]
+    pub nats_url: Option<String>,
 }
 
 fn parse_registration(s: &str) -> Result<Registration, String> {
@@ -155,6 +160,21 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
     config.rate_limits = file.rate_limits;
     config.certs = file.certs;
     config.password_hashing = file.password_hashing;
+    config.gateway = file.gateway;
+    config.cluster = file.cluster;
+    if let Some(url) = &args.nats_url {
+        config.cluster.nats_url = Some(url.clone());
+    }
+    let gw = &config.gateway;
+    if !(1000..=600_000).contains(&gw.heartbeat_interval_ms) {
+        return Err("gateway.heartbeat_interval_ms must be 1000 to 600000".into());
+    }
+    if gw.queue_len == 0 || gw.client_payloads_per_window == 0 || gw.rate_window_s == 0 {
+        return Err(
+            "gateway.queue_len, client_payloads_per_window and rate_window_s must be positive"
+                .into(),
+        );
+    }
     if config.certs.actor_validity_days == 0 || config.certs.actor_validity_days > 60 {
         return Err("certs.actor_validity_days must be 1 to 60".into());
     }
@@ -227,6 +247,21 @@ cache_ttl_s = 21600           # signed cache window, 1 to 12 hours
 memory_kib = 19456
 iterations = 2
 parallelism = 1
+
+[gateway]                     # the WebSocket gateway, see docs/gateway.md
+heartbeat_interval_ms = 45000
+client_payloads_per_window = 120  # 4008 beyond this many payloads ...
+rate_window_s = 60                # ... within this window
+queue_len = 1024              # frames queued per connection before it counts as too slow
+max_frame_bytes = 65536       # largest frame a client may send
+event_retention_s = 604800    # events kept for resume and polling (7 days)
+max_replay_events = 1000      # a Resume missing more gets 4010
+resume_window_s = 600         # a node keeps a closed connection's state this long
+server_change_spread_ms = 10000  # op 6 is spread over this long
+
+[cluster]                     # several nodes on one PostgreSQL database
+# nats_url = "nats://127.0.0.1:4222"
+subject_prefix = "fugue"      # lets several clusters share one NATS server
 "#;
 
 #[cfg(test)]
@@ -251,6 +286,19 @@ mod tests {
             defaults.password_hashing.memory_kib
         );
         assert_eq!(parsed.domain.as_deref(), Some("localhost"));
+        assert_eq!(
+            parsed.gateway.heartbeat_interval_ms,
+            defaults.gateway.heartbeat_interval_ms
+        );
+        assert_eq!(parsed.gateway.queue_len, defaults.gateway.queue_len);
+        assert_eq!(
+            parsed.gateway.event_retention_s,
+            defaults.gateway.event_retention_s
+        );
+        assert_eq!(
+            parsed.cluster.subject_prefix,
+            defaults.cluster.subject_prefix
+        );
     }
 
     #[test]

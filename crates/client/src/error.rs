@@ -29,6 +29,13 @@ pub enum Error {
     Verification(String),
     #[error("key store: {0}")]
     KeyStore(String),
+    /// The gateway handshake went wrong, or the gateway connection has ended.
+    #[error("gateway: {0}")]
+    Gateway(String),
+    /// The server closed the gateway connection during the handshake, e.g. 4004 for a token
+    /// that is not a live session.
+    #[error("{}", gateway_closed_line(*code, reason))]
+    GatewayClosed { code: Option<u16>, reason: String },
 }
 
 impl Error {
@@ -71,6 +78,14 @@ fn api_line(status: u16, problem: Option<&Problem>) -> String {
             )
         }
         None => format!("server refused ({status}) without problem details"),
+    }
+}
+
+fn gateway_closed_line(code: Option<u16>, reason: &str) -> String {
+    let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
+    match one_line(reason) {
+        r if r.is_empty() => format!("the server closed the gateway ({code})"),
+        r => format!("the server closed the gateway ({code}): {r}"),
     }
 }
 

@@ -55,6 +55,8 @@ pub enum ErrorCode {
     ActorNotFound,
     SessionNotFound,
     CertNotFound,
+    /// A signature over a request does not verify.
+    SignatureInvalid,
     // Encrypted private key material
     KeyMaterialExists,
     KeyMaterialTooLarge,

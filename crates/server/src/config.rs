@@ -105,6 +105,64 @@ impl Default for PasswordHashing {
     }
 }
 
+/// The WebSocket gateway and the event log (docs/gateway.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Gateway {
+    /// Heartbeat interval announced in Hello, milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// Payloads a client may send within `rate_window_s` (4008 beyond).
+    pub client_payloads_per_window: u32,
+    pub rate_window_s: u64,
+    /// Frames queued for one connection before it counts as too slow (4000).
+    pub queue_len: usize,
+    /// Largest frame a client may send, bytes.
+    pub max_frame_bytes: usize,
+    /// Events are kept this long for resuming and polling.
+    pub event_retention_s: u64,
+    /// Most events one Resume replays (4010 beyond).
+    pub max_replay_events: u64,
+    /// How long a node keeps a closed connection's state for an exact resume.
+    pub resume_window_s: u64,
+    /// Op 6 is spread over this many milliseconds across connections.
+    pub server_change_spread_ms: u64,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval_ms: 45_000,
+            client_payloads_per_window: 120,
+            rate_window_s: 60,
+            queue_len: 1024,
+            max_frame_bytes: 64 * 1024,
+            event_retention_s: 7 * 24 * 3600,
+            max_replay_events: 1000,
+            resume_window_s: 600,
+            server_change_spread_ms: 10_000,
+        }
+    }
+}
+
+/// Several nodes on one database.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    /// NATS server of the event bus, e.g. `nats://127.0.0.1:4222`; unset = one node.
+    pub nats_url: Option<String>,
+    /// Subject prefix, so that several clusters can share one NATS server.
+    pub subject_prefix: String,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            subject_prefix: "fugue".into(),
+        }
+    }
+}
+
 /// Everything the server library needs to know.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -118,6 +176,8 @@ pub struct Config {
     pub rate_limits: RateLimits,
     pub certs: Certs,
     pub password_hashing: PasswordHashing,
+    pub gateway: Gateway,
+    pub cluster: Cluster,
     /// Where "now" comes from; the system clock outside tests.
     pub clock: crate::Clock,
 }
@@ -139,6 +199,8 @@ impl Config {
             rate_limits: RateLimits::default(),
             certs: Certs::default(),
             password_hashing: PasswordHashing::default(),
+            gateway: Gateway::default(),
+            cluster: Cluster::default(),
             clock: crate::Clock::system(),
         }
     }

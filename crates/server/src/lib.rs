@@ -6,6 +6,8 @@
 
 pub mod clock;
 pub mod config;
+pub mod events;
+pub mod gateway;
 pub mod http;
 pub mod identity;
 mod ratelimit;
@@ -30,6 +32,8 @@ use fugue_store::Store;
 
 pub use clock::Clock;
 pub use config::{Config, Registration};
+pub use events::{Events, Publish};
+pub use gateway::Gateway;
 pub use identity::{Identity, KeySink};
 pub use sessions::Sessions;
 
@@ -49,6 +53,8 @@ pub struct Inner {
     pub(crate) store: Store,
     pub(crate) identity: Identity,
     pub(crate) sessions: Sessions,
+    pub(crate) events: Events,
+    pub(crate) gateway: Gateway,
     pub(crate) limits: RateLimiters,
 }
 
@@ -72,6 +78,8 @@ pub enum StartError {
     Sessions(#[from] sessions::Error),
     #[error("cannot serve: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Bus(#[from] events::bus::BusError),
 }
 
 pub struct Server {
@@ -87,6 +95,20 @@ impl Server {
         sink: Arc<dyn KeySink>,
     ) -> Result<Self, StartError> {
         let config = Arc::new(config);
+        let node: Arc<str> = format!(
+            "{:016x}",
+            rand_core::RngCore::next_u64(&mut rand_core::OsRng)
+        )
+        .into();
+        let (bus, handoffs) = match &config.cluster.nats_url {
+            Some(url) => {
+                let (bus, rx) =
+                    events::Bus::nats(url, &config.cluster.subject_prefix, node).await?;
+                (bus, Some(rx))
+            }
+            None => (events::Bus::in_process(node), None),
+        };
+        let events = Events::new(store.clone(), bus, config.clock.clone());
         let identity = Identity::bootstrap(
             store.clone(),
             config.domain.clone(),
@@ -96,8 +118,22 @@ impl Server {
             sink,
             config.clock.now(),
         )
-        .await?;
-        let sessions = Sessions::new(store.clone(), identity.clone(), config.clone())?;
+        .await?
+        .with_events(events.clone());
+        let sessions = Sessions::new(
+            store.clone(),
+            identity.clone(),
+            events.clone(),
+            config.clone(),
+        )?;
+        let gateway = Gateway::new(
+            config.clone(),
+            events.clone(),
+            sessions.clone(),
+            identity.clone(),
+            store.clone(),
+        );
+        gateway.start(handoffs);
         let rl = &config.rate_limits;
         let limits = RateLimiters {
             login: Limiter::per_minute(rl.login_per_minute),
@@ -111,6 +147,8 @@ impl Server {
                 store,
                 identity,
                 sessions,
+                events,
+                gateway,
                 limits,
             })),
         })
@@ -118,6 +156,16 @@ impl Server {
 
     pub fn identity(&self) -> &Identity {
         &self.state.identity
+    }
+
+    /// Where services publish events.
+    pub fn events(&self) -> &Events {
+        &self.state.events
+    }
+
+    /// The gateway, for registering service channels.
+    pub fn gateway(&self) -> &Gateway {
+        &self.state.gateway
     }
 
     /// The application, apart from serving.
@@ -147,11 +195,18 @@ impl Server {
             )
             .route(api::keymaterial::SIZE_PATH, get(id::key_material_size))
             .route(api::rotate_server_key::PATH, post(id::rotate_server_key))
+            .route(fugue_proto::gateway::PATH, get(gateway::routes::gateway))
+            .route(
+                fugue_proto::gateway::EVENTS_PATH,
+                get(gateway::routes::events),
+            )
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
             .layer(DefaultBodyLimit::max(
                 self.state.config.limits.json_body_bytes,
             ))
+            // zstd and gzip by Accept-Encoding (OP-40); small bodies stay as they are.
+            .layer(tower_http::compression::CompressionLayer::new())
             .layer(TraceLayer::new_for_http())
             .with_state(self.state.clone())
     }
@@ -176,6 +231,14 @@ impl Server {
                     l.shrink();
                 }
                 state.limits.login_name.shrink();
+                state.gateway.sweep();
+                if let Err(e) = state
+                    .events
+                    .sweep(state.config.gateway.event_retention_s)
+                    .await
+                {
+                    tracing::error!(error = %e, "deleting expired events failed");
+                }
                 if let Err(e) = state
                     .identity
                     .renew_root_if_expiring(state.config.clock.now())
@@ -189,7 +252,14 @@ impl Server {
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown({
+            // WebSockets are not part of graceful shutdown: tell them to resume elsewhere.
+            let gateway = self.state.gateway.clone();
+            async move {
+                shutdown.await;
+                gateway.close_all();
+            }
+        })
         .await;
         sweeper.abort();
         result

@@ -101,19 +101,29 @@ impl Postgres {
         rows.iter().map(decode).collect()
     }
 
-    pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>> {
+    pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<(u64, Vec<Row>)>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let mut counts = Vec::with_capacity(stmts.len());
         for (i, s) in stmts.into_iter().enumerate() {
-            let n = bind(s.sql, s.params)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?
-                .rows_affected();
+            let (n, rows) = if s.sql.contains("RETURNING") {
+                let rows = bind(s.sql, s.params)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let rows = rows.iter().map(decode).collect::<Result<Vec<Row>>>()?;
+                (rows.len() as u64, rows)
+            } else {
+                let n = bind(s.sql, s.params)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                (n, Vec::new())
+            };
             if s.expect_rows.is_some_and(|want| want != n) {
                 return Err(Error::Conflict(i)); // dropping `tx` rolls back
             }
-            counts.push(n);
+            counts.push((n, rows));
         }
         tx.commit().await.map_err(map_err)?;
         Ok(counts)

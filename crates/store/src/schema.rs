@@ -82,6 +82,32 @@ ALTER TABLE sensitive_failures ADD COLUMN attempt BIGINT;
 DROP INDEX id_certs_active_session;
 "#,
     ),
+    (
+        4,
+        r#"
+ALTER TABLE actors ADD COLUMN event_seq BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE events (
+    actor_id BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    namespace TEXT NOT NULL,
+    op BIGINT NOT NULL,
+    payload TEXT NOT NULL,
+    exclude_session BIGINT,
+    collapse_key TEXT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (actor_id, seq)
+);
+CREATE INDEX events_created ON events (created_at);
+CREATE TABLE gateway_positions (
+    session_pk BIGINT PRIMARY KEY,
+    acked_seq BIGINT NOT NULL,
+    node TEXT,
+    root_serial BIGINT,
+    services TEXT NOT NULL DEFAULT '',
+    updated_at BIGINT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

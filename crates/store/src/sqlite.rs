@@ -21,7 +21,7 @@ type Reply<T> = oneshot::Sender<Result<T>>;
 
 enum Job {
     Query(&'static str, Vec<Value>, Reply<Vec<Row>>),
-    Tx(Vec<Stmt>, Reply<Vec<u64>>),
+    Tx(Vec<Stmt>, Reply<Vec<(u64, Vec<Row>)>>),
     Batch(String, Reply<()>),
 }
 
@@ -107,15 +107,15 @@ fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<(Vec<Row>, u64)
     Ok((out, n))
 }
 
-fn transaction(conn: &mut Connection, stmts: &[Stmt]) -> Result<Vec<u64>> {
+fn transaction(conn: &mut Connection, stmts: &[Stmt]) -> Result<Vec<(u64, Vec<Row>)>> {
     let tx = conn.transaction().map_err(map_err)?;
     let mut counts = Vec::with_capacity(stmts.len());
     for (i, s) in stmts.iter().enumerate() {
-        let (_, n) = run(&tx, s.sql, &s.params)?;
+        let (rows, n) = run(&tx, s.sql, &s.params)?;
         if s.expect_rows.is_some_and(|want| want != n) {
             return Err(Error::Conflict(i)); // dropping `tx` rolls back
         }
-        counts.push(n);
+        counts.push((n, rows));
     }
     tx.commit().map_err(map_err)?;
     Ok(counts)
@@ -201,7 +201,7 @@ impl Sqlite {
         Self::ask(to, |r| Job::Query(sql, params, r)).await
     }
 
-    pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<u64>> {
+    pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<(u64, Vec<Row>)>> {
         Self::ask(&self.writer, |r| Job::Tx(stmts, r)).await
     }
 

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use fugue_client::{Client, IdentityKey, Session};
 use fugue_proto::{DomainName, FederationId, SessionId};
-use fugue_server::{Config, KeySink, Registration, Server};
+use fugue_server::{Config, Events, Gateway, KeySink, Registration, Server};
 use fugue_store::{SqliteSync, Store};
 
 /// Password every test actor gets.
@@ -54,6 +54,48 @@ pub async fn fresh_store(dir: &std::path::Path) -> Store {
     }
 }
 
+/// The NATS server for multi-node tests (`TEST_NATS_URL`, default the local one).
+pub fn nats_url() -> String {
+    std::env::var("TEST_NATS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".into())
+}
+
+/// A database several nodes can open: the SQLite store itself (shared in-process), or the
+/// PostgreSQL URL and schema each node connects to on its own.
+#[derive(Clone)]
+pub enum SharedDb {
+    Sqlite(Store),
+    Postgres { url: String, schema: String },
+}
+
+impl SharedDb {
+    pub async fn open(&self) -> Store {
+        match self {
+            SharedDb::Sqlite(store) => store.clone(),
+            SharedDb::Postgres { url, schema } => Store::open_postgres(url, Some(schema), 4)
+                .await
+                .expect("PostgreSQL test database"),
+        }
+    }
+}
+
+/// A fresh database for a cluster of test nodes.
+pub async fn fresh_shared_db(dir: &std::path::Path) -> SharedDb {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => SharedDb::Postgres {
+            url,
+            schema: format!("t_{:016x}", OsRng.next_u64()),
+        },
+        _ => SharedDb::Sqlite(
+            Store::open_sqlite(&dir.join("fugue.db"), SqliteSync::Normal)
+                .await
+                .expect("SQLite test database"),
+        ),
+    }
+}
+
 /// Configuration for tests: open registration, cheap Argon2, generous rate limits.
 pub fn test_config(addr: SocketAddr) -> Config {
     let domain: DomainName = "localhost".parse().expect("valid domain");
@@ -73,9 +115,12 @@ pub struct TestServer {
     pub url: String,
     pub store: Store,
     pub domain: DomainName,
+    /// Where tests publish events, as a service would.
+    pub events: Events,
+    pub gateway: Gateway,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
-    _dir: tempfile::TempDir,
+    _dirs: Vec<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -87,6 +132,43 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = fresh_store(dir.path()).await;
+        let key = SigningKey::generate(&mut OsRng);
+        Self::start_node(store, key, dir, tweak).await
+    }
+
+    /// Starts `n` nodes sharing one database and server key, connected through NATS with a
+    /// subject prefix of their own.
+    pub async fn start_cluster(n: usize, tweak: impl Fn(&mut Config)) -> Vec<Self> {
+        let prefix = format!("fugue-test-{:016x}", OsRng.next_u64());
+        let key = SigningKey::generate(&mut OsRng);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = fresh_shared_db(dir.path()).await;
+        let mut nodes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let node_dir = tempfile::tempdir().expect("temp dir");
+            let store = db.open().await;
+            let prefix = prefix.clone();
+            let node = Self::start_node(store, key.clone(), node_dir, |c| {
+                c.cluster.nats_url = Some(nats_url());
+                c.cluster.subject_prefix = prefix;
+                tweak(c);
+            })
+            .await;
+            nodes.push(node);
+        }
+        // The SQLite file lives in `dir`; keep it as long as the first node.
+        if let Some(first) = nodes.first_mut() {
+            first._dirs.push(dir);
+        }
+        nodes
+    }
+
+    async fn start_node(
+        store: Store,
+        key: SigningKey,
+        dir: tempfile::TempDir,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -94,7 +176,6 @@ impl TestServer {
         let mut config = test_config(addr);
         tweak(&mut config);
         let domain = config.domain.clone();
-        let key = SigningKey::generate(&mut OsRng);
         let server = Server::new(
             config,
             store.clone(),
@@ -103,6 +184,8 @@ impl TestServer {
         )
         .await
         .expect("server starts");
+        let events = server.events().clone();
+        let gateway = server.gateway().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
@@ -112,10 +195,53 @@ impl TestServer {
             url: format!("http://{addr}"),
             store,
             domain,
+            events,
+            gateway,
             shutdown: Some(tx),
             task: Some(task),
-            _dir: dir,
+            _dirs: vec![dir],
         }
+    }
+
+    /// The gateway's WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.addr, fugue_proto::gateway::PATH)
+    }
+
+    /// Publishes a core-namespace test event to every session of `local_name` (as a service
+    /// would); returns its stream position.
+    pub async fn publish(&self, local_name: &str, op: u16, d: serde_json::Value) -> u64 {
+        self.publish_in(local_name, fugue_proto::gateway::CORE, op, d, None)
+            .await
+    }
+
+    /// Publishes an event in namespace `n`, optionally with a collapse key.
+    pub async fn publish_in(
+        &self,
+        local_name: &str,
+        n: &str,
+        op: u16,
+        d: serde_json::Value,
+        collapse_key: Option<&str>,
+    ) -> u64 {
+        let actor = self
+            .store
+            .actor_by_name(local_name)
+            .await
+            .expect("store")
+            .expect("actor exists");
+        self.events
+            .publish(fugue_server::Publish {
+                actor_id: actor.id,
+                n: n.to_owned(),
+                op,
+                d,
+                exclude_session: None,
+                collapse_key: collapse_key.map(str::to_owned),
+            })
+            .await
+            .expect("publish")
+            .seq
     }
 
     pub fn client(&self) -> Client {

@@ -8,6 +8,7 @@ mod accounts;
 mod binary;
 mod csr;
 mod fuzz;
+mod gw_smoke;
 mod hardening;
 mod interop;
 mod keymaterial;

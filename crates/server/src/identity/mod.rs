@@ -24,6 +24,7 @@ use fugue_store::{CertRow, KeyMaterialRow, ServerCertRow, Store};
 pub use error::{Error, cert_problem};
 
 use crate::config;
+use crate::events::{BusMsg, Events, RootChange};
 
 const DAY: u64 = 86_400;
 /// Hard ceiling for actor certificates (DIGEST §4.2, OP-44).
@@ -65,6 +66,8 @@ pub struct Identity {
     sig_cache: Arc<Mutex<SigCache>>,
     /// Serialises root changes (rotation, renewal).
     rotation: Arc<tokio::sync::Mutex<()>>,
+    /// Where root changes are announced (op 6); none in a bare CA.
+    events: Option<Events>,
 }
 
 /// A freshly issued actor certificate.
@@ -148,7 +151,51 @@ impl Identity {
             sink,
             sig_cache: Arc::default(),
             rotation: Arc::default(),
+            events: None,
         })
+    }
+
+    /// Announces root changes (op 6) through `events` from now on.
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Serial of the current root, as stored.
+    pub fn root_serial(&self) -> i64 {
+        as_i64(self.read().current.serial.0)
+    }
+
+    /// The root changes after the root with `serial`, oldest first (op 6 for a session that
+    /// was away). Nothing when `serial` is current or unknown.
+    pub fn roots_after(&self, serial: i64) -> Vec<RootChange> {
+        let ca = self.read();
+        let Some(i) = ca.history.iter().position(|c| as_i64(c.serial.0) == serial) else {
+            return Vec::new();
+        };
+        ca.history[i + 1..]
+            .iter()
+            .filter_map(|c| {
+                Some(RootChange {
+                    cert: c.to_pem().ok()?,
+                    old_invalid_since: c.not_before,
+                    root_serial: as_i64(c.serial.0),
+                })
+            })
+            .collect()
+    }
+
+    /// A stored actor certificate with cache information signed now.
+    pub fn cacheable_cert(&self, row: &CertRow, now: u64) -> CacheableIdCert {
+        let ca = self.read();
+        self.cacheable(
+            &ca,
+            row.cert_pem.clone(),
+            Serial(as_u64(row.serial)),
+            as_u64(row.not_after),
+            row.revoked_at.map(as_u64),
+            now,
+        )
     }
 
     /// Issues and stores a root for `key`. A root that follows `previous` starts one second
@@ -398,16 +445,26 @@ impl Identity {
         )
         .await?;
         let pem = cert.to_pem().map_err(Error::Issuance)?;
-        let mut ca = self.ca.write().unwrap_or_else(|e| e.into_inner());
-        ca.history.push(cert.clone());
-        ca.current = cert;
-        ca.key = key;
+        let change = BusMsg::ServerCertChange {
+            cert: pem.clone(),
+            old_invalid_since: cert.not_before,
+            root_serial: as_i64(cert.serial.0),
+        };
+        {
+            let mut ca = self.ca.write().unwrap_or_else(|e| e.into_inner());
+            ca.history.push(cert.clone());
+            ca.current = cert;
+            ca.key = key;
+        }
         // Signatures of an old key must not be handed out any more.
         self.sig_cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .signatures
             .clear();
+        if let Some(events) = &self.events {
+            events.announce(change).await;
+        }
         Ok(pem)
     }
 

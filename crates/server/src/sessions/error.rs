@@ -55,6 +55,12 @@ pub enum Error {
     TotpNotPending,
     #[error("only server administrators may do this")]
     NotAdmin,
+    #[error("certificate {0} is not an active certificate of yours")]
+    CertNotFound(u64),
+    #[error("the revocation signature does not verify against certificate {0}")]
+    RevocationSignatureInvalid(u64),
+    #[error(transparent)]
+    Events(#[from] crate::events::Error),
     #[error(transparent)]
     Csr(#[from] CertError),
     #[error(transparent)]
@@ -63,6 +69,13 @@ pub enum Error {
     Hashing(String),
     #[error(transparent)]
     Store(#[from] fugue_store::Error),
+}
+
+impl Error {
+    /// The token did not identify a live session (as opposed to a server failure).
+    pub fn is_auth_failure(&self) -> bool {
+        matches!(self, Error::Unauthenticated | Error::InvalidToken)
+    }
 }
 
 impl From<Error> for ApiError {
@@ -106,9 +119,13 @@ impl From<Error> for ApiError {
             }
             Error::TotpNotPending => (S::CONFLICT, ErrorCode::TotpNotPending),
             Error::NotAdmin => (S::FORBIDDEN, ErrorCode::Forbidden),
+            Error::CertNotFound(_) => (S::NOT_FOUND, ErrorCode::CertNotFound),
+            Error::RevocationSignatureInvalid(_) => (S::FORBIDDEN, ErrorCode::SignatureInvalid),
             Error::Csr(e) => return identity::cert_problem(e),
             Error::Identity(e) => return e.into(),
-            Error::Hashing(_) | Error::Store(_) => return ApiError::internal(&err),
+            Error::Hashing(_) | Error::Store(_) | Error::Events(_) => {
+                return ApiError::internal(&err);
+            }
         };
         ApiError::new(status, code, err.to_string())
     }

@@ -23,6 +23,7 @@ use fugue_store::{ActorRow, NewSession, SessionRow, Store};
 pub use error::Error;
 
 use crate::config::{Config, Registration};
+use crate::events::{BusMsg, Events, Publish};
 use crate::identity::Identity;
 
 /// Longest password we hash; longer ones are refused instead of burning CPU.
@@ -65,6 +66,7 @@ pub struct LoginOutcome {
 pub struct Sessions {
     store: Store,
     identity: Identity,
+    events: Events,
     config: Arc<Config>,
     /// A hash verified when the local name is unknown, so timing does not reveal accounts.
     dummy_hash: Arc<str>,
@@ -120,13 +122,19 @@ pub async fn create_invite(
 }
 
 impl Sessions {
-    pub fn new(store: Store, identity: Identity, config: Arc<Config>) -> Result<Self, Error> {
+    pub fn new(
+        store: Store,
+        identity: Identity,
+        events: Events,
+        config: Arc<Config>,
+    ) -> Result<Self, Error> {
         let dummy = password::hash_blocking(&config.password_hashing, "fugue-dummy-password")?;
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
         let hasher = password::Hasher::start(&config.password_hashing, threads)?;
         Ok(Self {
             store,
             identity,
+            events,
             config,
             dummy_hash: dummy.into(),
             hasher,
@@ -289,6 +297,10 @@ impl Sessions {
             other => other?,
         }
         tracing::info!(%fid, session = %session_id, "session opened");
+        if let Some(i) = &issued {
+            self.announce_new_session(actor.id, session.id, &i.row.cert_pem)
+                .await?;
+        }
         Ok(LoginOutcome {
             fid,
             session_id,
@@ -463,6 +475,13 @@ impl Sessions {
             Err(fugue_store::Error::Conflict(_)) => return Err(Error::ConcurrentChange),
             other => other?,
         }
+        match authed.session.cert_serial {
+            None => {
+                self.announce_new_session(authed.actor.id, authed.session.id, &issued.row.cert_pem)
+                    .await?;
+            }
+            Some(old) => self.announce_revocation(old, None).await?,
+        }
         Ok((issued.row.cert_pem, token))
     }
 
@@ -476,6 +495,13 @@ impl Sessions {
     ) -> Result<(), Error> {
         self.check_sensitive(&authed.actor, solution, now).await?;
         let target = session_id.unwrap_or(&authed.session.session_id);
+        let row = self
+            .store
+            .sessions_of(authed.actor.id)
+            .await?
+            .into_iter()
+            .find(|s| s.session_id == target)
+            .ok_or_else(|| Error::SessionNotFound(target.to_owned()))?;
         if !self
             .store
             .revoke_session(authed.actor.id, target, now as i64)
@@ -484,6 +510,140 @@ impl Sessions {
             return Err(Error::SessionNotFound(target.to_owned()));
         }
         tracing::info!(fid = %authed.fid, session = %target, "session revoked");
+        if let Some(serial) = row.cert_serial {
+            self.announce_revocation(serial, None).await?;
+        }
+        self.events
+            .announce(BusMsg::SessionEnded {
+                actor_id: authed.actor.id,
+                session_pk: row.id,
+            })
+            .await;
+        Ok(())
+    }
+
+    /// Op 4 from an actor (OP-10): it revokes one of its own active certificates, proving
+    /// it with that certificate's key. The certificate's session ends with it.
+    pub async fn revoke_signed(
+        &self,
+        authed: &Authed,
+        serial: u64,
+        invalid_since: u64,
+        signature_hex: &str,
+    ) -> Result<(), Error> {
+        let now = self.config.clock.now();
+        let not_found = || Error::CertNotFound(serial);
+        let row = self
+            .store
+            .cert_by_serial(i64::try_from(serial).map_err(|_| not_found())?)
+            .await?
+            .filter(|c| c.actor_id == authed.actor.id && c.revoked_at.is_none())
+            .ok_or_else(not_found)?;
+        let cert = fugue_proto::certs::IdCert::parse(row.cert_pem.as_bytes())?;
+        let input = fugue_proto::gateway::CertInvalidation::signing_input(invalid_since, serial);
+        let sig =
+            hex::decode(signature_hex).map_err(|_| Error::RevocationSignatureInvalid(serial))?;
+        fugue_proto::certs::verify_strict(&cert.key, input.as_bytes(), &sig)
+            .map_err(|_| Error::RevocationSignatureInvalid(serial))?;
+        let session = self
+            .store
+            .sessions_of(authed.actor.id)
+            .await?
+            .into_iter()
+            .find(|s| s.cert_serial == Some(row.serial))
+            .ok_or_else(not_found)?;
+        let at = invalid_since.min(now) as i64;
+        if !self
+            .store
+            .revoke_session(authed.actor.id, &session.session_id, at)
+            .await?
+        {
+            return Err(not_found());
+        }
+        tracing::info!(fid = %authed.fid, serial, "certificate revoked by its actor");
+        self.announce_revocation(row.serial, Some(signature_hex.to_owned()))
+            .await?;
+        self.events
+            .announce(BusMsg::SessionEnded {
+                actor_id: authed.actor.id,
+                session_pk: session.id,
+            })
+            .await;
+        Ok(())
+    }
+
+    /// When the session's certificate (or the grace for getting one) runs out.
+    pub fn session_ends(&self, session: &SessionRow) -> Option<u64> {
+        let ends = session
+            .cert_not_after
+            .unwrap_or(session.created_at + fugue_store::CERTLESS_SESSION_S);
+        u64::try_from(ends).ok()
+    }
+
+    /// Whether the session is still live, and until when (its certificate may have been
+    /// renewed since it was authenticated).
+    pub async fn session_still_valid(&self, authed: &Authed) -> Result<Option<u64>, Error> {
+        let now = self.config.clock.now();
+        Ok(self
+            .store
+            .sessions_of(authed.actor.id)
+            .await?
+            .iter()
+            .find(|s| s.id == authed.session.id)
+            .and_then(|s| self.session_ends(s))
+            .filter(|ends| *ends > now))
+    }
+
+    /// Op 3 to the actor's other sessions.
+    async fn announce_new_session(
+        &self,
+        actor_id: i64,
+        session_pk: i64,
+        cert_pem: &str,
+    ) -> Result<(), Error> {
+        self.events
+            .publish(Publish {
+                actor_id,
+                n: fugue_proto::gateway::CORE.into(),
+                op: fugue_proto::gateway::op::NEW_SESSION,
+                d: serde_json::json!({ "cert": cert_pem }),
+                exclude_session: Some(session_pk),
+                collapse_key: None,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Op 4 to every session of the actor: the spec's fields and the revoked certificate's
+    /// cache information signed by this server (SDK-COMPAT §7.3 item 6). `signature` is the
+    /// actor's own when it revoked the cert itself.
+    async fn announce_revocation(
+        &self,
+        serial: i64,
+        signature: Option<String>,
+    ) -> Result<(), Error> {
+        let Some(row) = self.store.cert_by_serial(serial).await? else {
+            return Ok(());
+        };
+        let now = self.config.clock.now();
+        let cacheable = self.identity.cacheable_cert(&row, now);
+        let inv = fugue_proto::gateway::CertInvalidation {
+            serial: u64::try_from(serial).unwrap_or(0),
+            invalid_since: cacheable.invalidated_at.unwrap_or(now),
+            signature,
+            cacheable: Some(cacheable),
+        };
+        let d = serde_json::to_value(&inv).unwrap_or_default();
+        self.events
+            .publish(Publish {
+                actor_id: row.actor_id,
+                n: fugue_proto::gateway::CORE.into(),
+                op: fugue_proto::gateway::op::CERT_INVALIDATION,
+                d,
+                exclude_session: None,
+                collapse_key: None,
+            })
+            .await?;
         Ok(())
     }
 

@@ -1,0 +1,821 @@
+//! One gateway connection: a single task that reads the client, writes numbered frames and
+//! keeps the heartbeat clock. Its state is plain data owned by the task — no locks.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::time::{Instant, sleep_until, timeout};
+
+use fugue_proto::gateway::{
+    self as gw, CORE, ChannelAction, Close, Envelope, NumberList, Resume, ServiceChannel,
+    ServiceChannelAck, Style, op,
+};
+
+use super::{Ctl, Gateway, KEPT_FRAMES, Registration, Resumable, as_i64};
+use crate::events::{Event, RootChange, collapse};
+use crate::sessions::Authed;
+
+/// A frame as first sent, kept for re-sending.
+enum Sent {
+    Event(Arc<Event>),
+    Control(u16, Value),
+}
+
+/// Why the connection loop ended.
+enum End {
+    /// We close with this code; `retain` = keep the state for a resume.
+    Close(Close, String),
+    /// The client went away (close frame, EOF, socket error).
+    Gone,
+    /// A newer connection took the state over.
+    TakenOver,
+}
+
+fn close(code: Close, reason: impl Into<String>) -> End {
+    End::Close(code, reason.into())
+}
+
+type Sink = SplitSink<WebSocket, Message>;
+type Stream = SplitStream<WebSocket>;
+
+struct Conn {
+    gw: Gateway,
+    sink: Sink,
+    stream: Stream,
+    style: Style,
+    /// The `s` of the next frame.
+    next_s: u64,
+    frames: VecDeque<(u64, Sent)>,
+    evicted_s: Option<u64>,
+    evicted_seq: u64,
+    base_seq: u64,
+    /// The next stream position this connection expects.
+    next_seq: u64,
+    acked_seq: u64,
+    services: BTreeSet<String>,
+    root_serial: i64,
+    rate: VecDeque<Instant>,
+    last_heartbeat: Instant,
+    heartbeat_requested: Option<Instant>,
+    /// When the session's certificate (or certless grace) runs out.
+    session_ends: Option<Instant>,
+}
+
+pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let mut c = Conn {
+        gw,
+        sink,
+        stream,
+        style: Style::Numbers,
+        next_s: 0,
+        frames: VecDeque::new(),
+        evicted_s: None,
+        evicted_seq: 0,
+        base_seq: 0,
+        next_seq: 1,
+        acked_seq: 0,
+        services: BTreeSet::from([CORE.to_owned()]),
+        root_serial: 0,
+        rate: VecDeque::new(),
+        last_heartbeat: Instant::now(),
+        heartbeat_requested: None,
+        session_ends: None,
+    };
+    let interval = c.interval();
+    if c.send_control(
+        op::HELLO,
+        gw::hello(c.gw.0.config.gateway.heartbeat_interval_ms),
+        true,
+    )
+    .await
+    .is_err()
+    {
+        return;
+    }
+    let (authed, mut reg) = match c.handshake(interval).await {
+        Ok(x) => x,
+        Err(end) => {
+            c.finish(end).await;
+            return;
+        }
+    };
+    let end = c.run(&authed, &mut reg).await;
+    let state = c.state(authed.session.id);
+    let retain = match &end {
+        End::Gone => true,
+        End::Close(code, _) => code.resumable(),
+        End::TakenOver => false,
+    };
+    // Retained before leaving the hub: a resume racing with this close finds one or the other.
+    if retain {
+        c.gw.retain(state);
+    }
+    drop(reg);
+    c.finish(end).await;
+}
+
+impl Conn {
+    fn interval(&self) -> Duration {
+        Duration::from_millis(self.gw.0.config.gateway.heartbeat_interval_ms.max(1))
+    }
+
+    async fn finish(&mut self, end: End) {
+        if let End::Close(code, reason) = end {
+            tracing::debug!(code = code.code(), %reason, "closing gateway connection");
+            let _ = self
+                .sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: code.code(),
+                    reason: reason.into(),
+                })))
+                .await;
+        }
+        let _ = self.sink.close().await;
+    }
+
+    fn state(&self, session_pk: i64) -> Resumable {
+        Resumable {
+            session_pk,
+            base_seq: self.base_seq,
+            sent: self
+                .frames
+                .iter()
+                .filter_map(|(s, f)| match f {
+                    Sent::Event(e) => Some((*s, e.seq)),
+                    Sent::Control(..) => None,
+                })
+                .collect(),
+            evicted_s: self.evicted_s,
+            evicted_seq: self.evicted_seq,
+            last_s: self.next_s.saturating_sub(1),
+            services: self.services.iter().cloned().collect(),
+            root_serial: self.root_serial,
+        }
+    }
+
+    // ---- writing ----
+
+    fn take_s(&mut self) -> u64 {
+        let s = self.next_s;
+        self.next_s += 1;
+        s
+    }
+
+    fn keep(&mut self, s: u64, frame: Sent) {
+        if self.frames.len() >= KEPT_FRAMES
+            && let Some((old_s, old)) = self.frames.pop_front()
+        {
+            self.evicted_s = Some(old_s);
+            if let Sent::Event(e) = old {
+                self.evicted_seq = e.seq;
+            }
+        }
+        self.frames.push_back((s, frame));
+    }
+
+    async fn write(&mut self, text: String, flush: bool) -> Result<(), End> {
+        let msg = Message::Text(text.into());
+        let res = if flush {
+            self.sink.send(msg).await
+        } else {
+            self.sink.feed(msg).await
+        };
+        res.map_err(|_| End::Gone)
+    }
+
+    /// A control frame with the next `s`; kept for re-sends unless it is an ACK or Resumed.
+    async fn send_control(&mut self, op: u16, d: Value, flush: bool) -> Result<u64, End> {
+        let s = self.take_s();
+        let mut env = Envelope::new(CORE, op, d);
+        env.s = Some(s);
+        let text = env.render(self.style);
+        if op != op::HEARTBEAT_ACK && op != op::RESUMED {
+            let Envelope { d, .. } = env;
+            self.keep(s, Sent::Control(op, d));
+        }
+        self.write(text, flush).await?;
+        Ok(s)
+    }
+
+    /// An event as the next frame (no flush: the loop flushes when the queue is empty).
+    async fn send_event(&mut self, e: Arc<Event>) -> Result<(), End> {
+        let s = self.take_s();
+        let text = e.frame(s, self.style);
+        self.keep(s, Sent::Event(e));
+        self.write(text, false).await
+    }
+
+    fn wants(&self, e: &Event, session_pk: i64) -> bool {
+        e.for_session(session_pk) && self.services.contains(&e.n)
+    }
+
+    /// Delivers an event from the queue exactly once and in stream order: older positions
+    /// were delivered already; a gap means announcements were missed, so the log fills it.
+    async fn deliver(&mut self, e: Arc<Event>, authed: &Authed) -> Result<(), End> {
+        if e.seq < self.next_seq {
+            return Ok(());
+        }
+        if e.seq > self.next_seq {
+            self.catch_up(authed, Some(e.seq - 1)).await?;
+        }
+        if e.seq == self.next_seq {
+            self.next_seq += 1;
+            if self.wants(&e, authed.session.id) {
+                self.send_event(e).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what the log holds after the last delivered position (up to `until`).
+    async fn catch_up(&mut self, authed: &Authed, until: Option<u64>) -> Result<(), End> {
+        loop {
+            let rows = self
+                .gw
+                .0
+                .events
+                .after(authed.actor.id, self.next_seq - 1, 500)
+                .await
+                .map_err(|e| close(Close::UnknownError, e.to_string()))?;
+            let full = rows.len() == 500;
+            for e in rows {
+                if until.is_some_and(|u| e.seq > u) {
+                    return Ok(());
+                }
+                self.next_seq = e.seq + 1;
+                if self.wants(&e, authed.session.id) {
+                    self.send_event(Arc::new(e)).await?;
+                }
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    // ---- the handshake ----
+
+    async fn handshake(&mut self, interval: Duration) -> Result<(Authed, Registration), End> {
+        let deadline = Instant::now() + interval;
+        let frame = match timeout(deadline - Instant::now(), self.stream.next()).await {
+            Err(_) => return Err(close(Close::NotAuthenticated, "no Identify in time")),
+            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return Err(End::Gone),
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(_))) => {
+                return Err(close(
+                    Close::InvalidPayload,
+                    "payloads are JSON text frames",
+                ));
+            }
+        };
+        let (env, style) = Envelope::parse(frame.as_str())
+            .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
+        self.style = style;
+        self.note_payload()?;
+        match (env.n.as_str(), env.op) {
+            (CORE, op::IDENTIFY) => self.identify(&env.d).await,
+            (CORE, op::RESUME) => self.resume(&env.d).await,
+            _ => Err(close(
+                Close::NotAuthenticated,
+                "send Identify or Resume first",
+            )),
+        }
+    }
+
+    async fn authenticate(&self, token: &str) -> Result<Authed, End> {
+        match self.gw.0.sessions.authenticate(Some(token)).await {
+            Ok(a) => Ok(a),
+            Err(e) if e.is_auth_failure() => {
+                Err(close(Close::AuthenticationFailed, "invalid session token"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "gateway authentication failed");
+                Err(close(Close::UnknownError, "internal error"))
+            }
+        }
+    }
+
+    fn internal(e: impl std::fmt::Display) -> End {
+        tracing::error!(error = %e, "gateway");
+        close(Close::UnknownError, "internal error")
+    }
+
+    async fn start_session(&mut self, authed: &Authed) -> Result<(), End> {
+        let g = &self.gw.0;
+        self.session_ends = g.sessions.session_ends(&authed.session).map(|at| {
+            Instant::now() + Duration::from_secs(at.saturating_sub(g.config.clock.now()))
+        });
+        let services = self.services.iter().cloned().collect::<Vec<_>>().join(",");
+        g.store
+            .record_connection(
+                authed.session.id,
+                g.events.bus().node(),
+                self.root_serial,
+                &services,
+                as_i64(self.next_seq - 1),
+                as_i64(g.config.clock.now()),
+            )
+            .await
+            .map_err(Self::internal)?;
+        self.last_heartbeat = Instant::now();
+        Ok(())
+    }
+
+    /// Op 2: op 12, then what the session missed while away (core §4.4).
+    async fn identify(&mut self, d: &Value) -> Result<(Authed, Registration), End> {
+        let token = d
+            .get("token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| close(Close::InvalidPayload, "Identify needs a token"))?;
+        let authed = self.authenticate(token).await?;
+        let g = self.gw.0.clone();
+        let reg = self.gw.register(authed.actor.id, authed.session.id);
+        let head = g
+            .events
+            .head(authed.actor.id)
+            .await
+            .map_err(Self::internal)?;
+        let position = g
+            .store
+            .gateway_position(authed.session.id)
+            .await
+            .map_err(Self::internal)?;
+        let (acked, root_seen) = match &position {
+            Some(p) => (u64::try_from(p.acked_seq).unwrap_or(0), p.root_serial),
+            None => (head, None),
+        };
+        self.base_seq = acked;
+        self.acked_seq = acked;
+        self.root_serial = g.identity.root_serial();
+        self.send_control(op::IDENTIFY_ACK, json!({ "token": token }), false)
+            .await?;
+        let missed = g
+            .events
+            .newest_after(authed.actor.id, acked, g.config.gateway.max_replay_events)
+            .await
+            .map_err(Self::internal)?;
+        self.next_seq = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
+        for e in missed {
+            if self.wants(&e, authed.session.id) {
+                self.send_event(Arc::new(e)).await?;
+            }
+        }
+        if let Some(seen) = root_seen {
+            self.send_root_changes_since(seen).await?;
+        }
+        self.start_session(&authed).await?;
+        self.flush().await?;
+        Ok((authed, reg))
+    }
+
+    async fn send_root_changes_since(&mut self, seen: i64) -> Result<(), End> {
+        for change in self.gw.0.identity.roots_after(seen) {
+            self.send_root_change(&change).await?;
+        }
+        Ok(())
+    }
+
+    async fn send_root_change(&mut self, c: &RootChange) -> Result<(), End> {
+        self.root_serial = c.root_serial;
+        let d = json!({ "cert": c.cert, "oldInvalidSince": c.old_invalid_since });
+        self.send_control(op::SERVER_CERT_CHANGE, d, false).await?;
+        Ok(())
+    }
+
+    /// Op 5: continue the session's previous connection (docs/gateway.md, *Resuming*).
+    async fn resume(&mut self, d: &Value) -> Result<(Authed, Registration), End> {
+        let r = Resume::from_value(d)
+            .ok_or_else(|| close(Close::InvalidPayload, "Resume needs s and token"))?;
+        let authed = self.authenticate(&r.token).await?;
+        let g = self.gw.0.clone();
+        let pk = authed.session.id;
+        let position = g.store.gateway_position(pk).await.map_err(Self::internal)?;
+        let node = position.as_ref().and_then(|p| p.node.clone());
+        let state = self.gw.find_state(pk, node.as_deref()).await;
+        let reg = self.gw.register(authed.actor.id, pk);
+        let (from, services, root_seen) = match (&state, &position) {
+            (Some(st), _) => (
+                st.position_at(r.s).ok_or_else(|| {
+                    close(
+                        Close::Unresumeable,
+                        "s is not a frame of the previous connection",
+                    )
+                })?,
+                st.services.clone(),
+                Some(st.root_serial),
+            ),
+            // The previous node is gone: continue from what the client acknowledged.
+            (None, Some(p)) if p.node.is_some() => (
+                u64::try_from(p.acked_seq).unwrap_or(0),
+                p.services
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                p.root_serial,
+            ),
+            _ => return Err(close(Close::Unresumeable, "nothing to resume")),
+        };
+        self.services = services
+            .into_iter()
+            .filter(|s| self.gw.offers(s))
+            .chain([CORE.to_owned()])
+            .collect();
+        let max = g.config.gateway.max_replay_events;
+        let head = g
+            .events
+            .head(authed.actor.id)
+            .await
+            .map_err(Self::internal)?;
+        let missed = g
+            .events
+            .after(authed.actor.id, from, max + 1)
+            .await
+            .map_err(Self::internal)?;
+        if missed.len() as u64 > max {
+            return Err(close(Close::Unresumeable, "too many missed events"));
+        }
+        let deleted = match missed.first() {
+            Some(first) => first.seq != from + 1,
+            None => head > from,
+        };
+        if deleted {
+            return Err(close(
+                Close::Unresumeable,
+                "missed events are past retention",
+            ));
+        }
+        self.base_seq = from;
+        self.acked_seq = from;
+        self.next_seq = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
+        self.root_serial = g.identity.root_serial();
+        let wanted: Vec<Event> = missed.into_iter().filter(|e| self.wants(e, pk)).collect();
+        let replay = collapse(wanted, |e| e.collapse_key.as_deref());
+        match self.style {
+            // SDK-style clients cannot parse events inside op 10 (SDK-COMPAT §7.3 item 5).
+            Style::Strings => {
+                for e in replay {
+                    self.send_event(Arc::new(e)).await?;
+                }
+                if let Some(seen) = root_seen {
+                    self.send_root_changes_since(seen).await?;
+                }
+                self.send_control(op::RESUMED, json!([]), false).await?;
+            }
+            Style::Numbers => {
+                let mut inner = Vec::new();
+                for e in replay {
+                    let s = self.take_s();
+                    inner.push(e.frame(s, self.style));
+                    self.keep(s, Sent::Event(Arc::new(e)));
+                }
+                if let Some(seen) = root_seen {
+                    for c in g.identity.roots_after(seen) {
+                        self.root_serial = c.root_serial;
+                        let s = self.take_s();
+                        let d = json!({ "cert": c.cert, "oldInvalidSince": c.old_invalid_since });
+                        let mut env = Envelope::new(CORE, op::SERVER_CERT_CHANGE, d.clone());
+                        env.s = Some(s);
+                        inner.push(env.render(self.style));
+                        self.keep(s, Sent::Control(op::SERVER_CERT_CHANGE, d));
+                    }
+                }
+                let s = self.take_s();
+                let text = gw::render_raw(
+                    CORE,
+                    op::RESUMED,
+                    &format!("[{}]", inner.join(",")),
+                    Some(s),
+                    None,
+                    self.style,
+                );
+                self.write(text, false).await?;
+            }
+        }
+        self.start_session(&authed).await?;
+        self.flush().await?;
+        Ok((authed, reg))
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        self.sink.flush().await.map_err(|_| End::Gone)
+    }
+
+    // ---- the main loop ----
+
+    fn next_deadline(&self) -> (Instant, bool) {
+        let i = self.interval();
+        let beat = match self.heartbeat_requested {
+            Some(at) => (at + i / 2, true),
+            None => (self.last_heartbeat + i * 5 / 4, false),
+        };
+        match self.session_ends {
+            Some(end) if end < beat.0 => (end, false),
+            _ => beat,
+        }
+    }
+
+    async fn run(&mut self, authed: &Authed, reg: &mut Registration) -> End {
+        loop {
+            let (deadline, overdue) = self.next_deadline();
+            let step = tokio::select! {
+                biased;
+                ctl = reg.ctl.recv() => match ctl {
+                    Some(ctl) => self.on_ctl(ctl, authed, reg).await,
+                    None => Err(close(Close::UnknownError, "server shutting down")),
+                },
+                frame = self.stream.next() => match frame {
+                    Some(Ok(m)) => self.on_frame(m, authed).await,
+                    _ => Err(End::Gone),
+                },
+                e = reg.queue.recv() => match e {
+                    Some(e) => self.deliver(e, authed).await,
+                    None => Err(close(Close::UnknownError, "server shutting down")),
+                },
+                () = sleep_until(deadline) => self.on_timer(deadline, overdue, authed).await,
+            };
+            if let Err(end) = step {
+                return end;
+            }
+            // Write out everything queued before flushing once.
+            while let Ok(e) = reg.queue.try_recv() {
+                if let Err(end) = self.deliver(e, authed).await {
+                    return end;
+                }
+            }
+            if let Err(end) = self.flush().await {
+                return end;
+            }
+        }
+    }
+
+    async fn on_timer(&mut self, at: Instant, overdue: bool, authed: &Authed) -> Result<(), End> {
+        if self.session_ends.is_some_and(|end| end <= at) {
+            // The certificate may have been renewed meanwhile.
+            let g = &self.gw.0;
+            return match g.sessions.session_still_valid(authed).await {
+                Ok(Some(ends)) => {
+                    let left = ends.saturating_sub(g.config.clock.now());
+                    self.session_ends = Some(Instant::now() + Duration::from_secs(left.max(1)));
+                    Ok(())
+                }
+                Ok(None) => Err(close(Close::NotAuthenticated, "the session has ended")),
+                Err(e) => Err(Self::internal(e)),
+            };
+        }
+        if overdue {
+            return Err(close(Close::Timeout, "heartbeat request went unanswered"));
+        }
+        self.heartbeat_requested = Some(Instant::now());
+        self.send_control(op::HEARTBEAT_REQUEST, json!({}), false)
+            .await
+            .map(|_| ())
+    }
+
+    async fn on_ctl(
+        &mut self,
+        ctl: Ctl,
+        authed: &Authed,
+        reg: &mut Registration,
+    ) -> Result<(), End> {
+        match ctl {
+            Ctl::Overflow => Err(close(Close::UnknownError, "client reads too slowly")),
+            Ctl::SessionEnded => {
+                // What was published before the end (its op 4) still goes out first.
+                while let Ok(e) = reg.queue.try_recv() {
+                    self.deliver(e, authed).await?;
+                }
+                self.catch_up(authed, None).await?;
+                Err(close(Close::NotAuthenticated, "the session was revoked"))
+            }
+            Ctl::ServerCertChange(c) => {
+                if c.root_serial != self.root_serial {
+                    self.send_root_change(&c).await?;
+                }
+                Ok(())
+            }
+            Ctl::Resync => self.catch_up(authed, None).await,
+            Ctl::Shutdown => Err(close(Close::UnknownError, "server shutting down")),
+            Ctl::TakeOver(tx) => {
+                let _ = tx.send(self.state(authed.session.id));
+                Err(End::TakenOver)
+            }
+        }
+    }
+
+    /// Counts a client payload against the rate limit (DIGEST §3.7, 4008).
+    fn note_payload(&mut self) -> Result<(), End> {
+        let cfg = &self.gw.0.config.gateway;
+        let now = Instant::now();
+        let window = Duration::from_secs(cfg.rate_window_s);
+        while self.rate.front().is_some_and(|t| now - *t >= window) {
+            self.rate.pop_front();
+        }
+        self.rate.push_back(now);
+        if self.rate.len() > cfg.client_payloads_per_window as usize {
+            return Err(close(Close::RateLimited, "too many payloads"));
+        }
+        Ok(())
+    }
+
+    async fn on_frame(&mut self, m: Message, authed: &Authed) -> Result<(), End> {
+        let text = match m {
+            Message::Text(t) => t,
+            Message::Close(_) => return Err(End::Gone),
+            Message::Ping(_) | Message::Pong(_) => return Ok(()),
+            Message::Binary(_) => {
+                self.note_payload()?;
+                return Err(close(
+                    Close::InvalidPayload,
+                    "payloads are JSON text frames",
+                ));
+            }
+        };
+        self.note_payload()?;
+        let (env, _) = Envelope::parse(text.as_str())
+            .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
+        if env.n != CORE {
+            return Err(if self.services.contains(&env.n) {
+                close(
+                    Close::UnknownOpcode,
+                    format!("{} defines no client opcodes here", env.n),
+                )
+            } else {
+                close(
+                    Close::InvalidPayload,
+                    format!("not subscribed to {}", env.n),
+                )
+            });
+        }
+        match env.op {
+            op::HEARTBEAT => self.on_heartbeat(&env.d, authed).await,
+            op::IDENTIFY | op::RESUME => {
+                Err(close(Close::AlreadyAuthenticated, "already identified"))
+            }
+            op::CERT_INVALIDATION => self.on_revocation(&env.d, authed).await,
+            op::SERVICE_CHANNEL => self.on_channel(&env.d, authed).await,
+            other => Err(close(
+                Close::UnknownOpcode,
+                format!("opcode {other} is not for clients"),
+            )),
+        }
+    }
+
+    /// Op 0: re-send what `except` names, ahead of everything else (DIGEST §3.4).
+    async fn on_heartbeat(&mut self, d: &Value, authed: &Authed) -> Result<(), End> {
+        let list = NumberList::from_value(d)
+            .ok_or_else(|| close(Close::InvalidPayload, "a heartbeat is {from, to, except?}"))?;
+        let last = self.next_s.saturating_sub(1);
+        if list.to > last || list.except.iter().any(|e| *e > last) {
+            return Err(close(
+                Close::InvalidSequence,
+                "numbers that were never sent",
+            ));
+        }
+        let oldest = self.frames.front().map_or(self.next_s, |(s, _)| *s);
+        let mut wanted = list.except.clone();
+        wanted.sort_unstable();
+        wanted.dedup();
+        if wanted
+            .first()
+            .is_some_and(|w| *w < oldest && self.evicted_s.is_some())
+        {
+            return Err(close(
+                Close::InvalidSequence,
+                "numbers no longer kept; resume",
+            ));
+        }
+        let mut resend = Vec::with_capacity(wanted.len());
+        for w in wanted {
+            let Ok(i) = self.frames.binary_search_by_key(&w, |(s, _)| *s) else {
+                continue; // an op 7 or op 10: never re-sent
+            };
+            let (s, f) = &self.frames[i];
+            resend.push(match f {
+                Sent::Event(e) => e.frame(*s, self.style),
+                Sent::Control(op, d) => {
+                    let mut env = Envelope::new(CORE, *op, d.clone());
+                    env.s = Some(*s);
+                    env.render(self.style)
+                }
+            });
+        }
+        self.last_heartbeat = Instant::now();
+        self.heartbeat_requested = None;
+        match self.style {
+            Style::Strings => {
+                for text in resend {
+                    self.write(text, false).await?;
+                }
+                self.send_control(op::HEARTBEAT_ACK, json!([]), false)
+                    .await?;
+            }
+            Style::Numbers => {
+                let s = self.take_s();
+                let text = gw::render_raw(
+                    CORE,
+                    op::HEARTBEAT_ACK,
+                    &format!("[{}]", resend.join(",")),
+                    Some(s),
+                    None,
+                    self.style,
+                );
+                self.write(text, false).await?;
+            }
+        }
+        self.acknowledge(&list, authed);
+        Ok(())
+    }
+
+    /// Records the position the client confirmed, so that a later Identify or poll starts
+    /// after it. Written in the background; positions only move forward.
+    fn acknowledge(&mut self, list: &NumberList, authed: &Authed) {
+        let upto = match list.except.iter().min() {
+            Some(first_missing) => first_missing.saturating_sub(1),
+            None => list.to,
+        };
+        let Some(pos) = self.state(authed.session.id).position_at(upto) else {
+            return;
+        };
+        if pos <= self.acked_seq {
+            return;
+        }
+        self.acked_seq = pos;
+        let store = self.gw.0.store.clone();
+        let pk = authed.session.id;
+        let now = as_i64(self.gw.0.config.clock.now());
+        tokio::spawn(async move {
+            if let Err(e) = store.advance_position(pk, as_i64(pos), now).await {
+                tracing::warn!(error = %e, "recording a gateway position failed");
+            }
+        });
+    }
+
+    /// Op 4 from the client: it revokes one of its actor's certificates (OP-10).
+    async fn on_revocation(&mut self, d: &Value, authed: &Authed) -> Result<(), End> {
+        let inv: gw::CertInvalidation = serde_json::from_value(d.clone())
+            .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
+        let signature = inv
+            .signature
+            .as_deref()
+            .ok_or_else(|| close(Close::InvalidPayload, "op 4 needs a signature"))?;
+        self.gw
+            .0
+            .sessions
+            .revoke_signed(authed, inv.serial, inv.invalid_since, signature)
+            .await
+            .map_err(|e| close(Close::InvalidPayload, e.to_string()))
+    }
+
+    /// Op 8 → op 9.
+    async fn on_channel(&mut self, d: &Value, authed: &Authed) -> Result<(), End> {
+        let req: ServiceChannel = serde_json::from_value(d.clone())
+            .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
+        let refuse = |why: String| (false, Some(why));
+        let (success, error) = match (req.action, req.service.as_str()) {
+            (ChannelAction::Subscribe, CORE) => (true, None),
+            (ChannelAction::Unsubscribe, CORE) => refuse("core cannot be unsubscribed".into()),
+            (_, s) if !self.gw.offers(s) => {
+                refuse(format!("service {s} is not offered by this server"))
+            }
+            (ChannelAction::Subscribe, s) => {
+                self.services.insert(s.to_owned());
+                (true, None)
+            }
+            (ChannelAction::Unsubscribe, s) => {
+                self.services.remove(s);
+                (true, None)
+            }
+        };
+        let ack = ServiceChannelAck {
+            action: req.action,
+            service: req.service,
+            success,
+            error,
+        };
+        let d = serde_json::to_value(ack).map_err(Self::internal)?;
+        self.send_control(op::SERVICE_CHANNEL_ACK, d, false).await?;
+        if success {
+            let g = &self.gw.0;
+            let services = self.services.iter().cloned().collect::<Vec<_>>().join(",");
+            g.store
+                .record_connection(
+                    authed.session.id,
+                    g.events.bus().node(),
+                    self.root_serial,
+                    &services,
+                    as_i64(self.acked_seq),
+                    as_i64(g.config.clock.now()),
+                )
+                .await
+                .map_err(Self::internal)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,428 @@
+//! The polyproto gateway (DIGEST §3, docs/gateway.md): WebSocket connections that deliver
+//! each session's events exactly once and in order, with heartbeats, re-sends and resume.
+//!
+//! [`Gateway`] owns this node's connections (the hub), the states of recently closed
+//! connections (for exact resumes) and the registry of service channels. Events come from
+//! [`Events`] through the bus; one task per connection (`conn.rs`) numbers and writes them.
+//! Connection states move between nodes through the bus on resume.
+
+mod conn;
+pub mod routes;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use fugue_proto::gateway::{CORE, Envelope};
+use fugue_store::Store;
+
+use crate::config::Config;
+use crate::events::{self, BusMsg, Event, Events, HandoffRequest, Incoming, RootChange};
+use crate::identity::Identity;
+use crate::sessions::{Authed, Sessions};
+
+/// Frames kept per connection for heartbeat re-sends and exact resumes.
+const KEPT_FRAMES: usize = 4096;
+/// Most events one poll of `GET /events` returns (OP-37).
+pub const POLL_LIMIT: u64 = 1000;
+
+/// A service that offers a gateway channel (op 8). The gateway only needs its name; its
+/// events are published through [`Events`] with `n` = that name.
+pub trait Service: Send + Sync {
+    fn name(&self) -> &str;
+}
+
+/// Messages to one connection that must not wait behind its event queue.
+enum Ctl {
+    /// Its queue overflowed: it reads too slowly.
+    Overflow,
+    /// Its session ended.
+    SessionEnded,
+    /// The server root changed.
+    ServerCertChange(Arc<RootChange>),
+    /// Events may have been missed: read the log.
+    Resync,
+    /// A newer connection of the same session resumes: hand over the state and stop.
+    TakeOver(oneshot::Sender<Resumable>),
+    /// This node is shutting down.
+    Shutdown,
+}
+
+struct ConnHandle {
+    id: u64,
+    session_pk: i64,
+    queue: mpsc::Sender<Arc<Event>>,
+    ctl: mpsc::UnboundedSender<Ctl>,
+    overflowed: std::sync::atomic::AtomicBool,
+}
+
+/// What a closed connection leaves behind so that a new one can continue it exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resumable {
+    pub session_pk: i64,
+    /// Stream position before the first frame of the connection.
+    pub base_seq: u64,
+    /// `(s, id)` of every kept event frame, ascending.
+    pub sent: Vec<(u64, u64)>,
+    /// Frames up to this `s` are no longer kept; the position there was `evicted_seq`.
+    pub evicted_s: Option<u64>,
+    pub evicted_seq: u64,
+    /// The highest `s` the connection sent.
+    pub last_s: u64,
+    pub services: Vec<String>,
+    pub root_serial: i64,
+}
+
+impl Resumable {
+    /// The stream position a client is at that received everything up to `s`. None when
+    /// `s` was never sent or is older than what is kept.
+    pub fn position_at(&self, s: u64) -> Option<u64> {
+        if s > self.last_s || self.evicted_s.is_some_and(|e| s < e) {
+            return None;
+        }
+        let i = self.sent.partition_point(|(fs, _)| *fs <= s);
+        Some(match i {
+            0 => self.base_seq.max(self.evicted_seq),
+            i => self.sent[i - 1].1,
+        })
+    }
+}
+
+struct Shared {
+    config: Arc<Config>,
+    events: Events,
+    sessions: Sessions,
+    identity: Identity,
+    store: Store,
+    hub: RwLock<HashMap<i64, Vec<Arc<ConnHandle>>>>,
+    retained: Mutex<HashMap<i64, (Instant, Resumable)>>,
+    services: RwLock<BTreeMap<String, Arc<dyn Service>>>,
+    next_conn: AtomicU64,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Gateway(Arc<Shared>);
+
+impl Gateway {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        events: Events,
+        sessions: Sessions,
+        identity: Identity,
+        store: Store,
+    ) -> Self {
+        Self(Arc::new(Shared {
+            config,
+            events,
+            sessions,
+            identity,
+            store,
+            hub: RwLock::default(),
+            retained: Mutex::default(),
+            services: RwLock::default(),
+            next_conn: AtomicU64::new(1),
+        }))
+    }
+
+    /// Offers a service channel. Services register while the server is built.
+    pub fn register_service(&self, service: Arc<dyn Service>) {
+        let name = service.name().to_owned();
+        self.0
+            .services
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, service);
+    }
+
+    fn offers(&self, service: &str) -> bool {
+        service == CORE
+            || self
+                .0
+                .services
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(service)
+    }
+
+    /// Starts delivering bus announcements to this node's connections, and answering other
+    /// nodes' handoff requests.
+    pub(crate) fn start(&self, handoffs: Option<mpsc::Receiver<HandoffRequest>>) {
+        let mut rx = self.0.events.bus().subscribe();
+        let gw = self.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = rx.recv().await {
+                match incoming {
+                    Incoming::Msg(msg) => gw.dispatch(&msg),
+                    Incoming::Lagged => gw.each(|h| {
+                        let _ = h.ctl.send(Ctl::Resync);
+                    }),
+                }
+            }
+        });
+        if let Some(mut handoffs) = handoffs {
+            let gw = self.clone();
+            tokio::spawn(async move {
+                while let Some(req) = handoffs.recv().await {
+                    let gw = gw.clone();
+                    tokio::spawn(async move {
+                        let state = gw.take_state(req.session_pk).await;
+                        let body = state.and_then(|s| serde_json::to_vec(&s).ok());
+                        let _ = req.reply.send(body);
+                    });
+                }
+            });
+        }
+    }
+
+    fn each(&self, f: impl Fn(&ConnHandle)) {
+        let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
+        hub.values().flatten().for_each(|h| f(h));
+    }
+
+    fn dispatch(&self, msg: &BusMsg) {
+        match msg {
+            BusMsg::Event(e) => {
+                let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
+                for h in hub.get(&e.actor_id).into_iter().flatten() {
+                    if h.queue.try_send(e.clone()).is_err()
+                        && !h.overflowed.swap(true, Ordering::Relaxed)
+                    {
+                        let _ = h.ctl.send(Ctl::Overflow);
+                    }
+                }
+            }
+            BusMsg::SessionEnded {
+                actor_id,
+                session_pk,
+            } => {
+                let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
+                for h in hub.get(actor_id).into_iter().flatten() {
+                    if h.session_pk == *session_pk {
+                        let _ = h.ctl.send(Ctl::SessionEnded);
+                    }
+                }
+                drop(hub);
+                self.retained_map().remove(session_pk);
+            }
+            BusMsg::ServerCertChange {
+                cert,
+                old_invalid_since,
+                root_serial,
+            } => {
+                let change = Arc::new(RootChange {
+                    cert: cert.clone(),
+                    old_invalid_since: *old_invalid_since,
+                    root_serial: *root_serial,
+                });
+                self.spread_root_change(change);
+            }
+            BusMsg::Resync => self.each(|h| {
+                let _ = h.ctl.send(Ctl::Resync);
+            }),
+        }
+    }
+
+    /// Op 6 to every connection, spread evenly over the configured time so that clients
+    /// do not all come back at once (DIGEST §3.3).
+    fn spread_root_change(&self, change: Arc<RootChange>) {
+        let targets: Vec<mpsc::UnboundedSender<Ctl>> = {
+            let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
+            hub.values().flatten().map(|h| h.ctl.clone()).collect()
+        };
+        let spread = Duration::from_millis(self.0.config.gateway.server_change_spread_ms);
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let n = targets.len().max(1) as u32;
+            for (i, t) in targets.into_iter().enumerate() {
+                tokio::time::sleep_until(start + spread * i as u32 / n).await;
+                let _ = t.send(Ctl::ServerCertChange(change.clone()));
+            }
+        });
+    }
+
+    fn register(&self, actor_id: i64, session_pk: i64) -> Registration {
+        let (queue, queue_rx) = mpsc::channel(self.0.config.gateway.queue_len.max(1));
+        let (ctl, ctl_rx) = mpsc::unbounded_channel();
+        let handle = Arc::new(ConnHandle {
+            id: self.0.next_conn.fetch_add(1, Ordering::Relaxed),
+            session_pk,
+            queue,
+            ctl,
+            overflowed: Default::default(),
+        });
+        self.0
+            .hub
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(actor_id)
+            .or_default()
+            .push(handle.clone());
+        Registration {
+            gw: self.clone(),
+            actor_id,
+            handle,
+            queue: queue_rx,
+            ctl: ctl_rx,
+        }
+    }
+
+    fn retained_map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (Instant, Resumable)>> {
+        self.0.retained.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn retain(&self, state: Resumable) {
+        self.retained_map()
+            .insert(state.session_pk, (Instant::now(), state));
+    }
+
+    /// The state of the session's previous connection on this node: a live one is asked to
+    /// hand over and stop; a closed one is taken from the retained states.
+    async fn take_state(&self, session_pk: i64) -> Option<Resumable> {
+        let live: Vec<Arc<ConnHandle>> = {
+            let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
+            hub.values()
+                .flatten()
+                .filter(|h| h.session_pk == session_pk)
+                .cloned()
+                .collect()
+        };
+        for h in live {
+            let (tx, rx) = oneshot::channel();
+            if h.ctl.send(Ctl::TakeOver(tx)).is_ok()
+                && let Ok(Ok(state)) = tokio::time::timeout(Duration::from_secs(2), rx).await
+            {
+                return Some(state);
+            }
+        }
+        self.retained_map().remove(&session_pk).map(|(_, s)| s)
+    }
+
+    /// The previous connection's state, wherever it is: this node, or the node that held it.
+    async fn find_state(&self, session_pk: i64, node: Option<&str>) -> Option<Resumable> {
+        if let Some(s) = self.take_state(session_pk).await {
+            return Some(s);
+        }
+        let node = node?;
+        let body = self.0.events.bus().handoff(node, session_pk).await?;
+        serde_json::from_slice::<Resumable>(&body)
+            .ok()
+            .filter(|s| s.session_pk == session_pk)
+    }
+
+    /// Forgets closed connections older than the resume window.
+    pub(crate) fn sweep(&self) {
+        let window = Duration::from_secs(self.0.config.gateway.resume_window_s);
+        self.retained_map()
+            .retain(|_, (at, _)| at.elapsed() < window);
+    }
+
+    /// Closes every connection (4000, resumable): this node is going away.
+    pub fn close_all(&self) {
+        self.each(|h| {
+            let _ = h.ctl.send(Ctl::Shutdown);
+        });
+    }
+
+    /// Number of identified connections on this node.
+    pub fn connections(&self) -> usize {
+        let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
+        hub.values().map(Vec::len).sum()
+    }
+
+    /// `GET /events`: what the session missed since its last acknowledged position.
+    pub async fn poll(&self, authed: &Authed) -> Result<Vec<Envelope>, events::Error> {
+        let pk = authed.session.id;
+        let head = self.0.events.head(authed.actor.id).await?;
+        let from = match self.0.store.gateway_position(pk).await? {
+            Some(p) => u64::try_from(p.acked_seq).unwrap_or(0),
+            None => head,
+        };
+        let rows = self
+            .0
+            .events
+            .newest_after(authed.actor.id, from, POLL_LIMIT)
+            .await?;
+        let Some(last) = rows.last().map(|e| e.seq) else {
+            return Ok(Vec::new());
+        };
+        self.0
+            .store
+            .advance_position(pk, as_i64(last), as_i64(self.0.config.clock.now()))
+            .await?;
+        Ok(rows
+            .iter()
+            .filter(|e| e.for_session(pk))
+            .map(|e| e.envelope(None))
+            .collect())
+    }
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A connection's place in the hub; leaving it (drop) removes the connection.
+struct Registration {
+    gw: Gateway,
+    actor_id: i64,
+    handle: Arc<ConnHandle>,
+    queue: mpsc::Receiver<Arc<Event>>,
+    ctl: mpsc::UnboundedReceiver<Ctl>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut hub = self.gw.0.hub.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = hub.get_mut(&self.actor_id) {
+            list.retain(|h| h.id != self.handle.id);
+            if list.is_empty() {
+                hub.remove(&self.actor_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Resumable;
+
+    fn state() -> Resumable {
+        Resumable {
+            session_pk: 1,
+            base_seq: 10,
+            sent: vec![(2, 11), (3, 12), (6, 13)],
+            evicted_s: None,
+            evicted_seq: 0,
+            last_s: 7,
+            services: vec![],
+            root_serial: 1,
+        }
+    }
+
+    #[test]
+    fn position_follows_the_last_event_frame_at_or_before_s() {
+        let s = state();
+        assert_eq!(s.position_at(0), Some(10));
+        assert_eq!(s.position_at(1), Some(10));
+        assert_eq!(s.position_at(2), Some(11));
+        assert_eq!(s.position_at(5), Some(12));
+        assert_eq!(s.position_at(7), Some(13));
+        assert_eq!(s.position_at(8), None, "never sent");
+    }
+
+    #[test]
+    fn positions_before_the_kept_frames_are_unknown() {
+        let mut s = state();
+        s.evicted_s = Some(2);
+        s.evicted_seq = 11;
+        s.sent.remove(0);
+        assert_eq!(s.position_at(1), None);
+        assert_eq!(s.position_at(2), Some(11));
+        assert_eq!(s.position_at(3), Some(12));
+    }
+}

@@ -1,0 +1,68 @@
+//! Thin handlers: the WebSocket upgrade (or its URL, OP-38) and events over HTTP (OP-37).
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use fugue_proto::ErrorCode;
+use fugue_proto::gateway::{GatewayUrl, PATH};
+
+use crate::AppState;
+use crate::http::{ApiError, ApiResult, ok};
+use crate::sessions::Authed;
+
+/// `GET /.p2/core/v1/gateway`: the WebSocket, or `{url}` for a plain GET.
+pub async fn gateway(State(app): State<AppState>, req: Request) -> ApiResult<Response> {
+    let wants_upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !wants_upgrade {
+        let base = &app.config.public_url;
+        let ws = if let Some(rest) = base.strip_prefix("https://") {
+            format!("wss://{rest}")
+        } else if let Some(rest) = base.strip_prefix("http://") {
+            format!("ws://{rest}")
+        } else {
+            base.clone()
+        };
+        return Ok(ok(GatewayUrl {
+            url: format!("{ws}{PATH}"),
+        })
+        .into_response());
+    }
+    let (mut parts, _) = req.into_parts();
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::MalformedRequest,
+                e.body_text(),
+            )
+        })?;
+    let gw = app.gateway.clone();
+    let max = app.config.gateway.max_frame_bytes;
+    // Small buffers: tungstenite's 128 KiB defaults cost ~140 KB per idle connection.
+    Ok(upgrade
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| super::conn::serve(gw, socket)))
+}
+
+/// `GET /.p2/core/v1/events`: 200 with the events missed since the last poll, 204 if none.
+pub async fn events(State(app): State<AppState>, authed: Authed) -> ApiResult<Response> {
+    let events = app.gateway.poll(&authed).await?;
+    if events.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let body: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| e.to_value(fugue_proto::gateway::Style::Numbers))
+        .collect();
+    Ok(ok(body).into_response())
+}
