@@ -1,8 +1,10 @@
-//! Fugue benchmarks: `cargo run --release -p fugue-bench [-- --quick]`.
+//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway] [--quick]`.
 //!
-//! Starts the home server in a child process (this binary re-executed with `--serve`) on a
-//! loopback port with a fresh SQLite database, loads it over real HTTP from this process and
-//! prints rates and latency percentiles. Every loop is bounded in count and time.
+//! Starts the home server in a child process (this binary re-executed with `--serve` or
+//! `--serve-gateway`) on a loopback port with a fresh database, loads it over real HTTP and
+//! WebSockets from this process and prints rates and latency percentiles. Every loop is
+//! bounded in count and time. Without a subcommand both parts run: `http` (accounts,
+//! sessions, ID-Certs) first, then `gateway` (see `gateway.rs`).
 
 #![allow(
     clippy::unwrap_used,
@@ -10,6 +12,9 @@
     reason = "a benchmark aborts on setup errors"
 )]
 
+mod gateway;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,17 +29,44 @@ use fugue_proto::{FederationId, Serial, SessionId};
 
 const PASSWORD: &str = "benchmark password 1";
 
+const USAGE: &str = "usage: fugue-bench [http|gateway] [--quick]";
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    if args.get(1).map(String::as_str) == Some("--serve") {
-        rt.block_on(serve(&args[2], &args[3]));
-    } else {
-        let quick = args.iter().any(|a| a == "--quick");
-        rt.block_on(bench(quick));
+    match args.get(1).map(String::as_str) {
+        Some("--serve") => rt.block_on(serve(&args[2], &args[3])),
+        Some("--serve-gateway") => rt.block_on(gateway::serve(&args[2..])),
+        _ => {
+            let quick = args.iter().any(|a| a == "--quick");
+            let (mut http, mut gw) = (false, false);
+            for a in args.iter().skip(1).filter(|a| *a != "--quick") {
+                match a.as_str() {
+                    "http" | "--http" => http = true,
+                    "gateway" | "--gateway" => gw = true,
+                    _ => {
+                        eprintln!("{USAGE}");
+                        std::process::exit(2);
+                    }
+                }
+            }
+            if !http && !gw {
+                (http, gw) = (true, true);
+            }
+            println!(
+                "# fugue-bench ({} mode)",
+                if quick { "quick" } else { "full" }
+            );
+            if http {
+                rt.block_on(bench(quick));
+            }
+            if gw {
+                rt.block_on(gateway::bench(quick));
+            }
+        }
     }
 }
 
@@ -64,14 +96,14 @@ async fn serve(dir: &str, port_file: &str) {
         .unwrap();
 }
 
-struct NoSink;
+pub(crate) struct NoSink;
 impl fugue_server::KeySink for NoSink {
     fn persist(&self, _: &SigningKey) -> std::io::Result<()> {
         Ok(())
     }
 }
 
-struct Child_(Child);
+pub(crate) struct Child_(pub(crate) Child);
 impl Drop for Child_ {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -79,7 +111,41 @@ impl Drop for Child_ {
     }
 }
 
-fn rss_kib(pid: u32, field: &str) -> u64 {
+/// Starts this binary with `args` and waits (up to 60 s) for the port it writes to
+/// `port_file`. None if the child exited or never wrote it.
+pub(crate) async fn start_child(
+    args: &[String],
+    port_file: &Path,
+    show_stderr: bool,
+) -> Option<(Child_, u16)> {
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Child_(
+        Command::new(exe)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(if show_stderr {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(p) = std::fs::read_to_string(port_file)
+            && let Ok(p) = p.trim().parse::<u16>()
+        {
+            return Some((child, p));
+        }
+        if Instant::now() > deadline || child.0.try_wait().ok().flatten().is_some() {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub(crate) fn rss_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
@@ -89,7 +155,7 @@ fn rss_kib(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -177,10 +243,7 @@ fn argon2_ms() -> f64 {
 
 async fn bench(quick: bool) {
     let scale = if quick { 10 } else { 1 };
-    println!(
-        "# fugue-bench ({} mode)",
-        if quick { "quick" } else { "full" }
-    );
+    println!("## accounts, sessions, ID-Certs (http)");
     println!(
         "argon2id hash (19 MiB, t=2, p=1), median of 7: {:.1} ms",
         argon2_ms()
@@ -198,30 +261,18 @@ async fn bench(quick: bool) {
 
     let dir = tempfile::tempdir().unwrap();
     let port_file = dir.path().join("port");
-    let exe = std::env::current_exe().unwrap();
-    let child = Child_(
-        Command::new(exe)
-            .args([
-                "--serve",
-                dir.path().to_str().unwrap(),
-                port_file.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let (child, port) = start_child(
+        &[
+            "--serve".into(),
+            dir.path().to_str().unwrap().into(),
+            port_file.to_str().unwrap().into(),
+        ],
+        &port_file,
+        false,
+    )
+    .await
+    .expect("server did not start");
     let pid = child.0.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let port = loop {
-        if let Ok(p) = std::fs::read_to_string(&port_file)
-            && let Ok(p) = p.trim().parse::<u16>()
-        {
-            break p;
-        }
-        assert!(Instant::now() < deadline, "server did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
     let base = format!("http://127.0.0.1:{port}");
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!(

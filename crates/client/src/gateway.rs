@@ -59,6 +59,10 @@ pub struct GatewayOptions {
     pub max_attempts: Option<u32>,
     /// When the server refuses to resume (4010), identify afresh instead of giving up.
     pub reidentify: bool,
+    /// Other nodes of the same server (gateway URLs). Reconnections go to a node picked at
+    /// random among these and the first URL, as behind a load balancer; a resume works on
+    /// any node.
+    pub alternates: Vec<String>,
 }
 
 impl Default for GatewayOptions {
@@ -70,6 +74,7 @@ impl Default for GatewayOptions {
             backoff_max: Duration::from_secs(30),
             max_attempts: None,
             reidentify: true,
+            alternates: Vec::new(),
         }
     }
 }
@@ -713,7 +718,7 @@ impl Task {
     }
 
     async fn reconnect(&mut self, mut intro: Intro) -> Result<Conn, Ended> {
-        let (url, token) = (self.url.clone(), self.token.clone());
+        let token = self.token.clone();
         let timeout = self.options.handshake_timeout;
         let mut last_error = String::new();
         let mut attempt: u32 = 0;
@@ -730,6 +735,9 @@ impl Task {
                 () = tokio::time::sleep(delay) => {}
                 ended = self.idle() => return Err(ended),
             }
+            let alternates = &self.options.alternates;
+            let pick = OsRng.next_u32() as usize % (alternates.len() + 1);
+            let url = alternates.get(pick).unwrap_or(&self.url).clone();
             let opened = tokio::select! {
                 opened = open(&url, &token, intro, timeout) => opened,
                 ended = self.idle() => return Err(ended),

@@ -217,7 +217,17 @@ impl Server {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let app = self.router();
+        self.serve_with(Router::new(), listener, shutdown).await
+    }
+
+    /// [`Server::serve`] with `extra` routes merged in (benchmark and test drivers).
+    pub async fn serve_with(
+        self,
+        extra: Router,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = self.router().merge(extra);
         let state = self.state.clone();
         let sweeper = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -247,6 +257,10 @@ impl Server {
                     tracing::error!(error = %e, "renewing the server root certificate failed");
                 }
             }
+        });
+        // Small gateway frames must not wait for Nagle's algorithm.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
         });
         let result = axum::serve(
             listener,

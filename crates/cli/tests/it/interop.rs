@@ -30,7 +30,7 @@ use crate::support::assert_raw_problem;
 // ---- the SDK's key traits over ed25519-dalek ----
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Ed25519Signature(DalekSig);
+pub(crate) struct Ed25519Signature(DalekSig);
 
 impl std::fmt::Display for Ed25519Signature {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,10 +73,10 @@ impl Signature for Ed25519Signature {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Ed25519PublicKey(VerifyingKey);
+pub(crate) struct Ed25519PublicKey(VerifyingKey);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Ed25519PrivateKey {
+pub(crate) struct Ed25519PrivateKey {
     key: SigningKey,
     public: Ed25519PublicKey,
 }

@@ -6,9 +6,11 @@
 
 mod accounts;
 mod binary;
+mod chaos;
 mod csr;
 mod fuzz;
-mod gw_smoke;
+mod gateway_client;
+// mod gateway; (being written)
 mod hardening;
 mod interop;
 mod keymaterial;

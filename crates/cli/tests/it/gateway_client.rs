@@ -1,0 +1,313 @@
+//! `fugue-client`'s gateway against the real server: new-session events, exactly-once delivery
+//! across dropped connections (resume), random cuts while events are being published, and
+//! `fugue events` as a child process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fugue_client::{Gateway, GatewayEvent, GatewayOptions};
+use fugue_proto::certs::IdCert;
+use fugue_testkit::{PASSWORD, TestServer};
+use rand_core::{OsRng, RngCore};
+
+/// Reconnects at once: the tests cut connections on purpose.
+fn fast() -> GatewayOptions {
+    GatewayOptions {
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        handshake_timeout: Duration::from_secs(10),
+        ..Default::default()
+    }
+}
+
+async fn next(gateway: &mut Gateway) -> GatewayEvent {
+    tokio::time::timeout(Duration::from_secs(10), gateway.recv())
+        .await
+        .expect("an event in time")
+        .expect("the gateway is open")
+}
+
+/// The next event that is not a reconnection notice.
+async fn next_event(gateway: &mut Gateway) -> GatewayEvent {
+    loop {
+        match next(gateway).await {
+            GatewayEvent::Reconnected { .. } => {}
+            other => return other,
+        }
+    }
+}
+
+/// The session ID of an op 3's certificate.
+fn new_session(event: &GatewayEvent) -> String {
+    match event {
+        GatewayEvent::NewSession { cert_pem, .. } => IdCert::parse(cert_pem.as_bytes())
+            .unwrap()
+            .session_id()
+            .unwrap()
+            .to_string(),
+        other => panic!("expected a new session, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_connected_session_hears_of_a_new_session() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let mut gateway = alice.gateway(fast()).await.unwrap();
+    let phone = server.login("alice", "phone").await.unwrap();
+    let event = next_event(&mut gateway).await;
+    assert_eq!(new_session(&event), "phone");
+    let GatewayEvent::NewSession { cert_pem, envelope } = &event else {
+        unreachable!()
+    };
+    assert_eq!(cert_pem, phone.cert_pem());
+    assert!(envelope.id.is_some() && envelope.s.is_some());
+    gateway.close().await;
+    assert!(matches!(
+        next(&mut gateway).await,
+        GatewayEvent::Closed {
+            code: Some(1000),
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn a_bad_token_fails_the_connect_with_4004() {
+    let server = TestServer::start().await;
+    let url = fugue_client::gateway_url(&server.url).unwrap();
+    let err = Gateway::connect(&url, "not-a-token".into(), fast())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            fugue_client::Error::GatewayClosed {
+                code: Some(4004),
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_created_during_a_drop_arrives_once_after_the_resume() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let mut gateway = alice.gateway(fast()).await.unwrap();
+    server.login("alice", "second").await.unwrap();
+    assert_eq!(new_session(&next_event(&mut gateway).await), "second");
+
+    gateway.drop_connection().await;
+    server.login("alice", "third").await.unwrap();
+    assert!(matches!(
+        next(&mut gateway).await,
+        GatewayEvent::Reconnected { resumed: true }
+    ));
+    assert_eq!(new_session(&next_event(&mut gateway).await), "third");
+    // A sentinel: had "third" come twice, the duplicate would be next.
+    server.login("alice", "fourth").await.unwrap();
+    assert_eq!(new_session(&next_event(&mut gateway).await), "fourth");
+}
+
+#[tokio::test]
+async fn events_arrive_exactly_once_in_order_while_connections_are_cut_at_random() {
+    // Short heartbeats, so that acknowledgements happen between the cuts.
+    let server = TestServer::start_with(|c| c.gateway.heartbeat_interval_ms = 150).await;
+    let alice = server.register("alice").await;
+    let mut gateway = alice.gateway(fast()).await.unwrap();
+    let names: Vec<String> = (0..12).map(|i| format!("s{i:02}")).collect();
+
+    let client = server.client();
+    let fid = server.fid("alice");
+    let logins = names.clone();
+    let publisher = tokio::spawn(async move {
+        for name in logins {
+            tokio::time::sleep(Duration::from_millis(u64::from(OsRng.next_u32() % 60))).await;
+            let key = fugue_client::IdentityKey::generate();
+            let sid = name.parse().unwrap();
+            client
+                .login("alice", PASSWORD, None, &key, &fid, &sid)
+                .await
+                .unwrap();
+        }
+    });
+
+    let mut seen = Vec::new();
+    let (mut cuts, mut resumes) = (0, 0);
+    let random_pause = || Duration::from_millis(10 + u64::from(OsRng.next_u32() % 70));
+    let mut next_cut = tokio::time::Instant::now() + random_pause();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while seen.len() < names.len() {
+        // `None`: time to cut the connection.
+        let step = tokio::select! {
+            event = gateway.recv() => Some(event.expect("the gateway is open")),
+            () = tokio::time::sleep_until(next_cut) => None,
+        };
+        assert!(tokio::time::Instant::now() < deadline, "only got {seen:?}");
+        match step {
+            Some(GatewayEvent::Reconnected { resumed }) => {
+                assert!(resumed, "every cut is resumable");
+                resumes += 1;
+            }
+            Some(event) => seen.push(new_session(&event)),
+            None => {
+                // A cut while reconnecting does nothing; the schedule goes on regardless.
+                gateway.drop_connection().await;
+                cuts += 1;
+                next_cut = tokio::time::Instant::now() + random_pause();
+            }
+        }
+    }
+    publisher.await.unwrap();
+    assert_eq!(seen, names);
+    assert!(cuts > 0 && resumes > 0, "{cuts} cuts, {resumes} resumes");
+    server.login("alice", "sentinel").await.unwrap();
+    assert_eq!(new_session(&next_event(&mut gateway).await), "sentinel");
+}
+
+/// Runs blocking process I/O off the runtime, which also serves the in-process server.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// `fugue events` prints a line per event (`--json`: the envelope); SIGINT ends it with
+/// success.
+#[tokio::test]
+async fn the_events_command_prints_events_and_stops_on_ctrl_c() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keystore = dir.path().join("keystore.json");
+    let url = server.url.clone();
+    let fugue = move || {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fugue"));
+        cmd.env("FUGUE_SERVER", &url)
+            .env("FUGUE_KEYSTORE", &keystore)
+            .env("FUGUE_PASSWORD", PASSWORD)
+            .env_remove("FUGUE_PASSPHRASE")
+            .stdin(Stdio::null());
+        cmd
+    };
+    // One account per run: a second run of the same session would first catch up on the
+    // events the first run saw but never acknowledged.
+    for (name, json) in [("alice", false), ("bob", true)] {
+        server
+            .client()
+            .register(name, PASSWORD, None, None)
+            .await
+            .unwrap();
+        let mut login = fugue();
+        login.args(["account", "login", name, "--session-id", "cli"]);
+        let login = blocking(move || login.output().unwrap()).await;
+        assert!(login.status.success(), "{login:?}");
+        let mut args = vec!["events"];
+        if json {
+            args.push("--json");
+        }
+        let mut child = fugue()
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (lines_tx, lines) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let _ = lines_tx.send(line.unwrap());
+            }
+        });
+        // The child has connected once stderr says so.
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let (stderr, banner) = blocking(move || {
+            let mut banner = String::new();
+            stderr.read_line(&mut banner).unwrap();
+            (stderr, banner)
+        })
+        .await;
+        assert!(banner.starts_with("following the events"), "{banner}");
+
+        let other = server.login(name, "other").await.unwrap();
+        let (lines, line) = blocking(move || {
+            let line = lines.recv_timeout(Duration::from_secs(10)).unwrap();
+            (lines, line)
+        })
+        .await;
+        let serial = IdCert::parse(other.cert_pem().as_bytes()).unwrap().serial;
+        if json {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+            assert_eq!(value["op"], 3, "{line}");
+            assert_eq!(value["d"]["cert"], other.cert_pem(), "{line}");
+        } else {
+            assert_eq!(
+                line,
+                format!("new session other {name}@localhost cert serial {serial}")
+            );
+        }
+
+        let interrupt = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(interrupt.success());
+        let status = blocking(move || child.wait().unwrap()).await;
+        assert!(status.success(), "{status:?}");
+        // Read (and kept open) until the child ended, so that its writes never fail.
+        drop((stderr, lines));
+    }
+}
+
+#[tokio::test]
+async fn heartbeats_keep_an_idle_connection_open() {
+    let server = TestServer::start_with(|c| c.gateway.heartbeat_interval_ms = 100).await;
+    let alice = server.register("alice").await;
+    let mut gateway = alice.gateway(fast()).await.unwrap();
+    // Ten intervals: a heartbeat the server refused, or a missing one, would end in a close
+    // and show up here as a reconnection.
+    let quiet = tokio::time::timeout(Duration::from_secs(1), gateway.recv()).await;
+    assert!(quiet.is_err(), "{quiet:?}");
+    server.login("alice", "phone").await.unwrap();
+    assert_eq!(new_session(&next(&mut gateway).await), "phone");
+}
+
+#[tokio::test]
+async fn revocations_reach_every_session_and_close_the_revoked_one() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let mut main = alice.gateway(fast()).await.unwrap();
+    let phone = server.login("alice", "phone").await.unwrap();
+    let mut on_phone = phone.gateway(fast()).await.unwrap();
+    assert_eq!(new_session(&next_event(&mut main).await), "phone");
+
+    let serial = phone.current_serial().unwrap();
+    alice
+        .revoke_session(phone.session_id(), PASSWORD)
+        .await
+        .unwrap();
+    for gateway in [&mut main, &mut on_phone] {
+        match next_event(gateway).await {
+            GatewayEvent::CertInvalidated { invalidation, .. } => {
+                assert_eq!(invalidation.serial, serial.0)
+            }
+            other => panic!("expected an op 4, got {other:?}"),
+        }
+    }
+    match next(&mut on_phone).await {
+        GatewayEvent::Closed { code, .. } => assert_eq!(code, Some(4003)),
+        other => panic!("expected the close, got {other:?}"),
+    }
+    assert!(on_phone.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn service_channels_answer_with_op_9() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let gateway = alice.gateway(fast()).await.unwrap();
+    let ack = gateway.subscribe("no-such-service").await.unwrap();
+    assert!(!ack.success && ack.error.is_some(), "{ack:?}");
+    let ack = gateway.unsubscribe("core").await.unwrap();
+    assert!(!ack.success, "core is always on: {ack:?}");
+}
