@@ -301,5 +301,18 @@ pub fn all() -> Vec<(Method, &'static str)> {
         (list_sessions::METHOD, list_sessions::PATH),
         (keymaterial::METHOD, keymaterial::PATH),
         (rotate_server_key::METHOD, rotate_server_key::PATH),
+        (gateway::METHOD, gateway::PATH),
+        (events::METHOD, events::PATH),
     ]
+}
+
+/// `GET /.p2/core/v1/gateway`: the WebSocket (DIGEST §3), or its URL for a plain GET (OP-38).
+/// Frames and payloads are in [`crate::gateway`].
+pub mod gateway {
+    endpoint!(GET "/.p2/core/v1/gateway", None);
+}
+
+/// `GET /.p2/core/v1/events`: events over HTTP (OP-37), a JSON array of envelopes, or 204.
+pub mod events {
+    endpoint!(GET "/.p2/core/v1/events", Session);
 }

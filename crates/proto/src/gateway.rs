@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The WebSocket route (OP-38); a plain GET there answers [`GatewayUrl`].
-pub const PATH: &str = "/.p2/core/v1/gateway";
+pub const PATH: &str = crate::api::gateway::PATH;
 /// Events over HTTP for clients without a socket (OP-37).
-pub const EVENTS_PATH: &str = "/.p2/core/v1/events";
+pub const EVENTS_PATH: &str = crate::api::events::PATH;
 /// The namespace of core payloads.
 pub const CORE: &str = "core";
 

@@ -9,8 +9,8 @@ mod binary;
 mod chaos;
 mod csr;
 mod fuzz;
+mod gateway;
 mod gateway_client;
-// mod gateway; (being written)
 mod hardening;
 mod interop;
 mod keymaterial;

@@ -113,6 +113,14 @@ pub enum Error {
     Store(#[from] fugue_store::Error),
 }
 
+impl From<Error> for crate::http::ApiError {
+    fn from(err: Error) -> Self {
+        match &err {
+            Error::Store(_) => crate::http::ApiError::internal(&err),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Events {
     store: Store,
@@ -241,13 +249,5 @@ mod tests {
         ];
         let kept: Vec<i32> = collapse(events, |e| e.1).into_iter().map(|e| e.0).collect();
         assert_eq!(kept, vec![2, 4, 5, 6]);
-    }
-}
-
-impl From<Error> for crate::http::ApiError {
-    fn from(err: Error) -> Self {
-        match &err {
-            Error::Store(_) => crate::http::ApiError::internal(&err),
-        }
     }
 }

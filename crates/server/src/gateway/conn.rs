@@ -40,6 +40,19 @@ fn close(code: Close, reason: impl Into<String>) -> End {
     End::Close(code, reason.into())
 }
 
+/// A frame the socket could not read: the connection failed (I/O), or the frame is not one
+/// we accept (too large, not UTF-8, broken framing), which closes with 4002.
+fn unreadable(e: &(dyn std::error::Error + 'static)) -> End {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return End::Gone;
+        }
+        cause = c.source();
+    }
+    close(Close::InvalidPayload, format!("unreadable frame: {e}"))
+}
+
 type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
@@ -59,6 +72,8 @@ struct Conn {
     acked_seq: u64,
     services: BTreeSet<String>,
     root_serial: i64,
+    /// `(s, root serial before it)` of every op 6 this connection sent.
+    root_changes: Vec<(u64, i64)>,
     rate: VecDeque<Instant>,
     last_heartbeat: Instant,
     heartbeat_requested: Option<Instant>,
@@ -82,6 +97,7 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
         acked_seq: 0,
         services: BTreeSet::from([CORE.to_owned()]),
         root_serial: 0,
+        root_changes: Vec::new(),
         rate: VecDeque::new(),
         last_heartbeat: Instant::now(),
         heartbeat_requested: None,
@@ -156,6 +172,7 @@ impl Conn {
             last_s: self.next_s.saturating_sub(1),
             services: self.services.iter().cloned().collect(),
             root_serial: self.root_serial,
+            root_changes: self.root_changes.clone(),
         }
     }
 
@@ -265,7 +282,8 @@ impl Conn {
         let deadline = Instant::now() + interval;
         let frame = match timeout(deadline - Instant::now(), self.stream.next()).await {
             Err(_) => return Err(close(Close::NotAuthenticated, "no Identify in time")),
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return Err(End::Gone),
+            Ok(Some(Err(e))) => return Err(unreadable(&e)),
+            Ok(None | Some(Ok(Message::Close(_)))) => return Err(End::Gone),
             Ok(Some(Ok(Message::Text(t)))) => t,
             Ok(Some(Ok(_))) => {
                 return Err(close(
@@ -311,6 +329,16 @@ impl Conn {
         self.session_ends = g.sessions.session_ends(&authed.session).map(|at| {
             Instant::now() + Duration::from_secs(at.saturating_sub(g.config.clock.now()))
         });
+        self.record_connection(authed, self.next_seq - 1).await?;
+        self.last_heartbeat = Instant::now();
+        Ok(())
+    }
+
+    /// Records this node, the root the session has been sent and its service channels, for a
+    /// later Identify and for resuming after this node is gone. A session without a position
+    /// starts at `acked_if_new`.
+    async fn record_connection(&self, authed: &Authed, acked_if_new: u64) -> Result<(), End> {
+        let g = &self.gw.0;
         let services = self.services.iter().cloned().collect::<Vec<_>>().join(",");
         g.store
             .record_connection(
@@ -318,13 +346,11 @@ impl Conn {
                 g.events.bus().node(),
                 self.root_serial,
                 &services,
-                as_i64(self.next_seq - 1),
+                as_i64(acked_if_new),
                 as_i64(g.config.clock.now()),
             )
             .await
-            .map_err(Self::internal)?;
-        self.last_heartbeat = Instant::now();
-        Ok(())
+            .map_err(Self::internal)
     }
 
     /// Op 2: op 12, then what the session missed while away (core §4.4).
@@ -375,13 +401,17 @@ impl Conn {
     }
 
     async fn send_root_changes_since(&mut self, seen: i64) -> Result<(), End> {
+        let mut before = seen;
         for change in self.gw.0.identity.roots_after(seen) {
-            self.send_root_change(&change).await?;
+            self.send_root_change(&change, before).await?;
+            before = change.root_serial;
         }
         Ok(())
     }
 
-    async fn send_root_change(&mut self, c: &RootChange) -> Result<(), End> {
+    async fn send_root_change(&mut self, c: &RootChange, before: i64) -> Result<(), End> {
+        // Noted before writing: a resume from an earlier `s` must send it again.
+        self.root_changes.push((self.next_s, before));
         self.root_serial = c.root_serial;
         let d = json!({ "cert": c.cert, "oldInvalidSince": c.old_invalid_since });
         self.send_control(op::SERVER_CERT_CHANGE, d, false).await?;
@@ -408,7 +438,7 @@ impl Conn {
                     )
                 })?,
                 st.services.clone(),
-                Some(st.root_serial),
+                Some(st.root_at(r.s)),
             ),
             // The previous node is gone: continue from what the client acknowledged.
             (None, Some(p)) if p.node.is_some() => (
@@ -476,9 +506,12 @@ impl Conn {
                     self.keep(s, Sent::Event(Arc::new(e)));
                 }
                 if let Some(seen) = root_seen {
+                    let mut before = seen;
                     for c in g.identity.roots_after(seen) {
                         self.root_serial = c.root_serial;
                         let s = self.take_s();
+                        self.root_changes.push((s, before));
+                        before = c.root_serial;
                         let d = json!({ "cert": c.cert, "oldInvalidSince": c.old_invalid_since });
                         let mut env = Envelope::new(CORE, op::SERVER_CERT_CHANGE, d.clone());
                         env.s = Some(s);
@@ -532,7 +565,8 @@ impl Conn {
                 },
                 frame = self.stream.next() => match frame {
                     Some(Ok(m)) => self.on_frame(m, authed).await,
-                    _ => Err(End::Gone),
+                    Some(Err(e)) => Err(unreadable(&e)),
+                    None => Err(End::Gone),
                 },
                 e = reg.queue.recv() => match e {
                     Some(e) => self.deliver(e, authed).await,
@@ -596,7 +630,9 @@ impl Conn {
             }
             Ctl::ServerCertChange(c) => {
                 if c.root_serial != self.root_serial {
-                    self.send_root_change(&c).await?;
+                    self.send_root_change(&c, self.root_serial).await?;
+                    // A later Identify of this session must not send it again.
+                    self.record_connection(authed, self.acked_seq).await?;
                 }
                 Ok(())
             }
@@ -802,19 +838,7 @@ impl Conn {
         let d = serde_json::to_value(ack).map_err(Self::internal)?;
         self.send_control(op::SERVICE_CHANNEL_ACK, d, false).await?;
         if success {
-            let g = &self.gw.0;
-            let services = self.services.iter().cloned().collect::<Vec<_>>().join(",");
-            g.store
-                .record_connection(
-                    authed.session.id,
-                    g.events.bus().node(),
-                    self.root_serial,
-                    &services,
-                    as_i64(self.acked_seq),
-                    as_i64(g.config.clock.now()),
-                )
-                .await
-                .map_err(Self::internal)?;
+            self.record_connection(authed, self.acked_seq).await?;
         }
         Ok(())
     }

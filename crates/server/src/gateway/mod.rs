@@ -26,7 +26,7 @@ use crate::identity::Identity;
 use crate::sessions::{Authed, Sessions};
 
 /// Frames kept per connection for heartbeat re-sends and exact resumes.
-const KEPT_FRAMES: usize = 4096;
+const KEPT_FRAMES: usize = 1024;
 /// Most events one poll of `GET /events` returns (OP-37).
 pub const POLL_LIMIT: u64 = 1000;
 
@@ -75,6 +75,9 @@ pub struct Resumable {
     pub last_s: u64,
     pub services: Vec<String>,
     pub root_serial: i64,
+    /// `(s, root serial before it)` of every op 6 the connection sent.
+    #[serde(default)]
+    pub root_changes: Vec<(u64, i64)>,
 }
 
 impl Resumable {
@@ -89,6 +92,14 @@ impl Resumable {
             0 => self.base_seq.max(self.evicted_seq),
             i => self.sent[i - 1].1,
         })
+    }
+
+    /// The root serial a client knows that received everything up to `s`.
+    pub fn root_at(&self, s: u64) -> i64 {
+        self.root_changes
+            .iter()
+            .find(|(at, _)| *at > s)
+            .map_or(self.root_serial, |(_, before)| *before)
     }
 }
 
@@ -401,6 +412,7 @@ mod tests {
             last_s: 7,
             services: vec![],
             root_serial: 1,
+            root_changes: vec![],
         }
     }
 
