@@ -1,9 +1,12 @@
-//! The client commands of `fugue`: accounts, sessions, certificates, key backups and the
-//! event stream.
+//! The client commands of `fugue`: accounts, sessions, certificates, key backups, the
+//! event stream and sign-in on other servers.
 //!
 //! Everything goes through `fugue-client`; this module only parses arguments, asks for
 //! secrets and prints results. Secrets come from `FUGUE_PASSWORD` / `FUGUE_PASSPHRASE` when
 //! set (scripts), otherwise from a hidden prompt.
+
+mod federation;
+mod services;
 
 use std::path::PathBuf;
 
@@ -73,6 +76,20 @@ pub enum ClientCommand {
         /// Print each event's envelope as one line of JSON instead of a description.
         #[arg(long)]
         json: bool,
+    },
+    /// Your discoverable services (core §9) and those of others.
+    Services {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: services::ServicesCmd,
+    },
+    /// Sign in on other home servers with your identity key (key trials).
+    Federation {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: federation::FederationCmd,
     },
 }
 
@@ -209,6 +226,8 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         } => show_certs(opts, &fid).await,
         ClientCommand::Keys { opts, cmd } => keys(opts, cmd).await,
         ClientCommand::Events { opts, json } => events(opts, json).await,
+        ClientCommand::Services { opts, cmd } => services::run(opts, cmd).await,
+        ClientCommand::Federation { opts, cmd } => federation::run(opts, cmd).await,
     }
 }
 

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use fugue_server::config::{Certs, Cluster, Gateway, Limits, PasswordHashing, RateLimits};
+use fugue_server::config::{
+    Certs, Cluster, Federation, Gateway, Limits, PasswordHashing, RateLimits,
+};
 use fugue_server::{Config, Registration};
 
 /// The TOML configuration file. Every key is optional.
@@ -28,6 +30,7 @@ pub struct FileSettings {
     pub password_hashing: PasswordHashing,
     pub gateway: Gateway,
     pub cluster: Cluster,
+    pub federation: Federation,
 }
 
 /// Command-line overrides (each also read from its `FUGUE_*` variable by clap).
@@ -162,6 +165,27 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
     config.password_hashing = file.password_hashing;
     config.gateway = file.gateway;
     config.cluster = file.cluster;
+    config.federation = file.federation;
+    let fed = &config.federation;
+    if !(1..=3600).contains(&fed.key_trial_lifetime_s) {
+        return Err("federation.key_trial_lifetime_s must be 1 to 3600".into());
+    }
+    if fed.request_timeout_ms == 0
+        || fed.max_response_bytes == 0
+        || fed.max_in_flight_per_server == 0
+    {
+        return Err(
+            "federation.request_timeout_ms, max_response_bytes and max_in_flight_per_server must be positive"
+                .into(),
+        );
+    }
+    for (domain, url) in &fed.resolve {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "federation.resolve.{domain} must be an http(s) URL"
+            ));
+        }
+    }
     if let Some(url) = &args.nats_url {
         config.cluster.nats_url = Some(url.clone());
     }
@@ -258,6 +282,17 @@ event_retention_s = 604800    # events kept for resume and polling (7 days)
 max_replay_events = 1000      # a Resume missing more gets 4010
 resume_window_s = 600         # a node keeps a closed connection's state this long
 server_change_spread_ms = 10000  # op 6 is spread over this long
+
+[federation]                  # talking to other home servers
+key_trial_lifetime_s = 300    # a key trial must be answered within this time
+request_timeout_ms = 10000    # per request to another server
+max_response_bytes = 1048576  # largest certificate or discovery answer accepted
+max_in_flight_per_server = 8  # concurrent requests to one other server
+
+# Development and tests only: reach these domains at these base URLs (plain HTTP allowed).
+# Everything else is reached over HTTPS.
+[federation.resolve]
+# "alpha.test" = "http://127.0.0.1:8081"
 
 [cluster]                     # several nodes on one PostgreSQL database
 # nats_url = "nats://127.0.0.1:4222"

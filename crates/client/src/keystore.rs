@@ -4,6 +4,7 @@
 //! secret is written, and a file that group or others may access is refused on load. Never
 //! talks to a server; [`Account::session`] only rebuilds a [`Session`] from stored parts.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -16,6 +17,7 @@ use fugue_proto::{FederationId, Serial, SessionId};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::foreign::ForeignSession;
 use crate::http::Client;
 use crate::keys::IdentityKey;
 use crate::session::Session;
@@ -43,6 +45,10 @@ pub struct Account {
     /// Keys of earlier certificates, kept to open data encrypted to them.
     #[serde(default)]
     pub old_keys: Vec<OldKey>,
+    /// Session tokens of this session on other home servers (key trial sign-ins), by the
+    /// server's base URL. Absent from stores written before federation.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub foreign_tokens: BTreeMap<String, String>,
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,11 +90,30 @@ impl Account {
             key_pem: key_pem.to_string(),
             encrypted: passphrase.is_some(),
             old_keys: Vec::new(),
+            foreign_tokens: BTreeMap::new(),
         })
     }
 
     pub fn key(&self, passphrase: Option<&str>) -> Result<IdentityKey> {
         decode_key(&self.key_pem, self.encrypted, passphrase)
+    }
+
+    /// Keeps the token of `foreign`, a sign-in of this account's session elsewhere, replacing
+    /// an earlier one for the same server.
+    pub fn remember_foreign(&mut self, foreign: &ForeignSession) {
+        self.foreign_tokens.insert(
+            foreign.client().base_url().to_owned(),
+            foreign.token().to_owned(),
+        );
+    }
+
+    /// The stored sign-in of this account on the server at `server_url`, if any.
+    pub fn foreign_session(&self, server_url: &str) -> Result<Option<ForeignSession>> {
+        let client = Client::new(server_url)?;
+        Ok(self
+            .foreign_tokens
+            .get(client.base_url())
+            .map(|token| ForeignSession::restore(client.clone(), self.fid.clone(), token.clone())))
     }
 
     /// A session for this account, as it was when stored.
@@ -194,6 +219,8 @@ impl KeyStore {
 
     /// Adds or replaces the account of `account.fid` and makes it current. When the
     /// certificate changed, the previous key moves to `old_keys` instead of being lost.
+    /// Foreign tokens belong to a session: they are kept (unless `account` replaces them)
+    /// while the session ID stays, and dropped with a session that is replaced.
     pub fn upsert(&mut self, mut account: Account) -> Result<()> {
         let Some(index) = self.accounts.iter().position(|a| a.fid == account.fid) else {
             self.accounts.push(account);
@@ -215,6 +242,14 @@ impl KeyStore {
             }
         }
         account.old_keys = old_keys;
+        if previous.session_id == account.session_id {
+            for (server, token) in &previous.foreign_tokens {
+                account
+                    .foreign_tokens
+                    .entry(server.clone())
+                    .or_insert_with(|| token.clone());
+            }
+        }
         self.accounts[index] = account;
         self.current = Some(index);
         Ok(())
@@ -267,6 +302,7 @@ impl fmt::Debug for Account {
             .field("session_id", &self.session_id)
             .field("encrypted", &self.encrypted)
             .field("old_keys", &self.old_keys)
+            .field("foreign_servers", &self.foreign_tokens.keys())
             .finish_non_exhaustive()
     }
 }
@@ -303,6 +339,7 @@ mod tests {
             key_pem: key.to_pkcs8_pem().unwrap().to_string(),
             encrypted: false,
             old_keys: Vec::new(),
+            foreign_tokens: BTreeMap::new(),
         }
     }
 
@@ -351,6 +388,52 @@ mod tests {
         fs::set_permissions(&path, Permissions::from_mode(0o644)).unwrap();
         let err = KeyStore::load(&path).unwrap_err();
         assert!(matches!(err, Error::KeyStore(_)), "{err}");
+    }
+
+    #[test]
+    fn foreign_tokens_are_optional_and_follow_their_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.json");
+        let ca = IdentityKey::generate();
+        let first = account(&ca, 1, &IdentityKey::generate());
+        // A store written before federation has no `foreign_tokens`.
+        let before = serde_json::json!({ "accounts": [first], "current": 0 });
+        assert!(before["accounts"][0].get("foreign_tokens").is_none());
+        write_private(&path, before.to_string().as_bytes()).unwrap();
+        let mut store = KeyStore::load(&path).unwrap();
+        let mut current = store.current().unwrap().clone();
+        assert!(current.foreign_tokens.is_empty());
+        assert!(
+            current
+                .foreign_session("http://beta.test")
+                .unwrap()
+                .is_none()
+        );
+
+        current
+            .foreign_tokens
+            .insert("http://beta.test".into(), "beta-token".into());
+        store.upsert(current).unwrap();
+        store.save().unwrap();
+        let mut store = KeyStore::load(&path).unwrap();
+        let current = store.current().unwrap();
+        let foreign = current
+            .foreign_session("http://beta.test/")
+            .unwrap()
+            .unwrap();
+        assert_eq!(foreign.token(), "beta-token");
+        assert_eq!(foreign.fid(), &current.fid);
+        assert!(!format!("{current:?}").contains("beta-token"));
+
+        // A new certificate of the same session keeps them; a new session drops them.
+        store
+            .upsert(account(&ca, 2, &IdentityKey::generate()))
+            .unwrap();
+        assert_eq!(store.current().unwrap().foreign_tokens.len(), 1);
+        let mut other = account(&ca, 3, &IdentityKey::generate());
+        other.session_id = "phone".parse().unwrap();
+        store.upsert(other).unwrap();
+        assert!(store.current().unwrap().foreign_tokens.is_empty());
     }
 
     #[test]

@@ -3,12 +3,15 @@
 //! Owns the checks the client makes before trusting a certificate: the server root is
 //! self-signed and names the actor's domain, each actor cert chains to the server key that was
 //! valid when it was issued, and each cache window is signed by the current server key and
-//! covers now. One failing certificate fails the whole call: nothing is skipped silently.
+//! covers now. One failing certificate fails the whole answer: nothing is skipped silently.
+//!
+//! The certificates may come from the server where the conversation happens
+//! ([`Client::verified_actor_certs_via`]), but roots only ever come from the actor's home
+//! server: a relay can withhold or replay what the home server signed, never vouch for it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ed25519_dalek::VerifyingKey;
-use fugue_proto::cache::CacheableIdCert;
+use fugue_proto::cache::{CacheableIdCert, check_actor_entry, check_root};
 use fugue_proto::certs::IdCert;
 use fugue_proto::{DomainName, FederationId};
 
@@ -26,6 +29,24 @@ pub struct VerifiedCert {
     pub expired: bool,
 }
 
+/// An actor's verified certificates and which server's list they are.
+#[derive(Debug)]
+pub struct ActorCerts {
+    pub certs: Vec<VerifiedCert>,
+    pub source: CertSource,
+}
+
+/// Which list [`Client::verified_actor_certs_via`] returned.
+#[derive(Debug)]
+pub enum CertSource {
+    /// The conversation server's, verified against the home server's roots.
+    Conversation,
+    /// The home server's own, because the conversation server's did not come, was empty or
+    /// failed verification (the error says which): worth reporting, since a conversation
+    /// server that serves entries which do not verify is misbehaving.
+    HomeFallback(Error),
+}
+
 fn fail(why: String) -> Error {
     Error::Verification(why)
 }
@@ -37,45 +58,92 @@ fn unix_now() -> Result<u64> {
         .map_err(|_| fail("the system clock is before 1970".into()))
 }
 
-/// Parses and checks a server root for `domain`. A historical root's cache window may be
-/// signed by the current key instead of its own, since the server re-signs with whatever key
-/// it holds when answering.
-fn check_root(
-    cacheable: &CacheableIdCert,
-    domain: &DomainName,
-    current_key: Option<&VerifyingKey>,
-) -> std::result::Result<IdCert, String> {
-    let root = IdCert::parse(cacheable.id_cert_pem.as_bytes())
-        .map_err(|e| format!("does not parse: {e}"))?;
-    root.verify_server_root()
-        .map_err(|e| format!("is not a valid self-signed root: {e}"))?;
-    if !root.subject.dcs_match(domain) {
-        return Err(format!("names {}, not {domain}", root.subject.domain()));
-    }
-    let signed_by = |key: &VerifyingKey| cacheable.verify_signature(root.serial, key).is_ok();
-    if !signed_by(&root.key) && !current_key.is_some_and(signed_by) {
-        return Err(format!(
-            "cache signature for serial {} does not verify",
-            root.serial
-        ));
-    }
-    Ok(root)
+/// The roots of one home server, fetched from it as needed during one verification.
+struct Roots {
+    current: IdCert,
+    historical: Vec<IdCert>,
 }
 
 impl Client {
+    /// The home server of `domain` at its default address, `https://<domain>`. Delegation
+    /// through `.well-known/polyproto-core` (core §3.1) is not followed; pass the delegated
+    /// host's URL to [`Client::new`] instead.
+    pub fn home_server(domain: &DomainName) -> Result<Client> {
+        Client::new(&format!("https://{domain}"))
+    }
+
     /// The actor's certificates, each checked against its home server (this client's server).
     pub async fn verified_actor_certs(&self, fid: &FederationId) -> Result<Vec<VerifiedCert>> {
         let now = unix_now()?;
+        let mut roots = self.roots(fid.domain()).await?;
+        let listed = self.actor_certs(fid, Default::default()).await?;
+        self.verify_listed(fid, &mut roots, listed, now).await
+    }
+
+    /// The actor's certificates as the server where the conversation happens relays them,
+    /// checked against the roots of this client's server, the actor's home server (core
+    /// §6.4: ask the conversation server first, the home server as fallback). When the
+    /// conversation server does not answer, lists nothing, or any of its entries fails a
+    /// check, the home server's own list is verified and returned instead. A relay may lag
+    /// behind by up to one cache window, so a certificate issued since may be missing from
+    /// its list: look a missing serial up with [`Client::verified_actor_certs`].
+    pub async fn verified_actor_certs_via(
+        &self,
+        conversation: &Client,
+        fid: &FederationId,
+    ) -> Result<ActorCerts> {
+        let now = unix_now()?;
+        let mut roots = self.roots(fid.domain()).await?;
+        let relayed = async {
+            let listed = conversation.actor_certs(fid, Default::default()).await?;
+            if listed.is_empty() {
+                // An empty list proves nothing: a relay may simply not know the actor.
+                return Err(fail(format!(
+                    "the conversation server lists no certificate of {fid}"
+                )));
+            }
+            self.verify_listed(fid, &mut roots, listed, now).await
+        }
+        .await;
+        let why = match relayed {
+            Ok(certs) => {
+                return Ok(ActorCerts {
+                    certs,
+                    source: CertSource::Conversation,
+                });
+            }
+            Err(why) => why,
+        };
+        let listed = self.actor_certs(fid, Default::default()).await?;
+        Ok(ActorCerts {
+            certs: self.verify_listed(fid, &mut roots, listed, now).await?,
+            source: CertSource::HomeFallback(why),
+        })
+    }
+
+    /// This server's current root, checked to be a root of `domain`.
+    async fn roots(&self, domain: &DomainName) -> Result<Roots> {
         let current = self.server_cert(None).await?;
-        let server = check_root(&current, fid.domain(), None)
+        let current = check_root(&current, domain, None)
             .map_err(|why| fail(format!("current server certificate {why}")))?;
-        let mut historical = Vec::new();
-        let mut verified = Vec::new();
-        for cacheable in self.actor_certs(fid, Default::default()).await? {
-            verified.push(
-                self.verify_actor_cert(fid, &server, &mut historical, cacheable, now)
-                    .await?,
-            );
+        Ok(Roots {
+            current,
+            historical: Vec::new(),
+        })
+    }
+
+    /// Verifies every entry of `listed` (from whichever server) against `roots`, which come
+    /// from this client's server.
+    async fn verify_listed(
+        &self,
+        fid: &FederationId,
+        roots: &mut Roots,
+        listed: Vec<CacheableIdCert>,
+        now: u64,
+    ) -> Result<Vec<VerifiedCert>> {
+        let mut verified = Vec::with_capacity(listed.len());
+        for cacheable in listed {
+            verified.push(self.verify_actor_cert(fid, roots, cacheable, now).await?);
         }
         Ok(verified)
     }
@@ -83,30 +151,15 @@ impl Client {
     async fn verify_actor_cert(
         &self,
         fid: &FederationId,
-        server: &IdCert,
-        historical: &mut Vec<IdCert>,
+        roots: &mut Roots,
         cacheable: CacheableIdCert,
         now: u64,
     ) -> Result<VerifiedCert> {
-        let cert = IdCert::parse(cacheable.id_cert_pem.as_bytes())
+        let parsed = IdCert::parse(cacheable.id_cert_pem.as_bytes())
             .map_err(|e| fail(format!("an actor certificate of {fid} does not parse: {e}")))?;
+        let root = self.issuer_of(&parsed, roots, fid.domain()).await?;
+        let cert = check_actor_entry(&cacheable, fid, &root, &roots.current.key).map_err(fail)?;
         let serial = cert.serial;
-        let root = self
-            .issuer_of(&cert, server, historical, fid.domain())
-            .await?;
-        // Checked at issuance time, so an expired cert still proves its chain; expiry is
-        // reported in `expired` instead.
-        cert.verify_actor(&root, cert.not_before)
-            .map_err(|e| fail(format!("certificate {serial}: chain check failed: {e}")))?;
-        if cert.fid().as_ref() != Some(fid) {
-            let named = cert.subject.uid.as_deref().unwrap_or("no UID");
-            return Err(fail(format!(
-                "certificate {serial} names {named}, not {fid}"
-            )));
-        }
-        cacheable.verify_signature(serial, &server.key).map_err(|_| {
-            fail(format!("certificate {serial}: cache signature does not verify with the current server key"))
-        })?;
         if !cacheable.window_contains(now) {
             return Err(fail(format!(
                 "certificate {serial}: cache window {}..{} does not include now ({now})",
@@ -125,20 +178,19 @@ impl Client {
     async fn issuer_of(
         &self,
         cert: &IdCert,
-        current: &IdCert,
-        historical: &mut Vec<IdCert>,
+        roots: &mut Roots,
         domain: &DomainName,
     ) -> Result<IdCert> {
         let signed_by = |root: &&IdCert| cert.verify_signature(&root.key).is_ok();
-        if let Some(root) = std::iter::once(current)
-            .chain(historical.iter())
+        if let Some(root) = std::iter::once(&roots.current)
+            .chain(roots.historical.iter())
             .find(signed_by)
         {
             return Ok(root.clone());
         }
         let at = cert.not_before;
         let old = self.server_cert(Some(at)).await?;
-        let root = check_root(&old, domain, Some(&current.key))
+        let root = check_root(&old, domain, Some(&roots.current.key))
             .map_err(|why| fail(format!("server certificate valid at {at} {why}")))?;
         if !signed_by(&&root) {
             return Err(fail(format!(
@@ -146,7 +198,7 @@ impl Client {
                 cert.serial
             )));
         }
-        historical.push(root.clone());
+        roots.historical.push(root.clone());
         Ok(root)
     }
 }

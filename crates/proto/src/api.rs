@@ -17,6 +17,8 @@ pub enum Auth {
     Sensitive,
     /// Sensitive, and the actor must be a server administrator.
     Admin,
+    /// A session token of this server, also one of a foreign actor (DIGEST §1.1 "B").
+    AnySession,
 }
 
 /// Header carrying the second factor for sensitive actions.
@@ -285,6 +287,93 @@ pub mod rotate_server_key {
     endpoint!(POST "/.p2/core/v1/key/server", Admin);
 }
 
+/// `POST /.p2/core/v1/services` (registered actors): make a service provider discoverable
+/// (core §9). The first provider of a service becomes its primary. Asking for `primary` while
+/// another provider is primary replaces that one, which is sensitive (core §9.1.1): then
+/// `X-P2-Sensitive-Solution` is required.
+pub mod register_service {
+    use serde::{Deserialize, Serialize};
+    endpoint!(POST "/.p2/core/v1/services", Session);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Request {
+        pub service: NewService,
+    }
+
+    /// `Models.Service` as a request carries it: the name in either shape, nothing validated
+    /// yet (the server answers bad names and URLs with their own error codes).
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct NewService {
+        pub service: crate::services::NameField,
+        pub url: String,
+        #[serde(default)]
+        pub primary: bool,
+    }
+
+    pub type Response = crate::services::Service;
+}
+
+/// `DELETE /.p2/core/v1/services?url=&name=` (registered actors; sensitive only when a primary
+/// provider is among them). Index-paired lists, see [`crate::services::delete_query`]. The
+/// answer lists the services whose primary was removed and for which the server chose a new
+/// one (OP-35): empty when none was.
+pub mod unregister_service {
+    endpoint!(DELETE "/.p2/core/v1/services", Session);
+
+    pub type Response = Vec<crate::services::NewPrimary>;
+}
+
+/// `PUT /.p2/core/v1/services/primary` (sensitive): make an existing provider the primary
+/// one of its service. Answers the previous primary (now `primary: false`), if any, and the
+/// new one.
+pub mod set_primary_provider {
+    use serde::{Deserialize, Serialize};
+    endpoint!(PUT "/.p2/core/v1/services/primary", Sensitive);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Request {
+        pub url: String,
+        pub name: crate::services::NameField,
+    }
+
+    pub type Response = Vec<crate::services::Service>;
+}
+
+/// `GET /.p2/core/v1/services/discover/{fid}?limit=`: the providers an actor of this server
+/// made discoverable; 204 when none. `limit=1` gives the primary provider of each service.
+pub mod discover_services {
+    use serde::{Deserialize, Serialize};
+    endpoint!(GET "/.p2/core/v1/services/discover/{fid}", None);
+
+    pub fn path(fid: &crate::FederationId) -> String {
+        format!("/.p2/core/v1/services/discover/{fid}")
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Query {
+        /// At least 1. Without it, every provider.
+        #[serde(
+            default,
+            with = "crate::wire::u64_string::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub limit: Option<u64>,
+    }
+
+    pub type Response = Vec<crate::services::Service>;
+}
+
+/// `GET /.p2/core/v1/services/discover/{fid}/{service}?limit=`: the same for one service.
+pub mod discover_service {
+    endpoint!(GET "/.p2/core/v1/services/discover/{fid}/{service}", None);
+
+    pub fn path(fid: &crate::FederationId, service: &crate::services::ServiceName) -> String {
+        format!("/.p2/core/v1/services/discover/{fid}/{service}")
+    }
+
+    pub use super::discover_services::{Query, Response};
+}
+
 /// The methods the router must answer on each path; used by tidy tests.
 pub fn all() -> Vec<(Method, &'static str)> {
     vec![
@@ -301,8 +390,17 @@ pub fn all() -> Vec<(Method, &'static str)> {
         (list_sessions::METHOD, list_sessions::PATH),
         (keymaterial::METHOD, keymaterial::PATH),
         (rotate_server_key::METHOD, rotate_server_key::PATH),
+        (register_service::METHOD, register_service::PATH),
+        (unregister_service::METHOD, unregister_service::PATH),
+        (set_primary_provider::METHOD, set_primary_provider::PATH),
+        (discover_services::METHOD, discover_services::PATH),
+        (discover_service::METHOD, discover_service::PATH),
         (gateway::METHOD, gateway::PATH),
         (events::METHOD, events::PATH),
+        (session_auth::METHOD, session_auth::PATH),
+        (session_auth::POST_METHOD, session_auth::PATH),
+        (keytrials::METHOD, keytrials::PATH),
+        (idcert_extern::METHOD, idcert_extern::PATH),
     ]
 }
 
@@ -315,4 +413,94 @@ pub mod gateway {
 /// `GET /.p2/core/v1/events`: events over HTTP (OP-37), a JSON array of envelopes, or 204.
 pub mod events {
     endpoint!(GET "/.p2/core/v1/events", Session);
+}
+
+/// `GET /.p2/core/v1/session/auth?fid=` hands out a key trial (OP-20); `POST` with the
+/// completed trial answers a session token of this server (`text/plain`, OP-21).
+pub mod session_auth {
+    use serde::{Deserialize, Serialize};
+    endpoint!(GET "/.p2/core/v1/session/auth", None);
+    pub const POST_METHOD: http::Method = http::Method::POST;
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    pub struct Query {
+        pub fid: String,
+    }
+
+    /// `KeyTrial` plus its `id` (OP-20).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct KeyTrial {
+        pub trial: String,
+        #[serde(with = "crate::wire::u64_string")]
+        pub expires: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub id: Option<String>,
+    }
+
+    /// `KeyTrialCompleted` with the FID the SDK sends (OP-21); `trial`/`id` name the trial.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct KeyTrialCompleted {
+        /// Lowercase hex Ed25519 signature of the trial text (OP-23).
+        pub signature: String,
+        #[serde(with = "crate::wire::u64_string")]
+        pub serial_number: u64,
+        pub fid: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub trial: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub id: Option<String>,
+    }
+}
+
+/// `GET /.p2/core/v1/keytrial/{fid}`: completed key trials after they expired.
+pub mod keytrials {
+    use serde::{Deserialize, Serialize};
+    endpoint!(GET "/.p2/core/v1/keytrial/{fid}", None);
+
+    pub fn path(fid: &str) -> String {
+        format!("/.p2/core/v1/keytrial/{fid}")
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Query {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub limit: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub id: Option<String>,
+        #[serde(
+            default,
+            with = "crate::wire::u64_string::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub not_before: Option<u64>,
+        #[serde(
+            default,
+            with = "crate::wire::u64_string::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub not_after: Option<u64>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Entry {
+        pub key_trial: super::session_auth::KeyTrial,
+        pub key_trial_completion: Vec<Completion>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Completion {
+        pub signature: String,
+        #[serde(with = "crate::wire::u64_string")]
+        pub serial_number: u64,
+    }
+}
+
+/// `PUT /.p2/core/v1/session/idcert/extern` (body: the caller's new ID-Cert PEM): a foreign
+/// session's certificate changed or was revoked (OP-39).
+pub mod idcert_extern {
+    endpoint!(PUT "/.p2/core/v1/session/idcert/extern", AnySession);
 }

@@ -8,9 +8,9 @@
 use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
-use crate::Serial;
-use crate::certs::{CertError, verify_strict};
+use crate::certs::{CertError, IdCert, verify_strict};
 use crate::wire::u64_string;
+use crate::{DomainName, FederationId, Serial};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheableIdCert {
@@ -103,6 +103,60 @@ impl CacheableIdCert {
     pub fn window_contains(&self, at: u64) -> bool {
         self.not_valid_before <= at && at <= self.not_valid_after
     }
+}
+
+/// Parses and checks a home server's root for `domain`: self-signed root profile, DCs naming
+/// `domain`, cache window signed by the root itself or by `current_key` (a server re-signs the
+/// windows of historical roots with the key it holds now). Window and time are the caller's.
+pub fn check_root(
+    cacheable: &CacheableIdCert,
+    domain: &DomainName,
+    current_key: Option<&VerifyingKey>,
+) -> Result<IdCert, String> {
+    let root = IdCert::parse(cacheable.id_cert_pem.as_bytes())
+        .map_err(|e| format!("does not parse: {e}"))?;
+    root.verify_server_root()
+        .map_err(|e| format!("is not a valid self-signed root: {e}"))?;
+    if !root.subject.dcs_match(domain) {
+        return Err(format!("names {}, not {domain}", root.subject.domain()));
+    }
+    let signed_by = |key: &VerifyingKey| cacheable.verify_signature(root.serial, key).is_ok();
+    if !signed_by(&root.key) && !current_key.is_some_and(signed_by) {
+        return Err(format!(
+            "cache signature for serial {} does not verify",
+            root.serial
+        ));
+    }
+    Ok(root)
+}
+
+/// Checks an actor's cache entry against its home server: the certificate chains to `root`
+/// (checked at issuance, so an expired cert still proves its chain), names `fid`, and the
+/// cache signature verifies with `current_key`. Window, expiry and revocation are the
+/// caller's to judge.
+pub fn check_actor_entry(
+    cacheable: &CacheableIdCert,
+    fid: &FederationId,
+    root: &IdCert,
+    current_key: &VerifyingKey,
+) -> Result<IdCert, String> {
+    let cert = IdCert::parse(cacheable.id_cert_pem.as_bytes())
+        .map_err(|e| format!("an actor certificate of {fid} does not parse: {e}"))?;
+    let serial = cert.serial;
+    cert.verify_actor(root, cert.not_before)
+        .map_err(|e| format!("certificate {serial}: chain check failed: {e}"))?;
+    if cert.fid().as_ref() != Some(fid) {
+        let named = cert.subject.uid.as_deref().unwrap_or("no UID");
+        return Err(format!("certificate {serial} names {named}, not {fid}"));
+    }
+    cacheable
+        .verify_signature(serial, current_key)
+        .map_err(|_| {
+            format!(
+                "certificate {serial}: cache signature does not verify with the current server key"
+            )
+        })?;
+    Ok(cert)
 }
 
 #[cfg(test)]

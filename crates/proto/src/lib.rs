@@ -10,6 +10,7 @@ pub mod certs;
 pub mod gateway;
 pub mod ids;
 pub mod problem;
+pub mod services;
 pub mod wire;
 
 pub use ids::{DomainName, FederationId, LocalName, Serial, SessionId};

@@ -57,12 +57,34 @@ pub enum ErrorCode {
     CertNotFound,
     /// A signature over a request does not verify.
     SignatureInvalid,
+    // Federation
+    InvalidFederationId,
+    /// The FID belongs to this server: key-trial sign-in is for other servers' actors.
+    LocalActor,
+    /// The actor's home server did not answer usably (timeout, error, garbage, too large).
+    HomeServerUnavailable,
+    /// The FID's domain has no home server that proves it is one (delegation check failed).
+    NotAHomeServer,
+    /// A foreign certificate failed a check (chain, FID, cache signature, window, validity).
+    ForeignCertInvalid,
+    CertRevoked,
+    /// The key trial is unknown, expired or already used.
+    KeyTrialInvalid,
     // Encrypted private key material
     KeyMaterialExists,
     KeyMaterialTooLarge,
     KeyMaterialSlotsExhausted,
     KeyMaterialNotFound,
     UnknownSerial,
+    // Service discovery
+    InvalidServiceName,
+    InvalidServiceUrl,
+    /// This provider of the service is discoverable already.
+    ServiceExists,
+    /// No such provider of the service is discoverable.
+    ServiceNotFound,
+    /// The actor has as many discoverable services as the server allows.
+    TooManyServices,
     /// A code this version does not know (sent by a newer server).
     #[serde(other)]
     Unknown,

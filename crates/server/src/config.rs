@@ -144,6 +144,35 @@ impl Default for Gateway {
     }
 }
 
+/// Talking to other home servers (DIGEST §4.8, §5.4, §5.6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Federation {
+    /// Lifetime of a key trial, seconds.
+    pub key_trial_lifetime_s: u64,
+    /// Timeout of one request to another server, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Largest certificate or discovery answer accepted from another server, bytes.
+    pub max_response_bytes: usize,
+    /// Requests in flight to one other server at most.
+    pub max_in_flight_per_server: usize,
+    /// Development and tests only: domain → base URL (plain HTTP allowed), e.g.
+    /// `"alpha.test" = "http://127.0.0.1:8081"`. Everything else is reached over HTTPS.
+    pub resolve: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for Federation {
+    fn default() -> Self {
+        Self {
+            key_trial_lifetime_s: 300,
+            request_timeout_ms: 10_000,
+            max_response_bytes: 1024 * 1024,
+            max_in_flight_per_server: 8,
+            resolve: Default::default(),
+        }
+    }
+}
+
 /// Several nodes on one database.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -178,6 +207,7 @@ pub struct Config {
     pub password_hashing: PasswordHashing,
     pub gateway: Gateway,
     pub cluster: Cluster,
+    pub federation: Federation,
     /// Where "now" comes from; the system clock outside tests.
     pub clock: crate::Clock,
 }
@@ -201,6 +231,7 @@ impl Config {
             password_hashing: PasswordHashing::default(),
             gateway: Gateway::default(),
             cluster: Cluster::default(),
+            federation: Federation::default(),
             clock: crate::Clock::system(),
         }
     }

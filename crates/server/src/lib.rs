@@ -7,10 +7,12 @@
 pub mod clock;
 pub mod config;
 pub mod events;
+pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod identity;
 mod ratelimit;
+pub mod services;
 pub mod sessions;
 
 use std::future::Future;
@@ -55,6 +57,8 @@ pub struct Inner {
     pub(crate) sessions: Sessions,
     pub(crate) events: Events,
     pub(crate) gateway: Gateway,
+    pub(crate) federation: federation::Federation,
+    pub(crate) services: services::Services,
     pub(crate) limits: RateLimiters,
 }
 
@@ -120,10 +124,13 @@ impl Server {
         )
         .await?
         .with_events(events.clone());
+        let federation =
+            federation::Federation::new(config.domain.clone(), config.federation.clone());
         let sessions = Sessions::new(
             store.clone(),
             identity.clone(),
             events.clone(),
+            federation.clone(),
             config.clone(),
         )?;
         let gateway = Gateway::new(
@@ -134,6 +141,8 @@ impl Server {
             store.clone(),
         );
         gateway.start(handoffs);
+        let services =
+            services::Services::new(store.clone(), sessions.clone(), config.domain.clone());
         let rl = &config.rate_limits;
         let limits = RateLimiters {
             login: Limiter::per_minute(rl.login_per_minute),
@@ -149,6 +158,8 @@ impl Server {
                 sessions,
                 events,
                 gateway,
+                federation,
+                services,
                 limits,
             })),
         })
@@ -161,6 +172,11 @@ impl Server {
     /// Where services publish events.
     pub fn events(&self) -> &Events {
         &self.state.events
+    }
+
+    /// Other home servers, as this server sees them.
+    pub fn federation(&self) -> &federation::Federation {
+        &self.state.federation
     }
 
     /// The gateway, for registering service channels.
@@ -195,6 +211,29 @@ impl Server {
             )
             .route(api::keymaterial::SIZE_PATH, get(id::key_material_size))
             .route(api::rotate_server_key::PATH, post(id::rotate_server_key))
+            .route(
+                api::register_service::PATH,
+                post(services::routes::register_service)
+                    .delete(services::routes::unregister_service),
+            )
+            .route(
+                api::set_primary_provider::PATH,
+                axum::routing::put(services::routes::set_primary_provider),
+            )
+            .route(
+                api::discover_services::PATH,
+                get(services::routes::discover_services),
+            )
+            .route(
+                api::discover_service::PATH,
+                get(services::routes::discover_service),
+            )
+            .route(api::session_auth::PATH, get(s::key_trial).post(s::sign_in))
+            .route(api::keytrials::PATH, get(s::public_key_trials))
+            .route(
+                api::idcert_extern::PATH,
+                axum::routing::put(s::idcert_extern),
+            )
             .route(fugue_proto::gateway::PATH, get(gateway::routes::gateway))
             .route(
                 fugue_proto::gateway::EVENTS_PATH,

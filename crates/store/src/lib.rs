@@ -6,13 +6,17 @@
 //! constraints and reports their violations as [`Error::Unique`] / [`Error::Conflict`].
 
 pub mod engine;
+mod federation;
 mod postgres;
 mod schema;
+mod services;
 mod sqlite;
 
 use std::path::Path;
 
 pub use engine::{Error, Result, Row, Stmt, Value};
+pub use federation::{KeyTrialQuery, KeyTrialRow};
+pub use services::ServiceRow;
 pub use sqlite::Sync as SqliteSync;
 
 /// Seconds a session may live without a certificate (the token-first flow of OP-24).
@@ -517,7 +521,7 @@ impl Store {
     /// The active session holding this token hash.
     pub async fn session_by_token(&self, token_hash: &[u8]) -> Result<Option<SessionRow>> {
         self.query(
-            "SELECT s.id, s.actor_id, s.session_id, s.cert_serial, s.created_at, c.not_after
+            "SELECT s.id, s.actor_id, s.session_id, s.cert_serial, s.created_at, COALESCE(c.not_after, s.expires_at)
              FROM sessions s LEFT JOIN id_certs c ON c.serial = s.cert_serial
              WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND c.revoked_at IS NULL",
             params![token_hash],
@@ -531,7 +535,7 @@ impl Store {
     /// Active sessions of an actor, oldest first.
     pub async fn sessions_of(&self, actor_id: i64) -> Result<Vec<SessionRow>> {
         self.query(
-            "SELECT s.id, s.actor_id, s.session_id, s.cert_serial, s.created_at, c.not_after
+            "SELECT s.id, s.actor_id, s.session_id, s.cert_serial, s.created_at, COALESCE(c.not_after, s.expires_at)
              FROM sessions s LEFT JOIN id_certs c ON c.serial = s.cert_serial
              WHERE s.actor_id = $1 AND s.revoked_at IS NULL ORDER BY s.created_at, s.id",
             params![actor_id],

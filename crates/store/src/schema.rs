@@ -108,6 +108,38 @@ CREATE TABLE gateway_positions (
 );
 "#,
     ),
+    (
+        5,
+        r#"
+CREATE TABLE discoverable_services (
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    name TEXT NOT NULL,
+    url TEXT NOT NULL,
+    is_primary BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (actor_id, name, url)
+);
+CREATE UNIQUE INDEX discoverable_services_one_primary ON discoverable_services (actor_id, name) WHERE is_primary = 1;
+"#,
+    ),
+    (
+        6,
+        r#"
+ALTER TABLE sessions ADD COLUMN expires_at BIGINT;
+ALTER TABLE sessions ADD COLUMN foreign_serial BIGINT;
+CREATE TABLE key_trials (
+    id TEXT PRIMARY KEY,
+    fid TEXT NOT NULL,
+    trial TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    completed_at BIGINT,
+    completion TEXT
+);
+CREATE INDEX key_trials_fid ON key_trials (fid, completed_at);
+CREATE INDEX key_trials_open ON key_trials (fid, created_at) WHERE completed_at IS NULL;
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -10,7 +10,7 @@ use fugue_proto::gateway::{GatewayUrl, PATH};
 
 use crate::AppState;
 use crate::http::{ApiError, ApiResult, ok};
-use crate::sessions::Authed;
+use crate::sessions::routes::AnySession;
 
 /// `GET /.p2/core/v1/gateway`: the WebSocket, or `{url}` for a plain GET.
 pub async fn gateway(State(app): State<AppState>, req: Request) -> ApiResult<Response> {
@@ -55,7 +55,10 @@ pub async fn gateway(State(app): State<AppState>, req: Request) -> ApiResult<Res
 }
 
 /// `GET /.p2/core/v1/events`: 200 with the events missed since the last poll, 204 if none.
-pub async fn events(State(app): State<AppState>, authed: Authed) -> ApiResult<Response> {
+pub async fn events(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+) -> ApiResult<Response> {
     let events = app.gateway.poll(&authed).await?;
     if events.is_empty() {
         return Ok(StatusCode::NO_CONTENT.into_response());

@@ -28,10 +28,15 @@ pub async fn actor_idcerts(
     Path(fid): Path<String>,
     Query(q): Query<get_actor_idcerts::Query>,
 ) -> ApiResult<Response> {
-    let certs: get_actor_idcerts::Response = app
-        .identity
-        .actor_certs(&fid, &q, app.config.clock.now())
-        .await?;
+    let now = app.config.clock.now();
+    // An actor of another server that is known here: its home server's entries (core §6.4).
+    if let Ok(parsed) = fid.parse::<fugue_proto::FederationId>()
+        && parsed.domain() != app.identity.domain()
+    {
+        let certs = app.sessions.foreign_actor_certs(&parsed, now).await?;
+        return Ok(ok(certs).into_response());
+    }
+    let certs: get_actor_idcerts::Response = app.identity.actor_certs(&fid, &q, now).await?;
     Ok(ok(certs).into_response())
 }
 

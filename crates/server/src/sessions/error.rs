@@ -61,6 +61,22 @@ pub enum Error {
     RevocationSignatureInvalid(u64),
     #[error(transparent)]
     Events(#[from] crate::events::Error),
+    #[error("no usable key trial: unknown, expired or already answered; ask for a new one")]
+    KeyTrialInvalid,
+    #[error("the key trial signature does not verify against certificate {0}")]
+    KeyTrialSignature(u64),
+    #[error("this route is for sessions of actors of other home servers")]
+    NotForeign,
+    #[error("this route is for actors registered on this server")]
+    ForeignSession,
+    #[error("certificate {0} is not the current certificate of this session at its home server")]
+    ForeignCertMismatch(u64),
+    #[error("no actor {0} is known here")]
+    ActorNotFound(String),
+    #[error("the body is not an ID-Cert: {0}")]
+    NotACert(String),
+    #[error(transparent)]
+    Federation(#[from] crate::federation::Error),
     #[error(transparent)]
     Csr(#[from] CertError),
     #[error(transparent)]
@@ -80,6 +96,10 @@ impl Error {
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
+        let err = match err {
+            Error::Federation(e) => return e.into(),
+            other => other,
+        };
         use StatusCode as S;
         let (status, code) = match &err {
             Error::InvalidLocalName(_) => (S::BAD_REQUEST, ErrorCode::InvalidLocalName),
@@ -121,6 +141,14 @@ impl From<Error> for ApiError {
             Error::NotAdmin => (S::FORBIDDEN, ErrorCode::Forbidden),
             Error::CertNotFound(_) => (S::NOT_FOUND, ErrorCode::CertNotFound),
             Error::RevocationSignatureInvalid(_) => (S::FORBIDDEN, ErrorCode::SignatureInvalid),
+            Error::KeyTrialInvalid => (S::BAD_REQUEST, ErrorCode::KeyTrialInvalid),
+            Error::KeyTrialSignature(_) => (S::FORBIDDEN, ErrorCode::SignatureInvalid),
+            Error::NotForeign | Error::ForeignSession => (S::FORBIDDEN, ErrorCode::Forbidden),
+            Error::ForeignCertMismatch(_) => (S::FORBIDDEN, ErrorCode::ForeignCertInvalid),
+            Error::ActorNotFound(_) => (S::NOT_FOUND, ErrorCode::ActorNotFound),
+            Error::NotACert(_) => (S::BAD_REQUEST, ErrorCode::MalformedRequest),
+            // Mapped by the federation module above.
+            Error::Federation(_) => (S::INTERNAL_SERVER_ERROR, ErrorCode::Internal),
             Error::Csr(e) => return identity::cert_problem(e),
             Error::Identity(e) => return e.into(),
             Error::Hashing(_) | Error::Store(_) | Error::Events(_) => {

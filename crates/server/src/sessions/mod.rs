@@ -5,6 +5,7 @@
 //! check. Certificates come from [`Identity`]; this module never signs anything itself.
 
 mod error;
+mod keytrials;
 mod password;
 pub mod routes;
 
@@ -21,9 +22,11 @@ use fugue_proto::{FederationId, LocalName, Serial, SessionId};
 use fugue_store::{ActorRow, NewSession, SessionRow, Store};
 
 pub use error::Error;
+pub use keytrials::ExternOutcome;
 
 use crate::config::{Config, Registration};
 use crate::events::{BusMsg, Events, Publish};
+use crate::federation::Federation;
 use crate::identity::Identity;
 
 /// Longest password we hash; longer ones are refused instead of burning CPU.
@@ -36,6 +39,13 @@ pub struct Authed {
     pub session: SessionRow,
     pub fid: FederationId,
     pub token: String,
+}
+
+impl Authed {
+    /// A session of another home server's actor (signed in with a key trial).
+    pub fn is_foreign(&self) -> bool {
+        self.actor.local_name.contains('@')
+    }
 }
 
 impl std::fmt::Debug for Authed {
@@ -67,6 +77,7 @@ pub struct Sessions {
     store: Store,
     identity: Identity,
     events: Events,
+    federation: Federation,
     config: Arc<Config>,
     /// A hash verified when the local name is unknown, so timing does not reveal accounts.
     dummy_hash: Arc<str>,
@@ -126,6 +137,7 @@ impl Sessions {
         store: Store,
         identity: Identity,
         events: Events,
+        federation: Federation,
         config: Arc<Config>,
     ) -> Result<Self, Error> {
         let dummy = password::hash_blocking(&config.password_hashing, "fugue-dummy-password")?;
@@ -135,6 +147,7 @@ impl Sessions {
             store,
             identity,
             events,
+            federation,
             config,
             dummy_hash: dummy.into(),
             hasher,
@@ -152,6 +165,13 @@ impl Sessions {
     }
 
     fn fid(&self, actor: &ActorRow) -> Result<FederationId, Error> {
+        // An actor of another server is stored under its whole FID (see `sign_in`).
+        if actor.local_name.contains('@') {
+            return actor
+                .local_name
+                .parse()
+                .map_err(|e: fugue_proto::ids::IdError| Error::InvalidLocalName(e.to_string()));
+        }
         let local: LocalName = actor
             .local_name
             .parse()
@@ -645,6 +665,19 @@ impl Sessions {
             })
             .await?;
         Ok(())
+    }
+
+    /// `GET /idcert/actor/{fid}` for an actor of another server that is known here (it signed
+    /// in): its home server's entries, unchanged (core §6.4).
+    pub async fn foreign_actor_certs(
+        &self,
+        fid: &FederationId,
+        now: u64,
+    ) -> Result<Vec<fugue_proto::cache::CacheableIdCert>, Error> {
+        if self.store.actor_by_name(&fid.to_string()).await?.is_none() {
+            return Err(Error::ActorNotFound(fid.to_string()));
+        }
+        Ok(self.federation.foreign_actor_certs(fid, now).await?)
     }
 
     /// `GET /.p2/core/v1/sessions`.

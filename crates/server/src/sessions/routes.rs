@@ -6,20 +6,101 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use fugue_proto::api::{
-    delete_session, list_sessions, login, post_idcert, register, totp_confirm, totp_enroll,
+    delete_session, keytrials, list_sessions, login, post_idcert, register, session_auth,
+    totp_confirm, totp_enroll,
 };
 
 use super::Authed;
 use crate::AppState;
 use crate::http::{
-    ApiError, ApiResult, Body, ClientIp, Json, Query, Solution, bearer, created, ok,
+    ApiError, ApiResult, Body, ClientIp, Json, Path, Query, Solution, bearer, created, ok,
 };
 
+/// A session of an actor registered here (DIGEST §1.1 "R"): foreign sessions get 403.
 impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        Ok(app.sessions.authenticate(bearer(parts)).await?)
+        let authed = app.sessions.authenticate(bearer(parts)).await?;
+        if authed.is_foreign() {
+            return Err(super::Error::ForeignSession.into());
+        }
+        Ok(authed)
     }
+}
+
+/// Any session of this server, also one of another server's actor (DIGEST §1.1 "B").
+pub struct AnySession(pub Authed);
+
+impl FromRequestParts<AppState> for AnySession {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        Ok(Self(app.sessions.authenticate(bearer(parts)).await?))
+    }
+}
+
+/// `GET /.p2/core/v1/session/auth?fid=`: a key trial for an actor of another server.
+pub async fn key_trial(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Query(q): Query<session_auth::Query>,
+) -> ApiResult<Response> {
+    app.limits.login.check(&ip)?;
+    let trial = app
+        .sessions
+        .key_trial(&q.fid, app.config.clock.now())
+        .await?;
+    Ok(ok(trial).into_response())
+}
+
+/// `POST /.p2/core/v1/session/auth`: the completed trial → a session token (`text/plain`).
+pub async fn sign_in(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    Json(c): Json<session_auth::KeyTrialCompleted>,
+) -> ApiResult<Response> {
+    app.limits.login.check(&ip)?;
+    let token = app.sessions.sign_in(c, app.config.clock.now()).await?;
+    Ok((
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        token,
+    )
+        .into_response())
+}
+
+/// `PUT /.p2/core/v1/session/idcert/extern` — body: the session's certificate (PEM).
+pub async fn idcert_extern(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Body(body): Body,
+) -> ApiResult<Response> {
+    app.sessions
+        .update_foreign_cert(&authed, &body, app.config.clock.now())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        [(axum::http::header::CONTENT_LENGTH, "0")],
+    )
+        .into_response())
+}
+
+/// `GET /.p2/core/v1/keytrial/{fid}`: completed key trials, once expired.
+pub async fn public_key_trials(
+    State(app): State<AppState>,
+    Path(fid): Path<String>,
+    Query(q): Query<keytrials::Query>,
+) -> ApiResult<Response> {
+    let entries = app
+        .sessions
+        .public_key_trials(&fid, &q, app.config.clock.now())
+        .await?;
+    if entries.is_empty() {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    Ok(ok(entries).into_response())
 }
 
 /// `POST /.p2/auth/v1/register`

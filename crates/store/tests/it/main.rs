@@ -555,3 +555,299 @@ async fn parallel_key_material_uploads_cannot_exceed_the_slot_limit() {
         assert_eq!(store.key_material(a.id).await.unwrap().len(), 5);
     }
 }
+
+mod discoverable_services {
+    //! Discoverable services (core §9): one listing per provider, one primary per service,
+    //! the oldest remaining provider promoted when the primary goes.
+
+    use fugue_store::{Error, ServiceRow, Store};
+
+    use super::{actor, engines};
+
+    fn row(actor_id: i64, name: &str, url: &str, created_at: i64) -> ServiceRow {
+        ServiceRow {
+            actor_id,
+            name: name.into(),
+            url: url.into(),
+            primary: false,
+            created_at,
+        }
+    }
+
+    /// (name, url, primary) of every provider, in the store's order.
+    async fn listing(store: &Store, actor_id: i64) -> Vec<(String, String, bool)> {
+        store
+            .services_of(actor_id, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.name, s.url, s.primary))
+            .collect()
+    }
+
+    fn entry(name: &str, url: &str, primary: bool) -> (String, String, bool) {
+        (name.into(), url.into(), primary)
+    }
+
+    #[tokio::test]
+    async fn the_first_provider_of_a_service_is_primary_and_each_is_listed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in engines(&dir).await {
+            let a = actor("alice");
+            store.insert_actor(&a, None, 1).await.unwrap();
+            let (first, demoted) = store
+                .insert_service(&row(a.id, "chat", "https://a", 10), false, 10)
+                .await
+                .unwrap();
+            assert!(
+                first.primary && demoted.is_none(),
+                "{}",
+                store.engine_name()
+            );
+            let (second, _) = store
+                .insert_service(&row(a.id, "chat", "https://b", 11), false, 10)
+                .await
+                .unwrap();
+            assert!(!second.primary);
+            // Nor is a third one.
+            store
+                .insert_service(&row(a.id, "chat", "https://c", 12), false, 10)
+                .await
+                .unwrap();
+            store
+                .insert_service(&row(a.id, "mls", "https://a", 13), false, 10)
+                .await
+                .unwrap();
+            assert!(matches!(
+                store
+                    .insert_service(&row(a.id, "chat", "https://b", 14), false, 10)
+                    .await,
+                Err(Error::Unique(_))
+            ));
+            assert_eq!(
+                listing(&store, a.id).await,
+                vec![
+                    entry("chat", "https://a", true),
+                    entry("chat", "https://b", false),
+                    entry("chat", "https://c", false),
+                    entry("mls", "https://a", true),
+                ]
+            );
+            let mls = store.services_of(a.id, Some("mls")).await.unwrap();
+            assert_eq!(mls.len(), 1);
+            assert_eq!(mls[0].created_at, 13);
+            assert_eq!(store.services_of(a.id, Some("none")).await.unwrap(), vec![]);
+            // Another actor's listing is its own.
+            let b = actor("bob");
+            store.insert_actor(&b, None, 1).await.unwrap();
+            let (bobs, _) = store
+                .insert_service(&row(b.id, "chat", "https://b", 20), false, 10)
+                .await
+                .unwrap();
+            assert!(bobs.primary);
+            assert_eq!(listing(&store, b.id).await.len(), 1);
+        }
+    }
+
+    #[tokio::test]
+    async fn taking_the_primary_demotes_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in engines(&dir).await {
+            let a = actor("alice");
+            store.insert_actor(&a, None, 1).await.unwrap();
+            store
+                .insert_service(&row(a.id, "chat", "https://a", 10), false, 10)
+                .await
+                .unwrap();
+            let (new, old) = store
+                .insert_service(&row(a.id, "chat", "https://b", 11), true, 10)
+                .await
+                .unwrap();
+            assert!(new.primary, "{}", store.engine_name());
+            assert_eq!(
+                old.map(|o| (o.url, o.primary)),
+                Some(("https://a".into(), false))
+            );
+            // A failed insert changes nothing, not even the demotion before it.
+            assert!(matches!(
+                store
+                    .insert_service(&row(a.id, "chat", "https://a", 12), true, 10)
+                    .await,
+                Err(Error::Unique(_))
+            ));
+            assert_eq!(
+                listing(&store, a.id).await,
+                vec![
+                    entry("chat", "https://a", false),
+                    entry("chat", "https://b", true)
+                ]
+            );
+
+            let (new, old) = store
+                .set_primary_service(a.id, "chat", "https://a")
+                .await
+                .unwrap();
+            assert!(new.primary && new.url == "https://a");
+            assert_eq!(
+                old.map(|o| (o.url, o.primary)),
+                Some(("https://b".into(), false))
+            );
+            // Already primary: nothing else changes.
+            let (new, old) = store
+                .set_primary_service(a.id, "chat", "https://a")
+                .await
+                .unwrap();
+            assert!(new.primary && old.is_none());
+            assert!(matches!(
+                store.set_primary_service(a.id, "chat", "https://zzz").await,
+                Err(Error::Conflict(2))
+            ));
+            assert!(matches!(
+                store.set_primary_service(a.id, "mls", "https://a").await,
+                Err(Error::Conflict(2))
+            ));
+            assert_eq!(
+                listing(&store, a.id).await,
+                vec![
+                    entry("chat", "https://a", true),
+                    entry("chat", "https://b", false)
+                ]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn removing_the_primary_promotes_the_oldest_remaining_provider() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in engines(&dir).await {
+            let a = actor("alice");
+            store.insert_actor(&a, None, 1).await.unwrap();
+            for (url, t) in [("https://a", 10), ("https://b", 30), ("https://c", 20)] {
+                store
+                    .insert_service(&row(a.id, "chat", url, t), false, 10)
+                    .await
+                    .unwrap();
+            }
+            store
+                .insert_service(&row(a.id, "mls", "https://m", 5), false, 10)
+                .await
+                .unwrap();
+            // All or nothing: a stale primary flag aborts the whole removal.
+            let stale = [
+                entry("mls", "https://m", true),
+                entry("chat", "https://a", false),
+            ];
+            assert!(matches!(
+                store.delete_services(a.id, &stale).await,
+                Err(Error::Conflict(2))
+            ));
+            assert_eq!(listing(&store, a.id).await.len(), 4);
+
+            let promoted = store
+                .delete_services(a.id, &[entry("chat", "https://a", true)])
+                .await
+                .unwrap();
+            assert_eq!(promoted.len(), 1, "{}", store.engine_name());
+            assert_eq!(
+                (promoted[0].url.as_str(), promoted[0].primary),
+                ("https://c", true)
+            );
+            // Removing a provider that is not primary promotes nobody.
+            assert_eq!(
+                store
+                    .delete_services(a.id, &[entry("chat", "https://b", false)])
+                    .await
+                    .unwrap(),
+                vec![]
+            );
+            // The last provider of a service leaves nobody to promote; several at once.
+            let promoted = store
+                .delete_services(
+                    a.id,
+                    &[
+                        entry("chat", "https://c", true),
+                        entry("mls", "https://m", true),
+                    ],
+                )
+                .await
+                .unwrap();
+            assert_eq!(promoted, vec![]);
+            assert_eq!(listing(&store, a.id).await, vec![]);
+            assert!(matches!(
+                store
+                    .delete_services(a.id, &[entry("chat", "https://c", true)])
+                    .await,
+                Err(Error::Conflict(1))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_providers_per_actor_are_limited_and_need_an_actor() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in engines(&dir).await {
+            let a = actor("alice");
+            store.insert_actor(&a, None, 1).await.unwrap();
+            for url in ["https://a", "https://b"] {
+                store
+                    .insert_service(&row(a.id, "chat", url, 1), false, 2)
+                    .await
+                    .unwrap();
+            }
+            assert!(matches!(
+                store
+                    .insert_service(&row(a.id, "mls", "https://c", 1), false, 2)
+                    .await,
+                Err(Error::Conflict(2))
+            ));
+            assert!(matches!(
+                store
+                    .insert_service(&row(a.id ^ 1, "chat", "https://a", 1), false, 2)
+                    .await,
+                Err(Error::Conflict(0))
+            ));
+        }
+    }
+
+    #[tokio::test]
+    async fn parallel_primary_changes_leave_exactly_one_primary() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in engines(&dir).await {
+            let a = actor("alice");
+            store.insert_actor(&a, None, 1).await.unwrap();
+            let urls: Vec<String> = (0..8).map(|i| format!("https://p{i}")).collect();
+            let adds: Vec<_> = urls
+                .iter()
+                .map(|url| {
+                    let (store, url) = (store.clone(), url.clone());
+                    tokio::spawn(async move {
+                        store
+                            .insert_service(&row(a.id, "chat", &url, 1), true, 100)
+                            .await
+                    })
+                })
+                .collect();
+            for t in adds {
+                t.await.unwrap().unwrap();
+            }
+            let switches: Vec<_> = urls
+                .iter()
+                .map(|url| {
+                    let (store, url) = (store.clone(), url.clone());
+                    tokio::spawn(async move { store.set_primary_service(a.id, "chat", &url).await })
+                })
+                .collect();
+            for t in switches {
+                t.await.unwrap().unwrap();
+            }
+            let all = store.services_of(a.id, Some("chat")).await.unwrap();
+            assert_eq!(all.len(), 8);
+            assert_eq!(
+                all.iter().filter(|s| s.primary).count(),
+                1,
+                "{}",
+                store.engine_name()
+            );
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Signing in on other home servers with a key trial (core §4.1.1, DIGEST §5.4).
+//!
+//! Owns the client half of `GET`/`POST /session/auth` and `PUT /session/idcert/extern`, and
+//! the rule about what the identity key signs for a foreign server: only a trial that looks
+//! like one. Never talks to the actor's home server — the foreign server checks the
+//! certificate there itself — and never stores anything: the caller keeps the token.
+
+use std::fmt;
+
+use fugue_proto::FederationId;
+use fugue_proto::api::{idcert_extern, session_auth};
+use fugue_proto::certs::IdCert;
+use reqwest::header::CONTENT_TYPE;
+
+use crate::error::{Error, Result, transport};
+use crate::http::{Client, send, send_json};
+use crate::session::Session;
+
+/// Shortest and longest trial we sign (challenge strings are 32–256 characters, core §4.3).
+const TRIAL_LEN: std::ops::RangeInclusive<usize> = 32..=256;
+
+/// A session of this actor on another home server, opened with a key trial.
+#[derive(Clone)]
+pub struct ForeignSession {
+    client: Client,
+    fid: FederationId,
+    token: String,
+}
+
+impl Client {
+    /// `GET /session/auth?fid=`: a key trial for `fid`, an actor of another home server.
+    pub async fn key_trial(&self, fid: &FederationId) -> Result<session_auth::KeyTrial> {
+        let query = session_auth::Query {
+            fid: fid.to_string(),
+        };
+        let request = self.request_with_query(session_auth::METHOD, session_auth::PATH, &query)?;
+        send_json(request).await
+    }
+
+    /// `POST /session/auth`: the completed trial; answers this server's session token.
+    pub async fn complete_key_trial(
+        &self,
+        completed: &session_auth::KeyTrialCompleted,
+    ) -> Result<String> {
+        let request = self
+            .request(session_auth::POST_METHOD, session_auth::PATH)?
+            .json(completed);
+        let text = send(request).await?.text().await.map_err(transport)?;
+        let token = text.trim();
+        // A token goes into an Authorization header: anything else would break every call.
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::UnexpectedResponse(
+                "the key trial answer is not a session token".into(),
+            ));
+        }
+        Ok(token.to_owned())
+    }
+}
+
+/// Refuses trials that are not random-looking strings. The identity key signs whatever the
+/// trial says, so a server handing out, say, a chat message or a CSR as its "trial" would
+/// otherwise get that signed in the actor's name. We accept the alphabets random tokens use
+/// (alphanumerics, base64 and base64url); our server sends 64 alphanumerics.
+fn check_trial(trial: &str) -> Result<()> {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_+/=.".contains(&b);
+    if !TRIAL_LEN.contains(&trial.len()) || !trial.bytes().all(allowed) {
+        return Err(Error::Verification(format!(
+            "refusing to sign a key trial that is not 32–256 characters of [A-Za-z0-9-_+/=.] \
+             ({} characters)",
+            trial.chars().count()
+        )));
+    }
+    Ok(())
+}
+
+fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Session {
+    /// Signs in on the home server at `server_url` (not this actor's own) with a key trial
+    /// signed by this session's key and certificate. The server fetches that certificate
+    /// from our home server and checks it before it answers.
+    pub async fn sign_in_elsewhere(&self, server_url: &str) -> Result<ForeignSession> {
+        self.sign_in_on(Client::new(server_url)?).await
+    }
+
+    /// [`Session::sign_in_elsewhere`] through an existing client (and its connections).
+    pub async fn sign_in_on(&self, server: Client) -> Result<ForeignSession> {
+        let serial = self.current_serial()?;
+        let trial = server.key_trial(self.fid()).await?;
+        check_trial(&trial.trial)?;
+        let completed = session_auth::KeyTrialCompleted {
+            signature: lower_hex(&self.key().sign(trial.trial.as_bytes())),
+            serial_number: serial.0,
+            fid: self.fid().to_string(),
+            trial: Some(trial.trial),
+            id: trial.id,
+        };
+        let token = server.complete_key_trial(&completed).await?;
+        Ok(ForeignSession {
+            client: server,
+            fid: self.fid().clone(),
+            token,
+        })
+    }
+}
+
+impl ForeignSession {
+    /// Rebuilds a foreign session from a stored token; nothing is checked until the first
+    /// call.
+    pub fn restore(client: Client, fid: FederationId, token: String) -> Self {
+        Self { client, fid, token }
+    }
+
+    /// The foreign server.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn fid(&self) -> &FederationId {
+        &self.fid
+    }
+
+    /// The foreign server's session token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `PUT /session/idcert/extern`: tells the foreign server that `home`'s certificate
+    /// changed (after [`Session::renew_cert`]) or was revoked. The server asks our home server
+    /// about it; when the home server says it is revoked, the foreign session ends.
+    pub async fn update_cert(&self, home: &Session) -> Result<()> {
+        if home.fid() != &self.fid {
+            return Err(Error::Verification(format!(
+                "this foreign session is {}'s, not {}'s",
+                self.fid,
+                home.fid()
+            )));
+        }
+        // Catches a broken stored certificate before the server does, with a clearer error.
+        IdCert::parse(home.cert_pem().as_bytes())?;
+        let request = self
+            .client
+            .request(idcert_extern::METHOD, idcert_extern::PATH)?
+            .bearer_auth(&self.token)
+            .header(CONTENT_TYPE, "text/plain")
+            .body(home.cert_pem().to_owned());
+        send(request).await?;
+        Ok(())
+    }
+}
+
+/// Leaves out the token: sessions end up in logs through `{:?}`.
+impl fmt::Debug for ForeignSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForeignSession")
+            .field("server", &self.client.base_url())
+            .field("fid", &self.fid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_trial;
+
+    #[test]
+    fn only_random_looking_trials_are_signed() {
+        assert!(check_trial(&"aB3".repeat(22)).is_ok());
+        assert!(check_trial(&"x".repeat(256)).is_ok());
+        assert!(check_trial("dGhpcyBpcyBiYXNlNjQgZW5jb2RlZCB0ZXh0Lg==").is_ok());
+        assert!(check_trial(&"x".repeat(31)).is_err());
+        assert!(check_trial(&"x".repeat(257)).is_err());
+        assert!(check_trial(r#"{"content":"I owe Eve 1000 euros","channel":"7"}"#).is_err());
+        assert!(check_trial(&format!("{} {}", "a".repeat(20), "b".repeat(20))).is_err());
+        assert!(check_trial("-----BEGIN CERTIFICATE REQUEST-----MIIB").is_err());
+    }
+}

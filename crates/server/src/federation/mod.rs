@@ -1,0 +1,414 @@
+//! Other home servers: finding them, fetching their actors' certificates, checking them
+//! completely and caching them for exactly the window their home server signed (core §3.1,
+//! §6.4; DIGEST §4.8, §5.6).
+//!
+//! A certificate is believed only when it chains to a root fetched from the FID's own home
+//! server — never from a third party —, names that FID, carries a cache signature of the
+//! home server's current key over a window that includes now, and is not revoked. Nothing
+//! here creates sessions (that is `sessions`, which uses this module); HTTP to other servers
+//! is in `remote.rs`.
+
+pub mod error;
+pub mod remote;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use fugue_proto::cache::{CacheableIdCert, MAX_WINDOW_S, check_actor_entry, check_root};
+use fugue_proto::certs::IdCert;
+use fugue_proto::{DomainName, FederationId, Serial, api};
+
+pub use error::Error;
+use remote::Remote;
+
+use crate::config;
+
+/// How long a discovered home-server address is reused before it is looked up again.
+const HOME_TTL_S: u64 = 600;
+/// Entries kept per cache before the expired ones are dropped.
+const CACHE_SWEEP_AT: usize = 50_000;
+
+/// A foreign actor certificate that passed every check, as its home server sent it.
+#[derive(Debug, Clone)]
+pub struct ForeignCert {
+    pub cacheable: CacheableIdCert,
+    pub cert: IdCert,
+    /// Usable for new verifications until then: the end of the signed window or of the
+    /// certificate, whichever is first.
+    pub until: u64,
+}
+
+#[derive(Clone)]
+struct Home {
+    /// `…/.p2/core/` of the home server, with trailing slash.
+    api: String,
+    until: u64,
+}
+
+#[derive(Clone)]
+struct Root {
+    cert: IdCert,
+    until: u64,
+}
+
+struct Inner {
+    own_domain: DomainName,
+    remote: Remote,
+    homes: Mutex<HashMap<String, Home>>,
+    /// Current root per domain.
+    roots: Mutex<HashMap<String, Root>>,
+    /// The historical root that issued an actor cert, per (domain, actor cert serial).
+    old_roots: Mutex<HashMap<(String, u64), IdCert>>,
+    certs: Mutex<HashMap<(String, u64), ForeignCert>>,
+    /// Each actor's entries as its home server listed them, in its order, until the first
+    /// signed window among them ends.
+    lists: Mutex<HashMap<String, (Vec<CacheableIdCert>, u64)>>,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Federation(Arc<Inner>);
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Federation {
+    pub fn new(own_domain: DomainName, cfg: config::Federation) -> Self {
+        Self(Arc::new(Inner {
+            own_domain,
+            remote: Remote::new(cfg),
+            homes: Mutex::default(),
+            roots: Mutex::default(),
+            old_roots: Mutex::default(),
+            certs: Mutex::default(),
+            lists: Mutex::default(),
+        }))
+    }
+
+    /// Requests sent to other servers so far.
+    pub fn requests_sent(&self) -> u64 {
+        self.0.remote.sent()
+    }
+
+    /// A valid FID of another home server.
+    pub fn foreign_fid(&self, fid: &str) -> Result<FederationId, Error> {
+        let fid: FederationId = fid
+            .parse()
+            .map_err(|e: fugue_proto::ids::IdError| Error::InvalidFid(e.to_string()))?;
+        if fid.domain() == &self.0.own_domain {
+            return Err(Error::LocalActor(fid.to_string()));
+        }
+        // Anyone can make us fetch from an FID's domain: never from this machine or an
+        // address literal, unless the operator mapped it for development.
+        let domain = fid.domain().as_str();
+        let ipv4 = domain
+            .split('.')
+            .all(|l| l.bytes().all(|b| b.is_ascii_digit()));
+        let single_label = !domain.contains('.');
+        if (ipv4 || single_label) && !self.0.remote.is_mapped(domain) {
+            return Err(Error::InvalidFid(format!(
+                "{domain} is not a public domain name"
+            )));
+        }
+        Ok(fid)
+    }
+
+    /// The home server of `domain` (core §3.1): the domain itself when its server cert names
+    /// it; otherwise the host its `.well-known/polyproto-core` delegates to, but only if that
+    /// host's server cert names `domain`. A delegated host is never a home server for its
+    /// own name on that account.
+    async fn home(&self, domain: &DomainName, now: u64) -> Result<Home, Error> {
+        let key = domain.to_string();
+        if let Some(h) = lock(&self.0.homes).get(&key).filter(|h| h.until > now) {
+            return Ok(h.clone());
+        }
+        let remote = &self.0.remote;
+        let direct = format!("{}/.p2/core/", remote.base_url(&key));
+        let home = match self.fetch_root(domain, &direct, now).await {
+            Ok(root) => {
+                self.remember_root(domain, root, now);
+                direct
+            }
+            Err(direct_err) => {
+                let well_known = format!("{}{}", remote.base_url(&key), api::well_known::PATH);
+                let answer: Option<api::well_known::Response> = remote
+                    .get_json(&key, &well_known)
+                    .await
+                    .map_err(|e| Error::home(domain, e))?;
+                let Some(answer) = answer else {
+                    return Err(direct_err);
+                };
+                let api = remote
+                    .rebase(&answer.api)
+                    .map_err(|e| Error::home(domain, e))?;
+                let api = if api.ends_with('/') {
+                    api
+                } else {
+                    format!("{api}/")
+                };
+                let root = self.fetch_root(domain, &api, now).await.map_err(|e| {
+                    Error::NotAHomeServer {
+                        domain: key.clone(),
+                        reason: format!("the host its .well-known names fails: {e}"),
+                    }
+                })?;
+                self.remember_root(domain, root, now);
+                api
+            }
+        };
+        let h = Home {
+            api: home,
+            until: now + HOME_TTL_S,
+        };
+        bounded_insert(&self.0.homes, key, h.clone(), |h| h.until > now);
+        Ok(h)
+    }
+
+    /// Fetches and checks the current root at `api` for `domain`.
+    async fn fetch_root(&self, domain: &DomainName, api: &str, now: u64) -> Result<Root, Error> {
+        let url = format!("{api}v1/idcert/server");
+        let cacheable: CacheableIdCert = self
+            .0
+            .remote
+            .get_json(domain.as_str(), &url)
+            .await
+            .map_err(|e| Error::home(domain, e))?
+            .ok_or_else(|| Error::NotAHomeServer {
+                domain: domain.to_string(),
+                reason: "no server certificate".into(),
+            })?;
+        let cert = check_root(&cacheable, domain, None).map_err(|why| Error::NotAHomeServer {
+            domain: domain.to_string(),
+            reason: format!("its server certificate {why}"),
+        })?;
+        cert.valid_at(now).map_err(|e| Error::NotAHomeServer {
+            domain: domain.to_string(),
+            reason: format!("its server certificate is not valid now: {e}"),
+        })?;
+        let until = window_end(&cacheable, cert.not_after, now);
+        Ok(Root { cert, until })
+    }
+
+    fn remember_root(&self, domain: &DomainName, root: Root, now: u64) {
+        bounded_insert(&self.0.roots, domain.to_string(), root, |r| r.until > now);
+    }
+
+    /// The current root of the FID's home server, from the cache while its window lasts.
+    async fn current_root(
+        &self,
+        domain: &DomainName,
+        home: &Home,
+        now: u64,
+    ) -> Result<IdCert, Error> {
+        if let Some(r) = lock(&self.0.roots)
+            .get(domain.as_str())
+            .filter(|r| r.until > now)
+        {
+            return Ok(r.cert.clone());
+        }
+        let root = self.fetch_root(domain, &home.api, now).await?;
+        let cert = root.cert.clone();
+        self.remember_root(domain, root, now);
+        Ok(cert)
+    }
+
+    /// The root that issued `cert`: the current one, or the one the home server names for the
+    /// time of issuance, checked like the current one.
+    async fn issuer(
+        &self,
+        domain: &DomainName,
+        home: &Home,
+        current: &IdCert,
+        cert: &IdCert,
+    ) -> Result<IdCert, Error> {
+        if cert.verify_signature(&current.key).is_ok() {
+            return Ok(current.clone());
+        }
+        let key = (domain.to_string(), cert.serial.0);
+        if let Some(r) = lock(&self.0.old_roots).get(&key) {
+            return Ok(r.clone());
+        }
+        let url = format!("{}v1/idcert/server?timestamp={}", home.api, cert.not_before);
+        let cacheable: CacheableIdCert = self
+            .0
+            .remote
+            .get_json(domain.as_str(), &url)
+            .await
+            .map_err(|e| Error::home(domain, e))?
+            .ok_or_else(|| Error::invalid(cert.serial, "its home server has no root for it"))?;
+        let root = check_root(&cacheable, domain, Some(&current.key))
+            .map_err(|why| Error::invalid(cert.serial, format!("the root of its time {why}")))?;
+        // Historical roots never change; the map is only bounded against hostile domains.
+        bounded_insert(&self.0.old_roots, key, root.clone(), |_| false);
+        Ok(root)
+    }
+
+    /// The certificate `serial` of `fid`, checked completely (see the module docs). From the
+    /// cache while its signed window lasts, unless `fresh` (a status check, OP-39).
+    pub async fn verified_cert(
+        &self,
+        fid: &FederationId,
+        serial: u64,
+        now: u64,
+        fresh: bool,
+    ) -> Result<ForeignCert, Error> {
+        let key = (fid.to_string(), serial);
+        let cached = lock(&self.0.certs)
+            .get(&key)
+            .filter(|c| !fresh && in_window(c, now))
+            .cloned();
+        // A cached entry is judged like a fresh one: a revoked certificate stays revoked.
+        if let Some(c) = cached {
+            return usable(c, now);
+        }
+        let all = self.fetch_certs(fid, now).await?;
+        all.into_iter()
+            .find(|c| c.cert.serial.0 == serial)
+            .ok_or(Error::CertNotFound {
+                fid: fid.to_string(),
+                serial,
+            })
+            .and_then(|c| usable(c, now))
+    }
+
+    /// Every certificate the home server lists for `fid`, each checked and cached; the
+    /// answers are passed on unchanged (core §6.4). Revoked and expired ones are included
+    /// (callers decide), entries that fail a check are an error.
+    pub async fn fetch_certs(
+        &self,
+        fid: &FederationId,
+        now: u64,
+    ) -> Result<Vec<ForeignCert>, Error> {
+        let domain = fid.domain();
+        let home = self.home(domain, now).await?;
+        let current = self.current_root(domain, &home, now).await?;
+        // A '%' in a local name is itself, not the start of an escape.
+        let url = format!(
+            "{}v1/idcert/actor/{}",
+            home.api,
+            fid.to_string().replace('%', "%25")
+        );
+        let entries: Vec<CacheableIdCert> = self
+            .0
+            .remote
+            .get_json(domain.as_str(), &url)
+            .await
+            .map_err(|e| Error::home(domain, e))?
+            .unwrap_or_default();
+        let mut out = Vec::with_capacity(entries.len());
+        for cacheable in entries {
+            let parsed = IdCert::parse(cacheable.id_cert_pem.as_bytes())
+                .map_err(|e| Error::invalid(Serial(0), format!("does not parse: {e}")))?;
+            let root = self.issuer(domain, &home, &current, &parsed).await?;
+            let cert = check_actor_entry(&cacheable, fid, &root, &current.key)
+                .map_err(|why| Error::invalid(parsed.serial, why))?;
+            let until = window_end(&cacheable, cert.not_after, now);
+            out.push(ForeignCert {
+                cacheable,
+                cert,
+                until,
+            });
+        }
+        let mut cache = lock(&self.0.certs);
+        if cache.len() > CACHE_SWEEP_AT {
+            cache.retain(|_, c| c.until > now);
+        }
+        for c in &out {
+            if in_window(c, now) {
+                cache.insert((fid.to_string(), c.cert.serial.0), c.clone());
+            }
+        }
+        drop(cache);
+        let list_until = out
+            .iter()
+            .map(|c| window_end(&c.cacheable, u64::MAX, now))
+            .min()
+            .unwrap_or(now);
+        let mut lists = lock(&self.0.lists);
+        if lists.len() > CACHE_SWEEP_AT {
+            lists.retain(|_, (_, until)| *until > now);
+        }
+        if list_until > now && out.iter().all(|c| c.cacheable.window_contains(now)) {
+            let list = out.iter().map(|c| c.cacheable.clone()).collect();
+            lists.insert(fid.to_string(), (list, list_until));
+        } else {
+            lists.remove(&fid.to_string());
+        }
+        Ok(out)
+    }
+
+    /// `GET /idcert/actor/{fid}` for a foreign actor known here: the home server's entries,
+    /// unchanged, from the cache while every window lasts.
+    pub async fn foreign_actor_certs(
+        &self,
+        fid: &FederationId,
+        now: u64,
+    ) -> Result<Vec<CacheableIdCert>, Error> {
+        let cached = lock(&self.0.lists)
+            .get(&fid.to_string())
+            .filter(|(_, until)| *until > now)
+            .map(|(list, _)| list.clone());
+        if let Some(list) = cached {
+            return Ok(list);
+        }
+        Ok(self
+            .fetch_certs(fid, now)
+            .await?
+            .into_iter()
+            .map(|c| c.cacheable)
+            .collect())
+    }
+}
+
+/// May stand in for asking the home server now: its signed window has begun and not ended.
+fn in_window(c: &ForeignCert, now: u64) -> bool {
+    c.until > now && c.cacheable.window_contains(now)
+}
+
+/// Usable for a new verification now: inside its window and validity, not revoked.
+fn usable(c: ForeignCert, now: u64) -> Result<ForeignCert, Error> {
+    let serial = c.cert.serial;
+    if let Some(at) = c.cacheable.invalidated_at {
+        return Err(Error::Revoked {
+            serial: serial.0,
+            at,
+        });
+    }
+    if !c.cacheable.window_contains(now) {
+        return Err(Error::invalid(
+            serial,
+            "its cache window does not include now",
+        ));
+    }
+    c.cert
+        .valid_at(now)
+        .map_err(|e| Error::invalid(serial, format!("not valid now: {e}")))?;
+    Ok(c)
+}
+
+/// The end of a signed window, never beyond the certificate nor beyond what the spec allows.
+fn window_end(c: &CacheableIdCert, not_after: u64, now: u64) -> u64 {
+    c.not_valid_after
+        .min(not_after)
+        .min(c.not_valid_before.saturating_add(MAX_WINDOW_S))
+        .min(now.saturating_add(MAX_WINDOW_S))
+}
+
+/// Inserts into a cache map; past `CACHE_SWEEP_AT` entries, drops those `keep` rejects, and
+/// if that is not enough, everything (a hostile peer must not grow our memory).
+fn bounded_insert<K: std::hash::Hash + Eq, V>(
+    map: &Mutex<HashMap<K, V>>,
+    key: K,
+    value: V,
+    keep: impl Fn(&V) -> bool,
+) {
+    let mut m = lock(map);
+    if m.len() >= CACHE_SWEEP_AT {
+        m.retain(|_, v| keep(v));
+        if m.len() >= CACHE_SWEEP_AT {
+            m.clear();
+        }
+    }
+    m.insert(key, value);
+}

@@ -1,0 +1,99 @@
+//! Thin handlers for service discovery: extract, call [`Services`](super::Services), convert.
+
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use fugue_proto::api::{discover_services, register_service, set_primary_provider};
+use fugue_proto::services::{Service, parse_delete_query};
+
+use super::Error;
+use crate::AppState;
+use crate::http::{ApiResult, ClientIp, Json, Path, Query, Solution, created, ok};
+use crate::sessions::Authed;
+
+/// `POST /.p2/core/v1/services`
+pub async fn register_service(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    authed: Authed,
+    Solution(solution): Solution,
+    Json(req): Json<register_service::Request>,
+) -> ApiResult<Response> {
+    // Only a second factor costs anything to check (Argon2).
+    if solution.is_some() {
+        app.limits.sensitive.check(&ip)?;
+    }
+    let service = app
+        .services
+        .add(
+            &authed,
+            req.service,
+            solution.as_deref(),
+            app.config.clock.now(),
+        )
+        .await?;
+    Ok(created(service).into_response())
+}
+
+/// `DELETE /.p2/core/v1/services?url=&name=` — sensitive when a primary provider goes.
+pub async fn unregister_service(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    authed: Authed,
+    Solution(solution): Solution,
+    RawQuery(query): RawQuery,
+) -> ApiResult<Response> {
+    if solution.is_some() {
+        app.limits.sensitive.check(&ip)?;
+    }
+    let pairs = parse_delete_query(query.as_deref()).map_err(Error::from)?;
+    let chosen = app
+        .services
+        .remove(&authed, pairs, solution.as_deref(), app.config.clock.now())
+        .await?;
+    Ok(ok(chosen).into_response())
+}
+
+/// `PUT /.p2/core/v1/services/primary` — sensitive.
+pub async fn set_primary_provider(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    authed: Authed,
+    Solution(solution): Solution,
+    Json(req): Json<set_primary_provider::Request>,
+) -> ApiResult<Response> {
+    app.limits.sensitive.check(&ip)?;
+    let changed = app
+        .services
+        .set_primary(&authed, req, solution.as_deref(), app.config.clock.now())
+        .await?;
+    Ok(ok(changed).into_response())
+}
+
+/// `GET /.p2/core/v1/services/discover/{fid}?limit=`
+pub async fn discover_services(
+    State(app): State<AppState>,
+    Path(fid): Path<String>,
+    Query(q): Query<discover_services::Query>,
+) -> ApiResult<Response> {
+    Ok(listing(app.services.discover(&fid, None, q.limit).await?))
+}
+
+/// `GET /.p2/core/v1/services/discover/{fid}/{service}?limit=`
+pub async fn discover_service(
+    State(app): State<AppState>,
+    Path((fid, service)): Path<(String, String)>,
+    Query(q): Query<discover_services::Query>,
+) -> ApiResult<Response> {
+    let found = app.services.discover(&fid, Some(&service), q.limit).await?;
+    Ok(listing(found))
+}
+
+/// 200 with the list, or 204 when it is empty.
+fn listing(found: Vec<Service>) -> Response {
+    if found.is_empty() {
+        return StatusCode::NO_CONTENT.into_response();
+    }
+    ok(found).into_response()
+}

@@ -1,0 +1,251 @@
+//! Key trials (DIGEST §5.4, OP-20 to OP-22) and sessions of actors of other home servers:
+//! signing in with a completed trial (core §4.1.1), certificate updates (OP-39), and the
+//! public record of completed trials.
+
+use rand_core::{OsRng, RngCore};
+
+use fugue_proto::FederationId;
+use fugue_proto::api::{keytrials, session_auth};
+use fugue_proto::certs::{IdCert, verify_strict};
+use fugue_store::{KeyTrialQuery, KeyTrialRow};
+
+use super::{Authed, Error, Sessions, hash_secret, new_token, random_id};
+
+/// Length of a key trial: 64 alphanumerics (32–256 allowed, ≥ 64 recommended).
+const TRIAL_LEN: usize = 64;
+const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// 64 random alphanumerics with at least one lower, one upper case letter and one digit.
+fn trial_text() -> String {
+    loop {
+        let t: String = (0..TRIAL_LEN)
+            .map(|_| ALNUM[(OsRng.next_u32() % ALNUM.len() as u32) as usize] as char)
+            .collect();
+        if t.bytes().any(|b| b.is_ascii_lowercase())
+            && t.bytes().any(|b| b.is_ascii_uppercase())
+            && t.bytes().any(|b| b.is_ascii_digit())
+        {
+            return t;
+        }
+    }
+}
+
+fn as_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn as_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// What `PUT /session/idcert/extern` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExternOutcome {
+    /// The session now uses this certificate.
+    Updated,
+    /// The home server says the certificate is revoked: the session is over.
+    Ended,
+}
+
+impl Sessions {
+    /// `GET /session/auth?fid=`: a single-use key trial for an actor of another server.
+    pub async fn key_trial(&self, fid: &str, now: u64) -> Result<session_auth::KeyTrial, Error> {
+        let fid = self.federation.foreign_fid(fid)?;
+        let mut id = [0u8; 16];
+        OsRng.fill_bytes(&mut id);
+        let row = KeyTrialRow {
+            id: hex::encode(id),
+            fid: fid.to_string(),
+            trial: trial_text(),
+            expires_at: as_i64(now + self.config.federation.key_trial_lifetime_s),
+            created_at: as_i64(now),
+            completed_at: None,
+            completion: None,
+        };
+        self.store.insert_key_trial(&row).await?;
+        Ok(session_auth::KeyTrial {
+            trial: row.trial,
+            expires: as_u64(row.expires_at),
+            id: Some(row.id),
+        })
+    }
+
+    /// `POST /session/auth`: spends the trial, fetches and checks the certificate at the
+    /// actor's home server, verifies the trial signature, and opens a session for the
+    /// foreign actor. Returns its token.
+    pub async fn sign_in(
+        &self,
+        c: session_auth::KeyTrialCompleted,
+        now: u64,
+    ) -> Result<String, Error> {
+        let fid = self.federation.foreign_fid(&c.fid)?;
+        let signature =
+            hex::decode(&c.signature).map_err(|_| Error::KeyTrialSignature(c.serial_number))?;
+        let completion = serde_json::json!({
+            "signature": c.signature,
+            "serialNumber": c.serial_number.to_string(),
+        })
+        .to_string();
+        // Spent before anything else happens: a trial is answered once, right or wrong.
+        let trial = self
+            .store
+            .claim_key_trial(
+                &fid.to_string(),
+                c.id.as_deref(),
+                c.trial.as_deref(),
+                &completion,
+                as_i64(now),
+            )
+            .await?
+            .ok_or(Error::KeyTrialInvalid)?;
+        let foreign = self
+            .federation
+            .verified_cert(&fid, c.serial_number, now, false)
+            .await?;
+        verify_strict(&foreign.cert.key, trial.trial.as_bytes(), &signature)
+            .map_err(|_| Error::KeyTrialSignature(c.serial_number))?;
+        let session_id = foreign
+            .cert
+            .session_id()
+            .ok_or_else(|| Error::InvalidSessionId("the certificate names no session".into()))?;
+        let actor = self
+            .store
+            .foreign_actor(&fid.to_string(), random_id(), as_i64(now))
+            .await?;
+        let token = new_token();
+        self.store
+            .open_foreign_session(
+                random_id(),
+                actor.id,
+                session_id.as_str(),
+                &hash_secret(&token),
+                as_i64(foreign.cert.serial.0),
+                as_i64(foreign.cert.not_after),
+                as_i64(now),
+            )
+            .await?;
+        tracing::info!(%fid, session = %session_id, "foreign actor signed in");
+        Ok(token)
+    }
+
+    /// `PUT /session/idcert/extern`: the foreign session's certificate changed or was revoked.
+    /// Its status is fetched from the home server, never taken from the caller.
+    pub async fn update_foreign_cert(
+        &self,
+        authed: &Authed,
+        body: &[u8],
+        now: u64,
+    ) -> Result<ExternOutcome, Error> {
+        if !authed.is_foreign() {
+            return Err(Error::NotForeign);
+        }
+        // The reference SDK sends the PEM as a JSON string literal (SDK-COMPAT §2.1).
+        let pem: Vec<u8> = match serde_json::from_slice::<String>(body) {
+            Ok(s) => s.into_bytes(),
+            Err(_) => body.to_vec(),
+        };
+        let cert = IdCert::parse(&pem).map_err(|e| Error::NotACert(e.to_string()))?;
+        let serial = cert.serial;
+        if cert.fid().as_ref() != Some(&authed.fid)
+            || cert.session_id().map(|s| s.to_string()) != Some(authed.session.session_id.clone())
+        {
+            return Err(Error::ForeignCertMismatch(serial.0));
+        }
+        match self
+            .federation
+            .verified_cert(&authed.fid, serial.0, now, true)
+            .await
+        {
+            Ok(home) if home.cert.der == cert.der => {
+                self.store
+                    .update_foreign_session(
+                        authed.session.id,
+                        as_i64(serial.0),
+                        as_i64(home.cert.not_after),
+                    )
+                    .await?;
+                Ok(ExternOutcome::Updated)
+            }
+            Ok(_) => Err(Error::ForeignCertMismatch(serial.0)),
+            Err(crate::federation::Error::Revoked { .. }) => {
+                // Only the revocation of the certificate the session uses ends it; an old,
+                // long revoked one of the same session changes nothing.
+                let current = self.store.foreign_serial(authed.session.id).await?;
+                if current != Some(as_i64(serial.0)) {
+                    return Err(Error::ForeignCertMismatch(serial.0));
+                }
+                self.store
+                    .end_session(authed.session.id, as_i64(now))
+                    .await?;
+                tracing::info!(fid = %authed.fid, serial = serial.0, "foreign session ended: certificate revoked");
+                Ok(ExternOutcome::Ended)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// `GET /keytrial/{fid}`: completed trials of an actor known here, once expired.
+    pub async fn public_key_trials(
+        &self,
+        fid: &str,
+        q: &keytrials::Query,
+        now: u64,
+    ) -> Result<Vec<keytrials::Entry>, Error> {
+        let fid: FederationId = fid.parse().map_err(|e: fugue_proto::ids::IdError| {
+            crate::federation::Error::InvalidFid(e.to_string())
+        })?;
+        let name = if fid.domain() == self.identity.domain() {
+            fid.local_name().to_string()
+        } else {
+            fid.to_string()
+        };
+        if self.store.actor_by_name(&name).await?.is_none() {
+            return Err(Error::ActorNotFound(fid.to_string()));
+        }
+        let rows = self
+            .store
+            .public_key_trials(
+                &fid.to_string(),
+                &KeyTrialQuery {
+                    id: q.id.clone(),
+                    not_before: q.not_before.map(as_i64),
+                    not_after: q.not_after.map(as_i64),
+                    limit: i64::from(q.limit.unwrap_or(0)),
+                },
+                as_i64(now),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let done: serde_json::Value =
+                    serde_json::from_str(r.completion.as_deref()?).ok()?;
+                let completion = keytrials::Completion {
+                    signature: done.get("signature")?.as_str()?.to_owned(),
+                    serial_number: fugue_proto::gateway::uint(done.get("serialNumber")?)?,
+                };
+                Some(keytrials::Entry {
+                    key_trial: session_auth::KeyTrial {
+                        trial: r.trial,
+                        expires: as_u64(r.expires_at),
+                        id: Some(r.id),
+                    },
+                    key_trial_completion: vec![completion],
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::trial_text;
+
+    #[test]
+    fn trials_are_64_mixed_alphanumerics_and_unique() {
+        let a = trial_text();
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(a, trial_text());
+    }
+}

@@ -1,0 +1,200 @@
+//! Persistence for federation: key trials, and actors of other home servers with their
+//! sessions here.
+
+use crate::engine::{Result, Row, Stmt};
+use crate::{ActorRow, Store, params};
+
+/// A key trial handed out by `GET /session/auth` (DIGEST §5.4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTrialRow {
+    pub id: String,
+    pub fid: String,
+    pub trial: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+    pub completed_at: Option<i64>,
+    /// The completion as received (JSON), once completed.
+    pub completion: Option<String>,
+}
+
+/// Filters of `GET /keytrial/{fid}`.
+#[derive(Debug, Clone, Default)]
+pub struct KeyTrialQuery {
+    pub id: Option<String>,
+    pub not_before: Option<i64>,
+    pub not_after: Option<i64>,
+    /// 0 = no limit.
+    pub limit: i64,
+}
+
+fn key_trial(r: &Row) -> Result<KeyTrialRow> {
+    Ok(KeyTrialRow {
+        id: r.string(0)?,
+        fid: r.string(1)?,
+        trial: r.string(2)?,
+        expires_at: r.i64(3)?,
+        created_at: r.i64(4)?,
+        completed_at: r.opt_i64(5)?,
+        completion: r.opt_string(6)?,
+    })
+}
+
+impl Store {
+    pub async fn insert_key_trial(&self, t: &KeyTrialRow) -> Result<()> {
+        self.execute(
+            "INSERT INTO key_trials (id, fid, trial, expires_at, created_at, completed_at, completion)
+             VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
+            params![t.id.clone(), t.fid.clone(), t.trial.clone(), t.expires_at, t.created_at],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Spends the newest usable key trial of `fid` (by `id` or `trial` text when given):
+    /// unexpired at `now` and never completed. Exactly one caller can spend a trial.
+    pub async fn claim_key_trial(
+        &self,
+        fid: &str,
+        id: Option<&str>,
+        trial: Option<&str>,
+        completion: &str,
+        now: i64,
+    ) -> Result<Option<KeyTrialRow>> {
+        // By id through the primary key; otherwise the newest open trial through the index
+        // of open trials, so an actor's history of spent trials costs nothing.
+        let rows = match id {
+            Some(id) => {
+                self.query(
+                    "UPDATE key_trials SET completed_at = $3, completion = $4
+                     WHERE id = $1 AND fid = $2 AND completed_at IS NULL AND expires_at >= $3
+                       AND ($5 IS NULL OR trial = $5)
+                     RETURNING id, fid, trial, expires_at, created_at, completed_at, completion",
+                    params![id, fid, now, completion, trial.map(str::to_owned)],
+                )
+                .await?
+            }
+            None => {
+                self.query(
+                    "UPDATE key_trials SET completed_at = $3, completion = $4
+                     WHERE completed_at IS NULL AND expires_at >= $3 AND id =
+                       (SELECT id FROM key_trials
+                        WHERE fid = $1 AND completed_at IS NULL AND expires_at >= $3
+                          AND ($2 IS NULL OR trial = $2)
+                        ORDER BY created_at DESC, id LIMIT 1)
+                     RETURNING id, fid, trial, expires_at, created_at, completed_at, completion",
+                    params![fid, trial.map(str::to_owned), now, completion],
+                )
+                .await?
+            }
+        };
+        rows.first().map(key_trial).transpose()
+    }
+
+    /// Completed key trials of `fid` whose lifetime is over (they are public then), oldest
+    /// first.
+    pub async fn public_key_trials(
+        &self,
+        fid: &str,
+        q: &KeyTrialQuery,
+        now: i64,
+    ) -> Result<Vec<KeyTrialRow>> {
+        let limit = if q.limit <= 0 { i64::MAX } else { q.limit };
+        self.query(
+            "SELECT id, fid, trial, expires_at, created_at, completed_at, completion FROM key_trials
+             WHERE fid = $1 AND completed_at IS NOT NULL AND expires_at < $2
+               AND ($3 IS NULL OR id = $3)
+               AND ($4 IS NULL OR completed_at >= $4) AND ($5 IS NULL OR completed_at <= $5)
+             ORDER BY completed_at, id LIMIT $6",
+            params![fid, now, q.id.clone(), q.not_before, q.not_after, limit],
+        )
+        .await?
+        .iter()
+        .map(key_trial)
+        .collect()
+    }
+
+    /// The row standing for an actor of another home server (its local name is the whole
+    /// FID, which no local name can be); created on first sight.
+    pub async fn foreign_actor(&self, fid: &str, id: i64, now: i64) -> Result<ActorRow> {
+        self.execute(
+            "INSERT INTO actors (id, local_name, password_hash, totp_secret, totp_pending, is_admin, created_at)
+             VALUES ($1, $2, '', NULL, NULL, 0, $3) ON CONFLICT (local_name) DO NOTHING",
+            params![id, fid, now],
+        )
+        .await?;
+        self.actor_by_name(fid)
+            .await?
+            .ok_or_else(|| crate::Error::Decode("foreign actor vanished".into()))
+    }
+
+    /// Opens a session for a foreign actor that proved its key: it lives until `expires_at`
+    /// (the end of its certificate) and replaces an active session with the same session ID.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn open_foreign_session(
+        &self,
+        id: i64,
+        actor_id: i64,
+        session_id: &str,
+        token_hash: &[u8],
+        serial: i64,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<()> {
+        self.transaction(vec![
+            Stmt::new(
+                "UPDATE sessions SET revoked_at = $3 WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL",
+                params![actor_id, session_id, now],
+            ),
+            Stmt::new(
+                "INSERT INTO sessions (id, actor_id, session_id, token_hash, cert_serial, created_at, revoked_at, expires_at, foreign_serial)
+                 VALUES ($1, $2, $3, $4, NULL, $5, NULL, $6, $7)",
+                params![id, actor_id, session_id, token_hash, now, expires_at, serial],
+            ),
+            Stmt::new(
+                "INSERT INTO gateway_positions (session_pk, acked_seq, updated_at)
+                 SELECT $1, event_seq, $3 FROM actors WHERE id = $2",
+                params![id, actor_id, now],
+            ),
+        ])
+        .await
+        .map(|_| ())
+    }
+
+    /// The certificate serial a foreign session currently uses.
+    pub async fn foreign_serial(&self, session_pk: i64) -> Result<Option<i64>> {
+        self.query(
+            "SELECT foreign_serial FROM sessions WHERE id = $1",
+            params![session_pk],
+        )
+        .await?
+        .first()
+        .map_or(Ok(None), |r| r.opt_i64(0))
+    }
+
+    /// A foreign session moves to a new certificate (`PUT /session/idcert/extern`).
+    pub async fn update_foreign_session(
+        &self,
+        session_pk: i64,
+        serial: i64,
+        expires_at: i64,
+    ) -> Result<bool> {
+        Ok(self
+            .execute(
+                "UPDATE sessions SET foreign_serial = $2, expires_at = $3 WHERE id = $1 AND revoked_at IS NULL",
+                params![session_pk, serial, expires_at],
+            )
+            .await?
+            == 1)
+    }
+
+    /// Ends a session (any kind) at `now`.
+    pub async fn end_session(&self, session_pk: i64, now: i64) -> Result<bool> {
+        Ok(self
+            .execute(
+                "UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                params![session_pk, now],
+            )
+            .await?
+            == 1)
+    }
+}
