@@ -1,14 +1,22 @@
 //! Gateway benchmarks: `cargo run --release -p fugue-bench -- gateway [--quick]`.
 //!
+//! Measured (docs/performance.md): identified idle connections on one node and the server's
+//! RSS per connection; flat-out event fan-out to the sessions of one actor (deliveries/s);
+//! publish-to-receipt latency at a paced rate; and the same fan-out and latency with two
+//! nodes sharing PostgreSQL and announcing through NATS (skipped with a message when either
+//! is unreachable).
+//!
 //! The server runs in child processes (`--serve-gateway`): cheap Argon2, no rate limits, a
 //! 120 s heartbeat interval (idle clients owe no heartbeat during a run; they still answer
 //! an op 11), a service channel `bench`, and three bench-only routes merged in with
 //! [`fugue_server::Server::serve_with`]:
 //!
-//! - `POST /bench/publish {actor, count, bytes, tasks, rate}` publishes `count` events to the
-//!   actor's stream through `Events::publish` (durable write, then the bus), from `tasks`
-//!   tasks flat out, or paced at `rate` per second. Each event's `d` is
-//!   `{"at": unix nanos just before the publish call, "pad": bytes × "x"}`.
+//! - `POST /bench/publish {actor, count, bytes, tasks, rate, thread}` publishes `count`
+//!   events to the actor's stream through `Events::publish` (durable write, then the bus),
+//!   from `tasks` tasks flat out, or paced at `rate` per second; on the server's runtime, or
+//!   with `thread` on a runtime of its own so that publishing does not queue behind the
+//!   connection tasks. Each event's `d` is `{"at": unix nanos just before the publish call,
+//!   "pad": bytes × "x"}`.
 //! - `POST /bench/ack {actors}` moves every session of those actors to its actor's newest
 //!   event, as a client that polled `GET /events` would: Identify then replays none of the
 //!   op 3 events the logins produced.
@@ -16,7 +24,8 @@
 //!
 //! Clients are tokio-tungstenite 0.29 sockets in this process (4 KiB read and write buffers,
 //! TCP_NODELAY), one task each. A client counts the event frames it receives and, while
-//! latency is being recorded, `now − at` of each.
+//! latency is being recorded, `now − at` of each. Flat-out publishing stays at most
+//! `WINDOW` events ahead of the slowest client, so no connection overflows its queue.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,6 +66,9 @@ const EVENT_PREFIX: &str = "{\"d\":{\"at\":";
 const WINDOW: u64 = 512;
 /// Events per `POST /bench/publish` in the flat-out runs.
 const BATCH: u64 = 64;
+/// Publishing tasks of the main fan-out runs: events in flight at once, so that the gateway
+/// gets them faster than one durable write at a time.
+const PUBLISHERS: u64 = 8;
 /// Paced publishing rate of the latency measure.
 const LATENCY_RATE: u64 = 100;
 /// Connections opened at once.
@@ -113,6 +125,10 @@ struct PublishReq {
     /// Events per second; 0 = flat out.
     #[serde(default)]
     rate: u64,
+    /// Publish from a thread of its own (a runtime with one worker) instead of the server's
+    /// runtime: publishing then does not wait behind the connection tasks.
+    #[serde(default)]
+    thread: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -153,6 +169,28 @@ async fn publish_one(events: &Events, actor_id: i64, pad: &str) {
 
 async fn publish(events: Events, store: Store, req: PublishReq) -> Json<PublishResp> {
     let actor_id = store.actor_by_name(&req.actor).await.unwrap().unwrap().id;
+    if req.thread {
+        let task = publisher_runtime().spawn(publish_many(events, actor_id, req));
+        return Json(task.await.unwrap());
+    }
+    Json(publish_many(events, actor_id, req).await)
+}
+
+/// The runtime of [`PublishReq::thread`]: one worker thread of its own, kept for the life of
+/// the process (database connections opened on it stay usable).
+fn publisher_runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("bench-publisher")
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+async fn publish_many(events: Events, actor_id: i64, req: PublishReq) -> PublishResp {
     let pad: Arc<str> = "x".repeat(req.bytes).into();
     let start = Instant::now();
     if let Some(period) = 1_000_000_000u64.checked_div(req.rate) {
@@ -178,10 +216,10 @@ async fn publish(events: Events, store: Store, req: PublishReq) -> Json<PublishR
             r.unwrap();
         }
     }
-    Json(PublishResp {
+    PublishResp {
         published: req.count,
         elapsed_us: start.elapsed().as_micros() as u64,
-    })
+    }
 }
 
 async fn ack(store: Store, req: AckReq) -> Json<AckResp> {
@@ -513,6 +551,7 @@ struct Node {
     child: Child_,
     base: String,
     addr: SocketAddr,
+    postgres: bool,
 }
 
 impl Node {
@@ -545,6 +584,7 @@ async fn start_node(dir: &Path, name: &str, extra: &[String]) -> Option<Node> {
         child,
         base: format!("http://{addr}"),
         addr,
+        postgres: extra.iter().any(|a| a.starts_with("pg=")),
     })
 }
 
@@ -652,27 +692,125 @@ fn received(stats: &[&Arc<Stats>], base: &[u64]) -> u64 {
         .unwrap_or(0)
 }
 
-/// One flat-out fan-out run: `events` events published on `node` as fast as the slowest
-/// client allows (at most `WINDOW` ahead of it), until every client received all of them.
-/// Returns deliveries per second, end to end (first publish request to last receipt).
+/// How the child publishes during a fan-out run.
+#[derive(Clone, Copy)]
+struct Publisher {
+    /// On a thread of its own (see [`PublishReq::thread`]) or on the server's runtime.
+    thread: bool,
+    /// Publishing tasks per request.
+    tasks: u64,
+}
+
+impl Publisher {
+    fn describe(self) -> String {
+        format!(
+            "{} publisher task{} on {}",
+            self.tasks,
+            if self.tasks == 1 { "" } else { "s" },
+            if self.thread {
+                "a thread of their own"
+            } else {
+                "the server's runtime"
+            }
+        )
+    }
+}
+
+/// CPU time (user + system) of a process, or of its threads whose name starts with
+/// `thread`, in seconds (clock ticks of 1/100 s, Linux's USER_HZ).
+fn cpu_secs(pid: u32, thread: Option<&str>) -> f64 {
+    fn ticks(stat: &str) -> u64 {
+        // Fields after the command name: state is 3rd overall, utime 14th, stime 15th.
+        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        get(11) + get(12)
+    }
+    let total = match thread {
+        None => ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default()),
+        Some(prefix) => std::fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix))
+            })
+            .map(|t| ticks(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default()))
+            .sum(),
+    };
+    total as f64 / 100.0
+}
+
+/// CPU time of every PostgreSQL process on the machine, in seconds.
+fn postgres_cpu_secs() -> f64 {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| cpu_secs(pid, None))
+        .sum()
+}
+
+/// What one fan-out run measured.
+struct Run {
+    deliveries_per_s: f64,
+    /// Share of the publishing time spent waiting for the slowest client (0 = the
+    /// publisher was the limit, 1 = delivery was).
+    window_wait: f64,
+    /// CPU µs per delivery: server nodes, and this process (the clients).
+    server_us: f64,
+    client_us: f64,
+    /// CPU seconds of the database readers during the run: the SQLite reader threads
+    /// (connections reading the event log), or with PostgreSQL every PostgreSQL process
+    /// (its event writes included).
+    db_cpu_s: f64,
+}
+
+/// One flat-out fan-out run: `events` events published on `nodes[0]` as fast as the
+/// publisher manages but at most `WINDOW` ahead of the slowest client, until every client
+/// received all of them. Deliveries per second are end to end: first publish request to
+/// last receipt.
 async fn fanout_run(
     http: &reqwest::Client,
-    node: &Node,
+    nodes: &[&Node],
     actor: &str,
     stats: &[&Arc<Stats>],
     events: u64,
-) -> Result<f64, String> {
+    publisher: Publisher,
+) -> Result<Run, String> {
     let base: Vec<u64> = stats
         .iter()
         .map(|s| s.events.load(Ordering::Acquire))
         .collect();
-    let url = format!("{}/bench/publish", node.base);
+    let url = format!("{}/bench/publish", nodes[0].base);
+    let server_cpu = |n: &[&Node]| n.iter().map(|n| cpu_secs(n.pid(), None)).sum::<f64>();
+    let reader_cpu = |n: &[&Node]| {
+        if n.iter().any(|n| n.postgres) {
+            postgres_cpu_secs()
+        } else {
+            n.iter()
+                .map(|n| cpu_secs(n.pid(), Some("fugue-sqlite-r")))
+                .sum::<f64>()
+        }
+    };
+    let (cpu0, reads0, self0) = (
+        server_cpu(nodes),
+        reader_cpu(nodes),
+        cpu_secs(std::process::id(), None),
+    );
     let start = epoch().elapsed();
     let deadline = Instant::now() + Duration::from_secs(120);
     let closed = || stats.iter().any(|s| s.closed.load(Ordering::Relaxed));
     let mut published = 0;
+    let mut waited = Duration::ZERO;
     while published < events {
         let batch = BATCH.min(events - published);
+        let w0 = Instant::now();
         while published + batch > received(stats, &base) + WINDOW {
             if closed() || Instant::now() > deadline {
                 return Err(format!(
@@ -682,10 +820,15 @@ async fn fanout_run(
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let req = json!({ "actor": actor, "count": batch, "bytes": PAD, "tasks": 2 });
+        waited += w0.elapsed();
+        let req = json!({
+            "actor": actor, "count": batch, "bytes": PAD,
+            "tasks": publisher.tasks, "thread": publisher.thread,
+        });
         let _: PublishResp = post(http, url.clone(), &req).await;
         published += batch;
     }
+    let publishing = epoch().elapsed().saturating_sub(start);
     while received(stats, &base) < events {
         if closed() || Instant::now() > deadline {
             return Err(format!(
@@ -703,7 +846,14 @@ async fn fanout_run(
     let secs = Duration::from_nanos(end)
         .saturating_sub(start)
         .as_secs_f64();
-    Ok((events * stats.len() as u64) as f64 / secs)
+    let deliveries = (events * stats.len() as u64) as f64;
+    Ok(Run {
+        deliveries_per_s: deliveries / secs,
+        window_wait: waited.as_secs_f64() / publishing.as_secs_f64().max(1e-9),
+        server_us: (server_cpu(nodes) - cpu0) * 1e6 / deliveries,
+        client_us: (cpu_secs(std::process::id(), None) - self0) * 1e6 / deliveries,
+        db_cpu_s: reader_cpu(nodes) - reads0,
+    })
 }
 
 struct Latency {
@@ -791,6 +941,16 @@ fn heartbeats(stats: &[&Arc<Stats>]) -> u64 {
         .sum()
 }
 
+/// `/proc/loadavg`'s first three fields: other work on the machine skews every figure.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn self_rss_mib() -> f64 {
     rss_kib(std::process::id(), "VmRSS:") as f64 / 1024.0
 }
@@ -825,26 +985,108 @@ fn row(measure: impl Into<String>, result: impl Into<String>, target: &str, rati
     }
 }
 
-fn fanout_rows(rows: &mut Vec<Row>, label: &str, runs: &mut [f64], conns: usize, events: u64) {
+/// Runs `runs` fan-out runs (after a short warm-up) and prints each; returns them.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a benchmark step with its parameters"
+)]
+async fn fanout_series(
+    http: &reqwest::Client,
+    nodes: &[&Node],
+    actor: &str,
+    stats: &[&Arc<Stats>],
+    events: u64,
+    runs: usize,
+    publisher: Publisher,
+    warm_up: bool,
+) -> Vec<Run> {
+    if warm_up {
+        let _ = fanout_run(http, nodes, actor, stats, events / 10, publisher).await;
+    }
+    let mut out = Vec::new();
+    for i in 0..runs {
+        match fanout_run(http, nodes, actor, stats, events, publisher).await {
+            Ok(r) => {
+                println!(
+                    "fan-out, {}, run {}: {} deliveries/s ({events} events × {} connections, frame {} bytes); publisher waited for the slowest client {:.0} % of the time; CPU per delivery: server {:.2} µs, clients {:.2} µs; {} CPU {:.2} s",
+                    publisher.describe(),
+                    i + 1,
+                    thousands(r.deliveries_per_s),
+                    stats.len(),
+                    frame_len(stats),
+                    r.window_wait * 100.0,
+                    r.server_us,
+                    r.client_us,
+                    db_label(nodes),
+                    r.db_cpu_s,
+                );
+                out.push(r);
+            }
+            Err(e) => println!(
+                "fan-out, {}, run {} failed: {e}",
+                publisher.describe(),
+                i + 1
+            ),
+        }
+    }
+    out
+}
+
+fn db_label(nodes: &[&Node]) -> &'static str {
+    if nodes.iter().any(|n| n.postgres) {
+        "PostgreSQL"
+    } else {
+        "SQLite reader"
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one table row and its parameters"
+)]
+fn fanout_rows(
+    rows: &mut Vec<Row>,
+    label: &str,
+    db: &str,
+    runs: &[Run],
+    conns: usize,
+    events: u64,
+    publisher: Publisher,
+) {
+    let what = format!(
+        "{label}: deliveries/s to {conns} connections, {}",
+        publisher.describe()
+    );
     if runs.is_empty() {
-        rows.push(row(label, "no run finished", "≥ 500,000/s", "—".into()));
+        rows.push(row(what, "no run finished", "≥ 500,000/s", "—".into()));
         return;
     }
-    let list = runs
+    let mut rates: Vec<f64> = runs.iter().map(|r| r.deliveries_per_s).collect();
+    let list = rates
         .iter()
         .map(|r| thousands(*r))
         .collect::<Vec<_>>()
         .join(", ");
-    let m = median(runs);
+    let m = median(&mut rates);
+    let mut waits: Vec<f64> = runs.iter().map(|r| r.window_wait * 100.0).collect();
+    let mut server: Vec<f64> = runs.iter().map(|r| r.server_us).collect();
+    let mut client: Vec<f64> = runs.iter().map(|r| r.client_us).collect();
+    let mut reads: Vec<f64> = runs.iter().map(|r| r.db_cpu_s).collect();
+    let many = if runs.len() > 1 {
+        format!("median of {} runs ({list})", runs.len())
+    } else {
+        "1 run".to_owned()
+    };
     rows.push(row(
+        format!("{what}; {events} events per run"),
         format!(
-            "{label}: deliveries/s to {conns} connections, median of {} runs of {events} events",
-            runs.len()
-        ),
-        format!(
-            "{} (runs: {list}; = {} events/s)",
+            "{} = {} events/s, {many}; publisher waited for clients {:.0} % of the time; CPU/delivery server {:.2} µs, clients {:.2} µs; {db} CPU {:.2} s",
             thousands(m),
-            thousands(m / conns as f64)
+            thousands(m / conns as f64),
+            median(&mut waits),
+            median(&mut server),
+            median(&mut client),
+            median(&mut reads),
         ),
         "≥ 500,000/s",
         format!("{:.2}× target", m / 500_000.0),
@@ -866,6 +1108,7 @@ fn latency_rows(rows: &mut Vec<Row>, label: &str, lat: &[Latency], names: &[&str
 }
 
 fn print_table(rows: &[Row]) {
+    println!("machine load after (1/5/15-min averages): {}", loadavg());
     println!();
     println!("| measure | result | target | ratio |");
     println!("| --- | --- | --- | --- |");
@@ -924,6 +1167,7 @@ pub async fn bench(quick: bool) {
         idle_conns
     };
     let actors_n = actors_n.min(idle_conns / fan_conns).max(1);
+    println!("machine load before (1/5/15-min averages): {}", loadavg());
     let http = reqwest::Client::new();
     let record = Arc::new(AtomicBool::new(false));
     let mut rows = Vec::new();
@@ -962,9 +1206,10 @@ pub async fn bench(quick: bool) {
     let rss_before = node.rss_mib();
     let client_before = self_rss_mib();
     // Actor g0's sessions join the bench channel; the others only identify.
+    let t0 = Instant::now();
     let (fan_group, _) = connect_group(&[node.addr], &tokens[..fan_conns], true, &record).await;
-    let (idle_group, rate) =
-        connect_group(&[node.addr], &tokens[fan_conns..], false, &record).await;
+    let (idle_group, _) = connect_group(&[node.addr], &tokens[fan_conns..], false, &record).await;
+    let rate = tokens.len() as f64 / t0.elapsed().as_secs_f64();
     let held = await_connections(&http, &[&node], idle_conns).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = node.rss_mib();
@@ -1001,24 +1246,30 @@ pub async fn bench(quick: bool) {
     }
 
     let fan: Vec<&Arc<Stats>> = fan_group.stats.iter().collect();
-    // Warm-up run, not counted.
-    let _ = fanout_run(&http, &node, "g0", &fan, fan_events / 10).await;
-    let mut runs = Vec::new();
-    for i in 0..fan_runs {
-        match fanout_run(&http, &node, "g0", &fan, fan_events).await {
-            Ok(r) => {
-                println!(
-                    "fan-out run {}: {} deliveries/s ({fan_events} events × {fan_conns} connections, frame {} bytes)",
-                    i + 1,
-                    thousands(r),
-                    frame_len(&fan)
-                );
-                runs.push(r);
-            }
-            Err(e) => println!("fan-out run {} failed: {e}", i + 1),
-        }
-    }
-    fanout_rows(&mut rows, "one node", &mut runs, fan_conns, fan_events);
+    let primary = Publisher {
+        thread: true,
+        tasks: PUBLISHERS,
+    };
+    let runs = fanout_series(
+        &http,
+        &[&node],
+        "g0",
+        &fan,
+        fan_events,
+        fan_runs,
+        primary,
+        true,
+    )
+    .await;
+    fanout_rows(
+        &mut rows,
+        "one node",
+        "SQLite reader",
+        &runs,
+        fan_conns,
+        fan_events,
+        primary,
+    );
     match latency_run(&http, &node, "g0", &[&fan], &record, lat_secs).await {
         Ok(l) => {
             println!(
@@ -1029,12 +1280,49 @@ pub async fn bench(quick: bool) {
         }
         Err(e) => println!("latency run failed: {e}"),
     }
+    let rss_fanout = (node.rss_mib(), node.peak_mib());
     println!(
-        "server RSS after fan-out: {:.1} MiB (peak {:.1} MiB); heartbeats the clients had to send: {}",
-        node.rss_mib(),
-        node.peak_mib(),
+        "server RSS after fan-out and latency: {:.1} MiB (peak {:.1} MiB); heartbeats the clients had to send: {}",
+        rss_fanout.0,
+        rss_fanout.1,
         heartbeats(&fan)
     );
+    // The same with the publisher on the server's runtime, as a service handler would be.
+    for tasks in [1, PUBLISHERS] {
+        let p = Publisher {
+            thread: false,
+            tasks,
+        };
+        let runs = fanout_series(&http, &[&node], "g0", &fan, fan_events, 1, p, false).await;
+        fanout_rows(
+            &mut rows,
+            "one node",
+            "SQLite reader",
+            &runs,
+            fan_conns,
+            fan_events,
+            p,
+        );
+    }
+    println!(
+        "server RSS after those: {:.1} MiB (peak {:.1} MiB)",
+        node.rss_mib(),
+        node.peak_mib()
+    );
+    rows.push(row(
+        format!(
+            "server RSS with {fan_conns} connections after the fan-out and latency runs (now; peak)"
+        ),
+        format!("{:.1} MiB; {:.1} MiB", rss_fanout.0, rss_fanout.1),
+        "—",
+        "—".into(),
+    ));
+    rows.push(row(
+        "… and after the runs with the publisher on the server's runtime (now; peak)",
+        format!("{:.1} MiB; {:.1} MiB", node.rss_mib(), node.peak_mib()),
+        "—",
+        "—".into(),
+    ));
     fan_group.close().await;
     drop(node);
 
@@ -1120,27 +1408,25 @@ pub async fn bench(quick: bool) {
     let sa: Vec<&Arc<Stats>> = group_a.stats.iter().collect();
     let sb: Vec<&Arc<Stats>> = group_b.stats.iter().collect();
     let both: Vec<&Arc<Stats>> = sa.iter().chain(&sb).copied().collect();
-    let _ = fanout_run(&http, &a, "c0", &both, fan_events / 10).await;
-    let mut runs = Vec::new();
-    for i in 0..fan_runs {
-        match fanout_run(&http, &a, "c0", &both, fan_events).await {
-            Ok(r) => {
-                println!(
-                    "fan-out run {}: {} deliveries/s ({fan_events} events × {fan_conns} connections over 2 nodes)",
-                    i + 1,
-                    thousands(r)
-                );
-                runs.push(r);
-            }
-            Err(e) => println!("fan-out run {} failed: {e}", i + 1),
-        }
-    }
+    let runs = fanout_series(
+        &http,
+        &[&a, &b],
+        "c0",
+        &both,
+        fan_events,
+        fan_runs,
+        primary,
+        true,
+    )
+    .await;
     fanout_rows(
         &mut rows,
         "two nodes (NATS)",
-        &mut runs,
+        "PostgreSQL",
+        &runs,
         fan_conns,
         fan_events,
+        primary,
     );
     match latency_run(&http, &a, "c0", &[&sa, &sb], &record, lat_secs).await {
         Ok(l) => {

@@ -1,10 +1,11 @@
-//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway] [--quick]`.
+//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway|federation] [--quick]`.
 //!
 //! Starts the home server in a child process (this binary re-executed with `--serve` or
 //! `--serve-gateway`) on a loopback port with a fresh database, loads it over real HTTP and
 //! WebSockets from this process and prints rates and latency percentiles. Every loop is
-//! bounded in count and time. Without a subcommand both parts run: `http` (accounts,
-//! sessions, ID-Certs) first, then `gateway` (see `gateway.rs`).
+//! bounded in count and time. Without a subcommand every part runs: `http` (accounts,
+//! sessions, ID-Certs) first, then `gateway` (see `gateway.rs`), then `federation` (key
+//! trial sign-ins on a second server, see `federation.rs`).
 
 #![allow(
     clippy::unwrap_used,
@@ -12,6 +13,7 @@
     reason = "a benchmark aborts on setup errors"
 )]
 
+mod federation;
 mod gateway;
 
 use std::path::Path;
@@ -29,7 +31,7 @@ use fugue_proto::{FederationId, Serial, SessionId};
 
 const PASSWORD: &str = "benchmark password 1";
 
-const USAGE: &str = "usage: fugue-bench [http|gateway] [--quick]";
+const USAGE: &str = "usage: fugue-bench [http|gateway|federation] [--quick]";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -40,21 +42,23 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("--serve") => rt.block_on(serve(&args[2], &args[3])),
         Some("--serve-gateway") => rt.block_on(gateway::serve(&args[2..])),
+        Some("--serve-federation") => rt.block_on(federation::serve(&args[2..])),
         _ => {
             let quick = args.iter().any(|a| a == "--quick");
-            let (mut http, mut gw) = (false, false);
+            let (mut http, mut gw, mut fed) = (false, false, false);
             for a in args.iter().skip(1).filter(|a| *a != "--quick") {
                 match a.as_str() {
                     "http" | "--http" => http = true,
                     "gateway" | "--gateway" => gw = true,
+                    "federation" | "--federation" => fed = true,
                     _ => {
                         eprintln!("{USAGE}");
                         std::process::exit(2);
                     }
                 }
             }
-            if !http && !gw {
-                (http, gw) = (true, true);
+            if !http && !gw && !fed {
+                (http, gw, fed) = (true, true, true);
             }
             println!(
                 "# fugue-bench ({} mode)",
@@ -65,6 +69,9 @@ fn main() {
             }
             if gw {
                 rt.block_on(gateway::bench(quick));
+            }
+            if fed {
+                rt.block_on(federation::bench(quick));
             }
         }
     }

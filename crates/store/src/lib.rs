@@ -276,7 +276,9 @@ impl Store {
     async fn transaction_rows(&self, stmts: Vec<Stmt>) -> Result<Vec<(u64, Vec<Row>)>> {
         match &self.engine {
             Engine::Sqlite(e) => e.transaction(stmts).await,
-            Engine::Postgres(e) => e.transaction(stmts).await,
+            // Boxed: the PostgreSQL future is ~15 KB, and every caller's future (a gateway
+            // connection waiting on a write, say) would carry it, even on SQLite.
+            Engine::Postgres(e) => Box::pin(e.transaction(stmts)).await,
         }
     }
 

@@ -1,7 +1,7 @@
 //! One gateway connection: a single task that reads the client, writes numbered frames and
 //! keeps the heartbeat clock. Its state is plain data owned by the task — no locks.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,7 +79,26 @@ struct Conn {
     heartbeat_requested: Option<Instant>,
     /// When the session's certificate (or certless grace) runs out.
     session_ends: Option<Instant>,
+    /// Events that arrived ahead of a missing one, by stream position.
+    pending: BTreeMap<u64, Arc<Event>>,
+    /// Since when a gap is open.
+    gap_since: Option<Instant>,
 }
+
+/// What a timer of the connection is for.
+#[derive(Clone, Copy)]
+enum Due {
+    Heartbeat,
+    HeartbeatOverdue,
+    SessionEnd,
+    Gap,
+}
+
+/// How long an out-of-order announcement may wait for the one it overtook before the
+/// connection reads the log instead.
+const GAP_WAIT: Duration = Duration::from_millis(100);
+/// Most events held back behind a gap.
+const PENDING_MAX: usize = 256;
 
 pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
     let (sink, stream) = socket.split();
@@ -102,6 +121,8 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
         last_heartbeat: Instant::now(),
         heartbeat_requested: None,
         session_ends: None,
+        pending: BTreeMap::new(),
+        gap_since: None,
     };
     let interval = c.interval();
     if c.send_control(
@@ -239,15 +260,47 @@ impl Conn {
             return Ok(());
         }
         if e.seq > self.next_seq {
-            self.catch_up(authed, Some(e.seq - 1)).await?;
+            // Announcements of concurrent publishers can overtake each other; the missing one
+            // is usually right behind. Wait a moment before reading the log.
+            self.pending.insert(e.seq, e);
+            if self.pending.len() > PENDING_MAX {
+                return self.fill_gap(authed).await;
+            }
+            self.gap_since.get_or_insert_with(Instant::now);
+            return Ok(());
         }
-        if e.seq == self.next_seq {
-            self.next_seq += 1;
-            if self.wants(&e, authed.session.id) {
-                self.send_event(e).await?;
+        self.next_seq += 1;
+        if self.wants(&e, authed.session.id) {
+            self.send_event(e).await?;
+        }
+        self.drain_pending(authed).await
+    }
+
+    /// Sends held-back events that are next in line; drops those already delivered.
+    async fn drain_pending(&mut self, authed: &Authed) -> Result<(), End> {
+        while let Some(entry) = self.pending.first_entry() {
+            let seq = *entry.key();
+            if seq > self.next_seq {
+                break;
+            }
+            let e = entry.remove();
+            if seq == self.next_seq {
+                self.next_seq += 1;
+                if self.wants(&e, authed.session.id) {
+                    self.send_event(e).await?;
+                }
             }
         }
+        if self.pending.is_empty() {
+            self.gap_since = None;
+        }
         Ok(())
+    }
+
+    /// The missing announcement did not come: the log has the event.
+    async fn fill_gap(&mut self, authed: &Authed) -> Result<(), End> {
+        self.catch_up(authed, None).await?;
+        self.drain_pending(authed).await
     }
 
     /// Sends what the log holds after the last delivered position (up to `until`).
@@ -542,21 +595,28 @@ impl Conn {
 
     // ---- the main loop ----
 
-    fn next_deadline(&self) -> (Instant, bool) {
+    fn next_deadline(&self) -> (Instant, Due) {
         let i = self.interval();
-        let beat = match self.heartbeat_requested {
-            Some(at) => (at + i / 2, true),
-            None => (self.last_heartbeat + i * 5 / 4, false),
+        let mut next = match self.heartbeat_requested {
+            Some(at) => (at + i / 2, Due::HeartbeatOverdue),
+            None => (self.last_heartbeat + i * 5 / 4, Due::Heartbeat),
         };
-        match self.session_ends {
-            Some(end) if end < beat.0 => (end, false),
-            _ => beat,
+        if let Some(end) = self.session_ends
+            && end < next.0
+        {
+            next = (end, Due::SessionEnd);
         }
+        if let Some(since) = self.gap_since
+            && since + GAP_WAIT < next.0
+        {
+            next = (since + GAP_WAIT, Due::Gap);
+        }
+        next
     }
 
     async fn run(&mut self, authed: &Authed, reg: &mut Registration) -> End {
         loop {
-            let (deadline, overdue) = self.next_deadline();
+            let (deadline, due) = self.next_deadline();
             let step = tokio::select! {
                 biased;
                 ctl = reg.ctl.recv() => match ctl {
@@ -572,7 +632,7 @@ impl Conn {
                     Some(e) => self.deliver(e, authed).await,
                     None => Err(close(Close::UnknownError, "server shutting down")),
                 },
-                () = sleep_until(deadline) => self.on_timer(deadline, overdue, authed).await,
+                () = sleep_until(deadline) => self.on_timer(due, authed).await,
             };
             if let Err(end) = step {
                 return end;
@@ -589,27 +649,32 @@ impl Conn {
         }
     }
 
-    async fn on_timer(&mut self, at: Instant, overdue: bool, authed: &Authed) -> Result<(), End> {
-        if self.session_ends.is_some_and(|end| end <= at) {
-            // The certificate may have been renewed meanwhile.
-            let g = &self.gw.0;
-            return match g.sessions.session_still_valid(authed).await {
-                Ok(Some(ends)) => {
-                    let left = ends.saturating_sub(g.config.clock.now());
-                    self.session_ends = Some(Instant::now() + Duration::from_secs(left.max(1)));
-                    Ok(())
+    async fn on_timer(&mut self, due: Due, authed: &Authed) -> Result<(), End> {
+        match due {
+            Due::Gap => self.fill_gap(authed).await,
+            Due::SessionEnd => {
+                // The certificate may have been renewed meanwhile.
+                let g = &self.gw.0;
+                match g.sessions.session_still_valid(authed).await {
+                    Ok(Some(ends)) => {
+                        let left = ends.saturating_sub(g.config.clock.now());
+                        self.session_ends = Some(Instant::now() + Duration::from_secs(left.max(1)));
+                        Ok(())
+                    }
+                    Ok(None) => Err(close(Close::NotAuthenticated, "the session has ended")),
+                    Err(e) => Err(Self::internal(e)),
                 }
-                Ok(None) => Err(close(Close::NotAuthenticated, "the session has ended")),
-                Err(e) => Err(Self::internal(e)),
-            };
+            }
+            Due::HeartbeatOverdue => {
+                Err(close(Close::Timeout, "heartbeat request went unanswered"))
+            }
+            Due::Heartbeat => {
+                self.heartbeat_requested = Some(Instant::now());
+                self.send_control(op::HEARTBEAT_REQUEST, json!({}), false)
+                    .await
+                    .map(|_| ())
+            }
         }
-        if overdue {
-            return Err(close(Close::Timeout, "heartbeat request went unanswered"));
-        }
-        self.heartbeat_requested = Some(Instant::now());
-        self.send_control(op::HEARTBEAT_REQUEST, json!({}), false)
-            .await
-            .map(|_| ())
     }
 
     async fn on_ctl(
@@ -636,7 +701,7 @@ impl Conn {
                 }
                 Ok(())
             }
-            Ctl::Resync => self.catch_up(authed, None).await,
+            Ctl::Resync => self.fill_gap(authed).await,
             Ctl::Shutdown => Err(close(Close::UnknownError, "server shutting down")),
             Ctl::TakeOver(tx) => {
                 let _ = tx.send(self.state(authed.session.id));
