@@ -57,7 +57,6 @@ impl Store {
         fid: &str,
         id: Option<&str>,
         trial: Option<&str>,
-        completion: &str,
         now: i64,
     ) -> Result<Option<KeyTrialRow>> {
         // By id through the primary key; otherwise the newest open trial through the index
@@ -65,29 +64,39 @@ impl Store {
         let rows = match id {
             Some(id) => {
                 self.query(
-                    "UPDATE key_trials SET completed_at = $3, completion = $4
+                    "UPDATE key_trials SET completed_at = $3
                      WHERE id = $1 AND fid = $2 AND completed_at IS NULL AND expires_at >= $3
-                       AND ($5 IS NULL OR trial = $5)
+                       AND ($4 IS NULL OR trial = $4)
                      RETURNING id, fid, trial, expires_at, created_at, completed_at, completion",
-                    params![id, fid, now, completion, trial.map(str::to_owned)],
+                    params![id, fid, now, trial.map(str::to_owned)],
                 )
                 .await?
             }
             None => {
                 self.query(
-                    "UPDATE key_trials SET completed_at = $3, completion = $4
+                    "UPDATE key_trials SET completed_at = $3
                      WHERE completed_at IS NULL AND expires_at >= $3 AND id =
                        (SELECT id FROM key_trials
                         WHERE fid = $1 AND completed_at IS NULL AND expires_at >= $3
                           AND ($2 IS NULL OR trial = $2)
                         ORDER BY created_at DESC, id LIMIT 1)
                      RETURNING id, fid, trial, expires_at, created_at, completed_at, completion",
-                    params![fid, trial.map(str::to_owned), now, completion],
+                    params![fid, trial.map(str::to_owned), now],
                 )
                 .await?
             }
         };
         rows.first().map(key_trial).transpose()
+    }
+
+    /// Records the answer of a spent trial once it verified (only verified answers are public).
+    pub async fn record_key_trial_completion(&self, id: &str, completion: &str) -> Result<()> {
+        self.execute(
+            "UPDATE key_trials SET completion = $2 WHERE id = $1",
+            params![id, completion],
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Completed key trials of `fid` whose lifetime is over (they are public then), oldest
@@ -101,7 +110,7 @@ impl Store {
         let limit = if q.limit <= 0 { i64::MAX } else { q.limit };
         self.query(
             "SELECT id, fid, trial, expires_at, created_at, completed_at, completion FROM key_trials
-             WHERE fid = $1 AND completed_at IS NOT NULL AND expires_at < $2
+             WHERE fid = $1 AND completion IS NOT NULL AND expires_at < $2
                AND ($3 IS NULL OR id = $3)
                AND ($4 IS NULL OR completed_at >= $4) AND ($5 IS NULL OR completed_at <= $5)
              ORDER BY completed_at, id LIMIT $6",
@@ -139,10 +148,11 @@ impl Store {
         serial: i64,
         expires_at: i64,
         now: i64,
-    ) -> Result<()> {
-        self.transaction(vec![
+    ) -> Result<Vec<i64>> {
+        let out = self
+            .transaction_rows(vec![
             Stmt::new(
-                "UPDATE sessions SET revoked_at = $3 WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL",
+                "UPDATE sessions SET revoked_at = $3 WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL RETURNING id",
                 params![actor_id, session_id, now],
             ),
             Stmt::new(
@@ -156,8 +166,10 @@ impl Store {
                 params![id, actor_id, now],
             ),
         ])
-        .await
-        .map(|_| ())
+        .await?;
+        out.first().map_or(Ok(Vec::new()), |(_, rows)| {
+            rows.iter().map(|r| r.i64(0)).collect()
+        })
     }
 
     /// The certificate serial a foreign session currently uses.

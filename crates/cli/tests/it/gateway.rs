@@ -1565,3 +1565,68 @@ mod sdk {
         );
     }
 }
+
+// ---- ends of a connection's authority ----
+
+#[tokio::test]
+async fn a_re_key_ends_connections_identified_with_the_old_certificates_token() {
+    let server = start(|_| {}).await;
+    let mut alice = server.register("alice").await;
+    let old_token = alice.token().to_owned();
+    let old_serial = alice.current_serial().unwrap().0;
+    let mut ws = identified(&server, &old_token).await;
+    alice.renew_cert(PASSWORD).await.unwrap();
+    // The old certificate's op 4 arrives, and the connection that authenticated with it ends.
+    let (code, frames) = closed_with(&mut ws).await;
+    assert_eq!(code, 4003, "{frames:?}");
+    let last = frames.last().expect("the op 4 came first");
+    assert_eq!(last["op"], 4);
+    assert_eq!(last["d"]["serial"], old_serial);
+    // The session itself goes on with its new token: it hears of the old cert's end and
+    // stays connected.
+    let mut ws = identified(&server, alice.token()).await;
+    let missed = next(&mut ws).await;
+    assert_eq!(
+        (missed["op"].clone(), missed["d"]["serial"].clone()),
+        (json!(4), json!(old_serial))
+    );
+    server.login("alice", "phone").await.unwrap();
+    assert_eq!(next(&mut ws).await["op"], 3);
+}
+
+#[tokio::test]
+async fn a_resume_continues_the_closed_connection_not_a_live_sibling() {
+    let server = start(|_| {}).await;
+    let alice = server.register("alice").await;
+    let mut a = identified(&server, alice.token()).await;
+    let mut b = identified(&server, alice.token()).await;
+    server.login("alice", "one").await.unwrap();
+    let one_a = next(&mut a).await;
+    let one_b = next(&mut b).await;
+    assert_eq!(
+        (one_a["op"].clone(), one_b["op"].clone()),
+        (json!(3), json!(3))
+    );
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.login("alice", "two").await.unwrap();
+    assert_eq!(next(&mut b).await["op"], 3, "B stays connected");
+    let (mut resumed, _) = connect(&server).await;
+    send(
+        &mut resumed,
+        resume_frame(one_a["s"].as_u64().unwrap(), alice.token()),
+    )
+    .await;
+    let op10 = next(&mut resumed).await;
+    assert_eq!(op10["op"], 10, "{op10}");
+    let ids: Vec<&Value> = op10["d"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["id"])
+        .collect();
+    assert_eq!(ids.len(), 1, "exactly what A missed: {op10}");
+    // B was not taken over.
+    server.login("alice", "three").await.unwrap();
+    assert_eq!(next(&mut b).await["op"], 3);
+}

@@ -14,7 +14,7 @@ pub enum Error {
     InvalidFid(String),
     #[error("{0} is an actor of this server; sign in with a password instead")]
     LocalActor(String),
-    #[error("the home server of {domain} failed: {source}")]
+    #[error("the home server of {domain} did not answer usably")]
     HomeServer {
         domain: String,
         #[source]
@@ -48,6 +48,11 @@ impl Error {
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
+        // What went wrong over there is for our log, not for the client: relayed details
+        // would make us an oracle for whatever a hostile server points us at.
+        if let Error::HomeServer { domain, source } = &err {
+            tracing::warn!(%domain, error = %source, "home server failed");
+        }
         use StatusCode as S;
         let (status, code) = match &err {
             Error::InvalidFid(_) => (S::BAD_REQUEST, ErrorCode::InvalidFederationId),

@@ -27,6 +27,11 @@ use crate::config;
 const HOME_TTL_S: u64 = 600;
 /// Entries kept per cache before the expired ones are dropped.
 const CACHE_SWEEP_AT: usize = 50_000;
+/// Most entries of one actor's list we check for `GET /idcert/actor/{fid}`.
+const MAX_LISTED: usize = 256;
+/// Most historical roots fetched for one answer, and kept per domain.
+const MAX_OLD_ROOT_FETCHES: u32 = 4;
+const MAX_OLD_ROOTS: usize = 64;
 
 /// A foreign actor certificate that passed every check, as its home server sent it.
 #[derive(Debug, Clone)]
@@ -57,8 +62,8 @@ struct Inner {
     homes: Mutex<HashMap<String, Home>>,
     /// Current root per domain.
     roots: Mutex<HashMap<String, Root>>,
-    /// The historical root that issued an actor cert, per (domain, actor cert serial).
-    old_roots: Mutex<HashMap<(String, u64), IdCert>>,
+    /// Historical roots per domain, shared by every certificate they issued.
+    old_roots: Mutex<HashMap<String, Vec<IdCert>>>,
     certs: Mutex<HashMap<(String, u64), ForeignCert>>,
     /// Each actor's entries as its home server listed them, in its order, until the first
     /// signed window among them ends.
@@ -102,11 +107,7 @@ impl Federation {
         // Anyone can make us fetch from an FID's domain: never from this machine or an
         // address literal, unless the operator mapped it for development.
         let domain = fid.domain().as_str();
-        let ipv4 = domain
-            .split('.')
-            .all(|l| l.bytes().all(|b| b.is_ascii_digit()));
-        let single_label = !domain.contains('.');
-        if (ipv4 || single_label) && !self.0.remote.is_mapped(domain) {
+        if !remote::is_public_name(domain) && !self.0.remote.is_mapped(domain) {
             return Err(Error::InvalidFid(format!(
                 "{domain} is not a public domain name"
             )));
@@ -213,22 +214,34 @@ impl Federation {
         Ok(cert)
     }
 
-    /// The root that issued `cert`: the current one, or the one the home server names for the
-    /// time of issuance, checked like the current one.
+    /// The root that issued `cert`: the current one, a historical one already known, or the
+    /// one the home server names for the time of issuance (at most `budget` such fetches),
+    /// checked like the current one.
     async fn issuer(
         &self,
         domain: &DomainName,
         home: &Home,
         current: &IdCert,
         cert: &IdCert,
+        budget: &mut u32,
     ) -> Result<IdCert, Error> {
         if cert.verify_signature(&current.key).is_ok() {
             return Ok(current.clone());
         }
-        let key = (domain.to_string(), cert.serial.0);
-        if let Some(r) = lock(&self.0.old_roots).get(&key) {
-            return Ok(r.clone());
+        let known = lock(&self.0.old_roots)
+            .get(domain.as_str())
+            .and_then(|roots| roots.iter().find(|r| cert.verify_signature(&r.key).is_ok()))
+            .cloned();
+        if let Some(r) = known {
+            return Ok(r);
         }
+        if *budget == 0 {
+            return Err(Error::invalid(
+                cert.serial,
+                "its home server's answer needs too many historical roots",
+            ));
+        }
+        *budget -= 1;
         let url = format!("{}v1/idcert/server?timestamp={}", home.api, cert.not_before);
         let cacheable: CacheableIdCert = self
             .0
@@ -239,47 +252,24 @@ impl Federation {
             .ok_or_else(|| Error::invalid(cert.serial, "its home server has no root for it"))?;
         let root = check_root(&cacheable, domain, Some(&current.key))
             .map_err(|why| Error::invalid(cert.serial, format!("the root of its time {why}")))?;
-        // Historical roots never change; the map is only bounded against hostile domains.
-        bounded_insert(&self.0.old_roots, key, root.clone(), |_| false);
+        let mut old = lock(&self.0.old_roots);
+        if old.len() >= CACHE_SWEEP_AT {
+            old.clear();
+        }
+        let roots = old.entry(domain.to_string()).or_default();
+        if roots.len() >= MAX_OLD_ROOTS {
+            roots.remove(0);
+        }
+        roots.push(root.clone());
         Ok(root)
     }
 
-    /// The certificate `serial` of `fid`, checked completely (see the module docs). From the
-    /// cache while its signed window lasts, unless `fresh` (a status check, OP-39).
-    pub async fn verified_cert(
-        &self,
-        fid: &FederationId,
-        serial: u64,
-        now: u64,
-        fresh: bool,
-    ) -> Result<ForeignCert, Error> {
-        let key = (fid.to_string(), serial);
-        let cached = lock(&self.0.certs)
-            .get(&key)
-            .filter(|c| !fresh && in_window(c, now))
-            .cloned();
-        // A cached entry is judged like a fresh one: a revoked certificate stays revoked.
-        if let Some(c) = cached {
-            return usable(c, now);
-        }
-        let all = self.fetch_certs(fid, now).await?;
-        all.into_iter()
-            .find(|c| c.cert.serial.0 == serial)
-            .ok_or(Error::CertNotFound {
-                fid: fid.to_string(),
-                serial,
-            })
-            .and_then(|c| usable(c, now))
-    }
-
-    /// Every certificate the home server lists for `fid`, each checked and cached; the
-    /// answers are passed on unchanged (core §6.4). Revoked and expired ones are included
-    /// (callers decide), entries that fail a check are an error.
-    pub async fn fetch_certs(
+    /// The home server's list for `fid`, as sent.
+    async fn fetch_entries(
         &self,
         fid: &FederationId,
         now: u64,
-    ) -> Result<Vec<ForeignCert>, Error> {
+    ) -> Result<(Home, IdCert, Vec<CacheableIdCert>), Error> {
         let domain = fid.domain();
         let home = self.home(domain, now).await?;
         let current = self.current_root(domain, &home, now).await?;
@@ -296,44 +286,125 @@ impl Federation {
             .await
             .map_err(|e| Error::home(domain, e))?
             .unwrap_or_default();
+        Ok((home, current, entries))
+    }
+
+    /// Checks one entry of `fid`'s list completely (chain, FID, cache signature).
+    async fn check_entry(
+        &self,
+        fid: &FederationId,
+        home: &Home,
+        current: &IdCert,
+        cacheable: CacheableIdCert,
+        now: u64,
+        budget: &mut u32,
+    ) -> Result<ForeignCert, Error> {
+        let parsed = IdCert::parse(cacheable.id_cert_pem.as_bytes())
+            .map_err(|e| Error::invalid(Serial(0), format!("does not parse: {e}")))?;
+        let root = self
+            .issuer(fid.domain(), home, current, &parsed, budget)
+            .await?;
+        let cert = check_actor_entry(&cacheable, fid, &root, &current.key)
+            .map_err(|why| Error::invalid(parsed.serial, why))?;
+        let until = window_end(&cacheable, cert.not_after, now);
+        Ok(ForeignCert {
+            cacheable,
+            cert,
+            until,
+        })
+    }
+
+    fn cache_cert(&self, fid: &FederationId, c: &ForeignCert, now: u64) {
+        if in_window(c, now) {
+            bounded_insert(
+                &self.0.certs,
+                (fid.to_string(), c.cert.serial.0),
+                c.clone(),
+                |c| in_window(c, now),
+            );
+        }
+    }
+
+    /// The certificate `serial` of `fid`, checked completely (see the module docs). From the
+    /// cache while its signed window lasts, unless `fresh` (a status check, OP-39). Only the
+    /// entry asked for is checked and cached: a home server's long list costs us nothing.
+    pub async fn verified_cert(
+        &self,
+        fid: &FederationId,
+        serial: u64,
+        now: u64,
+        fresh: bool,
+    ) -> Result<ForeignCert, Error> {
+        let key = (fid.to_string(), serial);
+        let cached = lock(&self.0.certs)
+            .get(&key)
+            .filter(|c| !fresh && in_window(c, now))
+            .cloned();
+        // A cached entry is judged like a fresh one: a revoked certificate stays revoked.
+        if let Some(c) = cached {
+            return usable(c, now);
+        }
+        let not_found = || Error::CertNotFound {
+            fid: fid.to_string(),
+            serial,
+        };
+        let (home, current, entries) = self.fetch_entries(fid, now).await?;
+        let entry = entries
+            .into_iter()
+            .find(|e| IdCert::parse(e.id_cert_pem.as_bytes()).is_ok_and(|c| c.serial.0 == serial))
+            .ok_or_else(not_found)?;
+        let mut budget = MAX_OLD_ROOT_FETCHES;
+        let checked = self
+            .check_entry(fid, &home, &current, entry, now, &mut budget)
+            .await?;
+        self.cache_cert(fid, &checked, now);
+        usable(checked, now)
+    }
+
+    /// Every certificate the home server lists for `fid` (at most `MAX_LISTED`), each
+    /// checked and cached; the answers are passed on unchanged (core §6.4). Revoked and
+    /// expired ones are included (callers decide), entries that fail a check are an error.
+    pub async fn fetch_certs(
+        &self,
+        fid: &FederationId,
+        now: u64,
+    ) -> Result<Vec<ForeignCert>, Error> {
+        let (home, current, entries) = self.fetch_entries(fid, now).await?;
+        if entries.len() > MAX_LISTED {
+            return Err(Error::home(
+                fid.domain(),
+                remote::RemoteError::Garbage {
+                    host: fid.domain().to_string(),
+                    reason: format!("more than {MAX_LISTED} certificates for one actor"),
+                },
+            ));
+        }
+        let mut budget = MAX_OLD_ROOT_FETCHES;
         let mut out = Vec::with_capacity(entries.len());
         for cacheable in entries {
-            let parsed = IdCert::parse(cacheable.id_cert_pem.as_bytes())
-                .map_err(|e| Error::invalid(Serial(0), format!("does not parse: {e}")))?;
-            let root = self.issuer(domain, &home, &current, &parsed).await?;
-            let cert = check_actor_entry(&cacheable, fid, &root, &current.key)
-                .map_err(|why| Error::invalid(parsed.serial, why))?;
-            let until = window_end(&cacheable, cert.not_after, now);
-            out.push(ForeignCert {
-                cacheable,
-                cert,
-                until,
-            });
-        }
-        let mut cache = lock(&self.0.certs);
-        if cache.len() > CACHE_SWEEP_AT {
-            cache.retain(|_, c| c.until > now);
+            out.push(
+                self.check_entry(fid, &home, &current, cacheable, now, &mut budget)
+                    .await?,
+            );
         }
         for c in &out {
-            if in_window(c, now) {
-                cache.insert((fid.to_string(), c.cert.serial.0), c.clone());
-            }
+            self.cache_cert(fid, c, now);
         }
-        drop(cache);
         let list_until = out
             .iter()
             .map(|c| window_end(&c.cacheable, u64::MAX, now))
             .min()
             .unwrap_or(now);
-        let mut lists = lock(&self.0.lists);
-        if lists.len() > CACHE_SWEEP_AT {
-            lists.retain(|_, (_, until)| *until > now);
-        }
         if list_until > now && out.iter().all(|c| c.cacheable.window_contains(now)) {
             let list = out.iter().map(|c| c.cacheable.clone()).collect();
-            lists.insert(fid.to_string(), (list, list_until));
+            bounded_insert(
+                &self.0.lists,
+                fid.to_string(),
+                (list, list_until),
+                |(_, until)| *until > now,
+            );
         } else {
-            lists.remove(&fid.to_string());
+            lock(&self.0.lists).remove(&fid.to_string());
         }
         Ok(out)
     }

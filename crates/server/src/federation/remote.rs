@@ -90,6 +90,14 @@ impl Remote {
         if !scheme.eq_ignore_ascii_case("https") {
             return Err(RemoteError::NotHttps { host });
         }
+        // Another server names this host: only a public DNS name on the default port, so a
+        // hostile `.well-known` cannot point us at this machine or its network.
+        if !is_public_name(&host) {
+            return Err(RemoteError::Garbage {
+                host,
+                reason: "a delegated host must be a public domain name".into(),
+            });
+        }
         Ok(format!("https://{host}/{path}"))
     }
 
@@ -185,6 +193,50 @@ impl Remote {
                 host: host.into(),
                 reason: e.to_string(),
             }
+        }
+    }
+}
+
+/// A DNS name with at least two labels, a non-numeric top label, and nothing else (no user
+/// info, port or address literal).
+pub fn is_public_name(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    let valid = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    let tld = labels.last().copied().unwrap_or_default();
+    labels.len() >= 2
+        && labels.iter().all(|l| valid(l))
+        && tld.bytes().any(|b| b.is_ascii_alphabetic())
+        && !tld.starts_with("0x")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public_name;
+
+    #[test]
+    fn only_public_dns_names_pass() {
+        for ok in ["example.com", "p2.example.net", "a-b.example.org"] {
+            assert!(is_public_name(ok), "{ok}");
+        }
+        for bad in [
+            "localhost",
+            "127.0.0.1",
+            "10.0.0.8",
+            "0x7f.0.0.1",
+            "x@10.0.0.5:8443",
+            "example.com:8443",
+            "[::1]",
+            "a..b",
+            "-a.example.com",
+            "example.0x1",
+        ] {
+            assert!(!is_public_name(bad), "{bad}");
         }
     }
 }

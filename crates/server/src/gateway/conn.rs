@@ -81,6 +81,8 @@ struct Conn {
     session_ends: Option<Instant>,
     /// Events that arrived ahead of a missing one, by stream position.
     pending: BTreeMap<u64, Arc<Event>>,
+    /// Serial of the certificate the session had when this connection authenticated.
+    own_serial: Option<u64>,
     /// Since when a gap is open.
     gap_since: Option<Instant>,
 }
@@ -122,6 +124,7 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
         heartbeat_requested: None,
         session_ends: None,
         pending: BTreeMap::new(),
+        own_serial: None,
         gap_since: None,
     };
     let interval = c.interval();
@@ -242,11 +245,25 @@ impl Conn {
     }
 
     /// An event as the next frame (no flush: the loop flushes when the queue is empty).
+    /// The revocation of the certificate this connection authenticated with ends it: the op 4
+    /// is in the log, so this holds even if the bus lost the session's end.
     async fn send_event(&mut self, e: Arc<Event>) -> Result<(), End> {
         let s = self.take_s();
         let text = e.frame(s, self.style);
+        let revokes_own = e.n == CORE
+            && e.op == op::CERT_INVALIDATION
+            && self.own_serial.is_some()
+            && e.d.get("serial").and_then(gw::uint) == self.own_serial;
         self.keep(s, Sent::Event(e));
-        self.write(text, false).await
+        self.write(text, false).await?;
+        if revokes_own {
+            let _ = self.flush().await;
+            return Err(close(
+                Close::NotAuthenticated,
+                "this session's certificate was revoked",
+            ));
+        }
+        Ok(())
     }
 
     fn wants(&self, e: &Event, session_pk: i64) -> bool {
@@ -379,6 +396,16 @@ impl Conn {
 
     async fn start_session(&mut self, authed: &Authed) -> Result<(), End> {
         let g = &self.gw.0;
+        // The session may have ended between authenticating and joining the hub, when its
+        // end announcement found no connection to close.
+        if g.sessions
+            .session_still_valid(authed)
+            .await
+            .map_err(Self::internal)?
+            .is_none()
+        {
+            return Err(close(Close::NotAuthenticated, "the session has ended"));
+        }
         self.session_ends = g.sessions.session_ends(&authed.session).map(|at| {
             Instant::now() + Duration::from_secs(at.saturating_sub(g.config.clock.now()))
         });
@@ -413,6 +440,10 @@ impl Conn {
             .and_then(Value::as_str)
             .ok_or_else(|| close(Close::InvalidPayload, "Identify needs a token"))?;
         let authed = self.authenticate(token).await?;
+        self.own_serial = authed
+            .session
+            .cert_serial
+            .and_then(|s| u64::try_from(s).ok());
         let g = self.gw.0.clone();
         let reg = self.gw.register(authed.actor.id, authed.session.id);
         let head = g
@@ -476,6 +507,10 @@ impl Conn {
         let r = Resume::from_value(d)
             .ok_or_else(|| close(Close::InvalidPayload, "Resume needs s and token"))?;
         let authed = self.authenticate(&r.token).await?;
+        self.own_serial = authed
+            .session
+            .cert_serial
+            .and_then(|s| u64::try_from(s).ok());
         let g = self.gw.0.clone();
         let pk = authed.session.id;
         let position = g.store.gateway_position(pk).await.map_err(Self::internal)?;

@@ -294,6 +294,11 @@ impl Gateway {
     /// The state of the session's previous connection on this node: a live one is asked to
     /// hand over and stop; a closed one is taken from the retained states.
     async fn take_state(&self, session_pk: i64) -> Option<Resumable> {
+        // A closed connection's state first: a second live connection of the same session
+        // is not the one being resumed.
+        if let Some((_, s)) = self.retained_map().remove(&session_pk) {
+            return Some(s);
+        }
         let live: Vec<Arc<ConnHandle>> = {
             let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
             hub.values()

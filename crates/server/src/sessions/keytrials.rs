@@ -10,6 +10,7 @@ use fugue_proto::certs::{IdCert, verify_strict};
 use fugue_store::{KeyTrialQuery, KeyTrialRow};
 
 use super::{Authed, Error, Sessions, hash_secret, new_token, random_id};
+use crate::events::BusMsg;
 
 /// Length of a key trial: 64 alphanumerics (32–256 allowed, ≥ 64 recommended).
 const TRIAL_LEN: usize = 64;
@@ -93,7 +94,6 @@ impl Sessions {
                 &fid.to_string(),
                 c.id.as_deref(),
                 c.trial.as_deref(),
-                &completion,
                 as_i64(now),
             )
             .await?
@@ -104,6 +104,10 @@ impl Sessions {
             .await?;
         verify_strict(&foreign.cert.key, trial.trial.as_bytes(), &signature)
             .map_err(|_| Error::KeyTrialSignature(c.serial_number))?;
+        // Only an answer that verified becomes part of the public record (§5.3).
+        self.store
+            .record_key_trial_completion(&trial.id, &completion)
+            .await?;
         let session_id = foreign
             .cert
             .session_id()
@@ -113,7 +117,8 @@ impl Sessions {
             .foreign_actor(&fid.to_string(), random_id(), as_i64(now))
             .await?;
         let token = new_token();
-        self.store
+        let replaced = self
+            .store
             .open_foreign_session(
                 random_id(),
                 actor.id,
@@ -124,6 +129,14 @@ impl Sessions {
                 as_i64(now),
             )
             .await?;
+        for session_pk in replaced {
+            self.events
+                .announce(BusMsg::SessionEnded {
+                    actor_id: actor.id,
+                    session_pk,
+                })
+                .await;
+        }
         tracing::info!(%fid, session = %session_id, "foreign actor signed in");
         Ok(token)
     }
@@ -177,6 +190,12 @@ impl Sessions {
                 self.store
                     .end_session(authed.session.id, as_i64(now))
                     .await?;
+                self.events
+                    .announce(BusMsg::SessionEnded {
+                        actor_id: authed.actor.id,
+                        session_pk: authed.session.id,
+                    })
+                    .await;
                 tracing::info!(fid = %authed.fid, serial = serial.0, "foreign session ended: certificate revoked");
                 Ok(ExternOutcome::Ended)
             }
