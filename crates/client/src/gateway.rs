@@ -29,7 +29,7 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use fugue_proto::gateway::{
     CORE, CertInvalidation, ChannelAction, Close, Envelope, Identify, MAX_EXCEPT, NewSession,
-    NumberList, PATH, Resume, ServerCertChange, ServiceChannel, ServiceChannelAck, Style,
+    NumberList, Resume, ServerCertChange, ServiceChannel, ServiceChannelAck, Style,
     hello_interval_ms, op,
 };
 
@@ -250,21 +250,11 @@ impl Session {
 
 /// The gateway URL of a server base URL: `http` → `ws`, `https` → `wss`, plus the gateway path.
 pub fn gateway_url(server: &str) -> Result<String> {
-    let base = server.trim().trim_end_matches('/');
-    let mut url = Url::parse(&format!("{base}{PATH}"))
-        .map_err(|e| Error::Transport(format!("invalid server URL {server:?}: {e}")))?;
-    let scheme = match url.scheme() {
-        "http" => "ws",
-        "https" => "wss",
-        other => {
-            return Err(Error::Transport(format!(
-                "server URL {server:?} is {other}, not http(s)"
-            )));
-        }
-    };
-    url.set_scheme(scheme)
-        .map_err(|()| Error::Transport(format!("cannot make a {scheme} URL of {server:?}")))?;
-    Ok(url.into())
+    let url = fugue_proto::gateway::websocket_url(server)
+        .ok_or_else(|| Error::Transport(format!("server URL {server:?} is not http(s)")))?;
+    Url::parse(&url)
+        .map(String::from)
+        .map_err(|e| Error::Transport(format!("invalid server URL {server:?}: {e}")))
 }
 
 /// Requests from the handle to the task.

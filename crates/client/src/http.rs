@@ -99,7 +99,7 @@ impl Client {
         query: get_actor_idcerts::Query,
     ) -> Result<Vec<CacheableIdCert>> {
         // Local names may contain '%', which the server would otherwise percent-decode.
-        let path = get_actor_idcerts::path(fid).replace('%', "%25");
+        let path = get_actor_idcerts::path(fid);
         send_json(self.request_with_query(get_actor_idcerts::METHOD, &path, &query)?).await
     }
 
@@ -187,7 +187,7 @@ mod tests {
             not_before: Some(5),
             ..Default::default()
         };
-        let path = get_actor_idcerts::path(&fid).replace('%', "%25");
+        let path = get_actor_idcerts::path(&fid);
         let request = client
             .request_with_query(Method::GET, &path, &query)
             .unwrap();

@@ -30,8 +30,6 @@ impl Client {
             Some(name) => discover_service::path(fid, name),
             None => discover_services::path(fid),
         };
-        // Local names may contain '%', which the server would otherwise percent-decode.
-        let path = path.replace('%', "%25");
         let query = discover_services::Query { limit };
         let request = self.request_with_query(discover_services::METHOD, &path, &query)?;
         let response = send(request).await?;

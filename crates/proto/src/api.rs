@@ -26,6 +26,12 @@ pub const SENSITIVE_HEADER: &str = "x-p2-sensitive-solution";
 /// Header announcing the largest encrypted key material element.
 pub const MAX_PAYLOAD_HEADER: &str = "x-max-payload-size";
 
+/// A value as one path segment: FIDs may contain `%` (OP-19), which must reach the server
+/// as itself, not as the start of an escape. Every other FID character is path-safe.
+pub fn path_segment(value: &str) -> String {
+    value.replace('%', "%25")
+}
+
 macro_rules! endpoint {
     ($method:ident $path:literal, $auth:ident) => {
         pub const METHOD: http::Method = http::Method::$method;
@@ -169,7 +175,10 @@ pub mod get_actor_idcerts {
     endpoint!(GET "/.p2/core/v1/idcert/actor/{fid}", None);
 
     pub fn path(fid: &crate::FederationId) -> String {
-        format!("/.p2/core/v1/idcert/actor/{fid}")
+        format!(
+            "/.p2/core/v1/idcert/actor/{}",
+            super::path_segment(&fid.to_string())
+        )
     }
 
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -346,7 +355,10 @@ pub mod discover_services {
     endpoint!(GET "/.p2/core/v1/services/discover/{fid}", None);
 
     pub fn path(fid: &crate::FederationId) -> String {
-        format!("/.p2/core/v1/services/discover/{fid}")
+        format!(
+            "/.p2/core/v1/services/discover/{}",
+            super::path_segment(&fid.to_string())
+        )
     }
 
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -368,7 +380,10 @@ pub mod discover_service {
     endpoint!(GET "/.p2/core/v1/services/discover/{fid}/{service}", None);
 
     pub fn path(fid: &crate::FederationId, service: &crate::services::ServiceName) -> String {
-        format!("/.p2/core/v1/services/discover/{fid}/{service}")
+        format!(
+            "/.p2/core/v1/services/discover/{}/{service}",
+            super::path_segment(&fid.to_string())
+        )
     }
 
     pub use super::discover_services::{Query, Response};
@@ -459,7 +474,7 @@ pub mod keytrials {
     endpoint!(GET "/.p2/core/v1/keytrial/{fid}", None);
 
     pub fn path(fid: &str) -> String {
-        format!("/.p2/core/v1/keytrial/{fid}")
+        format!("/.p2/core/v1/keytrial/{}", super::path_segment(fid))
     }
 
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]

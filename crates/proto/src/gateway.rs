@@ -263,6 +263,19 @@ pub fn styled(d: &Value, style: Style) -> Value {
     }
 }
 
+/// The gateway URL of a server's HTTP(S) base URL: `http` → `ws`, `https` → `wss`, plus
+/// [`PATH`]. None for any other scheme.
+pub fn websocket_url(base: &str) -> Option<String> {
+    let base = base.trim().trim_end_matches('/');
+    let (scheme, rest) = base.split_once("://")?;
+    let ws = match scheme.to_ascii_lowercase().as_str() {
+        "http" => "ws",
+        "https" => "wss",
+        _ => return None,
+    };
+    Some(format!("{ws}://{rest}{PATH}"))
+}
+
 /// `GET` on the gateway path without an upgrade (OP-38).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GatewayUrl {
@@ -491,6 +504,20 @@ mod tests {
             );
             assert_eq!(raw, e.render(style));
         }
+    }
+
+    #[test]
+    fn websocket_urls_follow_the_http_scheme() {
+        assert_eq!(
+            websocket_url("http://127.0.0.1:3000/").as_deref(),
+            Some("ws://127.0.0.1:3000/.p2/core/v1/gateway")
+        );
+        assert_eq!(
+            websocket_url("HTTPS://example.com/fugue").as_deref(),
+            Some("wss://example.com/fugue/.p2/core/v1/gateway")
+        );
+        assert_eq!(websocket_url("ftp://example.com"), None);
+        assert_eq!(websocket_url("example.com"), None);
     }
 
     #[test]

@@ -548,6 +548,20 @@ impl Store {
         .collect()
     }
 
+    /// The active session with this primary key.
+    pub async fn active_session(&self, session_pk: i64) -> Result<Option<SessionRow>> {
+        self.query(
+            "SELECT s.id, s.actor_id, s.session_id, s.cert_serial, s.created_at, COALESCE(c.not_after, s.expires_at)
+             FROM sessions s LEFT JOIN id_certs c ON c.serial = s.cert_serial
+             WHERE s.id = $1 AND s.revoked_at IS NULL",
+            params![session_pk],
+        )
+        .await?
+        .first()
+        .map(session)
+        .transpose()
+    }
+
     /// Revokes the active session `session_id` of an actor and its certificate at `now`.
     /// Returns false if there was no such active session.
     pub async fn revoke_session(&self, actor_id: i64, session_id: &str, now: i64) -> Result<bool> {

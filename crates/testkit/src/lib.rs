@@ -41,17 +41,7 @@ impl KeySink for MemoryKeySink {
 /// Opens a fresh store: PostgreSQL (new schema) if `TEST_DATABASE_URL` is set, else SQLite
 /// in `dir`.
 pub async fn fresh_store(dir: &std::path::Path) -> Store {
-    match std::env::var("TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => {
-            let schema = format!("t_{:016x}", OsRng.next_u64());
-            Store::open_postgres(&url, Some(&schema), 4)
-                .await
-                .expect("PostgreSQL test database")
-        }
-        _ => Store::open_sqlite(&dir.join("fugue.db"), SqliteSync::Normal)
-            .await
-            .expect("SQLite test database"),
-    }
+    fresh_shared_db(dir).await.open().await
 }
 
 /// The NATS server for multi-node tests (`TEST_NATS_URL`, default the local one).

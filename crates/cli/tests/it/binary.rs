@@ -8,7 +8,7 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Output, Stdio};
+use std::process::{Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
@@ -18,24 +18,7 @@ use fugue_proto::certs::IdCert;
 use fugue_proto::{ErrorCode, FederationId, SessionId};
 use fugue_testkit::PASSWORD;
 
-use crate::support::assert_problem;
-
-const BIN: &str = env!("CARGO_BIN_EXE_fugue");
-
-/// `fugue` with every `FUGUE_*` variable of the test environment removed, so only what a
-/// test sets explicitly counts.
-fn fugue() -> Command {
-    let mut cmd = Command::new(BIN);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("FUGUE_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.env_remove("RUST_LOG")
-        .env_remove("XDG_CONFIG_HOME")
-        .stdin(Stdio::null());
-    cmd
-}
+use crate::support::{assert_problem, fugue};
 
 /// A port that was free a moment ago.
 fn free_port() -> u16 {

@@ -28,10 +28,12 @@ fn random_ms(max: u32) -> Duration {
 }
 
 /// Reads events until all arrived, cutting the connection at random moments. Returns the
-/// event numbers in arrival order and how many cuts were made.
-async fn consume(mut gateway: Gateway) -> (Vec<u64>, u32) {
+/// event numbers in arrival order, how many cuts were asked for and how many resumes
+/// happened.
+async fn consume(mut gateway: Gateway) -> (Vec<u64>, u32, u32) {
     let mut seen = Vec::new();
     let mut cuts = 0;
+    let mut resumes = 0;
     let mut next_cut = tokio::time::Instant::now() + random_ms(120);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while (seen.len() as u64) < EVENTS {
@@ -45,7 +47,10 @@ async fn consume(mut gateway: Gateway) -> (Vec<u64>, u32) {
                     seen.push(envelope.d["i"].as_u64().expect("numbered event"));
                 }
                 // Every cut is resumable: a fresh Identify (4010) would hide lost state.
-                GatewayEvent::Reconnected { resumed } => assert!(resumed, "a resume was refused"),
+                GatewayEvent::Reconnected { resumed } => {
+                    assert!(resumed, "a resume was refused");
+                    resumes += 1;
+                }
                 GatewayEvent::Closed { code, reason } => panic!("closed: {code:?} {reason}"),
                 GatewayEvent::ChannelClosed { service, error } => {
                     panic!("channel {service} closed: {error:?}")
@@ -60,7 +65,7 @@ async fn consume(mut gateway: Gateway) -> (Vec<u64>, u32) {
         }
     }
     gateway.close().await;
-    (seen, cuts)
+    (seen, cuts, resumes)
 }
 
 async fn run_once(nodes: &[TestServer], run: usize) {
@@ -96,16 +101,19 @@ async fn run_once(nodes: &[TestServer], run: usize) {
             .await;
     }
     let expected: Vec<u64> = (0..EVENTS).collect();
-    let mut total_cuts = 0;
+    let (mut total_cuts, mut total_resumes) = (0, 0);
     for consumer in consumers {
-        let (seen, cuts) = consumer.await.unwrap();
+        let (seen, cuts, resumes) = consumer.await.unwrap();
         assert_eq!(
             seen, expected,
             "run {run}: lost, duplicated or reordered events"
         );
         total_cuts += cuts;
+        total_resumes += resumes;
     }
     assert!(total_cuts > 0, "run {run} cut nothing");
+    // A cut asked for while reconnecting does nothing: count the resumes that happened.
+    assert!(total_resumes > 0, "run {run} resumed nothing");
 }
 
 #[tokio::test]

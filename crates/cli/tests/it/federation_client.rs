@@ -4,7 +4,7 @@
 //! conversation server checked against the home server's roots with the home server as
 //! fallback (core §6.4), and `fugue federation login`.
 
-use std::process::{Command, Stdio};
+use crate::support::{blocking, fugue_as_client};
 use std::sync::{Arc, Mutex};
 
 use axum::http::{Method, StatusCode, Uri};
@@ -321,11 +321,6 @@ async fn a_conversation_server_that_tampers_is_caught_and_the_home_server_answer
     }
 }
 
-/// Runs blocking process I/O off the runtime, which also serves the in-process servers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
 #[tokio::test]
 async fn the_federation_login_command_signs_in_and_keeps_the_token() {
     let (alpha, beta) = pair().await;
@@ -338,13 +333,8 @@ async fn the_federation_login_command_signs_in_and_keeps_the_token() {
     let keystore = dir.path().join("keystore.json");
     let (alpha_url, path) = (alpha.url.clone(), keystore.clone());
     let fugue = move |args: &[&str]| {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fugue"));
-        cmd.env("FUGUE_SERVER", &alpha_url)
-            .env("FUGUE_KEYSTORE", &path)
-            .env("FUGUE_PASSWORD", PASSWORD)
-            .env_remove("FUGUE_PASSPHRASE")
-            .args(args)
-            .stdin(Stdio::null());
+        let mut cmd = fugue_as_client(&alpha_url, &path);
+        cmd.args(args);
         blocking(move || cmd.output().unwrap())
     };
     let login = fugue(&["account", "login", "alice", "--session-id", "cli"]).await;

@@ -1610,7 +1610,8 @@ async fn a_resume_continues_the_closed_connection_not_a_live_sibling() {
     drop(a);
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.login("alice", "two").await.unwrap();
-    assert_eq!(next(&mut b).await["op"], 3, "B stays connected");
+    let two = next(&mut b).await;
+    assert_eq!(two["op"], 3, "B stays connected");
     let (mut resumed, _) = connect(&server).await;
     send(
         &mut resumed,
@@ -1626,6 +1627,11 @@ async fn a_resume_continues_the_closed_connection_not_a_live_sibling() {
         .map(|e| &e["id"])
         .collect();
     assert_eq!(ids.len(), 1, "exactly what A missed: {op10}");
+    assert_eq!(
+        ids,
+        [&two["id"]],
+        "the event A missed, not one it had: {op10}"
+    );
     // B was not taken over.
     server.login("alice", "three").await.unwrap();
     assert_eq!(next(&mut b).await["op"], 3);

@@ -2,6 +2,7 @@
 //! across dropped connections (resume), random cuts while events are being published, and
 //! `fugue events` as a child process.
 
+use crate::support::{blocking, fugue_as_client};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -168,11 +169,6 @@ async fn events_arrive_exactly_once_in_order_while_connections_are_cut_at_random
     assert_eq!(new_session(&next_event(&mut gateway).await), "sentinel");
 }
 
-/// Runs blocking process I/O off the runtime, which also serves the in-process server.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
-}
-
 /// `fugue events` prints a line per event (`--json`: the envelope); SIGINT ends it with
 /// success.
 #[tokio::test]
@@ -181,15 +177,7 @@ async fn the_events_command_prints_events_and_stops_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let keystore = dir.path().join("keystore.json");
     let url = server.url.clone();
-    let fugue = move || {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fugue"));
-        cmd.env("FUGUE_SERVER", &url)
-            .env("FUGUE_KEYSTORE", &keystore)
-            .env("FUGUE_PASSWORD", PASSWORD)
-            .env_remove("FUGUE_PASSPHRASE")
-            .stdin(Stdio::null());
-        cmd
-    };
+    let fugue = move || fugue_as_client(&url, &keystore);
     // One account per run: a second run of the same session would first catch up on the
     // events the first run saw but never acknowledged.
     for (name, json) in [("alice", false), ("bob", true)] {

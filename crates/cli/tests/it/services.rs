@@ -706,16 +706,9 @@ async fn the_services_commands_work_end_to_end() {
         let env = env.clone();
         // The server runs on this test's runtime: wait for the child off it.
         tokio::task::spawn_blocking(move || {
-            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_fugue"));
-            for (key, _) in std::env::vars_os() {
-                if key.to_string_lossy().starts_with("FUGUE_") {
-                    cmd.env_remove(&key);
-                }
-            }
-            cmd.args(&args)
+            crate::support::fugue()
+                .args(&args)
                 .envs(env)
-                .env_remove("XDG_CONFIG_HOME")
-                .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap()
         })

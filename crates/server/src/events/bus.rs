@@ -71,7 +71,6 @@ pub struct BusRx(broadcast::Receiver<Arc<BusMsg>>);
 impl BusRx {
     pub async fn recv(&mut self) -> Option<Incoming> {
         match self.0.recv().await {
-            Ok(m) if matches!(*m, BusMsg::Resync) => Some(Incoming::Lagged),
             Ok(m) => Some(Incoming::Msg(m)),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!(missed = n, "event bus subscriber lagged; resyncing");

@@ -277,7 +277,7 @@ impl Federation {
         let url = format!(
             "{}v1/idcert/actor/{}",
             home.api,
-            fid.to_string().replace('%', "%25")
+            api::path_segment(&fid.to_string())
         );
         let entries: Vec<CacheableIdCert> = self
             .0

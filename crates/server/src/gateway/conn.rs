@@ -179,6 +179,21 @@ impl Conn {
         let _ = self.sink.close().await;
     }
 
+    /// See [`super::position_at`]; computed on the kept frames, nothing copied.
+    fn position_at(&self, s: u64) -> Option<u64> {
+        let events = self.frames.iter().filter_map(|(fs, f)| match f {
+            Sent::Event(e) => Some((*fs, e.seq)),
+            Sent::Control(..) => None,
+        });
+        super::position_at(
+            events,
+            self.base_seq,
+            self.evicted_s.map(|e| (e, self.evicted_seq)),
+            self.next_s.saturating_sub(1),
+            s,
+        )
+    }
+
     fn state(&self, session_pk: i64) -> Resumable {
         Resumable {
             session_pk,
@@ -232,6 +247,14 @@ impl Conn {
 
     /// A control frame with the next `s`; kept for re-sends unless it is an ACK or Resumed.
     async fn send_control(&mut self, op: u16, d: Value, flush: bool) -> Result<u64, End> {
+        let s = self.next_s;
+        let text = self.control_frame(op, d);
+        self.write(text, flush).await?;
+        Ok(s)
+    }
+
+    /// Numbers a control frame and keeps it for re-sends (unless it is an ACK or Resumed).
+    fn control_frame(&mut self, op: u16, d: Value) -> String {
         let s = self.take_s();
         let mut env = Envelope::new(CORE, op, d);
         env.s = Some(s);
@@ -240,14 +263,12 @@ impl Conn {
             let Envelope { d, .. } = env;
             self.keep(s, Sent::Control(op, d));
         }
-        self.write(text, flush).await?;
-        Ok(s)
+        text
     }
 
-    /// An event as the next frame (no flush: the loop flushes when the queue is empty).
-    /// The revocation of the certificate this connection authenticated with ends it: the op 4
-    /// is in the log, so this holds even if the bus lost the session's end.
-    async fn send_event(&mut self, e: Arc<Event>) -> Result<(), End> {
+    /// Numbers an event frame and keeps it. Also tells whether it revokes the certificate
+    /// this connection authenticated with.
+    fn event_frame(&mut self, e: Arc<Event>) -> (String, bool) {
         let s = self.take_s();
         let text = e.frame(s, self.style);
         let revokes_own = e.n == CORE
@@ -255,15 +276,27 @@ impl Conn {
             && self.own_serial.is_some()
             && e.d.get("serial").and_then(gw::uint) == self.own_serial;
         self.keep(s, Sent::Event(e));
+        (text, revokes_own)
+    }
+
+    /// An event as the next frame (no flush: the loop flushes when the queue is empty).
+    /// The revocation of the certificate this connection authenticated with ends it: the op 4
+    /// is in the log, so this holds even if the bus lost the session's end.
+    async fn send_event(&mut self, e: Arc<Event>) -> Result<(), End> {
+        let (text, revokes_own) = self.event_frame(e);
         self.write(text, false).await?;
         if revokes_own {
-            let _ = self.flush().await;
-            return Err(close(
-                Close::NotAuthenticated,
-                "this session's certificate was revoked",
-            ));
+            return Err(self.own_cert_revoked().await);
         }
         Ok(())
+    }
+
+    async fn own_cert_revoked(&mut self) -> End {
+        let _ = self.flush().await;
+        close(
+            Close::NotAuthenticated,
+            "this session's certificate was revoked",
+        )
     }
 
     fn wants(&self, e: &Event, session_pk: i64) -> bool {
@@ -316,12 +349,12 @@ impl Conn {
 
     /// The missing announcement did not come: the log has the event.
     async fn fill_gap(&mut self, authed: &Authed) -> Result<(), End> {
-        self.catch_up(authed, None).await?;
+        self.catch_up(authed).await?;
         self.drain_pending(authed).await
     }
 
-    /// Sends what the log holds after the last delivered position (up to `until`).
-    async fn catch_up(&mut self, authed: &Authed, until: Option<u64>) -> Result<(), End> {
+    /// Sends what the log holds after the last delivered position.
+    async fn catch_up(&mut self, authed: &Authed) -> Result<(), End> {
         loop {
             let rows = self
                 .gw
@@ -332,9 +365,6 @@ impl Conn {
                 .map_err(|e| close(Close::UnknownError, e.to_string()))?;
             let full = rows.len() == 500;
             for e in rows {
-                if until.is_some_and(|u| e.seq > u) {
-                    return Ok(());
-                }
                 self.next_seq = e.seq + 1;
                 if self.wants(&e, authed.session.id) {
                     self.send_event(Arc::new(e)).await?;
@@ -398,17 +428,16 @@ impl Conn {
         let g = &self.gw.0;
         // The session may have ended between authenticating and joining the hub, when its
         // end announcement found no connection to close.
-        if g.sessions
+        let Some(ends) = g
+            .sessions
             .session_still_valid(authed)
             .await
             .map_err(Self::internal)?
-            .is_none()
-        {
+        else {
             return Err(close(Close::NotAuthenticated, "the session has ended"));
-        }
-        self.session_ends = g.sessions.session_ends(&authed.session).map(|at| {
-            Instant::now() + Duration::from_secs(at.saturating_sub(g.config.clock.now()))
-        });
+        };
+        let left = ends.saturating_sub(g.config.clock.now());
+        self.session_ends = Some(Instant::now() + Duration::from_secs(left));
         self.record_connection(authed, self.next_seq - 1).await?;
         self.last_heartbeat = Instant::now();
         Ok(())
@@ -485,21 +514,34 @@ impl Conn {
     }
 
     async fn send_root_changes_since(&mut self, seen: i64) -> Result<(), End> {
-        let mut before = seen;
-        for change in self.gw.0.identity.roots_after(seen) {
-            self.send_root_change(&change, before).await?;
-            before = change.root_serial;
+        for text in self.root_change_frames_since(seen) {
+            self.write(text, false).await?;
         }
         Ok(())
     }
 
+    /// Op 6 frames for every root after `seen`, numbered and kept.
+    fn root_change_frames_since(&mut self, seen: i64) -> Vec<String> {
+        let mut before = seen;
+        let mut frames = Vec::new();
+        for change in self.gw.0.identity.roots_after(seen) {
+            frames.push(self.root_change_frame(&change, before));
+            before = change.root_serial;
+        }
+        frames
+    }
+
     async fn send_root_change(&mut self, c: &RootChange, before: i64) -> Result<(), End> {
-        // Noted before writing: a resume from an earlier `s` must send it again.
+        let text = self.root_change_frame(c, before);
+        self.write(text, false).await
+    }
+
+    fn root_change_frame(&mut self, c: &RootChange, before: i64) -> String {
+        // Noted with its `s`: a resume from an earlier `s` must send it again.
         self.root_changes.push((self.next_s, before));
         self.root_serial = c.root_serial;
         let d = json!({ "cert": c.cert, "oldInvalidSince": c.old_invalid_since });
-        self.send_control(op::SERVER_CERT_CHANGE, d, false).await?;
-        Ok(())
+        self.control_frame(op::SERVER_CERT_CHANGE, d)
     }
 
     /// Op 5: continue the session's previous connection (docs/gateway.md, *Resuming*).
@@ -575,49 +617,39 @@ impl Conn {
         self.root_serial = g.identity.root_serial();
         let wanted: Vec<Event> = missed.into_iter().filter(|e| self.wants(e, pk)).collect();
         let replay = collapse(wanted, |e| e.collapse_key.as_deref());
+        let mut frames = Vec::new();
+        let mut revokes_own = false;
+        for e in replay {
+            let (text, own) = self.event_frame(Arc::new(e));
+            revokes_own |= own;
+            frames.push(text);
+        }
+        if let Some(seen) = root_seen {
+            frames.extend(self.root_change_frames_since(seen));
+        }
         match self.style {
             // SDK-style clients cannot parse events inside op 10 (SDK-COMPAT §7.3 item 5).
             Style::Strings => {
-                for e in replay {
-                    self.send_event(Arc::new(e)).await?;
-                }
-                if let Some(seen) = root_seen {
-                    self.send_root_changes_since(seen).await?;
+                for text in frames {
+                    self.write(text, false).await?;
                 }
                 self.send_control(op::RESUMED, json!([]), false).await?;
             }
             Style::Numbers => {
-                let mut inner = Vec::new();
-                for e in replay {
-                    let s = self.take_s();
-                    inner.push(e.frame(s, self.style));
-                    self.keep(s, Sent::Event(Arc::new(e)));
-                }
-                if let Some(seen) = root_seen {
-                    let mut before = seen;
-                    for c in g.identity.roots_after(seen) {
-                        self.root_serial = c.root_serial;
-                        let s = self.take_s();
-                        self.root_changes.push((s, before));
-                        before = c.root_serial;
-                        let d = json!({ "cert": c.cert, "oldInvalidSince": c.old_invalid_since });
-                        let mut env = Envelope::new(CORE, op::SERVER_CERT_CHANGE, d.clone());
-                        env.s = Some(s);
-                        inner.push(env.render(self.style));
-                        self.keep(s, Sent::Control(op::SERVER_CERT_CHANGE, d));
-                    }
-                }
                 let s = self.take_s();
                 let text = gw::render_raw(
                     CORE,
                     op::RESUMED,
-                    &format!("[{}]", inner.join(",")),
+                    &format!("[{}]", frames.join(",")),
                     Some(s),
                     None,
                     self.style,
                 );
                 self.write(text, false).await?;
             }
+        }
+        if revokes_own {
+            return Err(self.own_cert_revoked().await);
         }
         self.start_session(&authed).await?;
         self.flush().await?;
@@ -725,7 +757,7 @@ impl Conn {
                 while let Ok(e) = reg.queue.try_recv() {
                     self.deliver(e, authed).await?;
                 }
-                self.catch_up(authed, None).await?;
+                self.catch_up(authed).await?;
                 Err(close(Close::NotAuthenticated, "the session was revoked"))
             }
             Ctl::ServerCertChange(c) => {
@@ -876,7 +908,7 @@ impl Conn {
             Some(first_missing) => first_missing.saturating_sub(1),
             None => list.to,
         };
-        let Some(pos) = self.state(authed.session.id).position_at(upto) else {
+        let Some(pos) = self.position_at(upto) else {
             return;
         };
         if pos <= self.acked_seq {

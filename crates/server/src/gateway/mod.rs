@@ -84,14 +84,13 @@ impl Resumable {
     /// The stream position a client is at that received everything up to `s`. None when
     /// `s` was never sent or is older than what is kept.
     pub fn position_at(&self, s: u64) -> Option<u64> {
-        if s > self.last_s || self.evicted_s.is_some_and(|e| s < e) {
-            return None;
-        }
-        let i = self.sent.partition_point(|(fs, _)| *fs <= s);
-        Some(match i {
-            0 => self.base_seq.max(self.evicted_seq),
-            i => self.sent[i - 1].1,
-        })
+        position_at(
+            self.sent.iter().copied(),
+            self.base_seq,
+            self.evicted_s.map(|e| (e, self.evicted_seq)),
+            self.last_s,
+            s,
+        )
     }
 
     /// The root serial a client knows that received everything up to `s`.
@@ -101,6 +100,26 @@ impl Resumable {
             .find(|(at, _)| *at > s)
             .map_or(self.root_serial, |(_, before)| *before)
     }
+}
+
+/// The stream position of a client that received every frame up to `s`: the position of the
+/// last event frame at or before `s` (`sent`: `(s, position)` ascending), else where the
+/// connection started (or where its forgotten frames ended). None when `s` was never sent or
+/// lies among the forgotten frames. One rule for live connections and closed ones.
+fn position_at(
+    sent: impl DoubleEndedIterator<Item = (u64, u64)>,
+    base_seq: u64,
+    evicted: Option<(u64, u64)>,
+    last_s: u64,
+    s: u64,
+) -> Option<u64> {
+    if s > last_s || evicted.is_some_and(|(e, _)| s < e) {
+        return None;
+    }
+    Some(sent.rev().find(|(fs, _)| *fs <= s).map_or(
+        base_seq.max(evicted.map_or(0, |(_, seq)| seq)),
+        |(_, seq)| seq,
+    ))
 }
 
 struct Shared {
@@ -169,9 +188,7 @@ impl Gateway {
             while let Some(incoming) = rx.recv().await {
                 match incoming {
                     Incoming::Msg(msg) => gw.dispatch(&msg),
-                    Incoming::Lagged => gw.each(|h| {
-                        let _ = h.ctl.send(Ctl::Resync);
-                    }),
+                    Incoming::Lagged => gw.dispatch(&BusMsg::Resync),
                 }
             }
         });
@@ -353,10 +370,9 @@ impl Gateway {
     /// `GET /events`: what the session missed since its last acknowledged position.
     pub async fn poll(&self, authed: &Authed) -> Result<Vec<Envelope>, events::Error> {
         let pk = authed.session.id;
-        let head = self.0.events.head(authed.actor.id).await?;
         let from = match self.0.store.gateway_position(pk).await? {
             Some(p) => u64::try_from(p.acked_seq).unwrap_or(0),
-            None => head,
+            None => self.0.events.head(authed.actor.id).await?,
         };
         let rows = self
             .0

@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use fugue_proto::ErrorCode;
-use fugue_proto::gateway::{GatewayUrl, PATH};
+use fugue_proto::gateway::{GatewayUrl, PATH, websocket_url};
 
 use crate::AppState;
 use crate::http::{ApiError, ApiResult, ok};
@@ -21,17 +21,8 @@ pub async fn gateway(State(app): State<AppState>, req: Request) -> ApiResult<Res
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if !wants_upgrade {
         let base = &app.config.public_url;
-        let ws = if let Some(rest) = base.strip_prefix("https://") {
-            format!("wss://{rest}")
-        } else if let Some(rest) = base.strip_prefix("http://") {
-            format!("ws://{rest}")
-        } else {
-            base.clone()
-        };
-        return Ok(ok(GatewayUrl {
-            url: format!("{ws}{PATH}"),
-        })
-        .into_response());
+        let url = websocket_url(base).unwrap_or_else(|| format!("{base}{PATH}"));
+        return Ok(ok(GatewayUrl { url }).into_response());
     }
     let (mut parts, _) = req.into_parts();
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())

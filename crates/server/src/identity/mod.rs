@@ -187,10 +187,13 @@ impl Identity {
 
     /// A stored actor certificate with cache information signed now.
     pub fn cacheable_cert(&self, row: &CertRow, now: u64) -> CacheableIdCert {
-        let ca = self.read();
+        self.cacheable_row(&self.read(), row.clone(), now)
+    }
+
+    fn cacheable_row(&self, ca: &Ca, row: CertRow, now: u64) -> CacheableIdCert {
         self.cacheable(
-            &ca,
-            row.cert_pem.clone(),
+            ca,
+            row.cert_pem,
             Serial(as_u64(row.serial)),
             as_u64(row.not_after),
             row.revoked_at.map(as_u64),
@@ -388,17 +391,7 @@ impl Identity {
         let ca = self.read();
         Ok(rows
             .into_iter()
-            .map(|r| {
-                let inv = r.revoked_at.map(as_u64);
-                self.cacheable(
-                    &ca,
-                    r.cert_pem,
-                    Serial(as_u64(r.serial)),
-                    as_u64(r.not_after),
-                    inv,
-                    now,
-                )
-            })
+            .map(|r| self.cacheable_row(&ca, r, now))
             .collect())
     }
 

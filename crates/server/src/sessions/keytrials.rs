@@ -82,11 +82,11 @@ impl Sessions {
         let fid = self.federation.foreign_fid(&c.fid)?;
         let signature =
             hex::decode(&c.signature).map_err(|_| Error::KeyTrialSignature(c.serial_number))?;
-        let completion = serde_json::json!({
-            "signature": c.signature,
-            "serialNumber": c.serial_number.to_string(),
+        let completion = serde_json::to_string(&keytrials::Completion {
+            signature: c.signature.clone(),
+            serial_number: c.serial_number,
         })
-        .to_string();
+        .unwrap_or_default();
         // Spent before anything else happens: a trial is answered once, right or wrong.
         let trial = self
             .store
@@ -237,12 +237,8 @@ impl Sessions {
         Ok(rows
             .into_iter()
             .filter_map(|r| {
-                let done: serde_json::Value =
+                let completion: keytrials::Completion =
                     serde_json::from_str(r.completion.as_deref()?).ok()?;
-                let completion = keytrials::Completion {
-                    signature: done.get("signature")?.as_str()?.to_owned(),
-                    serial_number: fugue_proto::gateway::uint(done.get("serialNumber")?)?,
-                };
                 Some(keytrials::Entry {
                     key_trial: session_auth::KeyTrial {
                         trial: r.trial,

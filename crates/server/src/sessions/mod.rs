@@ -342,11 +342,10 @@ impl Sessions {
             .ok_or(Error::InvalidToken)?;
         // A session's token lives as long as its certificate; a session that never got one
         // must get it within `CERTLESS_SESSION_S`.
-        let now = self.config.clock.now() as i64;
-        let ends = session
-            .cert_not_after
-            .unwrap_or(session.created_at + fugue_store::CERTLESS_SESSION_S);
-        if ends < now {
+        if self
+            .session_ends(&session)
+            .is_none_or(|ends| ends < self.config.clock.now())
+        {
             return Err(Error::InvalidToken);
         }
         let actor = self
@@ -593,7 +592,7 @@ impl Sessions {
     }
 
     /// When the session's certificate (or the grace for getting one) runs out.
-    pub fn session_ends(&self, session: &SessionRow) -> Option<u64> {
+    fn session_ends(&self, session: &SessionRow) -> Option<u64> {
         let ends = session
             .cert_not_after
             .unwrap_or(session.created_at + fugue_store::CERTLESS_SESSION_S);
@@ -606,11 +605,9 @@ impl Sessions {
         let now = self.config.clock.now();
         Ok(self
             .store
-            .sessions_of(authed.actor.id)
+            .active_session(authed.session.id)
             .await?
-            .iter()
-            .find(|s| s.id == authed.session.id)
-            .and_then(|s| self.session_ends(s))
+            .and_then(|s| self.session_ends(&s))
             .filter(|ends| *ends > now))
     }
 
