@@ -31,6 +31,8 @@ pub struct FileSettings {
     pub gateway: Gateway,
     pub cluster: Cluster,
     pub federation: Federation,
+    /// CIDRs of reverse proxies whose forwarding headers are believed.
+    pub trusted_proxies: Vec<fugue_server::config::IpNet>,
 }
 
 /// Command-line overrides (each also read from its `FUGUE_*` variable by clap).
@@ -166,6 +168,16 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
     config.gateway = file.gateway;
     config.cluster = file.cluster;
     config.federation = file.federation;
+    config.trusted_proxies = file.trusted_proxies;
+    let limits = &config.limits;
+    if limits.max_connections == 0 || limits.header_timeout_s == 0 || limits.body_timeout_s == 0 {
+        return Err(
+            "limits.max_connections, header_timeout_s and body_timeout_s must be positive".into(),
+        );
+    }
+    if limits.max_sessions_per_actor == 0 {
+        return Err("limits.max_sessions_per_actor must be positive".into());
+    }
     let fed = &config.federation;
     if !(1..=3600).contains(&fed.key_trial_lifetime_s) {
         return Err("federation.key_trial_lifetime_s must be 1 to 3600".into());
@@ -193,9 +205,14 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
     if !(1000..=600_000).contains(&gw.heartbeat_interval_ms) {
         return Err("gateway.heartbeat_interval_ms must be 1000 to 600000".into());
     }
-    if gw.queue_len == 0 || gw.client_payloads_per_window == 0 || gw.rate_window_s == 0 {
+    if gw.queue_len == 0
+        || gw.client_payloads_per_window == 0
+        || gw.rate_window_s == 0
+        || gw.max_connections == 0
+        || gw.identify_timeout_ms == 0
+    {
         return Err(
-            "gateway.queue_len, client_payloads_per_window and rate_window_s must be positive"
+            "gateway.queue_len, client_payloads_per_window, rate_window_s, max_connections and identify_timeout_ms must be positive"
                 .into(),
         );
     }
@@ -247,6 +264,10 @@ data_dir = "fugue-data"
 # tos_url = "https://example.com/terms"
 # "full": fsync on every commit (survives power loss). "normal": survives process crashes only.
 sqlite_synchronous = "full"
+# Reverse proxies (CIDRs) whose X-Forwarded-For / Forwarded headers name the client; every
+# per-client limit then keys on that address. From other peers the headers are ignored.
+# trusted_proxies = ["127.0.0.1/32", "::1/128"]
+trusted_proxies = []
 
 [limits]
 json_body_bytes = 1048576     # 413 beyond
@@ -254,6 +275,10 @@ local_name_max = 32           # longest local name for new accounts
 password_min = 8
 key_material_bytes = 10000    # largest encrypted key backup element
 key_material_slots = 64       # key backups per actor
+max_connections = 20000       # open TCP connections, gateway included (503 beyond)
+header_timeout_s = 10         # to send a request head, also between kept-alive requests
+body_timeout_s = 30           # to send a request body
+max_sessions_per_actor = 100  # live sessions per account (409 beyond)
 
 [rate_limits]                 # per client address and minute; 0 disables
 login_per_minute = 10
@@ -282,6 +307,8 @@ event_retention_s = 604800    # events kept for resume and polling (7 days)
 max_replay_events = 1000      # a Resume missing more gets 4010
 resume_window_s = 600         # a node keeps a closed connection's state this long
 server_change_spread_ms = 10000  # op 6 is spread over this long
+max_connections = 16384       # gateway connections on this node (closed with 4000 beyond)
+identify_timeout_ms = 10000   # a new connection must identify or resume within this time
 
 [federation]                  # talking to other home servers
 key_trial_lifetime_s = 300    # a key trial must be answered within this time
@@ -334,6 +361,36 @@ mod tests {
             parsed.cluster.subject_prefix,
             defaults.cluster.subject_prefix
         );
+        assert_eq!(
+            parsed.limits.max_connections,
+            defaults.limits.max_connections
+        );
+        assert_eq!(
+            parsed.limits.header_timeout_s,
+            defaults.limits.header_timeout_s
+        );
+        assert_eq!(parsed.limits.body_timeout_s, defaults.limits.body_timeout_s);
+        assert_eq!(
+            parsed.limits.max_sessions_per_actor,
+            defaults.limits.max_sessions_per_actor
+        );
+        assert_eq!(
+            parsed.gateway.max_connections,
+            defaults.gateway.max_connections
+        );
+        assert_eq!(
+            parsed.gateway.identify_timeout_ms,
+            defaults.gateway.identify_timeout_ms
+        );
+        assert!(parsed.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs() {
+        let parsed: FileSettings =
+            toml::from_str(r#"trusted_proxies = ["127.0.0.1/32", "fd00::/8"]"#).unwrap();
+        assert_eq!(parsed.trusted_proxies.len(), 2);
+        assert!(toml::from_str::<FileSettings>(r#"trusted_proxies = ["nonsense"]"#).is_err());
     }
 
     #[test]

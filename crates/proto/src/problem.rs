@@ -52,6 +52,8 @@ pub enum ErrorCode {
     CsrCapabilitiesForbidden,
     InvalidSessionId,
     SessionIdInUse,
+    /// The actor has as many live sessions as the server allows; end one first.
+    TooManySessions,
     ActorNotFound,
     SessionNotFound,
     CertNotFound,

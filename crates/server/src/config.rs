@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use fugue_proto::DomainName;
+pub use ipnet::IpNet;
 
 /// Who may create an account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,16 @@ pub struct Limits {
     pub key_material_bytes: usize,
     /// Key material slots per actor.
     pub key_material_slots: usize,
+    /// Open TCP connections at most, gateway included (503 `OVERLOADED` beyond).
+    pub max_connections: usize,
+    /// Time a client has to send a request head, also between requests on a kept-alive
+    /// connection, seconds.
+    pub header_timeout_s: u64,
+    /// Time a client has to send a request body, seconds.
+    pub body_timeout_s: u64,
+    /// Live sessions per actor at most: every session has a certificate, and all of them
+    /// are in the public `GET /idcert/actor/{fid}` answer (409 beyond; end one first).
+    pub max_sessions_per_actor: usize,
 }
 
 impl Default for Limits {
@@ -37,6 +48,10 @@ impl Default for Limits {
             password_min: 8,
             key_material_bytes: 10_000,
             key_material_slots: 64,
+            max_connections: 20_000,
+            header_timeout_s: 10,
+            body_timeout_s: 30,
+            max_sessions_per_actor: 100,
         }
     }
 }
@@ -126,6 +141,12 @@ pub struct Gateway {
     pub resume_window_s: u64,
     /// Op 6 is spread over this many milliseconds across connections.
     pub server_change_spread_ms: u64,
+    /// Gateway connections at most on this node (closed with 4000 beyond, so clients
+    /// reconnect elsewhere or later).
+    pub max_connections: usize,
+    /// Time a new connection has to identify or resume, milliseconds (at most the
+    /// heartbeat interval).
+    pub identify_timeout_ms: u64,
 }
 
 impl Default for Gateway {
@@ -140,6 +161,8 @@ impl Default for Gateway {
             max_replay_events: 1000,
             resume_window_s: 600,
             server_change_spread_ms: 10_000,
+            max_connections: 16_384,
+            identify_timeout_ms: 10_000,
         }
     }
 }
@@ -208,6 +231,9 @@ pub struct Config {
     pub gateway: Gateway,
     pub cluster: Cluster,
     pub federation: Federation,
+    /// Reverse proxies whose `X-Forwarded-For`/`Forwarded` headers name the client
+    /// (CIDRs); from any other peer those headers are ignored.
+    pub trusted_proxies: Vec<IpNet>,
     /// Where "now" comes from; the system clock outside tests.
     pub clock: crate::Clock,
 }
@@ -232,6 +258,7 @@ impl Config {
             gateway: Gateway::default(),
             cluster: Cluster::default(),
             federation: Federation::default(),
+            trusted_proxies: Vec::new(),
             clock: crate::Clock::system(),
         }
     }

@@ -49,6 +49,16 @@ impl ApiError {
         )
     }
 
+    /// 503: the server is at capacity now; retry soon.
+    pub fn overloaded(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            detail,
+        )
+        .with_retry_after(1)
+    }
+
     pub fn rate_limited(retry_after: u64) -> Self {
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -95,6 +105,23 @@ impl<T: Serialize> IntoResponse for Canonical<T> {
                 .into_response(),
             Err(e) => ApiError::internal(&e).into_response(),
         }
+    }
+}
+
+/// 200 with JSON that is canonical already (built and kept by a service).
+pub struct CanonicalJson(pub Vec<u8>);
+
+impl IntoResponse for CanonicalJson {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            self.0,
+        )
+            .into_response()
     }
 }
 
@@ -217,9 +244,13 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// The client's address as rate limits see it: the socket's peer (put a trusted proxy's
-/// header handling here if needed), with IPv6 clients grouped by their /64, the smallest block
-/// one subscriber usually gets.
+/// The client's address of a request, set by the accept loop: the socket peer, or the
+/// address a trusted proxy forwarded ([`client_addr`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub IpAddr);
+
+/// The client's address as rate limits see it ([`ClientAddr`], else the socket peer), with
+/// IPv6 clients grouped by their /64, the smallest block one subscriber usually gets.
 pub struct ClientIp(pub IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
@@ -227,20 +258,103 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let ip = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
+            .get::<ClientAddr>()
+            .map(|c| c.0)
+            .or_else(|| {
+                parts
+                    .extensions
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip())
+            })
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let ip = match ip {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-                IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into())
-            }
-            IpAddr::V6(v6) => {
-                IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(std::net::Ipv4Addr::LOCALHOST))
-            }
-            v4 => v4,
-        };
-        Ok(ClientIp(ip))
+        Ok(ClientIp(rate_key(ip)))
     }
+}
+
+/// The key per-client limits use for `ip`: IPv4 as is (also when IPv4-mapped), IPv6 by /64.
+pub fn rate_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
+    }
+}
+
+/// The client of a request that came from `peer`. Only a peer in `trusted` is believed about
+/// whom it forwards for: then the forwarding chain (`Forwarded` `for=`, else
+/// `X-Forwarded-For`) is read from the right, skipping trusted proxies, and the first other
+/// address is the client. Anything unreadable in the chain stops the walk at the last address
+/// that could be believed, so a client cannot choose its own address by sending the header.
+pub fn client_addr(
+    peer: SocketAddr,
+    headers: &header::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = canonical(peer.ip());
+    if !is_trusted(&client) {
+        return client;
+    }
+    let chain = forwarded_chain(headers);
+    for hop in chain.iter().rev() {
+        let Some(ip) = hop else {
+            return client;
+        };
+        client = *ip;
+        if !is_trusted(&client) {
+            return client;
+        }
+    }
+    client
+}
+
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The addresses a request passed through, oldest first; `None` for a hop that is not an
+/// address (`unknown`, obfuscated names, garbage). `Forwarded` (RFC 7239) wins over
+/// `X-Forwarded-For` when present; every instance of the header counts, in order.
+fn forwarded_chain(headers: &header::HeaderMap) -> Vec<Option<IpAddr>> {
+    let forwarded: Vec<&str> = headers
+        .get_all(header::FORWARDED)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if !forwarded.is_empty() {
+        return forwarded
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.split_once('='))
+                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("for"))
+                    .and_then(|(_, v)| forwarded_node(v.trim()))
+            })
+            .collect();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(',').collect::<Vec<_>>())
+        .map(|hop| hop.trim().parse::<IpAddr>().ok().map(canonical))
+        .collect()
+}
+
+/// A `for=` node of RFC 7239: `192.0.2.1`, `192.0.2.1:80`, `"[2001:db8::1]:443"`.
+fn forwarded_node(value: &str) -> Option<IpAddr> {
+    let v = value.trim_matches('"');
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok().map(canonical);
+    }
+    let host = v.rsplit_once(':').map_or(v, |(h, _)| h);
+    host.parse().ok().map(canonical)
 }
 
 /// Router fallback: unknown routes are 404 problems.
@@ -255,4 +369,84 @@ pub async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> header::HeaderMap {
+        let mut h = header::HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    fn addr(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_peers() {
+        let proxy: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let stranger: SocketAddr = "203.0.113.9:5000".parse().unwrap();
+        let xff = headers(&[("x-forwarded-for", "198.51.100.7")]);
+        let trusted = nets(&["127.0.0.1/32"]);
+        assert_eq!(client_addr(proxy, &xff, &trusted), addr("198.51.100.7"));
+        assert_eq!(client_addr(stranger, &xff, &trusted), addr("203.0.113.9"));
+        assert_eq!(client_addr(proxy, &xff, &[]), addr("127.0.0.1"));
+    }
+
+    #[test]
+    fn the_chain_is_read_from_the_right_so_a_client_cannot_pick_its_address() {
+        let proxy: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+        let trusted = nets(&["10.0.0.0/24"]);
+        // The client sent "1.2.3.4" itself; the proxy appended the real peer.
+        let xff = headers(&[("x-forwarded-for", "1.2.3.4, 198.51.100.7, 10.0.0.3")]);
+        assert_eq!(client_addr(proxy, &xff, &trusted), addr("198.51.100.7"));
+        let split = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(client_addr(proxy, &split, &trusted), addr("198.51.100.7"));
+        // Garbage stops the walk at the last believable hop.
+        let junk = headers(&[("x-forwarded-for", "1.2.3.4, nonsense, 10.0.0.3")]);
+        assert_eq!(client_addr(proxy, &junk, &trusted), addr("10.0.0.3"));
+    }
+
+    #[test]
+    fn rfc_7239_forwarded_wins_and_its_node_forms_parse() {
+        let proxy: SocketAddr = "[::1]:5000".parse().unwrap();
+        let trusted = nets(&["::1/128"]);
+        let both = headers(&[
+            (
+                "forwarded",
+                r#"for=192.0.2.60;proto=https, for="[2001:db8::17]:4711""#,
+            ),
+            ("x-forwarded-for", "198.51.100.7"),
+        ]);
+        assert_eq!(client_addr(proxy, &both, &trusted), addr("2001:db8::17"));
+        let port = headers(&[("forwarded", "for=192.0.2.60:8080")]);
+        assert_eq!(client_addr(proxy, &port, &trusted), addr("192.0.2.60"));
+        let unknown = headers(&[("forwarded", "for=unknown")]);
+        assert_eq!(client_addr(proxy, &unknown, &trusted), addr("::1"));
+    }
+
+    #[test]
+    fn rate_keys_group_ipv6_by_64_and_unmap_ipv4() {
+        assert_eq!(
+            rate_key(addr("2001:db8:1:2:3:4:5:6")),
+            addr("2001:db8:1:2::")
+        );
+        assert_eq!(rate_key(addr("::ffff:192.0.2.1")), addr("192.0.2.1"));
+        assert_eq!(rate_key(addr("192.0.2.1")), addr("192.0.2.1"));
+    }
 }

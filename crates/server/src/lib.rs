@@ -11,12 +11,14 @@ pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod identity;
+mod listener;
 mod ratelimit;
 pub mod services;
 pub mod sessions;
+pub mod tasks;
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,9 +40,16 @@ pub use events::{Events, Publish};
 pub use gateway::Gateway;
 pub use identity::{Identity, KeySink};
 pub use sessions::Sessions;
+pub use tasks::Tasks;
 
 use crate::http::ok;
 use crate::ratelimit::Limiter;
+
+/// How long shutdown waits for gateway connections to close.
+const GATEWAY_GRACE: Duration = Duration::from_secs(5);
+
+/// How long shutdown waits for background writes.
+const TASKS_GRACE: Duration = Duration::from_secs(5);
 
 /// Per-client request limiters (their quotas are `config::RateLimits`).
 pub struct RateLimiters {
@@ -60,6 +69,7 @@ pub struct Inner {
     pub(crate) federation: federation::Federation,
     pub(crate) services: services::Services,
     pub(crate) limits: RateLimiters,
+    pub(crate) tasks: Tasks,
 }
 
 /// Shared state of every handler; cheap to clone.
@@ -133,12 +143,14 @@ impl Server {
             federation.clone(),
             config.clone(),
         )?;
+        let tasks = Tasks::new();
         let gateway = Gateway::new(
             config.clone(),
             events.clone(),
             sessions.clone(),
             identity.clone(),
             store.clone(),
+            tasks.clone(),
         );
         gateway.start(handoffs);
         let services =
@@ -161,6 +173,7 @@ impl Server {
                 federation,
                 services,
                 limits,
+                tasks,
             })),
         })
     }
@@ -268,7 +281,7 @@ impl Server {
     ) -> std::io::Result<()> {
         let app = self.router().merge(extra);
         let state = self.state.clone();
-        let sweeper = tokio::spawn(async move {
+        self.state.tasks.spawn_loop(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
@@ -297,24 +310,19 @@ impl Server {
                 }
             }
         });
-        // Small gateway frames must not wait for Nagle's algorithm.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(
+        let gateway = self.state.gateway.clone();
+        // WebSockets are not part of hyper's graceful shutdown: they are told to resume
+        // elsewhere (4000), and we wait until they have been.
+        let drain_gateway = async move { gateway.shut_down(GATEWAY_GRACE).await };
+        let result = listener::serve(
+            app,
             listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
+            self.state.config.clone(),
+            shutdown,
+            drain_gateway,
         )
-        .with_graceful_shutdown({
-            // WebSockets are not part of graceful shutdown: tell them to resume elsewhere.
-            let gateway = self.state.gateway.clone();
-            async move {
-                shutdown.await;
-                gateway.close_all();
-            }
-        })
         .await;
-        sweeper.abort();
+        self.state.tasks.shut_down(TASKS_GRACE).await;
         result
     }
 }

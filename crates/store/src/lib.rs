@@ -5,6 +5,7 @@
 //! execute them. Business rules live in the server; the store guards integrity with
 //! constraints and reports their violations as [`Error::Unique`] / [`Error::Conflict`].
 
+mod certs;
 pub mod engine;
 mod federation;
 mod postgres;
@@ -153,6 +154,8 @@ pub struct NewSession {
     pub created_at: i64,
     /// The session's first certificate, if it was issued at login.
     pub cert: Option<CertRow>,
+    /// Live sessions the actor may have, this one included ([`Error::Conflict`] beyond).
+    pub max_live: i64,
 }
 
 fn actor(r: &Row) -> Result<ActorRow> {
@@ -461,7 +464,7 @@ impl Store {
 
     /// Stores a new session, with its first certificate if there is one. Fails with
     /// [`Error::Unique`] if the actor already has an active session or certificate with this
-    /// session ID.
+    /// session ID, with [`Error::Conflict`] if it would have more than `max_live` live sessions.
     pub async fn open_session(&self, s: &NewSession) -> Result<()> {
         // A session whose certificate expired, or that never got one within
         // `CERTLESS_SESSION_S`, is over: its session ID is free again (DIGEST §4.5).
@@ -484,6 +487,17 @@ impl Store {
              SELECT $1, event_seq, $3 FROM actors WHERE id = $2",
             params![s.id, s.actor_id, s.created_at],
         ));
+        // The cap on live sessions, counted with this one. Locking the actor row makes
+        // concurrent logins of one actor count one after the other.
+        stmts.push(
+            Stmt::new(
+                "UPDATE actors SET id = id WHERE id = $1 AND
+                   (SELECT COUNT(*) FROM sessions s WHERE s.actor_id = $1 AND s.revoked_at IS NULL
+                      AND COALESCE((SELECT c.not_after FROM id_certs c WHERE c.serial = s.cert_serial), s.created_at + $3) >= $2) <= $4",
+                params![s.actor_id, s.created_at, CERTLESS_SESSION_S, s.max_live],
+            )
+            .expect(1),
+        );
         self.transaction(stmts).await.map(|_| ())
     }
 

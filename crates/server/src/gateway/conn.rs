@@ -40,6 +40,40 @@ fn close(code: Close, reason: impl Into<String>) -> End {
     End::Close(code, reason.into())
 }
 
+/// Longest close reason: a close frame's payload is at most 125 bytes, two of them the code
+/// (RFC 6455 §5.5); a longer one makes the peer fail the connection instead of reading the code.
+const MAX_REASON: usize = 123;
+/// How long we keep reading (and discarding) after our close frame, waiting for the client's
+/// (RFC 6455 §7.1.1): closing the socket under a client that is still sending makes its
+/// kernel answer with a reset, and the client never reads the close code.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// `reason` cut to [`MAX_REASON`] bytes on a character boundary.
+fn fit_reason(mut reason: String) -> String {
+    if reason.len() > MAX_REASON {
+        let mut at = MAX_REASON;
+        while !reason.is_char_boundary(at) {
+            at -= 1;
+        }
+        reason.truncate(at);
+    }
+    reason
+}
+
+/// A refusal from a service: client mistakes close with 4002 and the problem's detail;
+/// server failures are logged and shown as "internal error" (4000), never their text.
+fn refused(e: impl Into<crate::http::ApiError>) -> End {
+    let problem = e.into().problem;
+    if problem.status >= 500 {
+        close(Close::UnknownError, "internal error")
+    } else {
+        close(
+            Close::InvalidPayload,
+            problem.detail.unwrap_or(problem.title),
+        )
+    }
+}
+
 /// A frame the socket could not read: the connection failed (I/O), or the frame is not one
 /// we accept (too large, not UTF-8, broken framing), which closes with 4002.
 fn unreadable(e: &(dyn std::error::Error + 'static)) -> End {
@@ -101,6 +135,52 @@ enum Due {
 const GAP_WAIT: Duration = Duration::from_millis(100);
 /// Most events held back behind a gap.
 const PENDING_MAX: usize = 256;
+
+/// A connection beyond the node's cap: closed at once with 4000, which clients treat as
+/// "reconnect (elsewhere) later".
+pub(super) async fn refuse(socket: WebSocket) {
+    let (sink, stream) = socket.split();
+    let mut c = Closing { sink, stream };
+    c.finish(close(
+        Close::UnknownError,
+        "server at capacity; retry later",
+    ))
+    .await;
+}
+
+/// The two halves of a socket on its way out.
+struct Closing {
+    sink: Sink,
+    stream: Stream,
+}
+
+impl Closing {
+    /// Sends the close frame (for `End::Close`), then completes the closing handshake.
+    async fn finish(&mut self, end: End) {
+        if let End::Close(code, reason) = end {
+            tracing::debug!(code = code.code(), %reason, "closing gateway connection");
+            let sent = self
+                .sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: code.code(),
+                    reason: fit_reason(reason).into(),
+                })))
+                .await;
+            if sent.is_ok() {
+                let stream = &mut self.stream;
+                let _ = timeout(CLOSE_WAIT, async {
+                    while let Some(Ok(m)) = stream.next().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
+            }
+        }
+        let _ = self.sink.close().await;
+    }
+}
 
 pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
     let (sink, stream) = socket.split();
@@ -165,18 +245,9 @@ impl Conn {
         Duration::from_millis(self.gw.0.config.gateway.heartbeat_interval_ms.max(1))
     }
 
-    async fn finish(&mut self, end: End) {
-        if let End::Close(code, reason) = end {
-            tracing::debug!(code = code.code(), %reason, "closing gateway connection");
-            let _ = self
-                .sink
-                .send(Message::Close(Some(CloseFrame {
-                    code: code.code(),
-                    reason: reason.into(),
-                })))
-                .await;
-        }
-        let _ = self.sink.close().await;
+    async fn finish(self, end: End) {
+        let Conn { sink, stream, .. } = self;
+        Closing { sink, stream }.finish(end).await;
     }
 
     /// See [`super::position_at`]; computed on the kept frames, nothing copied.
@@ -362,7 +433,7 @@ impl Conn {
                 .events
                 .after(authed.actor.id, self.next_seq - 1, 500)
                 .await
-                .map_err(|e| close(Close::UnknownError, e.to_string()))?;
+                .map_err(Self::internal)?;
             let full = rows.len() == 500;
             for e in rows {
                 self.next_seq = e.seq + 1;
@@ -379,7 +450,8 @@ impl Conn {
     // ---- the handshake ----
 
     async fn handshake(&mut self, interval: Duration) -> Result<(Authed, Registration), End> {
-        let deadline = Instant::now() + interval;
+        let identify = Duration::from_millis(self.gw.0.config.gateway.identify_timeout_ms.max(1));
+        let deadline = Instant::now() + interval.min(identify);
         let frame = match timeout(deadline - Instant::now(), self.stream.next()).await {
             Err(_) => return Err(close(Close::NotAuthenticated, "no Identify in time")),
             Ok(Some(Err(e))) => return Err(unreadable(&e)),
@@ -682,6 +754,10 @@ impl Conn {
     }
 
     async fn run(&mut self, authed: &Authed, reg: &mut Registration) -> End {
+        // Joined the hub after `shut_down` told everyone in it.
+        if self.gw.closing() {
+            return close(Close::UnknownError, "server shutting down");
+        }
         loop {
             let (deadline, due) = self.next_deadline();
             let step = tokio::select! {
@@ -918,7 +994,7 @@ impl Conn {
         let store = self.gw.0.store.clone();
         let pk = authed.session.id;
         let now = as_i64(self.gw.0.config.clock.now());
-        tokio::spawn(async move {
+        self.gw.0.tasks.spawn_to_end(async move {
             if let Err(e) = store.advance_position(pk, as_i64(pos), now).await {
                 tracing::warn!(error = %e, "recording a gateway position failed");
             }
@@ -938,7 +1014,7 @@ impl Conn {
             .sessions
             .revoke_signed(authed, inv.serial, inv.invalid_since, signature)
             .await
-            .map_err(|e| close(Close::InvalidPayload, e.to_string()))
+            .map_err(refused)
     }
 
     /// Op 8 → op 9.

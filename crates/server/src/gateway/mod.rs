@@ -10,12 +10,12 @@ mod conn;
 pub mod routes;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use fugue_proto::gateway::{CORE, Envelope};
 use fugue_store::Store;
@@ -24,6 +24,7 @@ use crate::config::Config;
 use crate::events::{self, BusMsg, Event, Events, HandoffRequest, Incoming, RootChange};
 use crate::identity::Identity;
 use crate::sessions::{Authed, Sessions};
+use crate::tasks::Tasks;
 
 /// Frames kept per connection for heartbeat re-sends and exact resumes.
 const KEPT_FRAMES: usize = 1024;
@@ -128,10 +129,17 @@ struct Shared {
     sessions: Sessions,
     identity: Identity,
     store: Store,
+    tasks: Tasks,
     hub: RwLock<HashMap<i64, Vec<Arc<ConnHandle>>>>,
     retained: Mutex<HashMap<i64, (Instant, Resumable)>>,
     services: RwLock<BTreeMap<String, Arc<dyn Service>>>,
     next_conn: AtomicU64,
+    /// One permit per open connection (`gateway.max_connections`); all of them back means
+    /// every connection task has ended.
+    slots: Arc<Semaphore>,
+    max_slots: u32,
+    /// Set once the node shuts down: new connections close at once.
+    closing: AtomicBool,
 }
 
 /// Cheap to clone.
@@ -145,18 +153,37 @@ impl Gateway {
         sessions: Sessions,
         identity: Identity,
         store: Store,
+        tasks: Tasks,
     ) -> Self {
+        let max_slots =
+            u32::try_from(config.gateway.max_connections.clamp(1, 1 << 24)).unwrap_or(u32::MAX);
         Self(Arc::new(Shared {
             config,
             events,
             sessions,
             identity,
             store,
+            tasks,
             hub: RwLock::default(),
             retained: Mutex::default(),
             services: RwLock::default(),
             next_conn: AtomicU64::new(1),
+            slots: Arc::new(Semaphore::new(max_slots as usize)),
+            max_slots,
+            closing: AtomicBool::new(false),
         }))
+    }
+
+    /// A place for one more connection, unless the node is full or shutting down.
+    pub(crate) fn slot(&self) -> Option<OwnedSemaphorePermit> {
+        if self.0.closing.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.0.slots.clone().try_acquire_owned().ok()
+    }
+
+    fn closing(&self) -> bool {
+        self.0.closing.load(Ordering::SeqCst)
     }
 
     /// Offers a service channel. Services register while the server is built.
@@ -184,7 +211,7 @@ impl Gateway {
     pub(crate) fn start(&self, handoffs: Option<mpsc::Receiver<HandoffRequest>>) {
         let mut rx = self.0.events.bus().subscribe();
         let gw = self.clone();
-        tokio::spawn(async move {
+        self.0.tasks.spawn_loop(async move {
             while let Some(incoming) = rx.recv().await {
                 match incoming {
                     Incoming::Msg(msg) => gw.dispatch(&msg),
@@ -194,10 +221,11 @@ impl Gateway {
         });
         if let Some(mut handoffs) = handoffs {
             let gw = self.clone();
-            tokio::spawn(async move {
+            self.0.tasks.spawn_loop(async move {
                 while let Some(req) = handoffs.recv().await {
-                    let gw = gw.clone();
-                    tokio::spawn(async move {
+                    let gw2 = gw.clone();
+                    gw.0.tasks.spawn_loop(async move {
+                        let gw = gw2;
                         let state = gw.take_state(req.session_pk).await;
                         let body = state.and_then(|s| serde_json::to_vec(&s).ok());
                         let _ = req.reply.send(body);
@@ -263,7 +291,7 @@ impl Gateway {
             hub.values().flatten().map(|h| h.ctl.clone()).collect()
         };
         let spread = Duration::from_millis(self.0.config.gateway.server_change_spread_ms);
-        tokio::spawn(async move {
+        self.0.tasks.spawn_loop(async move {
             let start = tokio::time::Instant::now();
             let n = targets.len().max(1) as u32;
             for (i, t) in targets.into_iter().enumerate() {
@@ -354,11 +382,20 @@ impl Gateway {
             .retain(|_, (at, _)| at.elapsed() < window);
     }
 
-    /// Closes every connection (4000, resumable): this node is going away.
-    pub fn close_all(&self) {
+    /// Closes every connection (4000, resumable) and refuses new ones: this node is going
+    /// away. Returns once every connection task has ended, or after `grace`.
+    pub async fn shut_down(&self, grace: Duration) {
+        self.0.closing.store(true, Ordering::SeqCst);
         self.each(|h| {
             let _ = h.ctl.send(Ctl::Shutdown);
         });
+        let all = self.0.slots.acquire_many(self.0.max_slots);
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!(
+                open = self.0.max_slots as usize - self.0.slots.available_permits(),
+                "gateway connections still open at shutdown"
+            );
+        }
     }
 
     /// Number of identified connections on this node.

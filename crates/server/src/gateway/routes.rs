@@ -35,6 +35,7 @@ pub async fn gateway(State(app): State<AppState>, req: Request) -> ApiResult<Res
             )
         })?;
     let gw = app.gateway.clone();
+    let slot = gw.slot();
     let max = app.config.gateway.max_frame_bytes;
     // Small buffers: tungstenite's 128 KiB defaults cost ~140 KB per idle connection.
     Ok(upgrade
@@ -42,7 +43,15 @@ pub async fn gateway(State(app): State<AppState>, req: Request) -> ApiResult<Res
         .write_buffer_size(4096)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| super::conn::serve(gw, socket)))
+        .on_upgrade(move |socket| async move {
+            match slot {
+                Some(slot) => {
+                    super::conn::serve(gw, socket).await;
+                    drop(slot);
+                }
+                None => super::conn::refuse(socket).await,
+            }
+        }))
 }
 
 /// `GET /.p2/core/v1/events`: 200 with the events missed since the last poll, 204 if none.

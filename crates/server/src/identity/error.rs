@@ -32,6 +32,9 @@ pub enum Error {
     Issuance(CertError),
     #[error("the stored server key does not persist: {0}")]
     KeyPersistence(String),
+    /// Serialising an answer of our own failed.
+    #[error("encoding an answer failed: {0}")]
+    Encoding(#[source] serde_json::Error),
     #[error(transparent)]
     Store(#[from] fugue_store::Error),
 }
@@ -88,7 +91,10 @@ impl From<&Error> for ApiError {
                 )
                 .with_retry_after(60);
             }
-            Error::Issuance(_) | Error::KeyPersistence(_) | Error::Store(_) => {
+            Error::Issuance(_)
+            | Error::KeyPersistence(_)
+            | Error::Encoding(_)
+            | Error::Store(_) => {
                 return ApiError::internal(err);
             }
         };

@@ -6,6 +6,7 @@
 //! certificates and signatures, never key material.
 
 mod error;
+mod published;
 pub mod routes;
 
 use std::collections::HashMap;
@@ -64,6 +65,8 @@ pub struct Identity {
     ca: Arc<RwLock<Ca>>,
     sink: Arc<dyn KeySink>,
     sig_cache: Arc<Mutex<SigCache>>,
+    /// Local actors' certificate lists as published.
+    published: Arc<Mutex<published::Published>>,
     /// Serialises root changes (rotation, renewal).
     rotation: Arc<tokio::sync::Mutex<()>>,
     /// Where root changes are announced (op 6); none in a bare CA.
@@ -150,6 +153,7 @@ impl Identity {
             })),
             sink,
             sig_cache: Arc::default(),
+            published: Arc::default(),
             rotation: Arc::default(),
             events: None,
         })
@@ -361,13 +365,14 @@ impl Identity {
         ))
     }
 
-    /// An actor's certificates overlapping the query window, with cache information.
+    /// The JSON answer of `GET /idcert/actor/{fid}` for a local actor: its certificates
+    /// overlapping the query window, with cache information ([`published`]).
     pub async fn actor_certs(
         &self,
         fid: &str,
         q: &get_actor_idcerts::Query,
         now: u64,
-    ) -> Result<Vec<CacheableIdCert>, Error> {
+    ) -> Result<Vec<u8>, Error> {
         let not_found = || Error::ActorNotFound(fid.to_owned());
         let fid: FederationId = fid.parse().map_err(|_| not_found())?;
         if fid.domain() != &self.domain {
@@ -378,21 +383,44 @@ impl Identity {
             .actor_by_name(fid.local_name().as_str())
             .await?
             .ok_or_else(not_found)?;
-        let session = q.session_id.as_deref();
-        let rows = self
-            .store
-            .certs_of(
-                actor.id,
-                q.not_before.map(as_i64),
-                q.not_after.map(as_i64),
-                session,
-            )
-            .await?;
-        let ca = self.read();
-        Ok(rows
-            .into_iter()
-            .map(|r| self.cacheable_row(&ca, r, now))
-            .collect())
+        let version = self.store.cert_counts(actor.id).await?;
+        let step = now - now % WINDOW_STEP;
+        let cached = self
+            .published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(actor.id, step, version);
+        let items = match cached {
+            Some(items) => items,
+            None => {
+                let rows = self.store.certs_of(actor.id, None, None, None).await?;
+                let items = {
+                    let ca = self.read();
+                    rows.into_iter()
+                        .map(|r| {
+                            let (not_before, not_after) =
+                                (as_u64(r.not_before), as_u64(r.not_after));
+                            let session_id = r.session_id.clone();
+                            let entry = self.cacheable_row(&ca, r, now);
+                            Ok(published::Item {
+                                not_before,
+                                not_after,
+                                session_id,
+                                json: fugue_proto::wire::to_canonical_vec(&entry)
+                                    .map_err(Error::Encoding)?,
+                            })
+                        })
+                        .collect::<Result<Vec<_>, Error>>()?
+                };
+                let items = Arc::new(items);
+                self.published
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .put(actor.id, step, version, items.clone());
+                items
+            }
+        };
+        Ok(published::answer(&items, q))
     }
 
     /// Rotates the server key: a new key and self-signed root; every earlier root stays
@@ -455,6 +483,7 @@ impl Identity {
             .unwrap_or_else(|e| e.into_inner())
             .signatures
             .clear();
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         if let Some(events) = &self.events {
             events.announce(change).await;
         }

@@ -36,8 +36,8 @@ pub async fn actor_idcerts(
         let certs = app.sessions.foreign_actor_certs(&parsed, now).await?;
         return Ok(ok(certs).into_response());
     }
-    let certs: get_actor_idcerts::Response = app.identity.actor_certs(&fid, &q, now).await?;
-    Ok(ok(certs).into_response())
+    let json = app.identity.actor_certs(&fid, &q, now).await?;
+    Ok(crate::http::CanonicalJson(json).into_response())
 }
 
 /// `POST /.p2/core/v1/key/server` — administrators only, sensitive.

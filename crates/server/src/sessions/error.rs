@@ -43,6 +43,8 @@ pub enum Error {
     SessionNotFound(String),
     #[error("session ID {0} is already used by an active session of yours")]
     SessionIdInUse(String),
+    #[error("this account has {0} live sessions, the most this server allows; end one first")]
+    TooManySessions(usize),
     #[error("{0}")]
     InvalidSessionId(String),
     #[error("the session's certificate changed while this request was handled; retry")]
@@ -126,6 +128,7 @@ impl From<Error> for ApiError {
             }
             Error::SessionNotFound(_) => (S::NOT_FOUND, ErrorCode::SessionNotFound),
             Error::SessionIdInUse(_) => (S::CONFLICT, ErrorCode::SessionIdInUse),
+            Error::TooManySessions(_) => (S::CONFLICT, ErrorCode::TooManySessions),
             Error::InvalidSessionId(_) => (S::BAD_REQUEST, ErrorCode::InvalidSessionId),
             Error::TotpAlreadyEnrolled => (S::CONFLICT, ErrorCode::TotpAlreadyEnrolled),
             Error::ConcurrentChange => (S::CONFLICT, ErrorCode::ConcurrentChange),

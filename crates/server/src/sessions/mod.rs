@@ -309,10 +309,16 @@ impl Sessions {
             token_hash: hash_secret(&token),
             created_at: now as i64,
             cert: issued.as_ref().map(|i| i.row.clone()),
+            max_live: i64::try_from(self.config.limits.max_sessions_per_actor).unwrap_or(i64::MAX),
         };
         match self.store.open_session(&session).await {
             Err(fugue_store::Error::Unique(_)) => {
                 return Err(Error::SessionIdInUse(session_id.to_string()));
+            }
+            Err(fugue_store::Error::Conflict(_)) => {
+                return Err(Error::TooManySessions(
+                    self.config.limits.max_sessions_per_actor,
+                ));
             }
             other => other?,
         }

@@ -157,18 +157,23 @@ impl Hasher {
 
     pub async fn hash(&self, password: String) -> Result<String, Error> {
         let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Hash(password, reply))
-            .map_err(|_| hashing("hasher stopped"))?;
+        self.enqueue(Job::Hash(password, reply))?;
         rx.await.map_err(|_| hashing("hasher stopped"))?
     }
 
     pub async fn verify(&self, password: String, hash: String) -> Result<bool, Error> {
         let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Verify(password, hash, reply))
-            .map_err(|_| hashing("hasher stopped"))?;
+        self.enqueue(Job::Verify(password, hash, reply))?;
         rx.await.map_err(|_| hashing("hasher stopped"))
+    }
+
+    /// Queues a job or refuses at once: a blocking `send` on a full queue would park the
+    /// runtime thread that called it, and with every worker parked nothing else runs.
+    fn enqueue(&self, job: Job) -> Result<(), Error> {
+        self.jobs.try_send(job).map_err(|e| match e {
+            mpsc::TrySendError::Full(_) => Error::Overloaded,
+            mpsc::TrySendError::Disconnected(_) => hashing("hasher stopped"),
+        })
     }
 }
 
@@ -216,5 +221,43 @@ mod tests {
             w.hash(&params, b"pw").unwrap(),
             "salts differ"
         );
+    }
+
+    /// A full queue answers at once with `Overloaded`, on a runtime whose only thread would
+    /// otherwise be parked in the queue's `send`.
+    #[test]
+    fn a_full_queue_refuses_at_once_without_blocking_the_runtime() {
+        let slow = PasswordHashing {
+            memory_kib: 32 * 1024,
+            iterations: 8,
+            parallelism: 1,
+        };
+        let hasher = Hasher::start(&slow, 1).unwrap();
+        let (done, finished) = mpsc::channel();
+        thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                // One job runs and QUEUE wait: the queue is full from here on (the
+                // surplus is refused too, or, before the fix, parks this thread).
+                let mut waiting = Vec::new();
+                for _ in 0..QUEUE + 8 {
+                    let h = hasher.clone();
+                    waiting.push(tokio::spawn(async move { h.hash("pw".into()).await }));
+                    tokio::task::yield_now().await;
+                }
+                let outcome = hasher.hash("one more".into()).await;
+                let _ = done.send(matches!(outcome, Err(Error::Overloaded)));
+                for w in waiting {
+                    w.abort();
+                }
+            });
+        });
+        let refused = finished
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("the runtime thread was blocked by a full hashing queue");
+        assert!(refused, "a full queue must answer Overloaded");
     }
 }

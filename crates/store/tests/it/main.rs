@@ -63,6 +63,7 @@ fn session(actor_id: i64, sid: &str, token: &[u8], cert: Option<CertRow>) -> New
         token_hash: token.to_vec(),
         created_at: 100,
         cert,
+        max_live: 100,
     }
 }
 
@@ -172,6 +173,46 @@ async fn a_session_id_is_unique_among_active_sessions_and_free_again_after_revoc
             .await
             .unwrap();
         assert_eq!(store.sessions_of(a.id).await.unwrap().len(), 1);
+    }
+}
+
+#[tokio::test]
+async fn live_sessions_are_capped_per_actor_and_ended_ones_do_not_count() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let capped = |sid: &str, token: &[u8]| NewSession {
+            max_live: 2,
+            ..session(a.id, sid, token, Some(cert(a.id, sid)))
+        };
+        store.open_session(&capped("one", b"t1")).await.unwrap();
+        store.open_session(&capped("two", b"t2")).await.unwrap();
+        let third = store.open_session(&capped("three", b"t3")).await;
+        assert!(
+            matches!(third, Err(Error::Conflict(_))),
+            "{}: {third:?}",
+            store.engine_name()
+        );
+        assert_eq!(store.session_by_token(b"t3").await.unwrap(), None);
+        assert_eq!(
+            store.cert_counts(a.id).await.unwrap(),
+            (2, 0),
+            "nothing of it stored"
+        );
+        // Another actor is not affected, and an ended session frees its place.
+        let b = actor("bob");
+        store.insert_actor(&b, None, 1).await.unwrap();
+        store
+            .open_session(&NewSession {
+                max_live: 2,
+                ..session(b.id, "one", b"b1", None)
+            })
+            .await
+            .unwrap();
+        assert!(store.revoke_session(a.id, "one", 150).await.unwrap());
+        store.open_session(&capped("three", b"t3")).await.unwrap();
+        assert_eq!(store.cert_counts(a.id).await.unwrap(), (3, 1));
     }
 }
 

@@ -1,0 +1,141 @@
+//! The published certificate lists of local actors (`GET /idcert/actor/{fid}`), built once
+//! per change and cache-window step. Asking again costs a count query and a copy — not one
+//! signature and one serialisation per certificate, so no actor can turn the public route
+//! into a CPU or memory amplifier by collecting certificates.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use fugue_proto::api::get_actor_idcerts::Query;
+
+/// Bytes of serialised entries kept over all actors; beyond it the cache starts afresh.
+const BUDGET: usize = 32 * 1024 * 1024;
+
+/// One certificate of the list: what the filters look at, and its canonical JSON.
+pub(super) struct Item {
+    pub not_before: u64,
+    pub not_after: u64,
+    pub session_id: String,
+    pub json: Vec<u8>,
+}
+
+struct Entry {
+    step: u64,
+    version: (i64, i64),
+    items: Arc<Vec<Item>>,
+}
+
+#[derive(Default)]
+pub(super) struct Published {
+    lists: HashMap<i64, Entry>,
+    bytes: usize,
+}
+
+impl Published {
+    /// The actor's list if it was built in this step for this version of its certificates.
+    pub fn get(&self, actor_id: i64, step: u64, version: (i64, i64)) -> Option<Arc<Vec<Item>>> {
+        self.lists
+            .get(&actor_id)
+            .filter(|e| e.step == step && e.version == version)
+            .map(|e| e.items.clone())
+    }
+
+    pub fn put(&mut self, actor_id: i64, step: u64, version: (i64, i64), items: Arc<Vec<Item>>) {
+        let size: usize = items
+            .iter()
+            .map(|i| i.json.len() + i.session_id.len())
+            .sum();
+        if self.lists.values().any(|e| e.step != step) || self.bytes + size > BUDGET {
+            self.lists.clear();
+            self.bytes = 0;
+        }
+        if size > BUDGET {
+            return;
+        }
+        if let Some(old) = self.lists.insert(
+            actor_id,
+            Entry {
+                step,
+                version,
+                items,
+            },
+        ) {
+            self.bytes -= old
+                .items
+                .iter()
+                .map(|i| i.json.len() + i.session_id.len())
+                .sum::<usize>();
+        }
+        self.bytes += size;
+    }
+}
+
+/// The JSON array of the items the query selects (the same rules as the store's
+/// `certs_of`); canonical JSON of an array is its canonical elements joined by commas.
+pub(super) fn answer(items: &[Item], q: &Query) -> Vec<u8> {
+    let selected = items.iter().filter(|i| {
+        q.not_before.is_none_or(|from| i.not_after >= from)
+            && q.not_after.is_none_or(|to| i.not_before <= to)
+            && q.session_id.as_deref().is_none_or(|s| i.session_id == s)
+    });
+    let mut out = Vec::with_capacity(2 + items.iter().map(|i| i.json.len() + 1).sum::<usize>());
+    out.push(b'[');
+    for (n, item) in selected.enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&item.json);
+    }
+    out.push(b']');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(nb: u64, na: u64, sid: &str) -> Item {
+        Item {
+            not_before: nb,
+            not_after: na,
+            session_id: sid.into(),
+            json: format!(r#"{{"s":"{sid}"}}"#).into_bytes(),
+        }
+    }
+
+    #[test]
+    fn answers_filter_like_the_store_and_stay_canonical_arrays() {
+        let items = vec![item(10, 20, "a"), item(15, 30, "b"), item(25, 40, "a")];
+        let q = |nb, na, sid: Option<&str>| Query {
+            not_before: nb,
+            not_after: na,
+            session_id: sid.map(str::to_owned),
+        };
+        let all = answer(&items, &q(None, None, None));
+        assert_eq!(all, br#"[{"s":"a"},{"s":"b"},{"s":"a"}]"#);
+        assert_eq!(
+            answer(&items, &q(Some(21), None, None)),
+            br#"[{"s":"b"},{"s":"a"}]"#
+        );
+        assert_eq!(answer(&items, &q(None, Some(14), None)), br#"[{"s":"a"}]"#);
+        assert_eq!(answer(&items, &q(None, None, Some("b"))), br#"[{"s":"b"}]"#);
+        assert_eq!(answer(&items, &q(Some(100), None, None)), b"[]");
+        let parsed: serde_json::Value = serde_json::from_slice(&all).unwrap();
+        assert_eq!(parsed.as_array().map(Vec::len), Some(3));
+    }
+
+    #[test]
+    fn lists_are_kept_per_step_and_version() {
+        let mut p = Published::default();
+        p.put(1, 60, (2, 0), Arc::new(vec![item(1, 2, "a")]));
+        assert!(p.get(1, 60, (2, 0)).is_some());
+        assert!(
+            p.get(1, 60, (2, 1)).is_none(),
+            "a revocation changes the version"
+        );
+        assert!(p.get(1, 120, (2, 0)).is_none(), "a new step signs anew");
+        p.put(2, 120, (1, 0), Arc::new(vec![item(1, 2, "b")]));
+        assert!(p.get(1, 60, (2, 0)).is_none(), "older steps are dropped");
+        assert!(p.get(2, 120, (1, 0)).is_some());
+    }
+}
