@@ -18,6 +18,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     /// The server is at capacity; retry after `Retry-After`.
     Overloaded,
+    /// The request (its body) did not arrive in time.
+    RequestTimeout,
     /// The resource changed while the request was handled; reload and retry.
     ConcurrentChange,
     NotFound,

@@ -152,8 +152,31 @@ impl<S: Send + Sync> FromRequest<S> for Body {
         Bytes::from_request(req, state)
             .await
             .map(Body)
-            .map_err(|r| body_rejection(r.status(), r.body_text()))
+            .map_err(|r| {
+                if timed_out(&r) {
+                    ApiError::new(
+                        StatusCode::REQUEST_TIMEOUT,
+                        ErrorCode::RequestTimeout,
+                        "the request body did not arrive in time",
+                    )
+                } else {
+                    body_rejection(r.status(), r.body_text())
+                }
+            })
     }
+}
+
+/// Whether reading a body failed because the body read timeout (set by the accept loop)
+/// ran out.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A JSON body. Unlike axum's, it does not require `Content-Type: application/json`: the

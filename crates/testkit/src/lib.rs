@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use fugue_client::{Client, IdentityKey, Session};
 use fugue_proto::{DomainName, FederationId, SessionId};
-use fugue_server::{Config, Events, Gateway, KeySink, Registration, Server};
+use fugue_server::{Config, Events, Gateway, Identity, KeySink, Registration, Server};
 use fugue_store::{SqliteSync, Store};
 
 /// Password every test actor gets.
@@ -108,6 +108,7 @@ pub struct TestServer {
     /// Where tests publish events, as a service would.
     pub events: Events,
     pub gateway: Gateway,
+    pub identity: Identity,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _dirs: Vec<tempfile::TempDir>,
@@ -176,6 +177,7 @@ impl TestServer {
         .expect("server starts");
         let events = server.events().clone();
         let gateway = server.gateway().clone();
+        let identity = server.identity().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
@@ -187,6 +189,7 @@ impl TestServer {
             domain,
             events,
             gateway,
+            identity,
             shutdown: Some(tx),
             task: Some(task),
             _dirs: vec![dir],

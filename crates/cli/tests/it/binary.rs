@@ -386,6 +386,71 @@ async fn sigterm_stops_the_server_cleanly() {
 }
 
 #[tokio::test]
+async fn sigterm_closes_gateway_connections_with_4000_before_exiting() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Child::serve_ready(data.path(), &[]).await;
+    let client = child.client();
+    client
+        .register("alice", PASSWORD, None, None)
+        .await
+        .unwrap();
+    let fid: FederationId = "alice@localhost".parse().unwrap();
+    let session = client
+        .login(
+            "alice",
+            PASSWORD,
+            None,
+            &IdentityKey::generate(),
+            &fid,
+            &"laptop".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+    let ws_url = format!(
+        "{}{}",
+        child.url.replace("http://", "ws://"),
+        fugue_proto::gateway::PATH
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
+    let identify = serde_json::json!({"n": "core", "op": 2, "d": {"token": session.token()}});
+    ws.send(Message::text(identify.to_string())).await.unwrap();
+    // Hello, then op 12: the connection is identified.
+    let mut identified = false;
+    while !identified {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let f: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                identified = f["op"] == 12;
+            }
+            other => panic!("no op 12: {other:?}"),
+        }
+    }
+    let kill = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.pid())
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => break u16::from(f.code),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("the gateway connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, 4000, "resumable close on shutdown");
+    let status = child.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{status}; stderr:\n{}",
+        child.stderr()
+    );
+}
+
+#[tokio::test]
 async fn the_example_configuration_is_valid_toml_that_serve_accepts() {
     let output = run(&["config", "example"], &[]);
     let text = assert_success(&output, "fugue config example");

@@ -510,6 +510,104 @@ async fn more_payloads_than_the_window_allows_close_4008() {
 }
 
 #[tokio::test]
+async fn a_client_still_sending_reads_its_close_code() {
+    // The client keeps flooding heartbeats after the limit: the server finishes the closing
+    // handshake instead of dropping the socket under it (RFC 6455 §7), so the code arrives.
+    let server = TestServer::start_with(|c| c.gateway.client_payloads_per_window = 20).await;
+    let alice = server.register("alice").await;
+    let ws = identified(&server, alice.token()).await;
+    let (mut sink, mut stream) = ws.split();
+    let flood = tokio::spawn(async move {
+        for _ in 0..2_000 {
+            if sink
+                .send(Message::text(heartbeat(1, 1, &[]).to_string()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        sink
+    });
+    let code = loop {
+        match timeout(WAIT, stream.next()).await.expect("a close in time") {
+            Some(Ok(Message::Close(Some(f)))) => break u16::from(f.code),
+            Some(Ok(_)) => {}
+            other => panic!("the socket ended without its close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, 4008);
+    let _ = flood.await;
+}
+
+#[tokio::test]
+async fn close_reasons_fit_a_control_frame() {
+    let server = start(|_| {}).await;
+    let alice = server.register("alice").await;
+    let mut ws = identified(&server, alice.token()).await;
+    // The reason would name this 300-byte namespace, and a close frame holds 125 bytes.
+    let name = "é".repeat(150);
+    send(&mut ws, json!({"n": name, "op": 0, "d": {}})).await;
+    let msg = timeout(WAIT, ws.next()).await.expect("a close in time");
+    let Some(Ok(Message::Close(Some(frame)))) = msg else {
+        panic!("expected a readable close frame, got {msg:?}");
+    };
+    assert_eq!(u16::from(frame.code), 4002);
+    assert!(frame.reason.len() <= 123, "{} bytes", frame.reason.len());
+    assert!(
+        frame.reason.starts_with("not subscribed to é"),
+        "{}",
+        frame.reason
+    );
+}
+
+#[tokio::test]
+async fn connections_beyond_the_gateway_cap_close_4000_and_free_places_are_reused() {
+    let server = TestServer::start_with(|c| c.gateway.max_connections = 2).await;
+    let alice = server.register("alice").await;
+    let first = identified(&server, alice.token()).await;
+    let (_second, _) = connect(&server).await;
+    let (mut third, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    expect_close(&mut third, 4000).await;
+    drop(first);
+    // The first connection's task ends after its socket does; then its place is free.
+    let mut again = None;
+    for _ in 0..50 {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+            .await
+            .unwrap();
+        match timeout(WAIT, ws.next()).await.unwrap() {
+            Some(Ok(Message::Text(t))) => {
+                let hello: Value = serde_json::from_str(t.as_str()).unwrap();
+                assert_eq!(hello["op"], 1);
+                again = Some(ws);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert!(
+        again.is_some(),
+        "a closed connection's place was never freed"
+    );
+}
+
+#[tokio::test]
+async fn a_connection_that_never_identifies_is_closed_after_the_identify_timeout() {
+    let server = TestServer::start_with(|c| c.gateway.identify_timeout_ms = 300).await;
+    let (mut ws, _) = connect(&server).await;
+    let started = Instant::now();
+    expect_close(&mut ws, 4003).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "waited {:?}, the heartbeat interval rather than the identify timeout",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
 async fn an_unanswered_heartbeat_request_closes_4009() {
     let server = TestServer::start_with(|c| c.gateway.heartbeat_interval_ms = 300).await;
     let alice = server.register("alice").await;

@@ -10,6 +10,7 @@ mod chaos;
 mod csr;
 mod federation;
 mod federation_client;
+mod floods;
 mod fuzz;
 mod gateway;
 mod gateway_client;

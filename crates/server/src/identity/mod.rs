@@ -65,8 +65,9 @@ pub struct Identity {
     ca: Arc<RwLock<Ca>>,
     sink: Arc<dyn KeySink>,
     sig_cache: Arc<Mutex<SigCache>>,
-    /// Local actors' certificate lists as published.
+    /// Local actors' certificate lists as published, and how often one was built.
     published: Arc<Mutex<published::Published>>,
+    lists_built: Arc<std::sync::atomic::AtomicU64>,
     /// Serialises root changes (rotation, renewal).
     rotation: Arc<tokio::sync::Mutex<()>>,
     /// Where root changes are announced (op 6); none in a bare CA.
@@ -154,6 +155,7 @@ impl Identity {
             sink,
             sig_cache: Arc::default(),
             published: Arc::default(),
+            lists_built: Arc::default(),
             rotation: Arc::default(),
             events: None,
         })
@@ -365,6 +367,12 @@ impl Identity {
         ))
     }
 
+    /// How many certificate lists were built for `GET /idcert/actor/{fid}` (the rest were
+    /// answered from the cache).
+    pub fn lists_built(&self) -> u64 {
+        self.lists_built.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The JSON answer of `GET /idcert/actor/{fid}` for a local actor: its certificates
     /// overlapping the query window, with cache information ([`published`]).
     pub async fn actor_certs(
@@ -413,6 +421,8 @@ impl Identity {
                         .collect::<Result<Vec<_>, Error>>()?
                 };
                 let items = Arc::new(items);
+                self.lists_built
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.published
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
