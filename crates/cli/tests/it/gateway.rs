@@ -594,6 +594,50 @@ async fn connections_beyond_the_gateway_cap_close_4000_and_free_places_are_reuse
     );
 }
 
+/// Ends a session in the database only, as if its bus announcement had been lost.
+async fn end_session_silently(server: &TestServer, name: &str, session_id: &str) {
+    let actor = server.store.actor_by_name(name).await.unwrap().unwrap();
+    let now = i64::try_from(unix_now()).unwrap();
+    assert!(
+        server
+            .store
+            .revoke_session(actor.id, session_id, now)
+            .await
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_session_end_whose_announcement_was_lost_still_closes_within_an_interval() {
+    let server = TestServer::start_with(|c| c.gateway.heartbeat_interval_ms = 2000).await;
+    let alice = server.register("alice").await;
+    let mut ws = identified(&server, alice.token()).await;
+    end_session_silently(&server, "alice", "main").await;
+    let started = Instant::now();
+    let (code, frames) = closed_with(&mut ws).await;
+    assert_eq!(code, 4003, "{frames:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_resync_rechecks_the_session() {
+    // A long interval: only the resync can notice the end in time.
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let mut ws = identified(&server, alice.token()).await;
+    end_session_silently(&server, "alice", "main").await;
+    server
+        .events
+        .announce(fugue_server::events::BusMsg::Resync)
+        .await;
+    let (code, frames) = closed_with(&mut ws).await;
+    assert_eq!(code, 4003, "{frames:?}");
+}
+
 #[tokio::test]
 async fn a_connection_that_never_identifies_is_closed_after_the_identify_timeout() {
     let server = TestServer::start_with(|c| c.gateway.identify_timeout_ms = 300).await;

@@ -111,7 +111,8 @@ struct Conn {
     rate: VecDeque<Instant>,
     last_heartbeat: Instant,
     heartbeat_requested: Option<Instant>,
-    /// When the session's certificate (or certless grace) runs out.
+    /// When the session is checked next: when its certificate (or certless grace) runs out,
+    /// at most one heartbeat interval away.
     session_ends: Option<Instant>,
     /// Events that arrived ahead of a missing one, by stream position.
     pending: BTreeMap<u64, Arc<Event>>,
@@ -491,6 +492,26 @@ impl Conn {
         }
     }
 
+    /// The session's end is in the database, and the bus only announces it: the connection
+    /// looks again when the session would end anyway, at least once per heartbeat interval,
+    /// and after lost announcements, so a lost announcement delays the close, never skips it.
+    async fn check_session(&mut self, authed: &Authed) -> Result<(), End> {
+        match self.gw.0.sessions.session_still_valid(authed).await {
+            Ok(Some(ends)) => {
+                self.schedule_session_check(ends);
+                Ok(())
+            }
+            Ok(None) => Err(close(Close::NotAuthenticated, "the session has ended")),
+            Err(e) => Err(Self::internal(e)),
+        }
+    }
+
+    /// Next check: when the session ends (`ends`, Unix time), or one interval from now.
+    fn schedule_session_check(&mut self, ends: u64) {
+        let left = Duration::from_secs(ends.saturating_sub(self.gw.0.config.clock.now()).max(1));
+        self.session_ends = Some(Instant::now() + left.min(self.interval()));
+    }
+
     fn internal(e: impl std::fmt::Display) -> End {
         tracing::error!(error = %e, "gateway");
         close(Close::UnknownError, "internal error")
@@ -508,8 +529,7 @@ impl Conn {
         else {
             return Err(close(Close::NotAuthenticated, "the session has ended"));
         };
-        let left = ends.saturating_sub(g.config.clock.now());
-        self.session_ends = Some(Instant::now() + Duration::from_secs(left));
+        self.schedule_session_check(ends);
         self.record_connection(authed, self.next_seq - 1).await?;
         self.last_heartbeat = Instant::now();
         Ok(())
@@ -795,19 +815,7 @@ impl Conn {
     async fn on_timer(&mut self, due: Due, authed: &Authed) -> Result<(), End> {
         match due {
             Due::Gap => self.fill_gap(authed).await,
-            Due::SessionEnd => {
-                // The certificate may have been renewed meanwhile.
-                let g = &self.gw.0;
-                match g.sessions.session_still_valid(authed).await {
-                    Ok(Some(ends)) => {
-                        let left = ends.saturating_sub(g.config.clock.now());
-                        self.session_ends = Some(Instant::now() + Duration::from_secs(left.max(1)));
-                        Ok(())
-                    }
-                    Ok(None) => Err(close(Close::NotAuthenticated, "the session has ended")),
-                    Err(e) => Err(Self::internal(e)),
-                }
-            }
+            Due::SessionEnd => self.check_session(authed).await,
             Due::HeartbeatOverdue => {
                 Err(close(Close::Timeout, "heartbeat request went unanswered"))
             }
@@ -844,7 +852,11 @@ impl Conn {
                 }
                 Ok(())
             }
-            Ctl::Resync => self.fill_gap(authed).await,
+            Ctl::Resync => {
+                // Announcements were lost: a session end among them too, perhaps.
+                self.check_session(authed).await?;
+                self.fill_gap(authed).await
+            }
             Ctl::Shutdown => Err(close(Close::UnknownError, "server shutting down")),
             Ctl::TakeOver(tx) => {
                 let _ = tx.send(self.state(authed.session.id));

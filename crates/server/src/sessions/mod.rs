@@ -605,14 +605,18 @@ impl Sessions {
         u64::try_from(ends).ok()
     }
 
-    /// Whether the session is still live, and until when (its certificate may have been
-    /// renewed since it was authenticated).
+    /// Whether the session is still live with the token it was authenticated with, and until
+    /// when.
     pub async fn session_still_valid(&self, authed: &Authed) -> Result<Option<u64>, Error> {
         let now = self.config.clock.now();
         Ok(self
             .store
             .active_session(authed.session.id)
             .await?
+            // A re-key replaced the certificate and the token this was authenticated with.
+            .filter(|s| {
+                authed.session.cert_serial.is_none() || s.cert_serial == authed.session.cert_serial
+            })
             .and_then(|s| self.session_ends(&s))
             .filter(|ends| *ends > now))
     }
