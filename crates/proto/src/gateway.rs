@@ -436,6 +436,89 @@ pub struct NewSession {
     pub cert: String,
 }
 
+/// A payload type as the `d` of a frame. The payload types here are plain structs of
+/// strings, numbers and lists: serialising them cannot fail.
+pub fn payload(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Op 12 `d`: the token the connection is identified with.
+pub type IdentifyAck = Identify;
+
+/// A core payload a client sends, parsed once: the server's connection matches on it, and
+/// the client builds its frames from it.
+#[derive(Debug, Clone)]
+pub enum ClientOp {
+    Heartbeat(NumberList),
+    Identify(Identify),
+    Resume(Resume),
+    CertInvalidation(CertInvalidation),
+    ServiceChannel(ServiceChannel),
+}
+
+/// Why a core payload from a client is not one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClientOpError {
+    #[error("opcode {0} is not for clients")]
+    NotForClients(u16),
+    #[error("{0}")]
+    Malformed(String),
+}
+
+impl ClientOp {
+    /// The payload of a core frame with opcode `op`.
+    pub fn parse(op: u16, d: &Value) -> Result<ClientOp, ClientOpError> {
+        let malformed = |why: &str| ClientOpError::Malformed(why.to_owned());
+        let typed = |e: serde_json::Error| ClientOpError::Malformed(e.to_string());
+        match op {
+            op::HEARTBEAT => NumberList::from_value(d)
+                .map(ClientOp::Heartbeat)
+                .ok_or_else(|| malformed("a heartbeat is {from, to, except?}")),
+            op::IDENTIFY => d
+                .get("token")
+                .and_then(Value::as_str)
+                .map(|t| {
+                    ClientOp::Identify(Identify {
+                        token: t.to_owned(),
+                    })
+                })
+                .ok_or_else(|| malformed("Identify needs a token")),
+            op::RESUME => Resume::from_value(d)
+                .map(ClientOp::Resume)
+                .ok_or_else(|| malformed("Resume needs s and token")),
+            op::CERT_INVALIDATION => serde_json::from_value(d.clone())
+                .map(ClientOp::CertInvalidation)
+                .map_err(typed),
+            op::SERVICE_CHANNEL => serde_json::from_value(d.clone())
+                .map(ClientOp::ServiceChannel)
+                .map_err(typed),
+            other => Err(ClientOpError::NotForClients(other)),
+        }
+    }
+
+    pub fn op(&self) -> u16 {
+        match self {
+            ClientOp::Heartbeat(_) => op::HEARTBEAT,
+            ClientOp::Identify(_) => op::IDENTIFY,
+            ClientOp::Resume(_) => op::RESUME,
+            ClientOp::CertInvalidation(_) => op::CERT_INVALIDATION,
+            ClientOp::ServiceChannel(_) => op::SERVICE_CHANNEL,
+        }
+    }
+
+    /// The core frame carrying this payload.
+    pub fn envelope(&self) -> Envelope {
+        let d = match self {
+            ClientOp::Heartbeat(list) => list.to_value(),
+            ClientOp::Identify(i) => payload(i),
+            ClientOp::Resume(r) => r.to_value(),
+            ClientOp::CertInvalidation(c) => payload(c),
+            ClientOp::ServiceChannel(c) => payload(c),
+        };
+        Envelope::new(CORE, self.op(), d)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -454,6 +537,40 @@ mod tests {
                 except: vec![]
             })
         );
+    }
+
+    #[test]
+    fn client_ops_round_trip_through_their_frames() {
+        let ops = [
+            ClientOp::Heartbeat(NumberList {
+                from: 1,
+                to: 9,
+                except: vec![4],
+            }),
+            ClientOp::Identify(Identify { token: "t".into() }),
+            ClientOp::Resume(Resume {
+                s: 7,
+                token: "t".into(),
+            }),
+            ClientOp::ServiceChannel(ServiceChannel {
+                action: ChannelAction::Subscribe,
+                service: "chat".into(),
+            }),
+        ];
+        for op in ops {
+            let env = op.envelope();
+            let (back, _) = Envelope::parse(&env.render(Style::Numbers)).unwrap();
+            let parsed = ClientOp::parse(back.op, &back.d).unwrap();
+            assert_eq!(parsed.envelope(), env, "{op:?}");
+        }
+        assert_eq!(
+            ClientOp::parse(op::HELLO, &Value::Null).unwrap_err(),
+            ClientOpError::NotForClients(op::HELLO)
+        );
+        assert!(matches!(
+            ClientOp::parse(op::IDENTIFY, &serde_json::json!({})),
+            Err(ClientOpError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -135,3 +135,16 @@ fn the_server_library_reads_no_environment_and_no_files() {
         }
     }
 }
+
+#[test]
+fn the_server_writes_gateway_payloads_through_proto_types() {
+    for (path, text) in sources() {
+        let p = path.to_string_lossy();
+        if p.starts_with("crates/server/") {
+            assert!(
+                !text.contains("json!"),
+                "{p} builds a payload with json!; use the fugue_proto::gateway type"
+            );
+        }
+    }
+}

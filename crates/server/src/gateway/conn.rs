@@ -8,12 +8,12 @@ use std::time::Duration;
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use fugue_proto::gateway::{
-    self as gw, CORE, ChannelAction, Close, Envelope, NumberList, Resume, ServiceChannel,
-    ServiceChannelAck, Style, op,
+    self as gw, CORE, ChannelAction, ClientOp, ClientOpError, Close, Envelope, NumberList, Resume,
+    ServiceChannel, ServiceChannelAck, Style, op,
 };
 
 use super::{Ctl, Gateway, KEPT_FRAMES, Registration, Resumable, as_i64};
@@ -58,6 +58,14 @@ fn fit_reason(mut reason: String) -> String {
         reason.truncate(at);
     }
     reason
+}
+
+/// A core payload that is not one: 4001 for an opcode clients may not send, else 4002.
+fn client_op_error(e: ClientOpError) -> End {
+    match e {
+        ClientOpError::NotForClients(_) => close(Close::UnknownOpcode, e.to_string()),
+        ClientOpError::Malformed(why) => close(Close::InvalidPayload, why),
+    }
 }
 
 /// A refusal from a service: client mistakes close with 4002 and the problem's detail;
@@ -469,9 +477,15 @@ impl Conn {
             .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
         self.style = style;
         self.note_payload()?;
-        match (env.n.as_str(), env.op) {
-            (CORE, op::IDENTIFY) => self.identify(&env.d).await,
-            (CORE, op::RESUME) => self.resume(&env.d).await,
+        if env.n != CORE || !matches!(env.op, op::IDENTIFY | op::RESUME) {
+            return Err(close(
+                Close::NotAuthenticated,
+                "send Identify or Resume first",
+            ));
+        }
+        match ClientOp::parse(env.op, &env.d).map_err(client_op_error)? {
+            ClientOp::Identify(i) => self.identify(&i.token).await,
+            ClientOp::Resume(r) => self.resume(r).await,
             _ => Err(close(
                 Close::NotAuthenticated,
                 "send Identify or Resume first",
@@ -555,11 +569,7 @@ impl Conn {
     }
 
     /// Op 2: op 12, then what the session missed while away (core §4.4).
-    async fn identify(&mut self, d: &Value) -> Result<(Authed, Registration), End> {
-        let token = d
-            .get("token")
-            .and_then(Value::as_str)
-            .ok_or_else(|| close(Close::InvalidPayload, "Identify needs a token"))?;
+    async fn identify(&mut self, token: &str) -> Result<(Authed, Registration), End> {
         let authed = self.authenticate(token).await?;
         self.own_serial = authed
             .session
@@ -584,7 +594,10 @@ impl Conn {
         self.base_seq = acked;
         self.acked_seq = acked;
         self.root_serial = g.identity.root_serial();
-        self.send_control(op::IDENTIFY_ACK, json!({ "token": token }), false)
+        let ack = gw::IdentifyAck {
+            token: token.to_owned(),
+        };
+        self.send_control(op::IDENTIFY_ACK, gw::payload(&ack), false)
             .await?;
         let missed = g
             .events
@@ -632,14 +645,15 @@ impl Conn {
         // Noted with its `s`: a resume from an earlier `s` must send it again.
         self.root_changes.push((self.next_s, before));
         self.root_serial = c.root_serial;
-        let d = json!({ "cert": c.cert, "oldInvalidSince": c.old_invalid_since });
-        self.control_frame(op::SERVER_CERT_CHANGE, d)
+        let d = gw::ServerCertChange {
+            cert: c.cert.clone(),
+            old_invalid_since: c.old_invalid_since,
+        };
+        self.control_frame(op::SERVER_CERT_CHANGE, gw::payload(&d))
     }
 
     /// Op 5: continue the session's previous connection (docs/gateway.md, *Resuming*).
-    async fn resume(&mut self, d: &Value) -> Result<(Authed, Registration), End> {
-        let r = Resume::from_value(d)
-            .ok_or_else(|| close(Close::InvalidPayload, "Resume needs s and token"))?;
+    async fn resume(&mut self, r: Resume) -> Result<(Authed, Registration), End> {
         let authed = self.authenticate(&r.token).await?;
         self.own_serial = authed
             .session
@@ -725,7 +739,8 @@ impl Conn {
                 for text in frames {
                     self.write(text, false).await?;
                 }
-                self.send_control(op::RESUMED, json!([]), false).await?;
+                self.send_control(op::RESUMED, Value::Array(Vec::new()), false)
+                    .await?;
             }
             Style::Numbers => {
                 let s = self.take_s();
@@ -821,9 +836,13 @@ impl Conn {
             }
             Due::Heartbeat => {
                 self.heartbeat_requested = Some(Instant::now());
-                self.send_control(op::HEARTBEAT_REQUEST, json!({}), false)
-                    .await
-                    .map(|_| ())
+                self.send_control(
+                    op::HEARTBEAT_REQUEST,
+                    Value::Object(Default::default()),
+                    false,
+                )
+                .await
+                .map(|_| ())
             }
         }
     }
@@ -909,24 +928,18 @@ impl Conn {
                 )
             });
         }
-        match env.op {
-            op::HEARTBEAT => self.on_heartbeat(&env.d, authed).await,
-            op::IDENTIFY | op::RESUME => {
+        match ClientOp::parse(env.op, &env.d).map_err(client_op_error)? {
+            ClientOp::Heartbeat(list) => self.on_heartbeat(list, authed).await,
+            ClientOp::Identify(_) | ClientOp::Resume(_) => {
                 Err(close(Close::AlreadyAuthenticated, "already identified"))
             }
-            op::CERT_INVALIDATION => self.on_revocation(&env.d, authed).await,
-            op::SERVICE_CHANNEL => self.on_channel(&env.d, authed).await,
-            other => Err(close(
-                Close::UnknownOpcode,
-                format!("opcode {other} is not for clients"),
-            )),
+            ClientOp::CertInvalidation(inv) => self.on_revocation(inv, authed).await,
+            ClientOp::ServiceChannel(req) => self.on_channel(req, authed).await,
         }
     }
 
     /// Op 0: re-send what `except` names, ahead of everything else (DIGEST §3.4).
-    async fn on_heartbeat(&mut self, d: &Value, authed: &Authed) -> Result<(), End> {
-        let list = NumberList::from_value(d)
-            .ok_or_else(|| close(Close::InvalidPayload, "a heartbeat is {from, to, except?}"))?;
+    async fn on_heartbeat(&mut self, list: NumberList, authed: &Authed) -> Result<(), End> {
         let last = self.next_s.saturating_sub(1);
         if list.to > last || list.except.iter().any(|e| *e > last) {
             return Err(close(
@@ -969,7 +982,7 @@ impl Conn {
                 for text in resend {
                     self.write(text, false).await?;
                 }
-                self.send_control(op::HEARTBEAT_ACK, json!([]), false)
+                self.send_control(op::HEARTBEAT_ACK, Value::Array(Vec::new()), false)
                     .await?;
             }
             Style::Numbers => {
@@ -1014,9 +1027,11 @@ impl Conn {
     }
 
     /// Op 4 from the client: it revokes one of its actor's certificates (OP-10).
-    async fn on_revocation(&mut self, d: &Value, authed: &Authed) -> Result<(), End> {
-        let inv: gw::CertInvalidation = serde_json::from_value(d.clone())
-            .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
+    async fn on_revocation(
+        &mut self,
+        inv: gw::CertInvalidation,
+        authed: &Authed,
+    ) -> Result<(), End> {
         let signature = inv
             .signature
             .as_deref()
@@ -1030,9 +1045,7 @@ impl Conn {
     }
 
     /// Op 8 → op 9.
-    async fn on_channel(&mut self, d: &Value, authed: &Authed) -> Result<(), End> {
-        let req: ServiceChannel = serde_json::from_value(d.clone())
-            .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
+    async fn on_channel(&mut self, req: ServiceChannel, authed: &Authed) -> Result<(), End> {
         let refuse = |why: String| (false, Some(why));
         let (success, error) = match (req.action, req.service.as_str()) {
             (ChannelAction::Subscribe, CORE) => (true, None),
@@ -1055,7 +1068,7 @@ impl Conn {
             success,
             error,
         };
-        let d = serde_json::to_value(ack).map_err(Self::internal)?;
+        let d = gw::payload(&ack);
         self.send_control(op::SERVICE_CHANNEL_ACK, d, false).await?;
         if success {
             self.record_connection(authed, self.acked_seq).await?;

@@ -633,7 +633,9 @@ impl Sessions {
                 actor_id,
                 n: fugue_proto::gateway::CORE.into(),
                 op: fugue_proto::gateway::op::NEW_SESSION,
-                d: serde_json::json!({ "cert": cert_pem }),
+                d: fugue_proto::gateway::payload(&fugue_proto::gateway::NewSession {
+                    cert: cert_pem.to_owned(),
+                }),
                 exclude_session: Some(session_pk),
                 collapse_key: None,
             })
