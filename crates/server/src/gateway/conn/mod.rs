@@ -12,19 +12,17 @@ use serde_json::Value;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use fugue_proto::gateway::{
-    self as gw, CORE, ChannelAction, ClientOp, ClientOpError, Close, Envelope, NumberList, Resume,
+    self as gw, CORE, ChannelAction, ClientOp, ClientOpError, Close, Envelope, NumberList,
     ServiceChannel, ServiceChannelAck, Style, op,
 };
 
-use super::{Ctl, Gateway, KEPT_FRAMES, Registration, Resumable, as_i64};
-use crate::events::{Event, RootChange, collapse};
-use crate::sessions::Authed;
+use super::{Ctl, Gateway, Registration, Resumable, as_i64};
+use window::{Sent, SentLog};
 
-/// A frame as first sent, kept for re-sending.
-enum Sent {
-    Event(Arc<Event>),
-    Control(u16, Value),
-}
+mod handshake;
+mod window;
+use crate::events::Event;
+use crate::sessions::Authed;
 
 /// Why the connection loop ended.
 enum End {
@@ -103,12 +101,8 @@ struct Conn {
     sink: Sink,
     stream: Stream,
     style: Style,
-    /// The `s` of the next frame.
-    next_s: u64,
-    frames: VecDeque<(u64, Sent)>,
-    evicted_s: Option<u64>,
-    evicted_seq: u64,
-    base_seq: u64,
+    /// The frames sent, numbered and kept for re-sends and resumes.
+    log: SentLog,
     /// The next stream position this connection expects.
     next_seq: u64,
     acked_seq: u64,
@@ -198,11 +192,7 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
         sink,
         stream,
         style: Style::Numbers,
-        next_s: 0,
-        frames: VecDeque::new(),
-        evicted_s: None,
-        evicted_seq: 0,
-        base_seq: 0,
+        log: SentLog::default(),
         next_seq: 1,
         acked_seq: 0,
         services: BTreeSet::from([CORE.to_owned()]),
@@ -259,36 +249,14 @@ impl Conn {
         Closing { sink, stream }.finish(end).await;
     }
 
-    /// See [`super::position_at`]; computed on the kept frames, nothing copied.
-    fn position_at(&self, s: u64) -> Option<u64> {
-        let events = self.frames.iter().filter_map(|(fs, f)| match f {
-            Sent::Event(e) => Some((*fs, e.seq)),
-            Sent::Control(..) => None,
-        });
-        super::position_at(
-            events,
-            self.base_seq,
-            self.evicted_s.map(|e| (e, self.evicted_seq)),
-            self.next_s.saturating_sub(1),
-            s,
-        )
-    }
-
     fn state(&self, session_pk: i64) -> Resumable {
         Resumable {
             session_pk,
-            base_seq: self.base_seq,
-            sent: self
-                .frames
-                .iter()
-                .filter_map(|(s, f)| match f {
-                    Sent::Event(e) => Some((*s, e.seq)),
-                    Sent::Control(..) => None,
-                })
-                .collect(),
-            evicted_s: self.evicted_s,
-            evicted_seq: self.evicted_seq,
-            last_s: self.next_s.saturating_sub(1),
+            base_seq: self.log.base_seq,
+            sent: self.log.events().collect(),
+            evicted_s: self.log.evicted_s,
+            evicted_seq: self.log.evicted_seq,
+            last_s: self.log.last_s(),
             services: self.services.iter().cloned().collect(),
             root_serial: self.root_serial,
             root_changes: self.root_changes.clone(),
@@ -296,24 +264,6 @@ impl Conn {
     }
 
     // ---- writing ----
-
-    fn take_s(&mut self) -> u64 {
-        let s = self.next_s;
-        self.next_s += 1;
-        s
-    }
-
-    fn keep(&mut self, s: u64, frame: Sent) {
-        if self.frames.len() >= KEPT_FRAMES
-            && let Some((old_s, old)) = self.frames.pop_front()
-        {
-            self.evicted_s = Some(old_s);
-            if let Sent::Event(e) = old {
-                self.evicted_seq = e.seq;
-            }
-        }
-        self.frames.push_back((s, frame));
-    }
 
     async fn write(&mut self, text: String, flush: bool) -> Result<(), End> {
         let msg = Message::Text(text.into());
@@ -325,9 +275,38 @@ impl Conn {
         res.map_err(|_| End::Gone)
     }
 
+    /// Frames that answer a request (op 10 after a resume, op 7 after a heartbeat): inside
+    /// the answer's array for number-style clients; as ordinary frames followed by an empty
+    /// answer for string-style ones, which cannot parse events inside it (SDK-COMPAT §7.3
+    /// item 5).
+    async fn write_batch(&mut self, answer: u16, frames: Vec<String>) -> Result<(), End> {
+        match self.style {
+            Style::Strings => {
+                for text in frames {
+                    self.write(text, false).await?;
+                }
+                self.send_control(answer, Value::Array(Vec::new()), false)
+                    .await?;
+            }
+            Style::Numbers => {
+                let s = self.log.take_s();
+                let text = gw::render_raw(
+                    CORE,
+                    answer,
+                    &format!("[{}]", frames.join(",")),
+                    Some(s),
+                    None,
+                    self.style,
+                );
+                self.write(text, false).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// A control frame with the next `s`; kept for re-sends unless it is an ACK or Resumed.
     async fn send_control(&mut self, op: u16, d: Value, flush: bool) -> Result<u64, End> {
-        let s = self.next_s;
+        let s = self.log.next_s;
         let text = self.control_frame(op, d);
         self.write(text, flush).await?;
         Ok(s)
@@ -335,13 +314,13 @@ impl Conn {
 
     /// Numbers a control frame and keeps it for re-sends (unless it is an ACK or Resumed).
     fn control_frame(&mut self, op: u16, d: Value) -> String {
-        let s = self.take_s();
+        let s = self.log.take_s();
         let mut env = Envelope::new(CORE, op, d);
         env.s = Some(s);
         let text = env.render(self.style);
         if op != op::HEARTBEAT_ACK && op != op::RESUMED {
             let Envelope { d, .. } = env;
-            self.keep(s, Sent::Control(op, d));
+            self.log.keep(s, Sent::Control(op, d));
         }
         text
     }
@@ -349,13 +328,13 @@ impl Conn {
     /// Numbers an event frame and keeps it. Also tells whether it revokes the certificate
     /// this connection authenticated with.
     fn event_frame(&mut self, e: Arc<Event>) -> (String, bool) {
-        let s = self.take_s();
+        let s = self.log.take_s();
         let text = e.frame(s, self.style);
         let revokes_own = e.n == CORE
             && e.op == op::CERT_INVALIDATION
             && self.own_serial.is_some()
             && e.d.get("serial").and_then(gw::uint) == self.own_serial;
-        self.keep(s, Sent::Event(e));
+        self.log.keep(s, Sent::Event(e));
         (text, revokes_own)
     }
 
@@ -456,56 +435,6 @@ impl Conn {
         }
     }
 
-    // ---- the handshake ----
-
-    async fn handshake(&mut self, interval: Duration) -> Result<(Authed, Registration), End> {
-        let identify = Duration::from_millis(self.gw.0.config.gateway.identify_timeout_ms.max(1));
-        let deadline = Instant::now() + interval.min(identify);
-        let frame = match timeout(deadline - Instant::now(), self.stream.next()).await {
-            Err(_) => return Err(close(Close::NotAuthenticated, "no Identify in time")),
-            Ok(Some(Err(e))) => return Err(unreadable(&e)),
-            Ok(None | Some(Ok(Message::Close(_)))) => return Err(End::Gone),
-            Ok(Some(Ok(Message::Text(t)))) => t,
-            Ok(Some(Ok(_))) => {
-                return Err(close(
-                    Close::InvalidPayload,
-                    "payloads are JSON text frames",
-                ));
-            }
-        };
-        let (env, style) = Envelope::parse(frame.as_str())
-            .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
-        self.style = style;
-        self.note_payload()?;
-        if env.n != CORE || !matches!(env.op, op::IDENTIFY | op::RESUME) {
-            return Err(close(
-                Close::NotAuthenticated,
-                "send Identify or Resume first",
-            ));
-        }
-        match ClientOp::parse(env.op, &env.d).map_err(client_op_error)? {
-            ClientOp::Identify(i) => self.identify(&i.token).await,
-            ClientOp::Resume(r) => self.resume(r).await,
-            _ => Err(close(
-                Close::NotAuthenticated,
-                "send Identify or Resume first",
-            )),
-        }
-    }
-
-    async fn authenticate(&self, token: &str) -> Result<Authed, End> {
-        match self.gw.0.sessions.authenticate(Some(token)).await {
-            Ok(a) => Ok(a),
-            Err(e) if e.is_auth_failure() => {
-                Err(close(Close::AuthenticationFailed, "invalid session token"))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "gateway authentication failed");
-                Err(close(Close::UnknownError, "internal error"))
-            }
-        }
-    }
-
     /// The session's end is in the database, and the bus only announces it: the connection
     /// looks again when the session would end anyway, at least once per heartbeat interval,
     /// and after lost announcements, so a lost announcement delays the close, never skips it.
@@ -529,238 +458,6 @@ impl Conn {
     fn internal(e: impl std::fmt::Display) -> End {
         tracing::error!(error = %e, "gateway");
         close(Close::UnknownError, "internal error")
-    }
-
-    async fn start_session(&mut self, authed: &Authed) -> Result<(), End> {
-        let g = &self.gw.0;
-        // The session may have ended between authenticating and joining the hub, when its
-        // end announcement found no connection to close.
-        let Some(ends) = g
-            .sessions
-            .session_still_valid(authed)
-            .await
-            .map_err(Self::internal)?
-        else {
-            return Err(close(Close::NotAuthenticated, "the session has ended"));
-        };
-        self.schedule_session_check(ends);
-        self.record_connection(authed, self.next_seq - 1).await?;
-        self.last_heartbeat = Instant::now();
-        Ok(())
-    }
-
-    /// Records this node, the root the session has been sent and its service channels, for a
-    /// later Identify and for resuming after this node is gone. A session without a position
-    /// starts at `acked_if_new`.
-    async fn record_connection(&self, authed: &Authed, acked_if_new: u64) -> Result<(), End> {
-        let g = &self.gw.0;
-        let services = self.services.iter().cloned().collect::<Vec<_>>().join(",");
-        g.store
-            .record_connection(
-                authed.session.id,
-                g.events.bus().node(),
-                self.root_serial,
-                &services,
-                as_i64(acked_if_new),
-                as_i64(g.config.clock.now()),
-            )
-            .await
-            .map_err(Self::internal)
-    }
-
-    /// Op 2: op 12, then what the session missed while away (core §4.4).
-    async fn identify(&mut self, token: &str) -> Result<(Authed, Registration), End> {
-        let authed = self.authenticate(token).await?;
-        self.own_serial = authed
-            .session
-            .cert_serial
-            .and_then(|s| u64::try_from(s).ok());
-        let g = self.gw.0.clone();
-        let reg = self.gw.register(authed.actor.id, authed.session.id);
-        let head = g
-            .events
-            .head(authed.actor.id)
-            .await
-            .map_err(Self::internal)?;
-        let position = g
-            .store
-            .gateway_position(authed.session.id)
-            .await
-            .map_err(Self::internal)?;
-        let (acked, root_seen) = match &position {
-            Some(p) => (u64::try_from(p.acked_seq).unwrap_or(0), p.root_serial),
-            None => (head, None),
-        };
-        self.base_seq = acked;
-        self.acked_seq = acked;
-        self.root_serial = g.identity.root_serial();
-        let ack = gw::IdentifyAck {
-            token: token.to_owned(),
-        };
-        self.send_control(op::IDENTIFY_ACK, gw::payload(&ack), false)
-            .await?;
-        let missed = g
-            .events
-            .newest_after(authed.actor.id, acked, g.config.gateway.max_replay_events)
-            .await
-            .map_err(Self::internal)?;
-        self.next_seq = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
-        for e in missed {
-            if self.wants(&e, authed.session.id) {
-                self.send_event(Arc::new(e)).await?;
-            }
-        }
-        if let Some(seen) = root_seen {
-            self.send_root_changes_since(seen).await?;
-        }
-        self.start_session(&authed).await?;
-        self.flush().await?;
-        Ok((authed, reg))
-    }
-
-    async fn send_root_changes_since(&mut self, seen: i64) -> Result<(), End> {
-        for text in self.root_change_frames_since(seen) {
-            self.write(text, false).await?;
-        }
-        Ok(())
-    }
-
-    /// Op 6 frames for every root after `seen`, numbered and kept.
-    fn root_change_frames_since(&mut self, seen: i64) -> Vec<String> {
-        let mut before = seen;
-        let mut frames = Vec::new();
-        for change in self.gw.0.identity.roots_after(seen) {
-            frames.push(self.root_change_frame(&change, before));
-            before = change.root_serial;
-        }
-        frames
-    }
-
-    async fn send_root_change(&mut self, c: &RootChange, before: i64) -> Result<(), End> {
-        let text = self.root_change_frame(c, before);
-        self.write(text, false).await
-    }
-
-    fn root_change_frame(&mut self, c: &RootChange, before: i64) -> String {
-        // Noted with its `s`: a resume from an earlier `s` must send it again.
-        self.root_changes.push((self.next_s, before));
-        self.root_serial = c.root_serial;
-        let d = gw::ServerCertChange {
-            cert: c.cert.clone(),
-            old_invalid_since: c.old_invalid_since,
-        };
-        self.control_frame(op::SERVER_CERT_CHANGE, gw::payload(&d))
-    }
-
-    /// Op 5: continue the session's previous connection (docs/gateway.md, *Resuming*).
-    async fn resume(&mut self, r: Resume) -> Result<(Authed, Registration), End> {
-        let authed = self.authenticate(&r.token).await?;
-        self.own_serial = authed
-            .session
-            .cert_serial
-            .and_then(|s| u64::try_from(s).ok());
-        let g = self.gw.0.clone();
-        let pk = authed.session.id;
-        let position = g.store.gateway_position(pk).await.map_err(Self::internal)?;
-        let node = position.as_ref().and_then(|p| p.node.clone());
-        let state = self.gw.find_state(pk, node.as_deref()).await;
-        let reg = self.gw.register(authed.actor.id, pk);
-        let (from, services, root_seen) = match (&state, &position) {
-            (Some(st), _) => (
-                st.position_at(r.s).ok_or_else(|| {
-                    close(
-                        Close::Unresumeable,
-                        "s is not a frame of the previous connection",
-                    )
-                })?,
-                st.services.clone(),
-                Some(st.root_at(r.s)),
-            ),
-            // The previous node is gone: continue from what the client acknowledged.
-            (None, Some(p)) if p.node.is_some() => (
-                u64::try_from(p.acked_seq).unwrap_or(0),
-                p.services
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                p.root_serial,
-            ),
-            _ => return Err(close(Close::Unresumeable, "nothing to resume")),
-        };
-        self.services = services
-            .into_iter()
-            .filter(|s| self.gw.offers(s))
-            .chain([CORE.to_owned()])
-            .collect();
-        let max = g.config.gateway.max_replay_events;
-        let head = g
-            .events
-            .head(authed.actor.id)
-            .await
-            .map_err(Self::internal)?;
-        let missed = g
-            .events
-            .after(authed.actor.id, from, max + 1)
-            .await
-            .map_err(Self::internal)?;
-        if missed.len() as u64 > max {
-            return Err(close(Close::Unresumeable, "too many missed events"));
-        }
-        let deleted = match missed.first() {
-            Some(first) => first.seq != from + 1,
-            None => head > from,
-        };
-        if deleted {
-            return Err(close(
-                Close::Unresumeable,
-                "missed events are past retention",
-            ));
-        }
-        self.base_seq = from;
-        self.acked_seq = from;
-        self.next_seq = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
-        self.root_serial = g.identity.root_serial();
-        let wanted: Vec<Event> = missed.into_iter().filter(|e| self.wants(e, pk)).collect();
-        let replay = collapse(wanted, |e| e.collapse_key.as_deref());
-        let mut frames = Vec::new();
-        let mut revokes_own = false;
-        for e in replay {
-            let (text, own) = self.event_frame(Arc::new(e));
-            revokes_own |= own;
-            frames.push(text);
-        }
-        if let Some(seen) = root_seen {
-            frames.extend(self.root_change_frames_since(seen));
-        }
-        match self.style {
-            // SDK-style clients cannot parse events inside op 10 (SDK-COMPAT §7.3 item 5).
-            Style::Strings => {
-                for text in frames {
-                    self.write(text, false).await?;
-                }
-                self.send_control(op::RESUMED, Value::Array(Vec::new()), false)
-                    .await?;
-            }
-            Style::Numbers => {
-                let s = self.take_s();
-                let text = gw::render_raw(
-                    CORE,
-                    op::RESUMED,
-                    &format!("[{}]", frames.join(",")),
-                    Some(s),
-                    None,
-                    self.style,
-                );
-                self.write(text, false).await?;
-            }
-        }
-        if revokes_own {
-            return Err(self.own_cert_revoked().await);
-        }
-        self.start_session(&authed).await?;
-        self.flush().await?;
-        Ok((authed, reg))
     }
 
     async fn flush(&mut self) -> Result<(), End> {
@@ -940,20 +637,20 @@ impl Conn {
 
     /// Op 0: re-send what `except` names, ahead of everything else (DIGEST §3.4).
     async fn on_heartbeat(&mut self, list: NumberList, authed: &Authed) -> Result<(), End> {
-        let last = self.next_s.saturating_sub(1);
+        let last = self.log.next_s.saturating_sub(1);
         if list.to > last || list.except.iter().any(|e| *e > last) {
             return Err(close(
                 Close::InvalidSequence,
                 "numbers that were never sent",
             ));
         }
-        let oldest = self.frames.front().map_or(self.next_s, |(s, _)| *s);
+        let oldest = self.log.frames.front().map_or(self.log.next_s, |(s, _)| *s);
         let mut wanted = list.except.clone();
         wanted.sort_unstable();
         wanted.dedup();
         if wanted
             .first()
-            .is_some_and(|w| *w < oldest && self.evicted_s.is_some())
+            .is_some_and(|w| *w < oldest && self.log.evicted_s.is_some())
         {
             return Err(close(
                 Close::InvalidSequence,
@@ -962,10 +659,10 @@ impl Conn {
         }
         let mut resend = Vec::with_capacity(wanted.len());
         for w in wanted {
-            let Ok(i) = self.frames.binary_search_by_key(&w, |(s, _)| *s) else {
+            let Ok(i) = self.log.frames.binary_search_by_key(&w, |(s, _)| *s) else {
                 continue; // an op 7 or op 10: never re-sent
             };
-            let (s, f) = &self.frames[i];
+            let (s, f) = &self.log.frames[i];
             resend.push(match f {
                 Sent::Event(e) => e.frame(*s, self.style),
                 Sent::Control(op, d) => {
@@ -977,27 +674,7 @@ impl Conn {
         }
         self.last_heartbeat = Instant::now();
         self.heartbeat_requested = None;
-        match self.style {
-            Style::Strings => {
-                for text in resend {
-                    self.write(text, false).await?;
-                }
-                self.send_control(op::HEARTBEAT_ACK, Value::Array(Vec::new()), false)
-                    .await?;
-            }
-            Style::Numbers => {
-                let s = self.take_s();
-                let text = gw::render_raw(
-                    CORE,
-                    op::HEARTBEAT_ACK,
-                    &format!("[{}]", resend.join(",")),
-                    Some(s),
-                    None,
-                    self.style,
-                );
-                self.write(text, false).await?;
-            }
-        }
+        self.write_batch(op::HEARTBEAT_ACK, resend).await?;
         self.acknowledge(&list, authed);
         Ok(())
     }
@@ -1009,7 +686,7 @@ impl Conn {
             Some(first_missing) => first_missing.saturating_sub(1),
             None => list.to,
         };
-        let Some(pos) = self.position_at(upto) else {
+        let Some(pos) = self.log.position_at(upto) else {
             return;
         };
         if pos <= self.acked_seq {

@@ -1,0 +1,288 @@
+//! Identify and Resume: authenticating a new connection and continuing a session where it
+//! was (docs/gateway.md, *Resuming*).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use futures_util::StreamExt;
+use tokio::time::{Instant, timeout};
+
+use fugue_proto::gateway::{self as gw, CORE, ClientOp, Close, Envelope, Resume, op};
+
+use super::{Conn, End, client_op_error, close, unreadable};
+use crate::events::{Event, RootChange, collapse};
+use crate::gateway::{Registration, as_i64};
+use crate::sessions::Authed;
+
+impl Conn {
+    pub(super) async fn handshake(
+        &mut self,
+        interval: Duration,
+    ) -> Result<(Authed, Registration), End> {
+        let identify = Duration::from_millis(self.gw.0.config.gateway.identify_timeout_ms.max(1));
+        let deadline = Instant::now() + interval.min(identify);
+        let frame = match timeout(deadline - Instant::now(), self.stream.next()).await {
+            Err(_) => return Err(close(Close::NotAuthenticated, "no Identify in time")),
+            Ok(Some(Err(e))) => return Err(unreadable(&e)),
+            Ok(None | Some(Ok(Message::Close(_)))) => return Err(End::Gone),
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(_))) => {
+                return Err(close(
+                    Close::InvalidPayload,
+                    "payloads are JSON text frames",
+                ));
+            }
+        };
+        let (env, style) = Envelope::parse(frame.as_str())
+            .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
+        self.style = style;
+        self.note_payload()?;
+        if env.n != CORE || !matches!(env.op, op::IDENTIFY | op::RESUME) {
+            return Err(close(
+                Close::NotAuthenticated,
+                "send Identify or Resume first",
+            ));
+        }
+        match ClientOp::parse(env.op, &env.d).map_err(client_op_error)? {
+            ClientOp::Identify(i) => self.identify(&i.token).await,
+            ClientOp::Resume(r) => self.resume(r).await,
+            _ => Err(close(
+                Close::NotAuthenticated,
+                "send Identify or Resume first",
+            )),
+        }
+    }
+
+    pub(super) async fn authenticate(&self, token: &str) -> Result<Authed, End> {
+        match self.gw.0.sessions.authenticate(Some(token)).await {
+            Ok(a) => Ok(a),
+            Err(e) if e.is_auth_failure() => {
+                Err(close(Close::AuthenticationFailed, "invalid session token"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "gateway authentication failed");
+                Err(close(Close::UnknownError, "internal error"))
+            }
+        }
+    }
+
+    pub(super) async fn start_session(&mut self, authed: &Authed) -> Result<(), End> {
+        let g = &self.gw.0;
+        // The session may have ended between authenticating and joining the hub, when its
+        // end announcement found no connection to close.
+        let Some(ends) = g
+            .sessions
+            .session_still_valid(authed)
+            .await
+            .map_err(Self::internal)?
+        else {
+            return Err(close(Close::NotAuthenticated, "the session has ended"));
+        };
+        self.schedule_session_check(ends);
+        self.record_connection(authed, self.next_seq - 1).await?;
+        self.last_heartbeat = Instant::now();
+        Ok(())
+    }
+
+    /// Records this node, the root the session has been sent and its service channels, for a
+    /// later Identify and for resuming after this node is gone. A session without a position
+    /// starts at `acked_if_new`.
+    pub(super) async fn record_connection(
+        &self,
+        authed: &Authed,
+        acked_if_new: u64,
+    ) -> Result<(), End> {
+        let g = &self.gw.0;
+        let services = self.services.iter().cloned().collect::<Vec<_>>().join(",");
+        g.store
+            .record_connection(
+                authed.session.id,
+                g.events.bus().node(),
+                self.root_serial,
+                &services,
+                as_i64(acked_if_new),
+                as_i64(g.config.clock.now()),
+            )
+            .await
+            .map_err(Self::internal)
+    }
+
+    /// Op 2: op 12, then what the session missed while away (core §4.4).
+    pub(super) async fn identify(&mut self, token: &str) -> Result<(Authed, Registration), End> {
+        let authed = self.authenticate(token).await?;
+        self.own_serial = authed
+            .session
+            .cert_serial
+            .and_then(|s| u64::try_from(s).ok());
+        let g = self.gw.0.clone();
+        let reg = self.gw.register(authed.actor.id, authed.session.id);
+        let head = g
+            .events
+            .head(authed.actor.id)
+            .await
+            .map_err(Self::internal)?;
+        let position = g
+            .store
+            .gateway_position(authed.session.id)
+            .await
+            .map_err(Self::internal)?;
+        let (acked, root_seen) = match &position {
+            Some(p) => (u64::try_from(p.acked_seq).unwrap_or(0), p.root_serial),
+            None => (head, None),
+        };
+        self.log.base_seq = acked;
+        self.acked_seq = acked;
+        self.root_serial = g.identity.root_serial();
+        let ack = gw::IdentifyAck {
+            token: token.to_owned(),
+        };
+        self.send_control(op::IDENTIFY_ACK, gw::payload(&ack), false)
+            .await?;
+        let missed = g
+            .events
+            .newest_after(authed.actor.id, acked, g.config.gateway.max_replay_events)
+            .await
+            .map_err(Self::internal)?;
+        self.next_seq = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
+        for e in missed {
+            if self.wants(&e, authed.session.id) {
+                self.send_event(Arc::new(e)).await?;
+            }
+        }
+        if let Some(seen) = root_seen {
+            self.send_root_changes_since(seen).await?;
+        }
+        self.start_session(&authed).await?;
+        self.flush().await?;
+        Ok((authed, reg))
+    }
+
+    pub(super) async fn send_root_changes_since(&mut self, seen: i64) -> Result<(), End> {
+        for text in self.root_change_frames_since(seen) {
+            self.write(text, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Op 6 frames for every root after `seen`, numbered and kept.
+    pub(super) fn root_change_frames_since(&mut self, seen: i64) -> Vec<String> {
+        let mut before = seen;
+        let mut frames = Vec::new();
+        for change in self.gw.0.identity.roots_after(seen) {
+            frames.push(self.root_change_frame(&change, before));
+            before = change.root_serial;
+        }
+        frames
+    }
+
+    pub(super) async fn send_root_change(
+        &mut self,
+        c: &RootChange,
+        before: i64,
+    ) -> Result<(), End> {
+        let text = self.root_change_frame(c, before);
+        self.write(text, false).await
+    }
+
+    pub(super) fn root_change_frame(&mut self, c: &RootChange, before: i64) -> String {
+        // Noted with its `s`: a resume from an earlier `s` must send it again.
+        self.root_changes.push((self.log.next_s, before));
+        self.root_serial = c.root_serial;
+        let d = gw::ServerCertChange {
+            cert: c.cert.clone(),
+            old_invalid_since: c.old_invalid_since,
+        };
+        self.control_frame(op::SERVER_CERT_CHANGE, gw::payload(&d))
+    }
+
+    /// Op 5: continue the session's previous connection (docs/gateway.md, *Resuming*).
+    pub(super) async fn resume(&mut self, r: Resume) -> Result<(Authed, Registration), End> {
+        let authed = self.authenticate(&r.token).await?;
+        self.own_serial = authed
+            .session
+            .cert_serial
+            .and_then(|s| u64::try_from(s).ok());
+        let g = self.gw.0.clone();
+        let pk = authed.session.id;
+        let position = g.store.gateway_position(pk).await.map_err(Self::internal)?;
+        let node = position.as_ref().and_then(|p| p.node.clone());
+        let state = self.gw.find_state(pk, node.as_deref()).await;
+        let reg = self.gw.register(authed.actor.id, pk);
+        let (from, services, root_seen) = match (&state, &position) {
+            (Some(st), _) => (
+                st.position_at(r.s).ok_or_else(|| {
+                    close(
+                        Close::Unresumeable,
+                        "s is not a frame of the previous connection",
+                    )
+                })?,
+                st.services.clone(),
+                Some(st.root_at(r.s)),
+            ),
+            // The previous node is gone: continue from what the client acknowledged.
+            (None, Some(p)) if p.node.is_some() => (
+                u64::try_from(p.acked_seq).unwrap_or(0),
+                p.services
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                p.root_serial,
+            ),
+            _ => return Err(close(Close::Unresumeable, "nothing to resume")),
+        };
+        self.services = services
+            .into_iter()
+            .filter(|s| self.gw.offers(s))
+            .chain([CORE.to_owned()])
+            .collect();
+        let max = g.config.gateway.max_replay_events;
+        let head = g
+            .events
+            .head(authed.actor.id)
+            .await
+            .map_err(Self::internal)?;
+        let missed = g
+            .events
+            .after(authed.actor.id, from, max + 1)
+            .await
+            .map_err(Self::internal)?;
+        if missed.len() as u64 > max {
+            return Err(close(Close::Unresumeable, "too many missed events"));
+        }
+        let deleted = match missed.first() {
+            Some(first) => first.seq != from + 1,
+            None => head > from,
+        };
+        if deleted {
+            return Err(close(
+                Close::Unresumeable,
+                "missed events are past retention",
+            ));
+        }
+        self.log.base_seq = from;
+        self.acked_seq = from;
+        self.next_seq = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
+        self.root_serial = g.identity.root_serial();
+        let wanted: Vec<Event> = missed.into_iter().filter(|e| self.wants(e, pk)).collect();
+        let replay = collapse(wanted, |e| e.collapse_key.as_deref());
+        let mut frames = Vec::new();
+        let mut revokes_own = false;
+        for e in replay {
+            let (text, own) = self.event_frame(Arc::new(e));
+            revokes_own |= own;
+            frames.push(text);
+        }
+        if let Some(seen) = root_seen {
+            frames.extend(self.root_change_frames_since(seen));
+        }
+        self.write_batch(op::RESUMED, frames).await?;
+        if revokes_own {
+            return Err(self.own_cert_revoked().await);
+        }
+        self.start_session(&authed).await?;
+        self.flush().await?;
+        Ok((authed, reg))
+    }
+}

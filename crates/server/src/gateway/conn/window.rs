@@ -1,0 +1,76 @@
+//! The frames one connection sent: their numbers (`s`), the window of them kept for re-sends
+//! and exact resumes, and the stream position a client is at for any `s`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::events::Event;
+use crate::gateway::KEPT_FRAMES;
+
+/// A frame as first sent, kept for re-sending.
+pub(super) enum Sent {
+    Event(Arc<Event>),
+    Control(u16, Value),
+}
+
+#[derive(Default)]
+pub(super) struct SentLog {
+    /// The `s` of the next frame.
+    pub next_s: u64,
+    /// `(s, frame)` of the kept frames, ascending; at most [`KEPT_FRAMES`].
+    pub frames: VecDeque<(u64, Sent)>,
+    /// The `s` of the newest frame no longer kept, if any was dropped.
+    pub evicted_s: Option<u64>,
+    /// The stream position of the newest event frame no longer kept.
+    pub evicted_seq: u64,
+    /// The stream position before the connection's first frame.
+    pub base_seq: u64,
+}
+
+impl SentLog {
+    /// Numbers the next frame.
+    pub fn take_s(&mut self) -> u64 {
+        let s = self.next_s;
+        self.next_s += 1;
+        s
+    }
+
+    /// The highest `s` sent (0 before the first frame).
+    pub fn last_s(&self) -> u64 {
+        self.next_s.saturating_sub(1)
+    }
+
+    /// Keeps a frame, dropping the oldest beyond [`KEPT_FRAMES`].
+    pub fn keep(&mut self, s: u64, frame: Sent) {
+        if self.frames.len() >= KEPT_FRAMES
+            && let Some((old_s, old)) = self.frames.pop_front()
+        {
+            self.evicted_s = Some(old_s);
+            if let Sent::Event(e) = old {
+                self.evicted_seq = e.seq;
+            }
+        }
+        self.frames.push_back((s, frame));
+    }
+
+    /// `(s, stream position)` of every kept event frame, ascending.
+    pub fn events(&self) -> impl DoubleEndedIterator<Item = (u64, u64)> + '_ {
+        self.frames.iter().filter_map(|(s, f)| match f {
+            Sent::Event(e) => Some((*s, e.seq)),
+            Sent::Control(..) => None,
+        })
+    }
+
+    /// See [`crate::gateway::position_at`]; computed on the kept frames, nothing copied.
+    pub fn position_at(&self, s: u64) -> Option<u64> {
+        crate::gateway::position_at(
+            self.events(),
+            self.base_seq,
+            self.evicted_s.map(|e| (e, self.evicted_seq)),
+            self.last_s(),
+            s,
+        )
+    }
+}
