@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use fugue_client::{Client, IdentityKey, Session};
 use fugue_proto::{DomainName, FederationId, SessionId};
-use fugue_server::{Config, Events, Gateway, KeySink, Registration, Server};
+use fugue_server::{Config, Events, Gateway, KeySink, Registration, Server, Sessions};
 use fugue_store::{SqliteSync, Store};
 
 /// Password every test actor gets.
@@ -94,6 +94,7 @@ pub fn test_config(addr: SocketAddr) -> Config {
     config.password_hashing.memory_kib = 256;
     config.password_hashing.iterations = 1;
     config.rate_limits.login_per_minute = 100_000;
+    config.rate_limits.failed_logins_per_minute = 100_000;
     config.rate_limits.register_per_minute = 100_000;
     config.rate_limits.sensitive_per_minute = 100_000;
     config
@@ -108,6 +109,8 @@ pub struct TestServer {
     /// Where tests publish events, as a service would.
     pub events: Events,
     pub gateway: Gateway,
+    /// Accounts and sessions, for administration as `fugue admin account` does it.
+    pub sessions: Sessions,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _dirs: Vec<tempfile::TempDir>,
@@ -176,6 +179,7 @@ impl TestServer {
         .expect("server starts");
         let events = server.events().clone();
         let gateway = server.gateway().clone();
+        let sessions = server.sessions().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
@@ -187,6 +191,7 @@ impl TestServer {
             domain,
             events,
             gateway,
+            sessions,
             shutdown: Some(tx),
             task: Some(task),
             _dirs: vec![dir],
