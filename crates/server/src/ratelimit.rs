@@ -47,9 +47,10 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
 const MAX_FAILURE_KEYS: usize = 100_000;
 
 /// Counts failures per key and refuses a key once it has `n` within a minute (GCRA, like
-/// [`Limiter`]), but — unlike `Limiter` — a check spends nothing: only
-/// [`FailureLimiter::fail`] does. Successes are therefore never refused because of someone
-/// else's failures under a different key.
+/// [`Limiter`]). Each attempt is counted as a failure before it is checked and taken back
+/// ([`FailureLimiter::forgive`]) when it was not one, so parallel attempts cannot all slip
+/// under the limit, and successes are never refused because of someone else's failures
+/// under a different key.
 pub struct FailureLimiter<K: Hash + Eq> {
     /// (emission interval, burst tolerance); `None` when disabled.
     quota: Option<(Duration, Duration)>,
@@ -73,34 +74,46 @@ impl<K: Hash + Eq> FailureLimiter<K> {
         self.tat.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// `Err(seconds to wait)` while `key` has used up its failures.
-    pub fn check(&self, key: &K) -> Result<(), u64> {
-        let Some((_, tolerance)) = self.quota else {
+    /// Counts an attempt of `key` as a failure; `Err(seconds to wait)` when `key` has used
+    /// up its failures (then nothing is counted).
+    pub fn begin(&self, key: K) -> Result<(), u64> {
+        let Some((interval, tolerance)) = self.quota else {
             return Ok(());
         };
         let now = Instant::now();
-        match self.map().get(key) {
-            Some(&tat) if tat > now + tolerance => Err((tat - tolerance - now).as_secs() + 1),
-            _ => Ok(()),
+        let mut map = self.map();
+        if let Some(&tat) = map.get(&key)
+            && tat > now + tolerance
+        {
+            return Err((tat - tolerance - now).as_secs() + 1);
         }
+        if map.len() >= MAX_FAILURE_KEYS && !map.contains_key(&key) {
+            map.retain(|_, tat| *tat > now);
+            if map.len() >= MAX_FAILURE_KEYS {
+                tracing::warn!("failed-login limiter full; not tracking a new name and address");
+                return Ok(());
+            }
+        }
+        let tat = map.entry(key).or_insert(now);
+        *tat = (*tat).max(now) + interval;
+        Ok(())
     }
 
-    /// Records one failure of `key`.
-    pub fn fail(&self, key: K) {
+    /// Takes back an attempt counted by [`FailureLimiter::begin`] that was no failure.
+    pub fn forgive(&self, key: &K) {
         let Some((interval, _)) = self.quota else {
             return;
         };
         let now = Instant::now();
         let mut map = self.map();
-        if map.len() >= MAX_FAILURE_KEYS && !map.contains_key(&key) {
-            map.retain(|_, tat| *tat > now);
-            if map.len() >= MAX_FAILURE_KEYS {
-                tracing::warn!("failed-login limiter full; not tracking a new name and address");
-                return;
+        if let Some(tat) = map.get_mut(key) {
+            match tat.checked_sub(interval) {
+                Some(earlier) if earlier > now => *tat = earlier,
+                _ => {
+                    map.remove(key);
+                }
             }
         }
-        let tat = map.entry(key).or_insert(now);
-        *tat = (*tat).max(now) + interval;
     }
 
     /// Forgets keys whose failures have all expired; call now and then to bound memory.
@@ -123,21 +136,22 @@ mod tests {
     fn only_failures_count_and_each_key_has_its_own_budget() {
         let l = FailureLimiter::per_minute(3);
         for _ in 0..3 {
-            assert_eq!(l.check(&"a"), Ok(()));
-            l.fail("a");
+            assert_eq!(l.begin("a"), Ok(()));
         }
-        let wait = l.check(&"a").unwrap_err();
+        let wait = l.begin("a").unwrap_err();
         assert!((1..=21).contains(&wait), "{wait}");
-        assert_eq!(l.check(&"b"), Ok(()), "another key is not affected");
-        assert_eq!(l.len(), 1);
-        // Checks alone never use the budget up.
+        assert_eq!(l.begin("b"), Ok(()), "another key is not affected");
+        assert_eq!(l.len(), 2);
+        // Attempts taken back never use the budget up, and leave no key behind.
         for _ in 0..100 {
-            assert_eq!(l.check(&"b"), Ok(()));
+            assert_eq!(l.begin("c"), Ok(()));
+            l.forgive(&"c");
         }
+        l.forgive(&"b");
+        assert_eq!(l.len(), 1);
         l.shrink();
         assert_eq!(l.len(), 1, "a key with live failures stays");
         let off = FailureLimiter::per_minute(0);
-        off.fail("a");
-        assert_eq!((off.check(&"a"), off.len()), (Ok(()), 0));
+        assert_eq!((off.begin("a"), off.len()), (Ok(()), 0));
     }
 }

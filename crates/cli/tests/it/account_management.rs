@@ -452,6 +452,22 @@ async fn correct_logins_do_not_spend_the_per_name_budget() {
 }
 
 #[tokio::test]
+async fn parallel_wrong_logins_cannot_slip_under_the_per_name_limit() {
+    let server = TestServer::start_with(|c| c.rate_limits.failed_logins_per_minute = 5).await;
+    server.register("alice").await;
+    let from = Ipv4Addr::new(127, 0, 0, 5);
+    let attempts = (0..40).map(|_| raw_login(&server, from, "alice", "wrong password"));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    let guesses = statuses.iter().filter(|s| **s == 401).count();
+    assert_eq!(guesses, 5, "{statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 35);
+}
+
+#[tokio::test]
 async fn an_invalid_name_never_becomes_a_limiter_key() {
     let server = TestServer::start_with(|c| c.rate_limits.failed_logins_per_minute = 10).await;
     let huge = "a".repeat(900 * 1024);

@@ -272,12 +272,15 @@ impl Sessions {
             .map(|l| (l.as_str().to_owned(), address_block(client)));
         if let Some(key) = &failure_key {
             self.login_failures
-                .check(key)
+                .begin(key.clone())
                 .map_err(Error::TooManyFailedLogins)?;
         }
         let checked = self.check_credentials(local.as_ref(), &req, now).await;
-        if let (Err(Error::InvalidCredentials), Some(key)) = (&checked, failure_key) {
-            self.login_failures.fail(key);
+        // Counted as a failure in advance; anything but wrong credentials takes it back.
+        if let Some(key) = &failure_key
+            && !matches!(checked, Err(Error::InvalidCredentials))
+        {
+            self.login_failures.forgive(key);
         }
         let actor = checked?;
         let fid = self.fid(&actor)?;
