@@ -119,6 +119,46 @@ pub enum AccountCmd {
     },
     /// Show the current account and check that its session is still valid.
     Whoami,
+    /// Change your password (the new one from FUGUE_NEW_PASSWORD or a prompt).
+    Password {
+        /// Also end every other session of the account.
+        #[arg(long)]
+        end_sessions: bool,
+        /// A current TOTP code as the second factor, if the account uses TOTP (otherwise
+        /// the current password is asked for, or taken from FUGUE_PASSWORD).
+        #[arg(long)]
+        totp: Option<String>,
+    },
+    /// Delete your account for good: every session ends, certificates are revoked, and the
+    /// name can never be registered again.
+    Delete {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+        /// A current TOTP code as the second factor, if the account uses TOTP.
+        #[arg(long)]
+        totp: Option<String>,
+    },
+    /// Two-factor authentication with TOTP codes.
+    #[command(subcommand)]
+    Totp(TotpCmd),
+}
+
+#[derive(Subcommand)]
+pub enum TotpCmd {
+    /// Start TOTP: prints the secret for your authenticator app, then asks for its first
+    /// code (or confirm later with --confirm).
+    Enable {
+        /// Confirm a started enrolment with the app's current code.
+        #[arg(long, value_name = "CODE")]
+        confirm: Option<String>,
+    },
+    /// Turn TOTP off; login then needs your password only.
+    Disable {
+        /// A current TOTP code (asked for when missing).
+        #[arg(long)]
+        totp: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -143,12 +183,47 @@ pub enum KeysCmd {
     Restore,
 }
 
-fn secret(var: &str, prompt: &str) -> Result<String, String> {
+pub(crate) fn secret(var: &str, prompt: &str) -> Result<String, String> {
     if let Ok(v) = std::env::var(var) {
         return Ok(v);
     }
     rpassword::prompt_password(prompt)
         .map_err(|e| format!("cannot read {var}: {e} (set {var} when not on a terminal)"))
+}
+
+/// The second factor of a sensitive action: a TOTP code given on the command line, or the
+/// password.
+fn solution(totp: Option<String>) -> Result<String, String> {
+    match totp {
+        Some(code) => Ok(code),
+        None => secret("FUGUE_PASSWORD", "Password (or TOTP code): "),
+    }
+}
+
+/// A new password: FUGUE_NEW_PASSWORD, or typed twice.
+fn new_password() -> Result<String, String> {
+    if let Ok(v) = std::env::var("FUGUE_NEW_PASSWORD") {
+        return Ok(v);
+    }
+    let first = secret("FUGUE_NEW_PASSWORD", "New password: ")?;
+    let again = rpassword::prompt_password("New password again: ")
+        .map_err(|e| format!("cannot read the password: {e}"))?;
+    if first != again {
+        return Err("the passwords differ; nothing was changed".into());
+    }
+    Ok(first)
+}
+
+/// One line from stdin after `prompt` on stderr; `None` at end of input.
+fn read_line(prompt: &str) -> Result<Option<String>, String> {
+    use std::io::Write;
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let n = std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    Ok((n > 0).then(|| line.trim().to_owned()))
 }
 
 fn keystore_path(opts: &ClientOpts) -> Result<PathBuf, String> {
@@ -196,7 +271,7 @@ fn e(err: fugue_client::Error) -> String {
     err.to_string()
 }
 
-fn date(unix: u64) -> String {
+pub(crate) fn date(unix: u64) -> String {
     // Days since the epoch → civil date (Howard Hinnant's algorithm), to avoid a time crate.
     let days = (unix / 86_400) as i64;
     let z = days + 719_468;
@@ -311,6 +386,79 @@ async fn account(opts: ClientOpts, cmd: AccountCmd) -> Result<(), String> {
                 "session {} ({alive}), certificate serial {serial}",
                 session.session_id()
             );
+        }
+        AccountCmd::Password { end_sessions, totp } => {
+            let store = open_store(&opts)?;
+            let (session, _) = restore_session(&store)?;
+            let solution = solution(totp)?;
+            let password = new_password()?;
+            session
+                .change_password(&password, end_sessions, &solution)
+                .await
+                .map_err(e)?;
+            let others = if end_sessions {
+                "; your other sessions have ended"
+            } else {
+                ""
+            };
+            println!("password changed{others}");
+        }
+        AccountCmd::Delete { yes, totp } => {
+            let mut store = open_store(&opts)?;
+            let (session, _) = restore_session(&store)?;
+            let fid = session.fid().clone();
+            if !yes {
+                let typed = read_line(&format!(
+                    "Delete {fid} for good? Its name can never be used again. Type {} to confirm: ",
+                    fid.local_name()
+                ))?;
+                if typed.as_deref() != Some(fid.local_name().as_str()) {
+                    return Err("not confirmed; nothing was deleted".into());
+                }
+            }
+            let solution = solution(totp)?;
+            session.delete_account(&solution).await.map_err(e)?;
+            store.remove(&fid);
+            store.save().map_err(e)?;
+            println!("deleted {fid}; its key was removed from the key store");
+        }
+        AccountCmd::Totp(cmd) => totp(&opts, cmd).await?,
+    }
+    Ok(())
+}
+
+async fn totp(opts: &ClientOpts, cmd: TotpCmd) -> Result<(), String> {
+    let store = open_store(opts)?;
+    let (session, _) = restore_session(&store)?;
+    match cmd {
+        TotpCmd::Enable {
+            confirm: Some(code),
+        } => {
+            session.totp_confirm(&code).await.map_err(e)?;
+            println!("TOTP is on: log in with --totp CODE from now on");
+        }
+        TotpCmd::Enable { confirm: None } => {
+            let password = secret("FUGUE_PASSWORD", "Password: ")?;
+            let enrolment = session.totp_enroll(&password).await.map_err(e)?;
+            println!("secret: {}", enrolment.secret);
+            println!("otpauth URL: {}", enrolment.otpauth_url);
+            match read_line("Code from your authenticator app (empty to confirm later): ")? {
+                Some(code) if !code.is_empty() => {
+                    session.totp_confirm(&code).await.map_err(e)?;
+                    println!("TOTP is on: log in with --totp CODE from now on");
+                }
+                _ => {
+                    println!("not on yet: confirm with `fugue account totp enable --confirm CODE`")
+                }
+            }
+        }
+        TotpCmd::Disable { totp } => {
+            let code = match totp {
+                Some(code) => code,
+                None => read_line("Current TOTP code: ")?.ok_or("no TOTP code given")?,
+            };
+            session.totp_disable(&code).await.map_err(e)?;
+            println!("TOTP is off: log in with your password only");
         }
     }
     Ok(())

@@ -57,6 +57,29 @@ enum AdminCmd {
         #[arg(long)]
         revoke: bool,
     },
+    /// Accounts: list, suspend, delete, reset passwords.
+    #[command(subcommand)]
+    Account(AccountCmd),
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Every account: name, created, admin, state, TOTP, live sessions.
+    List,
+    /// The account can no longer log in; its sessions end.
+    Suspend { local_name: String },
+    /// The account can log in again.
+    Unsuspend { local_name: String },
+    /// Delete the account for good (as the owner can): sessions end, certificates are
+    /// revoked but stay published, the name can never be registered again.
+    Delete { local_name: String },
+    /// Set a new password (from FUGUE_PASSWORD or a prompt) and end the account's sessions.
+    ResetPassword {
+        local_name: String,
+        /// Generate a random password and print it instead.
+        #[arg(long)]
+        generate: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -87,8 +110,11 @@ fn init_logging(json: bool) {
 
 async fn admin(settings: ServeArgs, command: AdminCmd) -> Result<(), String> {
     let settings = settings::load(&settings)?;
-    let store = serve::open_store(&settings).await?;
     let now = fugue_server::clock::unix_now();
+    if let AdminCmd::Account(cmd) = command {
+        return admin_account(settings, cmd, now).await;
+    }
+    let store = serve::open_store(&settings).await?;
     match command {
         AdminCmd::Invite(InviteCmd::Create {
             uses,
@@ -113,6 +139,74 @@ async fn admin(settings: ServeArgs, command: AdminCmd) -> Result<(), String> {
                 "{name} is {}an administrator",
                 if revoke { "no longer " } else { "" }
             );
+        }
+        AdminCmd::Account(_) => {}
+    }
+    Ok(())
+}
+
+/// Account administration goes through the server's account rules: ending a session revokes
+/// its certificate and is announced (on the cluster bus, when there is one).
+async fn admin_account(
+    settings: settings::Settings,
+    cmd: AccountCmd,
+    now: u64,
+) -> Result<(), String> {
+    let server = serve::admin_server(settings).await?;
+    let accounts = server.sessions();
+    let err = |e: fugue_server::sessions::Error| e.to_string();
+    match cmd {
+        AccountCmd::List => {
+            use fugue_server::sessions::AccountState;
+            println!("NAME\tCREATED\tADMIN\tSTATE\tTOTP\tSESSIONS");
+            for a in accounts.accounts(now).await.map_err(err)? {
+                let state = match a.state {
+                    AccountState::Active => "active",
+                    AccountState::Suspended => "suspended",
+                    AccountState::Deleted => "deleted",
+                };
+                println!(
+                    "{}\t{}\t{}\t{state}\t{}\t{}",
+                    a.local_name,
+                    client_cmds::date(a.created_at),
+                    if a.is_admin { "yes" } else { "no" },
+                    if a.totp { "on" } else { "off" },
+                    a.sessions
+                );
+            }
+        }
+        AccountCmd::Suspend { local_name } => {
+            let ended = accounts.suspend(&local_name, now).await.map_err(err)?;
+            println!("suspended {local_name}; {ended} session(s) ended");
+        }
+        AccountCmd::Unsuspend { local_name } => {
+            accounts.unsuspend(&local_name).await.map_err(err)?;
+            println!("{local_name} can log in again");
+        }
+        AccountCmd::Delete { local_name } => {
+            accounts
+                .delete_account_by_name(&local_name, now)
+                .await
+                .map_err(err)?;
+            println!("deleted {local_name}; the name stays retired");
+        }
+        AccountCmd::ResetPassword {
+            local_name,
+            generate,
+        } => {
+            let password = if generate {
+                fugue_server::sessions::generate_password()
+            } else {
+                client_cmds::secret("FUGUE_PASSWORD", "New password: ")?
+            };
+            let ended = accounts
+                .reset_password(&local_name, password.clone(), now)
+                .await
+                .map_err(err)?;
+            if generate {
+                println!("{password}");
+            }
+            eprintln!("password of {local_name} reset; {ended} session(s) ended");
         }
     }
     Ok(())

@@ -141,6 +141,23 @@ pub async fn run(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
+/// The server's services for an administration command, without serving: it needs the
+/// server key (to sign revocation notices), so the server must have started once.
+pub async fn admin_server(settings: Settings) -> Result<Server, String> {
+    let key_file = KeyFile(settings.data_dir.join("server-key.pem"));
+    if !key_file.0.exists() {
+        return Err(format!(
+            "no server key at {}; start the server once (`fugue serve`) first",
+            key_file.0.display()
+        ));
+    }
+    let key = key_file.load_or_create()?;
+    let store = open_store(&settings).await?;
+    Server::new(settings.config, store, key, Arc::new(key_file))
+        .await
+        .map_err(|e| e.to_string())
+}
+
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -282,6 +282,7 @@ max_sessions_per_actor = 100  # live sessions per account (409 beyond)
 
 [rate_limits]                 # per client address and minute; 0 disables
 login_per_minute = 10
+failed_logins_per_minute = 10 # per account name and client address (IPv6: its /64)
 register_per_minute = 5
 sensitive_per_minute = 20
 max_failed_solutions = 10     # wrong sensitive-action solutions per actor ...

@@ -7,8 +7,8 @@
 use std::fmt;
 
 use fugue_proto::api::{
-    self, delete_session, keymaterial, list_sessions, login, post_idcert, rotate_server_key,
-    totp_confirm, totp_enroll,
+    self, change_password, delete_account, delete_session, keymaterial, list_sessions, login,
+    post_idcert, rotate_server_key, totp_confirm, totp_disable, totp_enroll,
 };
 use fugue_proto::certs::IdCert;
 use fugue_proto::{FederationId, Serial, SessionId};
@@ -231,6 +231,41 @@ impl Session {
                 .json(&body),
         )
         .await?;
+        Ok(())
+    }
+
+    /// Turns TOTP off; login then needs the password only. `solution` is a current code.
+    pub async fn totp_disable(&self, solution: &str) -> Result<()> {
+        let request = self.authed(totp_disable::METHOD, totp_disable::PATH)?;
+        send(request.header(api::SENSITIVE_HEADER, solution)).await?;
+        Ok(())
+    }
+
+    /// Sets a new password; the old one stops working at once. With `end_sessions`, every
+    /// other session of the account ends (this one stays).
+    pub async fn change_password(
+        &self,
+        new_password: &str,
+        end_sessions: bool,
+        solution: &str,
+    ) -> Result<()> {
+        let body = change_password::Request {
+            password: new_password.to_owned(),
+            end_sessions,
+        };
+        let request = self
+            .authed(change_password::METHOD, change_password::PATH)?
+            .header(api::SENSITIVE_HEADER, solution)
+            .json(&body);
+        send(request).await?;
+        Ok(())
+    }
+
+    /// Deletes the account for good: every session ends (this one too), every certificate
+    /// is revoked (they stay published) and the name can never be registered again.
+    pub async fn delete_account(&self, solution: &str) -> Result<()> {
+        let request = self.authed(delete_account::METHOD, delete_account::PATH)?;
+        send(request.header(api::SENSITIVE_HEADER, solution)).await?;
         Ok(())
     }
 

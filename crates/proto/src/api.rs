@@ -152,6 +152,34 @@ pub mod totp_confirm {
     }
 }
 
+/// `DELETE /.p2/auth/v1/totp` (sensitive): turn TOTP off; login then needs the password only.
+pub mod totp_disable {
+    endpoint!(DELETE "/.p2/auth/v1/totp", Sensitive);
+}
+
+/// `PUT /.p2/auth/v1/password` (sensitive, core §4.2): a new password. The old one stops
+/// working at once; other sessions stay unless `endSessions` is true.
+pub mod change_password {
+    use serde::{Deserialize, Serialize};
+    endpoint!(PUT "/.p2/auth/v1/password", Sensitive);
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Request {
+        pub password: String,
+        /// End every other session of the actor (this one stays).
+        #[serde(default, alias = "end_sessions")]
+        pub end_sessions: bool,
+    }
+}
+
+/// `DELETE /.p2/auth/v1/account` (sensitive, core §4.2): ends every session, revokes every
+/// certificate (they stay published, so old messages stay verifiable) and retires the name
+/// for good.
+pub mod delete_account {
+    endpoint!(DELETE "/.p2/auth/v1/account", Sensitive);
+}
+
 /// `GET /.p2/core/v1/idcert/server?timestamp=` → the server cert current at that time.
 pub mod get_server_idcert {
     use serde::{Deserialize, Serialize};
@@ -398,6 +426,9 @@ pub fn all() -> Vec<(Method, &'static str)> {
         (login::METHOD, login::PATH),
         (totp_enroll::METHOD, totp_enroll::PATH),
         (totp_confirm::METHOD, totp_confirm::PATH),
+        (totp_disable::METHOD, totp_disable::PATH),
+        (change_password::METHOD, change_password::PATH),
+        (delete_account::METHOD, delete_account::PATH),
         (get_server_idcert::METHOD, get_server_idcert::PATH),
         (get_actor_idcerts::METHOD, get_actor_idcerts::PATH),
         (post_idcert::METHOD, post_idcert::PATH),

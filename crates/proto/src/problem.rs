@@ -45,6 +45,10 @@ pub enum ErrorCode {
     TotpRequired,
     TotpAlreadyEnrolled,
     TotpNotPending,
+    /// TOTP is not enabled for this account, so there is nothing to turn off.
+    TotpNotEnabled,
+    /// A server administrator suspended this account: it cannot log in.
+    AccountSuspended,
     // Certificates
     InvalidCsr,
     CsrSignatureInvalid,

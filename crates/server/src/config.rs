@@ -61,6 +61,9 @@ impl Default for Limits {
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimits {
     pub login_per_minute: u32,
+    /// Failed logins per account name and client address (IPv4 /32, IPv6 /64) per minute.
+    /// Only failures count, so a stranger elsewhere cannot lock a person out.
+    pub failed_logins_per_minute: u32,
     pub register_per_minute: u32,
     pub sensitive_per_minute: u32,
     /// Wrong sensitive-action solutions per actor within `failure_window_s` before 429.
@@ -72,6 +75,7 @@ impl Default for RateLimits {
     fn default() -> Self {
         Self {
             login_per_minute: 10,
+            failed_logins_per_minute: 10,
             register_per_minute: 5,
             sensitive_per_minute: 20,
             max_failed_solutions: 10,

@@ -54,7 +54,6 @@ const TASKS_GRACE: Duration = Duration::from_secs(5);
 /// Per-client request limiters (their quotas are `config::RateLimits`).
 pub struct RateLimiters {
     pub login: Limiter<IpAddr>,
-    pub login_name: Limiter<String>,
     pub register: Limiter<IpAddr>,
     pub sensitive: Limiter<IpAddr>,
 }
@@ -158,7 +157,6 @@ impl Server {
         let rl = &config.rate_limits;
         let limits = RateLimiters {
             login: Limiter::per_minute(rl.login_per_minute),
-            login_name: Limiter::per_minute(rl.login_per_minute),
             register: Limiter::per_minute(rl.register_per_minute),
             sensitive: Limiter::per_minute(rl.sensitive_per_minute),
         };
@@ -187,6 +185,11 @@ impl Server {
         &self.state.events
     }
 
+    /// Accounts and sessions (administration goes through it).
+    pub fn sessions(&self) -> &Sessions {
+        &self.state.sessions
+    }
+
     /// Other home servers, as this server sees them.
     pub fn federation(&self) -> &federation::Federation {
         &self.state.federation
@@ -206,7 +209,18 @@ impl Server {
             .route(api::health::PATH, get(health))
             .route(api::register::PATH, post(s::register))
             .route(api::login::PATH, post(s::login))
-            .route(api::totp_enroll::PATH, post(s::totp_enroll))
+            .route(
+                api::totp_enroll::PATH,
+                post(s::totp_enroll).delete(s::totp_disable),
+            )
+            .route(
+                api::change_password::PATH,
+                axum::routing::put(s::change_password),
+            )
+            .route(
+                api::delete_account::PATH,
+                axum::routing::delete(s::delete_account),
+            )
             .route(api::totp_confirm::PATH, post(s::totp_confirm))
             .route(api::get_server_idcert::PATH, get(id::server_idcert))
             .route(api::get_actor_idcerts::PATH, get(id::actor_idcerts))
@@ -292,7 +306,7 @@ impl Server {
                 ] {
                     l.shrink();
                 }
-                state.limits.login_name.shrink();
+                state.sessions.sweep_login_failures();
                 state.gateway.sweep();
                 if let Err(e) = state
                     .events

@@ -1,7 +1,11 @@
-//! Per-key request rate limits (GCRA through `governor`), answered with 429 + `Retry-After`.
+//! Per-key request rate limits (GCRA through `governor`), answered with 429 + `Retry-After`,
+//! and a failure counter that successes do not spend.
 
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -35,5 +39,119 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         if let Some(l) = &self.inner {
             l.retain_recent();
         }
+    }
+}
+
+/// Most keys a [`FailureLimiter`] holds. Beyond, new keys are not recorded (their failures
+/// still count against the per-address login limit) rather than growing without end.
+const MAX_FAILURE_KEYS: usize = 100_000;
+
+/// Counts failures per key and refuses a key once it has `n` within a minute (GCRA, like
+/// [`Limiter`]). Each attempt is counted as a failure before it is checked and taken back
+/// ([`FailureLimiter::forgive`]) when it was not one, so parallel attempts cannot all slip
+/// under the limit, and successes are never refused because of someone else's failures
+/// under a different key.
+pub struct FailureLimiter<K: Hash + Eq> {
+    /// (emission interval, burst tolerance); `None` when disabled.
+    quota: Option<(Duration, Duration)>,
+    /// Per key, the theoretical arrival time of its next failure.
+    tat: Mutex<HashMap<K, Instant>>,
+}
+
+impl<K: Hash + Eq> FailureLimiter<K> {
+    pub fn per_minute(n: u32) -> Self {
+        Self {
+            quota: (n > 0).then(|| {
+                let interval = Duration::from_secs(60) / n;
+                (interval, interval * (n - 1))
+            }),
+            tat: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<K, Instant>> {
+        // A poisoned lock only means a panic elsewhere; the map itself stays consistent.
+        self.tat.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts an attempt of `key` as a failure; `Err(seconds to wait)` when `key` has used
+    /// up its failures (then nothing is counted).
+    pub fn begin(&self, key: K) -> Result<(), u64> {
+        let Some((interval, tolerance)) = self.quota else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let mut map = self.map();
+        if let Some(&tat) = map.get(&key)
+            && tat > now + tolerance
+        {
+            return Err((tat - tolerance - now).as_secs() + 1);
+        }
+        if map.len() >= MAX_FAILURE_KEYS && !map.contains_key(&key) {
+            map.retain(|_, tat| *tat > now);
+            if map.len() >= MAX_FAILURE_KEYS {
+                tracing::warn!("failed-login limiter full; not tracking a new name and address");
+                return Ok(());
+            }
+        }
+        let tat = map.entry(key).or_insert(now);
+        *tat = (*tat).max(now) + interval;
+        Ok(())
+    }
+
+    /// Takes back an attempt counted by [`FailureLimiter::begin`] that was no failure.
+    pub fn forgive(&self, key: &K) {
+        let Some((interval, _)) = self.quota else {
+            return;
+        };
+        let now = Instant::now();
+        let mut map = self.map();
+        if let Some(tat) = map.get_mut(key) {
+            match tat.checked_sub(interval) {
+                Some(earlier) if earlier > now => *tat = earlier,
+                _ => {
+                    map.remove(key);
+                }
+            }
+        }
+    }
+
+    /// Forgets keys whose failures have all expired; call now and then to bound memory.
+    pub fn shrink(&self) {
+        let now = Instant::now();
+        self.map().retain(|_, tat| *tat > now);
+    }
+
+    /// How many keys are tracked.
+    pub fn len(&self) -> usize {
+        self.map().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failures_count_and_each_key_has_its_own_budget() {
+        let l = FailureLimiter::per_minute(3);
+        for _ in 0..3 {
+            assert_eq!(l.begin("a"), Ok(()));
+        }
+        let wait = l.begin("a").unwrap_err();
+        assert!((1..=21).contains(&wait), "{wait}");
+        assert_eq!(l.begin("b"), Ok(()), "another key is not affected");
+        assert_eq!(l.len(), 2);
+        // Attempts taken back never use the budget up, and leave no key behind.
+        for _ in 0..100 {
+            assert_eq!(l.begin("c"), Ok(()));
+            l.forgive(&"c");
+        }
+        l.forgive(&"b");
+        assert_eq!(l.len(), 1);
+        l.shrink();
+        assert_eq!(l.len(), 1, "a key with live failures stays");
+        let off = FailureLimiter::per_minute(0);
+        assert_eq!((off.begin("a"), off.len()), (Ok(()), 0));
     }
 }

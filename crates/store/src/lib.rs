@@ -5,6 +5,7 @@
 //! execute them. Business rules live in the server; the store guards integrity with
 //! constraints and reports their violations as [`Error::Unique`] / [`Error::Conflict`].
 
+mod accounts;
 mod certs;
 pub mod engine;
 mod federation;
@@ -15,6 +16,7 @@ mod sqlite;
 
 use std::path::Path;
 
+pub use accounts::AccountRow;
 pub use engine::{Error, Result, Row, Stmt, Value};
 pub use federation::{KeyTrialQuery, KeyTrialRow};
 pub use services::ServiceRow;
@@ -44,6 +46,10 @@ pub struct ActorRow {
     pub totp_pending: Option<String>,
     pub is_admin: bool,
     pub created_at: i64,
+    /// Set while an administrator has suspended the account.
+    pub suspended_at: Option<i64>,
+    /// Set once the account is deleted; the row stays as a tombstone (see `delete_actor`).
+    pub deleted_at: Option<i64>,
 }
 
 /// Secrets stay out of logs and panics.
@@ -54,6 +60,8 @@ impl std::fmt::Debug for ActorRow {
             .field("local_name", &self.local_name)
             .field("totp", &self.totp_secret.is_some())
             .field("is_admin", &self.is_admin)
+            .field("suspended_at", &self.suspended_at)
+            .field("deleted_at", &self.deleted_at)
             .finish_non_exhaustive()
     }
 }
@@ -167,6 +175,8 @@ fn actor(r: &Row) -> Result<ActorRow> {
         totp_pending: r.opt_string(4)?,
         is_admin: r.bool(5)?,
         created_at: r.i64(6)?,
+        suspended_at: r.opt_i64(7)?,
+        deleted_at: r.opt_i64(8)?,
     })
 }
 
@@ -344,7 +354,7 @@ impl Store {
     }
 
     pub async fn actor_by_name(&self, local_name: &str) -> Result<Option<ActorRow>> {
-        const SQL: &str = "SELECT id, local_name, password_hash, totp_secret, totp_pending, is_admin, created_at FROM actors WHERE local_name = $1";
+        const SQL: &str = "SELECT id, local_name, password_hash, totp_secret, totp_pending, is_admin, created_at, suspended_at, deleted_at FROM actors WHERE local_name = $1";
         self.query(SQL, params![local_name])
             .await?
             .first()
@@ -353,7 +363,7 @@ impl Store {
     }
 
     pub async fn actor_by_id(&self, id: i64) -> Result<Option<ActorRow>> {
-        const SQL: &str = "SELECT id, local_name, password_hash, totp_secret, totp_pending, is_admin, created_at FROM actors WHERE id = $1";
+        const SQL: &str = "SELECT id, local_name, password_hash, totp_secret, totp_pending, is_admin, created_at, suspended_at, deleted_at FROM actors WHERE id = $1";
         self.query(SQL, params![id])
             .await?
             .first()

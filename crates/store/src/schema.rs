@@ -140,6 +140,13 @@ CREATE INDEX key_trials_fid ON key_trials (fid, completed_at);
 CREATE INDEX key_trials_open ON key_trials (fid, created_at) WHERE completed_at IS NULL;
 "#,
     ),
+    (
+        7,
+        r#"
+ALTER TABLE actors ADD COLUMN suspended_at BIGINT;
+ALTER TABLE actors ADD COLUMN deleted_at BIGINT;
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use fugue_client::{Client, IdentityKey, Session};
 use fugue_proto::{DomainName, FederationId, SessionId};
-use fugue_server::{Config, Events, Gateway, Identity, KeySink, Registration, Server};
+use fugue_server::{Config, Events, Gateway, Identity, KeySink, Registration, Server, Sessions};
 use fugue_store::{SqliteSync, Store};
 
 /// Password every test actor gets.
@@ -94,6 +94,7 @@ pub fn test_config(addr: SocketAddr) -> Config {
     config.password_hashing.memory_kib = 256;
     config.password_hashing.iterations = 1;
     config.rate_limits.login_per_minute = 100_000;
+    config.rate_limits.failed_logins_per_minute = 100_000;
     config.rate_limits.register_per_minute = 100_000;
     config.rate_limits.sensitive_per_minute = 100_000;
     config
@@ -109,6 +110,8 @@ pub struct TestServer {
     pub events: Events,
     pub gateway: Gateway,
     pub identity: Identity,
+    /// Accounts and sessions, for administration as `fugue admin account` does it.
+    pub sessions: Sessions,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _dirs: Vec<tempfile::TempDir>,
@@ -178,6 +181,7 @@ impl TestServer {
         let events = server.events().clone();
         let gateway = server.gateway().clone();
         let identity = server.identity().clone();
+        let sessions = server.sessions().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
@@ -190,6 +194,7 @@ impl TestServer {
             events,
             gateway,
             identity,
+            sessions,
             shutdown: Some(tx),
             task: Some(task),
             _dirs: vec![dir],

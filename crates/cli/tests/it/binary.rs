@@ -871,3 +871,144 @@ mod cluster {
         );
     }
 }
+
+/// Logs `local_name` in on `client` (a server for `localhost`) as a new session.
+async fn login_as(
+    client: &Client,
+    local_name: &str,
+    password: &str,
+    session_id: &str,
+) -> fugue_client::Result<fugue_client::Session> {
+    let fid: FederationId = format!("{local_name}@localhost").parse().unwrap();
+    let sid: SessionId = session_id.parse().unwrap();
+    client
+        .login(
+            local_name,
+            password,
+            None,
+            &IdentityKey::generate(),
+            &fid,
+            &sid,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn accounts_are_administered_from_the_command_line() {
+    // Before the server's first start there is no key to sign revocation notices with.
+    let empty = tempfile::tempdir().unwrap();
+    let output = run(
+        &[
+            "admin",
+            "--data-dir",
+            empty.path().to_str().unwrap(),
+            "account",
+            "list",
+        ],
+        &[],
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("start the server once"),
+        "{}",
+        stderr_of(&output)
+    );
+
+    let data = tempfile::tempdir().unwrap();
+    let child = Child::serve_ready(data.path(), &[]).await;
+    let client = child.client();
+    for name in ["alice", "bob"] {
+        client.register(name, PASSWORD, None, None).await.unwrap();
+    }
+    let alice = login_as(&client, "alice", PASSWORD, "laptop")
+        .await
+        .unwrap();
+    let data_arg = data.path().to_str().unwrap().to_owned();
+    let admin = |args: &[&str], envs: &[(&str, &str)]| {
+        let mut all = vec!["admin", "--data-dir", data_arg.as_str(), "account"];
+        all.extend_from_slice(args);
+        run(&all, envs)
+    };
+    let row = |list: &str, name: &str| {
+        list.lines()
+            .find(|l| l.starts_with(&format!("{name}\t")))
+            .unwrap_or_else(|| panic!("{name} not listed: {list}"))
+            .split('\t')
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    let list = assert_success(&admin(&["list"], &[]), "account list");
+    let alice_row = row(&list, "alice");
+    assert_eq!(
+        (
+            alice_row[2].as_str(),
+            alice_row[3].as_str(),
+            alice_row[4].as_str(),
+            alice_row[5].as_str()
+        ),
+        ("no", "active", "off", "1"),
+        "{list}"
+    );
+
+    // Suspended: the session ends at once and login is refused with a clear code.
+    assert_success(&admin(&["suspend", "ALICE"], &[]), "account suspend");
+    assert_problem(alice.sessions().await, 401, ErrorCode::InvalidToken);
+    assert_problem(
+        login_as(&client, "alice", PASSWORD, "again").await,
+        403,
+        ErrorCode::AccountSuspended,
+    );
+    let list = assert_success(&admin(&["list"], &[]), "account list");
+    assert_eq!(row(&list, "alice")[3], "suspended", "{list}");
+    assert_success(&admin(&["unsuspend", "alice"], &[]), "account unsuspend");
+    let back = login_as(&client, "alice", PASSWORD, "back").await.unwrap();
+
+    // A generated password is printed; every session of the account ends.
+    let generated = assert_success(
+        &admin(&["reset-password", "alice", "--generate"], &[]),
+        "reset-password --generate",
+    )
+    .trim()
+    .to_owned();
+    assert!(generated.len() >= 20, "{generated:?}");
+    assert_problem(back.sessions().await, 401, ErrorCode::InvalidToken);
+    assert_problem(
+        login_as(&client, "alice", PASSWORD, "old").await,
+        401,
+        ErrorCode::InvalidCredentials,
+    );
+    login_as(&client, "alice", &generated, "generated")
+        .await
+        .unwrap();
+    // Or one chosen by the administrator.
+    let chosen = "the administrator's choice";
+    assert_success(
+        &admin(&["reset-password", "bob"], &[("FUGUE_PASSWORD", chosen)]),
+        "reset-password",
+    );
+    login_as(&client, "bob", chosen, "chosen").await.unwrap();
+
+    assert_success(&admin(&["delete", "alice"], &[]), "account delete");
+    assert_problem(
+        login_as(&client, "alice", &generated, "deleted").await,
+        401,
+        ErrorCode::InvalidCredentials,
+    );
+    assert_problem(
+        client.register("Alice", PASSWORD, None, None).await,
+        409,
+        ErrorCode::LocalNameTaken,
+    );
+    let list = assert_success(&admin(&["list"], &[]), "account list");
+    assert_eq!(row(&list, "alice")[3], "deleted", "{list}");
+    assert_eq!(row(&list, "bob")[3], "active", "{list}");
+
+    let output = admin(&["suspend", "nobody"], &[]);
+    assert!(!output.status.success());
+    assert!(
+        stderr_of(&output).contains("nobody"),
+        "{}",
+        stderr_of(&output)
+    );
+}

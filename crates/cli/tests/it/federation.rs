@@ -459,6 +459,14 @@ async fn a_foreign_actor_signs_in_and_gets_a_session_for_b_class_routes_only() {
             }])),
         raw.delete(url("/.p2/core/v1/session?session_id=main"))
             .header("x-p2-sensitive-solution", PASSWORD),
+        // Account management is for accounts of this server.
+        raw.put(url(fugue_proto::api::change_password::PATH))
+            .header("x-p2-sensitive-solution", PASSWORD)
+            .json(&json!({"password": "a new password here"})),
+        raw.delete(url(fugue_proto::api::totp_disable::PATH))
+            .header("x-p2-sensitive-solution", PASSWORD),
+        raw.delete(url(fugue_proto::api::delete_account::PATH))
+            .header("x-p2-sensitive-solution", PASSWORD),
     ];
     for req in refused {
         let resp = req.bearer_auth(&token).send().await.unwrap();

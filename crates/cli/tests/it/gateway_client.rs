@@ -290,6 +290,52 @@ async fn revocations_reach_every_session_and_close_the_revoked_one() {
 }
 
 #[tokio::test]
+async fn sessions_ended_by_account_management_get_op_4_and_close() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let mut main = alice.gateway(fast()).await.unwrap();
+    let phone = server.login("alice", "phone").await.unwrap();
+    let mut on_phone = phone.gateway(fast()).await.unwrap();
+    assert_eq!(new_session(&next_event(&mut main).await), "phone");
+
+    // A new password with endSessions: the other session ends as if revoked.
+    let serial = phone.current_serial().unwrap();
+    alice
+        .change_password("a completely new passphrase", true, PASSWORD)
+        .await
+        .unwrap();
+    for gateway in [&mut main, &mut on_phone] {
+        match next_event(gateway).await {
+            GatewayEvent::CertInvalidated { invalidation, .. } => {
+                assert_eq!(invalidation.serial, serial.0)
+            }
+            other => panic!("expected an op 4, got {other:?}"),
+        }
+    }
+    match next(&mut on_phone).await {
+        GatewayEvent::Closed { code, .. } => assert_eq!(code, Some(4003)),
+        other => panic!("expected the close, got {other:?}"),
+    }
+
+    // Deleting the account ends the calling session too.
+    let serial = alice.current_serial().unwrap();
+    alice
+        .delete_account("a completely new passphrase")
+        .await
+        .unwrap();
+    match next_event(&mut main).await {
+        GatewayEvent::CertInvalidated { invalidation, .. } => {
+            assert_eq!(invalidation.serial, serial.0)
+        }
+        other => panic!("expected an op 4, got {other:?}"),
+    }
+    match next(&mut main).await {
+        GatewayEvent::Closed { code, .. } => assert_eq!(code, Some(4003)),
+        other => panic!("expected the close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn service_channels_answer_with_op_9() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;

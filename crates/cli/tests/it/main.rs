@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod account_management;
 mod accounts;
 mod binary;
 mod chaos;

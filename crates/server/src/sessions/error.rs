@@ -27,6 +27,12 @@ pub enum Error {
     InvalidCredentials,
     #[error("this account uses two-factor authentication: a TOTP code is required")]
     TotpRequired,
+    #[error("too many failed logins for this name from your address; try again in {0} s")]
+    TooManyFailedLogins(u64),
+    #[error("this account is suspended by the server's administrators")]
+    AccountSuspended,
+    #[error("TOTP is not enabled for this account")]
+    TotpNotEnabled,
     #[error("an Authorization: Bearer session token is required")]
     Unauthenticated,
     #[error("the session token is unknown, revoked or expired")]
@@ -113,6 +119,17 @@ impl From<Error> for ApiError {
             Error::TosConsentRequired(_) => (S::BAD_REQUEST, ErrorCode::TosConsentRequired),
             Error::InvalidCredentials => (S::UNAUTHORIZED, ErrorCode::InvalidCredentials),
             Error::TotpRequired => (S::UNAUTHORIZED, ErrorCode::TotpRequired),
+            Error::TooManyFailedLogins(secs) => {
+                let secs = *secs;
+                return ApiError::new(
+                    S::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    err.to_string(),
+                )
+                .with_retry_after(secs);
+            }
+            Error::AccountSuspended => (S::FORBIDDEN, ErrorCode::AccountSuspended),
+            Error::TotpNotEnabled => (S::CONFLICT, ErrorCode::TotpNotEnabled),
             Error::Unauthenticated => (S::UNAUTHORIZED, ErrorCode::Unauthenticated),
             Error::InvalidToken => (S::UNAUTHORIZED, ErrorCode::InvalidToken),
             Error::SolutionRequired => (S::UNAUTHORIZED, ErrorCode::SensitiveSolutionRequired),

@@ -4,11 +4,13 @@
 //! only as SHA-256 hashes, one per ID-Cert), TOTP second factors and the sensitive-action
 //! check. Certificates come from [`Identity`]; this module never signs anything itself.
 
+mod accounts;
 mod error;
 mod keytrials;
 mod password;
 pub mod routes;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
@@ -21,6 +23,7 @@ use fugue_proto::certs::ActorCsr;
 use fugue_proto::{FederationId, LocalName, Serial, SessionId};
 use fugue_store::{ActorRow, NewSession, SessionRow, Store};
 
+pub use accounts::{AccountState, AccountSummary, generate_password};
 pub use error::Error;
 pub use keytrials::ExternOutcome;
 
@@ -28,6 +31,7 @@ use crate::config::{Config, Registration};
 use crate::events::{BusMsg, Events, Publish};
 use crate::federation::Federation;
 use crate::identity::Identity;
+use crate::ratelimit::FailureLimiter;
 
 /// Longest password we hash; longer ones are refused instead of burning CPU.
 const MAX_PASSWORD: usize = 1024;
@@ -82,6 +86,8 @@ pub struct Sessions {
     /// A hash verified when the local name is unknown, so timing does not reveal accounts.
     dummy_hash: Arc<str>,
     hasher: password::Hasher,
+    /// Failed logins per (validated local name, client address block).
+    login_failures: Arc<FailureLimiter<(String, IpAddr)>>,
 }
 
 /// SHA-256 of a secret, as stored.
@@ -143,6 +149,9 @@ impl Sessions {
         let dummy = password::hash_blocking(&config.password_hashing, "fugue-dummy-password")?;
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
         let hasher = password::Hasher::start(&config.password_hashing, threads)?;
+        let login_failures = Arc::new(FailureLimiter::per_minute(
+            config.rate_limits.failed_logins_per_minute,
+        ));
         Ok(Self {
             store,
             identity,
@@ -151,6 +160,7 @@ impl Sessions {
             config,
             dummy_hash: dummy.into(),
             hasher,
+            login_failures,
         })
     }
 
@@ -179,6 +189,18 @@ impl Sessions {
         Ok(FederationId::new(local, self.identity.domain().clone()))
     }
 
+    /// A new password must be as strong as at registration.
+    fn check_new_password(&self, pw: &str) -> Result<(), Error> {
+        let min = self.config.limits.password_min;
+        // The password doubles as the sensitive-action answer in an HTTP header, where leading
+        // and trailing spaces are stripped and control characters are not allowed.
+        let header_safe = pw.trim() == pw && !pw.chars().any(char::is_control);
+        if pw.chars().count() < min || pw.len() > MAX_PASSWORD || !header_safe {
+            return Err(Error::WeakPassword { min });
+        }
+        Ok(())
+    }
+
     /// `POST /.p2/auth/v1/register`.
     pub async fn register(&self, req: register::Request, now: u64) -> Result<FederationId, Error> {
         let cfg = &self.config;
@@ -187,15 +209,7 @@ impl Sessions {
         }
         let local = LocalName::parse_with_max(&req.local_name, cfg.limits.local_name_max)
             .map_err(|e| Error::InvalidLocalName(e.to_string()))?;
-        // The password doubles as the sensitive-action answer in an HTTP header, where leading
-        // and trailing spaces are stripped and control characters are not allowed.
-        let pw = &req.password;
-        let header_safe = pw.trim() == pw && !pw.chars().any(char::is_control);
-        if pw.chars().count() < cfg.limits.password_min || pw.len() > MAX_PASSWORD || !header_safe {
-            return Err(Error::WeakPassword {
-                min: cfg.limits.password_min,
-            });
-        }
+        self.check_new_password(&req.password)?;
         if let Some(url) = &cfg.tos_url
             && req.tos_consent != Some(true)
         {
@@ -223,6 +237,8 @@ impl Sessions {
             totp_pending: None,
             is_admin: false,
             created_at: now as i64,
+            suspended_at: None,
+            deleted_at: None,
         };
         match self
             .store
@@ -236,35 +252,37 @@ impl Sessions {
         }
     }
 
-    /// `POST /.p2/auth/v1/login`: password (+TOTP), then an ID-Cert for the CSR if given.
-    pub async fn login(&self, req: login::Request, now: u64) -> Result<LoginOutcome, Error> {
-        let actor = match LocalName::parse_with_max(
-            &req.local_name,
-            fugue_proto::ids::MAX_FOREIGN_LOCAL_NAME,
-        ) {
-            Ok(local) => self.store.actor_by_name(local.as_str()).await?,
-            Err(_) => None,
-        };
-        let hash = actor
+    /// `POST /.p2/auth/v1/login` from `client`: password (+TOTP), then an ID-Cert for the
+    /// CSR if given.
+    ///
+    /// Failed attempts are limited per validated local name and client address block, and
+    /// only failures count: a stranger's wrong guesses from elsewhere never refuse the
+    /// person's own login, and an invalid name (up to the whole body long) is never a key.
+    pub async fn login(
+        &self,
+        req: login::Request,
+        client: IpAddr,
+        now: u64,
+    ) -> Result<LoginOutcome, Error> {
+        let local =
+            LocalName::parse_with_max(&req.local_name, fugue_proto::ids::MAX_FOREIGN_LOCAL_NAME)
+                .ok();
+        let failure_key = local
             .as_ref()
-            .map_or_else(|| self.dummy_hash.to_string(), |a| a.password_hash.clone());
-        let password_ok = req.password.len() <= MAX_PASSWORD
-            && self.verify_password(&req.password, &hash).await?;
-        let actor = match actor {
-            Some(a) if password_ok => a,
-            _ => return Err(Error::InvalidCredentials),
-        };
-        if let Some(secret) = &actor.totp_secret {
-            let code = req.totp.as_deref().ok_or(Error::TotpRequired)?;
-            // Under the same per-actor lockout as sensitive actions: the password alone must
-            // not buy unlimited guesses at the code.
-            if !self
-                .second_factor(&actor, Factor::Totp(secret), code, now)
-                .await?
-            {
-                return Err(Error::InvalidCredentials);
-            }
+            .map(|l| (l.as_str().to_owned(), address_block(client)));
+        if let Some(key) = &failure_key {
+            self.login_failures
+                .begin(key.clone())
+                .map_err(Error::TooManyFailedLogins)?;
         }
+        let checked = self.check_credentials(local.as_ref(), &req, now).await;
+        // Counted as a failure in advance; anything but wrong credentials takes it back.
+        if let Some(key) = &failure_key
+            && !matches!(checked, Err(Error::InvalidCredentials))
+        {
+            self.login_failures.forgive(key);
+        }
+        let actor = checked?;
         let fid = self.fid(&actor)?;
         let requested: Option<SessionId> = req
             .session_id
@@ -335,6 +353,58 @@ impl Sessions {
         })
     }
 
+    /// The actor whose password (and TOTP code, once enrolled) `req` carries. Unknown and
+    /// deleted accounts cost the same hash as real ones, so timing does not reveal them.
+    async fn check_credentials(
+        &self,
+        local: Option<&LocalName>,
+        req: &login::Request,
+        now: u64,
+    ) -> Result<ActorRow, Error> {
+        let actor = match local {
+            Some(local) => self
+                .store
+                .actor_by_name(local.as_str())
+                .await?
+                .filter(|a| a.deleted_at.is_none()),
+            None => None,
+        };
+        let hash = actor
+            .as_ref()
+            .map_or_else(|| self.dummy_hash.to_string(), |a| a.password_hash.clone());
+        let password_ok = req.password.len() <= MAX_PASSWORD
+            && self.verify_password(&req.password, &hash).await?;
+        let actor = match actor {
+            Some(a) if password_ok => a,
+            _ => return Err(Error::InvalidCredentials),
+        };
+        if actor.suspended_at.is_some() {
+            return Err(Error::AccountSuspended);
+        }
+        if let Some(secret) = &actor.totp_secret {
+            let code = req.totp.as_deref().ok_or(Error::TotpRequired)?;
+            // Under the same per-actor lockout as sensitive actions: the password alone must
+            // not buy unlimited guesses at the code.
+            if !self
+                .second_factor(&actor, Factor::Totp(secret), code, now)
+                .await?
+            {
+                return Err(Error::InvalidCredentials);
+            }
+        }
+        Ok(actor)
+    }
+
+    /// Forgets failed-login records that have run out; called by the server's sweeper.
+    pub fn sweep_login_failures(&self) {
+        self.login_failures.shrink();
+    }
+
+    /// How many (name, address) pairs have failed logins on record.
+    pub fn login_failure_keys(&self) -> usize {
+        self.login_failures.len()
+    }
+
     /// Resolves a bearer token to its session.
     pub async fn authenticate(&self, token: Option<&str>) -> Result<Authed, Error> {
         let token = token.ok_or(Error::Unauthenticated)?;
@@ -358,6 +428,7 @@ impl Sessions {
             .store
             .actor_by_id(session.actor_id)
             .await?
+            .filter(|a| a.suspended_at.is_none() && a.deleted_at.is_none())
             .ok_or(Error::InvalidToken)?;
         let fid = self.fid(&actor)?;
         Ok(Authed {
@@ -527,24 +598,33 @@ impl Sessions {
             .into_iter()
             .find(|s| s.session_id == target)
             .ok_or_else(|| Error::SessionNotFound(target.to_owned()))?;
-        if !self
-            .store
-            .revoke_session(authed.actor.id, target, now as i64)
-            .await?
-        {
+        if !self.end_session(&row, now).await? {
             return Err(Error::SessionNotFound(target.to_owned()));
         }
         tracing::info!(fid = %authed.fid, session = %target, "session revoked");
+        Ok(())
+    }
+
+    /// Ends an active session and revokes its certificate: op 4 to the actor's sessions,
+    /// then its gateway connections close. False when it had ended already.
+    async fn end_session(&self, row: &SessionRow, now: u64) -> Result<bool, Error> {
+        if !self
+            .store
+            .revoke_session(row.actor_id, &row.session_id, now as i64)
+            .await?
+        {
+            return Ok(false);
+        }
         if let Some(serial) = row.cert_serial {
             self.announce_revocation(serial, None).await?;
         }
         self.events
             .announce(BusMsg::SessionEnded {
-                actor_id: authed.actor.id,
+                actor_id: row.actor_id,
                 session_pk: row.id,
             })
             .await;
-        Ok(())
+        Ok(true)
     }
 
     /// Op 4 from an actor (OP-10): it revokes one of its own active certificates, proving
@@ -763,6 +843,18 @@ impl Sessions {
             return Err(Error::TotpNotPending);
         }
         Ok(())
+    }
+}
+
+/// The block of addresses one client is assumed to hold: an IPv4 address itself, an IPv6
+/// address's /64 (the smallest prefix a subscriber usually gets).
+fn address_block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+        v4 => v4,
     }
 }
 

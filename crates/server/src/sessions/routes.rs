@@ -6,8 +6,8 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use fugue_proto::api::{
-    delete_session, keytrials, list_sessions, login, post_idcert, register, session_auth,
-    totp_confirm, totp_enroll,
+    change_password, delete_session, keytrials, list_sessions, login, post_idcert, register,
+    session_auth, totp_confirm, totp_enroll,
 };
 
 use super::Authed;
@@ -121,10 +121,7 @@ pub async fn login(
     Json(req): Json<login::Request>,
 ) -> ApiResult<Response> {
     app.limits.login.check(&ip)?;
-    app.limits
-        .login_name
-        .check(&req.local_name.to_ascii_lowercase())?;
-    let out = app.sessions.login(req, app.config.clock.now()).await?;
+    let out = app.sessions.login(req, ip, app.config.clock.now()).await?;
     Ok(created(login::Response {
         fid: out.fid,
         session_id: out.session_id,
@@ -222,6 +219,49 @@ pub async fn totp_confirm(
     app.limits.sensitive.check(&ip)?;
     app.sessions
         .totp_confirm(&authed, &req.code, app.config.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /.p2/auth/v1/totp`
+pub async fn totp_disable(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    authed: Authed,
+    Solution(solution): Solution,
+) -> ApiResult<StatusCode> {
+    app.limits.sensitive.check(&ip)?;
+    app.sessions
+        .disable_totp(&authed, solution.as_deref(), app.config.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /.p2/auth/v1/password`
+pub async fn change_password(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    authed: Authed,
+    Solution(solution): Solution,
+    Json(req): Json<change_password::Request>,
+) -> ApiResult<StatusCode> {
+    app.limits.sensitive.check(&ip)?;
+    app.sessions
+        .change_password(&authed, req, solution.as_deref(), app.config.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /.p2/auth/v1/account`
+pub async fn delete_account(
+    State(app): State<AppState>,
+    ClientIp(ip): ClientIp,
+    authed: Authed,
+    Solution(solution): Solution,
+) -> ApiResult<StatusCode> {
+    app.limits.sensitive.check(&ip)?;
+    app.sessions
+        .delete_account(&authed, solution.as_deref(), app.config.clock.now())
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -39,6 +39,8 @@ fn actor(name: &str) -> ActorRow {
         totp_pending: None,
         is_admin: false,
         created_at: 1,
+        suspended_at: None,
+        deleted_at: None,
     }
 }
 
@@ -393,6 +395,123 @@ async fn key_material_is_unique_per_serial_and_deletable() {
         );
         assert_eq!(store.delete_key_material(a.id, &[2, 9]).await.unwrap(), 1);
         assert_eq!(store.key_material(a.id).await.unwrap(), vec![k(1)]);
+    }
+}
+
+#[tokio::test]
+async fn account_changes_and_a_deleted_account_stays_as_a_tombstone() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let engine = store.engine_name();
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let b = actor("bob");
+        store.insert_actor(&b, None, 2).await.unwrap();
+        // A foreign actor is stored under its whole FID and is no account of this server.
+        store
+            .insert_actor(&actor("carol@other.example"), None, 3)
+            .await
+            .unwrap();
+
+        assert!(store.set_password(a.id, "new-hash").await.unwrap());
+        let row = store.actor_by_id(a.id).await.unwrap().unwrap();
+        assert_eq!(row.password_hash, "new-hash", "{engine}");
+
+        // TOTP: off only when on; a pending enrolment goes with it.
+        assert!(!store.disable_totp(a.id).await.unwrap(), "{engine}");
+        store.set_totp_pending(a.id, "SECRET").await.unwrap();
+        assert!(store.activate_totp(a.id, "SECRET").await.unwrap());
+        store.set_totp_pending(a.id, "OTHER").await.unwrap();
+        assert!(store.disable_totp(a.id).await.unwrap(), "{engine}");
+        let row = store.actor_by_id(a.id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.totp_secret, row.totp_pending),
+            (None, None),
+            "{engine}"
+        );
+
+        assert!(store.set_suspended(b.id, Some(50)).await.unwrap());
+        assert_eq!(
+            store
+                .actor_by_name("bob")
+                .await
+                .unwrap()
+                .unwrap()
+                .suspended_at,
+            Some(50)
+        );
+        assert!(store.set_suspended(b.id, None).await.unwrap());
+        assert_eq!(
+            store.actor_by_id(b.id).await.unwrap().unwrap().suspended_at,
+            None
+        );
+
+        // Two sessions with certificates, one old certificate already revoked, one backup.
+        let c1 = cert(a.id, "laptop");
+        let c2 = cert(a.id, "phone");
+        store
+            .open_session(&session(a.id, "laptop", b"ta1", Some(c1.clone())))
+            .await
+            .unwrap();
+        store
+            .open_session(&session(a.id, "phone", b"ta2", Some(c2.clone())))
+            .await
+            .unwrap();
+        store
+            .insert_key_material(
+                a.id,
+                &[KeyMaterialRow {
+                    serial: 1,
+                    key_data: "enc".into(),
+                    algorithms: "[]".into(),
+                    created_at: 5,
+                }],
+                10,
+            )
+            .await
+            .unwrap();
+        let listed = store.accounts(150).await.unwrap();
+        let names: Vec<_> = listed.iter().map(|r| r.local_name.as_str()).collect();
+        assert_eq!(names, ["alice", "bob"], "{engine}");
+        assert_eq!((listed[0].sessions, listed[1].sessions), (2, 0), "{engine}");
+        assert!(
+            !listed[0].totp && listed[0].deleted_at.is_none(),
+            "{engine}"
+        );
+        // Certificates end at 200: at 250 no session is live any more.
+        assert_eq!(
+            store.accounts(250).await.unwrap()[0].sessions,
+            0,
+            "{engine}"
+        );
+
+        store.set_admin("alice", true).await.unwrap();
+        assert!(store.delete_actor(a.id, 160).await.unwrap(), "{engine}");
+        assert!(
+            !store.delete_actor(a.id, 170).await.unwrap(),
+            "deleted once"
+        );
+        let row = store.actor_by_name("alice").await.unwrap().unwrap();
+        assert_eq!(row.deleted_at, Some(160), "{engine}");
+        assert!(row.password_hash.is_empty() && !row.is_admin, "{engine}");
+        // Every certificate is revoked and still listed; tokens no longer resolve.
+        let certs = store.certs_of(a.id, None, None, None).await.unwrap();
+        assert_eq!(certs.len(), 2, "{engine}");
+        assert!(certs.iter().all(|c| c.revoked_at == Some(160)), "{engine}");
+        assert_eq!(store.session_by_token(b"ta1").await.unwrap(), None);
+        assert!(store.key_material(a.id).await.unwrap().is_empty());
+        // The name stays taken; a tombstone cannot be changed back.
+        assert!(matches!(
+            store.insert_actor(&actor("alice"), None, 200).await,
+            Err(Error::Unique(_))
+        ));
+        assert!(!store.set_password(a.id, "again").await.unwrap());
+        assert!(!store.set_suspended(a.id, Some(1)).await.unwrap());
+        assert_eq!(
+            store.accounts(150).await.unwrap()[0].deleted_at,
+            Some(160),
+            "{engine}"
+        );
     }
 }
 
