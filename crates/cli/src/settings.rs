@@ -54,7 +54,8 @@ pub struct ServeArgs {
     /// `postgres://…` to use PostgreSQL instead of the embedded SQLite database.
     #[arg(long, global = true, env = "FUGUE_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// open | invite | closed (default: open on localhost, invite elsewhere).
+    /// open | invite | closed (default: open on localhost listening on loopback, invite
+    /// elsewhere).
     #[arg(long, global = true, env = "FUGUE_REGISTRATION", value_parser = parse_registration)]
     pub registration: Option<Registration>,
     /// `nats://…` of the event bus shared by several nodes (default: one node, no bus).
@@ -155,6 +156,11 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
         },
     };
     let mut config = Config::new(domain, public_url);
+    // Open registration is a quick start on one's own machine: on localhost *and* reachable
+    // from this machine only. `--listen 0.0.0.0:3000` alone is invite-only.
+    if !listen.ip().is_loopback() {
+        config.registration = Registration::Invite;
+    }
     if let Some(r) = args.registration.or(file.registration) {
         config.registration = r;
     }
@@ -241,7 +247,8 @@ domain = "localhost"
 data_dir = "fugue-data"
 # A postgres:// URL switches to PostgreSQL (needed for several nodes).
 # database_url = "postgres://fugue@127.0.0.1/fugue"
-# "open", "invite" or "closed". Default: open on localhost, invite elsewhere.
+# "open", "invite" or "closed". Default: open when the domain is localhost and `listen` is a
+# loopback address, invite otherwise.
 # registration = "invite"
 # When set, registration requires accepting these terms.
 # tos_url = "https://example.com/terms"
@@ -363,6 +370,33 @@ mod tests {
         assert_eq!(s.config.registration, Registration::Invite);
         assert_eq!(s.config.public_url, "https://example.org");
         assert!(s.listen.is_ipv6());
+    }
+
+    #[test]
+    fn localhost_on_a_public_interface_defaults_to_invite_only() {
+        for listen in ["0.0.0.0:3000", "[::]:3000", "192.0.2.7:3000"] {
+            let args = ServeArgs {
+                listen: Some(listen.parse().unwrap()),
+                ..Default::default()
+            };
+            let s = load(&args).unwrap();
+            assert_eq!(s.config.domain.as_str(), "localhost");
+            assert_eq!(s.config.registration, Registration::Invite, "{listen}");
+        }
+        for listen in ["127.0.0.1:3000", "127.0.0.2:3000", "[::1]:3000"] {
+            let args = ServeArgs {
+                listen: Some(listen.parse().unwrap()),
+                ..Default::default()
+            };
+            assert_eq!(load(&args).unwrap().config.registration, Registration::Open);
+        }
+        // Said explicitly, open registration on a public interface is the operator's choice.
+        let args = ServeArgs {
+            listen: Some("0.0.0.0:3000".parse().unwrap()),
+            registration: Some(Registration::Open),
+            ..Default::default()
+        };
+        assert_eq!(load(&args).unwrap().config.registration, Registration::Open);
     }
 
     #[test]

@@ -213,7 +213,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for `domain`: invite-only unless the domain is `localhost` (quick start).
+    /// Defaults for `domain`: invite-only unless the domain is `localhost` (quick start). The
+    /// binary also makes it invite-only when it listens on a non-loopback address.
     pub fn new(domain: DomainName, public_url: String) -> Self {
         let registration = if domain.as_str() == "localhost" {
             Registration::Open
