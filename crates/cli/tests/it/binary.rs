@@ -642,6 +642,148 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     assert_problem(again, 409, ErrorCode::LocalNameTaken);
 }
 
+mod files_and_logs {
+    //! What `fugue serve` does to the files it finds and to its log output.
+
+    use super::*;
+
+    /// A data dir made by someone else (systemd's `StateDirectory=`, a container volume) with
+    /// a database others can read is made private at start, with a warning.
+    #[tokio::test]
+    async fn loose_modes_of_the_data_dir_and_database_are_fixed_at_every_start() {
+        let parent = tempfile::tempdir().unwrap();
+        let data = parent.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        // Empty files are a valid empty database, WAL and shared-memory index.
+        let db = data.join("fugue.db");
+        let companions = [
+            db.clone(),
+            data.join("fugue.db-wal"),
+            data.join("fugue.db-shm"),
+        ];
+        for path in &companions {
+            fs::write(path, b"").unwrap();
+            fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+
+        let child = Child::serve_ready(&data, &[]).await;
+        assert_mode(&data, 0o700);
+        for path in &companions {
+            assert_mode(path, 0o600);
+        }
+        assert_mode(&data.join("server-key.pem"), 0o600);
+        let log = child.stderr();
+        for name in ["data", "fugue.db", "fugue.db-wal", "fugue.db-shm"] {
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("WARN") && l.contains("restricted") && l.contains(name)),
+                "no warning about {name}:\n{log}"
+            );
+        }
+        // The server works on what it found.
+        child
+            .client()
+            .register("alice", PASSWORD, None, None)
+            .await
+            .unwrap();
+        drop(child);
+
+        // Loosened again while stopped: fixed again at the next start.
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o750)).unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o640)).unwrap();
+        let _child = Child::serve_ready(&data, &[]).await;
+        assert_mode(&data, 0o700);
+        assert_mode(&db, 0o600);
+    }
+
+    /// A new database is private from its first byte, whatever the umask.
+    #[tokio::test]
+    async fn a_new_database_and_its_companions_are_created_private() {
+        let data = tempfile::tempdir().unwrap();
+        let child = Child::serve_ready(data.path(), &[]).await;
+        child
+            .client()
+            .register("alice", PASSWORD, None, None)
+            .await
+            .unwrap();
+        for name in ["fugue.db", "fugue.db-wal", "fugue.db-shm"] {
+            assert_mode(&data.path().join(name), 0o600);
+        }
+        let log = child.stderr();
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("restricted") && l.contains("fugue.db")),
+            "{log}"
+        );
+    }
+
+    /// Logs go to journald or a file, not a terminal: no colour codes in them.
+    #[tokio::test]
+    async fn logs_to_a_file_carry_no_terminal_escape_codes() {
+        let data = tempfile::tempdir().unwrap();
+        let child = Child::serve_ready(data.path(), &[]).await;
+        let log = child.stderr();
+        assert!(log.contains("INFO"), "nothing logged:\n{log}");
+        assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log:?}");
+    }
+}
+
+mod hostile_server {
+    //! The command-line client printing what a server it does not trust says.
+
+    use super::*;
+
+    /// A server that refuses everything with a problem whose detail tries to drive the
+    /// terminal: a colour, a window title, a bidi override and a fake second line.
+    async fn refusing_stub() -> String {
+        let problem = fugue_proto::Problem::new(400, ErrorCode::MalformedRequest, "Bad")
+            .with_detail("\u{1b}[31mred\u{1b}]0;pwned\u{7} \u{202e}evil\u{9b}2J\nerror: fake");
+        let body = serde_json::to_string(&problem).unwrap();
+        let router = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            async move {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    [("content-type", "application/problem+json")],
+                    body,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn server_text_reaches_the_terminal_without_control_characters() {
+        let url = refusing_stub().await;
+        let keystore = tempfile::tempdir().unwrap();
+        let keystore = keystore.path().join("keys.json");
+        let output = crate::support::blocking(move || {
+            crate::support::fugue_as_client(&url, &keystore)
+                .args(["account", "register", "bob"])
+                .output()
+                .unwrap()
+        })
+        .await;
+        assert!(!output.status.success());
+        let err = stderr_of(&output);
+        assert!(
+            !err.chars()
+                .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+            "terminal controls printed: {err:?}"
+        );
+        // Shown, escaped, on the one error line.
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(err.contains("\\u001b[31mred"), "{err:?}");
+        assert!(err.contains("\\u202eevil\\u009b2J"), "{err:?}");
+    }
+}
+
 mod cluster {
     //! Two `fugue serve` processes on one PostgreSQL database and NATS: a node killed with
     //! SIGKILL loses no acknowledged event; its client resumes on the other node.
