@@ -784,6 +784,215 @@ mod hostile_server {
     }
 }
 
+mod nats_bus {
+    //! `fugue serve` against a real `nats-server` that wants credentials: the right ones
+    //! connect, missing or wrong ones stop the start with a clear error.
+
+    use std::process::Stdio;
+
+    use super::*;
+
+    /// Debian's `nats-server` (/usr/sbin, not always in PATH), or `TEST_NATS_SERVER`.
+    fn nats_server_bin() -> PathBuf {
+        if let Some(path) = std::env::var_os("TEST_NATS_SERVER").filter(|p| !p.is_empty()) {
+            return path.into();
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let fallback = ["/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr/bin"];
+        std::env::split_paths(&path)
+            .chain(fallback.map(PathBuf::from))
+            .map(|dir| dir.join("nats-server"))
+            .find(|p| p.is_file())
+            .expect(
+                "nats-server not found: install Debian's nats-server package (.ci/run does) or set TEST_NATS_SERVER",
+            )
+    }
+
+    /// A `nats-server` on a free loopback port; killed on drop.
+    struct Nats {
+        process: std::process::Child,
+        port: u16,
+    }
+
+    impl Nats {
+        async fn start(args: &[&str]) -> Nats {
+            let port = free_port();
+            let process = Command::new(nats_server_bin())
+                .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut nats = Nats { process, port };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                assert!(
+                    nats.process.try_wait().unwrap().is_none(),
+                    "nats-server exited"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "nats-server did not listen in 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            nats
+        }
+    }
+
+    impl Drop for Nats {
+        fn drop(&mut self) {
+            if let Ok(None) = self.process.try_wait() {
+                let _ = self.process.kill();
+            }
+            let _ = self.process.wait();
+        }
+    }
+
+    /// A config file in `dir` with `cluster` as its `[cluster]` table.
+    fn config(dir: &Path, cluster: &str) -> String {
+        let path = dir.join("fugue.toml");
+        fs::write(&path, format!("[cluster]\n{cluster}\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// Starts `fugue serve` with `cluster` and expects it to refuse; returns its error line.
+    async fn refused(cluster: &str) -> String {
+        let data = tempfile::tempdir().unwrap();
+        let config = config(data.path(), cluster);
+        let data_dir = data.path().to_str().unwrap();
+        let mut child = Child::serve(data.path(), &["--data-dir", data_dir, "--config", &config]);
+        let status = child.wait_exit(Duration::from_secs(20)).await;
+        assert!(!status.success(), "{status}");
+        let err = child.stderr();
+        err.lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("no error line: {err}"))
+            .to_owned()
+    }
+
+    /// Starts `fugue serve` with `cluster`, expects it to serve, and registers an account
+    /// (which publishes on the bus).
+    async fn accepted(cluster: &str) {
+        let data = tempfile::tempdir().unwrap();
+        let config = config(data.path(), cluster);
+        let child = Child::serve_ready(data.path(), &["--config", &config]).await;
+        child
+            .client()
+            .register("alice", PASSWORD, None, None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_user_and_password_in_the_url_open_a_protected_bus() {
+        let nats = Nats::start(&["--user", "fugue", "--pass", "s3cret-pass"]).await;
+        let port = nats.port;
+        accepted(&format!(
+            "nats_url = \"nats://fugue:s3cret-pass@127.0.0.1:{port}\""
+        ))
+        .await;
+
+        let line = refused(&format!("nats_url = \"nats://127.0.0.1:{port}\"")).await;
+        assert!(line.contains("cannot connect to NATS"), "{line}");
+        assert!(line.contains("authorization"), "{line}");
+        let line = refused(&format!(
+            "nats_url = \"nats://fugue:wrong-pass@127.0.0.1:{port}\""
+        ))
+        .await;
+        assert!(line.contains("authorization"), "{line}");
+        assert!(
+            !line.contains("wrong-pass"),
+            "the password is shown: {line}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_opens_a_protected_bus() {
+        let nats = Nats::start(&["--auth", "T0KEN-abc"]).await;
+        let url = format!("nats_url = \"nats://127.0.0.1:{}\"", nats.port);
+        accepted(&format!("{url}\nnats_token = \"T0KEN-abc\"")).await;
+        let line = refused(&url).await;
+        assert!(line.contains("authorization"), "{line}");
+        let line = refused(&format!("{url}\nnats_token = \"wrong\"")).await;
+        assert!(line.contains("authorization"), "{line}");
+    }
+
+    #[tokio::test]
+    async fn an_nkey_seed_file_opens_a_protected_bus() {
+        let user = nkeys::KeyPair::new_user();
+        let dir = tempfile::tempdir().unwrap();
+        let nats_conf = dir.path().join("nats.conf");
+        fs::write(
+            &nats_conf,
+            format!(
+                "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+                user.public_key()
+            ),
+        )
+        .unwrap();
+        let nats = Nats::start(&["-c", nats_conf.to_str().unwrap()]).await;
+        let seed = dir.path().join("fugue.nk");
+        fs::write(&seed, format!("{}\n", user.seed().unwrap())).unwrap();
+        fs::set_permissions(&seed, fs::Permissions::from_mode(0o600)).unwrap();
+        let url = format!("nats_url = \"nats://127.0.0.1:{}\"", nats.port);
+        let with_seed = format!("{url}\nnats_nkey_seed_file = \"{}\"", seed.display());
+        accepted(&with_seed).await;
+        assert!(refused(&url).await.contains("authorization"));
+
+        // A seed every local user can read is refused before anything else.
+        fs::set_permissions(&seed, fs::Permissions::from_mode(0o644)).unwrap();
+        let line = refused(&with_seed).await;
+        assert!(line.contains("readable by every user"), "{line}");
+    }
+
+    /// The checked-in test PKI (`nats-tls/regenerate.sh`).
+    fn pki(name: &str) -> String {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/nats-tls");
+        dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn tls_with_a_private_ca_and_a_client_certificate() {
+        let nats = Nats::start(&[
+            "--tls",
+            "--tlscert",
+            &pki("server.pem"),
+            "--tlskey",
+            &pki("server.key"),
+            "--tlsverify",
+            "--tlscacert",
+            &pki("ca.pem"),
+        ])
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("client.key");
+        fs::copy(pki("client.key"), &key).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        let url = format!("nats_url = \"nats://127.0.0.1:{}\"", nats.port);
+        let ca = format!("nats_tls_ca_file = \"{}\"", pki("ca.pem"));
+        let client = format!(
+            "nats_tls_cert_file = \"{}\"\nnats_tls_key_file = \"{}\"",
+            pki("client.pem"),
+            key.display()
+        );
+        accepted(&format!("{url}\n{ca}\n{client}")).await;
+
+        // The server wants a client certificate.
+        let line = refused(&format!("{url}\n{ca}")).await;
+        assert!(line.contains("cannot connect to NATS"), "{line}");
+        // The system's roots do not know the private CA.
+        let line = refused(&format!("{url}\nnats_tls_required = true\n{client}")).await;
+        assert!(line.contains("nats_tls_ca_file"), "{line}");
+        let line = refused(&format!("{url}\nnats_tls_required = true")).await;
+        assert!(line.contains("cannot connect to NATS"), "{line}");
+    }
+}
+
 mod cluster {
     //! Two `fugue serve` processes on one PostgreSQL database and NATS: a node killed with
     //! SIGKILL loses no acknowledged event; its client resumes on the other node.
