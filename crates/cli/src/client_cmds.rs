@@ -12,6 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
+use crate::terminal::{note, out};
 use fugue_client::{
     Account, Client, Gateway, GatewayEvent, GatewayOptions, IdentityKey, KeyStore, Session,
 };
@@ -320,7 +321,7 @@ async fn account(opts: ClientOpts, cmd: AccountCmd) -> Result<(), String> {
                 .register(&local_name, &password, invite.as_deref(), tos)
                 .await
                 .map_err(e)?;
-            println!(
+            out!(
                 "registered {fid}; log in with `fugue account login {}`",
                 fid.local_name()
             );
@@ -367,7 +368,7 @@ async fn account(opts: ClientOpts, cmd: AccountCmd) -> Result<(), String> {
                 .upsert(Account::from_session(&session, pass.as_deref()).map_err(e)?)
                 .map_err(e)?;
             store.save().map_err(e)?;
-            println!(
+            out!(
                 "logged in as {fid}, session {session_id}; key saved to {}",
                 store.path().display()
             );
@@ -381,8 +382,8 @@ async fn account(opts: ClientOpts, cmd: AccountCmd) -> Result<(), String> {
                 .await
                 .map(|_| "valid")
                 .unwrap_or("rejected by the server");
-            println!("{} on {}", session.fid(), session.client().base_url());
-            println!(
+            out!("{} on {}", session.fid(), session.client().base_url());
+            out!(
                 "session {} ({alive}), certificate serial {serial}",
                 session.session_id()
             );
@@ -484,7 +485,7 @@ async fn sessions(opts: ClientOpts, cmd: SessionsCmd) -> Result<(), String> {
                     _ => "no certificate yet".to_owned(),
                 };
                 let mark = if s.current { " (this one)" } else { "" };
-                println!(
+                out!(
                     "{}{mark}  created {}  {cert}",
                     s.session_id,
                     date(s.created_at)
@@ -497,7 +498,7 @@ async fn sessions(opts: ClientOpts, cmd: SessionsCmd) -> Result<(), String> {
                 .map_err(|err| format!("session ID: {err}"))?;
             let solution = secret("FUGUE_PASSWORD", "Password (or TOTP code): ")?;
             session.revoke_session(&id, &solution).await.map_err(e)?;
-            println!("revoked session {id} and its certificate");
+            out!("revoked session {id} and its certificate");
         }
     }
     Ok(())
@@ -508,7 +509,7 @@ async fn show_certs(opts: ClientOpts, fid: &str) -> Result<(), String> {
     let client = Client::new(&opts.server).map_err(e)?;
     let certs = client.verified_actor_certs(&fid).await.map_err(e)?;
     if certs.is_empty() {
-        println!("{fid} has no certificates yet");
+        out!("{fid} has no certificates yet");
     }
     for c in certs {
         let status = match (c.revoked_at, c.expired) {
@@ -521,7 +522,7 @@ async fn show_certs(opts: ClientOpts, fid: &str) -> Result<(), String> {
             .session_id()
             .map(|s| s.to_string())
             .unwrap_or_default();
-        println!(
+        out!(
             "serial {}  session {session}  {} → {}  {status}  (signature and cache information verified)",
             c.cert.serial,
             date(c.cert.not_before),
@@ -559,7 +560,7 @@ async fn keys(opts: ClientOpts, cmd: KeysCmd) -> Result<(), String> {
             if n > 0 {
                 session.upload_key_material(upload).await.map_err(e)?;
             }
-            println!(
+            out!(
                 "backed up {n} key(s); {} were already on the server",
                 existing.len()
             );
@@ -589,7 +590,7 @@ async fn keys(opts: ClientOpts, cmd: KeysCmd) -> Result<(), String> {
             }
             store.upsert(account).map_err(e)?;
             store.save().map_err(e)?;
-            println!("restored {restored} key(s) into {}", store.path().display());
+            out!("restored {restored} key(s) into {}", store.path().display());
         }
     }
     Ok(())
@@ -604,7 +605,7 @@ async fn events(opts: ClientOpts, json: bool) -> Result<(), String> {
         .gateway(GatewayOptions::default())
         .await
         .map_err(e)?;
-    eprintln!(
+    note!(
         "following the events of {} on {} (Ctrl-C to stop)",
         session.fid(),
         session.client().base_url()
@@ -626,24 +627,24 @@ async fn follow(gateway: &mut Gateway, json: bool) -> Result<(), String> {
             return Ok(());
         };
         match (&event, event.envelope()) {
-            (_, Some(envelope)) if json => println!("{}", envelope.render(Style::Numbers)),
+            (_, Some(envelope)) if json => out!("{}", envelope.render(Style::Numbers)),
             (GatewayEvent::Closed { code, reason }, _) => {
                 let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
                 return Err(format!("the gateway closed ({code}): {reason}"));
             }
             (GatewayEvent::Reconnected { resumed: true }, _) => {
-                eprintln!("reconnected; missed events follow")
+                note!("reconnected; missed events follow")
             }
-            (GatewayEvent::Reconnected { resumed: false }, _) => eprintln!(
+            (GatewayEvent::Reconnected { resumed: false }, _) => note!(
                 "reconnected afresh (the server could not resume); unacknowledged events follow"
             ),
             (GatewayEvent::ChannelClosed { service, error }, _) => {
-                eprintln!(
+                note!(
                     "channel {service} closed{}",
                     reason_suffix(error.as_deref())
                 )
             }
-            _ => println!("{}", describe(&event)),
+            _ => out!("{}", describe(&event)),
         }
     }
 }

@@ -3,6 +3,9 @@
 mod client_cmds;
 mod serve;
 mod settings;
+mod terminal;
+
+use std::io::IsTerminal;
 
 use clap::{Parser, Subcommand};
 
@@ -98,8 +101,11 @@ enum InviteCmd {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tower_http=warn"));
+    // Colour codes only for a person at a terminal: journald, files and pipes get plain text.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     if json {
         builder.json().init()
@@ -234,7 +240,8 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // Errors quote servers (problem details, close reasons).
+            eprintln!("error: {}", terminal::printable(&e));
             std::process::ExitCode::FAILURE
         }
     }

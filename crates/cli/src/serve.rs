@@ -75,13 +75,51 @@ impl KeySink for KeyFile {
     }
 }
 
-/// Creates the data directory readable by its owner only: it holds password hashes and the
-/// server key.
-fn create_private_dir(dir: &Path) -> Result<(), String> {
+/// Makes `dir` readable by its owner only, at every start: it holds password hashes, TOTP
+/// secrets and the server key. A directory created by someone else (systemd's
+/// `StateDirectory=`, a container volume) is tightened with a warning; one we may not change
+/// is refused.
+fn private_dir(dir: &Path) -> Result<(), String> {
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-            .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))?;
+    }
+    restrict(dir, 0o700)
+}
+
+/// Sets `path` to `mode` if others have any access to it, with a warning; a missing file is
+/// fine (SQLite creates `-wal` and `-shm` with the database's own mode).
+fn restrict(path: &Path, mode: u32) -> Result<(), String> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let current = meta.permissions().mode() & 0o777;
+    if current & 0o077 == 0 {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| {
+        format!(
+            "{} is accessible to other users (mode {current:o}) and cannot be restricted: {e}; run `chmod {mode:o} {}` as its owner",
+            path.display(),
+            path.display()
+        )
+    })?;
+    tracing::warn!(
+        path = %path.display(),
+        was = %format_args!("{current:o}"),
+        now = %format_args!("{mode:o}"),
+        "was accessible to other users; restricted it"
+    );
+    Ok(())
+}
+
+/// The SQLite database and its `-wal`/`-shm` companions, owner-only.
+fn restrict_database(path: &Path) -> Result<(), String> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        restrict(Path::new(&name), 0o600)?;
     }
     Ok(())
 }
@@ -90,16 +128,20 @@ pub async fn open_store(settings: &Settings) -> Result<Store, String> {
     match &settings.database {
         Database::Sqlite { path, full_sync } => {
             if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                create_private_dir(dir)?;
+                private_dir(dir)?;
             }
+            // Before opening (the companions take the database's mode) and after.
+            restrict_database(path)?;
             let sync = if *full_sync {
                 SqliteSync::Full
             } else {
                 SqliteSync::Normal
             };
-            Store::open_sqlite(path, sync)
+            let store = Store::open_sqlite(path, sync)
                 .await
-                .map_err(|e| format!("SQLite {}: {e}", path.display()))
+                .map_err(|e| format!("SQLite {}: {e}", path.display()))?;
+            restrict_database(path)?;
+            Ok(store)
         }
         Database::Postgres(url) => Store::open_postgres(url, None, 16)
             .await
@@ -115,7 +157,7 @@ fn describe(db: &Database) -> String {
 }
 
 pub async fn run(settings: Settings) -> Result<(), String> {
-    create_private_dir(&settings.data_dir)?;
+    private_dir(&settings.data_dir)?;
     let key_file = KeyFile(settings.data_dir.join("server-key.pem"));
     let key = key_file.load_or_create()?;
     let store = open_store(&settings).await?;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use fugue_server::config::{
-    Certs, Cluster, Federation, Gateway, Limits, PasswordHashing, RateLimits,
+    Certs, Cluster, Federation, Gateway, Limits, NatsAuth, NatsTls, PasswordHashing, RateLimits,
 };
 use fugue_server::{Config, Registration};
 
@@ -29,10 +29,113 @@ pub struct FileSettings {
     pub certs: Certs,
     pub password_hashing: PasswordHashing,
     pub gateway: Gateway,
-    pub cluster: Cluster,
+    pub cluster: ClusterSettings,
     pub federation: Federation,
     /// CIDRs of reverse proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<fugue_server::config::IpNet>,
+}
+
+/// `[cluster]` as written: files where the library takes their contents (it reads no file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    pub nats_url: Option<String>,
+    pub subject_prefix: String,
+    /// `nats-server --auth TOKEN`.
+    pub nats_token: Option<String>,
+    /// A file holding an NKey user seed (`SU…`).
+    pub nats_nkey_seed_file: Option<PathBuf>,
+    /// A `.creds` file (user JWT and NKey seed).
+    pub nats_creds_file: Option<PathBuf>,
+    /// PEM CA certificates for the NATS server's certificate (default: the system's roots).
+    pub nats_tls_ca_file: Option<PathBuf>,
+    /// PEM certificate and key of this node, for a NATS server that verifies clients.
+    pub nats_tls_cert_file: Option<PathBuf>,
+    pub nats_tls_key_file: Option<PathBuf>,
+    /// Refuse to talk to NATS without TLS (implied by any TLS file and by `tls://`).
+    pub nats_tls_required: bool,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            nats_url: None,
+            subject_prefix: Cluster::default().subject_prefix,
+            nats_token: None,
+            nats_nkey_seed_file: None,
+            nats_creds_file: None,
+            nats_tls_ca_file: None,
+            nats_tls_cert_file: None,
+            nats_tls_key_file: None,
+            nats_tls_required: false,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// Reads the files named here into what the library needs.
+    fn into_cluster(self) -> Result<Cluster, String> {
+        let auth = match (
+            self.nats_token,
+            &self.nats_nkey_seed_file,
+            &self.nats_creds_file,
+        ) {
+            (None, None, None) => NatsAuth::None,
+            (Some(token), None, None) => NatsAuth::Token(token),
+            (None, Some(path), None) => NatsAuth::NKeySeed(read_secret(path)?.trim().to_owned()),
+            (None, None, Some(path)) => NatsAuth::Credentials(read_secret(path)?),
+            _ => {
+                return Err(
+                    "cluster: give at most one of nats_token, nats_nkey_seed_file and nats_creds_file"
+                        .into(),
+                );
+            }
+        };
+        let read = |path: &Option<PathBuf>| path.as_deref().map(read_text).transpose();
+        let tls = NatsTls {
+            ca_pem: read(&self.nats_tls_ca_file)?,
+            client_cert_pem: read(&self.nats_tls_cert_file)?,
+            client_key_pem: self
+                .nats_tls_key_file
+                .as_deref()
+                .map(read_secret)
+                .transpose()?,
+        };
+        if tls.client_cert_pem.is_some() != tls.client_key_pem.is_some() {
+            return Err("cluster: nats_tls_cert_file and nats_tls_key_file go together".into());
+        }
+        if tls.client_cert_pem.is_some() && tls.ca_pem.is_none() {
+            return Err("cluster: a NATS client certificate needs nats_tls_ca_file".into());
+        }
+        let wants_tls =
+            self.nats_tls_required || tls.ca_pem.is_some() || tls.client_cert_pem.is_some();
+        Ok(Cluster {
+            nats_url: self.nats_url,
+            subject_prefix: self.subject_prefix,
+            nats_auth: auth,
+            nats_tls: wants_tls.then_some(tls),
+        })
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
+/// A credential file: refused when every local user can read it.
+fn read_secret(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o004 != 0 {
+        return Err(format!(
+            "{} is readable by every user (mode {mode:o}); run `chmod o-r {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    read_text(path)
 }
 
 /// Command-line overrides (each also read from its `FUGUE_*` variable by clap).
@@ -56,7 +159,8 @@ pub struct ServeArgs {
     /// `postgres://…` to use PostgreSQL instead of the embedded SQLite database.
     #[arg(long, global = true, env = "FUGUE_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// open | invite | closed (default: open on localhost, invite elsewhere).
+    /// open | invite | closed (default: open on localhost listening on loopback, invite
+    /// elsewhere).
     #[arg(long, global = true, env = "FUGUE_REGISTRATION", value_parser = parse_registration)]
     pub registration: Option<Registration>,
     /// `nats://…` of the event bus shared by several nodes (default: one node, no bus).
@@ -157,6 +261,11 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
         },
     };
     let mut config = Config::new(domain, public_url);
+    // Open registration is a quick start on one's own machine: on localhost *and* reachable
+    // from this machine only. `--listen 0.0.0.0:3000` alone is invite-only.
+    if !listen.ip().is_loopback() {
+        config.registration = Registration::Invite;
+    }
     if let Some(r) = args.registration.or(file.registration) {
         config.registration = r;
     }
@@ -166,7 +275,7 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
     config.certs = file.certs;
     config.password_hashing = file.password_hashing;
     config.gateway = file.gateway;
-    config.cluster = file.cluster;
+    config.cluster = file.cluster.into_cluster()?;
     config.federation = file.federation;
     config.trusted_proxies = file.trusted_proxies;
     let limits = &config.limits;
@@ -258,7 +367,8 @@ domain = "localhost"
 data_dir = "fugue-data"
 # A postgres:// URL switches to PostgreSQL (needed for several nodes).
 # database_url = "postgres://fugue@127.0.0.1/fugue"
-# "open", "invite" or "closed". Default: open on localhost, invite elsewhere.
+# "open", "invite" or "closed". Default: open when the domain is localhost and `listen` is a
+# loopback address, invite otherwise.
 # registration = "invite"
 # When set, registration requires accepting these terms.
 # tos_url = "https://example.com/terms"
@@ -323,8 +433,17 @@ max_in_flight_per_server = 8  # concurrent requests to one other server
 # "alpha.test" = "http://127.0.0.1:8081"
 
 [cluster]                     # several nodes on one PostgreSQL database
-# nats_url = "nats://127.0.0.1:4222"
+# nats_url = "nats://127.0.0.1:4222"  # a user and password may go in it: nats://user:pass@host:4222
 subject_prefix = "fugue"      # lets several clusters share one NATS server
+# The bus must be private: authenticated, and encrypted when it leaves the machine
+# (docs/deployment.md). At most one of these three:
+# nats_token = "…"                             # nats-server --auth
+# nats_nkey_seed_file = "/etc/fugue/nats.nk"   # an NKey user seed (SU…)
+# nats_creds_file = "/etc/fugue/nats.creds"    # a user JWT and its seed
+# nats_tls_ca_file = "/etc/fugue/nats-ca.pem"  # CAs for the NATS server's certificate
+# nats_tls_cert_file = "/etc/fugue/nats-client.pem"  # with nats_tls_key_file: a client certificate
+# nats_tls_key_file = "/etc/fugue/nats-client.key"
+nats_tls_required = false     # true: never without TLS (implied by the files above and tls://)
 "#;
 
 #[cfg(test)]
@@ -421,6 +540,82 @@ mod tests {
         assert_eq!(s.config.registration, Registration::Invite);
         assert_eq!(s.config.public_url, "https://example.org");
         assert!(s.listen.is_ipv6());
+    }
+
+    #[test]
+    fn localhost_on_a_public_interface_defaults_to_invite_only() {
+        for listen in ["0.0.0.0:3000", "[::]:3000", "192.0.2.7:3000"] {
+            let args = ServeArgs {
+                listen: Some(listen.parse().unwrap()),
+                ..Default::default()
+            };
+            let s = load(&args).unwrap();
+            assert_eq!(s.config.domain.as_str(), "localhost");
+            assert_eq!(s.config.registration, Registration::Invite, "{listen}");
+        }
+        for listen in ["127.0.0.1:3000", "127.0.0.2:3000", "[::1]:3000"] {
+            let args = ServeArgs {
+                listen: Some(listen.parse().unwrap()),
+                ..Default::default()
+            };
+            assert_eq!(load(&args).unwrap().config.registration, Registration::Open);
+        }
+        // Said explicitly, open registration on a public interface is the operator's choice.
+        let args = ServeArgs {
+            listen: Some("0.0.0.0:3000".parse().unwrap()),
+            registration: Some(Registration::Open),
+            ..Default::default()
+        };
+        assert_eq!(load(&args).unwrap().config.registration, Registration::Open);
+    }
+
+    #[test]
+    fn cluster_credentials_are_read_from_files_and_checked_for_consistency() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+            path
+        };
+        let seed = file("nats.nk", "SUSEED\n");
+        let ca = file("ca.pem", "CA");
+        let cert = file("client.pem", "CERT");
+        let key = file("client.key", "KEY");
+        let with = |f: &dyn Fn(&mut ClusterSettings)| {
+            let mut c = ClusterSettings::default();
+            f(&mut c);
+            c.into_cluster()
+        };
+        let c = with(&|c| c.nats_nkey_seed_file = Some(seed.clone())).unwrap();
+        assert!(matches!(c.nats_auth, NatsAuth::NKeySeed(ref s) if s == "SUSEED"));
+        assert!(c.nats_tls.is_none());
+        let err = with(&|c| {
+            c.nats_token = Some("t".into());
+            c.nats_nkey_seed_file = Some(seed.clone());
+        })
+        .unwrap_err();
+        assert!(err.contains("at most one"), "{err}");
+        let err = with(&|c| c.nats_tls_cert_file = Some(cert.clone())).unwrap_err();
+        assert!(err.contains("go together"), "{err}");
+        let err = with(&|c| {
+            c.nats_tls_cert_file = Some(cert.clone());
+            c.nats_tls_key_file = Some(key.clone());
+        })
+        .unwrap_err();
+        assert!(err.contains("nats_tls_ca_file"), "{err}");
+        let c = with(&|c| {
+            c.nats_tls_ca_file = Some(ca.clone());
+            c.nats_tls_cert_file = Some(cert.clone());
+            c.nats_tls_key_file = Some(key.clone());
+        })
+        .unwrap();
+        let tls = c.nats_tls.unwrap();
+        assert_eq!(tls.ca_pem.as_deref(), Some("CA"));
+        assert_eq!(tls.client_key_pem.as_deref(), Some("KEY"));
+        let c = with(&|c| c.nats_tls_required = true).unwrap();
+        assert!(c.nats_tls.is_some_and(|t| t.ca_pem.is_none()));
     }
 
     #[test]

@@ -19,6 +19,10 @@ pub enum Error {
     /// No usable answer: connection, TLS, timeout, or a request that could not be built.
     #[error("could not talk to the server: {0}")]
     Transport(String),
+    /// The server's answer is larger than the client reads
+    /// ([`ClientBuilder::max_body_bytes`](crate::ClientBuilder::max_body_bytes)).
+    #[error("the server's answer is larger than {limit} bytes; not read further")]
+    ResponseTooLarge { limit: usize },
     /// A 2xx answer whose body is not what the endpoint promises.
     #[error("unexpected response from the server: {0}")]
     UnexpectedResponse(String),

@@ -12,8 +12,8 @@ use fugue_proto::api::{idcert_extern, session_auth};
 use fugue_proto::certs::IdCert;
 use reqwest::header::CONTENT_TYPE;
 
-use crate::error::{Error, Result, transport};
-use crate::http::{Client, send, send_json};
+use crate::error::{Error, Result};
+use crate::http::{Client, send};
 use crate::session::Session;
 
 /// Shortest and longest trial we sign (challenge strings are 32–256 characters, core §4.3).
@@ -34,7 +34,7 @@ impl Client {
             fid: fid.to_string(),
         };
         let request = self.request_with_query(session_auth::METHOD, session_auth::PATH, &query)?;
-        send_json(request).await
+        self.send_json(request).await
     }
 
     /// `POST /session/auth`: the completed trial; answers this server's session token.
@@ -45,7 +45,7 @@ impl Client {
         let request = self
             .request(session_auth::POST_METHOD, session_auth::PATH)?
             .json(completed);
-        let text = send(request).await?.text().await.map_err(transport)?;
+        let text = self.read_text(send(request).await?).await?;
         let token = text.trim();
         // A token goes into an Authorization header: anything else would break every call.
         if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {

@@ -22,8 +22,8 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -42,6 +42,17 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 /// A zero interval would make the heartbeat timer spin (and `tokio::time::interval` panic).
 const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// What a server can make the client hold, so that a hostile one cannot exhaust its memory:
+/// the largest message (tungstenite's default is 64 MiB) ...
+const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// ... the frames and bytes read before the handshake's answer (a Resume's replay comes
+/// inside op 10, so a few frames are normal) ...
+const MAX_HANDSHAKE_FRAMES: usize = 1024;
+const MAX_HANDSHAKE_BYTES: usize = 16 * 1024 * 1024;
+/// ... and the events held back for a lower sequence number (a heartbeat cannot ask for more
+/// than `MAX_EXCEPT` again anyway). Beyond these the connection is dropped.
+const MAX_HELD_FRAMES: usize = MAX_EXCEPT;
+const MAX_HELD_BYTES: usize = 16 * 1024 * 1024;
 
 /// How the gateway connects and reconnects.
 #[derive(Debug, Clone)]
@@ -306,13 +317,21 @@ struct Conn {
     seq: Sequence,
     /// Frames after Hello that arrived during the handshake, the ACK included.
     early: Vec<Envelope>,
-    /// Events that wait for a lower sequence number to arrive, by `s`.
-    held: BTreeMap<u64, Envelope>,
+    /// Events that wait for a lower sequence number to arrive, by `s`, with the size of `d`.
+    held: BTreeMap<u64, (Envelope, usize)>,
+    /// The sum of the sizes in `held`.
+    held_bytes: usize,
     /// Heartbeats not yet acknowledged: when each was sent and what it asked for again.
     unacked: VecDeque<(Instant, Vec<u64>)>,
 }
 
 impl Conn {
+    /// More is held back for a lower sequence number than a server may make us keep.
+    fn holds_too_much(&self) -> bool {
+        self.held.len().max(self.seq.above.len()) > MAX_HELD_FRAMES
+            || self.held_bytes > MAX_HELD_BYTES
+    }
+
     fn dropped(&self, code: Option<u16>, reason: impl Into<String>) -> Ended {
         Ended::Dropped {
             resume_from: self.seq.resume_point(),
@@ -574,7 +593,7 @@ impl Task {
         if !container {
             self.take(conn, frame);
             self.flush(conn);
-            return Ok(());
+            return held_in_bounds(conn);
         }
         if let Some(s) = frame.s
             && !conn.seq.record(s)
@@ -596,13 +615,16 @@ impl Task {
             _ => self.take_all(conn, frame.d),
         }
         self.flush(conn);
-        Ok(())
+        held_in_bounds(conn)
     }
 
     /// The frames inside an op 7 or op 10.
     fn take_all(&mut self, conn: &mut Conn, d: Value) {
         let Value::Array(frames) = d else { return };
         for value in frames {
+            if conn.holds_too_much() {
+                return;
+            }
             if let Ok((frame, _)) = Envelope::from_value(value) {
                 self.take(conn, frame);
             }
@@ -635,7 +657,9 @@ impl Task {
         }
         match frame.s {
             Some(s) => {
-                conn.held.insert(s, frame);
+                let size = frame.d.to_string().len();
+                conn.held_bytes += size;
+                conn.held.insert(s, (frame, size));
             }
             None => self.deliver(frame),
         }
@@ -650,7 +674,8 @@ impl Task {
             if *entry.key() > contiguous {
                 break;
             }
-            let frame = entry.remove();
+            let (frame, size) = entry.remove();
+            conn.held_bytes -= size;
             self.deliver(frame);
         }
     }
@@ -780,6 +805,13 @@ impl Task {
     }
 }
 
+fn held_in_bounds(conn: &Conn) -> Result<(), Ended> {
+    if conn.holds_too_much() {
+        return Err(conn.dropped(None, "the server sent too many frames out of order"));
+    }
+    Ok(())
+}
+
 fn channel_frame(request: &ServiceChannel) -> Envelope {
     // Serialising an enum and a string cannot fail.
     let d = serde_json::to_value(request).unwrap_or_default();
@@ -887,8 +919,12 @@ async fn open(url: &str, token: &str, intro: Intro, timeout: Duration) -> Result
 }
 
 async fn handshake(url: &str, token: &str, intro: Intro) -> Result<Conn, OpenError> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let hello = next_frame(&mut ws).await?;
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES));
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(config), false).await?;
+    let (hello, mut read) = next_frame(&mut ws).await?;
     if hello.n != CORE || hello.op != op::HELLO {
         return Err(OpenError::Protocol(format!(
             "the first frame is op {} in {:?}, not Hello",
@@ -923,11 +959,17 @@ async fn handshake(url: &str, token: &str, intro: Intro) -> Result<Conn, OpenErr
     ws.send(Message::text(first.render(Style::Numbers))).await?;
     let mut early = Vec::new();
     loop {
-        let frame = next_frame(&mut ws).await?;
+        let (frame, size) = next_frame(&mut ws).await?;
+        read += size;
         let done = frame.n == CORE && frame.op == answer;
         early.push(frame);
         if done {
             break;
+        }
+        if early.len() >= MAX_HANDSHAKE_FRAMES || read > MAX_HANDSHAKE_BYTES {
+            return Err(OpenError::Protocol(format!(
+                "the server sent more than {MAX_HANDSHAKE_FRAMES} frames or {MAX_HANDSHAKE_BYTES} bytes before answering op {answer}"
+            )));
         }
     }
     Ok(Conn {
@@ -936,12 +978,13 @@ async fn handshake(url: &str, token: &str, intro: Intro) -> Result<Conn, OpenErr
         seq,
         early,
         held: BTreeMap::new(),
+        held_bytes: 0,
         unacked: VecDeque::new(),
     })
 }
 
-/// The next gateway frame during the handshake.
-async fn next_frame(ws: &mut Ws) -> Result<Envelope, OpenError> {
+/// The next gateway frame during the handshake, and its size in bytes.
+async fn next_frame(ws: &mut Ws) -> Result<(Envelope, usize), OpenError> {
     loop {
         match ws.next().await {
             None => {
@@ -952,7 +995,7 @@ async fn next_frame(ws: &mut Ws) -> Result<Envelope, OpenError> {
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(Message::Text(text))) => {
                 return Envelope::parse(&text)
-                    .map(|(frame, _)| frame)
+                    .map(|(frame, _)| (frame, text.len()))
                     .map_err(|e| OpenError::Protocol(format!("unreadable frame: {e}")));
             }
             Some(Ok(Message::Close(Some(frame)))) => {
@@ -1518,5 +1561,74 @@ mod tests {
             "{err}"
         );
         server.await.unwrap();
+    }
+
+    /// Sends events numbered `from..` until the client hangs up (at most `limit`); returns
+    /// how many went out.
+    async fn flood(peer: &mut Peer, from: u64, limit: u64) -> u64 {
+        for s in from..from + limit {
+            let text = event(s, s, s).to_string();
+            if peer.0.send(Message::text(text)).await.is_err() {
+                return s - from;
+            }
+        }
+        limit
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_the_identify_cannot_fill_the_clients_memory() {
+        let (listener, url) = listener().await;
+        let server = tokio::spawn(async move {
+            let mut peer = Peer::accept(&listener).await;
+            peer.hello(45_000).await;
+            peer.expect(op::IDENTIFY).await;
+            flood(&mut peer, 1, 100_000).await
+        });
+        let options = GatewayOptions {
+            handshake_timeout: Duration::from_secs(30),
+            ..fast()
+        };
+        let started = Instant::now();
+        let err = Gateway::connect(&url, "tok".into(), options)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Gateway(reason) if reason.contains("more than 1024 frames")),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20));
+        let sent = server.await.unwrap();
+        assert!(sent < 100_000, "the client read all {sent} frames");
+    }
+
+    #[tokio::test]
+    async fn events_held_back_by_a_gap_that_never_fills_are_bounded() {
+        let (listener, url) = listener().await;
+        let server = tokio::spawn(async move {
+            let mut peer = Peer::accept(&listener).await;
+            peer.hello(60_000).await;
+            peer.expect(op::IDENTIFY).await;
+            peer.identify_ack().await;
+            // s 2 never comes: everything after it waits for it.
+            flood(&mut peer, 3, 100_000).await
+        });
+        let options = GatewayOptions {
+            reconnect: false,
+            ..fast()
+        };
+        let mut gateway = Gateway::connect(&url, "tok".into(), options).await.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(20), gateway.recv())
+            .await
+            .expect("the client gives up on the gap in time")
+            .expect("an event");
+        match event {
+            GatewayEvent::Closed { code, reason } => {
+                assert_eq!(code, None);
+                assert!(reason.contains("out of order"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let sent = server.await.unwrap();
+        assert!(sent < 100_000, "the client held all {sent} frames");
     }
 }

@@ -20,7 +20,7 @@ pub use error::{Error, Result};
 pub use foreign::ForeignSession;
 pub use fugue_proto as proto;
 pub use gateway::{Gateway, GatewayEvent, GatewayOptions, gateway_url};
-pub use http::Client;
+pub use http::{Client, ClientBuilder, DEFAULT_MAX_BODY_BYTES};
 pub use keys::IdentityKey;
 pub use keystore::{Account, KeyStore, OldKey};
 pub use session::Session;

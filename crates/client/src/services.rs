@@ -13,7 +13,7 @@ use fugue_proto::services::{NewPrimary, ProviderUrl, Service, ServiceName, delet
 use reqwest::{RequestBuilder, StatusCode};
 
 use crate::error::{Error, Result};
-use crate::http::{Client, read_json, send, send_json};
+use crate::http::{Client, send};
 use crate::session::Session;
 
 impl Client {
@@ -36,7 +36,7 @@ impl Client {
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(Vec::new());
         }
-        let found: Vec<Service> = read_json(response).await?;
+        let found: Vec<Service> = self.read_json(response).await?;
         if let Some(name) = service
             && let Some(other) = found.iter().find(|s| s.service != *name)
         {
@@ -84,7 +84,10 @@ impl Session {
         let request = self
             .client()
             .request(register_service::METHOD, register_service::PATH)?;
-        let stored: Service = send_json(self.bearer(request, solution).json(&body)).await?;
+        let stored: Service = self
+            .client()
+            .send_json(self.bearer(request, solution).json(&body))
+            .await?;
         if stored.service != *name || stored.url != *url {
             return Err(Error::UnexpectedResponse(format!(
                 "added {name} {url}, the server answered {} {}",
@@ -103,7 +106,9 @@ impl Session {
     ) -> Result<Vec<NewPrimary>> {
         let path = format!("{}?{}", unregister_service::PATH, delete_query(providers));
         let request = self.client().request(unregister_service::METHOD, &path)?;
-        send_json(self.bearer(request, solution)).await
+        self.client()
+            .send_json(self.bearer(request, solution))
+            .await
     }
 
     /// Makes `url` the primary provider of `name` (sensitive). Returns the previous primary
@@ -121,6 +126,8 @@ impl Session {
         let request = self
             .client()
             .request(set_primary_provider::METHOD, set_primary_provider::PATH)?;
-        send_json(self.bearer(request, Some(solution)).json(&body)).await
+        self.client()
+            .send_json(self.bearer(request, Some(solution)).json(&body))
+            .await
     }
 }

@@ -16,8 +16,8 @@ use keymaterial::EncryptedPkm;
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, RequestBuilder, StatusCode};
 
-use crate::error::{Error, Result, transport};
-use crate::http::{Client, read_json, send, send_json};
+use crate::error::{Error, Result};
+use crate::http::{Client, send};
 use crate::keys::IdentityKey;
 
 #[derive(Clone)]
@@ -72,7 +72,7 @@ impl Client {
             session_id: Some(session_id.to_string()),
         };
         let request = self.request(login::METHOD, login::PATH)?.json(&body);
-        let response: login::Response = send_json(request).await?;
+        let response: login::Response = self.send_json(request).await?;
         if response.fid != *fid || response.session_id != *session_id {
             return Err(Error::UnexpectedResponse(format!(
                 "login answered for {} / {}, not {fid} / {session_id}",
@@ -159,7 +159,9 @@ impl Session {
     }
 
     pub async fn sessions(&self) -> Result<Vec<list_sessions::Session>> {
-        send_json(self.authed(list_sessions::METHOD, list_sessions::PATH)?).await
+        self.client
+            .send_json(self.authed(list_sessions::METHOD, list_sessions::PATH)?)
+            .await
     }
 
     /// Revokes `session_id` (possibly this one) and its certificate.
@@ -182,7 +184,7 @@ impl Session {
             .header(api::SENSITIVE_HEADER, solution)
             .header(CONTENT_TYPE, "text/plain")
             .body(key.csr_pem(&self.fid, &self.session_id)?);
-        let response: post_idcert::Response = send_json(request).await?;
+        let response: post_idcert::Response = self.client.send_json(request).await?;
         self.token = response.token;
         self.cert_pem = check_issued(Some(response.id_cert), &key, &self.fid, &self.session_id)?;
         self.key = key;
@@ -206,7 +208,7 @@ impl Session {
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(Vec::new());
         }
-        read_json(response).await
+        self.client.read_json(response).await
     }
 
     pub async fn delete_key_material(&self, serials: &[Serial], solution: &str) -> Result<()> {
@@ -219,7 +221,9 @@ impl Session {
     /// Starts TOTP enrolment; it takes effect after [`Session::totp_confirm`].
     pub async fn totp_enroll(&self, solution: &str) -> Result<totp_enroll::Response> {
         let request = self.authed(totp_enroll::METHOD, totp_enroll::PATH)?;
-        send_json(request.header(api::SENSITIVE_HEADER, solution)).await
+        self.client
+            .send_json(request.header(api::SENSITIVE_HEADER, solution))
+            .await
     }
 
     pub async fn totp_confirm(&self, code: &str) -> Result<()> {
@@ -273,7 +277,7 @@ impl Session {
     pub async fn rotate_server_key(&self, solution: &str) -> Result<String> {
         let request = self.authed(rotate_server_key::METHOD, rotate_server_key::PATH)?;
         let response = send(request.header(api::SENSITIVE_HEADER, solution)).await?;
-        let pem = response.text().await.map_err(transport)?;
+        let pem = self.client.read_text(response).await?;
         IdCert::parse(pem.as_bytes()).map_err(|e| {
             Error::UnexpectedResponse(format!("the new server certificate does not parse: {e}"))
         })?;

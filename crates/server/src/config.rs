@@ -201,13 +201,17 @@ impl Default for Federation {
 }
 
 /// Several nodes on one database.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone)]
 pub struct Cluster {
-    /// NATS server of the event bus, e.g. `nats://127.0.0.1:4222`; unset = one node.
+    /// NATS server of the event bus, e.g. `nats://127.0.0.1:4222`; unset = one node. A user
+    /// and password may be in it (`nats://fugue:secret@10.0.0.5:4222`); `tls://` requires TLS.
     pub nats_url: Option<String>,
     /// Subject prefix, so that several clusters can share one NATS server.
     pub subject_prefix: String,
+    /// How this node proves itself to NATS, besides a user and password in the URL.
+    pub nats_auth: NatsAuth,
+    /// TLS towards NATS; `None`: as the URL and the server say.
+    pub nats_tls: Option<NatsTls>,
 }
 
 impl Default for Cluster {
@@ -215,7 +219,58 @@ impl Default for Cluster {
         Self {
             nats_url: None,
             subject_prefix: "fugue".into(),
+            nats_auth: NatsAuth::None,
+            nats_tls: None,
         }
+    }
+}
+
+/// NATS credentials. The binary reads the files; the library gets their contents.
+#[derive(Clone, Default)]
+pub enum NatsAuth {
+    /// Nothing beyond what the URL carries.
+    #[default]
+    None,
+    /// `nats-server --user U --pass P` (normally written in the URL).
+    UserPassword(String, String),
+    /// `nats-server --auth TOKEN`.
+    Token(String),
+    /// An NKey user seed (`SU…`).
+    NKeySeed(String),
+    /// The contents of a `.creds` file (a user JWT and its NKey seed).
+    Credentials(String),
+}
+
+impl std::fmt::Debug for NatsAuth {
+    /// Names the kind, never the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NatsAuth::None => "None",
+            NatsAuth::UserPassword(..) => "UserPassword(..)",
+            NatsAuth::Token(_) => "Token(..)",
+            NatsAuth::NKeySeed(_) => "NKeySeed(..)",
+            NatsAuth::Credentials(_) => "Credentials(..)",
+        })
+    }
+}
+
+/// TLS towards NATS: always required when set.
+#[derive(Clone, Default)]
+pub struct NatsTls {
+    /// PEM certificates of the CAs that may sign the NATS server's certificate; empty: the
+    /// system's roots.
+    pub ca_pem: Option<String>,
+    /// PEM certificate chain and private key of this node, for servers that verify clients.
+    pub client_cert_pem: Option<String>,
+    pub client_key_pem: Option<String>,
+}
+
+impl std::fmt::Debug for NatsTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsTls")
+            .field("ca", &self.ca_pem.is_some())
+            .field("client_cert", &self.client_cert_pem.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -243,7 +298,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// Defaults for `domain`: invite-only unless the domain is `localhost` (quick start).
+    /// Defaults for `domain`: invite-only unless the domain is `localhost` (quick start). The
+    /// binary also makes it invite-only when it listens on a non-loopback address.
     pub fn new(domain: DomainName, public_url: String) -> Self {
         let registration = if domain.as_str() == "localhost" {
             Registration::Open

@@ -115,8 +115,7 @@ impl Server {
         .into();
         let (bus, handoffs) = match &config.cluster.nats_url {
             Some(url) => {
-                let (bus, rx) =
-                    events::Bus::nats(url, &config.cluster.subject_prefix, node).await?;
+                let (bus, rx) = events::Bus::nats(url, &config.cluster, node).await?;
                 (bus, Some(rx))
             }
             None => (events::Bus::in_process(node), None),

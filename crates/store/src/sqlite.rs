@@ -150,9 +150,31 @@ fn spawn(conn: Connection, rx: Arc<Mutex<mpsc::Receiver<Job>>>, name: String) ->
         .map_err(|e| Error::Backend(e.to_string()))
 }
 
+/// Creates an empty `path` readable by its owner only, whatever the umask; an existing file
+/// is left as it is.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(Error::Backend(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 impl Sqlite {
-    /// Opens (creating if needed) the database file at `path`.
+    /// Opens (creating if needed) the database file at `path`. A new file is created 0600:
+    /// it holds password hashes and TOTP secrets, and SQLite gives `-wal` and `-shm` the
+    /// database's own mode.
     pub fn open(path: &Path, sync: Sync) -> Result<Self> {
+        create_private(path)?;
         let writer = Connection::open(path).map_err(map_err)?;
         let sync = match sync {
             Sync::Full => "FULL",

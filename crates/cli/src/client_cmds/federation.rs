@@ -4,6 +4,7 @@
 use clap::Subcommand;
 
 use super::{ClientOpts, current, e, open_store, restore_session};
+use crate::terminal::out;
 
 #[derive(Subcommand)]
 pub enum FederationCmd {
@@ -36,7 +37,7 @@ pub async fn run(opts: ClientOpts, cmd: FederationCmd) -> Result<(), String> {
             account.remember_foreign(&foreign);
             store.upsert(account).map_err(e)?;
             store.save().map_err(e)?;
-            println!(
+            out!(
                 "signed in on {} as {} (session {})",
                 foreign.client().base_url(),
                 session.fid(),
@@ -46,10 +47,10 @@ pub async fn run(opts: ClientOpts, cmd: FederationCmd) -> Result<(), String> {
         FederationCmd::List => {
             let account = current(&store)?;
             if account.foreign_tokens.is_empty() {
-                println!("{} is signed in on no other server", account.fid);
+                out!("{} is signed in on no other server", account.fid);
             }
             for server in account.foreign_tokens.keys() {
-                println!("{server}");
+                out!("{server}");
             }
         }
     }

@@ -13,6 +13,7 @@ use fugue_proto::FederationId;
 use fugue_proto::services::{ProviderUrl, Service, ServiceName};
 
 use super::{ClientOpts, e, open_store, restore_session, secret};
+use crate::terminal::out;
 
 #[derive(Subcommand)]
 pub enum ServicesCmd {
@@ -60,12 +61,12 @@ fn line(s: &Service) -> String {
 
 fn print_all(fid: &FederationId, mut found: Vec<Service>) {
     if found.is_empty() {
-        println!("{fid} has no discoverable services");
+        out!("{fid} has no discoverable services");
     }
     // By service, its primary provider first.
     found.sort_by(|a, b| (&a.service, !a.primary).cmp(&(&b.service, !b.primary)));
     for s in &found {
-        println!("{}", line(s));
+        out!("{}", line(s));
     }
 }
 
@@ -133,7 +134,7 @@ pub async fn run(opts: ClientOpts, cmd: ServicesCmd) -> Result<(), String> {
                 }
             })
             .await?;
-            println!("added {}", line(&stored));
+            out!("added {}", line(&stored));
         }
         ServicesCmd::Primary { name, url } => {
             let session = logged_in(&opts)?;
@@ -144,9 +145,9 @@ pub async fn run(opts: ClientOpts, cmd: ServicesCmd) -> Result<(), String> {
                 .await
                 .map_err(e)?;
             for s in changed.iter().filter(|s| !s.primary) {
-                println!("no longer primary: {}", line(s));
+                out!("no longer primary: {}", line(s));
             }
-            println!("{url} is now the primary provider of {name}");
+            out!("{url} is now the primary provider of {name}");
         }
         ServicesCmd::Remove { name, url } => remove(&logged_in(&opts)?, &name, &url).await?,
     }
@@ -161,11 +162,12 @@ async fn remove(session: &Session, name: &str, url: &str) -> Result<(), String> 
     })
     .await?;
     let [(name, url)] = &pair;
-    println!("removed {name}  {url}");
+    out!("removed {name}  {url}");
     for p in promoted {
-        println!(
+        out!(
             "{} is now the primary provider of {}",
-            p.new_primary, p.service
+            p.new_primary,
+            p.service
         );
     }
     Ok(())

@@ -707,6 +707,357 @@ async fn sigterm_lets_a_request_in_flight_finish() {
     assert_problem(again, 409, ErrorCode::LocalNameTaken);
 }
 
+mod files_and_logs {
+    //! What `fugue serve` does to the files it finds and to its log output.
+
+    use super::*;
+
+    /// A data dir made by someone else (systemd's `StateDirectory=`, a container volume) with
+    /// a database others can read is made private at start, with a warning.
+    #[tokio::test]
+    async fn loose_modes_of_the_data_dir_and_database_are_fixed_at_every_start() {
+        let parent = tempfile::tempdir().unwrap();
+        let data = parent.path().join("data");
+        fs::create_dir(&data).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o755)).unwrap();
+        // Empty files are a valid empty database, WAL and shared-memory index.
+        let db = data.join("fugue.db");
+        let companions = [
+            db.clone(),
+            data.join("fugue.db-wal"),
+            data.join("fugue.db-shm"),
+        ];
+        for path in &companions {
+            fs::write(path, b"").unwrap();
+            fs::set_permissions(path, fs::Permissions::from_mode(0o644)).unwrap();
+        }
+
+        let child = Child::serve_ready(&data, &[]).await;
+        assert_mode(&data, 0o700);
+        for path in &companions {
+            assert_mode(path, 0o600);
+        }
+        assert_mode(&data.join("server-key.pem"), 0o600);
+        let log = child.stderr();
+        for name in ["data", "fugue.db", "fugue.db-wal", "fugue.db-shm"] {
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("WARN") && l.contains("restricted") && l.contains(name)),
+                "no warning about {name}:\n{log}"
+            );
+        }
+        // The server works on what it found.
+        child
+            .client()
+            .register("alice", PASSWORD, None, None)
+            .await
+            .unwrap();
+        drop(child);
+
+        // Loosened again while stopped: fixed again at the next start.
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o750)).unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o640)).unwrap();
+        let _child = Child::serve_ready(&data, &[]).await;
+        assert_mode(&data, 0o700);
+        assert_mode(&db, 0o600);
+    }
+
+    /// A new database is private from its first byte, whatever the umask.
+    #[tokio::test]
+    async fn a_new_database_and_its_companions_are_created_private() {
+        let data = tempfile::tempdir().unwrap();
+        let child = Child::serve_ready(data.path(), &[]).await;
+        child
+            .client()
+            .register("alice", PASSWORD, None, None)
+            .await
+            .unwrap();
+        for name in ["fugue.db", "fugue.db-wal", "fugue.db-shm"] {
+            assert_mode(&data.path().join(name), 0o600);
+        }
+        let log = child.stderr();
+        assert!(
+            !log.lines()
+                .any(|l| l.contains("restricted") && l.contains("fugue.db")),
+            "{log}"
+        );
+    }
+
+    /// Logs go to journald or a file, not a terminal: no colour codes in them.
+    #[tokio::test]
+    async fn logs_to_a_file_carry_no_terminal_escape_codes() {
+        let data = tempfile::tempdir().unwrap();
+        let child = Child::serve_ready(data.path(), &[]).await;
+        let log = child.stderr();
+        assert!(log.contains("INFO"), "nothing logged:\n{log}");
+        assert!(!log.contains('\u{1b}'), "escape codes in the log:\n{log:?}");
+    }
+}
+
+mod hostile_server {
+    //! The command-line client printing what a server it does not trust says.
+
+    use super::*;
+
+    /// A server that refuses everything with a problem whose detail tries to drive the
+    /// terminal: a colour, a window title, a bidi override and a fake second line.
+    async fn refusing_stub() -> String {
+        let problem = fugue_proto::Problem::new(400, ErrorCode::MalformedRequest, "Bad")
+            .with_detail("\u{1b}[31mred\u{1b}]0;pwned\u{7} \u{202e}evil\u{9b}2J\nerror: fake");
+        let body = serde_json::to_string(&problem).unwrap();
+        let router = axum::Router::new().fallback(move || {
+            let body = body.clone();
+            async move {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    [("content-type", "application/problem+json")],
+                    body,
+                )
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn server_text_reaches_the_terminal_without_control_characters() {
+        let url = refusing_stub().await;
+        let keystore = tempfile::tempdir().unwrap();
+        let keystore = keystore.path().join("keys.json");
+        let output = crate::support::blocking(move || {
+            crate::support::fugue_as_client(&url, &keystore)
+                .args(["account", "register", "bob"])
+                .output()
+                .unwrap()
+        })
+        .await;
+        assert!(!output.status.success());
+        let err = stderr_of(&output);
+        assert!(
+            !err.chars()
+                .any(|c| c.is_control() && c != '\n' || c == '\u{202e}'),
+            "terminal controls printed: {err:?}"
+        );
+        // Shown, escaped, on the one error line.
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(err.contains("\\u001b[31mred"), "{err:?}");
+        assert!(err.contains("\\u202eevil\\u009b2J"), "{err:?}");
+    }
+}
+
+mod nats_bus {
+    //! `fugue serve` against a real `nats-server` that wants credentials: the right ones
+    //! connect, missing or wrong ones stop the start with a clear error.
+
+    use std::process::Stdio;
+
+    use super::*;
+
+    /// Debian's `nats-server` (/usr/sbin, not always in PATH), or `TEST_NATS_SERVER`.
+    fn nats_server_bin() -> PathBuf {
+        if let Some(path) = std::env::var_os("TEST_NATS_SERVER").filter(|p| !p.is_empty()) {
+            return path.into();
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let fallback = ["/usr/sbin", "/usr/local/sbin", "/usr/local/bin", "/usr/bin"];
+        std::env::split_paths(&path)
+            .chain(fallback.map(PathBuf::from))
+            .map(|dir| dir.join("nats-server"))
+            .find(|p| p.is_file())
+            .expect(
+                "nats-server not found: install Debian's nats-server package (.ci/run does) or set TEST_NATS_SERVER",
+            )
+    }
+
+    /// A `nats-server` on a free loopback port; killed on drop.
+    struct Nats {
+        process: std::process::Child,
+        port: u16,
+    }
+
+    impl Nats {
+        async fn start(args: &[&str]) -> Nats {
+            let port = free_port();
+            let process = Command::new(nats_server_bin())
+                .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut nats = Nats { process, port };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                assert!(
+                    nats.process.try_wait().unwrap().is_none(),
+                    "nats-server exited"
+                );
+                assert!(
+                    Instant::now() < deadline,
+                    "nats-server did not listen in 10 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            nats
+        }
+    }
+
+    impl Drop for Nats {
+        fn drop(&mut self) {
+            if let Ok(None) = self.process.try_wait() {
+                let _ = self.process.kill();
+            }
+            let _ = self.process.wait();
+        }
+    }
+
+    /// A config file in `dir` with `cluster` as its `[cluster]` table.
+    fn config(dir: &Path, cluster: &str) -> String {
+        let path = dir.join("fugue.toml");
+        fs::write(&path, format!("[cluster]\n{cluster}\n")).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    /// Starts `fugue serve` with `cluster` and expects it to refuse; returns its error line.
+    async fn refused(cluster: &str) -> String {
+        let data = tempfile::tempdir().unwrap();
+        let config = config(data.path(), cluster);
+        let data_dir = data.path().to_str().unwrap();
+        let mut child = Child::serve(data.path(), &["--data-dir", data_dir, "--config", &config]);
+        let status = child.wait_exit(Duration::from_secs(20)).await;
+        assert!(!status.success(), "{status}");
+        let err = child.stderr();
+        err.lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| panic!("no error line: {err}"))
+            .to_owned()
+    }
+
+    /// Starts `fugue serve` with `cluster`, expects it to serve, and registers an account
+    /// (which publishes on the bus).
+    async fn accepted(cluster: &str) {
+        let data = tempfile::tempdir().unwrap();
+        let config = config(data.path(), cluster);
+        let child = Child::serve_ready(data.path(), &["--config", &config]).await;
+        child
+            .client()
+            .register("alice", PASSWORD, None, None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_user_and_password_in_the_url_open_a_protected_bus() {
+        let nats = Nats::start(&["--user", "fugue", "--pass", "s3cret-pass"]).await;
+        let port = nats.port;
+        accepted(&format!(
+            "nats_url = \"nats://fugue:s3cret-pass@127.0.0.1:{port}\""
+        ))
+        .await;
+
+        let line = refused(&format!("nats_url = \"nats://127.0.0.1:{port}\"")).await;
+        assert!(line.contains("cannot connect to NATS"), "{line}");
+        assert!(line.contains("authorization"), "{line}");
+        let line = refused(&format!(
+            "nats_url = \"nats://fugue:wrong-pass@127.0.0.1:{port}\""
+        ))
+        .await;
+        assert!(line.contains("authorization"), "{line}");
+        assert!(
+            !line.contains("wrong-pass"),
+            "the password is shown: {line}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_token_opens_a_protected_bus() {
+        let nats = Nats::start(&["--auth", "T0KEN-abc"]).await;
+        let url = format!("nats_url = \"nats://127.0.0.1:{}\"", nats.port);
+        accepted(&format!("{url}\nnats_token = \"T0KEN-abc\"")).await;
+        let line = refused(&url).await;
+        assert!(line.contains("authorization"), "{line}");
+        let line = refused(&format!("{url}\nnats_token = \"wrong\"")).await;
+        assert!(line.contains("authorization"), "{line}");
+    }
+
+    #[tokio::test]
+    async fn an_nkey_seed_file_opens_a_protected_bus() {
+        let user = nkeys::KeyPair::new_user();
+        let dir = tempfile::tempdir().unwrap();
+        let nats_conf = dir.path().join("nats.conf");
+        fs::write(
+            &nats_conf,
+            format!(
+                "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+                user.public_key()
+            ),
+        )
+        .unwrap();
+        let nats = Nats::start(&["-c", nats_conf.to_str().unwrap()]).await;
+        let seed = dir.path().join("fugue.nk");
+        fs::write(&seed, format!("{}\n", user.seed().unwrap())).unwrap();
+        fs::set_permissions(&seed, fs::Permissions::from_mode(0o600)).unwrap();
+        let url = format!("nats_url = \"nats://127.0.0.1:{}\"", nats.port);
+        let with_seed = format!("{url}\nnats_nkey_seed_file = \"{}\"", seed.display());
+        accepted(&with_seed).await;
+        assert!(refused(&url).await.contains("authorization"));
+
+        // A seed every local user can read is refused before anything else.
+        fs::set_permissions(&seed, fs::Permissions::from_mode(0o644)).unwrap();
+        let line = refused(&with_seed).await;
+        assert!(line.contains("readable by every user"), "{line}");
+    }
+
+    /// The checked-in test PKI (`nats-tls/regenerate.sh`).
+    fn pki(name: &str) -> String {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/nats-tls");
+        dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    #[tokio::test]
+    async fn tls_with_a_private_ca_and_a_client_certificate() {
+        let nats = Nats::start(&[
+            "--tls",
+            "--tlscert",
+            &pki("server.pem"),
+            "--tlskey",
+            &pki("server.key"),
+            "--tlsverify",
+            "--tlscacert",
+            &pki("ca.pem"),
+        ])
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("client.key");
+        fs::copy(pki("client.key"), &key).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+        let url = format!("nats_url = \"nats://127.0.0.1:{}\"", nats.port);
+        let ca = format!("nats_tls_ca_file = \"{}\"", pki("ca.pem"));
+        let client = format!(
+            "nats_tls_cert_file = \"{}\"\nnats_tls_key_file = \"{}\"",
+            pki("client.pem"),
+            key.display()
+        );
+        accepted(&format!("{url}\n{ca}\n{client}")).await;
+
+        // The server wants a client certificate.
+        let line = refused(&format!("{url}\n{ca}")).await;
+        assert!(line.contains("cannot connect to NATS"), "{line}");
+        // The system's roots do not know the private CA.
+        let line = refused(&format!("{url}\nnats_tls_required = true\n{client}")).await;
+        assert!(line.contains("nats_tls_ca_file"), "{line}");
+        let line = refused(&format!("{url}\nnats_tls_required = true")).await;
+        assert!(line.contains("cannot connect to NATS"), "{line}");
+    }
+}
+
 mod cluster {
     //! Two `fugue serve` processes on one PostgreSQL database and NATS: a node killed with
     //! SIGKILL loses no acknowledged event; its client resumes on the other node.

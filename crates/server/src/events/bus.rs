@@ -5,7 +5,12 @@
 //! in the database before it is announced, so a lost message delays delivery (receivers see
 //! the gap in positions and read the database) but loses nothing. That is why JetStream is
 //! not needed here.
+//!
+//! The bus is trusted: whoever can publish on it can reach every client. A bus on another
+//! machine must be authenticated and encrypted (docs/deployment.md); the server says so at
+//! start when it is not.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +18,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::config::{Cluster, NatsAuth, NatsTls};
 
 /// Announcements buffered per subscriber before it counts as lagging (then it resyncs).
 const CAPACITY: usize = 65_536;
@@ -85,8 +92,135 @@ impl BusRx {
 #[derive(Debug, thiserror::Error)]
 #[error("cannot connect to NATS at {url}: {reason}")]
 pub struct BusError {
+    /// Without the password or token it may carry.
     url: String,
     reason: String,
+}
+
+/// `url` with its user information (a password, a token) replaced by `***`, for logs.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+/// What is wrong with a bus at `url` that other machines can reach, if anything: the
+/// warning to log at start. A loopback bus is as private as the machine.
+fn exposure(url: &str, cluster: &Cluster) -> Option<&'static str> {
+    let addr: async_nats::ServerAddr = url.parse().ok()?;
+    let host = addr.host().trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        return None;
+    }
+    let authenticated = addr.username().is_some() || !matches!(cluster.nats_auth, NatsAuth::None);
+    let encrypted = addr.tls_required() || cluster.nats_tls.is_some();
+    if !authenticated {
+        Some(
+            "the event bus is unauthenticated on a non-loopback address: whoever reaches NATS can forge events to every client; give it credentials and TLS (docs/deployment.md)",
+        )
+    } else if !encrypted {
+        Some(
+            "the event bus is not encrypted on a non-loopback address: its credentials and events cross the network in clear; require TLS (docs/deployment.md)",
+        )
+    } else {
+        None
+    }
+}
+
+/// Credentials and TLS for NATS, from the URL and what the binary read.
+fn secure(
+    options: async_nats::ConnectOptions,
+    url: &str,
+    cluster: &Cluster,
+) -> Result<async_nats::ConnectOptions, String> {
+    let addr: async_nats::ServerAddr = url.parse().map_err(|e| format!("{e}"))?;
+    // async-nats ignores user information in the URL given to `connect_with_options`.
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| "the user information in the URL is not UTF-8".to_owned())
+    };
+    let in_url = match (addr.username(), addr.password()) {
+        (None, _) => None,
+        (Some(user), Some(pass)) => Some(NatsAuth::UserPassword(decode(user)?, decode(pass)?)),
+        // `nats://TOKEN@host`, as the NATS tools write it.
+        (Some(token), None) => Some(NatsAuth::Token(decode(token)?)),
+    };
+    let auth = match (in_url, &cluster.nats_auth) {
+        (None, auth) => auth.clone(),
+        (Some(auth), NatsAuth::None) => auth,
+        (Some(_), _) => {
+            return Err("credentials both in the URL and in the cluster settings".into());
+        }
+    };
+    let options = match &auth {
+        NatsAuth::None => options,
+        NatsAuth::UserPassword(user, pass) => options.user_and_password(user.clone(), pass.clone()),
+        NatsAuth::Token(token) => options.token(token.clone()),
+        NatsAuth::NKeySeed(seed) => options.nkey(seed.clone()),
+        NatsAuth::Credentials(creds) => options
+            .credentials(creds)
+            .map_err(|e| format!("the credentials file is not usable: {e}"))?,
+    };
+    Ok(match &cluster.nats_tls {
+        None => options,
+        Some(tls) if tls.ca_pem.is_none() && tls.client_cert_pem.is_none() => {
+            // The system's roots, as async-nats finds them.
+            options.require_tls(true)
+        }
+        Some(tls) => options
+            .require_tls(true)
+            .tls_client_config(tls_config(tls)?),
+    })
+}
+
+/// A rustls configuration trusting the CAs in `tls.ca_pem`, with the client certificate if
+/// there is one.
+fn tls_config(tls: &NatsTls) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let ca = tls
+        .ca_pem
+        .as_deref()
+        .ok_or("a client certificate for NATS needs the CA file too")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca.as_bytes()) {
+        let cert = cert.map_err(|e| format!("the NATS CA file: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("the NATS CA file: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err("the NATS CA file holds no certificate".into());
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    match (&tls.client_cert_pem, &tls.client_key_pem) {
+        (None, None) => Ok(builder.with_no_client_auth()),
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("the NATS client certificate: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes())
+                .map_err(|e| format!("the NATS client key: {e}"))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("the NATS client certificate and key: {e}"))
+        }
+        _ => Err("a NATS client certificate needs its key, and a key its certificate".into()),
+    }
 }
 
 impl Bus {
@@ -100,17 +234,22 @@ impl Bus {
         }
     }
 
-    /// Connects to NATS; subjects start with `prefix` so clusters can share a NATS server.
-    /// Returns the bus and the stream of handoff requests this node must answer.
+    /// Connects to NATS at `url` with the credentials and TLS of `cluster`; subjects start
+    /// with its prefix so clusters can share a NATS server. Returns the bus and the stream of
+    /// handoff requests this node must answer.
     pub async fn nats(
         url: &str,
-        prefix: &str,
+        cluster: &Cluster,
         node: Arc<str>,
     ) -> Result<(Self, mpsc::Receiver<HandoffRequest>), BusError> {
+        let prefix = cluster.subject_prefix.as_str();
         let err = |e: &dyn std::fmt::Display| BusError {
-            url: url.to_owned(),
+            url: redact(url),
             reason: e.to_string(),
         };
+        if let Some(warning) = exposure(url, cluster) {
+            tracing::warn!(url = %redact(url), "{warning}");
+        }
         let (local, _) = broadcast::channel(CAPACITY);
         let lag_tx = local.clone();
         let lagged = Arc::new(tokio::sync::Notify::new());
@@ -132,6 +271,7 @@ impl Bus {
                     }
                 }
             });
+        let options = secure(options, url, cluster).map_err(|e| err(&e))?;
         let client = async_nats::connect_with_options(url, options)
             .await
             .map_err(|e| err(&e))?;
@@ -260,5 +400,107 @@ impl Bus {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(auth: NatsAuth, tls: Option<NatsTls>) -> Cluster {
+        Cluster {
+            nats_auth: auth,
+            nats_tls: tls,
+            ..Cluster::default()
+        }
+    }
+
+    #[test]
+    fn a_loopback_bus_is_private_whatever_its_credentials() {
+        let open = cluster(NatsAuth::None, None);
+        for url in [
+            "nats://127.0.0.1:4222",
+            "nats://127.8.9.10:4222",
+            "nats://[::1]:4222",
+            "nats://localhost:4222",
+            "127.0.0.1:4222",
+        ] {
+            assert_eq!(exposure(url, &open), None, "{url}");
+        }
+    }
+
+    #[test]
+    fn an_unauthenticated_bus_on_another_address_is_reported() {
+        let open = cluster(NatsAuth::None, None);
+        for url in [
+            "nats://10.0.0.5:4222",
+            "nats://0.0.0.0:4222",
+            "nats://[2001:db8::1]:4222",
+            "nats://nats.internal:4222",
+            "tls://nats.internal:4222",
+        ] {
+            let warning = exposure(url, &open).unwrap_or_else(|| panic!("{url}: no warning"));
+            assert!(warning.contains("unauthenticated"), "{url}: {warning}");
+        }
+        let tls_only = cluster(NatsAuth::None, Some(NatsTls::default()));
+        assert!(exposure("nats://10.0.0.5:4222", &tls_only).is_some());
+    }
+
+    #[test]
+    fn credentials_without_tls_on_another_address_are_reported_too() {
+        let token = cluster(NatsAuth::Token("t".into()), None);
+        let warning = exposure("nats://10.0.0.5:4222", &token).unwrap();
+        assert!(warning.contains("not encrypted"), "{warning}");
+        let in_url = cluster(NatsAuth::None, None);
+        assert!(
+            exposure("nats://fugue:secret@10.0.0.5:4222", &in_url)
+                .unwrap()
+                .contains("not encrypted")
+        );
+    }
+
+    #[test]
+    fn an_authenticated_encrypted_bus_is_fine() {
+        let tls = Some(NatsTls::default());
+        for auth in [
+            NatsAuth::Token("t".into()),
+            NatsAuth::NKeySeed("SU".into()),
+            NatsAuth::Credentials("c".into()),
+            NatsAuth::UserPassword("u".into(), "p".into()),
+        ] {
+            assert_eq!(
+                exposure("nats://10.0.0.5:4222", &cluster(auth, tls.clone())),
+                None
+            );
+        }
+        let open = cluster(NatsAuth::None, None);
+        assert_eq!(exposure("tls://fugue:secret@10.0.0.5:4222", &open), None);
+    }
+
+    #[test]
+    fn urls_are_logged_without_their_secrets() {
+        assert_eq!(
+            redact("nats://fugue:s3cret@10.0.0.5:4222"),
+            "nats://***@10.0.0.5:4222"
+        );
+        assert_eq!(redact("tls://T0KEN@nats:4222"), "tls://***@nats:4222");
+        assert_eq!(redact("nats://10.0.0.5:4222"), "nats://10.0.0.5:4222");
+        assert_eq!(redact("10.0.0.5:4222"), "10.0.0.5:4222");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let c = cluster(
+            NatsAuth::Token("s3cret".into()),
+            Some(NatsTls {
+                client_key_pem: Some("PRIVATE".into()),
+                ..NatsTls::default()
+            }),
+        );
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("PRIVATE"),
+            "{text}"
+        );
     }
 }
