@@ -174,6 +174,11 @@ impl Server {
         &self.state.events
     }
 
+    /// Sessions, key trials and accounts.
+    pub fn sessions(&self) -> &Sessions {
+        &self.state.sessions
+    }
+
     /// Other home servers, as this server sees them.
     pub fn federation(&self) -> &federation::Federation {
         &self.state.federation
@@ -287,6 +292,9 @@ impl Server {
                     .await
                 {
                     tracing::error!(error = %e, "deleting expired events failed");
+                }
+                if let Err(e) = state.sessions.sweep_key_trials().await {
+                    tracing::error!(error = %e, "deleting unanswered key trials failed");
                 }
                 if let Err(e) = state
                     .identity

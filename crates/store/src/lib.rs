@@ -15,7 +15,7 @@ mod sqlite;
 use std::path::Path;
 
 pub use engine::{Error, Result, Row, Stmt, Value};
-pub use federation::{KeyTrialQuery, KeyTrialRow};
+pub use federation::{KeyTrialQuery, KeyTrialRow, TrialRef};
 pub use services::ServiceRow;
 pub use sqlite::Sync as SqliteSync;
 

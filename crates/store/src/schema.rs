@@ -140,6 +140,12 @@ CREATE INDEX key_trials_fid ON key_trials (fid, completed_at);
 CREATE INDEX key_trials_open ON key_trials (fid, created_at) WHERE completed_at IS NULL;
 "#,
     ),
+    (
+        8,
+        r#"
+CREATE INDEX key_trials_unverified ON key_trials (expires_at) WHERE completion IS NULL;
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use fugue_client::{Client, IdentityKey, Session};
 use fugue_proto::{DomainName, FederationId, SessionId};
-use fugue_server::{Config, Events, Gateway, KeySink, Registration, Server};
+use fugue_server::{Config, Events, Gateway, KeySink, Registration, Server, Sessions};
 use fugue_store::{SqliteSync, Store};
 
 /// Password every test actor gets.
@@ -108,6 +108,8 @@ pub struct TestServer {
     /// Where tests publish events, as a service would.
     pub events: Events,
     pub gateway: Gateway,
+    /// The sessions service, for running its periodic work (sweeps) on demand.
+    pub sessions: Sessions,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     _dirs: Vec<tempfile::TempDir>,
@@ -176,6 +178,7 @@ impl TestServer {
         .expect("server starts");
         let events = server.events().clone();
         let gateway = server.gateway().clone();
+        let sessions = server.sessions().clone();
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(server.serve(listener, async {
             let _ = rx.await;
@@ -187,6 +190,7 @@ impl TestServer {
             domain,
             events,
             gateway,
+            sessions,
             shutdown: Some(tx),
             task: Some(task),
             _dirs: vec![dir],

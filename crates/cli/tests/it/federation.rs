@@ -399,8 +399,9 @@ async fn a_foreign_actor_signs_in_and_gets_a_session_for_b_class_routes_only() {
     let alice = alpha.register("alice").await;
 
     let t = trial(&beta, "alice@alpha.test").await;
-    assert_eq!(t.trial.len(), 64);
-    assert!(t.trial.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let random = t.trial.strip_prefix("beta.test.").expect("names beta.test");
+    assert_eq!(random.len(), 64);
+    assert!(random.bytes().all(|b| b.is_ascii_alphanumeric()));
     let now = unix_now();
     assert!(t.expires >= now + 299 && t.expires <= now + 301, "5 min");
     assert!(t.id.is_some());
@@ -801,6 +802,32 @@ async fn a_key_trial_is_answered_once_right_or_wrong() {
 }
 
 #[tokio::test]
+async fn a_completion_that_names_no_trial_cannot_spend_an_open_one() {
+    let alpha = home("alpha.test").await;
+    let beta = beta(&[("alpha.test", &alpha.url)]).await;
+    let alice = alpha.register("alice").await;
+    let fid = "alice@alpha.test";
+    let t = trial(&beta, fid).await;
+    // A stranger's bogus completion without `id` or `trial`...
+    let bogus = json!({"fid": fid, "signature": "00", "serialNumber": "1"});
+    let resp = post_completion(&beta, &bogus).await;
+    assert_raw_problem(resp, 400, ErrorCode::KeyTrialInvalid).await;
+    // ...left alice's trial open: her own answer signs her in.
+    let resp = post_completion(&beta, &completion(&t, alice.key(), serial(&alice), fid)).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_key_trial_names_the_server_that_issued_it() {
+    let alpha = home("alpha.test").await;
+    let beta = beta(&[("alpha.test", &alpha.url)]).await;
+    let t = trial(&beta, "alice@alpha.test").await;
+    let random = t.trial.strip_prefix("beta.test.").expect("names beta.test");
+    assert_eq!(random.len(), 64, "{}", t.trial);
+    assert!(random.bytes().all(|b| b.is_ascii_alphanumeric()));
+}
+
+#[tokio::test]
 async fn an_expired_key_trial_is_refused() {
     let alpha = home("alpha.test").await;
     let beta = beta_with(&[("alpha.test", &alpha.url)], |c| {
@@ -984,6 +1011,81 @@ async fn well_known_delegation_is_followed_only_to_a_host_that_proves_the_domain
     );
     assert_unknown(&beta, "erin@epsilon.test").await;
     assert_eq!(foreign_sessions(&beta, "carol@gamma.test").await, 1);
+}
+
+/// A TCP listener on loopback that counts the connections it accepts (and closes them).
+async fn counting_listener() -> (u16, Arc<AtomicUsize>, Fake) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    (port, accepted, Fake { url, task })
+}
+
+#[tokio::test]
+async fn no_request_reaches_a_non_public_address_or_a_delegated_path() {
+    // internal.test resolves to loopback (through the filtered test hosts map); a hostile
+    // evil.test delegates to it. mapped.test is the operator's development mapping.
+    let (internal_port, internal_hits, _internal) = counting_listener().await;
+    let mapped = home("mapped.test").await;
+    let mapped_proxy = proxy(&mapped, pass).await;
+    let (evil, evil_asked) =
+        delegating(format!("https://internal.test:{internal_port}/.p2/core/")).await;
+    let (sneaky, sneaky_asked) =
+        delegating("http://mapped.test/.p2/core/v1/idcert/server?x=".into()).await;
+    let beta = beta_with(
+        &[
+            ("evil.test", &evil.url),
+            ("sneaky.test", &sneaky.url),
+            ("mapped.test", &mapped_proxy.url),
+        ],
+        |c| {
+            c.federation
+                .hosts
+                .insert("internal.test".into(), vec!["127.0.0.1".parse().unwrap()]);
+            c.federation.hosts.insert(
+                "internal6.test".into(),
+                vec!["::ffff:127.0.0.1".parse().unwrap()],
+            );
+        },
+    )
+    .await;
+    let key = IdentityKey::generate();
+    let attempt = |fid: &'static str| {
+        let beta = &beta;
+        let key = &key;
+        async move {
+            let t = trial(beta, fid).await;
+            post_completion(beta, &completion(&t, key, 1, fid)).await
+        }
+    };
+
+    // The delegation to a name that resolves to loopback is followed to no connection.
+    let resp = attempt("x@evil.test").await;
+    assert_raw_problem(resp, 424, ErrorCode::NotAHomeServer).await;
+    assert_eq!(evil_asked.load(Ordering::SeqCst), 1);
+    assert_eq!(internal_hits.load(Ordering::SeqCst), 0, "nothing connected");
+    assert_unknown(&beta, "x@evil.test").await;
+
+    // An FID whose own domain resolves to loopback (IPv4-mapped): no connection either.
+    let resp = attempt("x@internal6.test").await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    let resp = attempt("x@internal.test").await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    assert_eq!(internal_hits.load(Ordering::SeqCst), 0, "nothing connected");
+
+    // A delegation with a path and query is refused before any request to its host.
+    let resp = attempt("x@sneaky.test").await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    assert_eq!(sneaky_asked.load(Ordering::SeqCst), 1);
+    assert_eq!(mapped_proxy.count("/"), 0, "the delegated host was never asked");
 }
 
 // ---- 6. slow, garbage and oversized answers ----
@@ -1393,6 +1495,44 @@ async fn completed_key_trials_become_public_once_expired() {
     assert_raw_problem(resp, 400, ErrorCode::InvalidFederationId).await;
 }
 
+#[tokio::test]
+async fn the_sweep_deletes_unanswered_key_trials_and_keeps_completed_ones_public() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = shifted_clock(&offset);
+    let alpha = home("alpha.test").await;
+    let beta = beta_with(&[("alpha.test", &alpha.url)], move |c| c.clock = clock).await;
+    let alice = alpha.register("alice").await;
+    let fid = "alice@alpha.test";
+    let t = trial(&beta, fid).await;
+    let body = completion(&t, alice.key(), serial(&alice), fid);
+    assert_eq!(post_completion(&beta, &body).await.status(), 200);
+    // Unanswered trials, for actors known here or not (anyone can ask for them).
+    let open = trial(&beta, fid).await;
+    for i in 0..20 {
+        trial(&beta, &format!("nobody{i}@alpha.test")).await;
+    }
+    // A wrong answer spends a trial without making it public.
+    let wrong = trial(&beta, fid).await;
+    let bad = completion(&wrong, &IdentityKey::generate(), serial(&alice), fid);
+    assert_eq!(post_completion(&beta, &bad).await.status(), 403);
+
+    // Nothing has expired yet: nothing goes.
+    assert_eq!(beta.sessions.sweep_key_trials().await.unwrap(), 0);
+    offset.store(301, Ordering::SeqCst);
+    assert_eq!(beta.sessions.sweep_key_trials().await.unwrap(), 22);
+    assert_eq!(
+        beta.store.delete_unanswered_key_trials(i64::MAX).await.unwrap(),
+        0,
+        "nothing unanswered is left"
+    );
+    // The completed one stays public (core §4.3); the open one is gone, never public.
+    let published: Value = beta.get(&keytrials::path(fid)).await.json().await.unwrap();
+    assert_eq!(published.as_array().unwrap().len(), 1);
+    assert_eq!(published[0]["keyTrial"]["id"], json!(t.id));
+    let path = format!("{}?id={}", keytrials::path(fid), open.id.unwrap());
+    assert_eq!(beta.get(&path).await.status(), 204);
+}
+
 // ---- 10. a foreign actor's certificates, as its home server sent them ----
 
 #[tokio::test]
@@ -1477,8 +1617,13 @@ async fn the_reference_sdks_key_trial_shapes_and_extern_update_work() {
         fid: SdkFid::new(fid).unwrap(),
         serial_number: serial(&alice),
     };
-    let wire = serde_json::to_value(&done).unwrap();
+    let mut wire = serde_json::to_value(&done).unwrap();
     assert_eq!(wire["serialNumber"], serial(&alice).to_string());
+    // The SDK's type names no trial: such a completion could spend anyone's open trial, so it
+    // is refused (docs/decisions.md); with the trial's id added it signs in.
+    let resp = post_completion(&beta, &wire).await;
+    assert_raw_problem(resp, 400, ErrorCode::KeyTrialInvalid).await;
+    wire["id"] = json!(ours.id);
     let resp = post_completion(&beta, &wire).await;
     assert_eq!(resp.status(), 200);
     let token = resp.text().await.unwrap();

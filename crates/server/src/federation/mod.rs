@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod remote;
+pub mod resolver;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,8 +46,9 @@ pub struct ForeignCert {
 
 #[derive(Clone)]
 struct Home {
-    /// `…/.p2/core/` of the home server, with trailing slash.
-    api: String,
+    /// Scheme, host and port of the home server, without trailing slash; its core API is at
+    /// the standard paths (`fugue_proto::api`) below it.
+    base: String,
     until: u64,
 }
 
@@ -125,14 +127,14 @@ impl Federation {
             return Ok(h.clone());
         }
         let remote = &self.0.remote;
-        let direct = format!("{}/.p2/core/", remote.base_url(&key));
+        let direct = remote.base_url(&key);
         let home = match self.fetch_root(domain, &direct, now).await {
             Ok(root) => {
                 self.remember_root(domain, root, now);
                 direct
             }
             Err(direct_err) => {
-                let well_known = format!("{}{}", remote.base_url(&key), api::well_known::PATH);
+                let well_known = format!("{direct}{}", api::well_known::PATH);
                 let answer: Option<api::well_known::Response> = remote
                     .get_json(&key, &well_known)
                     .await
@@ -140,35 +142,30 @@ impl Federation {
                 let Some(answer) = answer else {
                     return Err(direct_err);
                 };
-                let api = remote
-                    .rebase(&answer.api)
+                let base = remote
+                    .delegated_base(&answer.api)
                     .map_err(|e| Error::home(domain, e))?;
-                let api = if api.ends_with('/') {
-                    api
-                } else {
-                    format!("{api}/")
-                };
-                let root = self.fetch_root(domain, &api, now).await.map_err(|e| {
+                let root = self.fetch_root(domain, &base, now).await.map_err(|e| {
                     Error::NotAHomeServer {
                         domain: key.clone(),
                         reason: format!("the host its .well-known names fails: {e}"),
                     }
                 })?;
                 self.remember_root(domain, root, now);
-                api
+                base
             }
         };
         let h = Home {
-            api: home,
+            base: home,
             until: now + HOME_TTL_S,
         };
         bounded_insert(&self.0.homes, key, h.clone(), |h| h.until > now);
         Ok(h)
     }
 
-    /// Fetches and checks the current root at `api` for `domain`.
-    async fn fetch_root(&self, domain: &DomainName, api: &str, now: u64) -> Result<Root, Error> {
-        let url = format!("{api}v1/idcert/server");
+    /// Fetches and checks the current root at `base` for `domain`.
+    async fn fetch_root(&self, domain: &DomainName, base: &str, now: u64) -> Result<Root, Error> {
+        let url = format!("{base}{}", api::get_server_idcert::PATH);
         let cacheable: CacheableIdCert = self
             .0
             .remote
@@ -208,7 +205,7 @@ impl Federation {
         {
             return Ok(r.cert.clone());
         }
-        let root = self.fetch_root(domain, &home.api, now).await?;
+        let root = self.fetch_root(domain, &home.base, now).await?;
         let cert = root.cert.clone();
         self.remember_root(domain, root, now);
         Ok(cert)
@@ -242,7 +239,12 @@ impl Federation {
             ));
         }
         *budget -= 1;
-        let url = format!("{}v1/idcert/server?timestamp={}", home.api, cert.not_before);
+        let url = format!(
+            "{}{}?timestamp={}",
+            home.base,
+            api::get_server_idcert::PATH,
+            cert.not_before
+        );
         let cacheable: CacheableIdCert = self
             .0
             .remote
@@ -273,12 +275,8 @@ impl Federation {
         let domain = fid.domain();
         let home = self.home(domain, now).await?;
         let current = self.current_root(domain, &home, now).await?;
-        // A '%' in a local name is itself, not the start of an escape.
-        let url = format!(
-            "{}v1/idcert/actor/{}",
-            home.api,
-            api::path_segment(&fid.to_string())
-        );
+        // The path escapes the FID: a '%' in a local name is itself, not an escape.
+        let url = format!("{}{}", home.base, api::get_actor_idcerts::path(fid));
         let entries: Vec<CacheableIdCert> = self
             .0
             .remote
