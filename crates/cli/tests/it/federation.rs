@@ -1588,6 +1588,100 @@ async fn foreign_actor_certs_are_the_home_servers_answer_unchanged() {
     assert_raw_problem(resp, 404, ErrorCode::ActorNotFound).await;
 }
 
+/// Serials of a list of entries, in its order.
+fn serials(entries: &[CacheableIdCert]) -> Vec<u64> {
+    entries
+        .iter()
+        .map(|e| IdCert::parse(e.id_cert_pem.as_bytes()).unwrap().serial.0)
+        .collect()
+}
+
+async fn listed(server: &TestServer, path_and_query: &str) -> Vec<u64> {
+    let resp = server.get(path_and_query).await;
+    assert_eq!(resp.status(), 200, "{path_and_query}");
+    serials(&resp.json::<Vec<CacheableIdCert>>().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_foreign_actors_list_costs_one_fetch_per_window_and_is_filtered() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let alpha_clock = shifted_clock(&offset);
+    let alpha = home_with("alpha.test", move |c| c.clock = alpha_clock).await;
+    let alice = alpha.register("alice").await;
+    let phone = alpha.login("alice", "phone").await.unwrap();
+    let bob = alpha.register("bob").await;
+    let (alice_path, bob_path) = (certs_path("alice", "alpha.test"), certs_path("bob", "alpha.test"));
+    // The phone's entry as alpha signed it 7 h ago: its window (6 h) ended an hour ago.
+    offset.store(-7 * HOUR, Ordering::SeqCst);
+    let then: Vec<CacheableIdCert> = alpha.get(&alice_path).await.json().await.unwrap();
+    offset.store(0, Ordering::SeqCst);
+    let stale = then
+        .into_iter()
+        .find(|e| serials(std::slice::from_ref(e)) == [serial(&phone)])
+        .unwrap();
+    // alpha's answers with that stale entry in them; or, once `down`, no answer at all.
+    let down = Arc::new(AtomicUsize::new(0));
+    let d = down.clone();
+    let proxy = proxy(&alpha, move |up| {
+        if d.load(Ordering::SeqCst) == 1 {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        if up.path.starts_with(&certs_path("alice", "alpha.test")) {
+            let stale = stale.clone();
+            return edited(&up, move |entries| {
+                for e in entries.iter_mut() {
+                    if serials(std::slice::from_ref(e)) == serials(std::slice::from_ref(&stale)) {
+                        *e = stale.clone();
+                    }
+                }
+            });
+        }
+        pass(up)
+    })
+    .await;
+    let beta = beta(&[("alpha.test", &proxy.url)]).await;
+    signed_in(&beta, &alice).await;
+    signed_in(&beta, &bob).await;
+    let fetched = proxy.count(&alice_path);
+
+    // 20 anonymous requests: one fetch, the stale entry passed on as sent.
+    let all = vec![serial(&alice), serial(&phone)];
+    for _ in 0..20 {
+        let mut got = listed(&beta, &alice_path).await;
+        got.sort_unstable();
+        let mut want = all.clone();
+        want.sort_unstable();
+        assert_eq!(got, want);
+    }
+    assert_eq!(proxy.count(&alice_path), fetched + 1, "20 requests, one fetch");
+
+    // The route's filters apply as for our own actors, from the same answer.
+    let q = |query: &str| format!("{alice_path}?{query}");
+    assert_eq!(listed(&beta, &q("sessionId=phone")).await, [serial(&phone)]);
+    assert_eq!(
+        listed(&beta, &q("session_id=phone")).await,
+        listed(&alpha, &q("session_id=phone")).await
+    );
+    let far = unix_now() + 1000 * 24 * 3600;
+    assert_eq!(listed(&beta, &q(&format!("notBefore={far}"))).await, Vec::<u64>::new());
+    assert_eq!(
+        listed(&beta, &q(&format!("notBefore={far}"))).await,
+        listed(&alpha, &q(&format!("notBefore={far}"))).await
+    );
+    assert_eq!(listed(&beta, &q("notAfter=1")).await, Vec::<u64>::new());
+    assert_eq!(listed(&beta, &q(&format!("notAfter={far}"))).await.len(), 2);
+    assert_eq!(proxy.count(&alice_path), fetched + 1, "filters cost no fetch");
+
+    // A failure is remembered too: the home server is not asked per request.
+    down.store(1, Ordering::SeqCst);
+    let bob_fetched = proxy.count(&bob_path);
+    for _ in 0..20 {
+        let resp = beta.get(&bob_path).await;
+        assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    }
+    assert_eq!(proxy.count(&bob_path), bob_fetched + 1, "20 requests, one fetch");
+}
+
 // ---- 11. the reference SDK (polyproto 0.21, SDK-COMPAT §2.1) ----
 
 #[tokio::test]

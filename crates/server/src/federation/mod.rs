@@ -30,6 +30,9 @@ const HOME_TTL_S: u64 = 600;
 const CACHE_SWEEP_AT: usize = 50_000;
 /// Most entries of one actor's list we check for `GET /idcert/actor/{fid}`.
 const MAX_LISTED: usize = 256;
+/// How long an answer for `GET /idcert/actor/{fid}` that holds no current window (a failure,
+/// or only stale entries) is reused before the home server is asked again.
+const LIST_RETRY_S: u64 = 60;
 /// Most historical roots fetched for one answer, and kept per domain.
 const MAX_OLD_ROOT_FETCHES: u32 = 4;
 const MAX_OLD_ROOTS: usize = 64;
@@ -67,9 +70,26 @@ struct Inner {
     /// Historical roots per domain, shared by every certificate they issued.
     old_roots: Mutex<HashMap<String, Vec<IdCert>>>,
     certs: Mutex<HashMap<(String, u64), ForeignCert>>,
-    /// Each actor's entries as its home server listed them, in its order, until the first
-    /// signed window among them ends.
-    lists: Mutex<HashMap<String, (Vec<CacheableIdCert>, u64)>>,
+    /// Each actor's answer for `GET /idcert/actor/{fid}` — its checked entries, in the home
+    /// server's order, or why there are none — until it is asked again (see `list_until`).
+    lists: Mutex<HashMap<String, CachedList>>,
+}
+
+/// One checked entry of an actor's list, with what the route's filters look at.
+#[derive(Clone)]
+struct Listed {
+    cacheable: CacheableIdCert,
+    not_before: u64,
+    not_after: u64,
+    session_id: Option<String>,
+}
+
+#[derive(Clone)]
+struct CachedList {
+    /// Failures are kept too: a hostile home server must not cost a fetch and a check of
+    /// its whole list per anonymous request.
+    answer: Result<Arc<Vec<Listed>>, Error>,
+    until: u64,
 }
 
 /// Cheap to clone.
@@ -388,46 +408,74 @@ impl Federation {
         for c in &out {
             self.cache_cert(fid, c, now);
         }
-        let list_until = out
-            .iter()
-            .map(|c| window_end(&c.cacheable, u64::MAX, now))
-            .min()
-            .unwrap_or(now);
-        if list_until > now && out.iter().all(|c| c.cacheable.window_contains(now)) {
-            let list = out.iter().map(|c| c.cacheable.clone()).collect();
-            bounded_insert(
-                &self.0.lists,
-                fid.to_string(),
-                (list, list_until),
-                |(_, until)| *until > now,
-            );
-        } else {
-            lock(&self.0.lists).remove(&fid.to_string());
-        }
         Ok(out)
     }
 
     /// `GET /idcert/actor/{fid}` for a foreign actor known here: the home server's entries,
-    /// unchanged, from the cache while every window lasts.
+    /// unchanged, that match the route's filters (as for our own actors). The checked answer
+    /// is kept until the first current window among its entries ends; an answer without one
+    /// (a failure, or only stale entries) for `LIST_RETRY_S`. However often it is asked, a
+    /// list costs one fetch and one check per window.
     pub async fn foreign_actor_certs(
         &self,
         fid: &FederationId,
+        q: &api::get_actor_idcerts::Query,
         now: u64,
     ) -> Result<Vec<CacheableIdCert>, Error> {
+        let key = fid.to_string();
         let cached = lock(&self.0.lists)
-            .get(&fid.to_string())
-            .filter(|(_, until)| *until > now)
-            .map(|(list, _)| list.clone());
-        if let Some(list) = cached {
-            return Ok(list);
-        }
-        Ok(self
-            .fetch_certs(fid, now)
-            .await?
-            .into_iter()
-            .map(|c| c.cacheable)
+            .get(&key)
+            .filter(|c| c.until > now)
+            .map(|c| c.answer.clone());
+        let answer = match cached {
+            Some(answer) => answer,
+            None => {
+                let answer = self.fetch_certs(fid, now).await.map(|certs| {
+                    Arc::new(
+                        certs
+                            .into_iter()
+                            .map(|c| Listed {
+                                not_before: c.cert.not_before,
+                                not_after: c.cert.not_after,
+                                session_id: c.cert.session_id().map(|s| s.to_string()),
+                                cacheable: c.cacheable,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                let until = list_until(answer.as_deref().ok(), now);
+                let entry = CachedList {
+                    answer: answer.clone(),
+                    until,
+                };
+                bounded_insert(&self.0.lists, key, entry, |c| c.until > now);
+                answer
+            }
+        };
+        Ok(answer?
+            .iter()
+            .filter(|e| q.not_before.is_none_or(|t| e.not_after >= t))
+            .filter(|e| q.not_after.is_none_or(|t| e.not_before <= t))
+            .filter(|e| {
+                q.session_id
+                    .as_deref()
+                    .is_none_or(|s| e.session_id.as_deref() == Some(s))
+            })
+            .map(|e| e.cacheable.clone())
             .collect())
     }
+}
+
+/// Until when a list answer is reused: the first end among the signed windows that include
+/// now; `LIST_RETRY_S` when there is none (a failure, an empty list, only stale entries).
+fn list_until(list: Option<&Vec<Listed>>, now: u64) -> u64 {
+    list.into_iter()
+        .flatten()
+        .filter(|e| e.cacheable.window_contains(now))
+        .map(|e| window_end(&e.cacheable, e.not_after, now))
+        .min()
+        .filter(|until| *until > now)
+        .unwrap_or(now + LIST_RETRY_S)
 }
 
 /// May stand in for asking the home server now: its signed window has begun and not ended.

@@ -665,16 +665,17 @@ impl Sessions {
     }
 
     /// `GET /idcert/actor/{fid}` for an actor of another server that is known here (it signed
-    /// in): its home server's entries, unchanged (core §6.4).
+    /// in): its home server's entries, unchanged (core §6.4), filtered like our own actors'.
     pub async fn foreign_actor_certs(
         &self,
         fid: &FederationId,
+        q: &fugue_proto::api::get_actor_idcerts::Query,
         now: u64,
     ) -> Result<Vec<fugue_proto::cache::CacheableIdCert>, Error> {
         if self.store.actor_by_name(&fid.to_string()).await?.is_none() {
             return Err(Error::ActorNotFound(fid.to_string()));
         }
-        Ok(self.federation.foreign_actor_certs(fid, now).await?)
+        Ok(self.federation.foreign_actor_certs(fid, q, now).await?)
     }
 
     /// `GET /.p2/core/v1/sessions`.
