@@ -1363,7 +1363,9 @@ async fn certs_are_cached_for_their_window_and_never_after() {
     down.store(1, Ordering::SeqCst);
     let resp = sign_in(&beta, &alice).await;
     assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
-    assert_live(&beta, &last).await;
+    // The session's own window is over too: it waits for alpha to confirm it.
+    let resp = probe(&beta, &last).await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
     let asked_while_down = proxy.count(&alice_path);
     down.store(0, Ordering::SeqCst);
     let again = signed_in(&beta, &alice).await;
@@ -1774,4 +1776,102 @@ async fn a_foreign_session_that_ends_closes_its_gateway_connection() {
         }
     };
     assert_eq!(code, 4003);
+}
+
+// ---- 12. foreign sessions are checked again with their home server ----
+
+/// `GET /events` on `server` with `token`: its status.
+async fn events_status(server: &TestServer, token: &str) -> reqwest::Response {
+    server
+        .client()
+        .raw()
+        .get(format!("{}{}", server.url, fugue_proto::api::events::PATH))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Identify on `server`'s gateway with `token`: the close code, or `None` for Ready.
+async fn identify(server: &TestServer, token: &str) -> Option<u16> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    assert_eq!(next_frame(&mut ws).await["op"], 1);
+    ws.send(Message::text(
+        json!({"n": "core", "op": 2, "d": {"token": token}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time")?
+            .ok()?;
+        match msg {
+            Message::Close(frame) => return frame.map(|f| u16::from(f.code)),
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["op"] == 12 {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_session_revoked_at_home_ends_here_within_one_window() {
+    // Both clocks move together: alpha's windows (6 h) are signed in the time beta sees.
+    let offset = Arc::new(AtomicI64::new(0));
+    let (alpha_clock, beta_clock) = (shifted_clock(&offset), shifted_clock(&offset));
+    let alpha = home_with("alpha.test", move |c| c.clock = alpha_clock).await;
+    let down = Arc::new(AtomicUsize::new(0));
+    let d = down.clone();
+    let proxy = proxy(&alpha, move |up| {
+        if d.load(Ordering::SeqCst) == 1 {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        pass(up)
+    })
+    .await;
+    let beta = beta_with(&[("alpha.test", &proxy.url)], move |c| c.clock = beta_clock).await;
+    let alice = alpha.register("alice").await;
+    let phone = alpha.login("alice", "phone").await.unwrap();
+    let tablet = alpha.login("alice", "tablet").await.unwrap();
+    let (alice_token, phone_token) = (signed_in(&beta, &alice).await, signed_in(&beta, &phone).await);
+    let tablet_token = signed_in(&beta, &tablet).await;
+
+    // The phone is revoked at alpha; nobody tells beta. Within the window beta trusts what
+    // alpha signed.
+    alice
+        .revoke_session(phone.session_id(), PASSWORD)
+        .await
+        .unwrap();
+    assert!(events_status(&beta, &phone_token).await.status().is_success());
+    let asked = proxy.count(&certs_path("alice", "alpha.test"));
+
+    // Past the window: beta asks alpha again. The phone's session is over, on REST and on
+    // the gateway; alice's own is confirmed and lives on.
+    offset.store(6 * HOUR + 120, Ordering::SeqCst);
+    let resp = events_status(&beta, &phone_token).await;
+    assert_raw_problem(resp, 401, ErrorCode::InvalidToken).await;
+    assert!(proxy.count(&certs_path("alice", "alpha.test")) > asked, "asked alpha");
+    assert_eq!(identify(&beta, &phone_token).await, Some(4004));
+    assert!(events_status(&beta, &alice_token).await.status().is_success());
+    assert_eq!(identify(&beta, &alice_token).await, None);
+
+    // Past the next window with alpha down: the tablet's session does nothing meanwhile
+    // (alpha's failure), and it ends one window later if alpha never answers.
+    offset.store(12 * HOUR + 240, Ordering::SeqCst);
+    down.store(1, Ordering::SeqCst);
+    let resp = events_status(&beta, &tablet_token).await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    offset.store(30 * HOUR, Ordering::SeqCst);
+    let resp = events_status(&beta, &tablet_token).await;
+    assert_raw_problem(resp, 401, ErrorCode::InvalidToken).await;
+    down.store(0, Ordering::SeqCst);
+    let resp = events_status(&beta, &tablet_token).await;
+    assert_raw_problem(resp, 401, ErrorCode::InvalidToken).await;
 }

@@ -6,6 +6,7 @@ use rand_core::{OsRng, RngCore};
 
 use fugue_proto::FederationId;
 use fugue_proto::api::{keytrials, session_auth};
+use fugue_proto::cache::MAX_WINDOW_S;
 use fugue_proto::certs::{IdCert, verify_strict};
 use fugue_store::{KeyTrialQuery, KeyTrialRow, TrialRef};
 
@@ -136,7 +137,8 @@ impl Sessions {
                 session_id.as_str(),
                 &hash_secret(&token),
                 as_i64(foreign.cert.serial.0),
-                as_i64(foreign.cert.not_after),
+                // Until the signed window ends: then the home server is asked again.
+                as_i64(foreign.until),
                 as_i64(now),
             )
             .await?;
@@ -185,7 +187,7 @@ impl Sessions {
                     .update_foreign_session(
                         authed.session.id,
                         as_i64(serial.0),
-                        as_i64(home.cert.not_after),
+                        as_i64(home.until),
                     )
                     .await?;
                 Ok(ExternOutcome::Updated)
@@ -198,20 +200,82 @@ impl Sessions {
                 if current != Some(as_i64(serial.0)) {
                     return Err(Error::ForeignCertMismatch(serial.0));
                 }
-                self.store
-                    .end_session(authed.session.id, as_i64(now))
+                self.end_foreign_session(authed.actor.id, authed.session.id, now)
                     .await?;
-                self.events
-                    .announce(BusMsg::SessionEnded {
-                        actor_id: authed.actor.id,
-                        session_pk: authed.session.id,
-                    })
-                    .await;
                 tracing::info!(fid = %authed.fid, serial = serial.0, "foreign session ended: certificate revoked");
                 Ok(ExternOutcome::Ended)
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A foreign session whose verified window ended at `ends` (`now` is past it): its home
+    /// server is asked again about the session's certificate, so a revocation at home ends
+    /// the session here within one window, without the foreign client's help. Returns the
+    /// session's new end, or ends it:
+    /// - still valid → the session lives until the end of the new window;
+    /// - revoked, gone or no longer checking out → the session ends now (announced, so its
+    ///   gateway connections close) and the caller gets `InvalidToken`;
+    /// - the home server fails to answer → this request fails as that server's failure and
+    ///   the session does nothing until a check succeeds; one more window after `ends`
+    ///   without a successful check, it ends. An unreachable or hostile home server cannot
+    ///   keep a session alive.
+    pub(super) async fn recheck_foreign(
+        &self,
+        actor: &fugue_store::ActorRow,
+        fid: &FederationId,
+        session_pk: i64,
+        ends: u64,
+        now: u64,
+    ) -> Result<u64, Error> {
+        use crate::federation::Error as Fed;
+        let Some(serial) = self.store.foreign_serial(session_pk).await? else {
+            return Err(Error::InvalidToken);
+        };
+        if now >= ends.saturating_add(MAX_WINDOW_S) {
+            self.end_foreign_session(actor.id, session_pk, now).await?;
+            tracing::info!(%fid, "foreign session ended: its home server could not confirm it");
+            return Err(Error::InvalidToken);
+        }
+        match self
+            .federation
+            .verified_cert(fid, as_u64(serial), now, true)
+            .await
+        {
+            Ok(home) => {
+                if !self
+                    .store
+                    .update_foreign_session(session_pk, serial, as_i64(home.until))
+                    .await?
+                {
+                    return Err(Error::InvalidToken);
+                }
+                Ok(home.until)
+            }
+            Err(e @ (Fed::HomeServer { .. } | Fed::NotAHomeServer { .. })) => Err(e.into()),
+            Err(e) => {
+                self.end_foreign_session(actor.id, session_pk, now).await?;
+                tracing::info!(%fid, serial, reason = %e, "foreign session ended at its recheck");
+                Err(Error::InvalidToken)
+            }
+        }
+    }
+
+    /// Ends a foreign session and says so, so its gateway connections close.
+    async fn end_foreign_session(
+        &self,
+        actor_id: i64,
+        session_pk: i64,
+        now: u64,
+    ) -> Result<(), Error> {
+        self.store.end_session(session_pk, as_i64(now)).await?;
+        self.events
+            .announce(BusMsg::SessionEnded {
+                actor_id,
+                session_pk,
+            })
+            .await;
+        Ok(())
     }
 
     /// Deletes key trials that expired unanswered (the periodic sweep); completed ones stay
