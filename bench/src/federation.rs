@@ -302,7 +302,10 @@ pub async fn bench(quick: bool) {
     // Warm: the first sign-in fills beta's caches; the runs after it should cost alpha nothing.
     let t = Instant::now();
     let beta_domain = BETA.parse().unwrap();
-    warm[0].sign_in_on(beta.clone(), &beta_domain).await.unwrap();
+    warm[0]
+        .sign_in_on(beta.clone(), &beta_domain)
+        .await
+        .unwrap();
     let first_ms = t.elapsed().as_secs_f64() * 1e3;
     let first_requests = proxy.total();
     println!(

@@ -1085,7 +1085,11 @@ async fn no_request_reaches_a_non_public_address_or_a_delegated_path() {
     let resp = attempt("x@sneaky.test").await;
     assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
     assert_eq!(sneaky_asked.load(Ordering::SeqCst), 1);
-    assert_eq!(mapped_proxy.count("/"), 0, "the delegated host was never asked");
+    assert_eq!(
+        mapped_proxy.count("/"),
+        0,
+        "the delegated host was never asked"
+    );
 }
 
 // ---- 6. slow, garbage and oversized answers ----
@@ -1523,7 +1527,10 @@ async fn the_sweep_deletes_unanswered_key_trials_and_keeps_completed_ones_public
     offset.store(301, Ordering::SeqCst);
     assert_eq!(beta.sessions.sweep_key_trials().await.unwrap(), 22);
     assert_eq!(
-        beta.store.delete_unanswered_key_trials(i64::MAX).await.unwrap(),
+        beta.store
+            .delete_unanswered_key_trials(i64::MAX)
+            .await
+            .unwrap(),
         0,
         "nothing unanswered is left"
     );
@@ -1612,7 +1619,10 @@ async fn a_foreign_actors_list_costs_one_fetch_per_window_and_is_filtered() {
     let alice = alpha.register("alice").await;
     let phone = alpha.login("alice", "phone").await.unwrap();
     let bob = alpha.register("bob").await;
-    let (alice_path, bob_path) = (certs_path("alice", "alpha.test"), certs_path("bob", "alpha.test"));
+    let (alice_path, bob_path) = (
+        certs_path("alice", "alpha.test"),
+        certs_path("bob", "alpha.test"),
+    );
     // The phone's entry as alpha signed it 7 h ago: its window (6 h) ended an hour ago.
     offset.store(-7 * HOUR, Ordering::SeqCst);
     let then: Vec<CacheableIdCert> = alpha.get(&alice_path).await.json().await.unwrap();
@@ -1655,7 +1665,11 @@ async fn a_foreign_actors_list_costs_one_fetch_per_window_and_is_filtered() {
         want.sort_unstable();
         assert_eq!(got, want);
     }
-    assert_eq!(proxy.count(&alice_path), fetched + 1, "20 requests, one fetch");
+    assert_eq!(
+        proxy.count(&alice_path),
+        fetched + 1,
+        "20 requests, one fetch"
+    );
 
     // The route's filters apply as for our own actors, from the same answer.
     let q = |query: &str| format!("{alice_path}?{query}");
@@ -1665,14 +1679,21 @@ async fn a_foreign_actors_list_costs_one_fetch_per_window_and_is_filtered() {
         listed(&alpha, &q("session_id=phone")).await
     );
     let far = unix_now() + 1000 * 24 * 3600;
-    assert_eq!(listed(&beta, &q(&format!("notBefore={far}"))).await, Vec::<u64>::new());
+    assert_eq!(
+        listed(&beta, &q(&format!("notBefore={far}"))).await,
+        Vec::<u64>::new()
+    );
     assert_eq!(
         listed(&beta, &q(&format!("notBefore={far}"))).await,
         listed(&alpha, &q(&format!("notBefore={far}"))).await
     );
     assert_eq!(listed(&beta, &q("notAfter=1")).await, Vec::<u64>::new());
     assert_eq!(listed(&beta, &q(&format!("notAfter={far}"))).await.len(), 2);
-    assert_eq!(proxy.count(&alice_path), fetched + 1, "filters cost no fetch");
+    assert_eq!(
+        proxy.count(&alice_path),
+        fetched + 1,
+        "filters cost no fetch"
+    );
 
     // A failure is remembered too: the home server is not asked per request.
     down.store(1, Ordering::SeqCst);
@@ -1681,7 +1702,11 @@ async fn a_foreign_actors_list_costs_one_fetch_per_window_and_is_filtered() {
         let resp = beta.get(&bob_path).await;
         assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
     }
-    assert_eq!(proxy.count(&bob_path), bob_fetched + 1, "20 requests, one fetch");
+    assert_eq!(
+        proxy.count(&bob_path),
+        bob_fetched + 1,
+        "20 requests, one fetch"
+    );
 }
 
 // ---- 11. the reference SDK (polyproto 0.21, SDK-COMPAT §2.1) ----
@@ -1840,7 +1865,10 @@ async fn a_foreign_session_revoked_at_home_ends_here_within_one_window() {
     let alice = alpha.register("alice").await;
     let phone = alpha.login("alice", "phone").await.unwrap();
     let tablet = alpha.login("alice", "tablet").await.unwrap();
-    let (alice_token, phone_token) = (signed_in(&beta, &alice).await, signed_in(&beta, &phone).await);
+    let (alice_token, phone_token) = (
+        signed_in(&beta, &alice).await,
+        signed_in(&beta, &phone).await,
+    );
     let tablet_token = signed_in(&beta, &tablet).await;
 
     // The phone is revoked at alpha; nobody tells beta. Within the window beta trusts what
@@ -1849,7 +1877,12 @@ async fn a_foreign_session_revoked_at_home_ends_here_within_one_window() {
         .revoke_session(phone.session_id(), PASSWORD)
         .await
         .unwrap();
-    assert!(events_status(&beta, &phone_token).await.status().is_success());
+    assert!(
+        events_status(&beta, &phone_token)
+            .await
+            .status()
+            .is_success()
+    );
     let asked = proxy.count(&certs_path("alice", "alpha.test"));
 
     // Past the window: beta asks alpha again. The phone's session is over, on REST and on
@@ -1857,9 +1890,17 @@ async fn a_foreign_session_revoked_at_home_ends_here_within_one_window() {
     offset.store(6 * HOUR + 120, Ordering::SeqCst);
     let resp = events_status(&beta, &phone_token).await;
     assert_raw_problem(resp, 401, ErrorCode::InvalidToken).await;
-    assert!(proxy.count(&certs_path("alice", "alpha.test")) > asked, "asked alpha");
+    assert!(
+        proxy.count(&certs_path("alice", "alpha.test")) > asked,
+        "asked alpha"
+    );
     assert_eq!(identify(&beta, &phone_token).await, Some(4004));
-    assert!(events_status(&beta, &alice_token).await.status().is_success());
+    assert!(
+        events_status(&beta, &alice_token)
+            .await
+            .status()
+            .is_success()
+    );
     assert_eq!(identify(&beta, &alice_token).await, None);
 
     // Past the next window with alpha down: the tablet's session does nothing meanwhile

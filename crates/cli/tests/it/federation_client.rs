@@ -186,8 +186,8 @@ async fn a_trial_that_is_not_a_random_string_is_never_signed() {
 async fn mallory(beta: &TestServer) -> (String, Arc<Mutex<Vec<u16>>>) {
     let (beta_url, posted) = (beta.url.clone(), Arc::new(Mutex::new(Vec::new())));
     let log = posted.clone();
-    let app = axum::Router::new().fallback(
-        move |method: Method, uri: Uri, body: axum::body::Bytes| {
+    let app =
+        axum::Router::new().fallback(move |method: Method, uri: Uri, body: axum::body::Bytes| {
             let (beta_url, log) = (beta_url.clone(), log.clone());
             async move {
                 let url = format!("{beta_url}{uri}");
@@ -208,8 +208,7 @@ async fn mallory(beta: &TestServer) -> (String, Arc<Mutex<Vec<u16>>>) {
                 let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
                 (status, resp.bytes().await.unwrap()).into_response()
             }
-        },
-    );
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });

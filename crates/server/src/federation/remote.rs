@@ -104,7 +104,9 @@ impl Remote {
         }
         let standard = API_PREFIX.trim_end_matches('/');
         if url.path() != API_PREFIX && url.path() != standard {
-            return Err(garbage("a delegation names a host; its path must be /.p2/core/"));
+            return Err(garbage(
+                "a delegation names a host; its path must be /.p2/core/",
+            ));
         }
         let host = url
             .host_str()
@@ -263,7 +265,10 @@ const API_PREFIX: &str = "/.p2/core/";
 /// The address of a URL whose host is an address literal.
 fn literal(url: &reqwest::Url) -> Option<std::net::IpAddr> {
     let host = url.host_str()?;
-    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 fn base_has_ip(base: &str, ip: std::net::IpAddr) -> bool {
@@ -299,7 +304,11 @@ mod tests {
         cfg.resolve
             .insert("dev.test".into(), "http://127.0.0.1:9".into());
         let remote = Remote::new(cfg);
-        for url in ["https://10.0.0.1/x", "https://[::ffff:127.0.0.1]/x", "http://[::1]:9/"] {
+        for url in [
+            "https://10.0.0.1/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "http://[::1]:9/",
+        ] {
             let err = remote
                 .get_json::<serde_json::Value>("x.test", url)
                 .await
@@ -322,8 +331,14 @@ mod tests {
             .insert("mapped.test".into(), "http://127.0.0.1:8081/".into());
         let remote = Remote::new(cfg);
         let ok = |api: &str| remote.delegated_base(api).unwrap();
-        assert_eq!(ok("https://api.example.com/.p2/core/"), "https://api.example.com");
-        assert_eq!(ok("https://API.example.com/.p2/core"), "https://api.example.com");
+        assert_eq!(
+            ok("https://api.example.com/.p2/core/"),
+            "https://api.example.com"
+        );
+        assert_eq!(
+            ok("https://API.example.com/.p2/core"),
+            "https://api.example.com"
+        );
         assert_eq!(
             ok("https://api.example.com:8443/.p2/core/"),
             "https://api.example.com:8443"

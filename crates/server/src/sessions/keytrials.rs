@@ -184,11 +184,7 @@ impl Sessions {
         {
             Ok(home) if home.cert.der == cert.der => {
                 self.store
-                    .update_foreign_session(
-                        authed.session.id,
-                        as_i64(serial.0),
-                        as_i64(home.until),
-                    )
+                    .update_foreign_session(authed.session.id, as_i64(serial.0), as_i64(home.until))
                     .await?;
                 Ok(ExternOutcome::Updated)
             }

@@ -886,12 +886,24 @@ async fn key_trials_are_spent_only_when_named_and_unanswered_ones_are_swept() {
             id: "failed",
             trial: None,
         };
-        assert!(store.claim_key_trial(fid, by_id, 900).await.unwrap().is_some());
+        assert!(
+            store
+                .claim_key_trial(fid, by_id, 900)
+                .await
+                .unwrap()
+                .is_some()
+        );
         let wrong_text = TrialRef::Id {
             id: "done",
             trial: Some("beta.test.other"),
         };
-        assert!(store.claim_key_trial(fid, wrong_text, 900).await.unwrap().is_none());
+        assert!(
+            store
+                .claim_key_trial(fid, wrong_text, 900)
+                .await
+                .unwrap()
+                .is_none()
+        );
         let done = store
             .claim_key_trial(fid, TrialRef::Text("beta.test.done"), 900)
             .await
@@ -905,8 +917,16 @@ async fn key_trials_are_spent_only_when_named_and_unanswered_ones_are_swept() {
 
         // At 2000: the expired open trial and the expired failed answer go; the completed
         // one stays public, the unexpired one stays usable.
-        assert_eq!(store.delete_unanswered_key_trials(2000).await.unwrap(), 2, "{engine}");
-        assert_eq!(store.delete_unanswered_key_trials(2000).await.unwrap(), 0, "{engine}");
+        assert_eq!(
+            store.delete_unanswered_key_trials(2000).await.unwrap(),
+            2,
+            "{engine}"
+        );
+        assert_eq!(
+            store.delete_unanswered_key_trials(2000).await.unwrap(),
+            0,
+            "{engine}"
+        );
         let public = store
             .public_key_trials(fid, &KeyTrialQuery::default(), 2000)
             .await
@@ -914,6 +934,12 @@ async fn key_trials_are_spent_only_when_named_and_unanswered_ones_are_swept() {
         assert_eq!(public.len(), 1, "{engine}");
         assert_eq!(public[0].id, "done");
         let open = TrialRef::Text("beta.test.open-new");
-        assert!(store.claim_key_trial(fid, open, 2000).await.unwrap().is_some());
+        assert!(
+            store
+                .claim_key_trial(fid, open, 2000)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }
