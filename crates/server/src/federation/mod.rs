@@ -73,6 +73,8 @@ struct Inner {
     /// Each actor's answer for `GET /idcert/actor/{fid}` — its checked entries, in the home
     /// server's order, or why there are none — until it is asked again (see `list_until`).
     lists: Mutex<HashMap<String, CachedList>>,
+    /// One fetch of an actor's list at a time: concurrent requests wait for its answer.
+    list_fetches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// One checked entry of an actor's list, with what the route's filters look at.
@@ -110,6 +112,7 @@ impl Federation {
             old_roots: Mutex::default(),
             certs: Mutex::default(),
             lists: Mutex::default(),
+            list_fetches: Mutex::default(),
         }))
     }
 
@@ -411,6 +414,18 @@ impl Federation {
         Ok(out)
     }
 
+    /// Waits for the turn to fetch `key`'s list; held until the answer is cached.
+    async fn list_fetch_turn(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut map = lock(&self.0.list_fetches);
+            if map.len() >= CACHE_SWEEP_AT {
+                map.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            map.entry(key.to_owned()).or_default().clone()
+        };
+        turn.lock_owned().await
+    }
+
     /// `GET /idcert/actor/{fid}` for a foreign actor known here: the home server's entries,
     /// unchanged, that match the route's filters (as for our own actors). The checked answer
     /// is kept until the first current window among its entries ends; an answer without one
@@ -423,11 +438,20 @@ impl Federation {
         now: u64,
     ) -> Result<Vec<CacheableIdCert>, Error> {
         let key = fid.to_string();
-        let cached = lock(&self.0.lists)
-            .get(&key)
-            .filter(|c| c.until > now)
-            .map(|c| c.answer.clone());
-        let answer = match cached {
+        let cached = || {
+            lock(&self.0.lists)
+                .get(&key)
+                .filter(|c| c.until > now)
+                .map(|c| c.answer.clone())
+        };
+        let mut answer = cached();
+        let mut _one_fetch: Option<tokio::sync::OwnedMutexGuard<()>> = None;
+        if answer.is_none() {
+            _one_fetch = Some(self.list_fetch_turn(&key).await);
+            // Whoever had the turn before us may have fetched it.
+            answer = cached();
+        }
+        let answer = match answer {
             Some(answer) => answer,
             None => {
                 let answer = self.fetch_certs(fid, now).await.map(|certs| {
