@@ -144,6 +144,8 @@ CREATE INDEX key_trials_open ON key_trials (fid, created_at) WHERE completed_at 
         8,
         r#"
 CREATE INDEX key_trials_unverified ON key_trials (expires_at) WHERE completion IS NULL;
+UPDATE sessions SET expires_at = created_at + 43200
+ WHERE foreign_serial IS NOT NULL AND revoked_at IS NULL AND expires_at > created_at + 43200;
 "#,
     ),
 ];

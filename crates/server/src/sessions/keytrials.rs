@@ -228,11 +228,6 @@ impl Sessions {
         let Some(serial) = self.store.foreign_serial(session_pk).await? else {
             return Err(Error::InvalidToken);
         };
-        if now >= ends.saturating_add(MAX_WINDOW_S) {
-            self.end_foreign_session(actor.id, session_pk, now).await?;
-            tracing::info!(%fid, "foreign session ended: its home server could not confirm it");
-            return Err(Error::InvalidToken);
-        }
         match self
             .federation
             .verified_cert(fid, as_u64(serial), now, true)
@@ -248,7 +243,14 @@ impl Sessions {
                 }
                 Ok(home.until)
             }
-            Err(e @ (Fed::HomeServer { .. } | Fed::NotAHomeServer { .. })) => Err(e.into()),
+            Err(e @ (Fed::HomeServer { .. } | Fed::NotAHomeServer { .. })) => {
+                if now < ends.saturating_add(MAX_WINDOW_S) {
+                    return Err(e.into());
+                }
+                self.end_foreign_session(actor.id, session_pk, now).await?;
+                tracing::info!(%fid, "foreign session ended: its home server could not confirm it");
+                Err(Error::InvalidToken)
+            }
             Err(e) => {
                 self.end_foreign_session(actor.id, session_pk, now).await?;
                 tracing::info!(%fid, serial, reason = %e, "foreign session ended at its recheck");
