@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fugue_proto::api::CORE_API;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
@@ -102,8 +103,8 @@ impl Remote {
                 "a delegation names a host, never user info, a query or a fragment",
             ));
         }
-        let standard = API_PREFIX.trim_end_matches('/');
-        if url.path() != API_PREFIX && url.path() != standard {
+        let standard = CORE_API.trim_end_matches('/');
+        if url.path() != CORE_API && url.path() != standard {
             return Err(garbage(
                 "a delegation names a host; its path must be /.p2/core/",
             ));
@@ -258,9 +259,6 @@ impl Remote {
         }
     }
 }
-
-/// Where the core API lives on a home server (core §3.1): the only path a delegation may name.
-const API_PREFIX: &str = "/.p2/core/";
 
 /// The address of a URL whose host is an address literal.
 fn literal(url: &reqwest::Url) -> Option<std::net::IpAddr> {
