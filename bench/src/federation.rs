@@ -243,7 +243,8 @@ async fn run(proxy: &Proxy, beta: &Client, sessions: Arc<Vec<Session>>, n: usize
         let (beta, sessions) = (beta.clone(), sessions.clone());
         async move {
             let session = &sessions[i % sessions.len()];
-            std::hint::black_box(session.sign_in_on(beta).await.unwrap());
+            let domain = BETA.parse().unwrap();
+            std::hint::black_box(session.sign_in_on(beta, &domain).await.unwrap());
         }
     })
     .await;
@@ -300,7 +301,11 @@ pub async fn bench(quick: bool) {
 
     // Warm: the first sign-in fills beta's caches; the runs after it should cost alpha nothing.
     let t = Instant::now();
-    warm[0].sign_in_on(beta.clone()).await.unwrap();
+    let beta_domain = BETA.parse().unwrap();
+    warm[0]
+        .sign_in_on(beta.clone(), &beta_domain)
+        .await
+        .unwrap();
     let first_ms = t.elapsed().as_secs_f64() * 1e3;
     let first_requests = proxy.total();
     println!(

@@ -2,14 +2,15 @@
 //!
 //! Owns the client half of `GET`/`POST /session/auth` and `PUT /session/idcert/extern`, and
 //! the rule about what the identity key signs for a foreign server: only a trial that looks
-//! like one. Never talks to the actor's home server — the foreign server checks the
+//! like one and names the server we sign in to. Never talks to the actor's home server — the foreign server checks the
 //! certificate there itself — and never stores anything: the caller keeps the token.
 
 use std::fmt;
 
-use fugue_proto::FederationId;
 use fugue_proto::api::{idcert_extern, session_auth};
 use fugue_proto::certs::IdCert;
+use fugue_proto::{DomainName, FederationId};
+use reqwest::Url;
 use reqwest::header::CONTENT_TYPE;
 
 use crate::error::{Error, Result};
@@ -18,6 +19,8 @@ use crate::session::Session;
 
 /// Shortest and longest trial we sign (challenge strings are 32–256 characters, core §4.3).
 const TRIAL_LEN: std::ops::RangeInclusive<usize> = 32..=256;
+/// Fewest random characters after the server's name in a trial.
+const MIN_RANDOM: usize = 32;
 
 /// A session of this actor on another home server, opened with a key trial.
 #[derive(Clone)]
@@ -73,6 +76,23 @@ fn check_trial(trial: &str) -> Result<()> {
     Ok(())
 }
 
+/// Refuses trials that do not name `server` (the domain we sign in to) as
+/// `<server>.<random>`. A server we sign in to could otherwise hand us another server's
+/// trial, post our answer there and get a session in our name on that server (a relay).
+/// The random part has no dot, so `a.example` never accepts a trial of `a.example.org`.
+fn check_names_server(trial: &str, server: &str) -> Result<()> {
+    let named = trial
+        .rsplit_once('.')
+        .filter(|(name, random)| name.eq_ignore_ascii_case(server) && random.len() >= MIN_RANDOM);
+    if named.is_none() {
+        return Err(Error::Verification(format!(
+            "refusing to sign a key trial that does not name {server}, the server we sign in \
+             to: another server's trial may be relayed through it"
+        )));
+    }
+    Ok(())
+}
+
 fn lower_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -80,16 +100,27 @@ fn lower_hex(bytes: &[u8]) -> String {
 impl Session {
     /// Signs in on the home server at `server_url` (not this actor's own) with a key trial
     /// signed by this session's key and certificate. The server fetches that certificate
-    /// from our home server and checks it before it answers.
+    /// from our home server and checks it before it answers. Its trials must name the host
+    /// of `server_url`; see [`Session::sign_in_on`] when the domain is another.
     pub async fn sign_in_elsewhere(&self, server_url: &str) -> Result<ForeignSession> {
-        self.sign_in_on(Client::new(server_url)?).await
+        let host = Url::parse(server_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .ok_or_else(|| Error::Transport(format!("invalid server URL {server_url:?}")))?;
+        self.sign_in_as(Client::new(server_url)?, &host).await
     }
 
-    /// [`Session::sign_in_elsewhere`] through an existing client (and its connections).
-    pub async fn sign_in_on(&self, server: Client) -> Result<ForeignSession> {
+    /// [`Session::sign_in_elsewhere`] through an existing client (and its connections) to
+    /// the server of `domain`: the trial it hands out must name `domain`.
+    pub async fn sign_in_on(&self, server: Client, domain: &DomainName) -> Result<ForeignSession> {
+        self.sign_in_as(server, domain.as_str()).await
+    }
+
+    async fn sign_in_as(&self, server: Client, domain: &str) -> Result<ForeignSession> {
         let serial = self.current_serial()?;
         let trial = server.key_trial(self.fid()).await?;
         check_trial(&trial.trial)?;
+        check_names_server(&trial.trial, domain)?;
         let completed = session_auth::KeyTrialCompleted {
             signature: lower_hex(&self.key().sign(trial.trial.as_bytes())),
             serial_number: serial.0,
@@ -163,7 +194,22 @@ impl fmt::Debug for ForeignSession {
 
 #[cfg(test)]
 mod tests {
-    use super::check_trial;
+    use super::{check_names_server, check_trial};
+
+    #[test]
+    fn only_trials_naming_the_server_are_signed() {
+        let random = "aB3".repeat(22);
+        assert!(check_names_server(&format!("beta.example.{random}"), "beta.example").is_ok());
+        assert!(check_names_server(&format!("BETA.example.{random}"), "beta.example").is_ok());
+        // Another server's trial, relayed.
+        assert!(check_names_server(&format!("victim.example.{random}"), "beta.example").is_err());
+        // A longer name that starts like ours.
+        let longer = format!("beta.example.org.{random}");
+        assert!(check_names_server(&longer, "beta.example").is_err());
+        // No name, or too little randomness after it.
+        assert!(check_names_server(&random, "beta.example").is_err());
+        assert!(check_names_server("beta.example.abc", "beta.example").is_err());
+    }
 
     #[test]
     fn only_random_looking_trials_are_signed() {

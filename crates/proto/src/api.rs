@@ -25,6 +25,9 @@ pub enum Auth {
 pub const SENSITIVE_HEADER: &str = "x-p2-sensitive-solution";
 /// Header announcing the largest encrypted key material element.
 pub const MAX_PAYLOAD_HEADER: &str = "x-max-payload-size";
+/// Where the core API lives below a home server's origin (core §3.1): what a
+/// `.well-known/polyproto-core` names, the only path it may name.
+pub const CORE_API: &str = "/.p2/core/";
 
 /// A value as one path segment: FIDs may contain `%` (OP-19), which must reach the server
 /// as itself, not as the start of an escape. Every other FID character is path-safe.

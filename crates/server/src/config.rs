@@ -186,6 +186,10 @@ pub struct Federation {
     /// Development and tests only: domain → base URL (plain HTTP allowed), e.g.
     /// `"alpha.test" = "http://127.0.0.1:8081"`. Everything else is reached over HTTPS.
     pub resolve: std::collections::BTreeMap<String, String>,
+    /// Tests only: host name → addresses, answered instead of DNS but filtered like a DNS
+    /// answer (only public addresses), so tests can prove that filter. Not for operators:
+    /// `resolve` is the development map.
+    pub hosts: std::collections::BTreeMap<String, Vec<std::net::IpAddr>>,
 }
 
 impl Default for Federation {
@@ -196,6 +200,7 @@ impl Default for Federation {
             max_response_bytes: 1024 * 1024,
             max_in_flight_per_server: 8,
             resolve: Default::default(),
+            hosts: Default::default(),
         }
     }
 }

@@ -314,6 +314,9 @@ impl Server {
                 {
                     tracing::error!(error = %e, "deleting expired events failed");
                 }
+                if let Err(e) = state.sessions.sweep_key_trials().await {
+                    tracing::error!(error = %e, "deleting unanswered key trials failed");
+                }
                 if let Err(e) = state
                     .identity
                     .renew_root_if_expiring(state.config.clock.now())

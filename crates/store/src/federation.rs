@@ -17,6 +17,16 @@ pub struct KeyTrialRow {
     pub completion: Option<String>,
 }
 
+/// Which trial a completion answers. Always named: a completion that named none could spend
+/// whichever trial of the actor is open, someone else's included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrialRef<'a> {
+    /// By its `id`, and its text too when the completion carries it.
+    Id { id: &'a str, trial: Option<&'a str> },
+    /// By its text alone.
+    Text(&'a str),
+}
+
 /// Filters of `GET /keytrial/{fid}`.
 #[derive(Debug, Clone, Default)]
 pub struct KeyTrialQuery {
@@ -50,19 +60,18 @@ impl Store {
         .map(|_| ())
     }
 
-    /// Spends the newest usable key trial of `fid` (by `id` or `trial` text when given):
-    /// unexpired at `now` and never completed. Exactly one caller can spend a trial.
+    /// Spends the key trial `which` of `fid` if it is usable: unexpired at `now` and never
+    /// completed. Exactly one caller can spend a trial.
     pub async fn claim_key_trial(
         &self,
         fid: &str,
-        id: Option<&str>,
-        trial: Option<&str>,
+        which: TrialRef<'_>,
         now: i64,
     ) -> Result<Option<KeyTrialRow>> {
-        // By id through the primary key; otherwise the newest open trial through the index
-        // of open trials, so an actor's history of spent trials costs nothing.
-        let rows = match id {
-            Some(id) => {
+        // By id through the primary key; by text through the index of open trials, so an
+        // actor's history of spent trials costs nothing.
+        let rows = match which {
+            TrialRef::Id { id, trial } => {
                 self.query(
                     "UPDATE key_trials SET completed_at = $3
                      WHERE id = $1 AND fid = $2 AND completed_at IS NULL AND expires_at >= $3
@@ -72,21 +81,32 @@ impl Store {
                 )
                 .await?
             }
-            None => {
+            TrialRef::Text(trial) => {
                 self.query(
                     "UPDATE key_trials SET completed_at = $3
                      WHERE completed_at IS NULL AND expires_at >= $3 AND id =
                        (SELECT id FROM key_trials
                         WHERE fid = $1 AND completed_at IS NULL AND expires_at >= $3
-                          AND ($2 IS NULL OR trial = $2)
+                          AND trial = $2
                         ORDER BY created_at DESC, id LIMIT 1)
                      RETURNING id, fid, trial, expires_at, created_at, completed_at, completion",
-                    params![fid, trial.map(str::to_owned), now],
+                    params![fid, trial, now],
                 )
                 .await?
             }
         };
         rows.first().map(key_trial).transpose()
+    }
+
+    /// Deletes the key trials that expired before `now` without a verified answer: nobody
+    /// can answer them any more, and only verified answers are public record (core §4.3).
+    /// Returns how many went.
+    pub async fn delete_unanswered_key_trials(&self, now: i64) -> Result<u64> {
+        self.execute(
+            "DELETE FROM key_trials WHERE completion IS NULL AND expires_at < $1",
+            params![now],
+        )
+        .await
     }
 
     /// Records the answer of a spent trial once it verified (only verified answers are public).

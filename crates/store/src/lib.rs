@@ -18,7 +18,7 @@ use std::path::Path;
 
 pub use accounts::AccountRow;
 pub use engine::{Error, Result, Row, Stmt, Value};
-pub use federation::{KeyTrialQuery, KeyTrialRow};
+pub use federation::{KeyTrialQuery, KeyTrialRow, TrialRef};
 pub use services::ServiceRow;
 pub use sqlite::Sync as SqliteSync;
 

@@ -147,6 +147,14 @@ ALTER TABLE actors ADD COLUMN suspended_at BIGINT;
 ALTER TABLE actors ADD COLUMN deleted_at BIGINT;
 "#,
     ),
+    (
+        8,
+        r#"
+CREATE INDEX key_trials_unverified ON key_trials (expires_at) WHERE completion IS NULL;
+UPDATE sessions SET expires_at = created_at + 43200
+ WHERE foreign_serial IS NOT NULL AND revoked_at IS NULL AND expires_at > created_at + 43200;
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -10,7 +10,13 @@ use crate::terminal::out;
 pub enum FederationCmd {
     /// Sign in on SERVER (a URL, or a host name for https://HOST) with your current session's
     /// key; its session token is kept in the key store next to your account.
-    Login { server: String },
+    Login {
+        server: String,
+        /// The server's domain, when the host of SERVER is another (a delegated API host, or
+        /// a development address): its key trials must name it.
+        #[arg(long)]
+        domain: Option<String>,
+    },
     /// The servers your current session is signed in on.
     List,
 }
@@ -27,12 +33,18 @@ fn server_url(arg: &str) -> String {
 pub async fn run(opts: ClientOpts, cmd: FederationCmd) -> Result<(), String> {
     let mut store = open_store(&opts)?;
     match cmd {
-        FederationCmd::Login { server } => {
+        FederationCmd::Login { server, domain } => {
             let (session, _) = restore_session(&store)?;
-            let foreign = session
-                .sign_in_elsewhere(&server_url(&server))
-                .await
-                .map_err(e)?;
+            let url = server_url(&server);
+            let foreign = match domain {
+                Some(d) => {
+                    let domain = d.parse().map_err(|err| format!("--domain {d}: {err}"))?;
+                    let client = fugue_client::Client::new(&url).map_err(e)?;
+                    session.sign_in_on(client, &domain).await
+                }
+                None => session.sign_in_elsewhere(&url).await,
+            }
+            .map_err(e)?;
             let mut account = current(&store)?.clone();
             account.remember_foreign(&foreign);
             store.upsert(account).map_err(e)?;

@@ -399,8 +399,9 @@ async fn a_foreign_actor_signs_in_and_gets_a_session_for_b_class_routes_only() {
     let alice = alpha.register("alice").await;
 
     let t = trial(&beta, "alice@alpha.test").await;
-    assert_eq!(t.trial.len(), 64);
-    assert!(t.trial.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let random = t.trial.strip_prefix("beta.test.").expect("names beta.test");
+    assert_eq!(random.len(), 64);
+    assert!(random.bytes().all(|b| b.is_ascii_alphanumeric()));
     let now = unix_now();
     assert!(t.expires >= now + 299 && t.expires <= now + 301, "5 min");
     assert!(t.id.is_some());
@@ -809,6 +810,32 @@ async fn a_key_trial_is_answered_once_right_or_wrong() {
 }
 
 #[tokio::test]
+async fn a_completion_that_names_no_trial_cannot_spend_an_open_one() {
+    let alpha = home("alpha.test").await;
+    let beta = beta(&[("alpha.test", &alpha.url)]).await;
+    let alice = alpha.register("alice").await;
+    let fid = "alice@alpha.test";
+    let t = trial(&beta, fid).await;
+    // A stranger's bogus completion without `id` or `trial`...
+    let bogus = json!({"fid": fid, "signature": "00", "serialNumber": "1"});
+    let resp = post_completion(&beta, &bogus).await;
+    assert_raw_problem(resp, 400, ErrorCode::KeyTrialInvalid).await;
+    // ...left alice's trial open: her own answer signs her in.
+    let resp = post_completion(&beta, &completion(&t, alice.key(), serial(&alice), fid)).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn a_key_trial_names_the_server_that_issued_it() {
+    let alpha = home("alpha.test").await;
+    let beta = beta(&[("alpha.test", &alpha.url)]).await;
+    let t = trial(&beta, "alice@alpha.test").await;
+    let random = t.trial.strip_prefix("beta.test.").expect("names beta.test");
+    assert_eq!(random.len(), 64, "{}", t.trial);
+    assert!(random.bytes().all(|b| b.is_ascii_alphanumeric()));
+}
+
+#[tokio::test]
 async fn an_expired_key_trial_is_refused() {
     let alpha = home("alpha.test").await;
     let beta = beta_with(&[("alpha.test", &alpha.url)], |c| {
@@ -992,6 +1019,85 @@ async fn well_known_delegation_is_followed_only_to_a_host_that_proves_the_domain
     );
     assert_unknown(&beta, "erin@epsilon.test").await;
     assert_eq!(foreign_sessions(&beta, "carol@gamma.test").await, 1);
+}
+
+/// A TCP listener on loopback that counts the connections it accepts (and closes them).
+async fn counting_listener() -> (u16, Arc<AtomicUsize>, Fake) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    (port, accepted, Fake { url, task })
+}
+
+#[tokio::test]
+async fn no_request_reaches_a_non_public_address_or_a_delegated_path() {
+    // internal.test resolves to loopback (through the filtered test hosts map); a hostile
+    // evil.test delegates to it. mapped.test is the operator's development mapping.
+    let (internal_port, internal_hits, _internal) = counting_listener().await;
+    let mapped = home("mapped.test").await;
+    let mapped_proxy = proxy(&mapped, pass).await;
+    let (evil, evil_asked) =
+        delegating(format!("https://internal.test:{internal_port}/.p2/core/")).await;
+    let (sneaky, sneaky_asked) =
+        delegating("http://mapped.test/.p2/core/v1/idcert/server?x=".into()).await;
+    let beta = beta_with(
+        &[
+            ("evil.test", &evil.url),
+            ("sneaky.test", &sneaky.url),
+            ("mapped.test", &mapped_proxy.url),
+        ],
+        |c| {
+            c.federation
+                .hosts
+                .insert("internal.test".into(), vec!["127.0.0.1".parse().unwrap()]);
+            c.federation.hosts.insert(
+                "internal6.test".into(),
+                vec!["::ffff:127.0.0.1".parse().unwrap()],
+            );
+        },
+    )
+    .await;
+    let key = IdentityKey::generate();
+    let attempt = |fid: &'static str| {
+        let beta = &beta;
+        let key = &key;
+        async move {
+            let t = trial(beta, fid).await;
+            post_completion(beta, &completion(&t, key, 1, fid)).await
+        }
+    };
+
+    // The delegation to a name that resolves to loopback is followed to no connection.
+    let resp = attempt("x@evil.test").await;
+    assert_raw_problem(resp, 424, ErrorCode::NotAHomeServer).await;
+    assert_eq!(evil_asked.load(Ordering::SeqCst), 1);
+    assert_eq!(internal_hits.load(Ordering::SeqCst), 0, "nothing connected");
+    assert_unknown(&beta, "x@evil.test").await;
+
+    // An FID whose own domain resolves to loopback (IPv4-mapped): no connection either.
+    let resp = attempt("x@internal6.test").await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    let resp = attempt("x@internal.test").await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    assert_eq!(internal_hits.load(Ordering::SeqCst), 0, "nothing connected");
+
+    // A delegation with a path and query is refused before any request to its host.
+    let resp = attempt("x@sneaky.test").await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    assert_eq!(sneaky_asked.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        mapped_proxy.count("/"),
+        0,
+        "the delegated host was never asked"
+    );
 }
 
 // ---- 6. slow, garbage and oversized answers ----
@@ -1269,7 +1375,9 @@ async fn certs_are_cached_for_their_window_and_never_after() {
     down.store(1, Ordering::SeqCst);
     let resp = sign_in(&beta, &alice).await;
     assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
-    assert_live(&beta, &last).await;
+    // The session's own window is over too: it waits for alpha to confirm it.
+    let resp = probe(&beta, &last).await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
     let asked_while_down = proxy.count(&alice_path);
     down.store(0, Ordering::SeqCst);
     let again = signed_in(&beta, &alice).await;
@@ -1401,6 +1509,47 @@ async fn completed_key_trials_become_public_once_expired() {
     assert_raw_problem(resp, 400, ErrorCode::InvalidFederationId).await;
 }
 
+#[tokio::test]
+async fn the_sweep_deletes_unanswered_key_trials_and_keeps_completed_ones_public() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = shifted_clock(&offset);
+    let alpha = home("alpha.test").await;
+    let beta = beta_with(&[("alpha.test", &alpha.url)], move |c| c.clock = clock).await;
+    let alice = alpha.register("alice").await;
+    let fid = "alice@alpha.test";
+    let t = trial(&beta, fid).await;
+    let body = completion(&t, alice.key(), serial(&alice), fid);
+    assert_eq!(post_completion(&beta, &body).await.status(), 200);
+    // Unanswered trials, for actors known here or not (anyone can ask for them).
+    let open = trial(&beta, fid).await;
+    for i in 0..20 {
+        trial(&beta, &format!("nobody{i}@alpha.test")).await;
+    }
+    // A wrong answer spends a trial without making it public.
+    let wrong = trial(&beta, fid).await;
+    let bad = completion(&wrong, &IdentityKey::generate(), serial(&alice), fid);
+    assert_eq!(post_completion(&beta, &bad).await.status(), 403);
+
+    // Nothing has expired yet: nothing goes.
+    assert_eq!(beta.sessions.sweep_key_trials().await.unwrap(), 0);
+    offset.store(301, Ordering::SeqCst);
+    assert_eq!(beta.sessions.sweep_key_trials().await.unwrap(), 22);
+    assert_eq!(
+        beta.store
+            .delete_unanswered_key_trials(i64::MAX)
+            .await
+            .unwrap(),
+        0,
+        "nothing unanswered is left"
+    );
+    // The completed one stays public (core §4.3); the open one is gone, never public.
+    let published: Value = beta.get(&keytrials::path(fid)).await.json().await.unwrap();
+    assert_eq!(published.as_array().unwrap().len(), 1);
+    assert_eq!(published[0]["keyTrial"]["id"], json!(t.id));
+    let path = format!("{}?id={}", keytrials::path(fid), open.id.unwrap());
+    assert_eq!(beta.get(&path).await.status(), 204);
+}
+
 // ---- 10. a foreign actor's certificates, as its home server sent them ----
 
 #[tokio::test]
@@ -1456,6 +1605,122 @@ async fn foreign_actor_certs_are_the_home_servers_answer_unchanged() {
     assert_raw_problem(resp, 404, ErrorCode::ActorNotFound).await;
 }
 
+/// Serials of a list of entries, in its order.
+fn serials(entries: &[CacheableIdCert]) -> Vec<u64> {
+    entries
+        .iter()
+        .map(|e| IdCert::parse(e.id_cert_pem.as_bytes()).unwrap().serial.0)
+        .collect()
+}
+
+async fn listed(server: &TestServer, path_and_query: &str) -> Vec<u64> {
+    let resp = server.get(path_and_query).await;
+    assert_eq!(resp.status(), 200, "{path_and_query}");
+    serials(&resp.json::<Vec<CacheableIdCert>>().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_foreign_actors_list_costs_one_fetch_per_window_and_is_filtered() {
+    let offset = Arc::new(AtomicI64::new(0));
+    let alpha_clock = shifted_clock(&offset);
+    let alpha = home_with("alpha.test", move |c| c.clock = alpha_clock).await;
+    let alice = alpha.register("alice").await;
+    let phone = alpha.login("alice", "phone").await.unwrap();
+    let bob = alpha.register("bob").await;
+    let (alice_path, bob_path) = (
+        certs_path("alice", "alpha.test"),
+        certs_path("bob", "alpha.test"),
+    );
+    // The phone's entry as alpha signed it 7 h ago: its window (6 h) ended an hour ago.
+    offset.store(-7 * HOUR, Ordering::SeqCst);
+    let then: Vec<CacheableIdCert> = alpha.get(&alice_path).await.json().await.unwrap();
+    offset.store(0, Ordering::SeqCst);
+    let stale = then
+        .into_iter()
+        .find(|e| serials(std::slice::from_ref(e)) == [serial(&phone)])
+        .unwrap();
+    // alpha's answers with that stale entry in them; or, once `down`, no answer at all.
+    let down = Arc::new(AtomicUsize::new(0));
+    let d = down.clone();
+    let proxy = proxy(&alpha, move |up| {
+        if d.load(Ordering::SeqCst) == 1 {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        if up.path.starts_with(&certs_path("alice", "alpha.test")) {
+            let stale = stale.clone();
+            return edited(&up, move |entries| {
+                for e in entries.iter_mut() {
+                    if serials(std::slice::from_ref(e)) == serials(std::slice::from_ref(&stale)) {
+                        *e = stale.clone();
+                    }
+                }
+            });
+        }
+        pass(up)
+    })
+    .await;
+    let beta = beta(&[("alpha.test", &proxy.url)]).await;
+    signed_in(&beta, &alice).await;
+    signed_in(&beta, &bob).await;
+    let fetched = proxy.count(&alice_path);
+
+    // 20 anonymous requests at once, then 20 more: one fetch, the stale entry passed on as
+    // sent.
+    let mut want = vec![serial(&alice), serial(&phone)];
+    want.sort_unstable();
+    let at_once = (0..20).map(|_| listed(&beta, &alice_path));
+    let mut answers = futures_util::future::join_all(at_once).await;
+    for _ in 0..20 {
+        answers.push(listed(&beta, &alice_path).await);
+    }
+    for mut got in answers {
+        got.sort_unstable();
+        assert_eq!(got, want);
+    }
+    assert_eq!(
+        proxy.count(&alice_path),
+        fetched + 1,
+        "40 requests, one fetch"
+    );
+
+    // The route's filters apply as for our own actors, from the same answer.
+    let q = |query: &str| format!("{alice_path}?{query}");
+    assert_eq!(listed(&beta, &q("sessionId=phone")).await, [serial(&phone)]);
+    assert_eq!(
+        listed(&beta, &q("session_id=phone")).await,
+        listed(&alpha, &q("session_id=phone")).await
+    );
+    let far = unix_now() + 1000 * 24 * 3600;
+    assert_eq!(
+        listed(&beta, &q(&format!("notBefore={far}"))).await,
+        Vec::<u64>::new()
+    );
+    assert_eq!(
+        listed(&beta, &q(&format!("notBefore={far}"))).await,
+        listed(&alpha, &q(&format!("notBefore={far}"))).await
+    );
+    assert_eq!(listed(&beta, &q("notAfter=1")).await, Vec::<u64>::new());
+    assert_eq!(listed(&beta, &q(&format!("notAfter={far}"))).await.len(), 2);
+    assert_eq!(
+        proxy.count(&alice_path),
+        fetched + 1,
+        "filters cost no fetch"
+    );
+
+    // A failure is remembered too: the home server is not asked per request.
+    down.store(1, Ordering::SeqCst);
+    let bob_fetched = proxy.count(&bob_path);
+    for _ in 0..20 {
+        let resp = beta.get(&bob_path).await;
+        assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    }
+    assert_eq!(
+        proxy.count(&bob_path),
+        bob_fetched + 1,
+        "20 requests, one fetch"
+    );
+}
+
 // ---- 11. the reference SDK (polyproto 0.21, SDK-COMPAT §2.1) ----
 
 #[tokio::test]
@@ -1485,8 +1750,13 @@ async fn the_reference_sdks_key_trial_shapes_and_extern_update_work() {
         fid: SdkFid::new(fid).unwrap(),
         serial_number: serial(&alice),
     };
-    let wire = serde_json::to_value(&done).unwrap();
+    let mut wire = serde_json::to_value(&done).unwrap();
     assert_eq!(wire["serialNumber"], serial(&alice).to_string());
+    // The SDK's type names no trial: such a completion could spend anyone's open trial, so it
+    // is refused (docs/decisions.md); with the trial's id added it signs in.
+    let resp = post_completion(&beta, &wire).await;
+    assert_raw_problem(resp, 400, ErrorCode::KeyTrialInvalid).await;
+    wire["id"] = json!(ours.id);
     let resp = post_completion(&beta, &wire).await;
     assert_eq!(resp.status(), 200);
     let token = resp.text().await.unwrap();
@@ -1543,4 +1813,118 @@ async fn a_foreign_session_that_ends_closes_its_gateway_connection() {
         }
     };
     assert_eq!(code, 4003);
+}
+
+// ---- 12. foreign sessions are checked again with their home server ----
+
+/// `GET /events` on `server` with `token`: its status.
+async fn events_status(server: &TestServer, token: &str) -> reqwest::Response {
+    server
+        .client()
+        .raw()
+        .get(format!("{}{}", server.url, fugue_proto::api::events::PATH))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Identify on `server`'s gateway with `token`: the close code, or `None` for Ready.
+async fn identify(server: &TestServer, token: &str) -> Option<u16> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    assert_eq!(next_frame(&mut ws).await["op"], 1);
+    ws.send(Message::text(
+        json!({"n": "core", "op": 2, "d": {"token": token}}).to_string(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("an answer in time")?
+            .ok()?;
+        match msg {
+            Message::Close(frame) => return frame.map(|f| u16::from(f.code)),
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                if v["op"] == 12 {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_session_revoked_at_home_ends_here_within_one_window() {
+    // Both clocks move together: alpha's windows (6 h) are signed in the time beta sees.
+    let offset = Arc::new(AtomicI64::new(0));
+    let (alpha_clock, beta_clock) = (shifted_clock(&offset), shifted_clock(&offset));
+    let alpha = home_with("alpha.test", move |c| c.clock = alpha_clock).await;
+    let down = Arc::new(AtomicUsize::new(0));
+    let d = down.clone();
+    let proxy = proxy(&alpha, move |up| {
+        if d.load(Ordering::SeqCst) == 1 {
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        pass(up)
+    })
+    .await;
+    let beta = beta_with(&[("alpha.test", &proxy.url)], move |c| c.clock = beta_clock).await;
+    let alice = alpha.register("alice").await;
+    let phone = alpha.login("alice", "phone").await.unwrap();
+    let tablet = alpha.login("alice", "tablet").await.unwrap();
+    let (alice_token, phone_token) = (
+        signed_in(&beta, &alice).await,
+        signed_in(&beta, &phone).await,
+    );
+    let tablet_token = signed_in(&beta, &tablet).await;
+
+    // The phone is revoked at alpha; nobody tells beta. Within the window beta trusts what
+    // alpha signed.
+    alice
+        .revoke_session(phone.session_id(), PASSWORD)
+        .await
+        .unwrap();
+    assert!(
+        events_status(&beta, &phone_token)
+            .await
+            .status()
+            .is_success()
+    );
+    let asked = proxy.count(&certs_path("alice", "alpha.test"));
+
+    // Past the window: beta asks alpha again. The phone's session is over, on REST and on
+    // the gateway; alice's own is confirmed and lives on.
+    offset.store(6 * HOUR + 120, Ordering::SeqCst);
+    let resp = events_status(&beta, &phone_token).await;
+    assert_raw_problem(resp, 401, ErrorCode::InvalidToken).await;
+    assert!(
+        proxy.count(&certs_path("alice", "alpha.test")) > asked,
+        "asked alpha"
+    );
+    assert_eq!(identify(&beta, &phone_token).await, Some(4004));
+    assert!(
+        events_status(&beta, &alice_token)
+            .await
+            .status()
+            .is_success()
+    );
+    assert_eq!(identify(&beta, &alice_token).await, None);
+
+    // Past the next window with alpha down: the tablet's session does nothing meanwhile
+    // (alpha's failure), and it ends one window later if alpha never answers.
+    offset.store(12 * HOUR + 240, Ordering::SeqCst);
+    down.store(1, Ordering::SeqCst);
+    let resp = events_status(&beta, &tablet_token).await;
+    assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
+    offset.store(30 * HOUR, Ordering::SeqCst);
+    let resp = events_status(&beta, &tablet_token).await;
+    assert_raw_problem(resp, 401, ErrorCode::InvalidToken).await;
+    down.store(0, Ordering::SeqCst);
+    let resp = events_status(&beta, &tablet_token).await;
+    assert_raw_problem(resp, 401, ErrorCode::InvalidToken).await;
 }

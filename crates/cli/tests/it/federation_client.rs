@@ -85,7 +85,7 @@ impl Fake {
 async fn a_session_signs_in_elsewhere_and_keeps_its_certificate_current_there() {
     let (alpha, beta) = pair().await;
     let mut alice = alpha.register("alice").await;
-    let foreign = alice.sign_in_elsewhere(&beta.url).await.unwrap();
+    let foreign = alice.sign_in_on(beta.client(), &beta.domain).await.unwrap();
     assert_eq!(foreign.client().base_url(), beta.url);
     assert_eq!(foreign.fid(), alice.fid());
     assert!(!format!("{foreign:?}").contains(foreign.token()));
@@ -106,7 +106,7 @@ async fn a_session_signs_in_elsewhere_and_keeps_its_certificate_current_there() 
     ));
 
     // A second sign-in of the same session replaces the first one's token there.
-    let again = alice.sign_in_on(beta.client()).await.unwrap();
+    let again = alice.sign_in_on(beta.client(), &beta.domain).await.unwrap();
     assert_ne!(again.token(), foreign.token());
     again.update_cert(&alice).await.unwrap();
     assert_eq!(
@@ -121,7 +121,7 @@ async fn refusals_of_the_foreign_server_keep_their_codes() {
     let alice = alpha.register("alice").await;
     // Key trials are for other servers' actors.
     assert_problem(
-        alice.sign_in_elsewhere(&alpha.url).await,
+        alice.sign_in_on(alpha.client(), &alpha.domain).await,
         400,
         ErrorCode::LocalActor,
     );
@@ -133,14 +133,14 @@ async fn refusals_of_the_foreign_server_keep_their_codes() {
         .await
         .unwrap();
     assert_problem(
-        tablet.sign_in_elsewhere(&beta.url).await,
+        tablet.sign_in_on(beta.client(), &beta.domain).await,
         403,
         ErrorCode::CertRevoked,
     );
     // ...and a session signed in before ends at its next certificate update, for which
     // beta always asks alpha.
     let phone = alpha.login("alice", "phone").await.unwrap();
-    let foreign = phone.sign_in_elsewhere(&beta.url).await.unwrap();
+    let foreign = phone.sign_in_on(beta.client(), &beta.domain).await.unwrap();
     alice
         .revoke_session(phone.session_id(), PASSWORD)
         .await
@@ -160,7 +160,7 @@ async fn refusals_of_the_foreign_server_keep_their_codes() {
     .await;
     let carol = beta.register("carol").await;
     assert_problem(
-        carol.sign_in_elsewhere(&gamma.url).await,
+        carol.sign_in_on(gamma.client(), &gamma.domain).await,
         424,
         ErrorCode::HomeServerUnavailable,
     );
@@ -181,13 +181,72 @@ async fn a_trial_that_is_not_a_random_string_is_never_signed() {
     assert_eq!(fake.seen(), [format!("GET {}", api::session_auth::PATH)]);
 }
 
+/// mallory.test: a relay that hands out beta's key trials as its own and posts the answers
+/// to beta, keeping the session beta opens. Records beta's answers to the posts.
+async fn mallory(beta: &TestServer) -> (String, Arc<Mutex<Vec<u16>>>) {
+    let (beta_url, posted) = (beta.url.clone(), Arc::new(Mutex::new(Vec::new())));
+    let log = posted.clone();
+    let app =
+        axum::Router::new().fallback(move |method: Method, uri: Uri, body: axum::body::Bytes| {
+            let (beta_url, log) = (beta_url.clone(), log.clone());
+            async move {
+                let url = format!("{beta_url}{uri}");
+                let http = reqwest::Client::new();
+                let resp = if method == Method::POST {
+                    let resp = http
+                        .post(url)
+                        .header("content-type", "application/json")
+                        .body(body.to_vec())
+                        .send()
+                        .await
+                        .unwrap();
+                    log.lock().unwrap().push(resp.status().as_u16());
+                    resp
+                } else {
+                    http.get(url).send().await.unwrap()
+                };
+                let status = StatusCode::from_u16(resp.status().as_u16()).unwrap();
+                (status, resp.bytes().await.unwrap()).into_response()
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, posted)
+}
+
+#[tokio::test]
+async fn a_trial_relayed_from_another_server_is_never_signed() {
+    let (alpha, beta) = pair().await;
+    let alice = alpha.register("alice").await;
+    let (mallory_url, posted) = mallory(&beta).await;
+    let mallory_domain = "mallory.test".parse().unwrap();
+    let err = alice
+        .sign_in_on(Client::new(&mallory_url).unwrap(), &mallory_domain)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Verification(_)), "{err}");
+    assert!(err.to_string().contains("mallory.test"), "{err}");
+    // Nothing was signed, so nothing reached beta and alice has no session there.
+    assert!(posted.lock().unwrap().is_empty());
+    assert!(
+        beta.store
+            .actor_by_name(&alice.fid().to_string())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Signing in on beta itself works.
+    alice.sign_in_on(beta.client(), &beta.domain).await.unwrap();
+}
+
 #[tokio::test]
 async fn certificates_through_the_conversation_server_are_the_home_servers() {
     let (alpha, beta) = pair().await;
     let alice = alpha.register("alice").await;
     alpha.login("alice", "phone").await.unwrap();
     // Beta knows alice (and caches her certificates) once she signed in there.
-    alice.sign_in_elsewhere(&beta.url).await.unwrap();
+    alice.sign_in_on(beta.client(), &beta.domain).await.unwrap();
     let home = alpha.client();
     let fid = alice.fid().clone();
     let direct = home.verified_actor_certs(&fid).await.unwrap();
@@ -340,7 +399,12 @@ async fn the_federation_login_command_signs_in_and_keeps_the_token() {
     let login = fugue(&["account", "login", "alice", "--session-id", "cli"]).await;
     assert!(login.status.success(), "{login:?}");
 
-    let out = fugue(&["federation", "login", &beta.url]).await;
+    // beta.test is at a loopback address: its trials name its domain, not that address.
+    let refused = fugue(&["federation", "login", &beta.url]).await;
+    assert!(!refused.status.success(), "{refused:?}");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("does not name 127.0.0.1"), "{stderr}");
+    let out = fugue(&["federation", "login", &beta.url, "--domain", "beta.test"]).await;
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),

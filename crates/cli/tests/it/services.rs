@@ -847,6 +847,7 @@ async fn actors_of_other_home_servers_can_neither_list_services_here_nor_be_disc
         "signature": hex::encode(alice.key().sign(trial.trial.as_bytes())),
         "serialNumber": alice.current_serial().unwrap().0.to_string(),
         "fid": "alice@alpha.test",
+        "id": trial.id,
     });
     let resp = raw
         .post(url(&beta, session_auth::PATH))

@@ -8,7 +8,7 @@ use fugue_proto::{DomainName, ErrorCode, Serial};
 use super::remote::RemoteError;
 use crate::http::ApiError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     InvalidFid(String),

@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod remote;
+pub mod resolver;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +30,9 @@ const HOME_TTL_S: u64 = 600;
 const CACHE_SWEEP_AT: usize = 50_000;
 /// Most entries of one actor's list we check for `GET /idcert/actor/{fid}`.
 const MAX_LISTED: usize = 256;
+/// How long an answer for `GET /idcert/actor/{fid}` that holds no current window (a failure,
+/// or only stale entries) is reused before the home server is asked again.
+const LIST_RETRY_S: u64 = 60;
 /// Most historical roots fetched for one answer, and kept per domain.
 const MAX_OLD_ROOT_FETCHES: u32 = 4;
 const MAX_OLD_ROOTS: usize = 64;
@@ -45,8 +49,9 @@ pub struct ForeignCert {
 
 #[derive(Clone)]
 struct Home {
-    /// `…/.p2/core/` of the home server, with trailing slash.
-    api: String,
+    /// Scheme, host and port of the home server, without trailing slash; its core API is at
+    /// the standard paths (`fugue_proto::api`) below it.
+    base: String,
     until: u64,
 }
 
@@ -65,9 +70,28 @@ struct Inner {
     /// Historical roots per domain, shared by every certificate they issued.
     old_roots: Mutex<HashMap<String, Vec<IdCert>>>,
     certs: Mutex<HashMap<(String, u64), ForeignCert>>,
-    /// Each actor's entries as its home server listed them, in its order, until the first
-    /// signed window among them ends.
-    lists: Mutex<HashMap<String, (Vec<CacheableIdCert>, u64)>>,
+    /// Each actor's answer for `GET /idcert/actor/{fid}` — its checked entries, in the home
+    /// server's order, or why there are none — until it is asked again (see `list_until`).
+    lists: Mutex<HashMap<String, CachedList>>,
+    /// One fetch of an actor's list at a time: concurrent requests wait for its answer.
+    list_fetches: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// One checked entry of an actor's list, with what the route's filters look at.
+#[derive(Clone)]
+struct Listed {
+    cacheable: CacheableIdCert,
+    not_before: u64,
+    not_after: u64,
+    session_id: Option<String>,
+}
+
+#[derive(Clone)]
+struct CachedList {
+    /// Failures are kept too: a hostile home server must not cost a fetch and a check of
+    /// its whole list per anonymous request.
+    answer: Result<Arc<Vec<Listed>>, Error>,
+    until: u64,
 }
 
 /// Cheap to clone.
@@ -88,6 +112,7 @@ impl Federation {
             old_roots: Mutex::default(),
             certs: Mutex::default(),
             lists: Mutex::default(),
+            list_fetches: Mutex::default(),
         }))
     }
 
@@ -125,14 +150,14 @@ impl Federation {
             return Ok(h.clone());
         }
         let remote = &self.0.remote;
-        let direct = format!("{}/.p2/core/", remote.base_url(&key));
+        let direct = remote.base_url(&key);
         let home = match self.fetch_root(domain, &direct, now).await {
             Ok(root) => {
                 self.remember_root(domain, root, now);
                 direct
             }
             Err(direct_err) => {
-                let well_known = format!("{}{}", remote.base_url(&key), api::well_known::PATH);
+                let well_known = format!("{direct}{}", api::well_known::PATH);
                 let answer: Option<api::well_known::Response> = remote
                     .get_json(&key, &well_known)
                     .await
@@ -140,35 +165,30 @@ impl Federation {
                 let Some(answer) = answer else {
                     return Err(direct_err);
                 };
-                let api = remote
-                    .rebase(&answer.api)
+                let base = remote
+                    .delegated_base(&answer.api)
                     .map_err(|e| Error::home(domain, e))?;
-                let api = if api.ends_with('/') {
-                    api
-                } else {
-                    format!("{api}/")
-                };
-                let root = self.fetch_root(domain, &api, now).await.map_err(|e| {
+                let root = self.fetch_root(domain, &base, now).await.map_err(|e| {
                     Error::NotAHomeServer {
                         domain: key.clone(),
                         reason: format!("the host its .well-known names fails: {e}"),
                     }
                 })?;
                 self.remember_root(domain, root, now);
-                api
+                base
             }
         };
         let h = Home {
-            api: home,
+            base: home,
             until: now + HOME_TTL_S,
         };
         bounded_insert(&self.0.homes, key, h.clone(), |h| h.until > now);
         Ok(h)
     }
 
-    /// Fetches and checks the current root at `api` for `domain`.
-    async fn fetch_root(&self, domain: &DomainName, api: &str, now: u64) -> Result<Root, Error> {
-        let url = format!("{api}v1/idcert/server");
+    /// Fetches and checks the current root at `base` for `domain`.
+    async fn fetch_root(&self, domain: &DomainName, base: &str, now: u64) -> Result<Root, Error> {
+        let url = format!("{base}{}", api::get_server_idcert::PATH);
         let cacheable: CacheableIdCert = self
             .0
             .remote
@@ -208,7 +228,7 @@ impl Federation {
         {
             return Ok(r.cert.clone());
         }
-        let root = self.fetch_root(domain, &home.api, now).await?;
+        let root = self.fetch_root(domain, &home.base, now).await?;
         let cert = root.cert.clone();
         self.remember_root(domain, root, now);
         Ok(cert)
@@ -242,7 +262,12 @@ impl Federation {
             ));
         }
         *budget -= 1;
-        let url = format!("{}v1/idcert/server?timestamp={}", home.api, cert.not_before);
+        let url = format!(
+            "{}{}?timestamp={}",
+            home.base,
+            api::get_server_idcert::PATH,
+            cert.not_before
+        );
         let cacheable: CacheableIdCert = self
             .0
             .remote
@@ -273,12 +298,8 @@ impl Federation {
         let domain = fid.domain();
         let home = self.home(domain, now).await?;
         let current = self.current_root(domain, &home, now).await?;
-        // A '%' in a local name is itself, not the start of an escape.
-        let url = format!(
-            "{}v1/idcert/actor/{}",
-            home.api,
-            api::path_segment(&fid.to_string())
-        );
+        // The path escapes the FID: a '%' in a local name is itself, not an escape.
+        let url = format!("{}{}", home.base, api::get_actor_idcerts::path(fid));
         let entries: Vec<CacheableIdCert> = self
             .0
             .remote
@@ -390,46 +411,95 @@ impl Federation {
         for c in &out {
             self.cache_cert(fid, c, now);
         }
-        let list_until = out
-            .iter()
-            .map(|c| window_end(&c.cacheable, u64::MAX, now))
-            .min()
-            .unwrap_or(now);
-        if list_until > now && out.iter().all(|c| c.cacheable.window_contains(now)) {
-            let list = out.iter().map(|c| c.cacheable.clone()).collect();
-            bounded_insert(
-                &self.0.lists,
-                fid.to_string(),
-                (list, list_until),
-                |(_, until)| *until > now,
-            );
-        } else {
-            lock(&self.0.lists).remove(&fid.to_string());
-        }
         Ok(out)
     }
 
+    /// Waits for the turn to fetch `key`'s list; held until the answer is cached.
+    async fn list_fetch_turn(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut map = lock(&self.0.list_fetches);
+            if map.len() >= CACHE_SWEEP_AT {
+                map.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            map.entry(key.to_owned()).or_default().clone()
+        };
+        turn.lock_owned().await
+    }
+
     /// `GET /idcert/actor/{fid}` for a foreign actor known here: the home server's entries,
-    /// unchanged, from the cache while every window lasts.
+    /// unchanged, that match the route's filters (as for our own actors). The checked answer
+    /// is kept until the first current window among its entries ends; an answer without one
+    /// (a failure, or only stale entries) for `LIST_RETRY_S`. However often it is asked, a
+    /// list costs one fetch and one check per window.
     pub async fn foreign_actor_certs(
         &self,
         fid: &FederationId,
+        q: &api::get_actor_idcerts::Query,
         now: u64,
     ) -> Result<Vec<CacheableIdCert>, Error> {
-        let cached = lock(&self.0.lists)
-            .get(&fid.to_string())
-            .filter(|(_, until)| *until > now)
-            .map(|(list, _)| list.clone());
-        if let Some(list) = cached {
-            return Ok(list);
+        let key = fid.to_string();
+        let cached = || {
+            lock(&self.0.lists)
+                .get(&key)
+                .filter(|c| c.until > now)
+                .map(|c| c.answer.clone())
+        };
+        let mut answer = cached();
+        let mut _one_fetch: Option<tokio::sync::OwnedMutexGuard<()>> = None;
+        if answer.is_none() {
+            _one_fetch = Some(self.list_fetch_turn(&key).await);
+            // Whoever had the turn before us may have fetched it.
+            answer = cached();
         }
-        Ok(self
-            .fetch_certs(fid, now)
-            .await?
-            .into_iter()
-            .map(|c| c.cacheable)
+        let answer = match answer {
+            Some(answer) => answer,
+            None => {
+                let answer = self.fetch_certs(fid, now).await.map(|certs| {
+                    Arc::new(
+                        certs
+                            .into_iter()
+                            .map(|c| Listed {
+                                not_before: c.cert.not_before,
+                                not_after: c.cert.not_after,
+                                session_id: c.cert.session_id().map(|s| s.to_string()),
+                                cacheable: c.cacheable,
+                            })
+                            .collect::<Vec<_>>(),
+                    )
+                });
+                let until = list_until(answer.as_deref().ok(), now);
+                let entry = CachedList {
+                    answer: answer.clone(),
+                    until,
+                };
+                bounded_insert(&self.0.lists, key, entry, |c| c.until > now);
+                answer
+            }
+        };
+        Ok(answer?
+            .iter()
+            .filter(|e| q.not_before.is_none_or(|t| e.not_after >= t))
+            .filter(|e| q.not_after.is_none_or(|t| e.not_before <= t))
+            .filter(|e| {
+                q.session_id
+                    .as_deref()
+                    .is_none_or(|s| e.session_id.as_deref() == Some(s))
+            })
+            .map(|e| e.cacheable.clone())
             .collect())
     }
+}
+
+/// Until when a list answer is reused: the first end among the signed windows that include
+/// now; `LIST_RETRY_S` when there is none (a failure, an empty list, only stale entries).
+fn list_until(list: Option<&Vec<Listed>>, now: u64) -> u64 {
+    list.into_iter()
+        .flatten()
+        .filter(|e| e.cacheable.window_contains(now))
+        .map(|e| window_end(&e.cacheable, e.not_after, now))
+        .min()
+        .filter(|until| *until > now)
+        .unwrap_or(now + LIST_RETRY_S)
 }
 
 /// May stand in for asking the home server now: its signed window has begun and not ended.

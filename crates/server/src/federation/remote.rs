@@ -1,14 +1,17 @@
 //! Requests to other home servers, bounded: a timeout per request, a size limit per answer,
-//! a few requests in flight per server. A slow or hostile server costs us at most that.
+//! a few requests in flight per server, and only to public addresses (see `resolver`). A
+//! slow or hostile server costs us at most that.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use fugue_proto::api::CORE_API;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
+use super::resolver::{NonPublicAddress, PublicOnly, is_public};
 use crate::config;
 
 /// Why a remote server did not give a usable answer. Never shown to our clients as if it
@@ -29,6 +32,8 @@ pub enum RemoteError {
     Busy { host: String },
     #[error("{host} may only be reached over HTTPS (or through federation.resolve)")]
     NotHttps { host: String },
+    #[error("{host} is not at a public address: {reason}")]
+    NotPublic { host: String, reason: String },
 }
 
 pub struct Remote {
@@ -40,7 +45,11 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(cfg: config::Federation) -> Self {
+        let resolver = PublicOnly::new(&cfg.resolve, &cfg.hosts);
         let http = reqwest::Client::builder()
+            .dns_resolver(resolver)
+            // A proxy from the environment would connect for us, past the resolver.
+            .no_proxy()
             .timeout(Duration::from_millis(cfg.request_timeout_ms))
             .connect_timeout(Duration::from_millis(cfg.request_timeout_ms))
             // A redirect could lead anywhere; home servers answer where they are asked.
@@ -75,30 +84,53 @@ impl Remote {
         }
     }
 
-    /// The base URL for an absolute URL named by another server (a delegating
-    /// `.well-known`): its host through the mapping, or the URL itself if it is HTTPS.
-    pub fn rebase(&self, url: &str) -> Result<String, RemoteError> {
-        let (scheme, rest) = url.split_once("://").ok_or_else(|| RemoteError::Garbage {
-            host: url.to_owned(),
-            reason: "not an absolute URL".into(),
-        })?;
-        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-        let host = authority.to_ascii_lowercase();
-        if let Some(base) = self.cfg.resolve.get(&host) {
-            return Ok(format!("{}/{path}", base.trim_end_matches('/')));
+    /// The base URL of the home server a delegating `.well-known` names with `api` (core
+    /// §3.1): a host, and perhaps a port, at the standard path — never another path, a query,
+    /// a fragment or user info, which would let a hostile server choose what we request of
+    /// a host. Mapped through `federation.resolve`, otherwise HTTPS to a public DNS name.
+    pub fn delegated_base(&self, api: &str) -> Result<String, RemoteError> {
+        let garbage = |reason: &str| RemoteError::Garbage {
+            host: api.to_owned(),
+            reason: reason.into(),
+        };
+        let url = reqwest::Url::parse(api).map_err(|_| garbage("not an absolute URL"))?;
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.query().is_some()
+            || url.fragment().is_some()
+        {
+            return Err(garbage(
+                "a delegation names a host, never user info, a query or a fragment",
+            ));
         }
-        if !scheme.eq_ignore_ascii_case("https") {
+        let standard = CORE_API.trim_end_matches('/');
+        if url.path() != CORE_API && url.path() != standard {
+            return Err(garbage(
+                "a delegation names a host; its path must be /.p2/core/",
+            ));
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| garbage("no host"))?
+            .to_ascii_lowercase();
+        if let Some(base) = self.cfg.resolve.get(&host) {
+            return Ok(base.trim_end_matches('/').to_owned());
+        }
+        if url.scheme() != "https" {
             return Err(RemoteError::NotHttps { host });
         }
-        // Another server names this host: only a public DNS name on the default port, so a
-        // hostile `.well-known` cannot point us at this machine or its network.
+        // Another server names this host: only a public DNS name (the resolver checks the
+        // addresses it stands for when we connect).
         if !is_public_name(&host) {
             return Err(RemoteError::Garbage {
                 host,
                 reason: "a delegated host must be a public domain name".into(),
             });
         }
-        Ok(format!("https://{host}/{path}"))
+        Ok(match url.port() {
+            Some(port) => format!("https://{host}:{port}"),
+            None => format!("https://{host}"),
+        })
     }
 
     fn permit(&self, host: &str) -> Arc<Semaphore> {
@@ -123,6 +155,7 @@ impl Remote {
             .await
             .map_err(|_| RemoteError::Busy { host: host.into() })?
             .map_err(|_| RemoteError::Busy { host: host.into() })?;
+        self.check_literal(host, url)?;
         self.sent.fetch_add(1, Ordering::Relaxed);
         let work = async {
             let resp = self
@@ -182,7 +215,37 @@ impl Remote {
         Ok(body)
     }
 
+    /// An address literal bypasses the resolver: it must be public too, unless the
+    /// operator's `federation.resolve` named it.
+    fn check_literal(&self, host: &str, url: &str) -> Result<(), RemoteError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| RemoteError::Garbage {
+            host: host.into(),
+            reason: e.to_string(),
+        })?;
+        let Some(ip) = literal(&parsed) else {
+            return Ok(());
+        };
+        if is_public(ip) || self.cfg.resolve.values().any(|base| base_has_ip(base, ip)) {
+            return Ok(());
+        }
+        Err(RemoteError::NotPublic {
+            host: host.into(),
+            reason: format!("{ip} is not a public address"),
+        })
+    }
+
     fn transport(&self, host: &str, e: &reqwest::Error) -> RemoteError {
+        // The resolver's refusal travels as the source of a connect error.
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            if let Some(refused) = cause.downcast_ref::<NonPublicAddress>() {
+                return RemoteError::NotPublic {
+                    host: host.into(),
+                    reason: refused.to_string(),
+                };
+            }
+            source = cause.source();
+        }
         if e.is_timeout() {
             RemoteError::Timeout {
                 host: host.into(),
@@ -195,6 +258,19 @@ impl Remote {
             }
         }
     }
+}
+
+/// The address of a URL whose host is an address literal.
+fn literal(url: &reqwest::Url) -> Option<std::net::IpAddr> {
+    let host = url.host_str()?;
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
+fn base_has_ip(base: &str, ip: std::net::IpAddr) -> bool {
+    reqwest::Url::parse(base).is_ok_and(|u| literal(&u) == Some(ip))
 }
 
 /// A DNS name with at least two labels, a non-numeric top label, and nothing else (no user
@@ -217,7 +293,71 @@ pub fn is_public_name(host: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_public_name;
+    use super::{Remote, RemoteError, is_public_name};
+    use crate::config;
+
+    #[tokio::test]
+    async fn an_address_literal_must_be_public_unless_the_operator_mapped_it() {
+        let mut cfg = config::Federation::default();
+        cfg.resolve
+            .insert("dev.test".into(), "http://127.0.0.1:9".into());
+        let remote = Remote::new(cfg);
+        for url in [
+            "https://10.0.0.1/x",
+            "https://[::ffff:127.0.0.1]/x",
+            "http://[::1]:9/",
+        ] {
+            let err = remote
+                .get_json::<serde_json::Value>("x.test", url)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, RemoteError::NotPublic { .. }), "{url}: {err}");
+        }
+        assert_eq!(remote.sent(), 0, "nothing was sent");
+        // The operator's mapping may name loopback (port 9 is closed: unreachable).
+        let err = remote
+            .get_json::<serde_json::Value>("dev.test", "http://127.0.0.1:9/x")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RemoteError::Unreachable { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_delegation_names_a_host_and_port_never_a_path_or_query() {
+        let mut cfg = config::Federation::default();
+        cfg.resolve
+            .insert("mapped.test".into(), "http://127.0.0.1:8081/".into());
+        let remote = Remote::new(cfg);
+        let ok = |api: &str| remote.delegated_base(api).unwrap();
+        assert_eq!(
+            ok("https://api.example.com/.p2/core/"),
+            "https://api.example.com"
+        );
+        assert_eq!(
+            ok("https://API.example.com/.p2/core"),
+            "https://api.example.com"
+        );
+        assert_eq!(
+            ok("https://api.example.com:8443/.p2/core/"),
+            "https://api.example.com:8443"
+        );
+        assert_eq!(ok("http://mapped.test/.p2/core/"), "http://127.0.0.1:8081");
+        for bad in [
+            "https://jenkins.example.com/job/x/build?token=T&",
+            "https://api.example.com/.p2/core/?x=1",
+            "https://api.example.com/.p2/core/#f",
+            "https://user:pw@api.example.com/.p2/core/",
+            "https://api.example.com/",
+            "https://api.example.com/other/.p2/core/",
+            "http://mapped.test/secret",
+            "http://api.example.com/.p2/core/",
+            "https://127.0.0.1/.p2/core/",
+            "https://localhost/.p2/core/",
+            "not a url",
+        ] {
+            assert!(remote.delegated_base(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn only_public_dns_names_pass() {

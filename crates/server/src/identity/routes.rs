@@ -33,7 +33,7 @@ pub async fn actor_idcerts(
     if let Ok(parsed) = fid.parse::<fugue_proto::FederationId>()
         && parsed.domain() != app.identity.domain()
     {
-        let certs = app.sessions.foreign_actor_certs(&parsed, now).await?;
+        let certs = app.sessions.foreign_actor_certs(&parsed, &q, now).await?;
         return Ok(ok(certs).into_response());
     }
     let json = app.identity.actor_certs(&fid, &q, now).await?;

@@ -71,6 +71,8 @@ pub enum Error {
     Events(#[from] crate::events::Error),
     #[error("no usable key trial: unknown, expired or already answered; ask for a new one")]
     KeyTrialInvalid,
+    #[error("a key trial completion must name its trial: `id` (or the `trial` text)")]
+    KeyTrialUnnamed,
     #[error("the key trial signature does not verify against certificate {0}")]
     KeyTrialSignature(u64),
     #[error("this route is for sessions of actors of other home servers")]
@@ -161,7 +163,9 @@ impl From<Error> for ApiError {
             Error::NotAdmin => (S::FORBIDDEN, ErrorCode::Forbidden),
             Error::CertNotFound(_) => (S::NOT_FOUND, ErrorCode::CertNotFound),
             Error::RevocationSignatureInvalid(_) => (S::FORBIDDEN, ErrorCode::SignatureInvalid),
-            Error::KeyTrialInvalid => (S::BAD_REQUEST, ErrorCode::KeyTrialInvalid),
+            Error::KeyTrialInvalid | Error::KeyTrialUnnamed => {
+                (S::BAD_REQUEST, ErrorCode::KeyTrialInvalid)
+            }
             Error::KeyTrialSignature(_) => (S::FORBIDDEN, ErrorCode::SignatureInvalid),
             Error::NotForeign | Error::ForeignSession => (S::FORBIDDEN, ErrorCode::Forbidden),
             Error::ForeignCertMismatch(_) => (S::FORBIDDEN, ErrorCode::ForeignCertInvalid),

@@ -6,27 +6,36 @@ use rand_core::{OsRng, RngCore};
 
 use fugue_proto::FederationId;
 use fugue_proto::api::{keytrials, session_auth};
+use fugue_proto::cache::MAX_WINDOW_S;
 use fugue_proto::certs::{IdCert, verify_strict};
-use fugue_store::{KeyTrialQuery, KeyTrialRow};
+use fugue_store::{KeyTrialQuery, KeyTrialRow, TrialRef};
 
 use super::{Authed, Error, Sessions, hash_secret, new_token, random_id};
 use crate::events::BusMsg;
 
-/// Length of a key trial: 64 alphanumerics (32–256 allowed, ≥ 64 recommended).
-const TRIAL_LEN: usize = 64;
+/// Random characters of a key trial (32–256 characters allowed, ≥ 64 recommended).
+const TRIAL_RANDOM: usize = 64;
+const MIN_TRIAL_RANDOM: usize = 32;
+const MAX_TRIAL: usize = 256;
 const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/// 64 random alphanumerics with at least one lower, one upper case letter and one digit.
-fn trial_text() -> String {
+/// `<domain>.<random>`: the trial names the server that issued it, so a client can refuse to
+/// sign another server's trial that a server it signs in to relays (see `docs/decisions.md`).
+/// The random part is 64 mixed alphanumerics (fewer for very long domains, never under 32)
+/// with at least one lower, one upper case letter and one digit.
+fn trial_text(domain: &str) -> String {
+    let len = MAX_TRIAL
+        .saturating_sub(domain.len() + 1)
+        .clamp(MIN_TRIAL_RANDOM, TRIAL_RANDOM);
     loop {
-        let t: String = (0..TRIAL_LEN)
+        let t: String = (0..len)
             .map(|_| ALNUM[(OsRng.next_u32() % ALNUM.len() as u32) as usize] as char)
             .collect();
         if t.bytes().any(|b| b.is_ascii_lowercase())
             && t.bytes().any(|b| b.is_ascii_uppercase())
             && t.bytes().any(|b| b.is_ascii_digit())
         {
-            return t;
+            return format!("{domain}.{t}");
         }
     }
 }
@@ -57,7 +66,7 @@ impl Sessions {
         let row = KeyTrialRow {
             id: hex::encode(id),
             fid: fid.to_string(),
-            trial: trial_text(),
+            trial: trial_text(self.identity.domain().as_str()),
             expires_at: as_i64(now + self.config.federation.key_trial_lifetime_s),
             created_at: as_i64(now),
             completed_at: None,
@@ -87,15 +96,18 @@ impl Sessions {
             serial_number: c.serial_number,
         })
         .unwrap_or_default();
-        // Spent before anything else happens: a trial is answered once, right or wrong.
+        // The completion names its trial: otherwise anyone could spend an actor's open trial
+        // with a bogus answer before the actor's own arrives.
+        let which = match (c.id.as_deref(), c.trial.as_deref()) {
+            (Some(id), trial) => TrialRef::Id { id, trial },
+            (None, Some(trial)) => TrialRef::Text(trial),
+            (None, None) => return Err(Error::KeyTrialUnnamed),
+        };
+        // Spent before anything else happens: a trial is answered once, right or wrong. Only
+        // trials minted here are found.
         let trial = self
             .store
-            .claim_key_trial(
-                &fid.to_string(),
-                c.id.as_deref(),
-                c.trial.as_deref(),
-                as_i64(now),
-            )
+            .claim_key_trial(&fid.to_string(), which, as_i64(now))
             .await?
             .ok_or(Error::KeyTrialInvalid)?;
         let foreign = self
@@ -125,7 +137,8 @@ impl Sessions {
                 session_id.as_str(),
                 &hash_secret(&token),
                 as_i64(foreign.cert.serial.0),
-                as_i64(foreign.cert.not_after),
+                // Until the signed window ends: then the home server is asked again.
+                as_i64(foreign.until),
                 as_i64(now),
             )
             .await?;
@@ -171,11 +184,7 @@ impl Sessions {
         {
             Ok(home) if home.cert.der == cert.der => {
                 self.store
-                    .update_foreign_session(
-                        authed.session.id,
-                        as_i64(serial.0),
-                        as_i64(home.cert.not_after),
-                    )
+                    .update_foreign_session(authed.session.id, as_i64(serial.0), as_i64(home.until))
                     .await?;
                 Ok(ExternOutcome::Updated)
             }
@@ -187,20 +196,91 @@ impl Sessions {
                 if current != Some(as_i64(serial.0)) {
                     return Err(Error::ForeignCertMismatch(serial.0));
                 }
-                self.store
-                    .end_session(authed.session.id, as_i64(now))
+                self.end_foreign_session(authed.actor.id, authed.session.id, now)
                     .await?;
-                self.events
-                    .announce(BusMsg::SessionEnded {
-                        actor_id: authed.actor.id,
-                        session_pk: authed.session.id,
-                    })
-                    .await;
                 tracing::info!(fid = %authed.fid, serial = serial.0, "foreign session ended: certificate revoked");
                 Ok(ExternOutcome::Ended)
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// A foreign session whose verified window ended at `ends` (`now` is past it): its home
+    /// server is asked again about the session's certificate, so a revocation at home ends
+    /// the session here within one window, without the foreign client's help. Returns the
+    /// session's new end, or ends it:
+    /// - still valid → the session lives until the end of the new window;
+    /// - revoked, gone or no longer checking out → the session ends now (announced, so its
+    ///   gateway connections close) and the caller gets `InvalidToken`;
+    /// - the home server fails to answer → this request fails as that server's failure and
+    ///   the session does nothing until a check succeeds; one more window after `ends`
+    ///   without a successful check, it ends. An unreachable or hostile home server cannot
+    ///   keep a session alive.
+    pub(super) async fn recheck_foreign(
+        &self,
+        actor: &fugue_store::ActorRow,
+        fid: &FederationId,
+        session_pk: i64,
+        ends: u64,
+        now: u64,
+    ) -> Result<u64, Error> {
+        use crate::federation::Error as Fed;
+        let Some(serial) = self.store.foreign_serial(session_pk).await? else {
+            return Err(Error::InvalidToken);
+        };
+        match self
+            .federation
+            .verified_cert(fid, as_u64(serial), now, true)
+            .await
+        {
+            Ok(home) => {
+                if !self
+                    .store
+                    .update_foreign_session(session_pk, serial, as_i64(home.until))
+                    .await?
+                {
+                    return Err(Error::InvalidToken);
+                }
+                Ok(home.until)
+            }
+            Err(e @ (Fed::HomeServer { .. } | Fed::NotAHomeServer { .. })) => {
+                if now < ends.saturating_add(MAX_WINDOW_S) {
+                    return Err(e.into());
+                }
+                self.end_foreign_session(actor.id, session_pk, now).await?;
+                tracing::info!(%fid, "foreign session ended: its home server could not confirm it");
+                Err(Error::InvalidToken)
+            }
+            Err(e) => {
+                self.end_foreign_session(actor.id, session_pk, now).await?;
+                tracing::info!(%fid, serial, reason = %e, "foreign session ended at its recheck");
+                Err(Error::InvalidToken)
+            }
+        }
+    }
+
+    /// Ends a foreign session and says so, so its gateway connections close.
+    async fn end_foreign_session(
+        &self,
+        actor_id: i64,
+        session_pk: i64,
+        now: u64,
+    ) -> Result<(), Error> {
+        self.store.end_session(session_pk, as_i64(now)).await?;
+        self.events
+            .announce(BusMsg::SessionEnded {
+                actor_id,
+                session_pk,
+            })
+            .await;
+        Ok(())
+    }
+
+    /// Deletes key trials that expired unanswered (the periodic sweep); completed ones stay
+    /// public (core §4.3). Returns how many went.
+    pub async fn sweep_key_trials(&self) -> Result<u64, Error> {
+        let now = self.config.clock.now();
+        Ok(self.store.delete_unanswered_key_trials(as_i64(now)).await?)
     }
 
     /// `GET /keytrial/{fid}`: completed trials of an actor known here, once expired.
@@ -257,10 +337,17 @@ mod tests {
     use super::trial_text;
 
     #[test]
-    fn trials_are_64_mixed_alphanumerics_and_unique() {
-        let a = trial_text();
-        assert_eq!(a.len(), 64);
-        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
-        assert_ne!(a, trial_text());
+    fn trials_name_their_server_and_carry_64_mixed_alphanumerics() {
+        let a = trial_text("beta.example");
+        let random = a.strip_prefix("beta.example.").unwrap();
+        assert_eq!(random.len(), 64);
+        assert!(random.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_ne!(a, trial_text("beta.example"));
+        // A long domain shortens the random part to stay within 256 characters...
+        let long = format!("{}.example", "a".repeat(200));
+        assert_eq!(trial_text(&long).len(), 256);
+        // ...but never below 32 random characters.
+        let longer = format!("{}.example", "a".repeat(240));
+        assert_eq!(trial_text(&longer).len(), longer.len() + 33);
     }
 }

@@ -48,8 +48,13 @@ pub struct Authed {
 impl Authed {
     /// A session of another home server's actor (signed in with a key trial).
     pub fn is_foreign(&self) -> bool {
-        self.actor.local_name.contains('@')
+        is_foreign(&self.actor)
     }
+}
+
+/// An actor of another home server (its local name here is its whole FID).
+fn is_foreign(actor: &ActorRow) -> bool {
+    actor.local_name.contains('@')
 }
 
 impl std::fmt::Debug for Authed {
@@ -416,14 +421,6 @@ impl Sessions {
             .session_by_token(&hash_secret(token))
             .await?
             .ok_or(Error::InvalidToken)?;
-        // A session's token lives as long as its certificate; a session that never got one
-        // must get it within `CERTLESS_SESSION_S`.
-        if self
-            .session_ends(&session)
-            .is_none_or(|ends| ends < self.config.clock.now())
-        {
-            return Err(Error::InvalidToken);
-        }
         let actor = self
             .store
             .actor_by_id(session.actor_id)
@@ -431,6 +428,18 @@ impl Sessions {
             .filter(|a| a.suspended_at.is_none() && a.deleted_at.is_none())
             .ok_or(Error::InvalidToken)?;
         let fid = self.fid(&actor)?;
+        // A session's token lives as long as its certificate; a session that never got one
+        // must get it within `CERTLESS_SESSION_S`. A foreign session lives as long as the
+        // window its home server signed; then it is checked there again.
+        let now = self.config.clock.now();
+        let ends = self.session_ends(&session).ok_or(Error::InvalidToken)?;
+        if ends < now {
+            if !is_foreign(&actor) {
+                return Err(Error::InvalidToken);
+            }
+            self.recheck_foreign(&actor, &fid, session.id, ends, now)
+                .await?;
+        }
         Ok(Authed {
             actor,
             session,
@@ -687,9 +696,10 @@ impl Sessions {
 
     /// Whether the session is still live with the token it was authenticated with, and until
     /// when.
+    /// A foreign session whose window ended is checked with its home server first.
     pub async fn session_still_valid(&self, authed: &Authed) -> Result<Option<u64>, Error> {
         let now = self.config.clock.now();
-        Ok(self
+        let Some(ends) = self
             .store
             .active_session(authed.session.id)
             .await?
@@ -698,7 +708,23 @@ impl Sessions {
                 authed.session.cert_serial.is_none() || s.cert_serial == authed.session.cert_serial
             })
             .and_then(|s| self.session_ends(&s))
-            .filter(|ends| *ends > now))
+        else {
+            return Ok(None);
+        };
+        if ends > now {
+            return Ok(Some(ends));
+        }
+        if !authed.is_foreign() {
+            return Ok(None);
+        }
+        match self
+            .recheck_foreign(&authed.actor, &authed.fid, authed.session.id, ends, now)
+            .await
+        {
+            Ok(ends) => Ok(Some(ends)),
+            Err(Error::InvalidToken) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Op 3 to the actor's other sessions.
@@ -757,16 +783,17 @@ impl Sessions {
     }
 
     /// `GET /idcert/actor/{fid}` for an actor of another server that is known here (it signed
-    /// in): its home server's entries, unchanged (core §6.4).
+    /// in): its home server's entries, unchanged (core §6.4), filtered like our own actors'.
     pub async fn foreign_actor_certs(
         &self,
         fid: &FederationId,
+        q: &fugue_proto::api::get_actor_idcerts::Query,
         now: u64,
     ) -> Result<Vec<fugue_proto::cache::CacheableIdCert>, Error> {
         if self.store.actor_by_name(&fid.to_string()).await?.is_none() {
             return Err(Error::ActorNotFound(fid.to_string()));
         }
-        Ok(self.federation.foreign_actor_certs(fid, now).await?)
+        Ok(self.federation.foreign_actor_certs(fid, q, now).await?)
     }
 
     /// `GET /.p2/core/v1/sessions`.

@@ -7,7 +7,8 @@
 use rand_core::{OsRng, RngCore};
 
 use fugue_store::{
-    ActorRow, CertRow, Error, KeyMaterialRow, NewSession, ServerCertRow, SqliteSync, Store,
+    ActorRow, CertRow, Error, KeyMaterialRow, KeyTrialQuery, KeyTrialRow, NewSession,
+    ServerCertRow, SqliteSync, Store, TrialRef,
 };
 
 /// Opens each engine available: SQLite always, PostgreSQL when configured.
@@ -1009,5 +1010,96 @@ mod discoverable_services {
                 store.engine_name()
             );
         }
+    }
+}
+
+fn key_trial(id: &str, fid: &str, expires_at: i64) -> KeyTrialRow {
+    KeyTrialRow {
+        id: id.into(),
+        fid: fid.into(),
+        trial: format!("beta.test.{id}"),
+        expires_at,
+        created_at: expires_at - 300,
+        completed_at: None,
+        completion: None,
+    }
+}
+
+#[tokio::test]
+async fn key_trials_are_spent_only_when_named_and_unanswered_ones_are_swept() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let engine = store.engine_name();
+        let fid = "alice@alpha.test";
+        for (id, expires) in [("open-old", 1000), ("failed", 1000), ("done", 1000)] {
+            store
+                .insert_key_trial(&key_trial(id, fid, expires))
+                .await
+                .unwrap();
+        }
+        store
+            .insert_key_trial(&key_trial("open-new", fid, 5000))
+            .await
+            .unwrap();
+        // Spent by id (and text), or by text alone; a wrong text spends nothing.
+        let by_id = TrialRef::Id {
+            id: "failed",
+            trial: None,
+        };
+        assert!(
+            store
+                .claim_key_trial(fid, by_id, 900)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let wrong_text = TrialRef::Id {
+            id: "done",
+            trial: Some("beta.test.other"),
+        };
+        assert!(
+            store
+                .claim_key_trial(fid, wrong_text, 900)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let done = store
+            .claim_key_trial(fid, TrialRef::Text("beta.test.done"), 900)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.id, "done", "{engine}");
+        store
+            .record_key_trial_completion("done", r#"{"signature":"00","serialNumber":"1"}"#)
+            .await
+            .unwrap();
+
+        // At 2000: the expired open trial and the expired failed answer go; the completed
+        // one stays public, the unexpired one stays usable.
+        assert_eq!(
+            store.delete_unanswered_key_trials(2000).await.unwrap(),
+            2,
+            "{engine}"
+        );
+        assert_eq!(
+            store.delete_unanswered_key_trials(2000).await.unwrap(),
+            0,
+            "{engine}"
+        );
+        let public = store
+            .public_key_trials(fid, &KeyTrialQuery::default(), 2000)
+            .await
+            .unwrap();
+        assert_eq!(public.len(), 1, "{engine}");
+        assert_eq!(public[0].id, "done");
+        let open = TrialRef::Text("beta.test.open-new");
+        assert!(
+            store
+                .claim_key_trial(fid, open, 2000)
+                .await
+                .unwrap()
+                .is_some()
+        );
     }
 }
