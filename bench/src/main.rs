@@ -1,4 +1,4 @@
-//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway|federation]
+//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway|federation|flood]
 //! [--quick]`.
 //!
 //! Starts the home server in a child process (this binary re-executed with `--serve`,
@@ -7,7 +7,7 @@
 //! percentiles. Every loop is bounded in count and time. Without a subcommand every part
 //! runs: `http` (accounts, sessions, ID-Certs, see `http.rs`) first, then `gateway` (see
 //! `gateway/`), then `federation` (key trial sign-ins on a second server, see
-//! `federation.rs`).
+//! `federation.rs`), then `flood` (a login flood against a loaded gateway, see `flood.rs`).
 //!
 //! This file keeps what the parts share: the dispatcher, the child server's common set-up,
 //! starting a child and killing it on drop, and the readings (RSS, percentiles, a load loop).
@@ -19,6 +19,7 @@
 )]
 
 mod federation;
+mod flood;
 mod gateway;
 mod http;
 
@@ -34,7 +35,7 @@ use fugue_store::Store;
 
 const PASSWORD: &str = "benchmark password 1";
 
-const USAGE: &str = "usage: fugue-bench [http|gateway|federation] [--quick]";
+const USAGE: &str = "usage: fugue-bench [http|gateway|federation|flood] [--quick]";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -48,20 +49,21 @@ fn main() {
         Some("--serve-federation") => rt.block_on(federation::serve(&args[2..])),
         _ => {
             let quick = args.iter().any(|a| a == "--quick");
-            let (mut http, mut gw, mut fed) = (false, false, false);
+            let (mut http, mut gw, mut fed, mut flood) = (false, false, false, false);
             for a in args.iter().skip(1).filter(|a| *a != "--quick") {
                 match a.as_str() {
                     "http" | "--http" => http = true,
                     "gateway" | "--gateway" => gw = true,
                     "federation" | "--federation" => fed = true,
+                    "flood" | "--flood" => flood = true,
                     _ => {
                         eprintln!("{USAGE}");
                         std::process::exit(2);
                     }
                 }
             }
-            if !http && !gw && !fed {
-                (http, gw, fed) = (true, true, true);
+            if !http && !gw && !fed && !flood {
+                (http, gw, fed, flood) = (true, true, true, true);
             }
             println!(
                 "# fugue-bench ({} mode)",
@@ -75,6 +77,9 @@ fn main() {
             }
             if fed {
                 rt.block_on(federation::bench(quick));
+            }
+            if flood {
+                rt.block_on(flood::bench(quick));
             }
         }
     }
