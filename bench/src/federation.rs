@@ -37,7 +37,9 @@ use serde::{Deserialize, Serialize};
 use fugue_client::{Client, IdentityKey, Session};
 use fugue_proto::{FederationId, SessionId};
 
-use crate::{Child_, NoSink, PASSWORD, load, percentile, start_child};
+use crate::{
+    KillOnDrop, PASSWORD, cheap_hashing, load, open_sqlite, percentile, serve_child, start_child,
+};
 
 const ALPHA: &str = "alpha.test";
 const BETA: &str = "beta.test";
@@ -58,62 +60,41 @@ struct FedStats {
 
 /// `--serve-federation <dir> <port file> <domain> [resolve=<domain>=<url>]`
 pub async fn serve(args: &[String]) {
-    let dir = Path::new(&args[0]);
-    let port_file = &args[1];
-    let domain = args[2].parse().unwrap();
-    let store =
-        fugue_store::Store::open_sqlite(&dir.join("fugue.db"), fugue_store::SqliteSync::Full)
-            .await
-            .unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut config = fugue_server::Config::new(domain, format!("http://{addr}"));
-    config.registration = fugue_server::Registration::Open;
-    config.password_hashing.memory_kib = 256;
-    config.password_hashing.iterations = 1;
-    config.rate_limits.login_per_minute = 0;
-    config.rate_limits.register_per_minute = 0;
-    config.rate_limits.sensitive_per_minute = 0;
-    for arg in &args[3..] {
-        if let Some((host, url)) = arg.strip_prefix("resolve=").and_then(|r| r.split_once('=')) {
-            config.federation.resolve.insert(host.into(), url.into());
-        }
-    }
-    let server = fugue_server::Server::new(
-        config,
+    let store = open_sqlite(Path::new(&args[0])).await;
+    serve_child(
+        &args[1],
+        &args[2],
         store,
         SigningKey::generate(&mut OsRng),
-        Arc::new(NoSink),
+        |config| {
+            config.registration = fugue_server::Registration::Open;
+            cheap_hashing(config);
+            for arg in &args[3..] {
+                if let Some((host, url)) =
+                    arg.strip_prefix("resolve=").and_then(|r| r.split_once('='))
+                {
+                    config.federation.resolve.insert(host.into(), url.into());
+                }
+            }
+        },
+        |server| {
+            let federation = server.federation().clone();
+            axum::Router::new().route(
+                "/bench/federation",
+                axum::routing::get(move || {
+                    let requests_sent = federation.requests_sent();
+                    async move { Json(FedStats { requests_sent }) }
+                }),
+            )
+        },
     )
-    .await
-    .unwrap();
-    let federation = server.federation().clone();
-    let extra = axum::Router::new().route(
-        "/bench/federation",
-        axum::routing::get(move || {
-            let requests_sent = federation.requests_sent();
-            async move { Json(FedStats { requests_sent }) }
-        }),
-    );
-    std::fs::write(port_file, addr.port().to_string()).unwrap();
-    server
-        .serve_with(extra, listener, std::future::pending())
-        .await
-        .unwrap();
+    .await;
 }
 
-async fn start(dir: &Path, domain: &str, extra: &[String]) -> (Child_, String) {
-    let node_dir = dir.join(domain);
-    std::fs::create_dir_all(&node_dir).unwrap();
-    let port_file = node_dir.join("port");
-    let mut args = vec![
-        "--serve-federation".to_owned(),
-        node_dir.to_str().unwrap().to_owned(),
-        port_file.to_str().unwrap().to_owned(),
-        domain.to_owned(),
-    ];
+async fn start(dir: &Path, domain: &str, extra: &[String]) -> (KillOnDrop, String) {
+    let mut args = vec![domain.to_owned()];
     args.extend_from_slice(extra);
-    let (child, port) = start_child(&args, &port_file, true)
+    let (child, port) = start_child("--serve-federation", &dir.join(domain), &args, true)
         .await
         .unwrap_or_else(|| panic!("{domain} did not start"));
     (child, format!("http://127.0.0.1:{port}"))

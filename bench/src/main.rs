@@ -1,11 +1,16 @@
-//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway|federation] [--quick]`.
+//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway|federation|flood]
+//! [--quick]`.
 //!
-//! Starts the home server in a child process (this binary re-executed with `--serve` or
-//! `--serve-gateway`) on a loopback port with a fresh database, loads it over real HTTP and
-//! WebSockets from this process and prints rates and latency percentiles. Every loop is
-//! bounded in count and time. Without a subcommand every part runs: `http` (accounts,
-//! sessions, ID-Certs) first, then `gateway` (see `gateway.rs`), then `federation` (key
-//! trial sign-ins on a second server, see `federation.rs`).
+//! Starts the home server in a child process (this binary re-executed with `--serve`,
+//! `--serve-gateway` or `--serve-federation`) on a loopback port with a fresh database, loads
+//! it over real HTTP and WebSockets from this process and prints rates and latency
+//! percentiles. Every loop is bounded in count and time. Without a subcommand every part
+//! runs: `http` (accounts, sessions, ID-Certs, see `http.rs`) first, then `gateway` (see
+//! `gateway/`), then `federation` (key trial sign-ins on a second server, see
+//! `federation.rs`), then `flood` (a login flood against a loaded gateway, see `flood.rs`).
+//!
+//! This file keeps what the parts share: the dispatcher, the child server's common set-up,
+//! starting a child and killing it on drop, and the readings (RSS, percentiles, a load loop).
 
 #![allow(
     clippy::unwrap_used,
@@ -14,24 +19,23 @@
 )]
 
 mod federation;
+mod flood;
 mod gateway;
+mod http;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ed25519_dalek::{Signer, SigningKey};
-use rand_core::OsRng;
+use ed25519_dalek::SigningKey;
 
-use fugue_client::{Client, IdentityKey};
-use fugue_proto::certs::ActorCsr;
-use fugue_proto::certs::issue::{self, Window};
-use fugue_proto::{FederationId, Serial, SessionId};
+use fugue_server::{Config, Server};
+use fugue_store::Store;
 
 const PASSWORD: &str = "benchmark password 1";
 
-const USAGE: &str = "usage: fugue-bench [http|gateway|federation] [--quick]";
+const USAGE: &str = "usage: fugue-bench [http|gateway|federation|flood] [--quick]";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -40,32 +44,33 @@ fn main() {
         .build()
         .unwrap();
     match args.get(1).map(String::as_str) {
-        Some("--serve") => rt.block_on(serve(&args[2], &args[3])),
+        Some("--serve") => rt.block_on(http::serve(&args[2..])),
         Some("--serve-gateway") => rt.block_on(gateway::serve(&args[2..])),
         Some("--serve-federation") => rt.block_on(federation::serve(&args[2..])),
         _ => {
             let quick = args.iter().any(|a| a == "--quick");
-            let (mut http, mut gw, mut fed) = (false, false, false);
+            let (mut http, mut gw, mut fed, mut flood) = (false, false, false, false);
             for a in args.iter().skip(1).filter(|a| *a != "--quick") {
                 match a.as_str() {
                     "http" | "--http" => http = true,
                     "gateway" | "--gateway" => gw = true,
                     "federation" | "--federation" => fed = true,
+                    "flood" | "--flood" => flood = true,
                     _ => {
                         eprintln!("{USAGE}");
                         std::process::exit(2);
                     }
                 }
             }
-            if !http && !gw && !fed {
-                (http, gw, fed) = (true, true, true);
+            if !http && !gw && !fed && !flood {
+                (http, gw, fed, flood) = (true, true, true, true);
             }
             println!(
                 "# fugue-bench ({} mode)",
                 if quick { "quick" } else { "full" }
             );
             if http {
-                rt.block_on(bench(quick));
+                rt.block_on(http::bench(quick));
             }
             if gw {
                 rt.block_on(gateway::bench(quick));
@@ -73,32 +78,55 @@ fn main() {
             if fed {
                 rt.block_on(federation::bench(quick));
             }
+            if flood {
+                rt.block_on(flood::bench(quick));
+            }
         }
     }
 }
 
-/// The child: a server with production defaults (Argon2 cost included) but no rate limits.
-async fn serve(dir: &str, port_file: &str) {
-    let store = fugue_store::Store::open_sqlite(
-        &std::path::Path::new(dir).join("fugue.db"),
-        fugue_store::SqliteSync::Full,
-    )
-    .await
-    .unwrap();
+// ---------------------------------------------------------------------------------------
+// The child side.
+
+/// The SQLite database of a child in `dir` (`synchronous=FULL`, as in production).
+pub(crate) async fn open_sqlite(dir: &Path) -> Store {
+    Store::open_sqlite(&dir.join("fugue.db"), fugue_store::SqliteSync::Full)
+        .await
+        .unwrap()
+}
+
+/// Cheap Argon2 (256 KiB, one pass), for children that set up hundreds of accounts and do not
+/// measure password checks.
+pub(crate) fn cheap_hashing(config: &mut Config) {
+    config.password_hashing.memory_kib = 256;
+    config.password_hashing.iterations = 1;
+}
+
+/// Runs a child server until it is killed: production defaults for `domain` (Argon2 cost
+/// included) but no per-client rate limits, changed further by `configure`, on a loopback
+/// port written to `port_file` once it listens, with the routes `extra` builds merged in.
+pub(crate) async fn serve_child(
+    port_file: &str,
+    domain: &str,
+    store: Store,
+    key: SigningKey,
+    configure: impl FnOnce(&mut Config),
+    extra: impl FnOnce(&Server) -> axum::Router,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut config =
-        fugue_server::Config::new("localhost".parse().unwrap(), format!("http://{addr}"));
+    let mut config = Config::new(domain.parse().unwrap(), format!("http://{addr}"));
     config.rate_limits.login_per_minute = 0;
     config.rate_limits.register_per_minute = 0;
     config.rate_limits.sensitive_per_minute = 0;
-    let sink = Arc::new(NoSink);
-    let server = fugue_server::Server::new(config, store, SigningKey::generate(&mut OsRng), sink)
+    configure(&mut config);
+    let server = Server::new(config, store, key, Arc::new(NoSink))
         .await
         .unwrap();
+    let extra = extra(&server);
     std::fs::write(port_file, addr.port().to_string()).unwrap();
     server
-        .serve(listener, std::future::pending())
+        .serve_with(extra, listener, std::future::pending())
         .await
         .unwrap();
 }
@@ -110,25 +138,43 @@ impl fugue_server::KeySink for NoSink {
     }
 }
 
-pub(crate) struct Child_(pub(crate) Child);
-impl Drop for Child_ {
+// ---------------------------------------------------------------------------------------
+// The parent side.
+
+/// A child process, killed and reaped when this is dropped (also when the benchmark panics).
+pub(crate) struct KillOnDrop(Child);
+
+impl KillOnDrop {
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-/// Starts this binary with `args` and waits (up to 60 s) for the port it writes to
-/// `port_file`. None if the child exited or never wrote it.
+/// Starts this binary as a child server: `flag <dir> <dir>/port extra…`, `dir` created first.
+/// Waits (up to 60 s) for the port the child writes to `<dir>/port`; None if the child
+/// exited or never wrote it.
 pub(crate) async fn start_child(
-    args: &[String],
-    port_file: &Path,
+    flag: &str,
+    dir: &Path,
+    extra: &[String],
     show_stderr: bool,
-) -> Option<(Child_, u16)> {
+) -> Option<(KillOnDrop, u16)> {
+    std::fs::create_dir_all(dir).unwrap();
+    let port_file = dir.join("port");
     let exe = std::env::current_exe().unwrap();
-    let mut child = Child_(
+    let mut child = KillOnDrop(
         Command::new(exe)
-            .args(args)
+            .arg(flag)
+            .arg(dir)
+            .arg(&port_file)
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(if show_stderr {
                 Stdio::inherit()
@@ -140,7 +186,7 @@ pub(crate) async fn start_child(
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(p) = std::fs::read_to_string(port_file)
+        if let Ok(p) = std::fs::read_to_string(&port_file)
             && let Ok(p) = p.trim().parse::<u16>()
         {
             return Some((child, p));
@@ -149,6 +195,26 @@ pub(crate) async fn start_child(
             return None;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Raises the soft open-file limit towards `want` (at most the hard limit); returns the
+/// limit in force.
+pub(crate) fn raise_nofile(want: u64) -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let current = lim.current.unwrap_or(u64::MAX);
+    if current >= want {
+        return current;
+    }
+    let target = lim.maximum.map_or(want, |m| m.min(want));
+    let new = Rlimit {
+        current: Some(target),
+        maximum: lim.maximum,
+    };
+    match setrlimit(Resource::Nofile, new) {
+        Ok(()) => target,
+        Err(_) => current,
     }
 }
 
@@ -171,7 +237,7 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Runs `op` from `concurrency` tasks until `max_ops` operations or `max_time` passed;
 /// returns (operations per second, sorted latencies).
-async fn load<F, Fut>(
+pub(crate) async fn load<F, Fut>(
     concurrency: usize,
     max_ops: usize,
     max_time: Duration,
@@ -207,176 +273,4 @@ where
     let elapsed = start.elapsed().as_secs_f64();
     all.sort();
     (all.len() as f64 / elapsed, all)
-}
-
-fn issuance_per_second(n: usize) -> f64 {
-    // Parse and check the CSR, build and sign the certificate: what the CA does per login.
-    let ca = SigningKey::generate(&mut OsRng);
-    let fid: FederationId = "alice@localhost".parse().unwrap();
-    let sid: SessionId = "bench".parse().unwrap();
-    let actor = IdentityKey::generate();
-    let csr = actor.csr_pem(&fid, &sid).unwrap();
-    let start = Instant::now();
-    for i in 0..n {
-        let parsed = ActorCsr::parse(csr.as_bytes()).unwrap();
-        let session = parsed.check_claims(&fid).unwrap();
-        let window = Window {
-            not_before: 1_800_000_000,
-            not_after: 1_802_592_000,
-        };
-        let tbs =
-            issue::actor_tbs(Serial(i as u64 + 1), &fid, &session, &parsed.key, window).unwrap();
-        let der = issue::finish_cert(tbs, |m| ca.sign(m).to_bytes()).unwrap();
-        std::hint::black_box(der);
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
-
-fn argon2_ms() -> f64 {
-    use argon2::password_hash::PasswordHasher;
-    let p = fugue_server::config::PasswordHashing::default();
-    let params = argon2::Params::new(p.memory_kib, p.iterations, p.parallelism, None).unwrap();
-    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut times: Vec<f64> = (0..7)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(a.hash_password(PASSWORD.as_bytes()).unwrap());
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[3]
-}
-
-async fn bench(quick: bool) {
-    let scale = if quick { 10 } else { 1 };
-    println!("## accounts, sessions, ID-Certs (http)");
-    println!(
-        "argon2id hash (19 MiB, t=2, p=1), median of 7: {:.1} ms",
-        argon2_ms()
-    );
-    let n = 20_000 / scale;
-    let one = issuance_per_second(n);
-    let two = {
-        let a = std::thread::spawn(move || issuance_per_second(n));
-        let b = issuance_per_second(n);
-        b + a.join().unwrap()
-    };
-    println!(
-        "issuance (parse+check CSR, build+sign cert): {one:.0}/s on 1 thread, {two:.0}/s on 2 threads"
-    );
-
-    let dir = tempfile::tempdir().unwrap();
-    let port_file = dir.path().join("port");
-    let (child, port) = start_child(
-        &[
-            "--serve".into(),
-            dir.path().to_str().unwrap().into(),
-            port_file.to_str().unwrap().into(),
-        ],
-        &port_file,
-        false,
-    )
-    .await
-    .expect("server did not start");
-    let pid = child.0.id();
-    let base = format!("http://127.0.0.1:{port}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    println!(
-        "server idle RSS: {:.1} MiB",
-        rss_kib(pid, "VmRSS:") as f64 / 1024.0
-    );
-
-    let client = Client::new(&base).unwrap();
-    client
-        .register("alice", PASSWORD, None, None)
-        .await
-        .unwrap();
-    let fid: FederationId = "alice@localhost".parse().unwrap();
-
-    let logins = 200 / scale;
-    let c = client.clone();
-    let f = fid.clone();
-    let (rate, lat) = load(4, logins, Duration::from_secs(30), move |i| {
-        let (c, f) = (c.clone(), f.clone());
-        async move {
-            let sid: SessionId = format!("s{i}").parse().unwrap();
-            c.login("alice", PASSWORD, None, &IdentityKey::generate(), &f, &sid)
-                .await
-                .unwrap();
-        }
-    })
-    .await;
-    println!(
-        "logins with CSR over HTTP (4 concurrent): {rate:.1}/s, p50 {:.1} ms, p99 {:.1} ms ({} logins)",
-        percentile(&lat, 0.5).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
-        lat.len()
-    );
-
-    println!(
-        "server RSS after logins: {:.1} MiB",
-        rss_kib(pid, "VmRSS:") as f64 / 1024.0
-    );
-    // A typical actor: two devices, two certificates.
-    client.register("bob", PASSWORD, None, None).await.unwrap();
-    let bob: FederationId = "bob@localhost".parse().unwrap();
-    for sid in ["laptop", "phone"] {
-        let sid: SessionId = sid.parse().unwrap();
-        client
-            .login("bob", PASSWORD, None, &IdentityKey::generate(), &bob, &sid)
-            .await
-            .unwrap();
-    }
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
-    let url = format!("{base}{}", fugue_proto::api::get_actor_idcerts::path(&bob));
-    let lookups = 200_000 / scale;
-    let (rate, lat) = load(32, lookups, Duration::from_secs(15), move |_| {
-        let (http, url) = (http.clone(), url.clone());
-        async move {
-            let resp = http.get(&url).send().await.unwrap();
-            assert!(resp.status().is_success());
-            std::hint::black_box(resp.bytes().await.unwrap());
-        }
-    })
-    .await;
-    println!(
-        "GET /idcert/actor/{{fid}} (2 certs, 32 concurrent): {rate:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
-        percentile(&lat, 0.5).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
-        lat.len()
-    );
-
-    println!(
-        "server RSS after lookups: {:.1} MiB",
-        rss_kib(pid, "VmRSS:") as f64 / 1024.0
-    );
-    let c = client.clone();
-    let f = fid.clone();
-    let (rate, lat) = load(32, lookups, Duration::from_secs(15), move |_| {
-        let (c, f) = (c.clone(), f.clone());
-        async move {
-            let q = fugue_proto::api::get_actor_idcerts::Query {
-                session_id: Some("s0".into()),
-                ..Default::default()
-            };
-            std::hint::black_box(c.actor_certs(&f, q).await.unwrap());
-        }
-    })
-    .await;
-    println!(
-        "GET /idcert/actor/{{fid}}?sessionId=s0 (1 of {logins} certs, through fugue-client, 32 concurrent): {rate:.0}/s, p50 {:.2} ms, p99 {:.2} ms ({} requests)",
-        percentile(&lat, 0.5).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
-        lat.len()
-    );
-    println!(
-        "server RSS after load: {:.1} MiB (peak {:.1} MiB)",
-        rss_kib(pid, "VmRSS:") as f64 / 1024.0,
-        rss_kib(pid, "VmHWM:") as f64 / 1024.0
-    );
-    drop(child);
 }
