@@ -103,7 +103,7 @@ pub(crate) fn cheap_hashing(config: &mut Config) {
 }
 
 /// Runs a child server until it is killed: production defaults for `domain` (Argon2 cost
-/// included) but no per-client rate limits, changed further by `configure`, on a loopback
+/// included) but no per-client rate limits and no cap on one actor's sessions, changed further by `configure`, on a loopback
 /// port written to `port_file` once it listens, with the routes `extra` builds merged in.
 pub(crate) async fn serve_child(
     port_file: &str,
@@ -117,8 +117,11 @@ pub(crate) async fn serve_child(
     let addr = listener.local_addr().unwrap();
     let mut config = Config::new(domain.parse().unwrap(), format!("http://{addr}"));
     config.rate_limits.login_per_minute = 0;
+    config.rate_limits.failed_logins_per_minute = 0;
     config.rate_limits.register_per_minute = 0;
     config.rate_limits.sensitive_per_minute = 0;
+    // The load opens many sessions of one actor (a shape, not a person).
+    config.limits.max_sessions_per_actor = 100_000;
     configure(&mut config);
     let server = Server::new(config, store, key, Arc::new(NoSink))
         .await

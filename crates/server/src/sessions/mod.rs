@@ -437,8 +437,9 @@ impl Sessions {
             if !is_foreign(&actor) {
                 return Err(Error::InvalidToken);
             }
-            self.recheck_foreign(&actor, &fid, session.id, ends, now)
-                .await?;
+            // Boxed: the check asks another server, and its large future would otherwise be
+            // part of every request's and every gateway connection's future.
+            Box::pin(self.recheck_foreign(&actor, &fid, session.id, ends, now)).await?;
         }
         Ok(Authed {
             actor,
@@ -717,9 +718,15 @@ impl Sessions {
         if !authed.is_foreign() {
             return Ok(None);
         }
-        match self
-            .recheck_foreign(&authed.actor, &authed.fid, authed.session.id, ends, now)
-            .await
+        // Boxed, as in `authenticate`: gateway connections await this.
+        match Box::pin(self.recheck_foreign(
+            &authed.actor,
+            &authed.fid,
+            authed.session.id,
+            ends,
+            now,
+        ))
+        .await
         {
             Ok(ends) => Ok(Some(ends)),
             Err(Error::InvalidToken) => Ok(None),
