@@ -267,6 +267,11 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// A connection's place under `limits.max_connections`, in every request's extensions; an
+/// upgraded connection (the gateway) holds on to it for as long as it lives.
+#[derive(Clone)]
+pub struct ConnectionSlot(pub std::sync::Arc<tokio::sync::OwnedSemaphorePermit>);
+
 /// The client's address of a request, set by the accept loop: the socket peer, or the
 /// address a trusted proxy forwarded ([`client_addr`]).
 #[derive(Debug, Clone, Copy)]

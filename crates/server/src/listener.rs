@@ -1,8 +1,9 @@
 //! The accept loop: what a server facing the internet needs before a request reaches the
 //! router.
 //!
-//! - a cap on open connections (`limits.max_connections`); beyond it a connection gets one
-//!   503 `OVERLOADED` answer with `Retry-After` and is closed;
+//! - a cap on open connections (`limits.max_connections`, upgraded gateway connections
+//!   included: they keep their [`ConnectionSlot`]); beyond it a connection gets one 503
+//!   `OVERLOADED` answer with `Retry-After` and is closed;
 //! - a header read timeout (also for idle keep-alive connections) and a body read timeout,
 //!   so slow clients cannot hold sockets without end;
 //! - the client address per request: the socket peer, or the forwarded address when the peer
@@ -28,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::http::{ApiError, ClientAddr, client_addr};
+use crate::http::{ApiError, ClientAddr, ConnectionSlot, client_addr};
 
 /// Connections beyond the cap that may be answered 503 at once; further ones are dropped.
 const REFUSALS_AT_ONCE: usize = 64;
@@ -73,12 +74,16 @@ pub(crate) async fn serve(
             refuse(&builder, &refusals, io);
             continue;
         };
+        let slot = ConnectionSlot(Arc::new(slot));
         let trusted = config.trusted_proxies.clone();
         let app = app.clone();
+        let request_slot = slot.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let client = client_addr(peer, req.headers(), &trusted);
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(ClientAddr(client));
+            // An upgraded connection outlives this one: the gateway keeps the slot.
+            req.extensions_mut().insert(request_slot.clone());
             tower::ServiceExt::oneshot(app.clone(), req)
         });
         let conn = builder
@@ -103,7 +108,11 @@ fn builder(config: &Config) -> auto::Builder<TokioExecutor> {
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(config.limits.header_timeout_s.max(1)));
-    builder.http2().timer(TokioTimer::new());
+    // The CONNECT protocol carries WebSockets over HTTP/2 (RFC 8441).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
     builder
 }
 

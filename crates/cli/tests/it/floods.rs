@@ -302,3 +302,38 @@ async fn the_public_certificate_list_is_built_once_per_change() {
     assert_eq!(only_main.len(), 1);
     assert_eq!(server.identity.lists_built(), built + 3);
 }
+
+#[tokio::test]
+async fn gateway_connections_count_against_the_connection_cap() {
+    let server = TestServer::start_with(|c| c.limits.max_connections = 2).await;
+    let (_a, _) = fugue_testkit_ws_connect(&server).await;
+    let (_b, _) = fugue_testkit_ws_connect(&server).await;
+    let mut extra = TcpStream::connect(server.addr).await.unwrap();
+    extra
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut extra, Duration::from_secs(5))
+        .await
+        .expect("the refused connection was not closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+}
+
+/// A WebSocket to the gateway, after its Hello.
+async fn fugue_testkit_ws_connect(
+    server: &TestServer,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    String,
+) {
+    use futures_util::StreamExt;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .unwrap();
+    let hello = timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    (ws, hello.to_string())
+}

@@ -9,7 +9,7 @@ use fugue_proto::ErrorCode;
 use fugue_proto::gateway::{GatewayUrl, PATH, websocket_url};
 
 use crate::AppState;
-use crate::http::{ApiError, ApiResult, ok};
+use crate::http::{ApiError, ApiResult, ConnectionSlot, ok};
 use crate::sessions::routes::AnySession;
 
 /// `GET /.p2/core/v1/gateway`: the WebSocket, or `{url}` for a plain GET.
@@ -25,6 +25,7 @@ pub async fn gateway(State(app): State<AppState>, req: Request) -> ApiResult<Res
         return Ok(ok(GatewayUrl { url }).into_response());
     }
     let (mut parts, _) = req.into_parts();
+    let tcp_slot = parts.extensions.get::<ConnectionSlot>().cloned();
     let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
         .await
         .map_err(|e| {
@@ -44,6 +45,7 @@ pub async fn gateway(State(app): State<AppState>, req: Request) -> ApiResult<Res
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| async move {
+            let _tcp_slot = tcp_slot;
             match slot {
                 Some(slot) => {
                     super::conn::serve(gw, socket).await;

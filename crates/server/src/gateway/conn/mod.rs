@@ -220,7 +220,7 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
     let (authed, mut reg) = match c.handshake(interval).await {
         Ok(x) => x,
         Err(end) => {
-            c.finish(end).await;
+            c.into_closing().finish(end).await;
             return;
         }
     };
@@ -236,7 +236,7 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
         c.gw.retain(state);
     }
     drop(reg);
-    c.finish(end).await;
+    c.into_closing().finish(end).await;
 }
 
 impl Conn {
@@ -244,9 +244,11 @@ impl Conn {
         Duration::from_millis(self.gw.0.config.gateway.heartbeat_interval_ms.max(1))
     }
 
-    async fn finish(self, end: End) {
+    /// The socket halves, the rest dropped: not an `async fn` taking `self`, whose future
+    /// would keep a second copy of the whole connection in every connection's future.
+    fn into_closing(self) -> Closing {
         let Conn { sink, stream, .. } = self;
-        Closing { sink, stream }.finish(end).await;
+        Closing { sink, stream }
     }
 
     fn state(&self, session_pk: i64) -> Resumable {
