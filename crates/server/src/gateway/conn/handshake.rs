@@ -223,7 +223,7 @@ impl Conn {
             // The previous node is gone: continue from what the client acknowledged.
             (None, Some(p)) if p.node.is_some() => (
                 u64::try_from(p.acked_seq).unwrap_or(0),
-                p.services.iter().cloned().collect(),
+                p.services.clone(),
                 p.root_serial,
             ),
             _ => return Err(close(Close::Unresumeable, "nothing to resume")),
