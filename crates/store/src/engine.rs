@@ -184,7 +184,8 @@ pub struct Guard {
 }
 
 impl Guard {
-    /// The transaction must stop: `n` rows changed where `rows` had to.
+    /// [`Error::Conflict`] when a guarded statement changed `n` rows where it had to
+    /// change `rows`: the transaction stops and rolls back.
     pub(crate) fn check(guard: Option<&Guard>, n: u64) -> Result<()> {
         match guard {
             Some(g) if g.rows != n => Err(Error::Conflict(g.conflict)),
