@@ -5,7 +5,7 @@
 //! published, and the unique local name stays taken, so the name can never be registered
 //! again.
 
-use crate::engine::{Error, Result, Row, Stmt};
+use crate::engine::{Conflict, Error, Result, Row, Stmt};
 use crate::{CERTLESS_SESSION_S, Store, params};
 
 /// One local account as administrators see it.
@@ -70,17 +70,18 @@ impl Store {
 
     /// Turns an account into a tombstone at `now`: no password, no second factor, no admin
     /// right, every certificate revoked (they stay listed), key backups and discoverable
-    /// services gone. The row and its name stay. False when it was deleted already.
-    /// Sessions are ended by the caller, one by one, so each end is announced.
+    /// services gone. The row and its name stay. False when it was deleted already (or never
+    /// existed). Sessions are ended by the caller, one by one, so each end is announced.
     pub async fn delete_actor(&self, actor_id: i64, now: i64) -> Result<bool> {
         let res = self
-            .transaction(vec![
+            .commit(vec![
                 Stmt::new(
                     "UPDATE actors SET deleted_at = $2, password_hash = '', totp_secret = NULL, totp_pending = NULL, is_admin = 0
                      WHERE id = $1 AND deleted_at IS NULL",
                     params![actor_id, now],
                 )
-                .expect(1),
+                .affects(1)
+                .or(Conflict::ActorMissing),
                 Stmt::new(
                     "UPDATE id_certs SET revoked_at = $2 WHERE actor_id = $1 AND revoked_at IS NULL",
                     params![actor_id, now],
@@ -96,8 +97,8 @@ impl Store {
             ])
             .await;
         match res {
-            Ok(_) => Ok(true),
-            Err(Error::Conflict(_)) => Ok(false),
+            Ok(()) => Ok(true),
+            Err(Error::Conflict(Conflict::ActorMissing)) => Ok(false),
             Err(e) => Err(e),
         }
     }

@@ -66,15 +66,49 @@ pub enum Error {
     /// A unique constraint or primary key was violated.
     #[error("unique constraint violated: {0}")]
     Unique(String),
-    /// A guarded statement in a transaction did not affect the expected number of rows; the
-    /// whole transaction was rolled back.
-    #[error("the data changed concurrently or a precondition failed (statement {0})")]
-    Conflict(usize),
+    /// A guarded statement of a transaction did not affect the number of rows it must; the
+    /// whole transaction was rolled back. The statement names what that means, so the
+    /// order of statements inside the store never changes what a caller sees.
+    #[error("the data changed concurrently or a precondition failed: {0}")]
+    Conflict(Conflict),
     /// A row did not have the shape the query promised.
     #[error("unexpected row shape: {0}")]
     Decode(String),
     #[error("database error: {0}")]
     Backend(String),
+}
+
+/// Why a guarded write was refused: the precondition its guarded statement stands for.
+/// Each store verb documents which of these it can return.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Conflict {
+    /// The actor the write is about does not exist, or no longer in the state the write
+    /// needs (a deleted account cannot be deleted again).
+    #[error("no such actor")]
+    ActorMissing,
+    /// The invite is unknown, used up or expired.
+    #[error("the invite is not usable")]
+    InviteUnusable,
+    /// The actor would have more live sessions than allowed.
+    #[error("too many live sessions")]
+    TooManySessions,
+    /// The session is no longer active, or no longer holds the certificate the change was
+    /// based on.
+    #[error("the session changed")]
+    SessionChanged,
+    /// The actor's key-material slots are all taken.
+    #[error("no key-material slot left")]
+    KeyMaterialSlotsFull,
+    /// The actor has as many failed second-factor attempts on record as allowed.
+    #[error("too many failed attempts")]
+    TooManyAttempts,
+    /// The actor lists as many service providers as allowed.
+    #[error("too many service providers")]
+    TooManyServices,
+    /// A service provider is not listed (or no longer with the primary flag the change was
+    /// based on).
+    #[error("the service provider is not listed")]
+    ServiceNotListed,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -139,7 +173,25 @@ impl Row {
 pub struct Stmt {
     pub sql: &'static str,
     pub params: Vec<Value>,
-    pub expect_rows: Option<u64>,
+    pub guard: Option<Guard>,
+}
+
+/// The row count a statement must affect, and what it means when it does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guard {
+    pub rows: u64,
+    pub conflict: Conflict,
+}
+
+impl Guard {
+    /// [`Error::Conflict`] when a guarded statement changed `n` rows where it had to
+    /// change `rows`: the transaction stops and rolls back.
+    pub(crate) fn check(guard: Option<&Guard>, n: u64) -> Result<()> {
+        match guard {
+            Some(g) if g.rows != n => Err(Error::Conflict(g.conflict)),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Stmt {
@@ -147,13 +199,37 @@ impl Stmt {
         Self {
             sql,
             params,
-            expect_rows: None,
+            guard: None,
         }
     }
 
-    /// Roll the transaction back with [`Error::Conflict`] unless exactly `n` rows change.
-    pub fn expect(mut self, n: u64) -> Self {
-        self.expect_rows = Some(n);
-        self
+    /// The statement must change exactly `n` rows; say what it means when it does not with
+    /// [`Affects::or`]: `Stmt::new(..).affects(1).or(Conflict::ActorMissing)`.
+    pub fn affects(self, n: u64) -> Affects {
+        Affects {
+            stmt: self,
+            rows: n,
+        }
+    }
+}
+
+/// A statement waiting for the [`Conflict`] its guard stands for. It is not a [`Stmt`] until
+/// it has one, so no guard can go unnamed.
+#[must_use = "a guarded statement needs `.or(Conflict::..)`"]
+#[derive(Debug)]
+pub struct Affects {
+    stmt: Stmt,
+    rows: u64,
+}
+
+impl Affects {
+    /// Rolls the transaction back with [`Error::Conflict`]`(conflict)` unless the statement
+    /// changed the required number of rows.
+    pub fn or(mut self, conflict: Conflict) -> Stmt {
+        self.stmt.guard = Some(Guard {
+            rows: self.rows,
+            conflict,
+        });
+        self.stmt
     }
 }

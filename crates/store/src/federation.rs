@@ -37,6 +37,28 @@ pub struct KeyTrialQuery {
     pub limit: i64,
 }
 
+/// What a foreign actor's session is made of (see [`Store::open_foreign_session`]).
+#[derive(Debug, Clone)]
+pub struct NewForeignSession {
+    pub id: i64,
+    pub actor_id: i64,
+    pub session_id: String,
+    pub token_hash: Vec<u8>,
+    /// Serial of the certificate (issued by the actor's home server) the session uses.
+    pub serial: i64,
+    /// When the session must be checked with the home server again.
+    pub expires_at: i64,
+    /// Also when an active session with the same session ID ends.
+    pub created_at: i64,
+}
+
+/// The columns [`key_trial`] decodes, in its order.
+macro_rules! key_trial_columns {
+    () => {
+        "id, fid, trial, expires_at, created_at, completed_at, completion"
+    };
+}
+
 fn key_trial(r: &Row) -> Result<KeyTrialRow> {
     Ok(KeyTrialRow {
         id: r.string(0)?,
@@ -51,13 +73,21 @@ fn key_trial(r: &Row) -> Result<KeyTrialRow> {
 
 impl Store {
     pub async fn insert_key_trial(&self, t: &KeyTrialRow) -> Result<()> {
-        self.execute(
-            "INSERT INTO key_trials (id, fid, trial, expires_at, created_at, completed_at, completion)
-             VALUES ($1, $2, $3, $4, $5, NULL, NULL)",
-            params![t.id.clone(), t.fid.clone(), t.trial.clone(), t.expires_at, t.created_at],
+        self.execute_unit(
+            concat!(
+                "INSERT INTO key_trials (",
+                key_trial_columns!(),
+                ") VALUES ($1, $2, $3, $4, $5, NULL, NULL)"
+            ),
+            params![
+                t.id.clone(),
+                t.fid.clone(),
+                t.trial.clone(),
+                t.expires_at,
+                t.created_at
+            ],
         )
         .await
-        .map(|_| ())
     }
 
     /// Spends the key trial `which` of `fid` if it is usable: unexpired at `now` and never
@@ -73,23 +103,29 @@ impl Store {
         let rows = match which {
             TrialRef::Id { id, trial } => {
                 self.query(
-                    "UPDATE key_trials SET completed_at = $3
-                     WHERE id = $1 AND fid = $2 AND completed_at IS NULL AND expires_at >= $3
-                       AND ($4 IS NULL OR trial = $4)
-                     RETURNING id, fid, trial, expires_at, created_at, completed_at, completion",
+                    concat!(
+                        "UPDATE key_trials SET completed_at = $3
+                         WHERE id = $1 AND fid = $2 AND completed_at IS NULL AND expires_at >= $3
+                           AND ($4 IS NULL OR trial = $4)
+                         RETURNING ",
+                        key_trial_columns!()
+                    ),
                     params![id, fid, now, trial.map(str::to_owned)],
                 )
                 .await?
             }
             TrialRef::Text(trial) => {
                 self.query(
-                    "UPDATE key_trials SET completed_at = $3
-                     WHERE completed_at IS NULL AND expires_at >= $3 AND id =
-                       (SELECT id FROM key_trials
-                        WHERE fid = $1 AND completed_at IS NULL AND expires_at >= $3
-                          AND trial = $2
-                        ORDER BY created_at DESC, id LIMIT 1)
-                     RETURNING id, fid, trial, expires_at, created_at, completed_at, completion",
+                    concat!(
+                        "UPDATE key_trials SET completed_at = $3
+                         WHERE completed_at IS NULL AND expires_at >= $3 AND id =
+                           (SELECT id FROM key_trials
+                            WHERE fid = $1 AND completed_at IS NULL AND expires_at >= $3
+                              AND trial = $2
+                            ORDER BY created_at DESC, id LIMIT 1)
+                         RETURNING ",
+                        key_trial_columns!()
+                    ),
                     params![fid, trial, now],
                 )
                 .await?
@@ -111,12 +147,11 @@ impl Store {
 
     /// Records the answer of a spent trial once it verified (only verified answers are public).
     pub async fn record_key_trial_completion(&self, id: &str, completion: &str) -> Result<()> {
-        self.execute(
+        self.execute_unit(
             "UPDATE key_trials SET completion = $2 WHERE id = $1",
             params![id, completion],
         )
         .await
-        .map(|_| ())
     }
 
     /// Completed key trials of `fid` whose lifetime is over (they are public then), oldest
@@ -129,11 +164,15 @@ impl Store {
     ) -> Result<Vec<KeyTrialRow>> {
         let limit = if q.limit <= 0 { i64::MAX } else { q.limit };
         self.query(
-            "SELECT id, fid, trial, expires_at, created_at, completed_at, completion FROM key_trials
+            concat!(
+                "SELECT ",
+                key_trial_columns!(),
+                " FROM key_trials
              WHERE fid = $1 AND completion IS NOT NULL AND expires_at < $2
                AND ($3 IS NULL OR id = $3)
                AND ($4 IS NULL OR completed_at >= $4) AND ($5 IS NULL OR completed_at <= $5)
-             ORDER BY completed_at, id LIMIT $6",
+             ORDER BY completed_at, id LIMIT $6"
+            ),
             params![fid, now, q.id.clone(), q.not_before, q.not_after, limit],
         )
         .await?
@@ -158,35 +197,26 @@ impl Store {
 
     /// Opens a session for a foreign actor that proved its key: it lives until `expires_at`
     /// (the end of its certificate) and replaces an active session with the same session ID.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn open_foreign_session(
-        &self,
-        id: i64,
-        actor_id: i64,
-        session_id: &str,
-        token_hash: &[u8],
-        serial: i64,
-        expires_at: i64,
-        now: i64,
-    ) -> Result<Vec<i64>> {
+    /// Returns the primary keys of the sessions it replaced.
+    pub async fn open_foreign_session(&self, s: &NewForeignSession) -> Result<Vec<i64>> {
         let out = self
             .transaction_rows(vec![
-            Stmt::new(
-                "UPDATE sessions SET revoked_at = $3 WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL RETURNING id",
-                params![actor_id, session_id, now],
-            ),
-            Stmt::new(
-                "INSERT INTO sessions (id, actor_id, session_id, token_hash, cert_serial, created_at, revoked_at, expires_at, foreign_serial)
-                 VALUES ($1, $2, $3, $4, NULL, $5, NULL, $6, $7)",
-                params![id, actor_id, session_id, token_hash, now, expires_at, serial],
-            ),
-            Stmt::new(
-                "INSERT INTO gateway_positions (session_pk, acked_seq, updated_at)
-                 SELECT $1, event_seq, $3 FROM actors WHERE id = $2",
-                params![id, actor_id, now],
-            ),
-        ])
-        .await?;
+                Stmt::new(
+                    "UPDATE sessions SET revoked_at = $3 WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL RETURNING id",
+                    params![s.actor_id, s.session_id.clone(), s.created_at],
+                ),
+                Stmt::new(
+                    "INSERT INTO sessions (id, actor_id, session_id, token_hash, cert_serial, created_at, revoked_at, expires_at, foreign_serial)
+                     VALUES ($1, $2, $3, $4, NULL, $5, NULL, $6, $7)",
+                    params![s.id, s.actor_id, s.session_id.clone(), s.token_hash.clone(), s.created_at, s.expires_at, s.serial],
+                ),
+                Stmt::new(
+                    "INSERT INTO gateway_positions (session_pk, acked_seq, updated_at)
+                     SELECT $1, event_seq, $3 FROM actors WHERE id = $2",
+                    params![s.id, s.actor_id, s.created_at],
+                ),
+            ])
+            .await?;
         out.first().map_or(Ok(Vec::new()), |(_, rows)| {
             rows.iter().map(|r| r.i64(0)).collect()
         })

@@ -3,7 +3,7 @@
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Column, Executor, PgPool, Row as _, TypeInfo};
 
-use crate::engine::{Error, Result, Row, Stmt, Value};
+use crate::engine::{Error, Guard, Result, Row, Stmt, Value};
 use crate::schema::{BOOTSTRAP, CURRENT_VERSION};
 
 #[derive(Clone)]
@@ -104,7 +104,7 @@ impl Postgres {
     pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<(u64, Vec<Row>)>> {
         let mut tx = self.pool.begin().await.map_err(map_err)?;
         let mut counts = Vec::with_capacity(stmts.len());
-        for (i, s) in stmts.into_iter().enumerate() {
+        for s in stmts {
             let (n, rows) = if s.sql.contains("RETURNING") {
                 let rows = bind(s.sql, s.params)
                     .fetch_all(&mut *tx)
@@ -120,9 +120,7 @@ impl Postgres {
                     .rows_affected();
                 (n, Vec::new())
             };
-            if s.expect_rows.is_some_and(|want| want != n) {
-                return Err(Error::Conflict(i)); // dropping `tx` rolls back
-            }
+            Guard::check(s.guard.as_ref(), n)?; // an error drops `tx`, which rolls back
             counts.push((n, rows));
         }
         tx.commit().await.map_err(map_err)?;

@@ -6,7 +6,8 @@
 //! actor are serialised on its row, so choosing a primary, counting slots and promoting a new
 //! primary after a removal see a stable list.
 
-use crate::engine::{Result, Row, Stmt};
+use crate::actors::lock_actor;
+use crate::engine::{Conflict, Result, Row, Stmt};
 use crate::{Store, params};
 
 /// One provider of one service of an actor.
@@ -19,6 +20,13 @@ pub struct ServiceRow {
     pub created_at: i64,
 }
 
+/// The columns [`service`] decodes, in its order.
+macro_rules! service_columns {
+    () => {
+        "actor_id, name, url, is_primary, created_at"
+    };
+}
+
 fn service(r: &Row) -> Result<ServiceRow> {
     Ok(ServiceRow {
         actor_id: r.i64(0)?,
@@ -29,26 +37,19 @@ fn service(r: &Row) -> Result<ServiceRow> {
     })
 }
 
-/// Serialises an actor's service changes on its row; [`crate::Error::Conflict`]`(0)` when the
-/// actor does not exist.
-fn lock_actor(actor_id: i64) -> Stmt {
-    Stmt::new(
-        "UPDATE actors SET is_admin = is_admin WHERE id = $1",
-        params![actor_id],
-    )
-    .expect(1)
-}
-
 /// Makes the oldest remaining provider of a service primary if none is; returns it.
 fn promote_oldest(actor_id: i64, name: &str) -> Stmt {
     Stmt::new(
-        "UPDATE discoverable_services SET is_primary = 1
+        concat!(
+"UPDATE discoverable_services SET is_primary = 1
          WHERE actor_id = $1 AND name = $2
            AND url = (SELECT o.url FROM discoverable_services o WHERE o.actor_id = $1 AND o.name = $2
                       ORDER BY o.created_at, o.url LIMIT 1)
            AND NOT EXISTS (SELECT 1 FROM discoverable_services p
                            WHERE p.actor_id = $1 AND p.name = $2 AND p.is_primary = 1)
-         RETURNING actor_id, name, url, is_primary, created_at",
+         RETURNING ",
+service_columns!()
+),
         params![actor_id, name],
     )
 }
@@ -59,8 +60,8 @@ impl Store {
     /// per actor. Returns the stored row and the provider that stopped being primary.
     ///
     /// Errors: [`crate::Error::Unique`] if the provider is listed already;
-    /// [`crate::Error::Conflict`]`(2)` when the actor has `max_per_actor` providers;
-    /// `Conflict(0)` for an unknown actor.
+    /// [`Conflict::TooManyServices`] when the actor has `max_per_actor` providers;
+    /// [`Conflict::ActorMissing`] for an unknown actor.
     pub async fn insert_service(
         &self,
         s: &ServiceRow,
@@ -71,23 +72,36 @@ impl Store {
             .transaction_rows(vec![
                 lock_actor(s.actor_id),
                 Stmt::new(
-                    "UPDATE discoverable_services SET is_primary = 0
+                    concat!(
+                        "UPDATE discoverable_services SET is_primary = 0
                      WHERE actor_id = $1 AND name = $2 AND is_primary = 1 AND $3 = 1
-                     RETURNING actor_id, name, url, is_primary, created_at",
+                     RETURNING ",
+                        service_columns!()
+                    ),
                     params![s.actor_id, s.name.clone(), take_primary],
                 ),
                 Stmt::new(
-                    "INSERT INTO discoverable_services (actor_id, name, url, is_primary, created_at)
+                    concat!(
+"INSERT INTO discoverable_services (actor_id, name, url, is_primary, created_at)
                      SELECT $1, $2, $3,
                        CASE WHEN EXISTS (SELECT 1 FROM discoverable_services p
                                          WHERE p.actor_id = $1 AND p.name = $2 AND p.is_primary = 1)
                             THEN 0 ELSE 1 END,
                        $4
                      WHERE (SELECT COUNT(*) FROM discoverable_services c WHERE c.actor_id = $1) < $5
-                     RETURNING actor_id, name, url, is_primary, created_at",
-                    params![s.actor_id, s.name.clone(), s.url.clone(), s.created_at, max_per_actor],
+                     RETURNING ",
+service_columns!()
+),
+                    params![
+                        s.actor_id,
+                        s.name.clone(),
+                        s.url.clone(),
+                        s.created_at,
+                        max_per_actor
+                    ],
                 )
-                .expect(1),
+                .affects(1)
+                .or(Conflict::TooManyServices),
             ])
             .await?;
         let rows = |i: usize| out.get(i).map(|(_, rows)| rows.as_slice()).unwrap_or(&[]);
@@ -103,9 +117,13 @@ impl Store {
     /// An actor's providers, of one service or of all, by service, then oldest first.
     pub async fn services_of(&self, actor_id: i64, name: Option<&str>) -> Result<Vec<ServiceRow>> {
         self.query(
-            "SELECT actor_id, name, url, is_primary, created_at FROM discoverable_services
-             WHERE actor_id = $1 AND ($2 IS NULL OR name = $2)
-             ORDER BY name, created_at, url",
+            concat!(
+                "SELECT ",
+                service_columns!(),
+                " FROM discoverable_services
+                 WHERE actor_id = $1 AND ($2 IS NULL OR name = $2)
+                 ORDER BY name, created_at, url"
+            ),
             params![actor_id, name.map(str::to_owned)],
         )
         .await?
@@ -116,7 +134,7 @@ impl Store {
 
     /// Makes a listed provider the primary one of its service. Returns it and the provider
     /// that was primary before (none if it was this one already).
-    /// [`crate::Error::Conflict`]`(2)` when the provider is not listed (nothing changes).
+    /// [`Conflict::ServiceNotListed`] when the provider is not listed (nothing changes).
     pub async fn set_primary_service(
         &self,
         actor_id: i64,
@@ -127,18 +145,25 @@ impl Store {
             .transaction_rows(vec![
                 lock_actor(actor_id),
                 Stmt::new(
-                    "UPDATE discoverable_services SET is_primary = 0
+                    concat!(
+                        "UPDATE discoverable_services SET is_primary = 0
                      WHERE actor_id = $1 AND name = $2 AND is_primary = 1 AND url <> $3
-                     RETURNING actor_id, name, url, is_primary, created_at",
+                     RETURNING ",
+                        service_columns!()
+                    ),
                     params![actor_id, name, url],
                 ),
                 Stmt::new(
-                    "UPDATE discoverable_services SET is_primary = 1
+                    concat!(
+                        "UPDATE discoverable_services SET is_primary = 1
                      WHERE actor_id = $1 AND name = $2 AND url = $3
-                     RETURNING actor_id, name, url, is_primary, created_at",
+                     RETURNING ",
+                        service_columns!()
+                    ),
                     params![actor_id, name, url],
                 )
-                .expect(1),
+                .affects(1)
+                .or(Conflict::ServiceNotListed),
             ])
             .await?;
         let rows = |i: usize| out.get(i).map(|(_, rows)| rows.as_slice()).unwrap_or(&[]);
@@ -152,9 +177,9 @@ impl Store {
     }
 
     /// Removes providers, all or none: each (name, url, primary) must still be listed with
-    /// that primary flag, else [`crate::Error::Conflict`]`(i)` names the first one that is
-    /// not (1-based; 0 is an unknown actor). A service that lost its primary provider gets
-    /// the oldest remaining one as its new primary; those are returned.
+    /// that primary flag, else [`Conflict::ServiceNotListed`] ([`Conflict::ActorMissing`] for
+    /// an unknown actor). A service that lost its primary provider gets the oldest remaining
+    /// one as its new primary; those are returned.
     pub async fn delete_services(
         &self,
         actor_id: i64,
@@ -168,7 +193,8 @@ impl Store {
                      WHERE actor_id = $1 AND name = $2 AND url = $3 AND is_primary = $4",
                     params![actor_id, name.clone(), url.clone(), *primary],
                 )
-                .expect(1),
+                .affects(1)
+                .or(Conflict::ServiceNotListed),
             );
         }
         let mut lost_primary: Vec<&str> = providers

@@ -11,7 +11,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, ToSql};
 use tokio::sync::oneshot;
 
-use crate::engine::{Error, Result, Row, Stmt, Value};
+use crate::engine::{Error, Guard, Result, Row, Stmt, Value};
 use crate::schema::{BOOTSTRAP, CURRENT_VERSION};
 
 /// Number of read-only connections.
@@ -110,11 +110,9 @@ fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<(Vec<Row>, u64)
 fn transaction(conn: &mut Connection, stmts: &[Stmt]) -> Result<Vec<(u64, Vec<Row>)>> {
     let tx = conn.transaction().map_err(map_err)?;
     let mut counts = Vec::with_capacity(stmts.len());
-    for (i, s) in stmts.iter().enumerate() {
+    for s in stmts {
         let (rows, n) = run(&tx, s.sql, &s.params)?;
-        if s.expect_rows.is_some_and(|want| want != n) {
-            return Err(Error::Conflict(i)); // dropping `tx` rolls back
-        }
+        Guard::check(s.guard.as_ref(), n)?; // an error drops `tx`, which rolls back
         counts.push((n, rows));
     }
     tx.commit().map_err(map_err)?;

@@ -550,8 +550,7 @@ impl Identity {
             rows.push(KeyMaterialRow {
                 serial: as_i64(item.serial.0),
                 key_data: item.key_data,
-                algorithms: serde_json::to_string(&item.encryption_algorithms)
-                    .unwrap_or_else(|_| "[]".into()),
+                algorithms: item.encryption_algorithms,
                 created_at: as_i64(now),
             });
         }
@@ -564,7 +563,7 @@ impl Identity {
             Err(fugue_store::Error::Unique(_)) => Err(Error::KeyMaterialExists(
                 "an uploaded serial has key material already".into(),
             )),
-            Err(fugue_store::Error::Conflict(i)) if i > 0 => {
+            Err(fugue_store::Error::Conflict(fugue_store::Conflict::KeyMaterialSlotsFull)) => {
                 Err(Error::KeyMaterialSlotsExhausted(slots))
             }
             other => Ok(other?),
@@ -584,7 +583,7 @@ impl Identity {
             .map(|r| EncryptedPkm {
                 key_data: r.key_data,
                 serial: Serial(as_u64(r.serial)),
-                encryption_algorithms: serde_json::from_str(&r.algorithms).unwrap_or_default(),
+                encryption_algorithms: r.algorithms,
             })
             .collect();
         if items.is_empty() && !serials.is_empty() {

@@ -115,7 +115,9 @@ impl Services {
         {
             Ok((stored, _)) => service(stored),
             Err(fugue_store::Error::Unique(_)) => Err(exists()),
-            Err(fugue_store::Error::Conflict(2)) => Err(Error::TooManyServices(MAX_PER_ACTOR)),
+            Err(fugue_store::Error::Conflict(fugue_store::Conflict::TooManyServices)) => {
+                Err(Error::TooManyServices(MAX_PER_ACTOR))
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -159,7 +161,9 @@ impl Services {
             Ok(promoted) => promoted,
             // A provider was removed or its primary flag changed since we looked: what we
             // checked (and whether a second factor was needed) is stale.
-            Err(fugue_store::Error::Conflict(_)) => return Err(Error::ConcurrentChange),
+            Err(fugue_store::Error::Conflict(
+                fugue_store::Conflict::ServiceNotListed | fugue_store::Conflict::ActorMissing,
+            )) => return Err(Error::ConcurrentChange),
             Err(e) => return Err(e.into()),
         };
         promoted
@@ -208,7 +212,9 @@ impl Services {
             .await
         {
             Ok(changed) => changed,
-            Err(fugue_store::Error::Conflict(2)) => return Err(not_found()),
+            Err(fugue_store::Error::Conflict(fugue_store::Conflict::ServiceNotListed)) => {
+                return Err(not_found());
+            }
             Err(e) => return Err(e.into()),
         };
         old.into_iter().chain([new]).map(service).collect()

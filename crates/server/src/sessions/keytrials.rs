@@ -8,7 +8,7 @@ use fugue_proto::FederationId;
 use fugue_proto::api::{keytrials, session_auth};
 use fugue_proto::cache::MAX_WINDOW_S;
 use fugue_proto::certs::{IdCert, verify_strict};
-use fugue_store::{KeyTrialQuery, KeyTrialRow, TrialRef};
+use fugue_store::{KeyTrialQuery, KeyTrialRow, NewForeignSession, TrialRef};
 
 use super::{Authed, Error, Sessions, hash_secret, new_token, random_id};
 use crate::events::BusMsg;
@@ -131,16 +131,16 @@ impl Sessions {
         let token = new_token();
         let replaced = self
             .store
-            .open_foreign_session(
-                random_id(),
-                actor.id,
-                session_id.as_str(),
-                &hash_secret(&token),
-                as_i64(foreign.cert.serial.0),
+            .open_foreign_session(&NewForeignSession {
+                id: random_id(),
+                actor_id: actor.id,
+                session_id: session_id.as_str().to_owned(),
+                token_hash: hash_secret(&token),
+                serial: as_i64(foreign.cert.serial.0),
                 // Until the signed window ends: then the home server is asked again.
-                as_i64(foreign.until),
-                as_i64(now),
-            )
+                expires_at: as_i64(foreign.until),
+                created_at: as_i64(now),
+            })
             .await?;
         for session_pk in replaced {
             self.events

@@ -252,7 +252,9 @@ impl Sessions {
         {
             Ok(()) => Ok(FederationId::new(local, self.identity.domain().clone())),
             Err(fugue_store::Error::Unique(_)) => Err(Error::LocalNameTaken),
-            Err(fugue_store::Error::Conflict(_)) => Err(Error::InvalidInvite),
+            Err(fugue_store::Error::Conflict(fugue_store::Conflict::InviteUnusable)) => {
+                Err(Error::InvalidInvite)
+            }
             Err(e) => Err(e.into()),
         }
     }
@@ -338,7 +340,7 @@ impl Sessions {
             Err(fugue_store::Error::Unique(_)) => {
                 return Err(Error::SessionIdInUse(session_id.to_string()));
             }
-            Err(fugue_store::Error::Conflict(_)) => {
+            Err(fugue_store::Error::Conflict(fugue_store::Conflict::TooManySessions)) => {
                 return Err(Error::TooManySessions(
                     self.config.limits.max_sessions_per_actor,
                 ));
@@ -578,7 +580,9 @@ impl Sessions {
             )
             .await
         {
-            Err(fugue_store::Error::Conflict(_)) => return Err(Error::ConcurrentChange),
+            Err(fugue_store::Error::Conflict(fugue_store::Conflict::SessionChanged)) => {
+                return Err(Error::ConcurrentChange);
+            }
             other => other?,
         }
         match authed.session.cert_serial {

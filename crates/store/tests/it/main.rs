@@ -7,8 +7,8 @@
 use rand_core::{OsRng, RngCore};
 
 use fugue_store::{
-    ActorRow, CertRow, Error, KeyMaterialRow, KeyTrialQuery, KeyTrialRow, NewSession,
-    ServerCertRow, SqliteSync, Store, TrialRef,
+    ActorRow, CertRow, Conflict, Error, EventRow, KeyMaterialRow, KeyTrialQuery, KeyTrialRow,
+    NewEvent, NewForeignSession, NewSession, ServerCertRow, SqliteSync, Store, TrialRef,
 };
 
 /// Opens each engine available: SQLite always, PostgreSQL when configured.
@@ -113,17 +113,17 @@ async fn an_invite_is_consumed_atomically_with_the_registration() {
         // Used up: the actor must not be created.
         assert!(matches!(
             store.insert_actor(&actor("second"), Some(b"code"), 3).await,
-            Err(Error::Conflict(0))
+            Err(Error::Conflict(Conflict::InviteUnusable))
         ));
         assert_eq!(store.actor_by_name("second").await.unwrap(), None);
         // Expired and unknown codes likewise.
         assert!(matches!(
             store.insert_actor(&actor("third"), Some(b"old"), 6).await,
-            Err(Error::Conflict(0))
+            Err(Error::Conflict(Conflict::InviteUnusable))
         ));
         assert!(matches!(
             store.insert_actor(&actor("fourth"), Some(b"nope"), 3).await,
-            Err(Error::Conflict(0))
+            Err(Error::Conflict(Conflict::InviteUnusable))
         ));
         assert_eq!(store.actor_by_name("third").await.unwrap(), None);
     }
@@ -193,7 +193,7 @@ async fn live_sessions_are_capped_per_actor_and_ended_ones_do_not_count() {
         store.open_session(&capped("two", b"t2")).await.unwrap();
         let third = store.open_session(&capped("three", b"t3")).await;
         assert!(
-            matches!(third, Err(Error::Conflict(_))),
+            matches!(third, Err(Error::Conflict(Conflict::TooManySessions))),
             "{}: {third:?}",
             store.engine_name()
         );
@@ -286,7 +286,10 @@ async fn replacing_a_session_cert_revokes_the_old_one_and_refuses_stale_requests
         let stale = store
             .replace_session_cert(s.id, Some(first.serial), &third, Some(b"tok3"), 140)
             .await;
-        assert!(matches!(stale, Err(Error::Conflict(_))), "{stale:?}");
+        assert!(
+            matches!(stale, Err(Error::Conflict(Conflict::SessionChanged))),
+            "{stale:?}"
+        );
         assert_eq!(store.cert_by_serial(third.serial).await.unwrap(), None);
         assert!(store.session_by_token(b"tok2").await.unwrap().is_some());
     }
@@ -372,7 +375,7 @@ async fn key_material_is_unique_per_serial_and_deletable() {
         let k = |serial| KeyMaterialRow {
             serial,
             key_data: "enc".into(),
-            algorithms: "[\"1.2\"]".into(),
+            algorithms: vec!["1.2".into()],
             created_at: 5,
         };
         store
@@ -396,6 +399,32 @@ async fn key_material_is_unique_per_serial_and_deletable() {
         );
         assert_eq!(store.delete_key_material(a.id, &[2, 9]).await.unwrap(), 1);
         assert_eq!(store.key_material(a.id).await.unwrap(), vec![k(1)]);
+        // Full slots and an unknown actor are told apart.
+        assert!(matches!(
+            store.insert_key_material(a.id, &[k(3), k(4)], 2).await,
+            Err(Error::Conflict(Conflict::KeyMaterialSlotsFull))
+        ));
+        assert!(matches!(
+            store.insert_key_material(a.id ^ 1, &[k(5)], 10).await,
+            Err(Error::Conflict(Conflict::ActorMissing))
+        ));
+        // The algorithms come back as they went in, empty lists included.
+        let none = KeyMaterialRow {
+            algorithms: vec![],
+            ..k(6)
+        };
+        let two = KeyMaterialRow {
+            algorithms: vec!["1.2.840".into(), "1.3.101.112".into()],
+            ..k(7)
+        };
+        store
+            .insert_key_material(a.id, &[none.clone(), two.clone()], 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.key_material(a.id).await.unwrap(),
+            vec![k(1), none, two]
+        );
     }
 }
 
@@ -464,7 +493,7 @@ async fn account_changes_and_a_deleted_account_stays_as_a_tombstone() {
                 &[KeyMaterialRow {
                     serial: 1,
                     key_data: "enc".into(),
-                    algorithms: "[]".into(),
+                    algorithms: vec![],
                     created_at: 5,
                 }],
                 10,
@@ -557,6 +586,146 @@ async fn second_factor_attempts_are_counted_in_a_window_and_forgiven_when_right(
         assert_eq!(
             store.sensitive_failures_since(a.id, 0).await.unwrap(),
             (2, Some(200))
+        );
+        // An unknown actor is not a full window.
+        assert!(matches!(
+            store.begin_sensitive_attempt(a.id ^ 1, 6, 400, 0, 3).await,
+            Err(Error::Conflict(Conflict::ActorMissing))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn events_follow_each_other_without_gaps_and_need_an_actor() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let event = |actor_id, op| NewEvent {
+            actor_id,
+            namespace: "core".into(),
+            op,
+            payload: "{}".into(),
+            exclude_session: None,
+            collapse_key: None,
+            created_at: 10 * op,
+        };
+        for op in 1..=3 {
+            assert_eq!(store.append_event(&event(a.id, op)).await.unwrap(), op);
+        }
+        let seqs = |rows: Vec<EventRow>| rows.iter().map(|e| (e.seq, e.op)).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(store.events_after(a.id, 1, 10).await.unwrap()),
+            vec![(2, 2), (3, 3)]
+        );
+        assert_eq!(
+            seqs(store.newest_events_after(a.id, 0, 2).await.unwrap()),
+            vec![(2, 2), (3, 3)]
+        );
+        assert_eq!(store.event_seq(a.id).await.unwrap(), 3);
+        assert!(matches!(
+            store.append_event(&event(a.id ^ 1, 1)).await,
+            Err(Error::Conflict(Conflict::ActorMissing))
+        ));
+        assert_eq!(store.delete_events_before(25).await.unwrap(), 2);
+        assert_eq!(
+            seqs(store.events_after(a.id, 0, 10).await.unwrap()),
+            vec![(3, 3)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_gateway_position_keeps_its_service_channels_and_only_moves_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let engine = store.engine_name();
+        let a = actor("alice");
+        store.insert_actor(&a, None, 1).await.unwrap();
+        let s = session(a.id, "laptop", b"tok", None);
+        store.open_session(&s).await.unwrap();
+        // A new session starts at the actor's newest event, on no node.
+        let p = store.gateway_position(s.id).await.unwrap().unwrap();
+        assert_eq!((p.acked_seq, p.node, p.services), (0, None, vec![]));
+
+        let channels = vec!["core".to_owned(), "chat".to_owned()];
+        store
+            .record_connection(s.id, "node-1", 7, &channels, 0, 110)
+            .await
+            .unwrap();
+        let p = store.gateway_position(s.id).await.unwrap().unwrap();
+        assert_eq!(p.services, channels, "{engine}");
+        assert_eq!(
+            (p.node.as_deref(), p.root_serial),
+            (Some("node-1"), Some(7))
+        );
+
+        store.advance_position(s.id, 5, 120).await.unwrap();
+        store.advance_position(s.id, 3, 130).await.unwrap();
+        let p = store.gateway_position(s.id).await.unwrap().unwrap();
+        assert_eq!((p.acked_seq, p.updated_at), (5, 120), "{engine}");
+
+        // No channel at all is an empty list, not one empty name.
+        store
+            .record_connection(s.id, "node-2", 7, &[], 0, 140)
+            .await
+            .unwrap();
+        let p = store.gateway_position(s.id).await.unwrap().unwrap();
+        assert_eq!((p.acked_seq, p.services), (5, vec![]), "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_session_replaces_the_active_one_with_its_session_id() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let bob = store
+            .foreign_actor("bob@other.example", id(), 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .foreign_actor("bob@other.example", id(), 2)
+                .await
+                .unwrap(),
+            bob
+        );
+        let open = |token: &[u8], serial| NewForeignSession {
+            id: id(),
+            actor_id: bob.id,
+            session_id: "phone".into(),
+            token_hash: token.to_vec(),
+            serial,
+            expires_at: 500,
+            created_at: 100,
+        };
+        let first = open(b"f1", 11);
+        assert_eq!(
+            store.open_foreign_session(&first).await.unwrap(),
+            Vec::<i64>::new()
+        );
+        let second = open(b"f2", 12);
+        assert_eq!(
+            store.open_foreign_session(&second).await.unwrap(),
+            vec![first.id]
+        );
+        assert_eq!(store.active_session(first.id).await.unwrap(), None);
+        let s = store.session_by_token(b"f2").await.unwrap().unwrap();
+        assert_eq!((s.id, s.cert_not_after), (second.id, Some(500)));
+        assert_eq!(store.foreign_serial(second.id).await.unwrap(), Some(12));
+        assert!(
+            store
+                .update_foreign_session(second.id, 13, 600)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.foreign_serial(second.id).await.unwrap(), Some(13));
+        assert!(store.end_session(second.id, 150).await.unwrap());
+        assert!(
+            !store
+                .update_foreign_session(second.id, 14, 700)
+                .await
+                .unwrap()
         );
     }
 }
@@ -697,7 +866,7 @@ async fn parallel_key_material_uploads_cannot_exceed_the_slot_limit() {
                     let row = KeyMaterialRow {
                         serial,
                         key_data: "enc".into(),
-                        algorithms: "[]".into(),
+                        algorithms: vec![],
                         created_at: 1,
                     };
                     store.insert_key_material(a.id, &[row], 5).await
@@ -708,7 +877,7 @@ async fn parallel_key_material_uploads_cannot_exceed_the_slot_limit() {
         for u in uploads {
             match u.await.unwrap() {
                 Ok(()) => stored += 1,
-                Err(Error::Conflict(1)) => {}
+                Err(Error::Conflict(Conflict::KeyMaterialSlotsFull)) => {}
                 Err(e) => panic!("{}: {e}", store.engine_name()),
             }
         }
@@ -721,7 +890,7 @@ mod discoverable_services {
     //! Discoverable services (core §9): one listing per provider, one primary per service,
     //! the oldest remaining provider promoted when the primary goes.
 
-    use fugue_store::{Error, ServiceRow, Store};
+    use fugue_store::{Conflict, Error, ServiceRow, Store};
 
     use super::{actor, engines};
 
@@ -861,11 +1030,11 @@ mod discoverable_services {
             assert!(new.primary && old.is_none());
             assert!(matches!(
                 store.set_primary_service(a.id, "chat", "https://zzz").await,
-                Err(Error::Conflict(2))
+                Err(Error::Conflict(Conflict::ServiceNotListed))
             ));
             assert!(matches!(
                 store.set_primary_service(a.id, "mls", "https://a").await,
-                Err(Error::Conflict(2))
+                Err(Error::Conflict(Conflict::ServiceNotListed))
             ));
             assert_eq!(
                 listing(&store, a.id).await,
@@ -900,7 +1069,7 @@ mod discoverable_services {
             ];
             assert!(matches!(
                 store.delete_services(a.id, &stale).await,
-                Err(Error::Conflict(2))
+                Err(Error::Conflict(Conflict::ServiceNotListed))
             ));
             assert_eq!(listing(&store, a.id).await.len(), 4);
 
@@ -938,7 +1107,7 @@ mod discoverable_services {
                 store
                     .delete_services(a.id, &[entry("chat", "https://c", true)])
                     .await,
-                Err(Error::Conflict(1))
+                Err(Error::Conflict(Conflict::ServiceNotListed))
             ));
         }
     }
@@ -959,13 +1128,13 @@ mod discoverable_services {
                 store
                     .insert_service(&row(a.id, "mls", "https://c", 1), false, 2)
                     .await,
-                Err(Error::Conflict(2))
+                Err(Error::Conflict(Conflict::TooManyServices))
             ));
             assert!(matches!(
                 store
                     .insert_service(&row(a.id ^ 1, "chat", "https://a", 1), false, 2)
                     .await,
-                Err(Error::Conflict(0))
+                Err(Error::Conflict(Conflict::ActorMissing))
             ));
         }
     }

@@ -94,7 +94,7 @@ impl Conn {
         acked_if_new: u64,
     ) -> Result<(), End> {
         let g = &self.gw.0;
-        let services = self.services.iter().cloned().collect::<Vec<_>>().join(",");
+        let services = self.services.iter().cloned().collect::<Vec<_>>();
         g.store
             .record_connection(
                 authed.session.id,
@@ -223,11 +223,7 @@ impl Conn {
             // The previous node is gone: continue from what the client acknowledged.
             (None, Some(p)) if p.node.is_some() => (
                 u64::try_from(p.acked_seq).unwrap_or(0),
-                p.services
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
+                p.services.clone(),
                 p.root_serial,
             ),
             _ => return Err(close(Close::Unresumeable, "nothing to resume")),
