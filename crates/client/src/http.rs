@@ -99,7 +99,9 @@ impl Client {
         &self.base
     }
 
-    /// The underlying HTTP client, for tests that need to send malformed requests.
+    /// The underlying HTTP client, for tests that need to send malformed requests. Only with
+    /// the `test-util` feature.
+    #[cfg(feature = "test-util")]
     pub fn raw(&self) -> &reqwest::Client {
         &self.http
     }

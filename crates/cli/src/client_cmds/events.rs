@@ -1,0 +1,112 @@
+//! `fugue events`: the account's events over the gateway, one line each, until Ctrl-C.
+
+use fugue_client::{Gateway, GatewayEvent, GatewayOptions};
+use fugue_proto::certs::IdCert;
+use fugue_proto::gateway::Style;
+
+use super::{ClientOpts, date, e, open_store, restore_session};
+use crate::terminal::{note, out};
+
+/// Prints events as they arrive (stdout); connection notices go to stderr so that stdout
+/// holds exactly one line per event.
+pub async fn run(opts: ClientOpts, json: bool) -> Result<(), String> {
+    let store = open_store(&opts)?;
+    let (session, _) = restore_session(&store)?;
+    let mut gateway = session
+        .gateway(GatewayOptions::default())
+        .await
+        .map_err(e)?;
+    note!(
+        "following the events of {} on {} (Ctrl-C to stop)",
+        session.fid(),
+        session.client().base_url()
+    );
+    let result = follow(&mut gateway, json).await;
+    gateway.close().await;
+    result
+}
+
+async fn follow(gateway: &mut Gateway, json: bool) -> Result<(), String> {
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        let event = tokio::select! {
+            _ = &mut ctrl_c => return Ok(()),
+            event = gateway.recv() => event,
+        };
+        let Some(event) = event else {
+            return Ok(());
+        };
+        match (&event, event.envelope()) {
+            (_, Some(envelope)) if json => out!("{}", envelope.render(Style::Numbers)),
+            (GatewayEvent::Closed { code, reason }, _) => {
+                let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
+                return Err(format!("the gateway closed ({code}): {reason}"));
+            }
+            (GatewayEvent::Reconnected { resumed: true }, _) => {
+                note!("reconnected; missed events follow")
+            }
+            (GatewayEvent::Reconnected { resumed: false }, _) => note!(
+                "reconnected afresh (the server could not resume); unacknowledged events follow"
+            ),
+            (GatewayEvent::ChannelClosed { service, error }, _) => {
+                note!(
+                    "channel {service} closed{}",
+                    reason_suffix(error.as_deref())
+                )
+            }
+            _ => out!("{}", describe(&event)),
+        }
+    }
+}
+
+fn reason_suffix(reason: Option<&str>) -> String {
+    reason.map(|r| format!(": {r}")).unwrap_or_default()
+}
+
+/// One line for an event, e.g. `new session laptop alice@example.com cert serial 12`.
+fn describe(event: &GatewayEvent) -> String {
+    match event {
+        GatewayEvent::NewSession { cert_pem, .. } => match IdCert::parse(cert_pem.as_bytes()) {
+            Ok(cert) => {
+                let session = cert.session_id().map(|s| s.to_string());
+                let fid = cert.fid().map(|f| f.to_string());
+                format!(
+                    "new session {} {} cert serial {}",
+                    session.as_deref().unwrap_or("?"),
+                    fid.as_deref().unwrap_or("?"),
+                    cert.serial
+                )
+            }
+            Err(err) => format!("new session (its certificate does not parse: {err})"),
+        },
+        GatewayEvent::CertInvalidated { invalidation, .. } => format!(
+            "certificate {} revoked since {}",
+            invalidation.serial,
+            date(invalidation.invalid_since)
+        ),
+        GatewayEvent::ServerCertChanged { change, .. } => {
+            let serial = IdCert::parse(change.cert.as_bytes())
+                .map(|c| format!(" (new serial {})", c.serial))
+                .unwrap_or_default();
+            format!(
+                "server certificate changed{serial}; the old one is invalid since {}",
+                date(change.old_invalid_since)
+            )
+        }
+        GatewayEvent::Service { envelope } => {
+            format!("{} event op {}: {}", envelope.n, envelope.op, envelope.d)
+        }
+        GatewayEvent::Malformed { error, envelope } => {
+            format!("unreadable op {} event: {error}", envelope.op)
+        }
+        GatewayEvent::ChannelClosed { service, error } => {
+            format!(
+                "channel {service} closed{}",
+                reason_suffix(error.as_deref())
+            )
+        }
+        GatewayEvent::Reconnected { resumed } => format!("reconnected (resumed: {resumed})"),
+        GatewayEvent::Closed { code, reason } => format!("closed ({code:?}): {reason}"),
+    }
+}
