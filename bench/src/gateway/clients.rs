@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use fugue_proto::gateway::{CORE, Envelope, Style, op};
+use fugue_testkit::ws::{self, Ws};
 
 use super::{CONNECT_CONCURRENCY, EVENT_PREFIX, SERVICE, unix_nanos};
 
@@ -64,29 +64,8 @@ impl Group {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
-
-async fn next_text(ws: &mut Ws) -> Result<String, String> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-            Err(_) => return Err("timed out".into()),
-            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.as_str().to_owned()),
-            Ok(Some(Ok(Message::Close(c)))) => return Err(format!("closed: {c:?}")),
-            Ok(Some(Ok(_))) => {}
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(None) => return Err("connection ended".into()),
-        }
-    }
-}
-
-async fn expect_op(ws: &mut Ws, want: u16) -> Result<(), String> {
-    let text = next_text(ws).await?;
-    let (env, _) = Envelope::parse(&text).map_err(|e| e.to_string())?;
-    if env.op != want {
-        return Err(format!("expected op {want}, got {text}"));
-    }
-    Ok(())
-}
+/// Longest wait for one handshake frame.
+const HANDSHAKE_WAIT: Duration = Duration::from_secs(30);
 
 fn frame(op: u16, d: serde_json::Value) -> Message {
     Message::text(Envelope::new(CORE, op, d).render(Style::Numbers))
@@ -95,27 +74,21 @@ fn frame(op: u16, d: serde_json::Value) -> Message {
 /// Connects, identifies and (with `subscribe`) joins the bench channel; returns the socket
 /// and the number of frames received so far.
 async fn handshake(addr: SocketAddr, token: &str, subscribe: bool) -> Result<(Ws, u64), String> {
-    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
-    let url = format!("ws://{addr}{}", fugue_proto::gateway::PATH);
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(4096);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, tcp, Some(config))
-        .await
-        .map_err(|e| e.to_string())?;
-    expect_op(&mut ws, op::HELLO).await?;
+    let (mut ws, _) = ws::try_connect(addr, Some(config), HANDSHAKE_WAIT).await?;
     ws.send(frame(op::IDENTIFY, json!({ "token": token })))
         .await
         .map_err(|e| e.to_string())?;
-    expect_op(&mut ws, op::IDENTIFY_ACK).await?;
+    ws::try_frame_with_op(&mut ws, op::IDENTIFY_ACK, HANDSHAKE_WAIT).await?;
     let mut frames = 2;
     if subscribe {
         let d = json!({ "action": "subscribe", "service": SERVICE });
         ws.send(frame(op::SERVICE_CHANNEL, d))
             .await
             .map_err(|e| e.to_string())?;
-        expect_op(&mut ws, op::SERVICE_CHANNEL_ACK).await?;
+        ws::try_frame_with_op(&mut ws, op::SERVICE_CHANNEL_ACK, HANDSHAKE_WAIT).await?;
         frames += 1;
     }
     Ok((ws, frames))

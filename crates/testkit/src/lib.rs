@@ -9,6 +9,7 @@
 //! `TEST_DATABASE_URL` is set, so the same tests run on both engines.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ed25519_dalek::SigningKey;
@@ -18,8 +19,12 @@ use tokio::task::JoinHandle;
 
 use fugue_client::{Client, IdentityKey, Session};
 use fugue_proto::{DomainName, FederationId, SessionId};
-use fugue_server::{Config, Events, Gateway, Identity, KeySink, Registration, Server, Sessions};
+use fugue_server::{
+    Clock, Config, Events, Gateway, Identity, KeySink, Registration, Server, Sessions,
+};
 use fugue_store::{SqliteSync, Store};
+
+pub mod ws;
 
 /// Password every test actor gets.
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -36,6 +41,37 @@ impl KeySink for MemoryKeySink {
             .map_err(|_| std::io::Error::other("poisoned"))? = Some(key.clone());
         Ok(())
     }
+}
+
+/// A clock a test moves: the system clock plus an offset in seconds, shared by every
+/// [`Clock`] made from it (so several servers can move together).
+#[derive(Clone, Default)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// A server clock that reads this one.
+    pub fn clock(&self) -> Clock {
+        let offset = self.0.clone();
+        Clock::from_fn(move || system_now().saturating_add_signed(offset.load(Ordering::SeqCst)))
+    }
+
+    /// Moves the clock `secs` ahead of (or, negative, behind) the system clock.
+    pub fn set_offset(&self, secs: i64) {
+        self.0.store(secs, Ordering::SeqCst);
+    }
+
+    /// Moves the clock `secs` further ahead.
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+}
+
+/// Seconds since the Unix epoch by the system clock.
+fn system_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the system clock is after 1970")
+        .as_secs()
 }
 
 /// Opens a fresh store: PostgreSQL (new schema) if `TEST_DATABASE_URL` is set, else SQLite
@@ -128,6 +164,13 @@ impl TestServer {
         let store = fresh_store(dir.path()).await;
         let key = SigningKey::generate(&mut OsRng);
         Self::start_node(store, key, dir, tweak).await
+    }
+
+    /// Starts a server whose clock the test moves with the returned [`ManualClock`].
+    pub async fn start_with_clock() -> (Self, ManualClock) {
+        let manual = ManualClock::default();
+        let clock = manual.clock();
+        (Self::start_with(move |c| c.clock = clock).await, manual)
     }
 
     /// Starts `n` nodes sharing one database and server key, connected through NATS with a

@@ -4,16 +4,15 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use fugue_client::IdentityKey;
 use fugue_proto::api::{self, get_actor_idcerts};
 use fugue_proto::certs::IdCert;
-use fugue_proto::{ErrorCode, FederationId, Serial, SessionId};
+use fugue_proto::{ErrorCode, FederationId, Serial};
 use fugue_testkit::{PASSWORD, TestServer};
 use serde_json::json;
 
 use crate::support::{
-    assert_problem, assert_raw_problem, blocking, enrol_totp, fugue_as_client, totp_code_in,
-    unix_now,
+    assert_problem, assert_raw_problem, blocking, enrol_totp, fugue_as_client, login_with,
+    totp_code_in, unix_now,
 };
 
 const NEW_PASSWORD: &str = "a completely new passphrase";
@@ -31,30 +30,6 @@ async fn published(server: &TestServer, fid: &FederationId) -> Vec<(Serial, bool
             (cert.serial, c.invalidated_at.is_some())
         })
         .collect()
-}
-
-async fn login_with(
-    server: &TestServer,
-    local_name: &str,
-    password: &str,
-    totp: Option<&str>,
-    session_id: &str,
-) -> fugue_client::Result<fugue_client::Session> {
-    let sid: SessionId = session_id.parse().unwrap();
-    let fid: FederationId = format!("{}@{}", local_name.to_ascii_lowercase(), server.domain)
-        .parse()
-        .unwrap();
-    server
-        .client()
-        .login(
-            local_name,
-            password,
-            totp,
-            &IdentityKey::generate(),
-            &fid,
-            &sid,
-        )
-        .await
 }
 
 /// `request` as `session`, without `X-P2-Sensitive-Solution`: 401 SOLUTION_REQUIRED.

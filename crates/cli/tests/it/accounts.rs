@@ -1,40 +1,14 @@
 //! Accounts: registration rules (names, passwords, closed/invite/ToS modes), password login
 //! without account enumeration, and TOTP as the second factor.
 
-use fugue_client::IdentityKey;
-use fugue_proto::{ErrorCode, FederationId, SessionId};
+use fugue_proto::ErrorCode;
 use fugue_server::Registration;
 use fugue_testkit::{PASSWORD, TestServer};
 
 use crate::support::{
-    assert_problem, enrol_totp, totp_code_at, totp_code_in, unix_now, wait_for_fresh_totp_step,
-    wrong_totp_code,
+    assert_problem, enrol_totp, login_with, totp_code_at, totp_code_in, unix_now,
+    wait_for_fresh_totp_step, wrong_totp_code,
 };
-
-/// Logs in `local_name` with `password` (and `totp`) as a new session with a fresh key.
-async fn login_with(
-    server: &TestServer,
-    local_name: &str,
-    password: &str,
-    totp: Option<&str>,
-    session_id: &str,
-) -> fugue_client::Result<fugue_client::Session> {
-    let sid: SessionId = session_id.parse().unwrap();
-    let fid: FederationId = format!("{}@{}", local_name.to_ascii_lowercase(), server.domain)
-        .parse()
-        .unwrap();
-    server
-        .client()
-        .login(
-            local_name,
-            password,
-            totp,
-            &IdentityKey::generate(),
-            &fid,
-            &sid,
-        )
-        .await
-}
 
 #[tokio::test]
 async fn registration_returns_the_lowercased_fid_and_the_account_can_log_in() {

@@ -17,6 +17,7 @@ use fugue_proto::api;
 use fugue_proto::certs::IdCert;
 use fugue_proto::{ErrorCode, FederationId, SessionId};
 use fugue_testkit::PASSWORD;
+use fugue_testkit::ws;
 
 use crate::support::{assert_problem, fugue};
 
@@ -295,15 +296,7 @@ async fn acknowledged_writes_survive_sigkill() {
         .unwrap();
     let fid: FederationId = "alice@localhost".parse().unwrap();
     let laptop: SessionId = "laptop".parse().unwrap();
-    let session = client
-        .login(
-            "alice",
-            PASSWORD,
-            None,
-            &IdentityKey::generate(),
-            &fid,
-            &laptop,
-        )
+    let session = login_as(&client, "alice", PASSWORD, "laptop")
         .await
         .unwrap();
     let serial = session.current_serial().unwrap();
@@ -331,29 +324,9 @@ async fn acknowledged_writes_survive_sigkill() {
         session.key().clone(),
     );
     assert_eq!(restored.sessions().await.unwrap().len(), 1);
-    let phone: SessionId = "phone".parse().unwrap();
-    client
-        .login(
-            "alice",
-            PASSWORD,
-            None,
-            &IdentityKey::generate(),
-            &fid,
-            &phone,
-        )
-        .await
-        .unwrap();
+    login_as(&client, "alice", PASSWORD, "phone").await.unwrap();
     assert_problem(
-        client
-            .login(
-                "alice",
-                PASSWORD,
-                None,
-                &IdentityKey::generate(),
-                &fid,
-                &laptop,
-            )
-            .await,
+        login_as(&client, "alice", PASSWORD, "laptop").await,
         409,
         ErrorCode::SessionIdInUse,
     );
@@ -387,8 +360,6 @@ async fn sigterm_stops_the_server_cleanly() {
 
 #[tokio::test]
 async fn sigterm_closes_gateway_connections_with_4000_before_exiting() {
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
     let data = tempfile::tempdir().unwrap();
     let mut child = Child::serve_ready(data.path(), &[]).await;
     let client = child.client();
@@ -396,50 +367,18 @@ async fn sigterm_closes_gateway_connections_with_4000_before_exiting() {
         .register("alice", PASSWORD, None, None)
         .await
         .unwrap();
-    let fid: FederationId = "alice@localhost".parse().unwrap();
-    let session = client
-        .login(
-            "alice",
-            PASSWORD,
-            None,
-            &IdentityKey::generate(),
-            &fid,
-            &"laptop".parse().unwrap(),
-        )
+    let session = login_as(&client, "alice", PASSWORD, "laptop")
         .await
         .unwrap();
-    let ws_url = format!(
-        "{}{}",
-        child.url.replace("http://", "ws://"),
-        fugue_proto::gateway::PATH
-    );
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url).await.unwrap();
-    let identify = serde_json::json!({"n": "core", "op": 2, "d": {"token": session.token()}});
-    ws.send(Message::text(identify.to_string())).await.unwrap();
     // Hello, then op 12: the connection is identified.
-    let mut identified = false;
-    while !identified {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => {
-                let f: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
-                identified = f["op"] == 12;
-            }
-            other => panic!("no op 12: {other:?}"),
-        }
-    }
+    let mut ws = ws::identified_at(&ws::url(&child.url), session.token()).await;
     let kill = Command::new("kill")
         .arg("-TERM")
         .arg(child.pid())
         .status()
         .unwrap();
     assert!(kill.success());
-    let code = loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Ok(Some(Ok(Message::Close(Some(f))))) => break u16::from(f.code),
-            Ok(Some(Ok(_))) => {}
-            other => panic!("the gateway connection ended without a close frame: {other:?}"),
-        }
-    };
+    let (code, _) = ws::closed_with(&mut ws).await;
     assert_eq!(code, 4000, "resumable close on shutdown");
     let status = child.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(
@@ -801,7 +740,7 @@ mod hostile_server {
 
     /// A server that refuses everything with a problem whose detail tries to drive the
     /// terminal: a colour, a window title, a bidi override and a fake second line.
-    async fn refusing_stub() -> String {
+    async fn refusing_stub() -> crate::support::fakes::Fake {
         let problem = fugue_proto::Problem::new(400, ErrorCode::MalformedRequest, "Bad")
             .with_detail("\u{1b}[31mred\u{1b}]0;pwned\u{7} \u{202e}evil\u{9b}2J\nerror: fake");
         let body = serde_json::to_string(&problem).unwrap();
@@ -815,17 +754,13 @@ mod hostile_server {
                 )
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
-        url
+        crate::support::fakes::serve(router).await
     }
 
     #[tokio::test]
     async fn server_text_reaches_the_terminal_without_control_characters() {
-        let url = refusing_stub().await;
+        let stub = refusing_stub().await;
+        let url = stub.url.clone();
         let keystore = tempfile::tempdir().unwrap();
         let keystore = keystore.path().join("keys.json");
         let output = crate::support::blocking(move || {
@@ -1062,63 +997,14 @@ mod cluster {
     //! Two `fugue serve` processes on one PostgreSQL database and NATS: a node killed with
     //! SIGKILL loses no acknowledged event; its client resumes on the other node.
 
-    use futures_util::{SinkExt, StreamExt};
+    use fugue_testkit::ws::{self, next_with_op, send};
     use rand_core::RngCore;
-    use serde_json::{Value, json};
-    use tokio_tungstenite::tungstenite::Message;
+    use serde_json::json;
 
     use super::*;
 
-    type Ws = tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >;
-
-    async fn frame(ws: &mut Ws) -> Value {
-        loop {
-            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .expect("a frame within 10 s")
-                .expect("socket open")
-                .expect("frame");
-            if let Message::Text(t) = m {
-                return serde_json::from_str(t.as_str()).unwrap();
-            }
-        }
-    }
-
-    async fn frame_with_op(ws: &mut Ws, op: u64) -> Value {
-        loop {
-            let f = frame(ws).await;
-            if f["op"] == op {
-                return f;
-            }
-        }
-    }
-
-    async fn send(ws: &mut Ws, v: Value) {
-        ws.send(Message::text(v.to_string())).await.unwrap();
-    }
-
-    fn ws_url(http: &str) -> String {
-        format!(
-            "{}{}",
-            http.replace("http://", "ws://"),
-            fugue_proto::gateway::PATH
-        )
-    }
-
     async fn login(child: &Child, session: &str) -> fugue_client::Session {
-        let fid: FederationId = "alice@localhost".parse().unwrap();
-        child
-            .client()
-            .login(
-                "alice",
-                PASSWORD,
-                None,
-                &IdentityKey::generate(),
-                &fid,
-                &session.parse().unwrap(),
-            )
+        login_as(&child.client(), "alice", PASSWORD, session)
             .await
             .unwrap()
     }
@@ -1158,44 +1044,38 @@ mod cluster {
             .await
             .unwrap();
         let main = login(&b, "main").await;
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&a.url))
-            .await
-            .unwrap();
-        frame_with_op(&mut ws, 1).await;
+        let (mut ws, _) = ws::connect_to(&ws::url(&a.url)).await;
         send(
             &mut ws,
             json!({"n":"core","op":2,"d":{"token": main.token()}}),
         )
         .await;
-        frame_with_op(&mut ws, 12).await;
+        next_with_op(&mut ws, 12).await;
 
         // An event announced by node B reaches the connection on node A, and is acknowledged.
         login(&b, "one").await;
-        let one = frame_with_op(&mut ws, 3).await;
+        let one = next_with_op(&mut ws, 3).await;
         send(
             &mut ws,
             json!({"n":"core","op":0,"d":{"from":"0","to": one["s"].to_string()}}),
         )
         .await;
-        frame_with_op(&mut ws, 7).await;
+        next_with_op(&mut ws, 7).await;
         // The next one is received but not acknowledged when A dies.
         login(&b, "two").await;
-        let two = frame_with_op(&mut ws, 3).await;
+        let two = next_with_op(&mut ws, 3).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         a.kill_hard();
         drop(ws);
         login(&b, "three").await;
 
-        let (mut ws, _) = tokio_tungstenite::connect_async(ws_url(&b.url))
-            .await
-            .unwrap();
-        frame_with_op(&mut ws, 1).await;
+        let (mut ws, _) = ws::connect_to(&ws::url(&b.url)).await;
         send(
             &mut ws,
             json!({"n":"core","op":5,"d":{"s": two["s"], "token": main.token()}}),
         )
         .await;
-        let resumed = frame_with_op(&mut ws, 10).await;
+        let resumed = next_with_op(&mut ws, 10).await;
         let ids: Vec<u64> = resumed["d"]
             .as_array()
             .unwrap()

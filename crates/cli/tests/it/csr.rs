@@ -28,7 +28,7 @@ use fugue_proto::certs::{
 use fugue_proto::{ErrorCode, FederationId, SessionId};
 use fugue_testkit::{PASSWORD, TestServer};
 
-use crate::support::{assert_problem, assert_raw_problem};
+use crate::support::{assert_problem, assert_raw_problem, unix_now as now};
 
 const DAY: u64 = 86_400;
 const OID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
@@ -351,13 +351,6 @@ impl Fixture {
         let cached = self.server.client().server_cert(None).await.unwrap();
         IdCert::parse(cached.id_cert_pem.as_bytes()).unwrap()
     }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
 }
 
 /// A 32-byte string that is not the encoding of any curve point.

@@ -9,7 +9,7 @@
 //! legitimate sign-in still working.
 
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -19,11 +19,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use ed25519_dalek::{Signer, SigningKey};
-use futures_util::{SinkExt, StreamExt, stream};
+use futures_util::{StreamExt, stream};
 use rand_core::OsRng;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 
 use fugue_client::{IdentityKey, Session};
 use fugue_proto::api::{get_server_idcert, idcert_extern, keytrials, session_auth};
@@ -32,8 +30,9 @@ use fugue_proto::certs::IdCert;
 use fugue_proto::certs::issue::{self, Window};
 use fugue_proto::{DomainName, ErrorCode, FederationId, Serial, SessionId};
 use fugue_server::{Clock, Config};
-use fugue_testkit::{PASSWORD, TestServer};
+use fugue_testkit::{ManualClock, PASSWORD, TestServer, ws};
 
+use crate::support::fakes::{Fake, serve};
 use crate::support::{assert_raw_problem, unix_now};
 
 const HOUR: i64 = 3600;
@@ -71,33 +70,6 @@ async fn beta_with(resolve: &[(&str, &str)], tweak: impl FnOnce(&mut Config)) ->
 
 async fn beta(resolve: &[(&str, &str)]) -> TestServer {
     beta_with(resolve, |_| {}).await
-}
-
-/// A clock `offset` seconds away from the system clock; the test moves it.
-fn shifted_clock(offset: &Arc<AtomicI64>) -> Clock {
-    let offset = offset.clone();
-    Clock::from_fn(move || unix_now().saturating_add_signed(offset.load(Ordering::SeqCst)))
-}
-
-/// A server written for one test, on 127.0.0.1:0; stopped when dropped.
-struct Fake {
-    url: String,
-    task: JoinHandle<()>,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn serve(router: Router) -> Fake {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    Fake { url, task }
 }
 
 /// One answer of the server behind a proxy.
@@ -373,23 +345,6 @@ async fn put_extern(server: &TestServer, token: Option<&str>, body: &str) -> req
     req.send().await.unwrap()
 }
 
-/// The next text frame of a WebSocket, parsed.
-async fn next_frame<S>(ws: &mut S) -> Value
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("open")
-            .expect("readable");
-        if let Message::Text(t) = msg {
-            return serde_json::from_str(t.as_str()).unwrap();
-        }
-    }
-}
-
 // ---- 1. the happy path ----
 
 #[tokio::test]
@@ -420,13 +375,9 @@ async fn a_foreign_actor_signs_in_and_gets_a_session_for_b_class_routes_only() {
     assert_eq!(ext.headers()[header::CONTENT_LENGTH], "0");
 
     // So does the gateway: Identify → op 12.
-    let (mut ws, _) = tokio_tungstenite::connect_async(beta.ws_url())
-        .await
-        .unwrap();
-    assert_eq!(next_frame(&mut ws).await["op"], 1, "Hello");
-    let identify = json!({"n": "core", "op": 2, "d": {"token": token}});
-    ws.send(Message::text(identify.to_string())).await.unwrap();
-    let ack = next_frame(&mut ws).await;
+    let (mut ws, _) = ws::connect(&beta).await;
+    ws::send(&mut ws, ws::identify_frame(&token)).await;
+    let ack = ws::next(&mut ws).await;
     assert_eq!(ack["op"], 12, "{ack}");
     assert_eq!(ack["d"]["token"], token.as_str());
     // And events over HTTP, the gateway's stand-in.
@@ -745,8 +696,8 @@ async fn a_revoked_cert_cannot_sign_in_and_its_cache_entry_cannot_be_altered() {
 
 #[tokio::test]
 async fn a_cache_window_that_does_not_include_now_is_refused() {
-    let offset = Arc::new(AtomicI64::new(0));
-    let clock = shifted_clock(&offset);
+    let offset = ManualClock::default();
+    let clock = offset.clock();
     let alpha = home_with("alpha.test", move |c| c.clock = clock).await;
     let alice = alpha.register("alice").await;
     let beta = beta(&[("alpha.test", &alpha.url)]).await;
@@ -755,7 +706,7 @@ async fn a_cache_window_that_does_not_include_now_is_refused() {
     // alpha's clock runs 7 h behind: its windows (6 h) ended an hour ago; then 7 h ahead: they
     // start in 7 h. Asked twice each, so that a cached entry would be used the second time.
     for shift in [-7 * HOUR, 7 * HOUR] {
-        offset.store(shift, Ordering::SeqCst);
+        offset.set_offset(shift);
         for _ in 0..2 {
             let resp = sign_in(&beta, &alice).await;
             let problem = assert_raw_problem(resp, 403, ErrorCode::ForeignCertInvalid).await;
@@ -763,7 +714,7 @@ async fn a_cache_window_that_does_not_include_now_is_refused() {
             assert_unknown(&beta, fid).await;
         }
     }
-    offset.store(0, Ordering::SeqCst);
+    offset.set_offset(0);
     signed_in(&beta, &alice).await;
 }
 
@@ -1341,8 +1292,8 @@ async fn requests_in_flight_to_one_home_server_are_bounded() {
 
 #[tokio::test]
 async fn certs_are_cached_for_their_window_and_never_after() {
-    let offset = Arc::new(AtomicI64::new(0));
-    let (alpha_clock, beta_clock) = (shifted_clock(&offset), shifted_clock(&offset));
+    let offset = ManualClock::default();
+    let (alpha_clock, beta_clock) = (offset.clock(), offset.clock());
     let alpha = home_with("alpha.test", move |c| c.clock = alpha_clock).await;
     let alice = alpha.register("alice").await;
     let down = Arc::new(AtomicUsize::new(0));
@@ -1371,7 +1322,7 @@ async fn certs_are_cached_for_their_window_and_never_after() {
     assert_live(&beta, &last).await;
 
     // Past the signed window (6 h) with the home server down, the cache is not used.
-    offset.store(6 * HOUR + 120, Ordering::SeqCst);
+    offset.set_offset(6 * HOUR + 120);
     down.store(1, Ordering::SeqCst);
     let resp = sign_in(&beta, &alice).await;
     assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
@@ -1456,8 +1407,8 @@ async fn extern_cert_updates_follow_what_the_home_server_says() {
 
 #[tokio::test]
 async fn completed_key_trials_become_public_once_expired() {
-    let offset = Arc::new(AtomicI64::new(0));
-    let clock = shifted_clock(&offset);
+    let offset = ManualClock::default();
+    let clock = offset.clock();
     let alpha = home("alpha.test").await;
     let beta = beta_with(&[("alpha.test", &alpha.url)], move |c| c.clock = clock).await;
     let alice = alpha.register("alice").await;
@@ -1476,7 +1427,7 @@ async fn completed_key_trials_become_public_once_expired() {
     // (No Content-Length: RFC 9110 §8.6 forbids it on a 204.)
     assert!(before.bytes().await.unwrap().is_empty());
 
-    offset.store(301, Ordering::SeqCst);
+    offset.set_offset(301);
     let after = beta.get(&path).await;
     assert_eq!(after.status(), 200);
     let published: Value = after.json().await.unwrap();
@@ -1511,8 +1462,8 @@ async fn completed_key_trials_become_public_once_expired() {
 
 #[tokio::test]
 async fn the_sweep_deletes_unanswered_key_trials_and_keeps_completed_ones_public() {
-    let offset = Arc::new(AtomicI64::new(0));
-    let clock = shifted_clock(&offset);
+    let offset = ManualClock::default();
+    let clock = offset.clock();
     let alpha = home("alpha.test").await;
     let beta = beta_with(&[("alpha.test", &alpha.url)], move |c| c.clock = clock).await;
     let alice = alpha.register("alice").await;
@@ -1532,7 +1483,7 @@ async fn the_sweep_deletes_unanswered_key_trials_and_keeps_completed_ones_public
 
     // Nothing has expired yet: nothing goes.
     assert_eq!(beta.sessions.sweep_key_trials().await.unwrap(), 0);
-    offset.store(301, Ordering::SeqCst);
+    offset.set_offset(301);
     assert_eq!(beta.sessions.sweep_key_trials().await.unwrap(), 22);
     assert_eq!(
         beta.store
@@ -1621,8 +1572,8 @@ async fn listed(server: &TestServer, path_and_query: &str) -> Vec<u64> {
 
 #[tokio::test]
 async fn a_foreign_actors_list_costs_one_fetch_per_window_and_is_filtered() {
-    let offset = Arc::new(AtomicI64::new(0));
-    let alpha_clock = shifted_clock(&offset);
+    let offset = ManualClock::default();
+    let alpha_clock = offset.clock();
     let alpha = home_with("alpha.test", move |c| c.clock = alpha_clock).await;
     let alice = alpha.register("alice").await;
     let phone = alpha.login("alice", "phone").await.unwrap();
@@ -1632,9 +1583,9 @@ async fn a_foreign_actors_list_costs_one_fetch_per_window_and_is_filtered() {
         certs_path("bob", "alpha.test"),
     );
     // The phone's entry as alpha signed it 7 h ago: its window (6 h) ended an hour ago.
-    offset.store(-7 * HOUR, Ordering::SeqCst);
+    offset.set_offset(-7 * HOUR);
     let then: Vec<CacheableIdCert> = alpha.get(&alice_path).await.json().await.unwrap();
-    offset.store(0, Ordering::SeqCst);
+    offset.set_offset(0);
     let stale = then
         .into_iter()
         .find(|e| serials(std::slice::from_ref(e)) == [serial(&phone)])
@@ -1784,16 +1735,7 @@ async fn a_foreign_session_that_ends_closes_its_gateway_connection() {
     let alice = alpha.register("alice").await;
     let phone = alpha.login("alice", "phone").await.unwrap();
     let token = signed_in(&beta, &alice).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(beta.ws_url())
-        .await
-        .unwrap();
-    assert_eq!(next_frame(&mut ws).await["op"], 1);
-    ws.send(Message::text(
-        json!({"n": "core", "op": 2, "d": {"token": token}}).to_string(),
-    ))
-    .await
-    .unwrap();
-    assert_eq!(next_frame(&mut ws).await["op"], 12);
+    let mut ws = ws::identified(&beta, &token).await;
 
     // Revoked at home and announced here: the REST token dies, and so does the socket.
     phone
@@ -1802,16 +1744,7 @@ async fn a_foreign_session_that_ends_closes_its_gateway_connection() {
         .unwrap();
     let resp = put_extern(&beta, Some(&token), alice.cert_pem()).await;
     assert_eq!(resp.status(), 201);
-    let code = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("a close in time")
-            .expect("a close frame, not the end of the stream")
-            .expect("readable");
-        if let Message::Close(Some(frame)) = msg {
-            break u16::from(frame.code);
-        }
-    };
+    let (code, _) = ws::closed_with(&mut ws).await;
     assert_eq!(code, 4003);
 }
 
@@ -1831,29 +1764,14 @@ async fn events_status(server: &TestServer, token: &str) -> reqwest::Response {
 
 /// Identify on `server`'s gateway with `token`: the close code, or `None` for Ready.
 async fn identify(server: &TestServer, token: &str) -> Option<u16> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .unwrap();
-    assert_eq!(next_frame(&mut ws).await["op"], 1);
-    ws.send(Message::text(
-        json!({"n": "core", "op": 2, "d": {"token": token}}).to_string(),
-    ))
-    .await
-    .unwrap();
+    let (mut ws, _) = ws::connect(server).await;
+    ws::send(&mut ws, ws::identify_frame(token)).await;
     loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("an answer in time")?
-            .ok()?;
-        match msg {
-            Message::Close(frame) => return frame.map(|f| u16::from(f.code)),
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(t.as_str()).unwrap();
-                if v["op"] == 12 {
-                    return None;
-                }
-            }
-            _ => {}
+        match ws::try_receive(&mut ws, ws::WAIT).await {
+            Ok(ws::Received::Close(code)) => return Some(code),
+            Ok(ws::Received::Frame(v)) if v["op"] == 12 => return None,
+            Ok(ws::Received::Frame(_)) => {}
+            Err(e) => panic!("neither Ready nor a close code: {e}"),
         }
     }
 }
@@ -1861,8 +1779,8 @@ async fn identify(server: &TestServer, token: &str) -> Option<u16> {
 #[tokio::test]
 async fn a_foreign_session_revoked_at_home_ends_here_within_one_window() {
     // Both clocks move together: alpha's windows (6 h) are signed in the time beta sees.
-    let offset = Arc::new(AtomicI64::new(0));
-    let (alpha_clock, beta_clock) = (shifted_clock(&offset), shifted_clock(&offset));
+    let offset = ManualClock::default();
+    let (alpha_clock, beta_clock) = (offset.clock(), offset.clock());
     let alpha = home_with("alpha.test", move |c| c.clock = alpha_clock).await;
     let down = Arc::new(AtomicUsize::new(0));
     let d = down.clone();
@@ -1899,7 +1817,7 @@ async fn a_foreign_session_revoked_at_home_ends_here_within_one_window() {
 
     // Past the window: beta asks alpha again. The phone's session is over, on REST and on
     // the gateway; alice's own is confirmed and lives on.
-    offset.store(6 * HOUR + 120, Ordering::SeqCst);
+    offset.set_offset(6 * HOUR + 120);
     let resp = events_status(&beta, &phone_token).await;
     assert_raw_problem(resp, 401, ErrorCode::InvalidToken).await;
     assert!(
@@ -1917,11 +1835,11 @@ async fn a_foreign_session_revoked_at_home_ends_here_within_one_window() {
 
     // Past the next window with alpha down: the tablet's session does nothing meanwhile
     // (alpha's failure), and it ends one window later if alpha never answers.
-    offset.store(12 * HOUR + 240, Ordering::SeqCst);
+    offset.set_offset(12 * HOUR + 240);
     down.store(1, Ordering::SeqCst);
     let resp = events_status(&beta, &tablet_token).await;
     assert_raw_problem(resp, 424, ErrorCode::HomeServerUnavailable).await;
-    offset.store(30 * HOUR, Ordering::SeqCst);
+    offset.set_offset(30 * HOUR);
     let resp = events_status(&beta, &tablet_token).await;
     assert_raw_problem(resp, 401, ErrorCode::InvalidToken).await;
     down.store(0, Ordering::SeqCst);

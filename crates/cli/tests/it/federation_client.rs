@@ -18,19 +18,7 @@ use fugue_proto::{ErrorCode, FederationId, Serial, api};
 use fugue_testkit::{PASSWORD, TestServer};
 use serde_json::{Value, json};
 
-use crate::support::{assert_problem, unix_now};
-
-/// alpha.test and beta.test; beta resolves alpha.test to alpha.
-async fn pair() -> (TestServer, TestServer) {
-    let alpha = TestServer::start_with(|c| c.domain = "alpha.test".parse().unwrap()).await;
-    let alpha_url = alpha.url.clone();
-    let beta = TestServer::start_with(move |c| {
-        c.domain = "beta.test".parse().unwrap();
-        c.federation.resolve.insert("alpha.test".into(), alpha_url);
-    })
-    .await;
-    (alpha, beta)
-}
+use crate::support::{assert_problem, fakes, federated_pair, unix_now};
 
 /// What identifies a verified certificate, in serial order.
 fn summary(certs: &[VerifiedCert]) -> Vec<(Serial, String, Option<u64>)> {
@@ -50,6 +38,7 @@ fn summary(certs: &[VerifiedCert]) -> Vec<(Serial, String, Option<u64>)> {
 struct Fake {
     url: String,
     seen: Arc<Mutex<Vec<String>>>,
+    _server: fakes::Fake,
 }
 
 impl Fake {
@@ -66,10 +55,12 @@ impl Fake {
                 }
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, seen }
+        let server = fakes::serve(app).await;
+        Self {
+            url: server.url.clone(),
+            seen,
+            _server: server,
+        }
     }
 
     fn client(&self) -> Client {
@@ -83,7 +74,7 @@ impl Fake {
 
 #[tokio::test]
 async fn a_session_signs_in_elsewhere_and_keeps_its_certificate_current_there() {
-    let (alpha, beta) = pair().await;
+    let (alpha, beta) = federated_pair().await;
     let mut alice = alpha.register("alice").await;
     let foreign = alice.sign_in_on(beta.client(), &beta.domain).await.unwrap();
     assert_eq!(foreign.client().base_url(), beta.url);
@@ -117,7 +108,7 @@ async fn a_session_signs_in_elsewhere_and_keeps_its_certificate_current_there() 
 
 #[tokio::test]
 async fn refusals_of_the_foreign_server_keep_their_codes() {
-    let (alpha, beta) = pair().await;
+    let (alpha, beta) = federated_pair().await;
     let alice = alpha.register("alice").await;
     // Key trials are for other servers' actors.
     assert_problem(
@@ -168,7 +159,7 @@ async fn refusals_of_the_foreign_server_keep_their_codes() {
 
 #[tokio::test]
 async fn a_trial_that_is_not_a_random_string_is_never_signed() {
-    let (alpha, _beta) = pair().await;
+    let (alpha, _beta) = federated_pair().await;
     let alice = alpha.register("alice").await;
     let trial = json!({
         "trial": "{\"channel\":\"7\",\"content\":\"alice owes eve 1000 euros\"}",
@@ -183,7 +174,7 @@ async fn a_trial_that_is_not_a_random_string_is_never_signed() {
 
 /// mallory.test: a relay that hands out beta's key trials as its own and posts the answers
 /// to beta, keeping the session beta opens. Records beta's answers to the posts.
-async fn mallory(beta: &TestServer) -> (String, Arc<Mutex<Vec<u16>>>) {
+async fn mallory(beta: &TestServer) -> (fakes::Fake, Arc<Mutex<Vec<u16>>>) {
     let (beta_url, posted) = (beta.url.clone(), Arc::new(Mutex::new(Vec::new())));
     let log = posted.clone();
     let app =
@@ -209,20 +200,17 @@ async fn mallory(beta: &TestServer) -> (String, Arc<Mutex<Vec<u16>>>) {
                 (status, resp.bytes().await.unwrap()).into_response()
             }
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, posted)
+    (fakes::serve(app).await, posted)
 }
 
 #[tokio::test]
 async fn a_trial_relayed_from_another_server_is_never_signed() {
-    let (alpha, beta) = pair().await;
+    let (alpha, beta) = federated_pair().await;
     let alice = alpha.register("alice").await;
-    let (mallory_url, posted) = mallory(&beta).await;
+    let (relay, posted) = mallory(&beta).await;
     let mallory_domain = "mallory.test".parse().unwrap();
     let err = alice
-        .sign_in_on(Client::new(&mallory_url).unwrap(), &mallory_domain)
+        .sign_in_on(Client::new(&relay.url).unwrap(), &mallory_domain)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Verification(_)), "{err}");
@@ -242,7 +230,7 @@ async fn a_trial_relayed_from_another_server_is_never_signed() {
 
 #[tokio::test]
 async fn certificates_through_the_conversation_server_are_the_home_servers() {
-    let (alpha, beta) = pair().await;
+    let (alpha, beta) = federated_pair().await;
     let alice = alpha.register("alice").await;
     alpha.login("alice", "phone").await.unwrap();
     // Beta knows alice (and caches her certificates) once she signed in there.
@@ -315,7 +303,7 @@ fn impostor_entries(fid: &FederationId, now: u64) -> (CacheableIdCert, Cacheable
 
 #[tokio::test]
 async fn a_conversation_server_that_tampers_is_caught_and_the_home_server_answers() {
-    let (alpha, _beta) = pair().await;
+    let (alpha, _beta) = federated_pair().await;
     let alice = alpha.register("alice").await;
     let phone = alpha.login("alice", "phone").await.unwrap();
     alice
@@ -382,7 +370,7 @@ async fn a_conversation_server_that_tampers_is_caught_and_the_home_server_answer
 
 #[tokio::test]
 async fn the_federation_login_command_signs_in_and_keeps_the_token() {
-    let (alpha, beta) = pair().await;
+    let (alpha, beta) = federated_pair().await;
     alpha
         .client()
         .register("alice", PASSWORD, None, None)

@@ -8,24 +8,22 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
+use tokio_tungstenite::MaybeTlsStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use fugue_client::{IdentityKey, Session};
 use fugue_proto::api::{self, login, post_idcert};
 use fugue_proto::gateway::{EVENTS_PATH, PATH};
 use fugue_server::Config;
 use fugue_server::gateway::Service;
+use fugue_testkit::ws::{
+    WAIT, Ws, closed_with, connect, connect_to, expect_close, identified, identified_at,
+    identify_frame, next, send,
+};
 use fugue_testkit::{PASSWORD, TestServer};
 
-use crate::support::unix_now;
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Longest wait for any one frame or close.
-const WAIT: Duration = Duration::from_secs(10);
+use crate::support::{delete_session, unix_now};
 
 // ---- helpers ----
 
@@ -45,74 +43,6 @@ async fn start(tweak: impl FnOnce(&mut Config)) -> TestServer {
     server
 }
 
-/// Opens a socket and reads Hello.
-async fn connect(server: &TestServer) -> (Ws, Value) {
-    connect_to(&server.ws_url()).await
-}
-
-async fn connect_to(url: &str) -> (Ws, Value) {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let hello = next(&mut ws).await;
-    assert_eq!(hello["op"], 1, "the first frame is Hello: {hello}");
-    (ws, hello)
-}
-
-/// The next text frame, parsed. Panics on a close, an error or a timeout.
-async fn next(ws: &mut Ws) -> Value {
-    loop {
-        let msg = timeout(WAIT, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("the socket is open")
-            .expect("a readable frame");
-        match msg {
-            Message::Text(t) => return serde_json::from_str(t.as_str()).expect("a JSON frame"),
-            Message::Close(f) => panic!("closed instead of a frame: {f:?}"),
-            _ => {}
-        }
-    }
-}
-
-async fn send(ws: &mut Ws, frame: Value) {
-    ws.send(Message::text(frame.to_string())).await.unwrap();
-}
-
-/// Reads until the server closes; returns the close code and the frames that came first.
-async fn closed_with(ws: &mut Ws) -> (u16, Vec<Value>) {
-    let mut frames = Vec::new();
-    loop {
-        let msg = timeout(WAIT, ws.next()).await.unwrap_or_else(|_| {
-            let last = frames.last().map(Value::to_string).unwrap_or_default();
-            panic!(
-                "no close in time; {} frames, the last: {last:.300}",
-                frames.len()
-            )
-        });
-        match msg {
-            Some(Ok(Message::Text(t))) => frames.push(serde_json::from_str(t.as_str()).unwrap()),
-            Some(Ok(Message::Close(Some(f)))) => return (u16::from(f.code), frames),
-            Some(Ok(Message::Close(None))) => panic!("a close without a code after {frames:?}"),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => panic!("socket error instead of a close frame: {e}; after {frames:?}"),
-            None => panic!("the socket ended without a close frame after {frames:?}"),
-        }
-    }
-}
-
-/// Asserts that the server closes with `code` and sent nothing before it.
-async fn expect_close(ws: &mut Ws, code: u16) {
-    let (got, frames) = closed_with(ws).await;
-    assert_eq!(got, code, "close code (frames before it: {frames:?})");
-    assert!(
-        frames.is_empty(),
-        "unexpected frames before {code}: {frames:?}"
-    );
-}
-
-fn identify_frame(token: &str) -> Value {
-    json!({"n": "core", "op": 2, "d": {"token": token}})
-}
-
 fn resume_frame(s: u64, token: &str) -> Value {
     json!({"n": "core", "op": 5, "d": {"s": s, "token": token}})
 }
@@ -125,20 +55,6 @@ fn heartbeat(from: u64, to: u64, except: &[u64]) -> Value {
 
 fn subscribe(service: &str) -> Value {
     json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": service}})
-}
-
-/// Connects and identifies (number style); returns the socket after op 12.
-async fn identified(server: &TestServer, token: &str) -> Ws {
-    identified_at(&server.ws_url(), token).await
-}
-
-async fn identified_at(url: &str, token: &str) -> Ws {
-    let (mut ws, _) = connect_to(url).await;
-    send(&mut ws, identify_frame(token)).await;
-    let ack = next(&mut ws).await;
-    assert_eq!(ack["op"], 12, "{ack}");
-    assert_eq!(ack["s"], 1, "{ack}");
-    ws
 }
 
 /// A test event for `name`: op 3 in `core`, `d` = `{"cert": "event {i}", "i": i}`.
@@ -207,24 +123,6 @@ async fn with_phone(server: &TestServer, main: &Session) -> (Ws, Session, Ws) {
     assert_eq!(next(&mut main_ws).await["op"], 3);
     let phone_ws = identified(server, phone.token()).await;
     (main_ws, phone, phone_ws)
-}
-
-/// `DELETE /.p2/core/v1/session?session_id=` with the password as the sensitive solution.
-async fn delete_session(server: &TestServer, token: &str, target: &str) {
-    let resp = server
-        .client()
-        .raw()
-        .delete(format!(
-            "{}{}?session_id={target}",
-            server.url,
-            api::delete_session::PATH
-        ))
-        .bearer_auth(token)
-        .header(api::SENSITIVE_HEADER, PASSWORD)
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
 }
 
 /// The client's op 4 for its own certificate: lowercase hex Ed25519 over
@@ -330,7 +228,8 @@ async fn a_session_revoked_while_connected_gets_its_op_4_then_4003() {
     let alice = server.register("alice").await;
     let (mut main_ws, phone, mut phone_ws) = with_phone(&server, &alice).await;
     let serial = phone.current_serial().unwrap().0;
-    delete_session(&server, alice.token(), "phone").await;
+    let resp = delete_session(&server, alice.token(), "phone", Some(PASSWORD)).await;
+    assert!(resp.status().is_success(), "{}", resp.status());
 
     let (code, frames) = closed_with(&mut phone_ws).await;
     assert_eq!(code, 4003, "{frames:?}");

@@ -208,22 +208,9 @@ async fn a_root_about_to_cut_certificates_short_is_renewed_with_the_same_key() {
     second.verify_server_root().unwrap();
 }
 
-/// A server whose clock the test can move forward.
-async fn server_with_clock() -> (TestServer, Arc<std::sync::atomic::AtomicU64>) {
-    let skew = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let ahead = skew.clone();
-    let server = TestServer::start_with(move |c| {
-        c.clock = fugue_server::Clock::from_fn(move || {
-            unix_now() + ahead.load(std::sync::atomic::Ordering::SeqCst)
-        });
-    })
-    .await;
-    (server, skew)
-}
-
 #[tokio::test]
 async fn a_session_without_a_certificate_dies_after_ten_minutes_and_frees_its_id() {
-    let (server, skew) = server_with_clock().await;
+    let (server, skew) = TestServer::start_with_clock().await;
     server
         .client()
         .register("alice", PASSWORD, None, None)
@@ -252,10 +239,7 @@ async fn a_session_without_a_certificate_dies_after_ten_minutes_and_frees_its_id
         async move { raw.get(url).bearer_auth(token).send().await.unwrap() }
     };
     assert_eq!(sessions(token.clone()).await.status().as_u16(), 200);
-    skew.store(
-        fugue_store::CERTLESS_SESSION_S as u64 + 1,
-        std::sync::atomic::Ordering::SeqCst,
-    );
+    skew.set_offset(fugue_store::CERTLESS_SESSION_S + 1);
     crate::support::assert_raw_problem(sessions(token).await, 401, ErrorCode::InvalidToken).await;
     assert_eq!(
         login("sdk").await.status().as_u16(),
@@ -266,10 +250,10 @@ async fn a_session_without_a_certificate_dies_after_ten_minutes_and_frees_its_id
 
 #[tokio::test]
 async fn an_expired_certificate_ends_its_session_without_revoking_it() {
-    let (server, skew) = server_with_clock().await;
+    let (server, skew) = TestServer::start_with_clock().await;
     let alice = server.register("alice").await; // session "main", cert valid 30 days
     let serial = alice.current_serial().unwrap();
-    skew.store(31 * 86_400, std::sync::atomic::Ordering::SeqCst);
+    skew.set_offset(31 * 86_400);
     assert_problem(alice.sessions().await, 401, ErrorCode::InvalidToken);
     // Logging in again with the same session ID works: the old session is over.
     let again = server.login("alice", "main").await.unwrap();

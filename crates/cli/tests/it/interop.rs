@@ -25,7 +25,7 @@ use fugue_proto::api::{get_actor_idcerts, get_server_idcert, login};
 use fugue_proto::certs::IdCert;
 use fugue_testkit::{PASSWORD, TestServer};
 
-use crate::support::assert_raw_problem;
+use crate::support::{assert_raw_problem, unix_now as now};
 
 // ---- the SDK's key traits over ed25519-dalek ----
 
@@ -134,13 +134,6 @@ type SdkActorCert = IdCertActor<Ed25519Signature, Ed25519PublicKey>;
 type SdkServerCert = IdCertHs<Ed25519Signature, Ed25519PublicKey>;
 
 // ---- helpers ----
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 /// An actor ID-CSR made by the SDK for `local@domain` in `session`.
 fn sdk_csr(

@@ -2,9 +2,6 @@
 //! each service, sensitive changes, discovery by anyone, the reference SDK's JSON shapes, and
 //! the `fugue services` commands.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use fugue_client::Session;
 use fugue_proto::api::{self, discover_service, discover_services, set_primary_provider};
 use fugue_proto::services::{NewPrimary, ProviderUrl, Service, ServiceName};
@@ -13,7 +10,7 @@ use fugue_testkit::{PASSWORD, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{assert_problem, assert_raw_problem, unix_now};
+use crate::support::{assert_problem, assert_raw_problem, federated_pair, url};
 
 fn name(s: &str) -> ServiceName {
     s.parse().unwrap()
@@ -38,10 +35,6 @@ async fn add(session: &Session, n: &str, u: &str) -> Service {
         .unwrap()
 }
 
-fn url(server: &TestServer, path_and_query: &str) -> String {
-    format!("{}{path_and_query}", server.url)
-}
-
 fn discover_path(fid: &FederationId, n: Option<&str>) -> String {
     match n {
         Some(n) => discover_service::path(fid, &name(n)),
@@ -63,17 +56,6 @@ async fn canonical(resp: reqwest::Response, status: StatusCode) -> Value {
         String::from_utf8_lossy(&bytes)
     );
     value
-}
-
-/// A server whose clock the test moves forward, so providers get distinct ages.
-async fn server_with_clock() -> (TestServer, Arc<AtomicU64>) {
-    let offset = Arc::new(AtomicU64::new(0));
-    let o = offset.clone();
-    let server = TestServer::start_with(move |c| {
-        c.clock = fugue_server::Clock::from_fn(move || unix_now() + o.load(Ordering::SeqCst));
-    })
-    .await;
-    (server, offset)
 }
 
 #[tokio::test]
@@ -406,7 +388,7 @@ async fn asking_for_the_primary_when_adding_replaces_the_current_one_only_with_t
 
 #[tokio::test]
 async fn removing_the_primary_provider_is_sensitive_and_promotes_the_oldest_remaining_one() {
-    let (server, clock) = server_with_clock().await;
+    let (server, clock) = TestServer::start_with_clock().await;
     let alice = server.register("alice").await;
     // Ages differ from the alphabetical order: the oldest remaining one is z, not m.
     for u in [
@@ -416,7 +398,7 @@ async fn removing_the_primary_provider_is_sensitive_and_promotes_the_oldest_rema
         "https://n.example",
     ] {
         add(&alice, "chat", u).await;
-        clock.fetch_add(10, Ordering::SeqCst);
+        clock.advance(10);
     }
     add(&alice, "mls", "https://mls.example").await;
     let delete = |query: String, solution: Option<&'static str>| {
@@ -820,13 +802,7 @@ async fn the_services_commands_work_end_to_end() {
 async fn actors_of_other_home_servers_can_neither_list_services_here_nor_be_discovered_here() {
     use fugue_proto::api::session_auth;
 
-    let alpha = TestServer::start_with(|c| c.domain = "alpha.test".parse().unwrap()).await;
-    let alpha_url = alpha.url.clone();
-    let beta = TestServer::start_with(move |c| {
-        c.domain = "beta.test".parse().unwrap();
-        c.federation.resolve.insert("alpha.test".into(), alpha_url);
-    })
-    .await;
+    let (alpha, beta) = federated_pair().await;
     let alice = alpha.register("alice").await;
     add(&alice, "chat", "https://chat.alpha.test").await;
 

@@ -9,7 +9,7 @@ use fugue_proto::{ErrorCode, Serial, SessionId};
 use fugue_testkit::{PASSWORD, TestServer};
 use reqwest::StatusCode;
 
-use crate::support::{assert_problem, assert_raw_problem, unix_now};
+use crate::support::{assert_problem, assert_raw_problem, delete_session, unix_now};
 
 fn sid(s: &str) -> SessionId {
     s.parse().unwrap()
@@ -35,28 +35,6 @@ async fn post_csr(
         request = request.header(api::SENSITIVE_HEADER, solution);
     }
     (request.send().await.unwrap(), key)
-}
-
-/// `DELETE /.p2/core/v1/session?session_id=` with an optional solution.
-async fn delete_session(
-    server: &TestServer,
-    token: &str,
-    target: &str,
-    solution: Option<&str>,
-) -> reqwest::Response {
-    let mut request = server
-        .client()
-        .raw()
-        .delete(format!(
-            "{}{}?session_id={target}",
-            server.url,
-            api::delete_session::PATH
-        ))
-        .bearer_auth(token);
-    if let Some(solution) = solution {
-        request = request.header(api::SENSITIVE_HEADER, solution);
-    }
-    request.send().await.unwrap()
 }
 
 async fn get_sessions(server: &TestServer, authorization: Option<&str>) -> reqwest::Response {

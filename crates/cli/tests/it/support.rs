@@ -1,7 +1,10 @@
 //! Helpers shared by the integration tests.
 
-use fugue_client::Error;
-use fugue_proto::ErrorCode;
+pub mod fakes;
+
+use fugue_client::{Error, IdentityKey};
+use fugue_proto::{ErrorCode, FederationId, SessionId, api};
+use fugue_testkit::TestServer;
 
 /// Asserts that `result` failed with `status` and problem code `code`.
 #[track_caller]
@@ -31,6 +34,70 @@ pub async fn assert_raw_problem(
     assert_eq!(problem.error, code);
     assert_eq!(problem.status, status);
     problem
+}
+
+/// The URL of `path_and_query` on `server`, for raw requests.
+pub fn url(server: &TestServer, path_and_query: &str) -> String {
+    format!("{}{path_and_query}", server.url)
+}
+
+/// `DELETE /.p2/core/v1/session?session_id=` with an optional solution.
+pub async fn delete_session(
+    server: &TestServer,
+    token: &str,
+    target: &str,
+    solution: Option<&str>,
+) -> reqwest::Response {
+    let mut request = server
+        .client()
+        .raw()
+        .delete(format!(
+            "{}{}?session_id={target}",
+            server.url,
+            api::delete_session::PATH
+        ))
+        .bearer_auth(token);
+    if let Some(solution) = solution {
+        request = request.header(api::SENSITIVE_HEADER, solution);
+    }
+    request.send().await.unwrap()
+}
+
+/// alpha.test and beta.test; beta resolves alpha.test to alpha.
+pub async fn federated_pair() -> (TestServer, TestServer) {
+    let alpha = TestServer::start_with(|c| c.domain = "alpha.test".parse().unwrap()).await;
+    let alpha_url = alpha.url.clone();
+    let beta = TestServer::start_with(move |c| {
+        c.domain = "beta.test".parse().unwrap();
+        c.federation.resolve.insert("alpha.test".into(), alpha_url);
+    })
+    .await;
+    (alpha, beta)
+}
+
+/// Logs in `local_name` with `password` (and `totp`) as a new session with a fresh key.
+pub async fn login_with(
+    server: &TestServer,
+    local_name: &str,
+    password: &str,
+    totp: Option<&str>,
+    session_id: &str,
+) -> fugue_client::Result<fugue_client::Session> {
+    let sid: SessionId = session_id.parse().unwrap();
+    let fid: FederationId = format!("{}@{}", local_name.to_ascii_lowercase(), server.domain)
+        .parse()
+        .unwrap();
+    server
+        .client()
+        .login(
+            local_name,
+            password,
+            totp,
+            &IdentityKey::generate(),
+            &fid,
+            &sid,
+        )
+        .await
 }
 
 /// Seconds since the Unix epoch, the unit of every timestamp on the wire.

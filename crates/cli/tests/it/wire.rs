@@ -8,11 +8,7 @@ use fugue_testkit::{PASSWORD, TestServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{assert_problem, assert_raw_problem};
-
-fn url(server: &TestServer, path: &str) -> String {
-    format!("{}{path}", server.url)
-}
+use crate::support::{assert_problem, assert_raw_problem, url};
 
 /// Reads the body and checks that it is exactly the RFC 8785 form of itself.
 async fn canonical_body(resp: reqwest::Response, status: StatusCode) -> Value {
