@@ -22,9 +22,9 @@ use crate::sessions::{Authed, Sessions};
 /// Most providers one actor may list, over all its services.
 pub const MAX_PER_ACTOR: usize = 128;
 
-/// The service-discovery service.
+/// The discovery domain: which providers actors list for their services.
 #[derive(Clone)]
-pub struct Services {
+pub struct Discovery {
     store: Store,
     sessions: Sessions,
     domain: DomainName,
@@ -53,7 +53,7 @@ fn service(row: ServiceRow) -> Result<Service, Error> {
     })
 }
 
-impl Services {
+impl Discovery {
     pub fn new(store: Store, sessions: Sessions, domain: DomainName) -> Self {
         Self {
             store,
