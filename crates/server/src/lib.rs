@@ -12,10 +12,13 @@ pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod identity;
+pub mod ids;
 mod listener;
+pub mod principal;
 mod ratelimit;
 pub mod sessions;
 pub mod tasks;
+pub mod time;
 
 use std::future::Future;
 use std::net::IpAddr;
