@@ -11,6 +11,7 @@ use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use fugue_server::ids::ActorId;
 use fugue_server::{Events, Gateway, Publish};
 use fugue_store::Store;
 
@@ -65,7 +66,7 @@ pub(super) struct StatsResp {
     pub(super) connections: usize,
 }
 
-async fn publish_one(events: &Events, actor_id: i64, pad: &str) {
+async fn publish_one(events: &Events, actor_id: ActorId, pad: &str) {
     let at = unix_nanos();
     events
         .publish(Publish {
@@ -81,7 +82,7 @@ async fn publish_one(events: &Events, actor_id: i64, pad: &str) {
 }
 
 async fn publish(events: Events, store: Store, req: PublishReq) -> Json<PublishResp> {
-    let actor_id = store.actor_by_name(&req.actor).await.unwrap().unwrap().id;
+    let actor_id = ActorId::from_store(store.actor_by_name(&req.actor).await.unwrap().unwrap().id);
     if req.thread {
         let task = publisher_runtime().spawn(publish_many(events, actor_id, req));
         return Json(task.await.unwrap());
@@ -103,7 +104,7 @@ fn publisher_runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-async fn publish_many(events: Events, actor_id: i64, req: PublishReq) -> PublishResp {
+async fn publish_many(events: Events, actor_id: ActorId, req: PublishReq) -> PublishResp {
     let pad: Arc<str> = "x".repeat(req.bytes).into();
     let start = Instant::now();
     if let Some(period) = 1_000_000_000u64.checked_div(req.rate) {

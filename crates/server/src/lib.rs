@@ -6,16 +6,19 @@
 
 pub mod clock;
 pub mod config;
+pub mod discovery;
 pub mod events;
 pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod identity;
+pub mod ids;
 mod listener;
+pub mod principal;
 mod ratelimit;
-pub mod services;
 pub mod sessions;
 pub mod tasks;
+pub mod time;
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -66,7 +69,7 @@ pub struct Inner {
     pub(crate) events: Events,
     pub(crate) gateway: Gateway,
     pub(crate) federation: federation::Federation,
-    pub(crate) services: services::Services,
+    pub(crate) discovery: discovery::Discovery,
     pub(crate) limits: RateLimiters,
     pub(crate) tasks: Tasks,
 }
@@ -151,8 +154,8 @@ impl Server {
             tasks.clone(),
         );
         gateway.start(handoffs);
-        let services =
-            services::Services::new(store.clone(), sessions.clone(), config.domain.clone());
+        let discovery =
+            discovery::Discovery::new(store.clone(), sessions.clone(), config.domain.clone());
         let rl = &config.rate_limits;
         let limits = RateLimiters {
             login: Limiter::per_minute(rl.login_per_minute),
@@ -168,7 +171,7 @@ impl Server {
                 events,
                 gateway,
                 federation,
-                services,
+                discovery,
                 limits,
                 tasks,
             })),
@@ -239,20 +242,20 @@ impl Server {
             .route(api::rotate_server_key::PATH, post(id::rotate_server_key))
             .route(
                 api::register_service::PATH,
-                post(services::routes::register_service)
-                    .delete(services::routes::unregister_service),
+                post(discovery::routes::register_service)
+                    .delete(discovery::routes::unregister_service),
             )
             .route(
                 api::set_primary_provider::PATH,
-                axum::routing::put(services::routes::set_primary_provider),
+                axum::routing::put(discovery::routes::set_primary_provider),
             )
             .route(
                 api::discover_services::PATH,
-                get(services::routes::discover_services),
+                get(discovery::routes::discover_services),
             )
             .route(
                 api::discover_service::PATH,
-                get(services::routes::discover_service),
+                get(discovery::routes::discover_service),
             )
             .route(api::session_auth::PATH, get(s::key_trial).post(s::sign_in))
             .route(api::keytrials::PATH, get(s::public_key_trials))

@@ -273,7 +273,7 @@ impl TestServer {
             .expect("actor exists");
         self.events
             .publish(fugue_server::Publish {
-                actor_id: actor.id,
+                actor_id: fugue_server::ids::ActorId::from_store(actor.id),
                 n: n.to_owned(),
                 op,
                 d,

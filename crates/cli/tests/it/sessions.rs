@@ -103,6 +103,28 @@ async fn sessions_lists_every_session_and_marks_the_callers() {
 }
 
 #[tokio::test]
+async fn a_stored_session_id_that_does_not_parse_is_corrupt_data_not_left_out() {
+    let server = TestServer::start().await;
+    let main = server.register("alice").await;
+    let actor = server.store.actor_by_name("alice").await.unwrap().unwrap();
+    // Never written by the server: session IDs are validated on the way in.
+    server
+        .store
+        .open_session(&fugue_store::NewSession {
+            id: 42,
+            actor_id: actor.id,
+            session_id: "not graphic".into(),
+            token_hash: vec![0; 32],
+            created_at: unix_now() as i64,
+            cert: None,
+            max_live: 100,
+        })
+        .await
+        .unwrap();
+    assert_problem(main.sessions().await, 500, ErrorCode::Internal);
+}
+
+#[tokio::test]
 async fn an_active_session_id_cannot_be_taken_twice() {
     let server = TestServer::start().await;
     let _main = server.register("alice").await;

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{Cluster, NatsAuth, NatsTls};
+use crate::ids::{ActorId, SessionPk};
+use crate::time::UnixTime;
 
 /// Announcements buffered per subscriber before it counts as lagging (then it resyncs).
 const CAPACITY: usize = 65_536;
@@ -33,11 +35,14 @@ pub enum BusMsg {
     /// An event was appended to an actor's stream.
     Event(Arc<super::Event>),
     /// A session ended (revoked, or its certificate revoked): its connections close (4003).
-    SessionEnded { actor_id: i64, session_pk: i64 },
+    SessionEnded {
+        actor_id: ActorId,
+        session_pk: SessionPk,
+    },
     /// The server root changed (op 6 to everyone).
     ServerCertChange {
         cert: String,
-        old_invalid_since: u64,
+        old_invalid_since: UnixTime,
         root_serial: i64,
     },
     /// Announcements may have been lost (bus reconnect, slow consumer): every receiver
@@ -54,7 +59,7 @@ pub enum Incoming {
 
 /// A request from another node for the state of a connection it is resuming.
 pub struct HandoffRequest {
-    pub session_pk: i64,
+    pub session_pk: SessionPk,
     pub reply: oneshot::Sender<Option<Vec<u8>>>,
 }
 
@@ -314,7 +319,7 @@ impl Bus {
                 };
                 let Some(session_pk) = std::str::from_utf8(&msg.payload)
                     .ok()
-                    .and_then(|s| s.parse::<i64>().ok())
+                    .and_then(|s| s.parse::<SessionPk>().ok())
                 else {
                     continue;
                 };
@@ -382,7 +387,7 @@ impl Bus {
 
     /// Asks `node` for the state of `session_pk`'s connection. None when there is no other
     /// node, it does not answer in time, or it holds nothing.
-    pub async fn handoff(&self, node: &str, session_pk: i64) -> Option<Vec<u8>> {
+    pub async fn handoff(&self, node: &str, session_pk: SessionPk) -> Option<Vec<u8>> {
         let n = self.nats.as_ref()?;
         if node == &*self.node {
             return None;

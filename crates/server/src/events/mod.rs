@@ -18,28 +18,30 @@ use fugue_store::{EventRow, NewEvent, Store};
 pub use bus::{Bus, BusMsg, BusRx, HandoffRequest, Incoming};
 
 use crate::Clock;
+use crate::ids::{ActorId, SessionPk, from_store, to_store};
+use crate::time::UnixTime;
 
 /// One event of an actor's stream.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Event {
-    pub actor_id: i64,
+    pub actor_id: ActorId,
     /// Position in the actor's stream; the `id` clients see.
     pub seq: u64,
     pub n: String,
     pub op: u16,
     pub d: Value,
     /// `sessions.id` of the one session that must not receive it (op 3 of its own login).
-    pub exclude_session: Option<i64>,
+    pub exclude_session: Option<SessionPk>,
     /// Events with the same key replace each other when replayed.
     pub collapse_key: Option<String>,
-    pub created_at: u64,
+    pub created_at: UnixTime,
     /// `d` rendered once per style, shared by every connection that sends it.
     #[serde(skip)]
     rendered: [OnceLock<String>; 2],
 }
 
 impl Event {
-    pub fn for_session(&self, session_pk: i64) -> bool {
+    pub fn for_session(&self, session_pk: SessionPk) -> bool {
         self.exclude_session != Some(session_pk)
     }
 
@@ -66,25 +68,17 @@ impl Event {
 
     fn from_row(r: EventRow) -> Self {
         Self {
-            actor_id: r.actor_id,
-            seq: as_u64(r.seq),
+            actor_id: ActorId::from_store(r.actor_id),
+            seq: from_store(r.seq),
             d: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
             n: r.namespace,
             op: u16::try_from(r.op).unwrap_or(u16::MAX),
-            exclude_session: r.exclude_session,
+            exclude_session: r.exclude_session.map(SessionPk::from_store),
             collapse_key: r.collapse_key,
-            created_at: as_u64(r.created_at),
+            created_at: UnixTime::from_store(r.created_at),
             rendered: Default::default(),
         }
     }
-}
-
-fn as_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// A change of the server root (op 6).
@@ -92,18 +86,18 @@ fn as_i64(v: u64) -> i64 {
 pub struct RootChange {
     pub cert: String,
     /// When the previous root stopped being current.
-    pub old_invalid_since: u64,
+    pub old_invalid_since: UnixTime,
     pub root_serial: i64,
 }
 
 /// What a service hands to [`Events::publish`].
 #[derive(Debug, Clone)]
 pub struct Publish {
-    pub actor_id: i64,
+    pub actor_id: ActorId,
     pub n: String,
     pub op: u16,
     pub d: Value,
-    pub exclude_session: Option<i64>,
+    pub exclude_session: Option<SessionPk>,
     pub collapse_key: Option<String>,
 }
 
@@ -139,22 +133,22 @@ impl Events {
 
     /// Writes the event to its actor's stream, then announces it. Returns once it is durable.
     pub async fn publish(&self, p: Publish) -> Result<Arc<Event>, Error> {
-        let now = self.clock.now();
+        let now = UnixTime(self.clock.now());
         let seq = self
             .store
             .append_event(&NewEvent {
-                actor_id: p.actor_id,
+                actor_id: p.actor_id.to_store(),
                 namespace: p.n.clone(),
                 op: i64::from(p.op),
                 payload: p.d.to_string(),
-                exclude_session: p.exclude_session,
+                exclude_session: p.exclude_session.map(SessionPk::to_store),
                 collapse_key: p.collapse_key.clone(),
-                created_at: as_i64(now),
+                created_at: now.to_store(),
             })
             .await?;
         let event = Event {
             actor_id: p.actor_id,
-            seq: as_u64(seq),
+            seq: from_store(seq),
             n: p.n,
             op: p.op,
             d: p.d,
@@ -174,10 +168,15 @@ impl Events {
     }
 
     /// Up to `limit` events of `actor_id` after position `after`, oldest first.
-    pub async fn after(&self, actor_id: i64, after: u64, limit: u64) -> Result<Vec<Event>, Error> {
+    pub async fn after(
+        &self,
+        actor_id: ActorId,
+        after: u64,
+        limit: u64,
+    ) -> Result<Vec<Event>, Error> {
         Ok(self
             .store
-            .events_after(actor_id, as_i64(after), as_i64(limit))
+            .events_after(actor_id.to_store(), to_store(after), to_store(limit))
             .await?
             .into_iter()
             .map(Event::from_row)
@@ -187,13 +186,13 @@ impl Events {
     /// The newest `limit` events after `after`, oldest first.
     pub async fn newest_after(
         &self,
-        actor_id: i64,
+        actor_id: ActorId,
         after: u64,
         limit: u64,
     ) -> Result<Vec<Event>, Error> {
         Ok(self
             .store
-            .newest_events_after(actor_id, as_i64(after), as_i64(limit))
+            .newest_events_after(actor_id.to_store(), to_store(after), to_store(limit))
             .await?
             .into_iter()
             .map(Event::from_row)
@@ -201,14 +200,14 @@ impl Events {
     }
 
     /// The position of the actor's newest event.
-    pub async fn head(&self, actor_id: i64) -> Result<u64, Error> {
-        Ok(as_u64(self.store.event_seq(actor_id).await?))
+    pub async fn head(&self, actor_id: ActorId) -> Result<u64, Error> {
+        Ok(from_store(self.store.event_seq(actor_id.to_store()).await?))
     }
 
     /// Deletes events older than `retention_s`.
     pub async fn sweep(&self, retention_s: u64) -> Result<u64, Error> {
-        let before = self.clock.now().saturating_sub(retention_s);
-        Ok(self.store.delete_events_before(as_i64(before)).await?)
+        let before = UnixTime(self.clock.now()).minus(retention_s);
+        Ok(self.store.delete_events_before(before.to_store()).await?)
     }
 }
 

@@ -23,6 +23,7 @@ use fugue_store::Store;
 use crate::config::Config;
 use crate::events::{self, BusMsg, Event, Events, HandoffRequest, Incoming, RootChange};
 use crate::identity::Identity;
+use crate::ids::{ActorId, SessionPk, from_store, to_store};
 use crate::sessions::{Authed, Sessions};
 use crate::tasks::Tasks;
 
@@ -55,7 +56,7 @@ enum Ctl {
 
 struct ConnHandle {
     id: u64,
-    session_pk: i64,
+    session_pk: SessionPk,
     queue: mpsc::Sender<Arc<Event>>,
     ctl: mpsc::UnboundedSender<Ctl>,
     overflowed: std::sync::atomic::AtomicBool,
@@ -64,7 +65,7 @@ struct ConnHandle {
 /// What a closed connection leaves behind so that a new one can continue it exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Resumable {
-    pub session_pk: i64,
+    pub session_pk: SessionPk,
     /// Stream position before the first frame of the connection.
     pub base_seq: u64,
     /// `(s, id)` of every kept event frame, ascending.
@@ -130,8 +131,8 @@ struct Shared {
     identity: Identity,
     store: Store,
     tasks: Tasks,
-    hub: RwLock<HashMap<i64, Vec<Arc<ConnHandle>>>>,
-    retained: Mutex<HashMap<i64, (Instant, Resumable)>>,
+    hub: RwLock<HashMap<ActorId, Vec<Arc<ConnHandle>>>>,
+    retained: Mutex<HashMap<SessionPk, (Instant, Resumable)>>,
     services: RwLock<BTreeMap<String, Arc<dyn Service>>>,
     next_conn: AtomicU64,
     /// One permit per open connection (`gateway.max_connections`); all of them back means
@@ -301,7 +302,7 @@ impl Gateway {
         });
     }
 
-    fn register(&self, actor_id: i64, session_pk: i64) -> Registration {
+    fn register(&self, actor_id: ActorId, session_pk: SessionPk) -> Registration {
         let (queue, queue_rx) = mpsc::channel(self.0.config.gateway.queue_len.max(1));
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let handle = Arc::new(ConnHandle {
@@ -327,7 +328,7 @@ impl Gateway {
         }
     }
 
-    fn retained_map(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (Instant, Resumable)>> {
+    fn retained_map(&self) -> std::sync::MutexGuard<'_, HashMap<SessionPk, (Instant, Resumable)>> {
         self.0.retained.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -338,7 +339,7 @@ impl Gateway {
 
     /// The state of the session's previous connection on this node: a live one is asked to
     /// hand over and stop; a closed one is taken from the retained states.
-    async fn take_state(&self, session_pk: i64) -> Option<Resumable> {
+    async fn take_state(&self, session_pk: SessionPk) -> Option<Resumable> {
         // A closed connection's state first: a second live connection of the same session
         // is not the one being resumed.
         if let Some((_, s)) = self.retained_map().remove(&session_pk) {
@@ -364,7 +365,7 @@ impl Gateway {
     }
 
     /// The previous connection's state, wherever it is: this node, or the node that held it.
-    async fn find_state(&self, session_pk: i64, node: Option<&str>) -> Option<Resumable> {
+    async fn find_state(&self, session_pk: SessionPk, node: Option<&str>) -> Option<Resumable> {
         if let Some(s) = self.take_state(session_pk).await {
             return Some(s);
         }
@@ -406,9 +407,9 @@ impl Gateway {
 
     /// `GET /events`: what the session missed since its last acknowledged position.
     pub async fn poll(&self, authed: &Authed) -> Result<Vec<Envelope>, events::Error> {
-        let pk = authed.session.id;
-        let from = match self.0.store.gateway_position(pk).await? {
-            Some(p) => u64::try_from(p.acked_seq).unwrap_or(0),
+        let pk = authed.session.pk;
+        let from = match self.0.store.gateway_position(pk.to_store()).await? {
+            Some(p) => from_store(p.acked_seq),
             None => self.0.events.head(authed.actor.id).await?,
         };
         let rows = self
@@ -421,7 +422,11 @@ impl Gateway {
         };
         self.0
             .store
-            .advance_position(pk, as_i64(last), as_i64(self.0.config.clock.now()))
+            .advance_position(
+                pk.to_store(),
+                to_store(last),
+                to_store(self.0.config.clock.now()),
+            )
             .await?;
         Ok(rows
             .iter()
@@ -431,14 +436,10 @@ impl Gateway {
     }
 }
 
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
 /// A connection's place in the hub; leaving it (drop) removes the connection.
 struct Registration {
     gw: Gateway,
-    actor_id: i64,
+    actor_id: ActorId,
     handle: Arc<ConnHandle>,
     queue: mpsc::Receiver<Arc<Event>>,
     ctl: mpsc::UnboundedReceiver<Ctl>,
@@ -462,7 +463,7 @@ mod tests {
 
     fn state() -> Resumable {
         Resumable {
-            session_pk: 1,
+            session_pk: crate::ids::SessionPk::from_store(1),
             base_seq: 10,
             sent: vec![(2, 11), (3, 12), (6, 13)],
             evicted_s: None,

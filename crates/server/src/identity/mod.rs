@@ -26,6 +26,8 @@ pub use error::{Error, cert_problem};
 
 use crate::config;
 use crate::events::{BusMsg, Events, RootChange};
+use crate::ids::{ActorId, from_store, to_store};
+use crate::time::UnixTime;
 
 const DAY: u64 = 86_400;
 /// Hard ceiling for actor certificates (DIGEST §4.2, OP-44).
@@ -99,14 +101,6 @@ fn root_expiring(root: &IdCert, certs: &config::Certs, now: u64) -> bool {
     root.not_after < now + actor_days(certs) * DAY
 }
 
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn as_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
 impl Identity {
     /// Loads the server's root certificates and makes sure `key` has a current one: on first
     /// start, or when the key changed (rotation interrupted, key replaced by the operator) or
@@ -169,14 +163,18 @@ impl Identity {
 
     /// Serial of the current root, as stored.
     pub fn root_serial(&self) -> i64 {
-        as_i64(self.read().current.serial.0)
+        to_store(self.read().current.serial.0)
     }
 
     /// The root changes after the root with `serial`, oldest first (op 6 for a session that
     /// was away). Nothing when `serial` is current or unknown.
     pub fn roots_after(&self, serial: i64) -> Vec<RootChange> {
         let ca = self.read();
-        let Some(i) = ca.history.iter().position(|c| as_i64(c.serial.0) == serial) else {
+        let Some(i) = ca
+            .history
+            .iter()
+            .position(|c| to_store(c.serial.0) == serial)
+        else {
             return Vec::new();
         };
         ca.history[i + 1..]
@@ -184,8 +182,8 @@ impl Identity {
             .filter_map(|c| {
                 Some(RootChange {
                     cert: c.to_pem().ok()?,
-                    old_invalid_since: c.not_before,
-                    root_serial: as_i64(c.serial.0),
+                    old_invalid_since: UnixTime(c.not_before),
+                    root_serial: to_store(c.serial.0),
                 })
             })
             .collect()
@@ -200,9 +198,9 @@ impl Identity {
         self.cacheable(
             ca,
             row.cert_pem,
-            Serial(as_u64(row.serial)),
-            as_u64(row.not_after),
-            row.revoked_at.map(as_u64),
+            Serial(from_store(row.serial)),
+            from_store(row.not_after),
+            row.revoked_at.map(from_store),
             now,
         )
     }
@@ -233,14 +231,14 @@ impl Identity {
         let cert = IdCert::parse(&der).map_err(Error::Issuance)?;
         cert.verify_server_root().map_err(Error::Issuance)?;
         let row = ServerCertRow {
-            serial: as_i64(cert.serial.0),
+            serial: to_store(cert.serial.0),
             cert_pem: cert.to_pem().map_err(Error::Issuance)?,
-            not_before: as_i64(window.not_before),
-            not_after: as_i64(window.not_after),
-            created_at: as_i64(start),
+            not_before: to_store(window.not_before),
+            not_after: to_store(window.not_after),
+            created_at: to_store(start),
             superseded_at: None,
         };
-        store.insert_server_cert(&row, as_i64(start)).await?;
+        store.insert_server_cert(&row, to_store(start)).await?;
         Ok(cert)
     }
 
@@ -262,7 +260,7 @@ impl Identity {
     /// Issues an actor ID-Cert for `fid`/`session` binding `key` (claims already checked).
     pub fn issue_actor_cert(
         &self,
-        actor_id: i64,
+        actor_id: ActorId,
         fid: &FederationId,
         session: &SessionId,
         key: &VerifyingKey,
@@ -285,13 +283,13 @@ impl Identity {
             issue::finish_cert(tbs, |m| ca.key.sign(m).to_bytes()).map_err(Error::Issuance)?;
         let cert = IdCert::parse(&der).map_err(Error::Issuance)?;
         let row = CertRow {
-            serial: as_i64(cert.serial.0),
-            actor_id,
+            serial: to_store(cert.serial.0),
+            actor_id: actor_id.to_store(),
             session_id: session.to_string(),
             cert_pem: cert.to_pem().map_err(Error::Issuance)?,
-            not_before: as_i64(not_before),
-            not_after: as_i64(not_after),
-            issued_at: as_i64(now),
+            not_before: to_store(not_before),
+            not_after: to_store(not_after),
+            issued_at: to_store(now),
             revoked_at: None,
         };
         Ok(Issued { row, cert })
@@ -407,7 +405,7 @@ impl Identity {
                     rows.into_iter()
                         .map(|r| {
                             let (not_before, not_after) =
-                                (as_u64(r.not_before), as_u64(r.not_after));
+                                (from_store(r.not_before), from_store(r.not_after));
                             let session_id = r.session_id.clone();
                             let entry = self.cacheable_row(&ca, r, now);
                             Ok(published::Item {
@@ -478,8 +476,8 @@ impl Identity {
         let pem = cert.to_pem().map_err(Error::Issuance)?;
         let change = BusMsg::ServerCertChange {
             cert: pem.clone(),
-            old_invalid_since: cert.not_before,
-            root_serial: as_i64(cert.serial.0),
+            old_invalid_since: UnixTime(cert.not_before),
+            root_serial: to_store(cert.serial.0),
         };
         {
             let mut ca = self.ca.write().unwrap_or_else(|e| e.into_inner());
@@ -508,7 +506,7 @@ impl Identity {
 
     pub async fn upload_key_material(
         &self,
-        actor_id: i64,
+        actor_id: ActorId,
         items: Vec<EncryptedPkm>,
         now: u64,
     ) -> Result<(), Error> {
@@ -534,13 +532,13 @@ impl Identity {
                     "encryptionAlgorithms must be 1 to 8 OIDs in dotted-decimal form".into(),
                 ));
             }
-            let owned = self.store.cert_by_serial(as_i64(item.serial.0)).await?;
-            if owned.is_none_or(|c| c.actor_id != actor_id) {
+            let owned = self.store.cert_by_serial(to_store(item.serial.0)).await?;
+            if owned.is_none_or(|c| c.actor_id != actor_id.to_store()) {
                 return Err(Error::UnknownSerial(item.serial.0));
             }
             if rows
                 .iter()
-                .any(|r: &KeyMaterialRow| r.serial == as_i64(item.serial.0))
+                .any(|r: &KeyMaterialRow| r.serial == to_store(item.serial.0))
             {
                 return Err(Error::KeyMaterialExists(format!(
                     "serial {} is uploaded twice",
@@ -548,16 +546,16 @@ impl Identity {
                 )));
             }
             rows.push(KeyMaterialRow {
-                serial: as_i64(item.serial.0),
+                serial: to_store(item.serial.0),
                 key_data: item.key_data,
                 algorithms: item.encryption_algorithms,
-                created_at: as_i64(now),
+                created_at: to_store(now),
             });
         }
         let slots = self.limits.key_material_slots;
         match self
             .store
-            .insert_key_material(actor_id, &rows, slots as i64)
+            .insert_key_material(actor_id.to_store(), &rows, to_store(slots as u64))
             .await
         {
             Err(fugue_store::Error::Unique(_)) => Err(Error::KeyMaterialExists(
@@ -573,16 +571,16 @@ impl Identity {
     /// Key material of the given serials (all when empty).
     pub async fn key_material(
         &self,
-        actor_id: i64,
+        actor_id: ActorId,
         serials: &[Serial],
     ) -> Result<Vec<EncryptedPkm>, Error> {
-        let rows = self.store.key_material(actor_id).await?;
+        let rows = self.store.key_material(actor_id.to_store()).await?;
         let items: Vec<EncryptedPkm> = rows
             .into_iter()
-            .filter(|r| serials.is_empty() || serials.iter().any(|s| as_i64(s.0) == r.serial))
+            .filter(|r| serials.is_empty() || serials.iter().any(|s| to_store(s.0) == r.serial))
             .map(|r| EncryptedPkm {
                 key_data: r.key_data,
-                serial: Serial(as_u64(r.serial)),
+                serial: Serial(from_store(r.serial)),
                 encryption_algorithms: r.algorithms,
             })
             .collect();
@@ -594,14 +592,18 @@ impl Identity {
 
     pub async fn delete_key_material(
         &self,
-        actor_id: i64,
+        actor_id: ActorId,
         serials: &[Serial],
     ) -> Result<(), Error> {
         if serials.is_empty() {
             return Err(Error::InvalidRequest("serials are required".into()));
         }
-        let ids: Vec<i64> = serials.iter().map(|s| as_i64(s.0)).collect();
-        match self.store.delete_key_material(actor_id, &ids).await? {
+        let ids: Vec<i64> = serials.iter().map(|s| to_store(s.0)).collect();
+        match self
+            .store
+            .delete_key_material(actor_id.to_store(), &ids)
+            .await?
+        {
             0 => Err(Error::KeyMaterialNotFound),
             _ => Ok(()),
         }

@@ -56,7 +56,7 @@ pub async fn rotate_server_key(
         return Err(SessionError::NotAdmin.into());
     }
     let pem = app.identity.rotate_key(now).await?;
-    tracing::warn!(by = %authed.fid, "server key rotated");
+    tracing::warn!(by = %authed.actor.fid, "server key rotated");
     Ok((
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],

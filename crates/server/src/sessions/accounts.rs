@@ -14,6 +14,7 @@ use fugue_store::ActorRow;
 use rand_core::{OsRng, RngCore};
 
 use super::{Authed, Error, Sessions};
+use crate::ids::{ActorId, SessionPk, from_store, to_store};
 
 /// Where an account stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,16 +57,20 @@ impl Sessions {
         self.check_new_password(&req.password)?;
         self.check_sensitive(&authed.actor, solution, now).await?;
         let hash = self.hash_password(req.password).await?;
-        if !self.store.set_password(authed.actor.id, &hash).await? {
+        if !self
+            .store
+            .set_password(authed.actor.id.to_store(), &hash)
+            .await?
+        {
             return Err(Error::InvalidToken);
         }
         let ended = if req.end_sessions {
-            self.end_sessions(authed.actor.id, Some(authed.session.id), now)
+            self.end_sessions(authed.actor.id, Some(authed.session.pk), now)
                 .await?
         } else {
             0
         };
-        tracing::info!(fid = %authed.fid, ended, "password changed");
+        tracing::info!(fid = %authed.actor.fid, ended, "password changed");
         Ok(())
     }
 
@@ -76,15 +81,17 @@ impl Sessions {
         solution: Option<&str>,
         now: u64,
     ) -> Result<(), Error> {
+        let account = self.account(&authed.actor).await?;
         // Nothing to turn off: say so before a guess at the second factor is spent.
-        if authed.actor.totp_secret.is_none() {
+        if account.totp_secret.is_none() {
             return Err(Error::TotpNotEnabled);
         }
-        self.check_sensitive(&authed.actor, solution, now).await?;
-        if !self.store.disable_totp(authed.actor.id).await? {
+        self.check_sensitive_account(&account, solution, now)
+            .await?;
+        if !self.store.disable_totp(account.id).await? {
             return Err(Error::TotpNotEnabled);
         }
-        tracing::info!(fid = %authed.fid, "TOTP turned off");
+        tracing::info!(fid = %authed.actor.fid, "TOTP turned off");
         Ok(())
     }
 
@@ -95,26 +102,35 @@ impl Sessions {
         solution: Option<&str>,
         now: u64,
     ) -> Result<(), Error> {
-        self.check_sensitive(&authed.actor, solution, now).await?;
-        self.retire(&authed.actor, now).await
+        let account = self.account(&authed.actor).await?;
+        self.check_sensitive_account(&account, solution, now)
+            .await?;
+        self.retire(&account, now).await
     }
 
     /// Tombstones the account first (no login, no token of it works any more), then ends
     /// its sessions one by one so each end is announced.
     async fn retire(&self, actor: &ActorRow, now: u64) -> Result<(), Error> {
-        if !self.store.delete_actor(actor.id, now as i64).await? {
+        if !self.store.delete_actor(actor.id, to_store(now)).await? {
             return Err(Error::ActorNotFound(actor.local_name.clone()));
         }
-        let ended = self.end_sessions(actor.id, None, now).await?;
+        let ended = self
+            .end_sessions(ActorId::from_store(actor.id), None, now)
+            .await?;
         tracing::warn!(local_name = %actor.local_name, ended, "account deleted");
         Ok(())
     }
 
     /// Ends every active session of an actor but `keep`; returns how many ended.
-    async fn end_sessions(&self, actor_id: i64, keep: Option<i64>, now: u64) -> Result<u64, Error> {
+    async fn end_sessions(
+        &self,
+        actor_id: ActorId,
+        keep: Option<SessionPk>,
+        now: u64,
+    ) -> Result<u64, Error> {
         let mut ended = 0;
-        for row in self.store.sessions_of(actor_id).await? {
-            if Some(row.id) != keep && self.end_session(&row, now).await? {
+        for row in self.store.sessions_of(actor_id.to_store()).await? {
+            if Some(SessionPk::from_store(row.id)) != keep && self.end_session(&row, now).await? {
                 ended += 1;
             }
         }
@@ -134,7 +150,7 @@ impl Sessions {
 
     /// Administration: every local account, deleted ones included, by name.
     pub async fn accounts(&self, now: u64) -> Result<Vec<AccountSummary>, Error> {
-        let rows = self.store.accounts(now as i64).await?;
+        let rows = self.store.accounts(to_store(now)).await?;
         Ok(rows
             .into_iter()
             .map(|r| AccountSummary {
@@ -144,10 +160,10 @@ impl Sessions {
                     (None, None) => AccountState::Active,
                 },
                 local_name: r.local_name,
-                created_at: u64::try_from(r.created_at).unwrap_or(0),
+                created_at: from_store(r.created_at),
                 is_admin: r.is_admin,
                 totp: r.totp,
-                sessions: u64::try_from(r.sessions).unwrap_or(0),
+                sessions: from_store(r.sessions),
             })
             .collect())
     }
@@ -157,11 +173,16 @@ impl Sessions {
     pub async fn suspend(&self, name: &str, now: u64) -> Result<u64, Error> {
         let actor = self.local_account(name).await?;
         if actor.suspended_at.is_none()
-            && !self.store.set_suspended(actor.id, Some(now as i64)).await?
+            && !self
+                .store
+                .set_suspended(actor.id, Some(to_store(now)))
+                .await?
         {
             return Err(Error::ActorNotFound(actor.local_name));
         }
-        let ended = self.end_sessions(actor.id, None, now).await?;
+        let ended = self
+            .end_sessions(ActorId::from_store(actor.id), None, now)
+            .await?;
         tracing::warn!(local_name = %actor.local_name, ended, "account suspended");
         Ok(ended)
     }
@@ -196,7 +217,9 @@ impl Sessions {
         if !self.store.set_password(actor.id, &hash).await? {
             return Err(Error::ActorNotFound(actor.local_name));
         }
-        let ended = self.end_sessions(actor.id, None, now).await?;
+        let ended = self
+            .end_sessions(ActorId::from_store(actor.id), None, now)
+            .await?;
         tracing::warn!(local_name = %actor.local_name, ended, "password reset by an administrator");
         Ok(ended)
     }

@@ -12,6 +12,8 @@ use fugue_store::{KeyTrialQuery, KeyTrialRow, NewForeignSession, TrialRef};
 
 use super::{Authed, Error, Sessions, hash_secret, new_token, random_id};
 use crate::events::BusMsg;
+use crate::ids::{ActorId, SessionPk, from_store, to_store};
+use crate::principal::{Actor, stored_name};
 
 /// Random characters of a key trial (32–256 characters allowed, ≥ 64 recommended).
 const TRIAL_RANDOM: usize = 64;
@@ -40,14 +42,6 @@ fn trial_text(domain: &str) -> String {
     }
 }
 
-fn as_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn as_u64(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
 /// What `PUT /session/idcert/extern` did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ExternOutcome {
@@ -67,15 +61,15 @@ impl Sessions {
             id: hex::encode(id),
             fid: fid.to_string(),
             trial: trial_text(self.identity.domain().as_str()),
-            expires_at: as_i64(now + self.config.federation.key_trial_lifetime_s),
-            created_at: as_i64(now),
+            expires_at: to_store(now + self.config.federation.key_trial_lifetime_s),
+            created_at: to_store(now),
             completed_at: None,
             completion: None,
         };
         self.store.insert_key_trial(&row).await?;
         Ok(session_auth::KeyTrial {
             trial: row.trial,
-            expires: as_u64(row.expires_at),
+            expires: from_store(row.expires_at),
             id: Some(row.id),
         })
     }
@@ -107,7 +101,7 @@ impl Sessions {
         // trials minted here are found.
         let trial = self
             .store
-            .claim_key_trial(&fid.to_string(), which, as_i64(now))
+            .claim_key_trial(&fid.to_string(), which, to_store(now))
             .await?
             .ok_or(Error::KeyTrialInvalid)?;
         let foreign = self
@@ -126,8 +120,13 @@ impl Sessions {
             .ok_or_else(|| Error::InvalidSessionId("the certificate names no session".into()))?;
         let actor = self
             .store
-            .foreign_actor(&fid.to_string(), random_id(), as_i64(now))
+            .foreign_actor(
+                &stored_name(&fid, self.identity.domain()),
+                random_id(),
+                to_store(now),
+            )
             .await?;
+        let actor_id = ActorId::from_store(actor.id);
         let token = new_token();
         let replaced = self
             .store
@@ -136,17 +135,17 @@ impl Sessions {
                 actor_id: actor.id,
                 session_id: session_id.as_str().to_owned(),
                 token_hash: hash_secret(&token),
-                serial: as_i64(foreign.cert.serial.0),
+                serial: to_store(foreign.cert.serial.0),
                 // Until the signed window ends: then the home server is asked again.
-                expires_at: as_i64(foreign.until),
-                created_at: as_i64(now),
+                expires_at: to_store(foreign.until),
+                created_at: to_store(now),
             })
             .await?;
         for session_pk in replaced {
             self.events
                 .announce(BusMsg::SessionEnded {
-                    actor_id: actor.id,
-                    session_pk,
+                    actor_id,
+                    session_pk: SessionPk::from_store(session_pk),
                 })
                 .await;
         }
@@ -172,19 +171,23 @@ impl Sessions {
         };
         let cert = IdCert::parse(&pem).map_err(|e| Error::NotACert(e.to_string()))?;
         let serial = cert.serial;
-        if cert.fid().as_ref() != Some(&authed.fid)
-            || cert.session_id().map(|s| s.to_string()) != Some(authed.session.session_id.clone())
+        if cert.fid().as_ref() != Some(&authed.actor.fid)
+            || cert.session_id().map(|s| s.to_string()) != Some(authed.session.id.clone())
         {
             return Err(Error::ForeignCertMismatch(serial.0));
         }
         match self
             .federation
-            .verified_cert(&authed.fid, serial.0, now, true)
+            .verified_cert(&authed.actor.fid, serial.0, now, true)
             .await
         {
             Ok(home) if home.cert.der == cert.der => {
                 self.store
-                    .update_foreign_session(authed.session.id, as_i64(serial.0), as_i64(home.until))
+                    .update_foreign_session(
+                        authed.session.pk.to_store(),
+                        to_store(serial.0),
+                        to_store(home.until),
+                    )
                     .await?;
                 Ok(ExternOutcome::Updated)
             }
@@ -192,13 +195,16 @@ impl Sessions {
             Err(crate::federation::Error::Revoked { .. }) => {
                 // Only the revocation of the certificate the session uses ends it; an old,
                 // long revoked one of the same session changes nothing.
-                let current = self.store.foreign_serial(authed.session.id).await?;
-                if current != Some(as_i64(serial.0)) {
+                let current = self
+                    .store
+                    .foreign_serial(authed.session.pk.to_store())
+                    .await?;
+                if current != Some(to_store(serial.0)) {
                     return Err(Error::ForeignCertMismatch(serial.0));
                 }
-                self.end_foreign_session(authed.actor.id, authed.session.id, now)
+                self.end_foreign_session(authed.actor.id, authed.session.pk, now)
                     .await?;
-                tracing::info!(fid = %authed.fid, serial = serial.0, "foreign session ended: certificate revoked");
+                tracing::info!(fid = %authed.actor.fid, serial = serial.0, "foreign session ended: certificate revoked");
                 Ok(ExternOutcome::Ended)
             }
             Err(e) => Err(e.into()),
@@ -218,25 +224,25 @@ impl Sessions {
     ///   keep a session alive.
     pub(super) async fn recheck_foreign(
         &self,
-        actor: &fugue_store::ActorRow,
-        fid: &FederationId,
-        session_pk: i64,
+        actor: &Actor,
+        session_pk: SessionPk,
         ends: u64,
         now: u64,
     ) -> Result<u64, Error> {
         use crate::federation::Error as Fed;
-        let Some(serial) = self.store.foreign_serial(session_pk).await? else {
+        let fid = &actor.fid;
+        let Some(serial) = self.store.foreign_serial(session_pk.to_store()).await? else {
             return Err(Error::InvalidToken);
         };
         match self
             .federation
-            .verified_cert(fid, as_u64(serial), now, true)
+            .verified_cert(fid, from_store(serial), now, true)
             .await
         {
             Ok(home) => {
                 if !self
                     .store
-                    .update_foreign_session(session_pk, serial, as_i64(home.until))
+                    .update_foreign_session(session_pk.to_store(), serial, to_store(home.until))
                     .await?
                 {
                     return Err(Error::InvalidToken);
@@ -262,11 +268,13 @@ impl Sessions {
     /// Ends a foreign session and says so, so its gateway connections close.
     async fn end_foreign_session(
         &self,
-        actor_id: i64,
-        session_pk: i64,
+        actor_id: ActorId,
+        session_pk: SessionPk,
         now: u64,
     ) -> Result<(), Error> {
-        self.store.end_session(session_pk, as_i64(now)).await?;
+        self.store
+            .end_session(session_pk.to_store(), to_store(now))
+            .await?;
         self.events
             .announce(BusMsg::SessionEnded {
                 actor_id,
@@ -280,7 +288,10 @@ impl Sessions {
     /// public (core §4.3). Returns how many went.
     pub async fn sweep_key_trials(&self) -> Result<u64, Error> {
         let now = self.config.clock.now();
-        Ok(self.store.delete_unanswered_key_trials(as_i64(now)).await?)
+        Ok(self
+            .store
+            .delete_unanswered_key_trials(to_store(now))
+            .await?)
     }
 
     /// `GET /keytrial/{fid}`: completed trials of an actor known here, once expired.
@@ -293,11 +304,7 @@ impl Sessions {
         let fid: FederationId = fid.parse().map_err(|e: fugue_proto::ids::IdError| {
             crate::federation::Error::InvalidFid(e.to_string())
         })?;
-        let name = if fid.domain() == self.identity.domain() {
-            fid.local_name().to_string()
-        } else {
-            fid.to_string()
-        };
+        let name = stored_name(&fid, self.identity.domain());
         if self.store.actor_by_name(&name).await?.is_none() {
             return Err(Error::ActorNotFound(fid.to_string()));
         }
@@ -307,11 +314,11 @@ impl Sessions {
                 &fid.to_string(),
                 &KeyTrialQuery {
                     id: q.id.clone(),
-                    not_before: q.not_before.map(as_i64),
-                    not_after: q.not_after.map(as_i64),
+                    not_before: q.not_before.map(to_store),
+                    not_after: q.not_after.map(to_store),
                     limit: i64::from(q.limit.unwrap_or(0)),
                 },
-                as_i64(now),
+                to_store(now),
             )
             .await?;
         Ok(rows
@@ -322,7 +329,7 @@ impl Sessions {
                 Some(keytrials::Entry {
                     key_trial: session_auth::KeyTrial {
                         trial: r.trial,
-                        expires: as_u64(r.expires_at),
+                        expires: from_store(r.expires_at),
                         id: Some(r.id),
                     },
                     key_trial_completion: vec![completion],

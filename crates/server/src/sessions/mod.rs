@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 
 use fugue_proto::api::{list_sessions, login, register};
 use fugue_proto::certs::ActorCsr;
-use fugue_proto::{FederationId, LocalName, Serial, SessionId};
+use fugue_proto::{FederationId, LocalName, SessionId};
 use fugue_store::{ActorRow, NewSession, SessionRow, Store};
 
 pub use accounts::{AccountState, AccountSummary, generate_password};
@@ -31,7 +31,10 @@ use crate::config::{Config, Registration};
 use crate::events::{BusMsg, Events, Publish};
 use crate::federation::Federation;
 use crate::identity::Identity;
+use crate::ids::{ActorId, SessionPk, from_store, to_store};
+use crate::principal::{Actor, Session, stored_name};
 use crate::ratelimit::FailureLimiter;
+use crate::time::UnixTime;
 
 /// Longest password we hash; longer ones are refused instead of burning CPU.
 const MAX_PASSWORD: usize = 1024;
@@ -39,29 +42,23 @@ const MAX_PASSWORD: usize = 1024;
 /// An authenticated request: the actor, its session and the token it used.
 #[derive(Clone)]
 pub struct Authed {
-    pub actor: ActorRow,
-    pub session: SessionRow,
-    pub fid: FederationId,
+    pub actor: Actor,
+    pub session: Session,
     pub token: String,
 }
 
 impl Authed {
     /// A session of another home server's actor (signed in with a key trial).
     pub fn is_foreign(&self) -> bool {
-        is_foreign(&self.actor)
+        self.actor.is_foreign()
     }
-}
-
-/// An actor of another home server (its local name here is its whole FID).
-fn is_foreign(actor: &ActorRow) -> bool {
-    actor.local_name.contains('@')
 }
 
 impl std::fmt::Debug for Authed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authed")
-            .field("fid", &self.fid)
-            .field("session", &self.session.session_id)
+            .field("fid", &self.actor.fid)
+            .field("session", &self.session.id)
             .finish_non_exhaustive()
     }
 }
@@ -135,7 +132,7 @@ pub async fn create_invite(
     store
         .insert_invite(
             &hash_secret(&code),
-            now as i64,
+            to_store(now),
             exp,
             i64::from(max_uses.max(1)),
         )
@@ -179,19 +176,20 @@ impl Sessions {
             .await
     }
 
-    fn fid(&self, actor: &ActorRow) -> Result<FederationId, Error> {
-        // An actor of another server is stored under its whole FID (see `sign_in`).
-        if actor.local_name.contains('@') {
-            return actor
-                .local_name
-                .parse()
-                .map_err(|e: fugue_proto::ids::IdError| Error::InvalidLocalName(e.to_string()));
-        }
-        let local: LocalName = actor
-            .local_name
-            .parse()
-            .map_err(|e: fugue_proto::ids::IdError| Error::InvalidLocalName(e.to_string()))?;
-        Ok(FederationId::new(local, self.identity.domain().clone()))
+    /// The principal of a stored actor.
+    fn actor(&self, row: &ActorRow) -> Result<Actor, Error> {
+        Actor::from_row(row, self.identity.domain())
+            .map_err(|e| Error::InvalidLocalName(e.to_string()))
+    }
+
+    /// The live account behind a principal, read afresh for its secrets (password hash,
+    /// TOTP): a deleted or suspended account answers as a token that stopped working.
+    async fn account(&self, actor: &Actor) -> Result<ActorRow, Error> {
+        self.store
+            .actor_by_id(actor.id.to_store())
+            .await?
+            .filter(|a| a.suspended_at.is_none() && a.deleted_at.is_none())
+            .ok_or(Error::InvalidToken)
     }
 
     /// A new password must be as strong as at registration.
@@ -230,7 +228,7 @@ impl Sessions {
         }
         // Check the invite before the costly hash; it is consumed atomically on insert.
         if let Some(hash) = &invite_hash
-            && !self.store.invite_usable(hash, now as i64).await?
+            && !self.store.invite_usable(hash, to_store(now)).await?
         {
             return Err(Error::InvalidInvite);
         }
@@ -241,13 +239,13 @@ impl Sessions {
             totp_secret: None,
             totp_pending: None,
             is_admin: false,
-            created_at: now as i64,
+            created_at: to_store(now),
             suspended_at: None,
             deleted_at: None,
         };
         match self
             .store
-            .insert_actor(&actor, invite_hash.as_deref(), now as i64)
+            .insert_actor(&actor, invite_hash.as_deref(), to_store(now))
             .await
         {
             Ok(()) => Ok(FederationId::new(local, self.identity.domain().clone())),
@@ -290,7 +288,8 @@ impl Sessions {
             self.login_failures.forgive(key);
         }
         let actor = checked?;
-        let fid = self.fid(&actor)?;
+        let fid = self.actor(&actor)?.fid;
+        let actor_id = ActorId::from_store(actor.id);
         let requested: Option<SessionId> = req
             .session_id
             .as_deref()
@@ -311,7 +310,7 @@ impl Sessions {
                 }
                 let issued =
                     self.identity
-                        .issue_actor_cert(actor.id, &fid, &session_id, &csr.key, now)?;
+                        .issue_actor_cert(actor_id, &fid, &session_id, &csr.key, now)?;
                 (session_id, Some(issued))
             }
             None => {
@@ -332,7 +331,7 @@ impl Sessions {
             actor_id: actor.id,
             session_id: session_id.to_string(),
             token_hash: hash_secret(&token),
-            created_at: now as i64,
+            created_at: to_store(now),
             cert: issued.as_ref().map(|i| i.row.clone()),
             max_live: i64::try_from(self.config.limits.max_sessions_per_actor).unwrap_or(i64::MAX),
         };
@@ -349,7 +348,7 @@ impl Sessions {
         }
         tracing::info!(%fid, session = %session_id, "session opened");
         if let Some(i) = &issued {
-            self.announce_new_session(actor.id, session.id, &i.row.cert_pem)
+            self.announce_new_session(actor_id, SessionPk::from_store(session.id), &i.row.cert_pem)
                 .await?;
         }
         Ok(LoginOutcome {
@@ -423,30 +422,30 @@ impl Sessions {
             .session_by_token(&hash_secret(token))
             .await?
             .ok_or(Error::InvalidToken)?;
-        let actor = self
+        let row = self
             .store
             .actor_by_id(session.actor_id)
             .await?
             .filter(|a| a.suspended_at.is_none() && a.deleted_at.is_none())
             .ok_or(Error::InvalidToken)?;
-        let fid = self.fid(&actor)?;
+        let actor = self.actor(&row)?;
+        let session = Session::from_row(&session);
         // A session's token lives as long as its certificate; a session that never got one
         // must get it within `CERTLESS_SESSION_S`. A foreign session lives as long as the
         // window its home server signed; then it is checked there again.
         let now = self.config.clock.now();
-        let ends = self.session_ends(&session).ok_or(Error::InvalidToken)?;
+        let ends = session_ends(&session);
         if ends < now {
-            if !is_foreign(&actor) {
+            if actor.is_local() {
                 return Err(Error::InvalidToken);
             }
             // Boxed: the check asks another server, and its large future would otherwise be
             // part of every request's and every gateway connection's future.
-            Box::pin(self.recheck_foreign(&actor, &fid, session.id, ends, now)).await?;
+            Box::pin(self.recheck_foreign(&actor, session.pk, ends, now)).await?;
         }
         Ok(Authed {
             actor,
             session,
-            fid,
             token: token.to_owned(),
         })
     }
@@ -455,6 +454,17 @@ impl Sessions {
     /// enrolled TOTP, the password before. Wrong answers are counted per actor; beyond the
     /// configured number within the window every attempt is refused with 429.
     pub async fn check_sensitive(
+        &self,
+        actor: &Actor,
+        solution: Option<&str>,
+        now: u64,
+    ) -> Result<(), Error> {
+        let account = self.account(actor).await?;
+        self.check_sensitive_account(&account, solution, now).await
+    }
+
+    /// [`Sessions::check_sensitive`] for an account already read.
+    async fn check_sensitive_account(
         &self,
         actor: &ActorRow,
         solution: Option<&str>,
@@ -481,10 +491,10 @@ impl Sessions {
         let since = now.saturating_sub(rl.failure_window_s);
         let (failures, oldest) = self
             .store
-            .sensitive_failures_since(actor.id, since as i64)
+            .sensitive_failures_since(actor.id, to_store(since))
             .await?;
         if failures >= i64::from(rl.max_failed_solutions) {
-            let free_at = oldest.map_or(now, |o| o as u64 + rl.failure_window_s);
+            let free_at = oldest.map_or(now, |o| from_store(o) + rl.failure_window_s);
             return Err(Error::TooManyFailedSolutions(
                 free_at.saturating_sub(now).max(1),
             ));
@@ -508,7 +518,7 @@ impl Sessions {
         let max = i64::from(rl.max_failed_solutions);
         if !self
             .store
-            .begin_sensitive_attempt(actor.id, attempt, now as i64, since as i64, max)
+            .begin_sensitive_attempt(actor.id, attempt, to_store(now), to_store(since), max)
             .await?
         {
             self.ensure_not_locked(actor, now).await?;
@@ -545,11 +555,11 @@ impl Sessions {
     ) -> Result<(String, String), Error> {
         // Input first: a bad CSR must not spend a TOTP code or count as a guess.
         let csr = ActorCsr::parse(csr)?;
-        let session_id = csr.check_claims(&authed.fid)?;
-        if session_id.as_str() != authed.session.session_id {
+        let session_id = csr.check_claims(&authed.actor.fid)?;
+        if session_id.as_str() != authed.session.id {
             return Err(Error::InvalidSessionId(format!(
                 "the CSR names session {session_id}, but this is session {}",
-                authed.session.session_id
+                authed.session.id
             )));
         }
         let first = authed.session.cert_serial.is_none();
@@ -558,7 +568,7 @@ impl Sessions {
         }
         let issued = self.identity.issue_actor_cert(
             authed.actor.id,
-            &authed.fid,
+            &authed.actor.fid,
             &session_id,
             &csr.key,
             now,
@@ -569,14 +579,15 @@ impl Sessions {
             new_token()
         };
         let token_hash = (!first).then(|| hash_secret(&token));
+        let old_serial = authed.session.cert_serial.map(|s| to_store(s.0));
         match self
             .store
             .replace_session_cert(
-                authed.session.id,
-                authed.session.cert_serial,
+                authed.session.pk.to_store(),
+                old_serial,
                 &issued.row,
                 token_hash.as_deref(),
-                now as i64,
+                to_store(now),
             )
             .await
         {
@@ -585,9 +596,9 @@ impl Sessions {
             }
             other => other?,
         }
-        match authed.session.cert_serial {
+        match old_serial {
             None => {
-                self.announce_new_session(authed.actor.id, authed.session.id, &issued.row.cert_pem)
+                self.announce_new_session(authed.actor.id, authed.session.pk, &issued.row.cert_pem)
                     .await?;
             }
             Some(old) => self.announce_revocation(old, None).await?,
@@ -604,10 +615,10 @@ impl Sessions {
         now: u64,
     ) -> Result<(), Error> {
         self.check_sensitive(&authed.actor, solution, now).await?;
-        let target = session_id.unwrap_or(&authed.session.session_id);
+        let target = session_id.unwrap_or(&authed.session.id);
         let row = self
             .store
-            .sessions_of(authed.actor.id)
+            .sessions_of(authed.actor.id.to_store())
             .await?
             .into_iter()
             .find(|s| s.session_id == target)
@@ -615,7 +626,7 @@ impl Sessions {
         if !self.end_session(&row, now).await? {
             return Err(Error::SessionNotFound(target.to_owned()));
         }
-        tracing::info!(fid = %authed.fid, session = %target, "session revoked");
+        tracing::info!(fid = %authed.actor.fid, session = %target, "session revoked");
         Ok(())
     }
 
@@ -624,7 +635,7 @@ impl Sessions {
     async fn end_session(&self, row: &SessionRow, now: u64) -> Result<bool, Error> {
         if !self
             .store
-            .revoke_session(row.actor_id, &row.session_id, now as i64)
+            .revoke_session(row.actor_id, &row.session_id, to_store(now))
             .await?
         {
             return Ok(false);
@@ -634,8 +645,8 @@ impl Sessions {
         }
         self.events
             .announce(BusMsg::SessionEnded {
-                actor_id: row.actor_id,
-                session_pk: row.id,
+                actor_id: ActorId::from_store(row.actor_id),
+                session_pk: SessionPk::from_store(row.id),
             })
             .await;
         Ok(true)
@@ -656,7 +667,7 @@ impl Sessions {
             .store
             .cert_by_serial(i64::try_from(serial).map_err(|_| not_found())?)
             .await?
-            .filter(|c| c.actor_id == authed.actor.id && c.revoked_at.is_none())
+            .filter(|c| c.actor_id == authed.actor.id.to_store() && c.revoked_at.is_none())
             .ok_or_else(not_found)?;
         let cert = fugue_proto::certs::IdCert::parse(row.cert_pem.as_bytes())?;
         let input = fugue_proto::gateway::CertInvalidation::signing_input(invalid_since, serial);
@@ -666,37 +677,29 @@ impl Sessions {
             .map_err(|_| Error::RevocationSignatureInvalid(serial))?;
         let session = self
             .store
-            .sessions_of(authed.actor.id)
+            .sessions_of(authed.actor.id.to_store())
             .await?
             .into_iter()
             .find(|s| s.cert_serial == Some(row.serial))
             .ok_or_else(not_found)?;
-        let at = invalid_since.min(now) as i64;
+        let at = to_store(invalid_since.min(now));
         if !self
             .store
-            .revoke_session(authed.actor.id, &session.session_id, at)
+            .revoke_session(authed.actor.id.to_store(), &session.session_id, at)
             .await?
         {
             return Err(not_found());
         }
-        tracing::info!(fid = %authed.fid, serial, "certificate revoked by its actor");
+        tracing::info!(fid = %authed.actor.fid, serial, "certificate revoked by its actor");
         self.announce_revocation(row.serial, Some(signature_hex.to_owned()))
             .await?;
         self.events
             .announce(BusMsg::SessionEnded {
                 actor_id: authed.actor.id,
-                session_pk: session.id,
+                session_pk: SessionPk::from_store(session.id),
             })
             .await;
         Ok(())
-    }
-
-    /// When the session's certificate (or the grace for getting one) runs out.
-    fn session_ends(&self, session: &SessionRow) -> Option<u64> {
-        let ends = session
-            .cert_not_after
-            .unwrap_or(session.created_at + fugue_store::CERTLESS_SESSION_S);
-        u64::try_from(ends).ok()
     }
 
     /// Whether the session is still live with the token it was authenticated with, and until
@@ -706,32 +709,25 @@ impl Sessions {
         let now = self.config.clock.now();
         let Some(ends) = self
             .store
-            .active_session(authed.session.id)
+            .active_session(authed.session.pk.to_store())
             .await?
+            .map(|s| Session::from_row(&s))
             // A re-key replaced the certificate and the token this was authenticated with.
             .filter(|s| {
                 authed.session.cert_serial.is_none() || s.cert_serial == authed.session.cert_serial
             })
-            .and_then(|s| self.session_ends(&s))
+            .map(|s| session_ends(&s))
         else {
             return Ok(None);
         };
         if ends > now {
             return Ok(Some(ends));
         }
-        if !authed.is_foreign() {
+        if authed.actor.is_local() {
             return Ok(None);
         }
         // Boxed, as in `authenticate`: gateway connections await this.
-        match Box::pin(self.recheck_foreign(
-            &authed.actor,
-            &authed.fid,
-            authed.session.id,
-            ends,
-            now,
-        ))
-        .await
-        {
+        match Box::pin(self.recheck_foreign(&authed.actor, authed.session.pk, ends, now)).await {
             Ok(ends) => Ok(Some(ends)),
             Err(Error::InvalidToken) => Ok(None),
             Err(e) => Err(e),
@@ -741,8 +737,8 @@ impl Sessions {
     /// Op 3 to the actor's other sessions.
     async fn announce_new_session(
         &self,
-        actor_id: i64,
-        session_pk: i64,
+        actor_id: ActorId,
+        session_pk: SessionPk,
         cert_pem: &str,
     ) -> Result<(), Error> {
         self.events
@@ -774,7 +770,7 @@ impl Sessions {
         let now = self.config.clock.now();
         let cacheable = self.identity.cacheable_cert(&row, now);
         let inv = fugue_proto::gateway::CertInvalidation {
-            serial: u64::try_from(serial).unwrap_or(0),
+            serial: from_store(serial),
             invalid_since: cacheable.invalidated_at.unwrap_or(now),
             signature,
             cacheable: Some(cacheable),
@@ -782,7 +778,7 @@ impl Sessions {
         let d = serde_json::to_value(&inv).unwrap_or_default();
         self.events
             .publish(Publish {
-                actor_id: row.actor_id,
+                actor_id: ActorId::from_store(row.actor_id),
                 n: fugue_proto::gateway::CORE.into(),
                 op: fugue_proto::gateway::op::CERT_INVALIDATION,
                 d,
@@ -801,7 +797,8 @@ impl Sessions {
         q: &fugue_proto::api::get_actor_idcerts::Query,
         now: u64,
     ) -> Result<Vec<fugue_proto::cache::CacheableIdCert>, Error> {
-        if self.store.actor_by_name(&fid.to_string()).await?.is_none() {
+        let stored = stored_name(fid, self.identity.domain());
+        if self.store.actor_by_name(&stored).await?.is_none() {
             return Err(Error::ActorNotFound(fid.to_string()));
         }
         Ok(self.federation.foreign_actor_certs(fid, q, now).await?)
@@ -809,19 +806,23 @@ impl Sessions {
 
     /// `GET /.p2/core/v1/sessions`.
     pub async fn list(&self, authed: &Authed) -> Result<Vec<list_sessions::Session>, Error> {
-        let rows = self.store.sessions_of(authed.actor.id).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|s| {
-                Some(list_sessions::Session {
-                    session_id: s.session_id.parse().ok()?,
-                    serial: s.cert_serial.map(|v| Serial(v as u64)),
-                    created_at: s.created_at as u64,
-                    cert_not_after: s.cert_not_after.map(|v| v as u64),
-                    current: s.id == authed.session.id,
+        let rows = self.store.sessions_of(authed.actor.id.to_store()).await?;
+        // Session IDs were validated on the way in: one that does not parse is corrupt data,
+        // answered as such (like a stored service that does not parse), not left out.
+        rows.iter()
+            .map(Session::from_row)
+            .map(|s| {
+                Ok(list_sessions::Session {
+                    session_id: s.id.parse().map_err(|_| {
+                        fugue_store::Error::Decode(format!("stored session ID {:?}", s.id))
+                    })?,
+                    serial: s.cert_serial,
+                    created_at: s.created_at.secs(),
+                    cert_not_after: s.cert_not_after.map(UnixTime::secs),
+                    current: s.pk == authed.session.pk,
                 })
             })
-            .collect())
+            .collect()
     }
 
     /// Checks a TOTP code and spends its time step: a code, or an older one, is accepted
@@ -835,7 +836,7 @@ impl Sessions {
         now: u64,
     ) -> Result<bool, Error> {
         match totp_step(secret, account, code, now) {
-            Some(step) => Ok(self.store.spend_totp_step(actor_id, step as i64).await?),
+            Some(step) => Ok(self.store.spend_totp_step(actor_id, to_store(step)).await?),
             None => Ok(false),
         }
     }
@@ -847,41 +848,53 @@ impl Sessions {
         solution: Option<&str>,
         now: u64,
     ) -> Result<(String, String), Error> {
-        self.check_sensitive(&authed.actor, solution, now).await?;
-        if authed.actor.totp_secret.is_some() {
+        let account = self.account(&authed.actor).await?;
+        self.check_sensitive_account(&account, solution, now)
+            .await?;
+        if account.totp_secret.is_some() {
             return Err(Error::TotpAlreadyEnrolled);
         }
         let mut bytes = [0u8; 20];
         OsRng.fill_bytes(&mut bytes);
         let secret = totp_rs::Secret::from(bytes.to_vec()).to_base32();
-        let url = totp(&secret, &authed.fid.to_string())
+        let url = totp(&secret, &authed.actor.fid.to_string())
             .and_then(|t| t.to_url().ok())
             .unwrap_or_default();
-        self.store
-            .set_totp_pending(authed.actor.id, &secret)
-            .await?;
+        self.store.set_totp_pending(account.id, &secret).await?;
         Ok((secret, url))
     }
 
     /// Confirms TOTP enrolment with a first code; from then on TOTP is the second factor.
     pub async fn totp_confirm(&self, authed: &Authed, code: &str, now: u64) -> Result<(), Error> {
-        let pending = authed
-            .actor
+        let account = self.account(&authed.actor).await?;
+        let pending = account
             .totp_pending
             .as_deref()
             .ok_or(Error::TotpNotPending)?;
-        let account = &authed.actor.local_name;
         if !self
-            .accept_totp(authed.actor.id, pending, account, code, now)
+            .accept_totp(account.id, pending, &account.local_name, code, now)
             .await?
         {
             return Err(Error::SolutionInvalid);
         }
-        if !self.store.activate_totp(authed.actor.id, pending).await? {
+        if !self.store.activate_totp(account.id, pending).await? {
             return Err(Error::TotpNotPending);
         }
         Ok(())
     }
+}
+
+/// When the session's certificate (a foreign session's verified window, or the grace for
+/// getting a first certificate) runs out.
+fn session_ends(session: &Session) -> u64 {
+    session
+        .cert_not_after
+        .unwrap_or(
+            session
+                .created_at
+                .plus(from_store(fugue_store::CERTLESS_SESSION_S)),
+        )
+        .secs()
 }
 
 /// The block of addresses one client is assumed to hold: an IPv4 address itself, an IPv6

@@ -12,7 +12,8 @@ use fugue_proto::gateway::{self as gw, CORE, ClientOp, Close, Envelope, Resume, 
 
 use super::{Conn, End, client_op_error, close, unreadable};
 use crate::events::{Event, RootChange, collapse};
-use crate::gateway::{Registration, as_i64};
+use crate::gateway::Registration;
+use crate::ids::to_store;
 use crate::sessions::Authed;
 
 impl Conn {
@@ -97,12 +98,12 @@ impl Conn {
         let services = self.services.iter().cloned().collect::<Vec<_>>();
         g.store
             .record_connection(
-                authed.session.id,
+                authed.session.pk.to_store(),
                 g.events.bus().node(),
                 self.root_serial,
                 &services,
-                as_i64(acked_if_new),
-                as_i64(g.config.clock.now()),
+                to_store(acked_if_new),
+                to_store(g.config.clock.now()),
             )
             .await
             .map_err(Self::internal)
@@ -111,12 +112,9 @@ impl Conn {
     /// Op 2: op 12, then what the session missed while away (core §4.4).
     pub(super) async fn identify(&mut self, token: &str) -> Result<(Authed, Registration), End> {
         let authed = self.authenticate(token).await?;
-        self.own_serial = authed
-            .session
-            .cert_serial
-            .and_then(|s| u64::try_from(s).ok());
+        self.own_serial = authed.session.cert_serial.map(|s| s.0);
         let g = self.gw.0.clone();
-        let reg = self.gw.register(authed.actor.id, authed.session.id);
+        let reg = self.gw.register(authed.actor.id, authed.session.pk);
         let head = g
             .events
             .head(authed.actor.id)
@@ -124,7 +122,7 @@ impl Conn {
             .map_err(Self::internal)?;
         let position = g
             .store
-            .gateway_position(authed.session.id)
+            .gateway_position(authed.session.pk.to_store())
             .await
             .map_err(Self::internal)?;
         let (acked, root_seen) = match &position {
@@ -146,7 +144,7 @@ impl Conn {
             .map_err(Self::internal)?;
         self.next_seq = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
         for e in missed {
-            if self.wants(&e, authed.session.id) {
+            if self.wants(&e, authed.session.pk) {
                 self.send_event(Arc::new(e)).await?;
             }
         }
@@ -191,7 +189,7 @@ impl Conn {
         self.root_serial = c.root_serial;
         let d = gw::ServerCertChange {
             cert: c.cert.clone(),
-            old_invalid_since: c.old_invalid_since,
+            old_invalid_since: c.old_invalid_since.secs(),
         };
         self.control_frame(op::SERVER_CERT_CHANGE, gw::payload(&d))
     }
@@ -199,13 +197,14 @@ impl Conn {
     /// Op 5: continue the session's previous connection (docs/gateway.md, *Resuming*).
     pub(super) async fn resume(&mut self, r: Resume) -> Result<(Authed, Registration), End> {
         let authed = self.authenticate(&r.token).await?;
-        self.own_serial = authed
-            .session
-            .cert_serial
-            .and_then(|s| u64::try_from(s).ok());
+        self.own_serial = authed.session.cert_serial.map(|s| s.0);
         let g = self.gw.0.clone();
-        let pk = authed.session.id;
-        let position = g.store.gateway_position(pk).await.map_err(Self::internal)?;
+        let pk = authed.session.pk;
+        let position = g
+            .store
+            .gateway_position(pk.to_store())
+            .await
+            .map_err(Self::internal)?;
         let node = position.as_ref().and_then(|p| p.node.clone());
         let state = self.gw.find_state(pk, node.as_deref()).await;
         let reg = self.gw.register(authed.actor.id, pk);

@@ -16,7 +16,8 @@ use fugue_proto::gateway::{
     ServiceChannel, ServiceChannelAck, Style, op,
 };
 
-use super::{Ctl, Gateway, Registration, Resumable, as_i64};
+use super::{Ctl, Gateway, Registration, Resumable};
+use crate::ids::{SessionPk, to_store};
 use window::{Sent, SentLog};
 
 mod handshake;
@@ -225,7 +226,7 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
         }
     };
     let end = c.run(&authed, &mut reg).await;
-    let state = c.state(authed.session.id);
+    let state = c.state(authed.session.pk);
     let retain = match &end {
         End::Gone => true,
         End::Close(code, _) => code.resumable(),
@@ -251,7 +252,7 @@ impl Conn {
         Closing { sink, stream }
     }
 
-    fn state(&self, session_pk: i64) -> Resumable {
+    fn state(&self, session_pk: SessionPk) -> Resumable {
         Resumable {
             session_pk,
             base_seq: self.log.base_seq,
@@ -360,7 +361,7 @@ impl Conn {
         )
     }
 
-    fn wants(&self, e: &Event, session_pk: i64) -> bool {
+    fn wants(&self, e: &Event, session_pk: SessionPk) -> bool {
         e.for_session(session_pk) && self.services.contains(&e.n)
     }
 
@@ -381,7 +382,7 @@ impl Conn {
             return Ok(());
         }
         self.next_seq += 1;
-        if self.wants(&e, authed.session.id) {
+        if self.wants(&e, authed.session.pk) {
             self.send_event(e).await?;
         }
         self.drain_pending(authed).await
@@ -397,7 +398,7 @@ impl Conn {
             let e = entry.remove();
             if seq == self.next_seq {
                 self.next_seq += 1;
-                if self.wants(&e, authed.session.id) {
+                if self.wants(&e, authed.session.pk) {
                     self.send_event(e).await?;
                 }
             }
@@ -427,7 +428,7 @@ impl Conn {
             let full = rows.len() == 500;
             for e in rows {
                 self.next_seq = e.seq + 1;
-                if self.wants(&e, authed.session.id) {
+                if self.wants(&e, authed.session.pk) {
                     self.send_event(Arc::new(e)).await?;
                 }
             }
@@ -577,7 +578,7 @@ impl Conn {
             }
             Ctl::Shutdown => Err(close(Close::UnknownError, "server shutting down")),
             Ctl::TakeOver(tx) => {
-                let _ = tx.send(self.state(authed.session.id));
+                let _ = tx.send(self.state(authed.session.pk));
                 Err(End::TakenOver)
             }
         }
@@ -696,10 +697,10 @@ impl Conn {
         }
         self.acked_seq = pos;
         let store = self.gw.0.store.clone();
-        let pk = authed.session.id;
-        let now = as_i64(self.gw.0.config.clock.now());
+        let pk = authed.session.pk.to_store();
+        let now = to_store(self.gw.0.config.clock.now());
         self.gw.0.tasks.spawn_to_end(async move {
-            if let Err(e) = store.advance_position(pk, as_i64(pos), now).await {
+            if let Err(e) = store.advance_position(pk, to_store(pos), now).await {
                 tracing::warn!(error = %e, "recording a gateway position failed");
             }
         });

@@ -1,4 +1,4 @@
-//! Thin handlers for service discovery: extract, call [`Services`](super::Services), convert.
+//! Thin handlers for service discovery: extract, call [`Discovery`](super::Discovery), convert.
 
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -25,7 +25,7 @@ pub async fn register_service(
         app.limits.sensitive.check(&ip)?;
     }
     let service = app
-        .services
+        .discovery
         .add(
             &authed,
             req.service,
@@ -49,7 +49,7 @@ pub async fn unregister_service(
     }
     let pairs = parse_delete_query(query.as_deref()).map_err(Error::from)?;
     let chosen = app
-        .services
+        .discovery
         .remove(&authed, pairs, solution.as_deref(), app.config.clock.now())
         .await?;
     Ok(ok(chosen).into_response())
@@ -65,7 +65,7 @@ pub async fn set_primary_provider(
 ) -> ApiResult<Response> {
     app.limits.sensitive.check(&ip)?;
     let changed = app
-        .services
+        .discovery
         .set_primary(&authed, req, solution.as_deref(), app.config.clock.now())
         .await?;
     Ok(ok(changed).into_response())
@@ -77,7 +77,7 @@ pub async fn discover_services(
     Path(fid): Path<String>,
     Query(q): Query<discover_services::Query>,
 ) -> ApiResult<Response> {
-    Ok(listing(app.services.discover(&fid, None, q.limit).await?))
+    Ok(listing(app.discovery.discover(&fid, None, q.limit).await?))
 }
 
 /// `GET /.p2/core/v1/services/discover/{fid}/{service}?limit=`
@@ -86,7 +86,10 @@ pub async fn discover_service(
     Path((fid, service)): Path<(String, String)>,
     Query(q): Query<discover_services::Query>,
 ) -> ApiResult<Response> {
-    let found = app.services.discover(&fid, Some(&service), q.limit).await?;
+    let found = app
+        .discovery
+        .discover(&fid, Some(&service), q.limit)
+        .await?;
     Ok(listing(found))
 }
 

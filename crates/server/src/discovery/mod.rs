@@ -17,24 +17,18 @@ use fugue_store::{ServiceRow, Store};
 
 pub use error::Error;
 
+use crate::ids::to_store;
 use crate::sessions::{Authed, Sessions};
 
 /// Most providers one actor may list, over all its services.
 pub const MAX_PER_ACTOR: usize = 128;
 
-/// The service-discovery service.
+/// The discovery domain: which providers actors list for their services.
 #[derive(Clone)]
-pub struct Services {
+pub struct Discovery {
     store: Store,
     sessions: Sessions,
     domain: DomainName,
-}
-
-/// True for an actor registered on the server of `domain`: its FID is of this domain and its
-/// account is the one named by the FID (an actor of another home server with a session here
-/// has neither).
-fn registered_here(fid: &FederationId, account: &str, domain: &DomainName) -> bool {
-    fid.domain() == domain && fid.local_name().as_str() == account
 }
 
 /// A stored row as the wire shows it. Rows were validated on the way in, so a failure here
@@ -53,7 +47,7 @@ fn service(row: ServiceRow) -> Result<Service, Error> {
     })
 }
 
-impl Services {
+impl Discovery {
     pub fn new(store: Store, sessions: Sessions, domain: DomainName) -> Self {
         Self {
             store,
@@ -63,10 +57,10 @@ impl Services {
     }
 
     fn ensure_registered(&self, authed: &Authed) -> Result<(), Error> {
-        if registered_here(&authed.fid, &authed.actor.local_name, &self.domain) {
+        if authed.actor.is_local() {
             Ok(())
         } else {
-            Err(Error::RegistrationRequired(authed.fid.to_string()))
+            Err(Error::RegistrationRequired(authed.actor.fid.to_string()))
         }
     }
 
@@ -88,7 +82,7 @@ impl Services {
         };
         let listed = self
             .store
-            .services_of(authed.actor.id, Some(name.as_str()))
+            .services_of(authed.actor.id.to_store(), Some(name.as_str()))
             .await?;
         if listed.iter().any(|s| s.url == url.as_str()) {
             return Err(exists());
@@ -102,11 +96,11 @@ impl Services {
                 .await?;
         }
         let row = ServiceRow {
-            actor_id: authed.actor.id,
+            actor_id: authed.actor.id.to_store(),
             name: name.to_string(),
             url: url.to_string(),
             primary: false,
-            created_at: i64::try_from(now).unwrap_or(i64::MAX),
+            created_at: to_store(now),
         };
         match self
             .store
@@ -140,7 +134,10 @@ impl Services {
         // The same provider twice (after normalisation) is one removal.
         wanted.sort();
         wanted.dedup();
-        let listed = self.store.services_of(authed.actor.id, None).await?;
+        let listed = self
+            .store
+            .services_of(authed.actor.id.to_store(), None)
+            .await?;
         let mut doomed = Vec::with_capacity(wanted.len());
         for (name, url) in wanted {
             let row = listed
@@ -157,7 +154,11 @@ impl Services {
                 .check_sensitive(&authed.actor, solution, now)
                 .await?;
         }
-        let promoted = match self.store.delete_services(authed.actor.id, &doomed).await {
+        let promoted = match self
+            .store
+            .delete_services(authed.actor.id.to_store(), &doomed)
+            .await
+        {
             Ok(promoted) => promoted,
             // A provider was removed or its primary flag changed since we looked: what we
             // checked (and whether a second factor was needed) is stale.
@@ -198,7 +199,7 @@ impl Services {
         // request that cannot succeed.
         let listed = self
             .store
-            .services_of(authed.actor.id, Some(name.as_str()))
+            .services_of(authed.actor.id.to_store(), Some(name.as_str()))
             .await?;
         if !listed.iter().any(|s| s.url == url.as_str()) {
             return Err(not_found());
@@ -208,7 +209,7 @@ impl Services {
             .await?;
         let (new, old) = match self
             .store
-            .set_primary_service(authed.actor.id, name.as_str(), url.as_str())
+            .set_primary_service(authed.actor.id.to_store(), name.as_str(), url.as_str())
             .await
         {
             Ok(changed) => changed,
@@ -259,22 +260,5 @@ impl Services {
             None => {}
         }
         Ok(found)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_actors_of_this_domain_with_their_own_account_are_registered_here() {
-        let domain: DomainName = "example.com".parse().unwrap();
-        let alice: FederationId = "alice@example.com".parse().unwrap();
-        assert!(registered_here(&alice, "alice", &domain));
-        // An actor of another home server, whose account row here is named by its whole FID.
-        let bob: FederationId = "bob@other.example".parse().unwrap();
-        assert!(!registered_here(&bob, "bob@other.example", &domain));
-        assert!(!registered_here(&bob, "bob", &domain));
-        assert!(!registered_here(&alice, "alice@example.com", &domain));
     }
 }
