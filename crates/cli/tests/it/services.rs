@@ -818,7 +818,7 @@ async fn the_services_commands_work_end_to_end() {
 
 #[tokio::test]
 async fn actors_of_other_home_servers_can_neither_list_services_here_nor_be_discovered_here() {
-    use fugue_proto::api::session_auth;
+    use fugue_proto::api::{key_trial, sign_in};
 
     let alpha = TestServer::start_with(|c| c.domain = "alpha.test".parse().unwrap()).await;
     let alpha_url = alpha.url.clone();
@@ -832,10 +832,10 @@ async fn actors_of_other_home_servers_can_neither_list_services_here_nor_be_disc
 
     // Alice signs in at beta with a key trial: a session of beta, for an actor of alpha.
     let raw = beta.client().raw().clone();
-    let trial: session_auth::KeyTrial = raw
+    let trial: key_trial::KeyTrial = raw
         .get(url(
             &beta,
-            &format!("{}?fid=alice@alpha.test", session_auth::PATH),
+            &format!("{}?fid=alice@alpha.test", key_trial::PATH),
         ))
         .send()
         .await
@@ -850,7 +850,7 @@ async fn actors_of_other_home_servers_can_neither_list_services_here_nor_be_disc
         "id": trial.id,
     });
     let resp = raw
-        .post(url(&beta, session_auth::PATH))
+        .post(url(&beta, sign_in::PATH))
         .json(&body)
         .send()
         .await
