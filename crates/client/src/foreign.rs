@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use fugue_proto::api::{idcert_extern, session_auth};
+use fugue_proto::api::{idcert_extern, key_trial, sign_in};
 use fugue_proto::certs::IdCert;
 use fugue_proto::{DomainName, FederationId};
 use reqwest::Url;
@@ -32,22 +32,20 @@ pub struct ForeignSession {
 
 impl Client {
     /// `GET /session/auth?fid=`: a key trial for `fid`, an actor of another home server.
-    pub async fn key_trial(&self, fid: &FederationId) -> Result<session_auth::KeyTrial> {
-        let query = session_auth::Query {
+    pub async fn key_trial(&self, fid: &FederationId) -> Result<key_trial::KeyTrial> {
+        let query = key_trial::Query {
             fid: fid.to_string(),
         };
-        let request = self.request_with_query(session_auth::METHOD, session_auth::PATH, &query)?;
+        let request = self.request_with_query(key_trial::target(), &query)?;
         self.send_json(request).await
     }
 
     /// `POST /session/auth`: the completed trial; answers this server's session token.
     pub async fn complete_key_trial(
         &self,
-        completed: &session_auth::KeyTrialCompleted,
+        completed: &sign_in::KeyTrialCompleted,
     ) -> Result<String> {
-        let request = self
-            .request(session_auth::POST_METHOD, session_auth::PATH)?
-            .json(completed);
+        let request = self.request(sign_in::target())?.json(completed);
         let text = self.read_text(send(request).await?).await?;
         let token = text.trim();
         // A token goes into an Authorization header: anything else would break every call.
@@ -121,7 +119,7 @@ impl Session {
         let trial = server.key_trial(self.fid()).await?;
         check_trial(&trial.trial)?;
         check_names_server(&trial.trial, domain)?;
-        let completed = session_auth::KeyTrialCompleted {
+        let completed = sign_in::KeyTrialCompleted {
             signature: lower_hex(&self.key().sign(trial.trial.as_bytes())),
             serial_number: serial.0,
             fid: self.fid().to_string(),
@@ -173,7 +171,7 @@ impl ForeignSession {
         IdCert::parse(home.cert_pem().as_bytes())?;
         let request = self
             .client
-            .request(idcert_extern::METHOD, idcert_extern::PATH)?
+            .request(idcert_extern::target())?
             .bearer_auth(&self.token)
             .header(CONTENT_TYPE, "text/plain")
             .body(home.cert_pem().to_owned());

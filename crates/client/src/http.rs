@@ -11,13 +11,13 @@ use std::time::Duration;
 
 use fugue_proto::FederationId;
 use fugue_proto::api::{
-    self, get_actor_idcerts, get_server_idcert, health, keymaterial, register, well_known,
+    self, Target, get_actor_idcerts, get_server_idcert, health, key_material_size, register,
+    well_known,
 };
 use fugue_proto::cache::CacheableIdCert;
-use reqwest::{Method, RequestBuilder, Response, Url};
+use reqwest::{RequestBuilder, Response, Url};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::error::{Error, Result, transport};
 
@@ -107,13 +107,11 @@ impl Client {
     }
 
     pub async fn well_known(&self) -> Result<well_known::Response> {
-        self.send_json(self.request(well_known::METHOD, well_known::PATH)?)
-            .await
+        self.send_json(self.request(well_known::target())?).await
     }
 
     pub async fn health(&self) -> Result<health::Response> {
-        self.send_json(self.request(health::METHOD, health::PATH)?)
-            .await
+        self.send_json(self.request(health::target())?).await
     }
 
     pub async fn register(
@@ -129,7 +127,7 @@ impl Client {
             tos_consent,
             invite: invite.map(str::to_owned),
         };
-        let request = self.request(register::METHOD, register::PATH)?.json(&body);
+        let request = self.request(register::target())?.json(&body);
         let response: register::Response = self.send_json(request).await?;
         Ok(response.fid)
     }
@@ -137,8 +135,7 @@ impl Client {
     /// The server's certificate current at `timestamp` (now when `None`). Unverified.
     pub async fn server_cert(&self, timestamp: Option<u64>) -> Result<CacheableIdCert> {
         let query = get_server_idcert::Query { timestamp };
-        let path = get_server_idcert::PATH;
-        self.send_json(self.request_with_query(get_server_idcert::METHOD, path, &query)?)
+        self.send_json(self.request_with_query(get_server_idcert::target(), &query)?)
             .await
     }
 
@@ -149,15 +146,15 @@ impl Client {
         fid: &FederationId,
         query: get_actor_idcerts::Query,
     ) -> Result<Vec<CacheableIdCert>> {
-        // Local names may contain '%', which the server would otherwise percent-decode.
-        let path = get_actor_idcerts::path(fid);
-        self.send_json(self.request_with_query(get_actor_idcerts::METHOD, &path, &query)?)
+        // The target escapes the '%' a local name may contain.
+        let target = get_actor_idcerts::target(fid);
+        self.send_json(self.request_with_query(target, &query)?)
             .await
     }
 
     /// The largest encrypted key material element the server accepts, in bytes.
     pub async fn key_material_size_limit(&self) -> Result<u64> {
-        let response = send(self.request(Method::GET, keymaterial::SIZE_PATH)?).await?;
+        let response = send(self.request(key_material_size::target())?).await?;
         let header = api::MAX_PAYLOAD_HEADER;
         let value = response.headers().get(header);
         value
@@ -167,36 +164,44 @@ impl Client {
             })
     }
 
-    pub(crate) fn request(&self, method: Method, path: &str) -> Result<RequestBuilder> {
-        self.request_with_query(method, path, &())
+    /// A request for `target`: its declared method at its path below the base URL. Every
+    /// call goes through here, so no URL is built anywhere else.
+    pub(crate) fn request(&self, target: Target) -> Result<RequestBuilder> {
+        self.request_with_query(target, &())
     }
 
     /// Encodes `query` through its serde form, so parameter names come from `fugue_proto::api`.
     pub(crate) fn request_with_query(
         &self,
-        method: Method,
-        path: &str,
+        target: Target,
         query: &impl Serialize,
     ) -> Result<RequestBuilder> {
-        let mut url = Url::parse(&format!("{}{path}", self.base))
-            .map_err(|e| Error::Transport(format!("cannot build URL for {path}: {e}")))?;
-        let fields = match serde_json::to_value(query) {
-            Ok(Value::Object(fields)) => fields,
-            Ok(_) => Default::default(),
-            Err(e) => return Err(Error::Transport(format!("cannot encode query: {e}"))),
-        };
-        let pairs: Vec<(String, String)> = fields
-            .into_iter()
-            .filter_map(|(key, value)| match value {
-                Value::Null => None,
-                Value::String(s) => Some((key, s)),
-                other => Some((key, other.to_string())),
-            })
-            .collect();
+        let mut url = self.url(&target)?;
+        let pairs = api::query_pairs(query).map_err(Error::Transport)?;
         if !pairs.is_empty() {
             url.query_pairs_mut().extend_pairs(pairs);
         }
-        Ok(self.http.request(method, url))
+        Ok(self.http.request(target.method(), url))
+    }
+
+    /// A request for `target` with a query already encoded (lists whose encoding has rules
+    /// of its own, like [`fugue_proto::services::delete_query`]).
+    pub(crate) fn request_with_encoded_query(
+        &self,
+        target: Target,
+        query: &str,
+    ) -> Result<RequestBuilder> {
+        let mut url = self.url(&target)?;
+        if !query.is_empty() {
+            url.set_query(Some(query));
+        }
+        Ok(self.http.request(target.method(), url))
+    }
+
+    fn url(&self, target: &Target) -> Result<Url> {
+        let path = &target.path;
+        Url::parse(&format!("{}{path}", self.base))
+            .map_err(|e| Error::Transport(format!("cannot build URL for {path}: {e}")))
     }
 }
 
@@ -270,20 +275,15 @@ mod tests {
             not_before: Some(5),
             ..Default::default()
         };
-        let path = get_actor_idcerts::path(&fid);
         let request = client
-            .request_with_query(Method::GET, &path, &query)
+            .request_with_query(get_actor_idcerts::target(&fid), &query)
             .unwrap();
         let url = request.build().unwrap().url().to_string();
         assert_eq!(
             url,
             "http://127.0.0.1:3000/.p2/core/v1/idcert/actor/a%25b@example.com?notBefore=5"
         );
-        let bare = client
-            .request(Method::GET, health::PATH)
-            .unwrap()
-            .build()
-            .unwrap();
+        let bare = client.request(health::target()).unwrap().build().unwrap();
         assert_eq!(bare.url().as_str(), "http://127.0.0.1:3000/health");
         assert!(Client::new("ftp://example.com").is_err());
     }

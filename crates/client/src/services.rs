@@ -26,12 +26,12 @@ impl Client {
         service: Option<&ServiceName>,
         limit: Option<u64>,
     ) -> Result<Vec<Service>> {
-        let path = match service {
-            Some(name) => discover_service::path(fid, name),
-            None => discover_services::path(fid),
+        let target = match service {
+            Some(name) => discover_service::target(fid, name),
+            None => discover_services::target(fid),
         };
         let query = discover_services::Query { limit };
-        let request = self.request_with_query(discover_services::METHOD, &path, &query)?;
+        let request = self.request_with_query(target, &query)?;
         let response = send(request).await?;
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(Vec::new());
@@ -81,9 +81,7 @@ impl Session {
                 primary,
             },
         };
-        let request = self
-            .client()
-            .request(register_service::METHOD, register_service::PATH)?;
+        let request = self.client().request(register_service::target())?;
         let stored: Service = self
             .client()
             .send_json(self.bearer(request, solution).json(&body))
@@ -104,8 +102,10 @@ impl Session {
         providers: &[(ServiceName, ProviderUrl)],
         solution: Option<&str>,
     ) -> Result<Vec<NewPrimary>> {
-        let path = format!("{}?{}", unregister_service::PATH, delete_query(providers));
-        let request = self.client().request(unregister_service::METHOD, &path)?;
+        let query = delete_query(providers);
+        let request = self
+            .client()
+            .request_with_encoded_query(unregister_service::target(), &query)?;
         self.client()
             .send_json(self.bearer(request, solution))
             .await
@@ -123,9 +123,7 @@ impl Session {
             url: url.to_string(),
             name: name.into(),
         };
-        let request = self
-            .client()
-            .request(set_primary_provider::METHOD, set_primary_provider::PATH)?;
+        let request = self.client().request(set_primary_provider::target())?;
         self.client()
             .send_json(self.bearer(request, Some(solution)).json(&body))
             .await

@@ -7,14 +7,15 @@
 use std::fmt;
 
 use fugue_proto::api::{
-    self, change_password, delete_account, delete_session, keymaterial, list_sessions, login,
-    post_idcert, rotate_server_key, totp_confirm, totp_disable, totp_enroll,
+    self, Target, change_password, delete_account, delete_key_material, delete_session,
+    get_key_material, keymaterial, list_sessions, login, post_idcert, rotate_server_key,
+    totp_confirm, totp_disable, totp_enroll, upload_key_material,
 };
 use fugue_proto::certs::IdCert;
 use fugue_proto::{FederationId, Serial, SessionId};
 use keymaterial::EncryptedPkm;
 use reqwest::header::CONTENT_TYPE;
-use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest::{RequestBuilder, StatusCode};
 
 use crate::error::{Error, Result};
 use crate::http::{Client, send};
@@ -71,7 +72,7 @@ impl Client {
             csr: Some(key.csr_pem(fid, session_id)?),
             session_id: Some(session_id.to_string()),
         };
-        let request = self.request(login::METHOD, login::PATH)?.json(&body);
+        let request = self.request(login::target())?.json(&body);
         let response: login::Response = self.send_json(request).await?;
         if response.fid != *fid || response.session_id != *session_id {
             return Err(Error::UnexpectedResponse(format!(
@@ -142,25 +143,26 @@ impl Session {
         Ok(IdCert::parse(self.cert_pem.as_bytes())?.serial)
     }
 
-    fn authed(&self, method: Method, path: &str) -> Result<RequestBuilder> {
-        Ok(self.client.request(method, path)?.bearer_auth(&self.token))
+    /// A request for `target` with this session's token.
+    fn authed(&self, target: Target) -> Result<RequestBuilder> {
+        self.authed_query(target, &())
     }
 
     fn authed_query(
         &self,
-        method: Method,
-        path: &str,
+        target: Target,
         query: &impl serde::Serialize,
     ) -> Result<RequestBuilder> {
+        debug_assert_ne!(target.endpoint.auth, api::Auth::None, "{target:?}");
         Ok(self
             .client
-            .request_with_query(method, path, query)?
+            .request_with_query(target, query)?
             .bearer_auth(&self.token))
     }
 
     pub async fn sessions(&self) -> Result<Vec<list_sessions::Session>> {
         self.client
-            .send_json(self.authed(list_sessions::METHOD, list_sessions::PATH)?)
+            .send_json(self.authed(list_sessions::target())?)
             .await
     }
 
@@ -169,7 +171,7 @@ impl Session {
         let query = delete_session::Query {
             session_id: Some(session_id.to_string()),
         };
-        let request = self.authed_query(delete_session::METHOD, delete_session::PATH, &query)?;
+        let request = self.authed_query(delete_session::target(), &query)?;
         send(request.header(api::SENSITIVE_HEADER, solution)).await?;
         Ok(())
     }
@@ -180,7 +182,7 @@ impl Session {
     pub async fn renew_cert(&mut self, solution: &str) -> Result<()> {
         let key = IdentityKey::generate();
         let request = self
-            .authed(post_idcert::METHOD, post_idcert::PATH)?
+            .authed(post_idcert::target())?
             .header(api::SENSITIVE_HEADER, solution)
             .header(CONTENT_TYPE, "text/plain")
             .body(key.csr_pem(&self.fid, &self.session_id)?);
@@ -192,11 +194,7 @@ impl Session {
     }
 
     pub async fn upload_key_material(&self, material: Vec<EncryptedPkm>) -> Result<()> {
-        send(
-            self.authed(keymaterial::METHOD, keymaterial::PATH)?
-                .json(&material),
-        )
-        .await?;
+        send(self.authed(upload_key_material::target())?.json(&material)).await?;
         Ok(())
     }
 
@@ -204,7 +202,7 @@ impl Session {
     /// the server holds none.
     pub async fn key_material(&self, serials: &[Serial]) -> Result<Vec<EncryptedPkm>> {
         let query = serials_query(serials);
-        let response = send(self.authed_query(Method::GET, keymaterial::PATH, &query)?).await?;
+        let response = send(self.authed_query(get_key_material::target(), &query)?).await?;
         if response.status() == StatusCode::NO_CONTENT {
             return Ok(Vec::new());
         }
@@ -213,14 +211,14 @@ impl Session {
 
     pub async fn delete_key_material(&self, serials: &[Serial], solution: &str) -> Result<()> {
         let query = serials_query(serials);
-        let request = self.authed_query(Method::DELETE, keymaterial::PATH, &query)?;
+        let request = self.authed_query(delete_key_material::target(), &query)?;
         send(request.header(api::SENSITIVE_HEADER, solution)).await?;
         Ok(())
     }
 
     /// Starts TOTP enrolment; it takes effect after [`Session::totp_confirm`].
     pub async fn totp_enroll(&self, solution: &str) -> Result<totp_enroll::Response> {
-        let request = self.authed(totp_enroll::METHOD, totp_enroll::PATH)?;
+        let request = self.authed(totp_enroll::target())?;
         self.client
             .send_json(request.header(api::SENSITIVE_HEADER, solution))
             .await
@@ -230,17 +228,13 @@ impl Session {
         let body = totp_confirm::Request {
             code: code.to_owned(),
         };
-        send(
-            self.authed(totp_confirm::METHOD, totp_confirm::PATH)?
-                .json(&body),
-        )
-        .await?;
+        send(self.authed(totp_confirm::target())?.json(&body)).await?;
         Ok(())
     }
 
     /// Turns TOTP off; login then needs the password only. `solution` is a current code.
     pub async fn totp_disable(&self, solution: &str) -> Result<()> {
-        let request = self.authed(totp_disable::METHOD, totp_disable::PATH)?;
+        let request = self.authed(totp_disable::target())?;
         send(request.header(api::SENSITIVE_HEADER, solution)).await?;
         Ok(())
     }
@@ -258,7 +252,7 @@ impl Session {
             end_sessions,
         };
         let request = self
-            .authed(change_password::METHOD, change_password::PATH)?
+            .authed(change_password::target())?
             .header(api::SENSITIVE_HEADER, solution)
             .json(&body);
         send(request).await?;
@@ -268,14 +262,14 @@ impl Session {
     /// Deletes the account for good: every session ends (this one too), every certificate
     /// is revoked (they stay published) and the name can never be registered again.
     pub async fn delete_account(&self, solution: &str) -> Result<()> {
-        let request = self.authed(delete_account::METHOD, delete_account::PATH)?;
+        let request = self.authed(delete_account::target())?;
         send(request.header(api::SENSITIVE_HEADER, solution)).await?;
         Ok(())
     }
 
     /// Rotates the home server's key (administrators only); returns the new server cert PEM.
     pub async fn rotate_server_key(&self, solution: &str) -> Result<String> {
-        let request = self.authed(rotate_server_key::METHOD, rotate_server_key::PATH)?;
+        let request = self.authed(rotate_server_key::target())?;
         let response = send(request.header(api::SENSITIVE_HEADER, solution)).await?;
         let pem = self.client.read_text(response).await?;
         IdCert::parse(pem.as_bytes()).map_err(|e| {

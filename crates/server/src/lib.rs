@@ -16,6 +16,7 @@ pub mod ids;
 mod listener;
 pub mod principal;
 mod ratelimit;
+mod routes;
 pub mod sessions;
 pub mod tasks;
 pub mod time;
@@ -29,7 +30,6 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use ed25519_dalek::SigningKey;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -47,6 +47,7 @@ pub use tasks::Tasks;
 
 use crate::http::ok;
 use crate::ratelimit::Limiter;
+use crate::routes::Routes;
 
 /// How long shutdown waits for gateway connections to close.
 const GATEWAY_GRACE: Duration = Duration::from_secs(5);
@@ -204,70 +205,8 @@ impl Server {
 
     /// The application, apart from serving.
     pub fn router(&self) -> Router {
-        use identity::routes as id;
-        use sessions::routes as s;
-        Router::new()
-            .route(api::well_known::PATH, get(well_known))
-            .route(api::health::PATH, get(health))
-            .route(api::register::PATH, post(s::register))
-            .route(api::login::PATH, post(s::login))
-            .route(
-                api::totp_enroll::PATH,
-                post(s::totp_enroll).delete(s::totp_disable),
-            )
-            .route(
-                api::change_password::PATH,
-                axum::routing::put(s::change_password),
-            )
-            .route(
-                api::delete_account::PATH,
-                axum::routing::delete(s::delete_account),
-            )
-            .route(api::totp_confirm::PATH, post(s::totp_confirm))
-            .route(api::get_server_idcert::PATH, get(id::server_idcert))
-            .route(api::get_actor_idcerts::PATH, get(id::actor_idcerts))
-            .route(api::post_idcert::PATH, post(s::post_idcert))
-            .route(
-                api::delete_session::PATH,
-                axum::routing::delete(s::delete_session),
-            )
-            .route(api::list_sessions::PATH, get(s::list_sessions))
-            .route(
-                api::keymaterial::PATH,
-                post(id::upload_key_material)
-                    .get(id::key_material)
-                    .delete(id::delete_key_material),
-            )
-            .route(api::keymaterial::SIZE_PATH, get(id::key_material_size))
-            .route(api::rotate_server_key::PATH, post(id::rotate_server_key))
-            .route(
-                api::register_service::PATH,
-                post(discovery::routes::register_service)
-                    .delete(discovery::routes::unregister_service),
-            )
-            .route(
-                api::set_primary_provider::PATH,
-                axum::routing::put(discovery::routes::set_primary_provider),
-            )
-            .route(
-                api::discover_services::PATH,
-                get(discovery::routes::discover_services),
-            )
-            .route(
-                api::discover_service::PATH,
-                get(discovery::routes::discover_service),
-            )
-            .route(api::session_auth::PATH, get(s::key_trial).post(s::sign_in))
-            .route(api::keytrials::PATH, get(s::public_key_trials))
-            .route(
-                api::idcert_extern::PATH,
-                axum::routing::put(s::idcert_extern),
-            )
-            .route(fugue_proto::gateway::PATH, get(gateway::routes::gateway))
-            .route(
-                fugue_proto::gateway::EVENTS_PATH,
-                get(gateway::routes::events),
-            )
+        app_routes()
+            .into_router()
             .fallback(http::not_found)
             .method_not_allowed_fallback(http::method_not_allowed)
             .layer(DefaultBodyLimit::max(
@@ -346,10 +285,23 @@ impl Server {
     }
 }
 
-/// `GET /.well-known/polyproto-core` (OP-27).
+/// Every domain's routes, and the two at the origin. Each domain's router answers the
+/// endpoints of its service; every endpoint of `fugue_proto::api` is routed exactly once
+/// (tested in `routes.rs`).
+fn app_routes() -> Routes {
+    Routes::new()
+        .at(&api::well_known::ENDPOINT, well_known)
+        .at(&api::health::ENDPOINT, health)
+        .merge(sessions::routes::router())
+        .merge(identity::routes::router())
+        .merge(discovery::routes::router())
+        .merge(gateway::routes::router())
+}
+
+/// `GET /.well-known/polyproto-core` (OP-27): the core API of this server, which is here.
 async fn well_known(State(app): State<AppState>) -> Response {
     ok(api::well_known::Response {
-        api: format!("{}/.p2/core/", app.config.public_url),
+        api: format!("{}{}", app.config.public_url, api::CORE_API),
     })
     .into_response()
 }

@@ -24,7 +24,7 @@ use rand_core::OsRng;
 use serde_json::{Value, json};
 
 use fugue_client::{IdentityKey, Session};
-use fugue_proto::api::{get_server_idcert, idcert_extern, keytrials, session_auth};
+use fugue_proto::api::{get_server_idcert, idcert_extern, key_trial, keytrials, sign_in};
 use fugue_proto::cache::{CacheableIdCert, signing_input};
 use fugue_proto::certs::IdCert;
 use fugue_proto::certs::issue::{self, Window};
@@ -228,7 +228,7 @@ fn serial(actor: &Session) -> u64 {
 }
 
 /// A key trial from `server` for `fid`.
-async fn trial(server: &TestServer, fid: &str) -> session_auth::KeyTrial {
+async fn trial(server: &TestServer, fid: &str) -> key_trial::KeyTrial {
     let resp = trial_raw(server, fid).await;
     assert_eq!(resp.status(), 200, "key trial for {fid}");
     resp.json().await.unwrap()
@@ -238,7 +238,7 @@ async fn trial_raw(server: &TestServer, fid: &str) -> reqwest::Response {
     server
         .client()
         .raw()
-        .get(format!("{}{}", server.url, session_auth::PATH))
+        .get(format!("{}{}", server.url, key_trial::PATH))
         .query(&[("fid", fid)])
         .send()
         .await
@@ -246,7 +246,7 @@ async fn trial_raw(server: &TestServer, fid: &str) -> reqwest::Response {
 }
 
 /// The completion of `trial` signed with `key` for certificate `serial` of `fid`.
-fn completion(trial: &session_auth::KeyTrial, key: &IdentityKey, serial: u64, fid: &str) -> Value {
+fn completion(trial: &key_trial::KeyTrial, key: &IdentityKey, serial: u64, fid: &str) -> Value {
     json!({
         "signature": hex::encode(key.sign(trial.trial.as_bytes())),
         "serialNumber": serial.to_string(),
@@ -259,7 +259,7 @@ async fn post_completion(server: &TestServer, body: &Value) -> reqwest::Response
     server
         .client()
         .raw()
-        .post(format!("{}{}", server.url, session_auth::PATH))
+        .post(format!("{}{}", server.url, sign_in::PATH))
         .json(body)
         .send()
         .await
@@ -288,7 +288,7 @@ async fn signed_in(server: &TestServer, actor: &Session) -> String {
 }
 
 /// Answers `trial` correctly as `actor`: 400 KEY_TRIAL_INVALID shows that it was spent.
-async fn assert_spent(server: &TestServer, trial: &session_auth::KeyTrial, actor: &Session) {
+async fn assert_spent(server: &TestServer, trial: &key_trial::KeyTrial, actor: &Session) {
     let fid = actor.fid().to_string();
     let body = completion(trial, actor.key(), serial(actor), &fid);
     let resp = post_completion(server, &body).await;
@@ -864,7 +864,7 @@ async fn local_and_malformed_fids_are_refused() {
         let resp = trial_raw(&beta, fid).await;
         assert_raw_problem(resp, 400, ErrorCode::InvalidFederationId).await;
     }
-    let no_fid = beta.get(session_auth::PATH).await;
+    let no_fid = beta.get(key_trial::PATH).await;
     assert_raw_problem(no_fid, 400, ErrorCode::MalformedRequest).await;
 
     // The same checks when a completion names the FID.
@@ -1689,7 +1689,7 @@ async fn the_reference_sdks_key_trial_shapes_and_extern_update_work() {
     let fid = "alice@alpha.test";
 
     let raw = trial_raw(&beta, fid).await.text().await.unwrap();
-    let ours: session_auth::KeyTrial = serde_json::from_str(&raw).unwrap();
+    let ours: key_trial::KeyTrial = serde_json::from_str(&raw).unwrap();
     let sdk: KeyTrial = serde_json::from_str(&raw).unwrap();
     assert_eq!(
         (sdk.trial.as_str(), sdk.expires),

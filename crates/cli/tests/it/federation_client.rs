@@ -166,10 +166,10 @@ async fn a_trial_that_is_not_a_random_string_is_never_signed() {
         "expires": (unix_now() + 300).to_string(),
         "id": "x",
     });
-    let fake = Fake::start(vec![(api::session_auth::PATH.into(), trial)]).await;
+    let fake = Fake::start(vec![(api::key_trial::PATH.into(), trial)]).await;
     let err = alice.sign_in_elsewhere(&fake.url).await.unwrap_err();
     assert!(matches!(err, Error::Verification(_)), "{err}");
-    assert_eq!(fake.seen(), [format!("GET {}", api::session_auth::PATH)]);
+    assert_eq!(fake.seen(), [format!("GET {}", api::key_trial::PATH)]);
 }
 
 /// mallory.test: a relay that hands out beta's key trials as its own and posts the answers

@@ -32,8 +32,9 @@ fn backup_of(session: &Session) -> EncryptedPkm {
     )
 }
 
+/// The path the key material endpoints share (upload, get, delete), with `query`.
 fn url(server: &TestServer, query: &str) -> String {
-    format!("{}{}{query}", server.url, api::keymaterial::PATH)
+    format!("{}{}{query}", server.url, api::get_key_material::PATH)
 }
 
 #[tokio::test]
@@ -381,7 +382,7 @@ async fn the_size_route_announces_the_configured_limit_without_a_token() {
     let resp = server
         .client()
         .raw()
-        .get(format!("{}{}", server.url, api::keymaterial::SIZE_PATH))
+        .get(format!("{}{}", server.url, api::key_material_size::PATH))
         .send()
         .await
         .unwrap();

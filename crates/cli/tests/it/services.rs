@@ -800,7 +800,7 @@ async fn the_services_commands_work_end_to_end() {
 
 #[tokio::test]
 async fn actors_of_other_home_servers_can_neither_list_services_here_nor_be_discovered_here() {
-    use fugue_proto::api::session_auth;
+    use fugue_proto::api::{key_trial, sign_in};
 
     let (alpha, beta) = federated_pair().await;
     let alice = alpha.register("alice").await;
@@ -808,10 +808,10 @@ async fn actors_of_other_home_servers_can_neither_list_services_here_nor_be_disc
 
     // Alice signs in at beta with a key trial: a session of beta, for an actor of alpha.
     let raw = beta.client().raw().clone();
-    let trial: session_auth::KeyTrial = raw
+    let trial: key_trial::KeyTrial = raw
         .get(url(
             &beta,
-            &format!("{}?fid=alice@alpha.test", session_auth::PATH),
+            &format!("{}?fid=alice@alpha.test", key_trial::PATH),
         ))
         .send()
         .await
@@ -826,7 +826,7 @@ async fn actors_of_other_home_servers_can_neither_list_services_here_nor_be_disc
         "id": trial.id,
     });
     let resp = raw
-        .post(url(&beta, session_auth::PATH))
+        .post(url(&beta, sign_in::PATH))
         .json(&body)
         .send()
         .await

@@ -145,7 +145,7 @@ async fn json_bodies_are_canonical_and_u64_values_are_strings() {
         encryption_algorithms: vec!["1.2.840.113549.1.5.13".into()],
     };
     let resp = raw
-        .post(url(&server, api::keymaterial::PATH))
+        .post(url(&server, api::upload_key_material::PATH))
         .bearer_auth(&token)
         .json(&vec![item])
         .send()
@@ -153,7 +153,7 @@ async fn json_bodies_are_canonical_and_u64_values_are_strings() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::CREATED);
     let resp = raw
-        .get(url(&server, api::keymaterial::PATH))
+        .get(url(&server, api::get_key_material::PATH))
         .bearer_auth(&token)
         .send()
         .await
@@ -338,23 +338,105 @@ async fn unknown_routes_and_wrong_methods_are_problems() {
     assert_raw_problem(resp, 405, ErrorCode::MethodNotAllowed).await;
 }
 
+/// `endpoint`'s path for an actor that does not exist here.
+fn nobodys(endpoint: &'static api::Endpoint) -> api::Target {
+    let values: Vec<&str> = endpoint
+        .params
+        .iter()
+        .map(|p| match *p {
+            "fid" => "nobody@localhost",
+            "service" => "chat",
+            other => panic!("no sample value for {{{other}}}"),
+        })
+        .collect();
+    endpoint.fill(&values)
+}
+
 #[tokio::test]
-async fn every_documented_route_answers_its_method() {
+async fn every_declared_endpoint_answers_its_method() {
     let server = TestServer::start().await;
     let raw = server.client().raw().clone();
-    for (method, template) in api::all() {
-        let path = template.replace("{fid}", "nobody@localhost");
+    for endpoint in api::all() {
+        let target = nobodys(endpoint);
         let resp = raw
-            .request(method.clone(), url(&server, &path))
+            .request(target.method(), url(&server, &target.path))
             .send()
             .await
             .unwrap();
-        if path == template {
+        if endpoint.params.is_empty() {
             // Without token or body the call fails, but not for want of a route.
             let status = resp.status().as_u16();
-            assert!(![404, 405].contains(&status), "{method} {path}: {status}");
+            assert!(
+                ![404, 405].contains(&status),
+                "{} {}: {status}",
+                endpoint.method,
+                target.path
+            );
         } else {
             assert_raw_problem(resp, 404, ErrorCode::ActorNotFound).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_method_is_routed_that_is_not_declared() {
+    let server = TestServer::start().await;
+    let raw = server.client().raw().clone();
+    let methods = [
+        reqwest::Method::GET,
+        reqwest::Method::POST,
+        reqwest::Method::PUT,
+        reqwest::Method::PATCH,
+        reqwest::Method::DELETE,
+    ];
+    for endpoint in api::all() {
+        for method in &methods {
+            let declared = api::all().any(|e| e.path == endpoint.path && e.method == *method);
+            if declared {
+                continue;
+            }
+            let path = nobodys(endpoint).path;
+            let resp = raw
+                .request(method.clone(), url(&server, &path))
+                .send()
+                .await
+                .unwrap();
+            assert_raw_problem(resp, 405, ErrorCode::MethodNotAllowed).await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_endpoint_asks_for_the_session_it_declares() {
+    let server = TestServer::start().await;
+    let raw = server.client().raw().clone();
+    let alice = server.register("alice").await;
+    for endpoint in api::all() {
+        let target = nobodys(endpoint);
+        let anonymous = raw
+            .request(target.method(), url(&server, &target.path))
+            .send()
+            .await
+            .unwrap();
+        let status = anonymous.status().as_u16();
+        let what = format!("{} {} ({:?})", endpoint.method, target.path, endpoint.auth);
+        match endpoint.auth {
+            api::Auth::None => assert_ne!(status, 401, "{what} asks for a session"),
+            api::Auth::Session | api::Auth::AnySession | api::Auth::Admin => {
+                let problem = assert_raw_problem(anonymous, 401, ErrorCode::Unauthenticated);
+                problem.await;
+            }
+        }
+        if endpoint.auth == api::Auth::Admin {
+            // A session that is not an administrator's, with its right second factor.
+            let resp = raw
+                .request(target.method(), url(&server, &target.path))
+                .bearer_auth(alice.token())
+                .header(api::SENSITIVE_HEADER, PASSWORD)
+                .send()
+                .await
+                .unwrap();
+            assert_raw_problem(resp, 403, ErrorCode::Forbidden).await;
         }
     }
 }

@@ -4,13 +4,24 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
-use fugue_proto::api::{discover_services, register_service, set_primary_provider};
+use fugue_proto::api::{self, discover_services, register_service, set_primary_provider};
 use fugue_proto::services::{Service, parse_delete_query};
 
 use super::Error;
 use crate::AppState;
 use crate::http::{ApiResult, ClientIp, Json, Path, Query, Solution, created, ok};
+use crate::routes::Routes;
 use crate::sessions::Authed;
+
+/// The endpoints of service discovery.
+pub(crate) fn router() -> Routes {
+    Routes::new()
+        .at(&api::register_service::ENDPOINT, register_service)
+        .at(&api::unregister_service::ENDPOINT, unregister_service)
+        .at(&api::set_primary_provider::ENDPOINT, set_primary_provider)
+        .at(&api::discover_services::ENDPOINT, discover_services)
+        .at(&api::discover_service::ENDPOINT, discover_service)
+}
 
 /// `POST /.p2/core/v1/services`
 pub async fn register_service(

@@ -157,9 +157,8 @@ impl Federation {
                 direct
             }
             Err(direct_err) => {
-                let well_known = format!("{direct}{}", api::well_known::PATH);
                 let answer: Option<api::well_known::Response> = remote
-                    .get_json(&key, &well_known)
+                    .get_json(&key, &direct, api::well_known::target(), &())
                     .await
                     .map_err(|e| Error::home(domain, e))?;
                 let Some(answer) = answer else {
@@ -188,11 +187,10 @@ impl Federation {
 
     /// Fetches and checks the current root at `base` for `domain`.
     async fn fetch_root(&self, domain: &DomainName, base: &str, now: u64) -> Result<Root, Error> {
-        let url = format!("{base}{}", api::get_server_idcert::PATH);
         let cacheable: CacheableIdCert = self
             .0
             .remote
-            .get_json(domain.as_str(), &url)
+            .get_json(domain.as_str(), base, api::get_server_idcert::target(), &())
             .await
             .map_err(|e| Error::home(domain, e))?
             .ok_or_else(|| Error::NotAHomeServer {
@@ -262,16 +260,18 @@ impl Federation {
             ));
         }
         *budget -= 1;
-        let url = format!(
-            "{}{}?timestamp={}",
-            home.base,
-            api::get_server_idcert::PATH,
-            cert.not_before
-        );
+        let at = api::get_server_idcert::Query {
+            timestamp: Some(cert.not_before),
+        };
         let cacheable: CacheableIdCert = self
             .0
             .remote
-            .get_json(domain.as_str(), &url)
+            .get_json(
+                domain.as_str(),
+                &home.base,
+                api::get_server_idcert::target(),
+                &at,
+            )
             .await
             .map_err(|e| Error::home(domain, e))?
             .ok_or_else(|| Error::invalid(cert.serial, "its home server has no root for it"))?;
@@ -298,12 +298,12 @@ impl Federation {
         let domain = fid.domain();
         let home = self.home(domain, now).await?;
         let current = self.current_root(domain, &home, now).await?;
-        // The path escapes the FID: a '%' in a local name is itself, not an escape.
-        let url = format!("{}{}", home.base, api::get_actor_idcerts::path(fid));
+        // The target escapes the FID: a '%' in a local name is itself, not an escape.
+        let target = api::get_actor_idcerts::target(fid);
         let entries: Vec<CacheableIdCert> = self
             .0
             .remote
-            .get_json(domain.as_str(), &url)
+            .get_json(domain.as_str(), &home.base, target, &())
             .await
             .map_err(|e| Error::home(domain, e))?
             .unwrap_or_default();

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fugue_proto::api::CORE_API;
+use fugue_proto::api::{CORE_API, Target};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
@@ -105,9 +106,10 @@ impl Remote {
         }
         let standard = CORE_API.trim_end_matches('/');
         if url.path() != CORE_API && url.path() != standard {
-            return Err(garbage(
-                "a delegation names a host; its path must be /.p2/core/",
-            ));
+            return Err(RemoteError::Garbage {
+                host: api.to_owned(),
+                reason: format!("a delegation names a host; its path must be {CORE_API}"),
+            });
         }
         let host = url
             .host_str()
@@ -143,12 +145,28 @@ impl Remote {
             .clone()
     }
 
-    /// GETs `url` from `host` and decodes JSON, within the limits. `Ok(None)` for 404/204.
+    /// GETs `target` with `query` from the server of `host` at `base` (scheme, host and
+    /// port, from [`Remote::base_url`] or [`Remote::delegated_base`]) and decodes JSON,
+    /// within the limits. `Ok(None)` for 404/204.
     pub async fn get_json<T: DeserializeOwned>(
         &self,
         host: &str,
-        url: &str,
+        base: &str,
+        target: Target,
+        query: &impl Serialize,
     ) -> Result<Option<T>, RemoteError> {
+        let garbage = |reason: String| RemoteError::Garbage {
+            host: host.into(),
+            reason,
+        };
+        debug_assert_eq!(target.method(), reqwest::Method::GET, "{target:?}");
+        let mut url = reqwest::Url::parse(&format!("{base}{}", target.path))
+            .map_err(|e| garbage(e.to_string()))?;
+        let pairs = fugue_proto::api::query_pairs(query).map_err(garbage)?;
+        if !pairs.is_empty() {
+            url.query_pairs_mut().extend_pairs(pairs);
+        }
+        let url = url.as_str();
         let ms = self.cfg.request_timeout_ms;
         let sem = self.permit(host);
         let _permit = tokio::time::timeout(Duration::from_millis(ms), sem.acquire_owned())
@@ -295,6 +313,7 @@ pub fn is_public_name(host: &str) -> bool {
 mod tests {
     use super::{Remote, RemoteError, is_public_name};
     use crate::config;
+    use fugue_proto::api::health;
 
     #[tokio::test]
     async fn an_address_literal_must_be_public_unless_the_operator_mapped_it() {
@@ -303,12 +322,12 @@ mod tests {
             .insert("dev.test".into(), "http://127.0.0.1:9".into());
         let remote = Remote::new(cfg);
         for url in [
-            "https://10.0.0.1/x",
-            "https://[::ffff:127.0.0.1]/x",
-            "http://[::1]:9/",
+            "https://10.0.0.1",
+            "https://[::ffff:127.0.0.1]",
+            "http://[::1]:9",
         ] {
             let err = remote
-                .get_json::<serde_json::Value>("x.test", url)
+                .get_json::<serde_json::Value>("x.test", url, health::target(), &())
                 .await
                 .unwrap_err();
             assert!(matches!(err, RemoteError::NotPublic { .. }), "{url}: {err}");
@@ -316,7 +335,7 @@ mod tests {
         assert_eq!(remote.sent(), 0, "nothing was sent");
         // The operator's mapping may name loopback (port 9 is closed: unreachable).
         let err = remote
-            .get_json::<serde_json::Value>("dev.test", "http://127.0.0.1:9/x")
+            .get_json::<serde_json::Value>("dev.test", "http://127.0.0.1:9", health::target(), &())
             .await
             .unwrap_err();
         assert!(matches!(err, RemoteError::Unreachable { .. }), "{err}");

@@ -10,7 +10,15 @@ use fugue_proto::gateway::{GatewayUrl, PATH, websocket_url};
 
 use crate::AppState;
 use crate::http::{ApiError, ApiResult, ConnectionSlot, ok};
+use crate::routes::Routes;
 use crate::sessions::routes::AnySession;
+
+/// The WebSocket and events over HTTP.
+pub(crate) fn router() -> Routes {
+    Routes::new()
+        .at(&fugue_proto::api::gateway::ENDPOINT, gateway)
+        .at(&fugue_proto::api::events::ENDPOINT, events)
+}
 
 /// `GET /.p2/core/v1/gateway`: the WebSocket, or `{url}` for a plain GET.
 pub async fn gateway(State(app): State<AppState>, req: Request) -> ApiResult<Response> {

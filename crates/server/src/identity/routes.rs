@@ -5,11 +5,26 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use fugue_proto::ErrorCode;
-use fugue_proto::api::{MAX_PAYLOAD_HEADER, get_actor_idcerts, get_server_idcert, keymaterial};
+use fugue_proto::api::{
+    self, MAX_PAYLOAD_HEADER, get_actor_idcerts, get_server_idcert, keymaterial,
+};
 
 use crate::AppState;
 use crate::http::{ApiError, ApiResult, ClientIp, Json, Path, Query, Solution, ok};
+use crate::routes::Routes;
 use crate::sessions::{Authed, Error as SessionError};
+
+/// The endpoints of certificates, key backups and the server key.
+pub(crate) fn router() -> Routes {
+    Routes::new()
+        .at(&api::get_server_idcert::ENDPOINT, server_idcert)
+        .at(&api::get_actor_idcerts::ENDPOINT, actor_idcerts)
+        .at(&api::rotate_server_key::ENDPOINT, rotate_server_key)
+        .at(&api::upload_key_material::ENDPOINT, upload_key_material)
+        .at(&api::get_key_material::ENDPOINT, key_material)
+        .at(&api::delete_key_material::ENDPOINT, delete_key_material)
+        .at(&api::key_material_size::ENDPOINT, key_material_size)
+}
 
 /// `GET /.p2/core/v1/idcert/server?timestamp=`
 pub async fn server_idcert(

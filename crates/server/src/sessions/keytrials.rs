@@ -5,7 +5,7 @@
 use rand_core::{OsRng, RngCore};
 
 use fugue_proto::FederationId;
-use fugue_proto::api::{keytrials, session_auth};
+use fugue_proto::api::{key_trial, keytrials, sign_in};
 use fugue_proto::cache::MAX_WINDOW_S;
 use fugue_proto::certs::{IdCert, verify_strict};
 use fugue_store::{KeyTrialQuery, KeyTrialRow, NewForeignSession, TrialRef};
@@ -53,7 +53,7 @@ pub enum ExternOutcome {
 
 impl Sessions {
     /// `GET /session/auth?fid=`: a single-use key trial for an actor of another server.
-    pub async fn key_trial(&self, fid: &str, now: u64) -> Result<session_auth::KeyTrial, Error> {
+    pub async fn key_trial(&self, fid: &str, now: u64) -> Result<key_trial::KeyTrial, Error> {
         let fid = self.federation.foreign_fid(fid)?;
         let mut id = [0u8; 16];
         OsRng.fill_bytes(&mut id);
@@ -67,7 +67,7 @@ impl Sessions {
             completion: None,
         };
         self.store.insert_key_trial(&row).await?;
-        Ok(session_auth::KeyTrial {
+        Ok(key_trial::KeyTrial {
             trial: row.trial,
             expires: from_store(row.expires_at),
             id: Some(row.id),
@@ -77,11 +77,7 @@ impl Sessions {
     /// `POST /session/auth`: spends the trial, fetches and checks the certificate at the
     /// actor's home server, verifies the trial signature, and opens a session for the
     /// foreign actor. Returns its token.
-    pub async fn sign_in(
-        &self,
-        c: session_auth::KeyTrialCompleted,
-        now: u64,
-    ) -> Result<String, Error> {
+    pub async fn sign_in(&self, c: sign_in::KeyTrialCompleted, now: u64) -> Result<String, Error> {
         let fid = self.federation.foreign_fid(&c.fid)?;
         let signature =
             hex::decode(&c.signature).map_err(|_| Error::KeyTrialSignature(c.serial_number))?;
@@ -327,7 +323,7 @@ impl Sessions {
                 let completion: keytrials::Completion =
                     serde_json::from_str(r.completion.as_deref()?).ok()?;
                 Some(keytrials::Entry {
-                    key_trial: session_auth::KeyTrial {
+                    key_trial: key_trial::KeyTrial {
                         trial: r.trial,
                         expires: from_store(r.expires_at),
                         id: Some(r.id),

@@ -6,8 +6,8 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
 use fugue_proto::api::{
-    change_password, delete_session, keytrials, list_sessions, login, post_idcert, register,
-    session_auth, totp_confirm, totp_enroll,
+    self, change_password, delete_session, key_trial, keytrials, list_sessions, login, post_idcert,
+    register, sign_in, totp_confirm, totp_enroll,
 };
 
 use super::Authed;
@@ -15,6 +15,26 @@ use crate::AppState;
 use crate::http::{
     ApiError, ApiResult, Body, ClientIp, Json, Path, Query, Solution, bearer, created, ok,
 };
+use crate::routes::Routes;
+
+/// The endpoints of accounts, sessions and key-trial sign-in.
+pub(crate) fn router() -> Routes {
+    Routes::new()
+        .at(&api::register::ENDPOINT, register)
+        .at(&api::login::ENDPOINT, login)
+        .at(&api::totp_enroll::ENDPOINT, totp_enroll)
+        .at(&api::totp_confirm::ENDPOINT, totp_confirm)
+        .at(&api::totp_disable::ENDPOINT, totp_disable)
+        .at(&api::change_password::ENDPOINT, change_password)
+        .at(&api::delete_account::ENDPOINT, delete_account)
+        .at(&api::post_idcert::ENDPOINT, post_idcert)
+        .at(&api::delete_session::ENDPOINT, delete_session)
+        .at(&api::list_sessions::ENDPOINT, list_sessions)
+        .at(&api::key_trial::ENDPOINT, key_trial)
+        .at(&api::sign_in::ENDPOINT, sign_in)
+        .at(&api::keytrials::ENDPOINT, public_key_trials)
+        .at(&api::idcert_extern::ENDPOINT, idcert_extern)
+}
 
 /// A session of an actor registered here (DIGEST §1.1 "R"): foreign sessions get 403.
 impl FromRequestParts<AppState> for Authed {
@@ -42,7 +62,7 @@ impl FromRequestParts<AppState> for AnySession {
 pub async fn key_trial(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
-    Query(q): Query<session_auth::Query>,
+    Query(q): Query<key_trial::Query>,
 ) -> ApiResult<Response> {
     app.limits.login.check(&ip)?;
     let trial = app
@@ -56,7 +76,7 @@ pub async fn key_trial(
 pub async fn sign_in(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
-    Json(c): Json<session_auth::KeyTrialCompleted>,
+    Json(c): Json<sign_in::KeyTrialCompleted>,
 ) -> ApiResult<Response> {
     app.limits.login.check(&ip)?;
     let token = app.sessions.sign_in(c, app.config.clock.now()).await?;
