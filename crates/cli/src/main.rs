@@ -215,6 +215,8 @@ async fn admin_account(
             eprintln!("password of {local_name} reset; {ended} session(s) ended");
         }
     }
+    // The announcements of ended sessions must leave before the process does.
+    server.stop().await;
     Ok(())
 }
 

@@ -117,9 +117,10 @@ impl Server {
             rand_core::RngCore::next_u64(&mut rand_core::OsRng)
         )
         .into();
+        let tasks = Tasks::new();
         let (bus, handoffs) = match &config.cluster.nats_url {
             Some(url) => {
-                let (bus, rx) = events::Bus::nats(url, &config.cluster, node).await?;
+                let (bus, rx) = events::Bus::nats(url, &config.cluster, node, &tasks).await?;
                 (bus, Some(rx))
             }
             None => (events::Bus::in_process(node), None),
@@ -145,7 +146,6 @@ impl Server {
             federation.clone(),
             config.clone(),
         )?;
-        let tasks = Tasks::new();
         let gateway = Gateway::new(
             config.clone(),
             events.clone(),
@@ -189,6 +189,14 @@ impl Server {
     }
 
     /// Accounts and sessions (administration goes through it).
+    /// Ends the background work (its loops stop, the writes they started finish) and sends
+    /// what is queued for the bus. `serve` does this on its way out; a process that built a
+    /// server without serving (the admin commands) calls it before exiting.
+    pub async fn stop(&self) {
+        self.state.tasks.shut_down(TASKS_GRACE).await;
+        self.state.events.bus().flush().await;
+    }
+
     pub fn sessions(&self) -> &Sessions {
         &self.state.sessions
     }
@@ -280,7 +288,7 @@ impl Server {
             drain_gateway,
         )
         .await;
-        self.state.tasks.shut_down(TASKS_GRACE).await;
+        self.stop().await;
         result
     }
 }

@@ -235,8 +235,8 @@ async fn totp(opts: &ClientOpts, cmd: TotpCmd) -> Result<(), String> {
         TotpCmd::Enable { confirm: None } => {
             let password = secret("FUGUE_PASSWORD", "Password: ")?;
             let enrolment = session.totp_enroll(&password).await.map_err(e)?;
-            println!("secret: {}", enrolment.secret);
-            println!("otpauth URL: {}", enrolment.otpauth_url);
+            out!("secret: {}", enrolment.secret);
+            out!("otpauth URL: {}", enrolment.otpauth_url);
             match read_line("Code from your authenticator app (empty to confirm later): ")? {
                 Some(code) if !code.is_empty() => {
                     session.totp_confirm(&code).await.map_err(e)?;

@@ -43,7 +43,8 @@ async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<St
 }
 
 #[tokio::test]
-async fn a_login_flood_from_many_addresses_is_refused_at_once_and_health_stays_fast() {
+async fn a_login_flood_from_many_addresses_is_refused_at_once_and_health_and_heartbeats_stay_fast()
+{
     // Expensive hashing and no per-address limits: the queue of password checks fills up.
     let server = TestServer::start_with(|c| {
         c.password_hashing.memory_kib = 16 * 1024;
@@ -51,6 +52,9 @@ async fn a_login_flood_from_many_addresses_is_refused_at_once_and_health_stays_f
         c.rate_limits.login_per_minute = 0;
     })
     .await;
+    // A gateway connection that must stay answered during the flood.
+    let alice = server.register("alice").await;
+    let mut ws = fugue_testkit::ws::identified(&server, alice.token()).await;
     let url = format!("{}{}", server.url, api::login::PATH);
     let flood: Vec<_> = (0..300u32)
         .map(|i| {
@@ -90,6 +94,16 @@ async fn a_login_flood_from_many_addresses_is_refused_at_once_and_health_stays_f
         slowest = slowest.max(started.elapsed());
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // And gateway heartbeats are acknowledged promptly.
+    let mut slowest_ack = Duration::ZERO;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let heartbeat = serde_json::json!({"n": "core", "op": 0, "d": {"from": "0", "to": "1"}});
+        fugue_testkit::ws::send(&mut ws, heartbeat).await;
+        let ack = fugue_testkit::ws::next_with_op(&mut ws, 7).await;
+        assert_eq!(ack["op"], 7);
+        slowest_ack = slowest_ack.max(started.elapsed());
+    }
     let mut overloaded = 0;
     let mut checked = 0;
     for f in flood {
@@ -109,6 +123,10 @@ async fn a_login_flood_from_many_addresses_is_refused_at_once_and_health_stays_f
     assert!(
         slowest < Duration::from_secs(2),
         "/health took {slowest:?} during the flood"
+    );
+    assert!(
+        slowest_ack < Duration::from_secs(2),
+        "a heartbeat ACK took {slowest_ack:?} during the flood"
     );
 }
 
@@ -306,8 +324,8 @@ async fn the_public_certificate_list_is_built_once_per_change() {
 #[tokio::test]
 async fn gateway_connections_count_against_the_connection_cap() {
     let server = TestServer::start_with(|c| c.limits.max_connections = 2).await;
-    let (_a, _) = fugue_testkit_ws_connect(&server).await;
-    let (_b, _) = fugue_testkit_ws_connect(&server).await;
+    let (_a, _) = fugue_testkit::ws::connect(&server).await;
+    let (_b, _) = fugue_testkit::ws::connect(&server).await;
     let mut extra = TcpStream::connect(server.addr).await.unwrap();
     extra
         .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -317,23 +335,4 @@ async fn gateway_connections_count_against_the_connection_cap() {
         .await
         .expect("the refused connection was not closed");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
-}
-
-/// A WebSocket to the gateway, after its Hello.
-async fn fugue_testkit_ws_connect(
-    server: &TestServer,
-) -> (
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
-    String,
-) {
-    use futures_util::StreamExt;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
-        .await
-        .unwrap();
-    let hello = timeout(Duration::from_secs(5), ws.next())
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    (ws, hello.to_string())
 }

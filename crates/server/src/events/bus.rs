@@ -21,6 +21,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::config::{Cluster, NatsAuth, NatsTls};
 use crate::ids::{ActorId, SessionPk};
+use crate::tasks::Tasks;
 use crate::time::UnixTime;
 
 /// Announcements buffered per subscriber before it counts as lagging (then it resyncs).
@@ -246,6 +247,7 @@ impl Bus {
         url: &str,
         cluster: &Cluster,
         node: Arc<str>,
+        tasks: &Tasks,
     ) -> Result<(Self, mpsc::Receiver<HandoffRequest>), BusError> {
         let prefix = cluster.subject_prefix.as_str();
         let err = |e: &dyn std::fmt::Display| BusError {
@@ -293,7 +295,7 @@ impl Bus {
 
         // Announcements from NATS go into the same local channel subscribers read.
         let pump = local.clone();
-        tokio::spawn(async move {
+        tasks.spawn_loop(async move {
             while let Some(msg) = events.next().await {
                 match serde_json::from_slice::<BusMsg>(&msg.payload) {
                     Ok(m) => {
@@ -304,7 +306,7 @@ impl Bus {
             }
         });
         // A reconnect or a slow-consumer report means announcements may be lost.
-        tokio::spawn(async move {
+        tasks.spawn_loop(async move {
             loop {
                 lagged.notified().await;
                 let _ = lag_tx.send(Arc::new(BusMsg::Resync));
@@ -312,7 +314,8 @@ impl Bus {
         });
         let (req_tx, req_rx) = mpsc::channel(64);
         let replier = client.clone();
-        tokio::spawn(async move {
+        let answers = tasks.clone();
+        tasks.spawn_loop(async move {
             while let Some(msg) = handoffs.next().await {
                 let Some(reply_to) = msg.reply.clone() else {
                     continue;
@@ -335,7 +338,7 @@ impl Bus {
                     return;
                 }
                 let replier = replier.clone();
-                tokio::spawn(async move {
+                answers.spawn_loop(async move {
                     let body = rx.await.ok().flatten().unwrap_or_default();
                     let _ = replier.publish(reply_to, Bytes::from(body)).await;
                 });
@@ -382,6 +385,15 @@ impl Bus {
                 }
                 Err(e) => tracing::error!(error = %e, "cannot encode a bus message"),
             },
+        }
+    }
+
+    /// Sends what is queued for NATS (nothing to do in process).
+    pub async fn flush(&self) {
+        if let Some(n) = &self.nats
+            && let Err(e) = n.client.flush().await
+        {
+            tracing::warn!(error = %e, "flushing the NATS connection failed");
         }
     }
 
