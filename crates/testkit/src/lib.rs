@@ -1,5 +1,6 @@
 #![allow(
     clippy::expect_used,
+    clippy::unwrap_used,
     reason = "dev-only test kit: a failed setup should abort the test loudly"
 )]
 //! Test kit (dev-only): a real Fugue server on `127.0.0.1:0` with a fresh database, and
@@ -7,6 +8,10 @@
 //!
 //! The database is a temporary SQLite file, or a fresh PostgreSQL schema when
 //! `TEST_DATABASE_URL` is set, so the same tests run on both engines.
+//!
+//! Also the helpers that the server's tests and the binary's tests share: problem
+//! assertions, a federated pair of servers, logins, TOTP codes ([`totp`]) and fake servers
+//! ([`fakes`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -17,13 +22,15 @@ use rand_core::{OsRng, RngCore};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use fugue_client::{Client, IdentityKey, Session};
-use fugue_proto::{DomainName, FederationId, SessionId};
+use fugue_client::{Client, Error, IdentityKey, Session};
+use fugue_proto::{DomainName, ErrorCode, FederationId, SessionId};
 use fugue_server::{
     Clock, Config, Events, Gateway, Identity, KeySink, Registration, Server, Sessions,
 };
 use fugue_store::{SqliteSync, Store};
 
+pub mod fakes;
+pub mod totp;
 pub mod ws;
 
 /// Password every test actor gets.
@@ -354,4 +361,53 @@ impl Drop for TestServer {
             task.abort();
         }
     }
+}
+
+/// Asserts that `result` failed with `status` and problem code `code`.
+#[track_caller]
+pub fn assert_problem<T: std::fmt::Debug>(result: Result<T, Error>, status: u16, code: ErrorCode) {
+    match result {
+        Err(e) => {
+            assert_eq!(e.status(), Some(status), "unexpected status: {e}");
+            assert_eq!(e.code(), Some(code), "unexpected code: {e}");
+        }
+        Ok(v) => panic!("expected {status} {code:?}, got Ok({v:?})"),
+    }
+}
+
+/// alpha.test and beta.test; beta resolves alpha.test to alpha.
+pub async fn federated_pair() -> (TestServer, TestServer) {
+    let alpha = TestServer::start_with(|c| c.domain = "alpha.test".parse().unwrap()).await;
+    let alpha_url = alpha.url.clone();
+    let beta = TestServer::start_with(move |c| {
+        c.domain = "beta.test".parse().unwrap();
+        c.federation.resolve.insert("alpha.test".into(), alpha_url);
+    })
+    .await;
+    (alpha, beta)
+}
+
+/// Logs in `local_name` with `password` (and `totp`) as a new session with a fresh key.
+pub async fn login_with(
+    server: &TestServer,
+    local_name: &str,
+    password: &str,
+    totp: Option<&str>,
+    session_id: &str,
+) -> fugue_client::Result<fugue_client::Session> {
+    let sid: SessionId = session_id.parse().unwrap();
+    let fid: FederationId = format!("{}@{}", local_name.to_ascii_lowercase(), server.domain)
+        .parse()
+        .unwrap();
+    server
+        .client()
+        .login(
+            local_name,
+            password,
+            totp,
+            &IdentityKey::generate(),
+            &fid,
+            &sid,
+        )
+        .await
 }

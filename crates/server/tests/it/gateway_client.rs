@@ -1,10 +1,6 @@
 //! `fugue-client`'s gateway against the real server: new-session events, exactly-once delivery
-//! across dropped connections (resume), random cuts while events are being published, and
-//! `fugue events` as a child process.
+//! across dropped connections (resume) and random cuts while events are being published.
 
-use crate::support::{blocking, fugue_as_client};
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fugue_client::{Gateway, GatewayEvent, GatewayOptions};
@@ -167,84 +163,6 @@ async fn events_arrive_exactly_once_in_order_while_connections_are_cut_at_random
     assert!(cuts > 0 && resumes > 0, "{cuts} cuts, {resumes} resumes");
     server.login("alice", "sentinel").await.unwrap();
     assert_eq!(new_session(&next_event(&mut gateway).await), "sentinel");
-}
-
-/// `fugue events` prints a line per event (`--json`: the envelope); SIGINT ends it with
-/// success.
-#[tokio::test]
-async fn the_events_command_prints_events_and_stops_on_ctrl_c() {
-    let server = TestServer::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let keystore = dir.path().join("keystore.json");
-    let url = server.url.clone();
-    let fugue = move || fugue_as_client(&url, &keystore);
-    // One account per run: a second run of the same session would first catch up on the
-    // events the first run saw but never acknowledged.
-    for (name, json) in [("alice", false), ("bob", true)] {
-        server
-            .client()
-            .register(name, PASSWORD, None, None)
-            .await
-            .unwrap();
-        let mut login = fugue();
-        login.args(["account", "login", name, "--session-id", "cli"]);
-        let login = blocking(move || login.output().unwrap()).await;
-        assert!(login.status.success(), "{login:?}");
-        let mut args = vec!["events"];
-        if json {
-            args.push("--json");
-        }
-        let mut child = fugue()
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let _ = lines_tx.send(line.unwrap());
-            }
-        });
-        // The child has connected once stderr says so.
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let (stderr, banner) = blocking(move || {
-            let mut banner = String::new();
-            stderr.read_line(&mut banner).unwrap();
-            (stderr, banner)
-        })
-        .await;
-        assert!(banner.starts_with("following the events"), "{banner}");
-
-        let other = server.login(name, "other").await.unwrap();
-        let (lines, line) = blocking(move || {
-            let line = lines.recv_timeout(Duration::from_secs(10)).unwrap();
-            (lines, line)
-        })
-        .await;
-        let serial = IdCert::parse(other.cert_pem().as_bytes()).unwrap().serial;
-        if json {
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-            assert_eq!(value["op"], 3, "{line}");
-            assert_eq!(value["d"]["cert"], other.cert_pem(), "{line}");
-        } else {
-            assert_eq!(
-                line,
-                format!("new session other {name}@localhost cert serial {serial}")
-            );
-        }
-
-        let interrupt = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(interrupt.success());
-        let status = blocking(move || child.wait().unwrap()).await;
-        assert!(status.success(), "{status:?}");
-        // Read (and kept open) until the child ended, so that its writes never fail.
-        drop((stderr, lines));
-    }
 }
 
 #[tokio::test]

@@ -87,14 +87,16 @@ fn only_the_http_layer_knows_axum() {
     for (path, text) in sources() {
         let p = path.to_string_lossy();
         // Routes, the HTTP edge and its accept loop, the gateway's WebSocket task, each
-        // domain's error-to-problem mapping (error.rs), and the benchmark driver's extra routes.
+        // domain's error-to-problem mapping (error.rs), the benchmark driver's extra routes, and
+        // the test kit's fake servers.
         let allowed = p.ends_with("server/src/http.rs")
             || p.ends_with("server/src/listener.rs")
             || p.ends_with("server/src/lib.rs")
             || p.contains("server/src/gateway/conn/")
             || p.ends_with("routes.rs")
             || p.ends_with("error.rs")
-            || p.starts_with("bench/");
+            || p.starts_with("bench/")
+            || p.ends_with("testkit/src/fakes.rs");
         if !allowed {
             assert!(
                 !text.contains("axum::"),

@@ -1,6 +1,6 @@
 //! Account management (core §4.2 sensitive actions): a new password, TOTP off, deleting the
 //! account; administrators' suspension, deletion and password reset; per-name login limits
-//! that a stranger cannot turn against the person; and the `fugue account` commands.
+//! that a stranger cannot turn against the person.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -11,8 +11,7 @@ use fugue_testkit::{PASSWORD, TestServer};
 use serde_json::json;
 
 use crate::support::{
-    assert_problem, assert_raw_problem, blocking, enrol_totp, fugue_as_client, login_with,
-    totp_code_in, unix_now,
+    assert_problem, assert_raw_problem, enrol_totp, login_with, totp_code_in, unix_now,
 };
 
 const NEW_PASSWORD: &str = "a completely new passphrase";
@@ -456,95 +455,4 @@ async fn an_invalid_name_never_becomes_a_limiter_key() {
     let resp = raw_login(&server, from, "alice", "wrong password").await;
     assert_raw_problem(resp, 401, ErrorCode::InvalidCredentials).await;
     assert_eq!(server.sessions.login_failure_keys(), 1);
-}
-
-#[tokio::test]
-async fn the_account_commands_change_the_password_toggle_totp_and_delete() {
-    let server = TestServer::start().await;
-    server
-        .client()
-        .register("alice", PASSWORD, None, None)
-        .await
-        .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    let keystore = home.path().join("ks.json");
-    let url = server.url.clone();
-    let run = move |args: &[&str], envs: &[(&str, &str)]| {
-        let mut cmd = fugue_as_client(&url, &keystore);
-        cmd.args(args).envs(envs.iter().copied());
-        cmd
-    };
-    let output = |mut cmd: std::process::Command| async move {
-        let out = blocking(move || cmd.output().unwrap()).await;
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        (out.status.success(), stdout, stderr)
-    };
-    let (ok, _, err) = output(run(
-        &["account", "login", "alice", "--session-id", "cli"],
-        &[],
-    ))
-    .await;
-    assert!(ok, "{err}");
-
-    // TOTP on: the secret is printed, the code confirmed in a second step.
-    let (ok, out, err) = output(run(&["account", "totp", "enable"], &[])).await;
-    assert!(ok, "{err}");
-    assert!(out.contains("--confirm"), "{out}");
-    let secret = out
-        .lines()
-        .find_map(|l| l.strip_prefix("secret: "))
-        .unwrap()
-        .to_owned();
-    crate::support::wait_for_fresh_totp_step().await;
-    let code = totp_code_in(&secret, -1);
-    let (ok, out, err) = output(run(&["account", "totp", "enable", "--confirm", &code], &[])).await;
-    assert!(ok && out.contains("TOTP is on"), "{out}{err}");
-    assert_problem(
-        login_with(&server, "alice", PASSWORD, None, "no-code").await,
-        401,
-        ErrorCode::TotpRequired,
-    );
-    let code = totp_code_in(&secret, 0);
-    let (ok, out, err) = output(run(&["account", "totp", "disable", "--totp", &code], &[])).await;
-    assert!(ok && out.contains("TOTP is off"), "{out}{err}");
-    login_with(&server, "alice", PASSWORD, None, "password-only")
-        .await
-        .unwrap();
-
-    // A new password; the other sessions end on request.
-    let (ok, out, err) = output(run(
-        &["account", "password", "--end-sessions"],
-        &[("FUGUE_NEW_PASSWORD", NEW_PASSWORD)],
-    ))
-    .await;
-    assert!(ok && out.contains("password changed"), "{out}{err}");
-    assert_problem(
-        login_with(&server, "alice", PASSWORD, None, "old").await,
-        401,
-        ErrorCode::InvalidCredentials,
-    );
-    let other = login_with(&server, "alice", NEW_PASSWORD, None, "other")
-        .await
-        .unwrap();
-
-    // Deleting asks first; without a confirmation nothing happens.
-    let new_pw = [("FUGUE_PASSWORD", NEW_PASSWORD)];
-    let (ok, _, err) = output(run(&["account", "delete"], &new_pw)).await;
-    assert!(!ok && err.contains("not confirmed"), "{err}");
-    other.sessions().await.unwrap();
-    let (ok, out, err) = output(run(&["account", "delete", "--yes"], &new_pw)).await;
-    assert!(ok && out.contains("deleted alice@localhost"), "{out}{err}");
-    assert_problem(other.sessions().await, 401, ErrorCode::InvalidToken);
-    assert_problem(
-        server
-            .client()
-            .register("Alice", PASSWORD, None, None)
-            .await,
-        409,
-        ErrorCode::LocalNameTaken,
-    );
-    // The key store forgot the account.
-    let (ok, _, err) = output(run(&["account", "whoami"], &[])).await;
-    assert!(!ok && err.contains("not logged in"), "{err}");
 }

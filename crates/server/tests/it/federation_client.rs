@@ -2,21 +2,17 @@
 //! server, and beta.test, which reaches alpha through `federation.resolve` — and small fakes:
 //! key trial sign-in through `fugue-client` (core §4.1.1), certificates through the
 //! conversation server checked against the home server's roots with the home server as
-//! fallback (core §6.4), and `fugue federation login`.
-
-use crate::support::{blocking, fugue_as_client};
-use std::sync::{Arc, Mutex};
+//! fallback (core §6.4).
 
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
-use fugue_client::{
-    CertSource, Client, Error, ForeignSession, IdentityKey, KeyStore, Session, VerifiedCert,
-};
+use fugue_client::{CertSource, Client, Error, ForeignSession, IdentityKey, VerifiedCert};
 use fugue_proto::cache::{CacheableIdCert, signing_input};
 use fugue_proto::certs::issue::{Window, actor_tbs, cert_pem, finish_cert, server_tbs};
 use fugue_proto::{ErrorCode, FederationId, Serial, api};
 use fugue_testkit::{PASSWORD, TestServer};
 use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
 
 use crate::support::{assert_problem, fakes, federated_pair, unix_now};
 
@@ -366,58 +362,4 @@ async fn a_conversation_server_that_tampers_is_caught_and_the_home_server_answer
         let asked = format!("GET {}", api::get_actor_idcerts::path(&fid));
         assert_eq!(fake.seen(), [asked], "{case}");
     }
-}
-
-#[tokio::test]
-async fn the_federation_login_command_signs_in_and_keeps_the_token() {
-    let (alpha, beta) = federated_pair().await;
-    alpha
-        .client()
-        .register("alice", PASSWORD, None, None)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let keystore = dir.path().join("keystore.json");
-    let (alpha_url, path) = (alpha.url.clone(), keystore.clone());
-    let fugue = move |args: &[&str]| {
-        let mut cmd = fugue_as_client(&alpha_url, &path);
-        cmd.args(args);
-        blocking(move || cmd.output().unwrap())
-    };
-    let login = fugue(&["account", "login", "alice", "--session-id", "cli"]).await;
-    assert!(login.status.success(), "{login:?}");
-
-    // beta.test is at a loopback address: its trials name its domain, not that address.
-    let refused = fugue(&["federation", "login", &beta.url]).await;
-    assert!(!refused.status.success(), "{refused:?}");
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(stderr.contains("does not name 127.0.0.1"), "{stderr}");
-    let out = fugue(&["federation", "login", &beta.url, "--domain", "beta.test"]).await;
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!(
-            "signed in on {} as alice@alpha.test (session cli)\n",
-            beta.url
-        )
-    );
-    let store = KeyStore::load(&keystore).unwrap();
-    let account = store.current().unwrap();
-    assert_eq!(
-        account.foreign_tokens.keys().collect::<Vec<_>>(),
-        [&beta.url]
-    );
-    let home: Session = account.session(None).unwrap();
-    let foreign = account.foreign_session(&beta.url).unwrap().unwrap();
-    foreign.update_cert(&home).await.unwrap();
-
-    let list = fugue(&["federation", "list"]).await;
-    assert_eq!(
-        String::from_utf8_lossy(&list.stdout),
-        format!("{}\n", beta.url)
-    );
-    let own = fugue(&["federation", "login", &alpha.url]).await;
-    assert!(!own.status.success());
-    let stderr = String::from_utf8_lossy(&own.stderr);
-    assert!(stderr.contains("LOCAL_ACTOR"), "{stderr}");
 }

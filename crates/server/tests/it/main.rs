@@ -1,0 +1,25 @@
+//! Integration tests of the server: the real server on 127.0.0.1:0 (`fugue-testkit`), driven
+//! over HTTP and WebSocket through `fugue-client`, the reference SDK and raw requests, and the
+//! architecture invariants of the source tree (`tidy`). The `fugue` binary's own tests are in
+//! `crates/cli/tests/it`. Runs on SQLite, and on PostgreSQL when `TEST_DATABASE_URL` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod account_management;
+mod accounts;
+mod chaos;
+mod csr;
+mod federation;
+mod federation_client;
+mod floods;
+mod fuzz;
+mod gateway;
+mod gateway_client;
+mod hardening;
+mod interop;
+mod keymaterial;
+mod services;
+mod sessions;
+mod support;
+mod tidy;
+mod wire;
