@@ -63,13 +63,15 @@ pub async fn rotate_server_key(
     Solution(solution): Solution,
 ) -> ApiResult<Response> {
     app.limits.sensitive.check(&ip)?;
+    // Who may ask comes first: a non-administrator's answer is never checked, so it can
+    // neither spend a TOTP step nor count towards the lockout of their second factor.
+    if !authed.actor.is_admin {
+        return Err(SessionError::NotAdmin.into());
+    }
     let now = app.config.clock.now();
     app.sessions
         .check_sensitive(&authed.actor, solution.as_deref(), now)
         .await?;
-    if !authed.actor.is_admin {
-        return Err(SessionError::NotAdmin.into());
-    }
     let pem = app.identity.rotate_key(now).await?;
     tracing::warn!(by = %authed.actor.fid, "server key rotated");
     Ok((

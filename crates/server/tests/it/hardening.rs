@@ -278,3 +278,22 @@ async fn an_expired_certificate_ends_its_session_without_revoking_it() {
         "an expired certificate was not revoked early"
     );
 }
+
+#[tokio::test]
+async fn a_non_administrator_asking_for_a_key_rotation_spends_no_second_factor() {
+    let server = TestServer::start().await;
+    let mallory = server.register("mallory").await;
+    // More wrong answers than the lockout allows: each is refused as forbidden, none checked.
+    for _ in 0..12 {
+        assert_problem(
+            mallory.rotate_server_key("not the password").await,
+            403,
+            ErrorCode::Forbidden,
+        );
+    }
+    // So the account's own sensitive actions are not locked out.
+    mallory
+        .revoke_session(mallory.session_id(), PASSWORD)
+        .await
+        .unwrap();
+}
