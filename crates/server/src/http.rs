@@ -260,6 +260,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Solution {
     }
 }
 
+/// The second-factor answer of an always-sensitive action (`X-P2-Sensitive-Solution`), taken
+/// after the per-address limit of sensitive actions: every such route pays the limit before
+/// its answer is checked.
+pub struct Sensitive(pub Option<String>);
+
+impl FromRequestParts<crate::AppState> for Sensitive {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &crate::AppState,
+    ) -> Result<Self, ApiError> {
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, app).await?;
+        app.limits.sensitive.check(&ip)?;
+        let Solution(solution) = Solution::from_request_parts(parts, app).await?;
+        Ok(Sensitive(solution))
+    }
+}
+
 /// The bearer token of the request, if any.
 pub fn bearer(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;

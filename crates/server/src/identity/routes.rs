@@ -10,7 +10,7 @@ use fugue_proto::api::{
 };
 
 use crate::AppState;
-use crate::http::{ApiError, ApiResult, ClientIp, Json, Path, Query, Solution, ok};
+use crate::http::{ApiError, ApiResult, Json, Path, Query, Sensitive, ok};
 use crate::routes::Routes;
 use crate::sessions::{Authed, Error as SessionError};
 
@@ -58,11 +58,9 @@ pub async fn actor_idcerts(
 /// `POST /.p2/core/v1/key/server` — administrators only, sensitive.
 pub async fn rotate_server_key(
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
     authed: Authed,
-    Solution(solution): Solution,
+    Sensitive(solution): Sensitive,
 ) -> ApiResult<Response> {
-    app.limits.sensitive.check(&ip)?;
     // Who may ask comes first: a non-administrator's answer is never checked, so it can
     // neither spend a TOTP step nor count towards the lockout of their second factor.
     if !authed.actor.is_admin {
@@ -123,12 +121,10 @@ pub async fn key_material(
 /// `DELETE /.p2/core/v1/session/keymaterial?serials=` — sensitive.
 pub async fn delete_key_material(
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
     authed: Authed,
-    Solution(solution): Solution,
+    Sensitive(solution): Sensitive,
     Query(q): Query<keymaterial::Query>,
 ) -> ApiResult<StatusCode> {
-    app.limits.sensitive.check(&ip)?;
     let serials = serials(&q)?; // input first: a malformed request spends no second factor
     app.sessions
         .check_sensitive(&authed.actor, solution.as_deref(), app.config.clock.now())

@@ -13,7 +13,7 @@ use fugue_proto::api::{
 use super::Authed;
 use crate::AppState;
 use crate::http::{
-    ApiError, ApiResult, Body, ClientIp, Json, Path, Query, Solution, bearer, created, ok,
+    ApiError, ApiResult, Body, ClientIp, Json, Path, Query, Sensitive, bearer, created, ok,
 };
 use crate::routes::Routes;
 
@@ -155,12 +155,10 @@ pub async fn login(
 /// `POST /.p2/core/v1/idcert` — body: the ID-CSR (PEM or DER).
 pub async fn post_idcert(
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
     authed: Authed,
-    Solution(solution): Solution,
+    Sensitive(solution): Sensitive,
     Body(csr): Body,
 ) -> ApiResult<Response> {
-    app.limits.sensitive.check(&ip)?;
     let csr = strip_json_string(&csr);
     let (pem, token) = app
         .sessions
@@ -187,12 +185,10 @@ fn strip_json_string(body: &[u8]) -> Vec<u8> {
 /// `DELETE /.p2/core/v1/session?session_id=`
 pub async fn delete_session(
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
     authed: Authed,
-    Solution(solution): Solution,
+    Sensitive(solution): Sensitive,
     Query(q): Query<delete_session::Query>,
 ) -> ApiResult<StatusCode> {
-    app.limits.sensitive.check(&ip)?;
     app.sessions
         .revoke(
             &authed,
@@ -213,11 +209,9 @@ pub async fn list_sessions(State(app): State<AppState>, authed: Authed) -> ApiRe
 /// `POST /.p2/auth/v1/totp`
 pub async fn totp_enroll(
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
     authed: Authed,
-    Solution(solution): Solution,
+    Sensitive(solution): Sensitive,
 ) -> ApiResult<Response> {
-    app.limits.sensitive.check(&ip)?;
     let (secret, otpauth_url) = app
         .sessions
         .totp_enroll(&authed, solution.as_deref(), app.config.clock.now())
@@ -246,11 +240,9 @@ pub async fn totp_confirm(
 /// `DELETE /.p2/auth/v1/totp`
 pub async fn totp_disable(
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
     authed: Authed,
-    Solution(solution): Solution,
+    Sensitive(solution): Sensitive,
 ) -> ApiResult<StatusCode> {
-    app.limits.sensitive.check(&ip)?;
     app.sessions
         .disable_totp(&authed, solution.as_deref(), app.config.clock.now())
         .await?;
@@ -260,12 +252,10 @@ pub async fn totp_disable(
 /// `PUT /.p2/auth/v1/password`
 pub async fn change_password(
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
     authed: Authed,
-    Solution(solution): Solution,
+    Sensitive(solution): Sensitive,
     Json(req): Json<change_password::Request>,
 ) -> ApiResult<StatusCode> {
-    app.limits.sensitive.check(&ip)?;
     app.sessions
         .change_password(&authed, req, solution.as_deref(), app.config.clock.now())
         .await?;
@@ -275,11 +265,9 @@ pub async fn change_password(
 /// `DELETE /.p2/auth/v1/account`
 pub async fn delete_account(
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
     authed: Authed,
-    Solution(solution): Solution,
+    Sensitive(solution): Sensitive,
 ) -> ApiResult<StatusCode> {
-    app.limits.sensitive.check(&ip)?;
     app.sessions
         .delete_account(&authed, solution.as_deref(), app.config.clock.now())
         .await?;
