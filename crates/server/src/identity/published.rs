@@ -19,54 +19,51 @@ pub(super) struct Item {
     pub json: Vec<u8>,
 }
 
-struct Entry {
-    step: u64,
-    version: (i64, i64),
-    items: Arc<Vec<Item>>,
-}
-
+/// The lists of one window step (signatures are per step), within [`BUDGET`].
 #[derive(Default)]
 pub(super) struct Published {
-    lists: HashMap<i64, Entry>,
+    step: u64,
+    /// actor → (version of its certificates, list).
+    lists: HashMap<i64, ((i64, i64), Arc<Vec<Item>>)>,
     bytes: usize,
+}
+
+fn size(items: &[Item]) -> usize {
+    items
+        .iter()
+        .map(|i| i.json.len() + i.session_id.len())
+        .sum()
 }
 
 impl Published {
     /// The actor's list if it was built in this step for this version of its certificates.
     pub fn get(&self, actor_id: i64, step: u64, version: (i64, i64)) -> Option<Arc<Vec<Item>>> {
+        if step != self.step {
+            return None;
+        }
         self.lists
             .get(&actor_id)
-            .filter(|e| e.step == step && e.version == version)
-            .map(|e| e.items.clone())
+            .filter(|(v, _)| *v == version)
+            .map(|(_, items)| items.clone())
     }
 
     pub fn put(&mut self, actor_id: i64, step: u64, version: (i64, i64), items: Arc<Vec<Item>>) {
-        let size: usize = items
-            .iter()
-            .map(|i| i.json.len() + i.session_id.len())
-            .sum();
-        if self.lists.values().any(|e| e.step != step) || self.bytes + size > BUDGET {
+        if step < self.step {
+            return; // built by a request of the previous step; its signatures are stale
+        }
+        let bytes = size(&items);
+        if step != self.step || self.bytes + bytes > BUDGET {
+            self.step = step;
             self.lists.clear();
             self.bytes = 0;
         }
-        if size > BUDGET {
+        if bytes > BUDGET {
             return;
         }
-        if let Some(old) = self.lists.insert(
-            actor_id,
-            Entry {
-                step,
-                version,
-                items,
-            },
-        ) {
-            self.bytes -= old
-                .items
-                .iter()
-                .map(|i| i.json.len() + i.session_id.len())
-                .sum::<usize>();
+        if let Some((_, old)) = self.lists.insert(actor_id, (version, items)) {
+            self.bytes -= size(&old);
         }
-        self.bytes += size;
+        self.bytes += bytes;
     }
 }
 
@@ -137,5 +134,14 @@ mod tests {
         p.put(2, 120, (1, 0), Arc::new(vec![item(1, 2, "b")]));
         assert!(p.get(1, 60, (2, 0)).is_none(), "older steps are dropped");
         assert!(p.get(2, 120, (1, 0)).is_some());
+        p.put(3, 60, (1, 0), Arc::new(vec![item(1, 2, "c")]));
+        assert!(
+            p.get(3, 60, (1, 0)).is_none(),
+            "a late list of an old step is not kept"
+        );
+        assert!(
+            p.get(2, 120, (1, 0)).is_some(),
+            "and does not clear the current step"
+        );
     }
 }
