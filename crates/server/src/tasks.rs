@@ -36,11 +36,6 @@ impl Tasks {
         self.tracker.spawn(work);
     }
 
-    /// Resolves when shutdown has begun.
-    pub async fn stopping(&self) {
-        self.stop.cancelled().await;
-    }
-
     /// Stops the loops and waits for every task, at most `grace`.
     pub async fn shut_down(&self, grace: Duration) {
         self.stop.cancel();

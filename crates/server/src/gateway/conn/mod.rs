@@ -49,13 +49,7 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// `reason` cut to [`MAX_REASON`] bytes on a character boundary.
 fn fit_reason(mut reason: String) -> String {
-    if reason.len() > MAX_REASON {
-        let mut at = MAX_REASON;
-        while !reason.is_char_boundary(at) {
-            at -= 1;
-        }
-        reason.truncate(at);
-    }
+    reason.truncate(reason.floor_char_boundary(MAX_REASON));
     reason
 }
 
