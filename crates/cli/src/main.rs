@@ -117,38 +117,36 @@ fn init_logging(json: bool) {
 async fn admin(settings: ServeArgs, command: AdminCmd) -> Result<(), String> {
     let settings = settings::load(&settings)?;
     let now = fugue_server::clock::unix_now();
-    if let AdminCmd::Account(cmd) = command {
-        return admin_account(settings, cmd, now).await;
-    }
-    let store = serve::open_store(&settings).await?;
     match command {
+        AdminCmd::Account(cmd) => admin_account(settings, cmd, now).await,
+        // Through the account rules: a deleted (retired) account cannot be promoted.
+        AdminCmd::Promote { local_name, revoke } => {
+            let server = serve::admin_server(settings).await?;
+            let name = server
+                .sessions()
+                .set_admin(&local_name, !revoke)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{name} is {}an administrator",
+                if revoke { "no longer " } else { "" }
+            );
+            server.stop().await;
+            Ok(())
+        }
         AdminCmd::Invite(InviteCmd::Create {
             uses,
             expires_in_days,
         }) => {
+            let store = serve::open_store(&settings).await?;
             let expires = expires_in_days.map(|d| now + d * 86_400);
             let code = fugue_server::sessions::create_invite(&store, uses, expires, now)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("{code}");
+            Ok(())
         }
-        AdminCmd::Promote { local_name, revoke } => {
-            let name = local_name.to_ascii_lowercase();
-            if !store
-                .set_admin(&name, !revoke)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                return Err(format!("no account named {name}"));
-            }
-            println!(
-                "{name} is {}an administrator",
-                if revoke { "no longer " } else { "" }
-            );
-        }
-        AdminCmd::Account(_) => {}
     }
-    Ok(())
 }
 
 /// Account administration goes through the server's account rules: ending a session revokes

@@ -124,6 +124,11 @@ fn read_text(path: &Path) -> Result<String, String> {
 
 /// A credential file: refused when every local user can read it.
 fn read_secret(path: &Path) -> Result<String, String> {
+    refuse_world_readable(path)?;
+    read_text(path)
+}
+
+fn refuse_world_readable(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt;
     let meta =
         std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -135,7 +140,7 @@ fn read_secret(path: &Path) -> Result<String, String> {
             path.display()
         ));
     }
-    read_text(path)
+    Ok(())
 }
 
 /// Command-line overrides (each also read from its `FUGUE_*` variable by clap).
@@ -346,9 +351,16 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
 }
 
 fn read_file(path: &Path) -> Result<FileSettings, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    let text = read_text(path)?;
+    let file: FileSettings =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    // A bus credential written in the file makes the file a credential file too.
+    let cluster = &file.cluster;
+    if cluster.nats_token.is_some() || cluster.nats_url.as_deref().is_some_and(|u| u.contains('@'))
+    {
+        refuse_world_readable(path)?;
+    }
+    Ok(file)
 }
 
 /// `fugue config example`: every key with its default.
@@ -567,6 +579,26 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(load(&args).unwrap().config.registration, Registration::Open);
+    }
+
+    #[test]
+    fn a_config_file_holding_a_bus_credential_must_not_be_world_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str, mode: u32| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let token = "[cluster]\nnats_token = \"secret\"\n";
+        let err = read_file(&write("a.toml", token, 0o644)).unwrap_err();
+        assert!(err.contains("readable by every user"), "{err}");
+        assert!(read_file(&write("b.toml", token, 0o640)).is_ok());
+        let in_url = "[cluster]\nnats_url = \"nats://u:p@nats.example:4222\"\n";
+        assert!(read_file(&write("c.toml", in_url, 0o644)).is_err());
+        // Without a credential a readable file is fine.
+        assert!(read_file(&write("d.toml", "listen = \"127.0.0.1:3000\"\n", 0o644)).is_ok());
     }
 
     #[test]

@@ -59,7 +59,9 @@ impl ManualClock {
     /// A server clock that reads this one.
     pub fn clock(&self) -> Clock {
         let offset = self.0.clone();
-        Clock::from_fn(move || system_now().saturating_add_signed(offset.load(Ordering::SeqCst)))
+        Clock::from_fn(move || {
+            fugue_server::clock::unix_now().saturating_add_signed(offset.load(Ordering::SeqCst))
+        })
     }
 
     /// Moves the clock `secs` ahead of (or, negative, behind) the system clock.
@@ -71,14 +73,6 @@ impl ManualClock {
     pub fn advance(&self, secs: i64) {
         self.0.fetch_add(secs, Ordering::SeqCst);
     }
-}
-
-/// Seconds since the Unix epoch by the system clock.
-fn system_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("the system clock is after 1970")
-        .as_secs()
 }
 
 /// Opens a fresh store: PostgreSQL (new schema) if `TEST_DATABASE_URL` is set, else SQLite

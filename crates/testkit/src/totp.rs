@@ -1,13 +1,7 @@
 //! TOTP codes as an authenticator app computes them (RFC 6238: SHA-1, 6 digits, 30 s steps),
 //! for tests of the second factor.
 
-/// Seconds since the Unix epoch, the unit of every timestamp on the wire.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+pub use fugue_server::clock::unix_now;
 
 /// The TOTP code for the base32 `secret` at Unix time `at` (SHA-1, 6 digits, 30 s steps).
 pub fn totp_code_at(secret: &str, at: u64) -> String {

@@ -37,27 +37,23 @@ async fn follow(gateway: &mut Gateway, json: bool) -> Result<(), String> {
         let Some(event) = event else {
             return Ok(());
         };
-        match (&event, event.envelope()) {
-            (_, Some(envelope)) if json => out!("{}", envelope.render(Style::Numbers)),
-            (GatewayEvent::Closed { code, reason }, _) => {
-                let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
-                return Err(format!("the gateway closed ({code}): {reason}"));
-            }
-            (GatewayEvent::Reconnected { resumed: true }, _) => {
-                note!("reconnected; missed events follow")
-            }
-            (GatewayEvent::Reconnected { resumed: false }, _) => note!(
-                "reconnected afresh (the server could not resume); unacknowledged events follow"
-            ),
-            (GatewayEvent::ChannelClosed { service, error }, _) => {
-                note!(
-                    "channel {service} closed{}",
-                    reason_suffix(error.as_deref())
-                )
-            }
-            _ => out!("{}", describe(&event)),
+        if json && let Some(envelope) = event.envelope() {
+            out!("{}", envelope.render(Style::Numbers));
+            continue;
+        }
+        match describe(&event) {
+            Line::Event(text) => out!("{text}"),
+            Line::Notice(text) => note!("{text}"),
+            Line::End(text) => return Err(text),
         }
     }
+}
+
+/// How an event is shown: events on stdout, connection notices on stderr, and the end.
+enum Line {
+    Event(String),
+    Notice(String),
+    End(String),
 }
 
 fn reason_suffix(reason: Option<&str>) -> String {
@@ -65,8 +61,8 @@ fn reason_suffix(reason: Option<&str>) -> String {
 }
 
 /// One line for an event, e.g. `new session laptop alice@example.com cert serial 12`.
-fn describe(event: &GatewayEvent) -> String {
-    match event {
+fn describe(event: &GatewayEvent) -> Line {
+    let text = match event {
         GatewayEvent::NewSession { cert_pem, .. } => match IdCert::parse(cert_pem.as_bytes()) {
             Ok(cert) => {
                 let session = cert.session_id().map(|s| s.to_string());
@@ -101,12 +97,24 @@ fn describe(event: &GatewayEvent) -> String {
             format!("unreadable op {} event: {error}", envelope.op)
         }
         GatewayEvent::ChannelClosed { service, error } => {
-            format!(
+            return Line::Notice(format!(
                 "channel {service} closed{}",
                 reason_suffix(error.as_deref())
-            )
+            ));
         }
-        GatewayEvent::Reconnected { resumed } => format!("reconnected (resumed: {resumed})"),
-        GatewayEvent::Closed { code, reason } => format!("closed ({code:?}): {reason}"),
-    }
+        GatewayEvent::Reconnected { resumed: true } => {
+            return Line::Notice("reconnected; missed events follow".into());
+        }
+        GatewayEvent::Reconnected { resumed: false } => {
+            return Line::Notice(
+                "reconnected afresh (the server could not resume); unacknowledged events follow"
+                    .into(),
+            );
+        }
+        GatewayEvent::Closed { code, reason } => {
+            let code = code.map_or_else(|| "no code".to_owned(), |c| c.to_string());
+            return Line::End(format!("the gateway closed ({code}): {reason}"));
+        }
+    };
+    Line::Event(text)
 }

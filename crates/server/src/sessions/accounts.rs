@@ -187,6 +187,17 @@ impl Sessions {
         Ok(ended)
     }
 
+    /// Administration: makes the account a server administrator, or takes that away.
+    /// Returns the account's name as stored.
+    pub async fn set_admin(&self, name: &str, admin: bool) -> Result<String, Error> {
+        let actor = self.local_account(name).await?;
+        if !self.store.set_admin(&actor.local_name, admin).await? {
+            return Err(Error::ActorNotFound(actor.local_name));
+        }
+        tracing::warn!(local_name = %actor.local_name, admin, "administrator role changed");
+        Ok(actor.local_name)
+    }
+
     /// Administration: the account can log in again.
     pub async fn unsuspend(&self, name: &str) -> Result<(), Error> {
         let actor = self.local_account(name).await?;

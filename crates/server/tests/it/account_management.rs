@@ -379,6 +379,7 @@ async fn administrators_suspend_reinstate_reset_and_delete_accounts() {
             .reset_password("alice", NEW_PASSWORD.into(), now)
             .await,
         admin.suspend("nobody", now).await,
+        admin.set_admin("alice", true).await.map(|_| 0),
     ] {
         assert!(
             matches!(result, Err(fugue_server::sessions::Error::ActorNotFound(_))),
