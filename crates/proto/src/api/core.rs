@@ -46,6 +46,17 @@ endpoints! {
             #[serde(default, alias = "session_id", skip_serializing_if = "Option::is_none")]
             pub session_id: Option<String>,
         }
+
+        impl Query {
+            /// Whether a certificate valid from `not_before` to `not_after`, of session
+            /// `session_id`, is among those asked for: it overlaps the asked window and is of
+            /// the asked session.
+            pub fn selects(&self, not_before: u64, not_after: u64, session_id: Option<&str>) -> bool {
+                self.not_before.is_none_or(|t| not_after >= t)
+                    && self.not_after.is_none_or(|t| not_before <= t)
+                    && self.session_id.as_deref().is_none_or(|s| session_id == Some(s))
+            }
+        }
         pub type Response = Vec<crate::cache::CacheableIdCert>;
     }
 

@@ -9,7 +9,7 @@ use fugue_proto::services::{Service, parse_delete_query};
 
 use super::Error;
 use crate::AppState;
-use crate::http::{ApiResult, ClientIp, Json, Path, Query, Solution, created, ok};
+use crate::http::{ApiResult, ClientIp, Json, Path, Query, Sensitive, Solution, created, ok};
 use crate::routes::Routes;
 use crate::sessions::Authed;
 
@@ -69,12 +69,10 @@ pub async fn unregister_service(
 /// `PUT /.p2/core/v1/services/primary` — sensitive.
 pub async fn set_primary_provider(
     State(app): State<AppState>,
-    ClientIp(ip): ClientIp,
     authed: Authed,
-    Solution(solution): Solution,
+    Sensitive(solution): Sensitive,
     Json(req): Json<set_primary_provider::Request>,
 ) -> ApiResult<Response> {
-    app.limits.sensitive.check(&ip)?;
     let changed = app
         .discovery
         .set_primary(&authed, req, solution.as_deref(), app.config.clock.now())

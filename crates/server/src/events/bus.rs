@@ -104,13 +104,15 @@ pub struct BusError {
 }
 
 /// `url` with its user information (a password, a token) replaced by `***`, for logs.
+/// Without a scheme too: async-nats reads `user:pass@host` as `nats://user:pass@host`.
 fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (&url[..scheme.len() + 3], rest),
+        None => ("", url),
     };
     let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
     match authority.rfind('@') {
-        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
         None => url.to_owned(),
     }
 }
@@ -503,6 +505,7 @@ mod tests {
         assert_eq!(redact("tls://T0KEN@nats:4222"), "tls://***@nats:4222");
         assert_eq!(redact("nats://10.0.0.5:4222"), "nats://10.0.0.5:4222");
         assert_eq!(redact("10.0.0.5:4222"), "10.0.0.5:4222");
+        assert_eq!(redact("fugue:s3cret@10.0.0.5:4222"), "***@10.0.0.5:4222");
     }
 
     #[test]

@@ -467,24 +467,28 @@ impl Federation {
                             .collect::<Vec<_>>(),
                     )
                 });
-                let until = list_until(answer.as_deref().ok(), now);
-                let entry = CachedList {
-                    answer: answer.clone(),
-                    until,
-                };
-                bounded_insert(&self.0.lists, key, entry, |c| c.until > now);
+                // Our own in-flight cap says nothing about the home server: not kept.
+                let ours = matches!(
+                    &answer,
+                    Err(Error::HomeServer {
+                        source: remote::RemoteError::Busy { .. },
+                        ..
+                    })
+                );
+                if !ours {
+                    let until = list_until(answer.as_deref().ok(), now);
+                    let entry = CachedList {
+                        answer: answer.clone(),
+                        until,
+                    };
+                    bounded_insert(&self.0.lists, key, entry, |c| c.until > now);
+                }
                 answer
             }
         };
         Ok(answer?
             .iter()
-            .filter(|e| q.not_before.is_none_or(|t| e.not_after >= t))
-            .filter(|e| q.not_after.is_none_or(|t| e.not_before <= t))
-            .filter(|e| {
-                q.session_id
-                    .as_deref()
-                    .is_none_or(|s| e.session_id.as_deref() == Some(s))
-            })
+            .filter(|e| q.selects(e.not_before, e.not_after, e.session_id.as_deref()))
             .map(|e| e.cacheable.clone())
             .collect())
     }

@@ -400,31 +400,33 @@ impl Identity {
             Some(items) => items,
             None => {
                 let rows = self.store.certs_of(actor.id, None, None, None).await?;
-                let items = {
-                    let ca = self.read();
-                    rows.into_iter()
-                        .map(|r| {
-                            let (not_before, not_after) =
-                                (from_store(r.not_before), from_store(r.not_after));
-                            let session_id = r.session_id.clone();
-                            let entry = self.cacheable_row(&ca, r, now);
-                            Ok(published::Item {
-                                not_before,
-                                not_after,
-                                session_id,
-                                json: fugue_proto::wire::to_canonical_vec(&entry)
-                                    .map_err(Error::Encoding)?,
-                            })
+                let ca = self.read();
+                let items: Vec<_> = rows
+                    .into_iter()
+                    .map(|r| {
+                        let (not_before, not_after) =
+                            (from_store(r.not_before), from_store(r.not_after));
+                        let session_id = r.session_id.clone();
+                        let entry = self.cacheable_row(&ca, r, now);
+                        Ok(published::Item {
+                            not_before,
+                            not_after,
+                            session_id,
+                            json: fugue_proto::wire::to_canonical_vec(&entry)
+                                .map_err(Error::Encoding)?,
                         })
-                        .collect::<Result<Vec<_>, Error>>()?
-                };
+                    })
+                    .collect::<Result<_, Error>>()?;
                 let items = Arc::new(items);
                 self.lists_built
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Stored under the read lock it was signed under: a key rotation clears the
+                // lists under the write lock, so no list of the old key survives it.
                 self.published
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .put(actor.id, step, version, items.clone());
+                drop(ca);
                 items
             }
         };
@@ -484,14 +486,16 @@ impl Identity {
             ca.history.push(cert.clone());
             ca.current = cert;
             ca.key = key;
+            // Signatures of the old key must not be handed out any more. Cleared under the
+            // write lock: whatever signs or publishes holds the read lock, so nothing made
+            // with the old key can be stored after this.
+            self.sig_cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .signatures
+                .clear();
+            *self.published.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         }
-        // Signatures of an old key must not be handed out any more.
-        self.sig_cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .signatures
-            .clear();
-        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
         if let Some(events) = &self.events {
             events.announce(change).await;
         }

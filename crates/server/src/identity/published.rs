@@ -70,11 +70,9 @@ impl Published {
 /// The JSON array of the items the query selects (the same rules as the store's
 /// `certs_of`); canonical JSON of an array is its canonical elements joined by commas.
 pub(super) fn answer(items: &[Item], q: &Query) -> Vec<u8> {
-    let selected = items.iter().filter(|i| {
-        q.not_before.is_none_or(|from| i.not_after >= from)
-            && q.not_after.is_none_or(|to| i.not_before <= to)
-            && q.session_id.as_deref().is_none_or(|s| i.session_id == s)
-    });
+    let selected = items
+        .iter()
+        .filter(|i| q.selects(i.not_before, i.not_after, Some(&i.session_id)));
     let mut out = Vec::with_capacity(2 + items.iter().map(|i| i.json.len() + 1).sum::<usize>());
     out.push(b'[');
     for (n, item) in selected.enumerate() {
