@@ -853,10 +853,12 @@ mod nats_bus {
         }
     }
 
-    /// A config file in `dir` with `cluster` as its `[cluster]` table.
+    /// A config file in `dir` with `cluster` as its `[cluster]` table, readable by its owner
+    /// only (it may hold a bus credential).
     fn config(dir: &Path, cluster: &str) -> String {
         let path = dir.join("fugue.toml");
         fs::write(&path, format!("[cluster]\n{cluster}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         path.to_str().unwrap().to_owned()
     }
 
