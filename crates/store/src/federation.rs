@@ -249,6 +249,24 @@ impl Store {
             == 1)
     }
 
+    /// Moves a foreign session's end to `expires_at` if it still runs on certificate
+    /// `serial`: false when it ended or moved to another certificate meanwhile.
+    pub async fn extend_foreign_session(
+        &self,
+        session_pk: i64,
+        serial: i64,
+        expires_at: i64,
+    ) -> Result<bool> {
+        Ok(self
+            .execute(
+                "UPDATE sessions SET expires_at = $3
+                 WHERE id = $1 AND foreign_serial = $2 AND revoked_at IS NULL",
+                params![session_pk, serial, expires_at],
+            )
+            .await?
+            == 1)
+    }
+
     /// Ends a session (any kind) at `now`.
     pub async fn end_session(&self, session_pk: i64, now: i64) -> Result<bool> {
         Ok(self

@@ -2,6 +2,7 @@
 //! certificate, finding it by token, and revoking it. Sessions of other servers' actors are
 //! in `federation.rs`.
 
+use crate::actors::lock_actor;
 use crate::certs::insert_cert_stmt;
 use crate::engine::{Conflict, Error, Result, Row, Stmt, Value};
 use crate::{CERTLESS_SESSION_S, CertRow, Store, params};
@@ -60,12 +61,16 @@ impl Store {
     pub async fn open_session(&self, s: &NewSession) -> Result<()> {
         // A session whose certificate expired, or that never got one within
         // `CERTLESS_SESSION_S`, is over: its session ID is free again (DIGEST §4.5).
-        let mut stmts = vec![Stmt::new(
+        // First the actor's row lock: a concurrent login of the same actor waits here, and
+        // the count below (a statement of its own, so a fresh snapshot on PostgreSQL) sees
+        // its session.
+        let mut stmts = vec![lock_actor(s.actor_id)];
+        stmts.push(Stmt::new(
             "UPDATE sessions SET revoked_at = $3
              WHERE actor_id = $1 AND session_id = $2 AND revoked_at IS NULL
                AND (COALESCE((SELECT c.not_after FROM id_certs c WHERE c.serial = sessions.cert_serial), created_at + $4) < $3)",
             params![s.actor_id, s.session_id.clone(), s.created_at, CERTLESS_SESSION_S],
-        )];
+        ));
         stmts.extend(s.cert.iter().map(insert_cert_stmt));
         stmts.push(Stmt::new(
             "INSERT INTO sessions (id, actor_id, session_id, token_hash, cert_serial, created_at, revoked_at)
@@ -79,8 +84,7 @@ impl Store {
              SELECT $1, event_seq, $3 FROM actors WHERE id = $2",
             params![s.id, s.actor_id, s.created_at],
         ));
-        // The cap on live sessions, counted with this one. Locking the actor row makes
-        // concurrent logins of one actor count one after the other.
+        // The cap on live sessions, counted with this one.
         stmts.push(
             Stmt::new(
                 "UPDATE actors SET id = id WHERE id = $1 AND

@@ -130,7 +130,9 @@ impl Sessions {
     ) -> Result<u64, Error> {
         let mut ended = 0;
         for row in self.store.sessions_of(actor_id.to_store()).await? {
-            if Some(SessionPk::from_store(row.id)) != keep && self.end_session(&row, now).await? {
+            if Some(SessionPk::from_store(row.id)) != keep
+                && self.end_session(&row, now, None).await?
+            {
                 ended += 1;
             }
         }

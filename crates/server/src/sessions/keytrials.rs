@@ -236,10 +236,18 @@ impl Sessions {
             .await
         {
             Ok(home) => {
-                if !self
+                let extended = self
                     .store
-                    .update_foreign_session(session_pk.to_store(), serial, to_store(home.until))
-                    .await?
+                    .extend_foreign_session(session_pk.to_store(), serial, to_store(home.until))
+                    .await?;
+                // Not extended: the session ended, or moved to a newer certificate meanwhile
+                // (`PUT /session/idcert/extern`), whose window stands.
+                if !extended
+                    && self
+                        .store
+                        .active_session(session_pk.to_store())
+                        .await?
+                        .is_none()
                 {
                     return Err(Error::InvalidToken);
                 }
@@ -300,10 +308,7 @@ impl Sessions {
         let fid: FederationId = fid.parse().map_err(|e: fugue_proto::ids::IdError| {
             crate::federation::Error::InvalidFid(e.to_string())
         })?;
-        let name = stored_name(&fid, self.identity.domain());
-        if self.store.actor_by_name(&name).await?.is_none() {
-            return Err(Error::ActorNotFound(fid.to_string()));
-        }
+        self.ensure_known(&fid).await?;
         let rows = self
             .store
             .public_key_trials(

@@ -128,7 +128,7 @@ pub async fn create_invite(
     let mut bytes = [0u8; 16];
     OsRng.fill_bytes(&mut bytes);
     let code = hex::encode(bytes);
-    let exp = expires_at.map(|e| i64::try_from(e).unwrap_or(i64::MAX));
+    let exp = expires_at.map(to_store);
     store
         .insert_invite(
             &hash_secret(&code),
@@ -176,10 +176,11 @@ impl Sessions {
             .await
     }
 
-    /// The principal of a stored actor.
+    /// The principal of a stored actor. A stored name that does not parse is corrupt data
+    /// (500), as in `list`, never the client's mistake.
     fn actor(&self, row: &ActorRow) -> Result<Actor, Error> {
         Actor::from_row(row, self.identity.domain())
-            .map_err(|e| Error::InvalidLocalName(e.to_string()))
+            .map_err(|e| fugue_store::Error::Decode(format!("stored actor name: {e}")).into())
     }
 
     /// The live account behind a principal, read afresh for its secrets (password hash,
@@ -274,7 +275,7 @@ impl Sessions {
                 .ok();
         let failure_key = local
             .as_ref()
-            .map(|l| (l.as_str().to_owned(), address_block(client)));
+            .map(|l| (l.as_str().to_owned(), crate::http::rate_key(client)));
         if let Some(key) = &failure_key {
             self.login_failures
                 .begin(key.clone())
@@ -623,25 +624,31 @@ impl Sessions {
             .into_iter()
             .find(|s| s.session_id == target)
             .ok_or_else(|| Error::SessionNotFound(target.to_owned()))?;
-        if !self.end_session(&row, now).await? {
+        if !self.end_session(&row, now, None).await? {
             return Err(Error::SessionNotFound(target.to_owned()));
         }
         tracing::info!(fid = %authed.actor.fid, session = %target, "session revoked");
         Ok(())
     }
 
-    /// Ends an active session and revokes its certificate: op 4 to the actor's sessions,
-    /// then its gateway connections close. False when it had ended already.
-    async fn end_session(&self, row: &SessionRow, now: u64) -> Result<bool, Error> {
+    /// Ends an active session and revokes its certificate as of `at`: op 4 to the actor's
+    /// sessions (with the actor's `signature` when the actor revoked it itself), then its
+    /// gateway connections close. False when it had ended already.
+    async fn end_session(
+        &self,
+        row: &SessionRow,
+        at: u64,
+        signature: Option<String>,
+    ) -> Result<bool, Error> {
         if !self
             .store
-            .revoke_session(row.actor_id, &row.session_id, to_store(now))
+            .revoke_session(row.actor_id, &row.session_id, to_store(at))
             .await?
         {
             return Ok(false);
         }
         if let Some(serial) = row.cert_serial {
-            self.announce_revocation(serial, None).await?;
+            self.announce_revocation(serial, signature).await?;
         }
         self.events
             .announce(BusMsg::SessionEnded {
@@ -682,23 +689,17 @@ impl Sessions {
             .into_iter()
             .find(|s| s.cert_serial == Some(row.serial))
             .ok_or_else(not_found)?;
-        let at = to_store(invalid_since.min(now));
         if !self
-            .store
-            .revoke_session(authed.actor.id.to_store(), &session.session_id, at)
+            .end_session(
+                &session,
+                invalid_since.min(now),
+                Some(signature_hex.to_owned()),
+            )
             .await?
         {
             return Err(not_found());
         }
         tracing::info!(fid = %authed.actor.fid, serial, "certificate revoked by its actor");
-        self.announce_revocation(row.serial, Some(signature_hex.to_owned()))
-            .await?;
-        self.events
-            .announce(BusMsg::SessionEnded {
-                actor_id: authed.actor.id,
-                session_pk: SessionPk::from_store(session.id),
-            })
-            .await;
         Ok(())
     }
 
@@ -707,15 +708,14 @@ impl Sessions {
     /// A foreign session whose window ended is checked with its home server first.
     pub async fn session_still_valid(&self, authed: &Authed) -> Result<Option<u64>, Error> {
         let now = self.config.clock.now();
+        // By the token it was authenticated with: a re-key rotates the token, so a connection
+        // that authenticated before it is over.
         let Some(ends) = self
             .store
-            .active_session(authed.session.pk.to_store())
+            .session_by_token(&hash_secret(&authed.token))
             .await?
             .map(|s| Session::from_row(&s))
-            // A re-key replaced the certificate and the token this was authenticated with.
-            .filter(|s| {
-                authed.session.cert_serial.is_none() || s.cert_serial == authed.session.cert_serial
-            })
+            .filter(|s| s.pk == authed.session.pk)
             .map(|s| session_ends(&s))
         else {
             return Ok(None);
@@ -797,11 +797,17 @@ impl Sessions {
         q: &fugue_proto::api::get_actor_idcerts::Query,
         now: u64,
     ) -> Result<Vec<fugue_proto::cache::CacheableIdCert>, Error> {
+        self.ensure_known(fid).await?;
+        Ok(self.federation.foreign_actor_certs(fid, q, now).await?)
+    }
+
+    /// `ActorNotFound` unless `fid` is an actor stored here (ours, or one that signed in).
+    async fn ensure_known(&self, fid: &FederationId) -> Result<(), Error> {
         let stored = stored_name(fid, self.identity.domain());
         if self.store.actor_by_name(&stored).await?.is_none() {
             return Err(Error::ActorNotFound(fid.to_string()));
         }
-        Ok(self.federation.foreign_actor_certs(fid, q, now).await?)
+        Ok(())
     }
 
     /// `GET /.p2/core/v1/sessions`.
@@ -895,18 +901,6 @@ fn session_ends(session: &Session) -> u64 {
                 .plus(from_store(fugue_store::CERTLESS_SESSION_S)),
         )
         .secs()
-}
-
-/// The block of addresses one client is assumed to hold: an IPv4 address itself, an IPv6
-/// address's /64 (the smallest prefix a subscriber usually gets).
-fn address_block(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
-        v4 => v4,
-    }
 }
 
 /// The time step (RFC 6238, 30 s) whose code `code` is, within ±1 step of `now`.

@@ -720,7 +720,27 @@ async fn a_foreign_session_replaces_the_active_one_with_its_session_id() {
                 .unwrap()
         );
         assert_eq!(store.foreign_serial(second.id).await.unwrap(), Some(13));
+        // A re-check of the old certificate does not undo the move to the new one.
+        assert!(
+            !store
+                .extend_foreign_session(second.id, 12, 650)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .extend_foreign_session(second.id, 13, 650)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.foreign_serial(second.id).await.unwrap(), Some(13));
         assert!(store.end_session(second.id, 150).await.unwrap());
+        assert!(
+            !store
+                .extend_foreign_session(second.id, 13, 700)
+                .await
+                .unwrap()
+        );
         assert!(
             !store
                 .update_foreign_session(second.id, 14, 700)
