@@ -38,7 +38,10 @@ pub enum RemoteError {
 }
 
 pub struct Remote {
+    /// For everything another server names: public addresses only.
     http: reqwest::Client,
+    /// For the origins of the operator's `federation.resolve` map only (development).
+    mapped: reqwest::Client,
     cfg: config::Federation,
     in_flight: Mutex<HashMap<String, Arc<Semaphore>>>,
     sent: AtomicU64,
@@ -46,20 +49,25 @@ pub struct Remote {
 
 impl Remote {
     pub fn new(cfg: config::Federation) -> Self {
-        let resolver = PublicOnly::new(&cfg.resolve, &cfg.hosts);
-        let http = reqwest::Client::builder()
-            .dns_resolver(resolver)
-            // A proxy from the environment would connect for us, past the resolver.
-            .no_proxy()
-            .timeout(Duration::from_millis(cfg.request_timeout_ms))
-            .connect_timeout(Duration::from_millis(cfg.request_timeout_ms))
-            // A redirect could lead anywhere; home servers answer where they are asked.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("fugue/", env!("CARGO_PKG_VERSION")))
+        let client = |public: Option<PublicOnly>| {
+            let builder = reqwest::Client::builder()
+                // A proxy from the environment would connect for us, past the resolver.
+                .no_proxy()
+                .timeout(Duration::from_millis(cfg.request_timeout_ms))
+                .connect_timeout(Duration::from_millis(cfg.request_timeout_ms))
+                // A redirect could lead anywhere; home servers answer where they are asked.
+                .redirect(reqwest::redirect::Policy::none())
+                .user_agent(concat!("fugue/", env!("CARGO_PKG_VERSION")));
+            match public {
+                Some(resolver) => builder.dns_resolver(resolver),
+                None => builder,
+            }
             .build()
-            .unwrap_or_default();
+            .unwrap_or_default()
+        };
         Self {
-            http,
+            http: client(Some(PublicOnly::new(&cfg.hosts))),
+            mapped: client(None),
             cfg,
             in_flight: Mutex::default(),
             sent: AtomicU64::new(0),
@@ -173,11 +181,16 @@ impl Remote {
             .await
             .map_err(|_| RemoteError::Busy { host: host.into() })?
             .map_err(|_| RemoteError::Busy { host: host.into() })?;
-        self.check_literal(host, url)?;
+        // Trust goes with the origin the operator mapped, never with a host name another
+        // server may name on another port or scheme.
+        let mapped = self.is_mapped_origin(url);
+        if !mapped {
+            self.check_literal(host, url)?;
+        }
+        let client = if mapped { &self.mapped } else { &self.http };
         self.sent.fetch_add(1, Ordering::Relaxed);
         let work = async {
-            let resp = self
-                .http
+            let resp = client
                 .get(url)
                 .header("accept", "application/json")
                 .send()
@@ -233,8 +246,20 @@ impl Remote {
         Ok(body)
     }
 
-    /// An address literal bypasses the resolver: it must be public too, unless the
-    /// operator's `federation.resolve` named it.
+    /// Whether `url` is at the origin (scheme, host, port) of a `federation.resolve` URL.
+    fn is_mapped_origin(&self, url: &str) -> bool {
+        let Ok(url) = reqwest::Url::parse(url) else {
+            return false;
+        };
+        let origin = url.origin();
+        self.cfg
+            .resolve
+            .values()
+            .filter_map(|base| reqwest::Url::parse(base).ok())
+            .any(|base| base.origin() == origin)
+    }
+
+    /// An address literal bypasses the resolver: it must be public too.
     fn check_literal(&self, host: &str, url: &str) -> Result<(), RemoteError> {
         let parsed = reqwest::Url::parse(url).map_err(|e| RemoteError::Garbage {
             host: host.into(),
@@ -243,7 +268,7 @@ impl Remote {
         let Some(ip) = literal(&parsed) else {
             return Ok(());
         };
-        if is_public(ip) || self.cfg.resolve.values().any(|base| base_has_ip(base, ip)) {
+        if is_public(ip) {
             return Ok(());
         }
         Err(RemoteError::NotPublic {
@@ -285,10 +310,6 @@ fn literal(url: &reqwest::Url) -> Option<std::net::IpAddr> {
         .trim_end_matches(']')
         .parse()
         .ok()
-}
-
-fn base_has_ip(base: &str, ip: std::net::IpAddr) -> bool {
-    reqwest::Url::parse(base).is_ok_and(|u| literal(&u) == Some(ip))
 }
 
 /// A DNS name with at least two labels, a non-numeric top label, and nothing else (no user
@@ -339,6 +360,23 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, RemoteError::Unreachable { .. }), "{err}");
+    }
+
+    #[test]
+    fn only_the_mapped_origin_is_trusted_not_its_host_on_other_ports_or_schemes() {
+        let mut cfg = config::Federation::default();
+        cfg.resolve
+            .insert("alpha.test".into(), "http://localhost:8081".into());
+        let remote = Remote::new(cfg);
+        assert!(remote.is_mapped_origin("http://localhost:8081/.p2/core/v1/idcert/server"));
+        for other in [
+            "https://localhost:8081/.p2/core/",
+            "http://localhost:6379/.p2/core/",
+            "http://127.0.0.1:8081/.p2/core/",
+            "https://alpha.test/.p2/core/",
+        ] {
+            assert!(!remote.is_mapped_origin(other), "{other}");
+        }
     }
 
     #[test]

@@ -5,11 +5,12 @@
 //!
 //! The filter runs inside the HTTP client's connector: the addresses checked are the
 //! addresses connected to, so a DNS answer that changes between a check and the connection
-//! (rebinding) changes nothing. Hosts of the operator's `federation.resolve` map are resolved
-//! without the filter (development and tests); `federation.hosts` answers names without DNS
-//! but through the filter (tests of the filter itself).
+//! (rebinding) changes nothing. Requests to the origins of the operator's `federation.resolve`
+//! map go through another client without this resolver (development and tests; see
+//! `remote.rs`); `federation.hosts` answers names without DNS but through the filter (tests
+//! of the filter itself).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -29,25 +30,17 @@ struct NoAddress(String);
 
 /// The resolver of the federation HTTP client.
 pub struct PublicOnly {
-    /// Hosts named by `federation.resolve` URLs: resolved as they are.
-    trusted: HashSet<String>,
     /// `federation.hosts`: fixed answers, filtered.
     fixed: Arc<BTreeMap<String, Vec<IpAddr>>>,
 }
 
 impl PublicOnly {
-    pub fn new(resolve: &BTreeMap<String, String>, hosts: &BTreeMap<String, Vec<IpAddr>>) -> Self {
-        let trusted = resolve
-            .values()
-            .filter_map(|u| reqwest::Url::parse(u).ok())
-            .filter_map(|u| u.host_str().map(str::to_ascii_lowercase))
-            .collect();
+    pub fn new(hosts: &BTreeMap<String, Vec<IpAddr>>) -> Self {
         let fixed = hosts
             .iter()
             .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
             .collect();
         Self {
-            trusted,
             fixed: Arc::new(fixed),
         }
     }
@@ -56,7 +49,6 @@ impl PublicOnly {
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_ascii_lowercase();
-        let trusted = self.trusted.contains(&host);
         let fixed = self.fixed.get(&host).cloned();
         Box::pin(async move {
             // Port 0: the client puts in the URL's port or the scheme's default.
@@ -64,16 +56,14 @@ impl Resolve for PublicOnly {
                 Some(ips) => ips.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(),
                 None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
             };
-            if !trusted {
-                // One private address among public ones is refused too: a public name has no
-                // business pointing into a private network.
-                if let Some(a) = addrs.iter().find(|a| !is_public(a.ip())) {
-                    return Err(NonPublicAddress {
-                        name: host,
-                        addr: a.ip(),
-                    }
-                    .into());
+            // One private address among public ones is refused too: a public name has no
+            // business pointing into a private network.
+            if let Some(a) = addrs.iter().find(|a| !is_public(a.ip())) {
+                return Err(NonPublicAddress {
+                    name: host,
+                    addr: a.ip(),
                 }
+                .into());
             }
             if addrs.is_empty() {
                 return Err(NoAddress(host).into());
@@ -228,16 +218,12 @@ mod tests {
         }
     }
 
-    fn resolver(hosts: &[(&str, &str)], resolve: &[(&str, &str)]) -> PublicOnly {
+    fn resolver(hosts: &[(&str, &str)]) -> PublicOnly {
         let hosts = hosts
             .iter()
             .map(|(n, ip)| ((*n).to_owned(), vec![ip.parse().unwrap()]))
             .collect();
-        let resolve = resolve
-            .iter()
-            .map(|(d, u)| ((*d).to_owned(), (*u).to_owned()))
-            .collect();
-        PublicOnly::new(&resolve, &hosts)
+        PublicOnly::new(&hosts)
     }
 
     async fn resolve(r: &PublicOnly, name: &str) -> Result<Vec<SocketAddr>, String> {
@@ -248,15 +234,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_resolver_filters_fixed_and_dns_answers_but_not_the_operators_map() {
-        let r = resolver(
-            &[
-                ("internal.test", "127.0.0.1"),
-                ("mapped.test", "::ffff:10.0.0.1"),
-                ("public.test", "93.184.216.34"),
-            ],
-            &[("alpha.test", "http://localhost:8081")],
-        );
+    async fn the_resolver_filters_fixed_and_dns_answers() {
+        let r = resolver(&[
+            ("internal.test", "127.0.0.1"),
+            ("mapped.test", "::ffff:10.0.0.1"),
+            ("public.test", "93.184.216.34"),
+        ]);
         let err = resolve(&r, "internal.test").await.unwrap_err();
         assert!(err.contains("non-public address (127.0.0.1)"), "{err}");
         let err = resolve(&r, "mapped.test").await.unwrap_err();
@@ -265,11 +248,11 @@ mod tests {
             resolve(&r, "public.test").await.unwrap(),
             ["93.184.216.34:0".parse().unwrap()]
         );
-        // The system resolver's answers: localhost is loopback, so it is refused...
-        let err = resolve(&resolver(&[], &[]), "localhost").await.unwrap_err();
+        // The system resolver's answers: localhost is loopback, so it is refused, also when
+        // the operator's map names it (that map has a client of its own, see `remote.rs`).
+        let err = resolve(&resolver(&[]), "localhost").await.unwrap_err();
         assert!(err.contains("non-public address"), "{err}");
-        // ...except as the host of a `federation.resolve` URL, which the operator chose.
-        let ok = resolve(&r, "localhost").await.unwrap();
-        assert!(ok.iter().all(|a| a.ip().is_loopback()), "{ok:?}");
+        let err = resolve(&r, "localhost").await.unwrap_err();
+        assert!(err.contains("non-public address"), "{err}");
     }
 }
