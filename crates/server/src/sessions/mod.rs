@@ -720,7 +720,7 @@ impl Sessions {
         else {
             return Ok(None);
         };
-        if ends > now {
+        if ends >= now {
             return Ok(Some(ends));
         }
         if authed.actor.is_local() {
