@@ -19,12 +19,15 @@ pub(super) struct Item {
     pub json: Vec<u8>,
 }
 
+/// `(certificates, revoked ones)` of an actor: the version of its list.
+type Version = (i64, i64);
+
 /// The lists of one window step (signatures are per step), within [`BUDGET`].
 #[derive(Default)]
 pub(super) struct Published {
     step: u64,
     /// actor → (version of its certificates, list).
-    lists: HashMap<i64, ((i64, i64), Arc<Vec<Item>>)>,
+    lists: HashMap<i64, (Version, Arc<Vec<Item>>)>,
     bytes: usize,
 }
 
@@ -37,7 +40,7 @@ fn size(items: &[Item]) -> usize {
 
 impl Published {
     /// The actor's list if it was built in this step for this version of its certificates.
-    pub fn get(&self, actor_id: i64, step: u64, version: (i64, i64)) -> Option<Arc<Vec<Item>>> {
+    pub fn get(&self, actor_id: i64, step: u64, version: Version) -> Option<Arc<Vec<Item>>> {
         if step != self.step {
             return None;
         }
@@ -47,7 +50,7 @@ impl Published {
             .map(|(_, items)| items.clone())
     }
 
-    pub fn put(&mut self, actor_id: i64, step: u64, version: (i64, i64), items: Arc<Vec<Item>>) {
+    pub fn put(&mut self, actor_id: i64, step: u64, version: Version, items: Arc<Vec<Item>>) {
         if step < self.step {
             return; // built by a request of the previous step; its signatures are stale
         }
