@@ -18,6 +18,19 @@ pub struct ActorId(i64);
 #[serde(transparent)]
 pub struct SessionPk(i64);
 
+/// A stream's id (`streams.id`): an actor's own stream has the actor's id, a guild's or a
+/// conversation's the id of the guild or conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamId(i64);
+
+impl StreamId {
+    /// The actor's own stream.
+    pub const fn of_actor(actor: ActorId) -> Self {
+        Self(actor.0)
+    }
+}
+
 macro_rules! row_key {
     ($t:ident) => {
         impl $t {
@@ -47,6 +60,7 @@ macro_rules! row_key {
 
 row_key!(ActorId);
 row_key!(SessionPk);
+row_key!(StreamId);
 
 /// A count, position, serial or time for the store: values past `i64::MAX` (which no real
 /// one reaches) saturate rather than wrap.

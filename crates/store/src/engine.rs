@@ -109,6 +109,10 @@ pub enum Conflict {
     /// based on).
     #[error("the service provider is not listed")]
     ServiceNotListed,
+    /// The stream an event was to be written to has no row (its guild or conversation is
+    /// gone).
+    #[error("no such stream")]
+    StreamMissing,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

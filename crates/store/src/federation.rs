@@ -211,9 +211,9 @@ impl Store {
                     params![s.id, s.actor_id, s.session_id.clone(), s.token_hash.clone(), s.created_at, s.expires_at, s.serial],
                 ),
                 Stmt::new(
-                    "INSERT INTO gateway_positions (session_pk, acked_seq, updated_at)
-                     SELECT $1, event_seq, $3 FROM actors WHERE id = $2",
-                    params![s.id, s.actor_id, s.created_at],
+                    "INSERT INTO stream_positions (session_pk, stream_id, acked_seq)
+                     SELECT $1, $2, COALESCE((SELECT head FROM streams WHERE id = $2), 0)",
+                    params![s.id, s.actor_id],
                 ),
             ])
             .await?;

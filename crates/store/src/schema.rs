@@ -155,6 +155,29 @@ UPDATE sessions SET expires_at = created_at + 43200
  WHERE foreign_serial IS NOT NULL AND revoked_at IS NULL AND expires_at > created_at + 43200;
 "#,
     ),
+    (
+        9,
+        r#"
+CREATE TABLE streams (
+    id BIGINT PRIMARY KEY,
+    head BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO streams (id, head) SELECT id, event_seq FROM actors;
+ALTER TABLE events RENAME COLUMN actor_id TO stream_id;
+ALTER TABLE events ADD COLUMN audience TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN access BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN ref_id BIGINT;
+CREATE INDEX events_ref ON events (stream_id, ref_id) WHERE ref_id IS NOT NULL;
+CREATE TABLE stream_positions (
+    session_pk BIGINT NOT NULL,
+    stream_id BIGINT NOT NULL,
+    acked_seq BIGINT NOT NULL,
+    PRIMARY KEY (session_pk, stream_id)
+);
+INSERT INTO stream_positions (session_pk, stream_id, acked_seq)
+ SELECT g.session_pk, s.actor_id, g.acked_seq FROM gateway_positions g JOIN sessions s ON s.id = g.session_pk;
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

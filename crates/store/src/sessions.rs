@@ -77,12 +77,12 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, NULL)",
             params![s.id, s.actor_id, s.session_id.clone(), s.token_hash.clone(), s.cert.as_ref().map(|c| c.serial), s.created_at],
         ));
-        // A new session has seen nothing yet: its gateway position starts at the actor's
-        // current event, so it catches up on what is published from now on.
+        // A new session has seen nothing yet: its position in the actor's stream starts at
+        // the current head, so it catches up on what is published from now on.
         stmts.push(Stmt::new(
-            "INSERT INTO gateway_positions (session_pk, acked_seq, updated_at)
-             SELECT $1, event_seq, $3 FROM actors WHERE id = $2",
-            params![s.id, s.actor_id, s.created_at],
+            "INSERT INTO stream_positions (session_pk, stream_id, acked_seq)
+             SELECT $1, $2, COALESCE((SELECT head FROM streams WHERE id = $2), 0)",
+            params![s.id, s.actor_id],
         ));
         // The cap on live sessions, counted with this one.
         stmts.push(

@@ -1,4 +1,5 @@
 //! SQLite engine: rusqlite on dedicated threads (one writer, a few readers), in WAL mode.
+//! The writer commits what queued up during its previous commit as one group.
 //!
 //! rusqlite on its own threads was 3–10× faster here than an async SQLite driver, and a single
 //! writer is what SQLite wants anyway. Tokio talks to the threads over channels.
@@ -109,13 +110,19 @@ fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<(Vec<Row>, u64)
 
 fn transaction(conn: &mut Connection, stmts: &[Stmt]) -> Result<Vec<(u64, Vec<Row>)>> {
     let tx = conn.transaction().map_err(map_err)?;
+    let counts = statements(&tx, stmts)?; // an error drops `tx`, which rolls back
+    tx.commit().map_err(map_err)?;
+    Ok(counts)
+}
+
+/// The statements of one transaction, each checked against its guard.
+fn statements(conn: &Connection, stmts: &[Stmt]) -> Result<Vec<(u64, Vec<Row>)>> {
     let mut counts = Vec::with_capacity(stmts.len());
     for s in stmts {
-        let (rows, n) = run(&tx, s.sql, &s.params)?;
-        Guard::check(s.guard.as_ref(), n)?; // an error drops `tx`, which rolls back
+        let (rows, n) = run(conn, s.sql, &s.params)?;
+        Guard::check(s.guard.as_ref(), n)?;
         counts.push((n, rows));
     }
-    tx.commit().map_err(map_err)?;
     Ok(counts)
 }
 
@@ -137,6 +144,124 @@ fn serve(mut conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
                 let _ = reply.send(conn.execute_batch(&sql).map_err(map_err));
             }
         }
+    }
+}
+
+/// Most writes committed together.
+const GROUP_MAX: usize = 256;
+
+/// A write that succeeded inside the group, waiting for the group's commit to answer.
+enum Done {
+    Query(Reply<Vec<Row>>, Vec<Row>),
+    Tx(Reply<Vec<(u64, Vec<Row>)>>, Vec<(u64, Vec<Row>)>),
+}
+
+impl Done {
+    fn answer(self, outcome: Result<()>) {
+        match (self, outcome) {
+            (Done::Query(reply, rows), Ok(())) => drop(reply.send(Ok(rows))),
+            (Done::Tx(reply, out), Ok(())) => drop(reply.send(Ok(out))),
+            (Done::Query(reply, _), Err(e)) => drop(reply.send(Err(e))),
+            (Done::Tx(reply, _), Err(e)) => drop(reply.send(Err(e))),
+        }
+    }
+}
+
+/// The writer: what queued up while the previous commit ran is committed together, each
+/// write in its own savepoint (a refused one rolls back alone), with one fsync for all. A
+/// write is answered only after the commit that holds it: acknowledged means durable.
+fn serve_writer(mut conn: Connection, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP_MAX {
+            match jobs.try_recv() {
+                Ok(Job::Batch(sql, reply)) => {
+                    // Schema changes run alone, after the group before them.
+                    write_group(&mut conn, std::mem::take(&mut group));
+                    let _ = reply.send(conn.execute_batch(&sql).map_err(map_err));
+                }
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        write_group(&mut conn, group);
+    }
+}
+
+fn write_group(conn: &mut Connection, group: Vec<Job>) {
+    match group.len() {
+        0 => return,
+        1 => {
+            // Alone: its own transaction, no savepoint needed.
+            if let Some(job) = group.into_iter().next() {
+                run_job(conn, job);
+            }
+            return;
+        }
+        _ => {}
+    }
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        let e = map_err(e);
+        for job in group {
+            fail(job, Error::Backend(e.to_string()));
+        }
+        return;
+    }
+    let mut done = Vec::with_capacity(group.len());
+    for job in group {
+        match job {
+            Job::Query(sql, params, reply) => match in_savepoint(conn, |c| run(c, sql, &params)) {
+                Ok((rows, _)) => done.push(Done::Query(reply, rows)),
+                Err(e) => drop(reply.send(Err(e))),
+            },
+            Job::Tx(stmts, reply) => match in_savepoint(conn, |c| statements(c, &stmts)) {
+                Ok(out) => done.push(Done::Tx(reply, out)),
+                Err(e) => drop(reply.send(Err(e))),
+            },
+            Job::Batch(sql, reply) => {
+                let _ = reply.send(in_savepoint(conn, |c| c.execute_batch(&sql).map_err(map_err)));
+            }
+        }
+    }
+    let outcome = conn.execute_batch("COMMIT").map_err(map_err);
+    if outcome.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    for d in done {
+        d.answer(match &outcome {
+            Ok(()) => Ok(()),
+            Err(e) => Err(Error::Backend(e.to_string())),
+        });
+    }
+}
+
+/// `f` inside a savepoint of the open transaction: kept on success, undone on failure.
+fn in_savepoint<T>(conn: &mut Connection, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    let sp = conn.savepoint().map_err(map_err)?;
+    let out = f(&sp)?; // an error drops `sp`, which rolls back to it
+    sp.commit().map_err(map_err)?;
+    Ok(out)
+}
+
+fn run_job(conn: &mut Connection, job: Job) {
+    match job {
+        Job::Query(sql, params, reply) => {
+            let _ = reply.send(run(conn, sql, &params).map(|(rows, _)| rows));
+        }
+        Job::Tx(stmts, reply) => {
+            let _ = reply.send(transaction(conn, &stmts));
+        }
+        Job::Batch(sql, reply) => {
+            let _ = reply.send(conn.execute_batch(&sql).map_err(map_err));
+        }
+    }
+}
+
+fn fail(job: Job, e: Error) {
+    match job {
+        Job::Query(_, _, reply) => drop(reply.send(Err(e))),
+        Job::Tx(_, reply) => drop(reply.send(Err(e))),
+        Job::Batch(_, reply) => drop(reply.send(Err(e))),
     }
 }
 
@@ -185,7 +310,10 @@ impl Sqlite {
             ))
             .map_err(map_err)?;
         let (wtx, wrx) = mpsc::channel();
-        spawn(writer, Arc::new(Mutex::new(wrx)), "fugue-sqlite-w".into())?;
+        thread::Builder::new()
+            .name("fugue-sqlite-w".into())
+            .spawn(move || serve_writer(writer, wrx))
+            .map_err(|e| Error::Backend(e.to_string()))?;
 
         let (rtx, rrx) = mpsc::channel();
         let rrx = Arc::new(Mutex::new(rrx));

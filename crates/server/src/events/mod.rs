@@ -1,9 +1,12 @@
-//! Events: the per-actor event log and the bus that announces it (DIGEST §3.4–§3.5).
+//! Events: the streams of events and the bus that announces them (DIGEST §3.4–§3.5,
+//! docs/ARCHITECTURE.md "Delivery: streams").
 //!
-//! Every event belongs to one actor's stream and gets the next position in it (1, 2, 3, …)
-//! when it is written to the database; only then is it announced on the [`Bus`]. Services
-//! publish here; the gateway and `GET /events` deliver. This module knows nothing of
-//! WebSockets, and nothing here signs anything.
+//! Every event belongs to one stream (an actor's, a guild's, a conversation's) and gets the
+//! next position in it (1, 2, 3, …) when it is written to the database; only then is it
+//! announced on the [`Bus`]. Each event names its [`Audience`] among the stream's followers.
+//! Services publish here; the gateway and `GET /events` deliver. Ephemeral events (typing,
+//! presence) are announced without being written. This module knows nothing of WebSockets,
+//! and nothing here signs anything.
 
 pub mod bus;
 
@@ -18,14 +21,55 @@ use fugue_store::{EventRow, NewEvent, Store};
 pub use bus::{Bus, BusMsg, BusRx, HandoffRequest, Incoming};
 
 use crate::Clock;
-use crate::ids::{ActorId, SessionPk, from_store, to_store};
+use crate::ids::{ActorId, SessionPk, StreamId, from_store, to_store};
 use crate::time::UnixTime;
 
-/// One event of an actor's stream.
+/// Who among a stream's followers may see an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Audience {
+    /// Every follower of the stream.
+    #[default]
+    All,
+    /// The followers whose view of the stream includes this channel.
+    Channel(i64),
+    /// One actor's sessions.
+    Actor(ActorId),
+    /// One session.
+    Session(SessionPk),
+}
+
+impl Audience {
+    /// As the store keeps it.
+    pub fn encode(self) -> String {
+        match self {
+            Audience::All => String::new(),
+            Audience::Channel(c) => format!("c:{c}"),
+            Audience::Actor(a) => format!("a:{a}"),
+            Audience::Session(s) => format!("s:{s}"),
+        }
+    }
+
+    /// What the store keeps back; an unreadable value (never written) reaches no one.
+    pub fn decode(text: &str) -> Self {
+        let parse = |v: &str| v.parse::<i64>().ok();
+        match text.split_once(':') {
+            None if text.is_empty() => Audience::All,
+            Some(("c", v)) => parse(v).map_or(Audience::Session(SessionPk::from_store(0)), Audience::Channel),
+            Some(("a", v)) => parse(v).map_or(Audience::Session(SessionPk::from_store(0)), |v| {
+                Audience::Actor(ActorId::from_store(v))
+            }),
+            Some(("s", v)) => Audience::Session(SessionPk::from_store(parse(v).unwrap_or(0))),
+            _ => Audience::Session(SessionPk::from_store(0)),
+        }
+    }
+}
+
+/// One event of a stream.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Event {
-    pub actor_id: ActorId,
-    /// Position in the actor's stream; the `id` clients see.
+    pub stream: StreamId,
+    /// Position in the stream; the `id` clients see. 0 for an ephemeral event, which has none.
     pub seq: u64,
     pub n: String,
     pub op: u16,
@@ -35,14 +79,41 @@ pub struct Event {
     /// Events with the same key replace each other when replayed.
     pub collapse_key: Option<String>,
     pub created_at: UnixTime,
+    #[serde(default)]
+    pub audience: Audience,
+    /// It changes who may see what in its stream: followers ask their service again.
+    #[serde(default)]
+    pub access: bool,
+    /// The row it is about (a message).
+    #[serde(default)]
+    pub ref_id: Option<i64>,
     /// `d` rendered once per style, shared by every connection that sends it.
     #[serde(skip)]
     rendered: [OnceLock<String>; 2],
 }
 
 impl Event {
-    pub fn for_session(&self, session_pk: SessionPk) -> bool {
+    /// Whether the session may receive it, as far as the event itself tells (a channel
+    /// audience also needs the follower's view: `channel`).
+    pub fn for_session(&self, actor: ActorId, session_pk: SessionPk) -> bool {
         self.exclude_session != Some(session_pk)
+            && match self.audience {
+                Audience::All | Audience::Channel(_) => true,
+                Audience::Actor(a) => a == actor,
+                Audience::Session(s) => s == session_pk,
+            }
+    }
+
+    /// The channel whose readers alone may see it.
+    pub fn channel(&self) -> Option<i64> {
+        match self.audience {
+            Audience::Channel(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn is_ephemeral(&self) -> bool {
+        self.seq == 0
     }
 
     /// The frame for one connection.
@@ -52,7 +123,8 @@ impl Event {
             Style::Strings => 1,
         };
         let d = self.rendered[slot].get_or_init(|| styled(&self.d, style).to_string());
-        fugue_proto::gateway::render_raw(&self.n, self.op, d, Some(s), Some(self.seq), style)
+        let id = (!self.is_ephemeral()).then_some(self.seq);
+        fugue_proto::gateway::render_raw(&self.n, self.op, d, Some(s), id, style)
     }
 
     /// The event as a JSON envelope without `s` (events over HTTP).
@@ -62,13 +134,13 @@ impl Event {
             op: self.op,
             d: self.d.clone(),
             s,
-            id: Some(self.seq),
+            id: (!self.is_ephemeral()).then_some(self.seq),
         }
     }
 
     fn from_row(r: EventRow) -> Self {
         Self {
-            actor_id: ActorId::from_store(r.actor_id),
+            stream: StreamId::from_store(r.stream_id),
             seq: from_store(r.seq),
             d: serde_json::from_str(&r.payload).unwrap_or(Value::Null),
             n: r.namespace,
@@ -76,6 +148,9 @@ impl Event {
             exclude_session: r.exclude_session.map(SessionPk::from_store),
             collapse_key: r.collapse_key,
             created_at: UnixTime::from_store(r.created_at),
+            audience: Audience::decode(&r.audience),
+            access: r.access,
+            ref_id: r.ref_id,
             rendered: Default::default(),
         }
     }
@@ -93,12 +168,96 @@ pub struct RootChange {
 /// What a service hands to [`Events::publish`].
 #[derive(Debug, Clone)]
 pub struct Publish {
-    pub actor_id: ActorId,
+    pub stream: StreamId,
     pub n: String,
     pub op: u16,
     pub d: Value,
+    pub audience: Audience,
     pub exclude_session: Option<SessionPk>,
     pub collapse_key: Option<String>,
+    pub access: bool,
+    pub ref_id: Option<i64>,
+}
+
+impl Publish {
+    /// An event for everyone following `stream`.
+    pub fn new(stream: StreamId, n: impl Into<String>, op: u16, d: Value) -> Self {
+        Self {
+            stream,
+            n: n.into(),
+            op,
+            d,
+            audience: Audience::All,
+            exclude_session: None,
+            collapse_key: None,
+            access: false,
+            ref_id: None,
+        }
+    }
+
+    /// An event on the actor's own stream.
+    pub fn to_actor(actor: ActorId, n: impl Into<String>, op: u16, d: Value) -> Self {
+        Self::new(StreamId::of_actor(actor), n, op, d)
+    }
+
+    pub fn audience(mut self, audience: Audience) -> Self {
+        self.audience = audience;
+        self
+    }
+
+    pub fn except(mut self, session: SessionPk) -> Self {
+        self.exclude_session = Some(session);
+        self
+    }
+
+    pub fn collapse(mut self, key: impl Into<String>) -> Self {
+        self.collapse_key = Some(key.into());
+        self
+    }
+
+    /// Marks the event as changing who may see what in its stream.
+    pub fn changes_access(mut self) -> Self {
+        self.access = true;
+        self
+    }
+
+    pub fn about(mut self, ref_id: i64) -> Self {
+        self.ref_id = Some(ref_id);
+        self
+    }
+
+    /// The row to write, stamped `now`.
+    pub fn to_new(&self, now: UnixTime) -> NewEvent {
+        NewEvent {
+            stream_id: self.stream.to_store(),
+            namespace: self.n.clone(),
+            op: i64::from(self.op),
+            payload: self.d.to_string(),
+            exclude_session: self.exclude_session.map(SessionPk::to_store),
+            collapse_key: self.collapse_key.clone(),
+            created_at: now.to_store(),
+            audience: self.audience.encode(),
+            access: self.access,
+            ref_id: self.ref_id,
+        }
+    }
+
+    fn into_event(self, seq: u64, created_at: UnixTime) -> Event {
+        Event {
+            stream: self.stream,
+            seq,
+            n: self.n,
+            op: self.op,
+            d: self.d,
+            exclude_session: self.exclude_session,
+            collapse_key: self.collapse_key,
+            created_at,
+            audience: self.audience,
+            access: self.access,
+            ref_id: self.ref_id,
+            rendered: Default::default(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,35 +290,32 @@ impl Events {
         &self.bus
     }
 
-    /// Writes the event to its actor's stream, then announces it. Returns once it is durable.
+    /// Writes the event to its stream, then announces it. Returns once it is durable.
     pub async fn publish(&self, p: Publish) -> Result<Arc<Event>, Error> {
-        let now = UnixTime(self.clock.now());
-        let seq = self
-            .store
-            .append_event(&NewEvent {
-                actor_id: p.actor_id.to_store(),
-                namespace: p.n.clone(),
-                op: i64::from(p.op),
-                payload: p.d.to_string(),
-                exclude_session: p.exclude_session.map(SessionPk::to_store),
-                collapse_key: p.collapse_key.clone(),
-                created_at: now.to_store(),
-            })
-            .await?;
-        let event = Event {
-            actor_id: p.actor_id,
-            seq: from_store(seq),
-            n: p.n,
-            op: p.op,
-            d: p.d,
-            exclude_session: p.exclude_session,
-            collapse_key: p.collapse_key,
-            created_at: now,
-            rendered: Default::default(),
-        };
-        let shared = Arc::new(event);
+        let now = self.now();
+        let seq = self.store.append_event(&p.to_new(now)).await?;
+        Ok(self.appended(p, seq, now).await)
+    }
+
+    /// The time an event written now is stamped with (for [`Publish::to_new`] in a domain's
+    /// own transaction).
+    pub fn now(&self) -> UnixTime {
+        UnixTime(self.clock.now())
+    }
+
+    /// Announces an event a domain wrote in its own transaction (with
+    /// [`Publish::to_new`]`(now)`), at position `seq`.
+    pub async fn appended(&self, p: Publish, seq: i64, now: UnixTime) -> Arc<Event> {
+        let shared = Arc::new(p.into_event(from_store(seq), now));
         self.bus.announce(BusMsg::Event(shared.clone())).await;
-        Ok(shared)
+        shared
+    }
+
+    /// Announces an event that is not written anywhere (typing, presence): followers that
+    /// are connected now see it, nobody later.
+    pub async fn ephemeral(&self, p: Publish) {
+        let shared = Arc::new(p.into_event(0, self.now()));
+        self.bus.announce(BusMsg::Event(shared)).await;
     }
 
     /// Announces something that is not part of a stream (session ended, root changed).
@@ -167,16 +323,16 @@ impl Events {
         self.bus.announce(msg).await;
     }
 
-    /// Up to `limit` events of `actor_id` after position `after`, oldest first.
+    /// Up to `limit` events of `stream` after position `after`, oldest first.
     pub async fn after(
         &self,
-        actor_id: ActorId,
+        stream: StreamId,
         after: u64,
         limit: u64,
     ) -> Result<Vec<Event>, Error> {
         Ok(self
             .store
-            .events_after(actor_id.to_store(), to_store(after), to_store(limit))
+            .events_after(stream.to_store(), to_store(after), to_store(limit))
             .await?
             .into_iter()
             .map(Event::from_row)
@@ -186,22 +342,22 @@ impl Events {
     /// The newest `limit` events after `after`, oldest first.
     pub async fn newest_after(
         &self,
-        actor_id: ActorId,
+        stream: StreamId,
         after: u64,
         limit: u64,
     ) -> Result<Vec<Event>, Error> {
         Ok(self
             .store
-            .newest_events_after(actor_id.to_store(), to_store(after), to_store(limit))
+            .newest_events_after(stream.to_store(), to_store(after), to_store(limit))
             .await?
             .into_iter()
             .map(Event::from_row)
             .collect())
     }
 
-    /// The position of the actor's newest event.
-    pub async fn head(&self, actor_id: ActorId) -> Result<u64, Error> {
-        Ok(from_store(self.store.event_seq(actor_id.to_store()).await?))
+    /// The position of the stream's newest event.
+    pub async fn head(&self, stream: StreamId) -> Result<u64, Error> {
+        Ok(from_store(self.store.stream_head(stream.to_store()).await?))
     }
 
     /// Deletes events older than `retention_s`.

@@ -23,7 +23,11 @@ use fugue_store::Store;
 use crate::config::Config;
 use crate::events::{self, BusMsg, Event, Events, HandoffRequest, Incoming, RootChange};
 use crate::identity::Identity;
-use crate::ids::{ActorId, SessionPk, from_store, to_store};
+use futures_util::future::BoxFuture;
+
+use crate::http::ApiError;
+use crate::ids::{ActorId, SessionPk, StreamId, from_store, to_store};
+use crate::principal::Actor;
 use crate::sessions::{Authed, Sessions};
 use crate::tasks::Tasks;
 
@@ -32,10 +36,71 @@ const KEPT_FRAMES: usize = 1024;
 /// Most events one poll of `GET /events` returns (OP-37).
 pub const POLL_LIMIT: u64 = 1000;
 
-/// A service that offers a gateway channel (op 8). The gateway only needs its name; its
-/// events are published through [`Events`] with `n` = that name.
+/// A service that offers a gateway channel (op 8). Its events are published through
+/// [`Events`] with `n` = its name. A connection subscribed to it follows, beside the actor's
+/// own stream, the streams [`Service::follows`] names, and asks [`Service::view`] again
+/// after each access-changing event of such a stream (docs/ARCHITECTURE.md, "Delivery").
 pub trait Service: Send + Sync {
     fn name(&self) -> &str;
+
+    /// The streams the actor follows while subscribed to this channel.
+    fn follows<'a>(&'a self, actor: &'a Actor) -> BoxFuture<'a, Result<Vec<Follow>, ApiError>> {
+        let _ = actor;
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// The actor's view of one stream now; `None` when it may no longer follow it.
+    fn view<'a>(
+        &'a self,
+        actor: &'a Actor,
+        stream: StreamId,
+    ) -> BoxFuture<'a, Result<Option<Follow>, ApiError>> {
+        let _ = (actor, stream);
+        Box::pin(async { Ok(None) })
+    }
+
+    /// A payload a client sent in this service's namespace (typing, say).
+    fn client_op<'a>(
+        &'a self,
+        authed: &'a Authed,
+        op: u16,
+        d: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), OpRefused>> {
+        let _ = (authed, d);
+        Box::pin(async move { Err(OpRefused::Unknown(op)) })
+    }
+}
+
+/// Why a service did not take a client's payload.
+#[derive(Debug)]
+pub enum OpRefused {
+    /// The service defines no such client opcode (close 4001).
+    Unknown(u16),
+    /// The payload was refused (close 4002 with the problem's detail; 5xx: 4000).
+    Refused(ApiError),
+}
+
+/// A stream a session follows, and what it may see there.
+#[derive(Clone)]
+pub struct Follow {
+    pub stream: StreamId,
+    /// The first position the actor may see (where its membership began).
+    pub since: u64,
+    pub view: Arc<dyn View>,
+}
+
+/// Which channel-scoped events of a stream a follower may see.
+pub trait View: Send + Sync {
+    fn sees(&self, channel: i64) -> bool;
+}
+
+/// A view that sees every channel.
+pub struct SeesAll;
+
+impl View for SeesAll {
+    fn sees(&self, _channel: i64) -> bool {
+        true
+    }
 }
 
 /// Messages to one connection that must not wait behind its event queue.

@@ -742,16 +742,17 @@ impl Sessions {
         cert_pem: &str,
     ) -> Result<(), Error> {
         self.events
-            .publish(Publish {
-                actor_id,
-                n: fugue_proto::gateway::CORE.into(),
-                op: fugue_proto::gateway::op::NEW_SESSION,
-                d: fugue_proto::gateway::payload(&fugue_proto::gateway::NewSession {
-                    cert: cert_pem.to_owned(),
-                }),
-                exclude_session: Some(session_pk),
-                collapse_key: None,
-            })
+            .publish(
+                Publish::to_actor(
+                    actor_id,
+                    fugue_proto::gateway::CORE,
+                    fugue_proto::gateway::op::NEW_SESSION,
+                    fugue_proto::gateway::payload(&fugue_proto::gateway::NewSession {
+                        cert: cert_pem.to_owned(),
+                    }),
+                )
+                .except(session_pk),
+            )
             .await?;
         Ok(())
     }
@@ -777,14 +778,12 @@ impl Sessions {
         };
         let d = serde_json::to_value(&inv).unwrap_or_default();
         self.events
-            .publish(Publish {
-                actor_id: ActorId::from_store(row.actor_id),
-                n: fugue_proto::gateway::CORE.into(),
-                op: fugue_proto::gateway::op::CERT_INVALIDATION,
+            .publish(Publish::to_actor(
+                ActorId::from_store(row.actor_id),
+                fugue_proto::gateway::CORE,
+                fugue_proto::gateway::op::CERT_INVALIDATION,
                 d,
-                exclude_session: None,
-                collapse_key: None,
-            })
+            ))
             .await?;
         Ok(())
     }
