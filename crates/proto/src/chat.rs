@@ -590,6 +590,23 @@ pub struct OverwriteUpdate {
     pub overwrite: Option<Overwrite>,
 }
 
+/// `chat` op 9 as a client sends it: "I am typing in this channel".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Typing {
+    #[serde(with = "u64_string")]
+    pub channel_id: u64,
+}
+
+/// `chat` op 9 as the server delivers it (ephemeral: never replayed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypingStart {
+    #[serde(with = "u64_string")]
+    pub guild_id: u64,
+    #[serde(with = "u64_string")]
+    pub channel_id: u64,
+    pub fid: FederationId,
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -88,6 +88,40 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Largest problem body [`namespaced_problems`] rewrites (ours are a few hundred bytes).
+const MAX_PROBLEM_BYTES: usize = 16 * 1024;
+
+/// Marks the problems of an extension's routes with its namespace: whatever produced them
+/// (a domain error, an extractor's rejection, the rate limit), the body says `namespace`,
+/// and the chat namespaces add chat.md's `message` and numeric `code` (OP-41) —
+/// [`Problem::in_namespace`] decides. Other responses pass untouched.
+pub async fn namespaced_problems(
+    namespace: &'static str,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if !is_problem {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_PROBLEM_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => return ApiError::internal(&e).into_response(),
+    };
+    let Ok(problem) = serde_json::from_slice::<Problem>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let body = fugue_proto::wire::to_canonical_vec(&problem.in_namespace(namespace))
+        .unwrap_or_else(|_| bytes.to_vec());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 /// A JSON body in RFC 8785 canonical form with the given status.
 pub struct Canonical<T>(pub StatusCode, pub T);
 
