@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use ed25519_dalek::SigningKey;
@@ -69,14 +69,12 @@ pub(super) struct StatsResp {
 async fn publish_one(events: &Events, actor_id: ActorId, pad: &str) {
     let at = unix_nanos();
     events
-        .publish(Publish {
+        .publish(Publish::to_actor(
             actor_id,
-            n: SERVICE.into(),
-            op: 1,
-            d: json!({ "at": at, "pad": pad }),
-            exclude_session: None,
-            collapse_key: None,
-        })
+            SERVICE,
+            1,
+            json!({ "at": at, "pad": pad }),
+        ))
         .await
         .unwrap();
 }
@@ -137,15 +135,15 @@ async fn publish_many(events: Events, actor_id: ActorId, req: PublishReq) -> Pub
 }
 
 async fn ack(store: Store, req: AckReq) -> Json<AckResp> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
     let mut n = 0;
     for name in req.actors {
         let actor = store.actor_by_name(&name).await.unwrap().unwrap();
-        let head = store.event_seq(actor.id).await.unwrap();
+        let head = store.stream_head(actor.id).await.unwrap();
         for s in store.sessions_of(actor.id).await.unwrap() {
-            store.advance_position(s.id, head, now).await.unwrap();
+            store
+                .advance_positions(s.id, &[(actor.id, head)])
+                .await
+                .unwrap();
             n += 1;
         }
     }

@@ -219,7 +219,9 @@ fn write_group(conn: &mut Connection, group: Vec<Job>) {
                 Err(e) => drop(reply.send(Err(e))),
             },
             Job::Batch(sql, reply) => {
-                let _ = reply.send(in_savepoint(conn, |c| c.execute_batch(&sql).map_err(map_err)));
+                let _ = reply.send(in_savepoint(conn, |c| {
+                    c.execute_batch(&sql).map_err(map_err)
+                }));
             }
         }
     }

@@ -276,13 +276,17 @@ impl TestServer {
             .expect("store")
             .expect("actor exists");
         self.events
-            .publish(fugue_server::Publish {
-                actor_id: fugue_server::ids::ActorId::from_store(actor.id),
-                n: n.to_owned(),
-                op,
-                d,
-                exclude_session: None,
-                collapse_key: collapse_key.map(str::to_owned),
+            .publish({
+                let p = fugue_server::Publish::to_actor(
+                    fugue_server::ids::ActorId::from_store(actor.id),
+                    n,
+                    op,
+                    d,
+                );
+                match collapse_key {
+                    Some(k) => p.collapse(k),
+                    None => p,
+                }
             })
             .await
             .expect("publish")

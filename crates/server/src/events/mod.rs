@@ -55,7 +55,10 @@ impl Audience {
         let parse = |v: &str| v.parse::<i64>().ok();
         match text.split_once(':') {
             None if text.is_empty() => Audience::All,
-            Some(("c", v)) => parse(v).map_or(Audience::Session(SessionPk::from_store(0)), Audience::Channel),
+            Some(("c", v)) => parse(v).map_or(
+                Audience::Session(SessionPk::from_store(0)),
+                Audience::Channel,
+            ),
             Some(("a", v)) => parse(v).map_or(Audience::Session(SessionPk::from_store(0)), |v| {
                 Audience::Actor(ActorId::from_store(v))
             }),

@@ -9,7 +9,7 @@
 mod conn;
 pub mod routes;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -21,7 +21,7 @@ use fugue_proto::gateway::{CORE, Envelope};
 use fugue_store::Store;
 
 use crate::config::Config;
-use crate::events::{self, BusMsg, Event, Events, HandoffRequest, Incoming, RootChange};
+use crate::events::{BusMsg, Event, Events, HandoffRequest, Incoming, RootChange};
 use crate::identity::Identity;
 use futures_util::future::BoxFuture;
 
@@ -125,19 +125,24 @@ struct ConnHandle {
     queue: mpsc::Sender<Arc<Event>>,
     ctl: mpsc::UnboundedSender<Ctl>,
     overflowed: std::sync::atomic::AtomicBool,
+    /// The streams whose hub entries hold this connection.
+    streams: Mutex<HashSet<StreamId>>,
 }
+
+/// A stream position per stream.
+pub type Positions = BTreeMap<StreamId, u64>;
 
 /// What a closed connection leaves behind so that a new one can continue it exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Resumable {
     pub session_pk: SessionPk,
-    /// Stream position before the first frame of the connection.
-    pub base_seq: u64,
-    /// `(s, id)` of every kept event frame, ascending.
-    pub sent: Vec<(u64, u64)>,
-    /// Frames up to this `s` are no longer kept; the position there was `evicted_seq`.
+    /// Position per stream before the first frame of that stream on the connection.
+    pub base: Vec<(StreamId, u64)>,
+    /// `(s, stream, position)` of every kept event frame, ascending.
+    pub sent: Vec<(u64, StreamId, u64)>,
+    /// Frames up to this `s` are no longer kept; the positions there were `evicted`.
     pub evicted_s: Option<u64>,
-    pub evicted_seq: u64,
+    pub evicted: Vec<(StreamId, u64)>,
     /// The highest `s` the connection sent.
     pub last_s: u64,
     pub services: Vec<String>,
@@ -148,13 +153,15 @@ pub struct Resumable {
 }
 
 impl Resumable {
-    /// The stream position a client is at that received everything up to `s`. None when
+    /// The stream positions a client is at that received everything up to `s`. None when
     /// `s` was never sent or is older than what is kept.
-    pub fn position_at(&self, s: u64) -> Option<u64> {
-        position_at(
+    pub fn positions_at(&self, s: u64) -> Option<Positions> {
+        let base: Positions = self.base.iter().copied().collect();
+        let evicted: Positions = self.evicted.iter().copied().collect();
+        positions_at(
             self.sent.iter().copied(),
-            self.base_seq,
-            self.evicted_s.map(|e| (e, self.evicted_seq)),
+            &base,
+            self.evicted_s.map(|e| (e, &evicted)),
             self.last_s,
             s,
         )
@@ -169,24 +176,33 @@ impl Resumable {
     }
 }
 
-/// The stream position of a client that received every frame up to `s`: the position of the
-/// last event frame at or before `s` (`sent`: `(s, position)` ascending), else where the
-/// connection started (or where its forgotten frames ended). None when `s` was never sent or
-/// lies among the forgotten frames. One rule for live connections and closed ones.
-fn position_at(
-    sent: impl DoubleEndedIterator<Item = (u64, u64)>,
-    base_seq: u64,
-    evicted: Option<(u64, u64)>,
+/// The stream positions of a client that received every frame up to `s`: per stream, the
+/// position of the last event frame at or before `s` (`sent`: `(s, stream, position)`
+/// ascending), else where the stream started on the connection (or where its forgotten
+/// frames ended). None when `s` was never sent or lies among the forgotten frames. One rule
+/// for live connections and closed ones.
+fn positions_at(
+    sent: impl Iterator<Item = (u64, StreamId, u64)>,
+    base: &Positions,
+    evicted: Option<(u64, &Positions)>,
     last_s: u64,
     s: u64,
-) -> Option<u64> {
+) -> Option<Positions> {
     if s > last_s || evicted.is_some_and(|(e, _)| s < e) {
         return None;
     }
-    Some(sent.rev().find(|(fs, _)| *fs <= s).map_or(
-        base_seq.max(evicted.map_or(0, |(_, seq)| seq)),
-        |(_, seq)| seq,
-    ))
+    let mut at = base.clone();
+    for (stream, seq) in evicted.into_iter().flat_map(|(_, p)| p.iter()) {
+        let p = at.entry(*stream).or_default();
+        *p = (*p).max(*seq);
+    }
+    for (fs, stream, seq) in sent {
+        if fs > s {
+            break;
+        }
+        at.insert(stream, seq);
+    }
+    Some(at)
 }
 
 struct Shared {
@@ -196,7 +212,10 @@ struct Shared {
     identity: Identity,
     store: Store,
     tasks: Tasks,
-    hub: RwLock<HashMap<ActorId, Vec<Arc<ConnHandle>>>>,
+    /// The connections following each stream.
+    hub: RwLock<HashMap<StreamId, Vec<Arc<ConnHandle>>>>,
+    /// Every identified connection of this node, by its id.
+    conns: RwLock<HashMap<u64, Arc<ConnHandle>>>,
     retained: Mutex<HashMap<SessionPk, (Instant, Resumable)>>,
     services: RwLock<BTreeMap<String, Arc<dyn Service>>>,
     next_conn: AtomicU64,
@@ -231,6 +250,7 @@ impl Gateway {
             store,
             tasks,
             hub: RwLock::default(),
+            conns: RwLock::default(),
             retained: Mutex::default(),
             services: RwLock::default(),
             next_conn: AtomicU64::new(1),
@@ -302,15 +322,57 @@ impl Gateway {
     }
 
     fn each(&self, f: impl Fn(&ConnHandle)) {
-        let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
-        hub.values().flatten().for_each(|h| f(h));
+        let conns = self.0.conns.read().unwrap_or_else(|e| e.into_inner());
+        conns.values().for_each(|h| f(h));
+    }
+
+    fn service(&self, name: &str) -> Option<Arc<dyn Service>> {
+        self.0
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Adds the connection to a stream's followers.
+    fn follow(&self, h: &Arc<ConnHandle>, stream: StreamId) {
+        let new = h
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(stream);
+        if new {
+            self.0
+                .hub
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(stream)
+                .or_default()
+                .push(h.clone());
+        }
+    }
+
+    /// Removes the connection from a stream's followers.
+    fn unfollow(&self, h: &ConnHandle, stream: StreamId) {
+        h.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&stream);
+        let mut hub = self.0.hub.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = hub.get_mut(&stream) {
+            list.retain(|x| x.id != h.id);
+            if list.is_empty() {
+                hub.remove(&stream);
+            }
+        }
     }
 
     fn dispatch(&self, msg: &BusMsg) {
         match msg {
             BusMsg::Event(e) => {
                 let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
-                for h in hub.get(&e.actor_id).into_iter().flatten() {
+                for h in hub.get(&e.stream).into_iter().flatten() {
                     if h.queue.try_send(e.clone()).is_err()
                         && !h.overflowed.swap(true, Ordering::Relaxed)
                     {
@@ -323,7 +385,11 @@ impl Gateway {
                 session_pk,
             } => {
                 let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
-                for h in hub.get(actor_id).into_iter().flatten() {
+                for h in hub
+                    .get(&StreamId::of_actor(*actor_id))
+                    .into_iter()
+                    .flatten()
+                {
                     if h.session_pk == *session_pk {
                         let _ = h.ctl.send(Ctl::SessionEnded);
                     }
@@ -353,8 +419,8 @@ impl Gateway {
     /// do not all come back at once (DIGEST §3.3).
     fn spread_root_change(&self, change: Arc<RootChange>) {
         let targets: Vec<mpsc::UnboundedSender<Ctl>> = {
-            let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
-            hub.values().flatten().map(|h| h.ctl.clone()).collect()
+            let conns = self.0.conns.read().unwrap_or_else(|e| e.into_inner());
+            conns.values().map(|h| h.ctl.clone()).collect()
         };
         let spread = Duration::from_millis(self.0.config.gateway.server_change_spread_ms);
         self.0.tasks.spawn_loop(async move {
@@ -376,17 +442,16 @@ impl Gateway {
             queue,
             ctl,
             overflowed: Default::default(),
+            streams: Mutex::default(),
         });
         self.0
-            .hub
+            .conns
             .write()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(actor_id)
-            .or_default()
-            .push(handle.clone());
+            .insert(handle.id, handle.clone());
+        self.follow(&handle, StreamId::of_actor(actor_id));
         Registration {
             gw: self.clone(),
-            actor_id,
             handle,
             queue: queue_rx,
             ctl: ctl_rx,
@@ -411,9 +476,9 @@ impl Gateway {
             return Some(s);
         }
         let live: Vec<Arc<ConnHandle>> = {
-            let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
-            hub.values()
-                .flatten()
+            let conns = self.0.conns.read().unwrap_or_else(|e| e.into_inner());
+            conns
+                .values()
                 .filter(|h| h.session_pk == session_pk)
                 .cloned()
                 .collect()
@@ -466,45 +531,101 @@ impl Gateway {
 
     /// Number of identified connections on this node.
     pub fn connections(&self) -> usize {
-        let hub = self.0.hub.read().unwrap_or_else(|e| e.into_inner());
-        hub.values().map(Vec::len).sum()
+        self.0.conns.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// `GET /events`: what the session missed since its last acknowledged position.
-    pub async fn poll(&self, authed: &Authed) -> Result<Vec<Envelope>, events::Error> {
+    /// The streams an actor follows on the given service channels: its own stream (every
+    /// event visible) and what each service names, one entry per stream (the first service
+    /// naming a stream keeps it).
+    pub(crate) async fn follows_on(
+        &self,
+        actor: &Actor,
+        services: impl IntoIterator<Item = &str>,
+    ) -> Result<Vec<(Follow, Option<String>)>, ApiError> {
+        let mut out = vec![(
+            Follow {
+                stream: StreamId::of_actor(actor.id),
+                since: 0,
+                view: Arc::new(SeesAll),
+            },
+            None,
+        )];
+        let mut seen = HashSet::from([StreamId::of_actor(actor.id)]);
+        for name in services {
+            let Some(service) = self.service(name) else {
+                continue;
+            };
+            for f in service.follows(actor).await? {
+                if seen.insert(f.stream) {
+                    out.push((f, Some(name.to_owned())));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `GET /events`: what the session missed since its last acknowledged positions, in each
+    /// stream it may follow now (on every service channel: a poller cannot subscribe).
+    pub async fn poll(&self, authed: &Authed) -> Result<Vec<Envelope>, ApiError> {
         let pk = authed.session.pk;
-        let from = match self.0.store.gateway_position(pk.to_store()).await? {
-            Some(p) => from_store(p.acked_seq),
-            None => self.0.events.head(authed.actor.id).await?,
-        };
-        let rows = self
+        let store_err = |e: fugue_store::Error| ApiError::internal(&e);
+        let stored: Positions = self
             .0
-            .events
-            .newest_after(authed.actor.id, from, POLL_LIMIT)
+            .store
+            .stream_positions(pk.to_store())
+            .await
+            .map_err(store_err)?
+            .into_iter()
+            .map(|(s, p)| (StreamId::from_store(s), from_store(p)))
+            .collect();
+        let names: Vec<String> = self
+            .0
+            .services
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        let follows = self
+            .follows_on(&authed.actor, names.iter().map(String::as_str))
             .await?;
-        let Some(last) = rows.last().map(|e| e.seq) else {
-            return Ok(Vec::new());
-        };
+        let mut out = Vec::new();
+        let mut advanced = Vec::new();
+        for (f, _) in follows {
+            let from = match stored.get(&f.stream) {
+                Some(p) => *p,
+                None => self.0.events.head(f.stream).await?,
+            }
+            .max(f.since.saturating_sub(1));
+            let rows = self
+                .0
+                .events
+                .newest_after(f.stream, from, POLL_LIMIT)
+                .await?;
+            if let Some(last) = rows.last() {
+                advanced.push((f.stream.to_store(), to_store(last.seq)));
+            }
+            out.extend(
+                rows.iter()
+                    .filter(|e| {
+                        e.for_session(authed.actor.id, pk)
+                            && e.channel().is_none_or(|c| f.view.sees(c))
+                    })
+                    .map(|e| e.envelope(None)),
+            );
+        }
         self.0
             .store
-            .advance_position(
-                pk.to_store(),
-                to_store(last),
-                to_store(self.0.config.clock.now()),
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .filter(|e| e.for_session(pk))
-            .map(|e| e.envelope(None))
-            .collect())
+            .advance_positions(pk.to_store(), &advanced)
+            .await
+            .map_err(store_err)?;
+        Ok(out)
     }
 }
 
 /// A connection's place in the hub; leaving it (drop) removes the connection.
 struct Registration {
     gw: Gateway,
-    actor_id: ActorId,
     handle: Arc<ConnHandle>,
     queue: mpsc::Receiver<Arc<Event>>,
     ctl: mpsc::UnboundedReceiver<Ctl>,
@@ -512,27 +633,41 @@ struct Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut hub = self.gw.0.hub.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = hub.get_mut(&self.actor_id) {
-            list.retain(|h| h.id != self.handle.id);
-            if list.is_empty() {
-                hub.remove(&self.actor_id);
-            }
+        let streams: Vec<StreamId> = self
+            .handle
+            .streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        for stream in streams {
+            self.gw.unfollow(&self.handle, stream);
         }
+        self.gw
+            .0
+            .conns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.handle.id);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Resumable;
+    use super::{Positions, Resumable};
+    use crate::ids::StreamId;
+
+    const A: StreamId = StreamId::from_store(1);
+    const G: StreamId = StreamId::from_store(2);
 
     fn state() -> Resumable {
         Resumable {
             session_pk: crate::ids::SessionPk::from_store(1),
-            base_seq: 10,
-            sent: vec![(2, 11), (3, 12), (6, 13)],
+            base: vec![(A, 10), (G, 40)],
+            sent: vec![(2, A, 11), (3, G, 41), (4, A, 12), (6, A, 13)],
             evicted_s: None,
-            evicted_seq: 0,
+            evicted: vec![],
             last_s: 7,
             services: vec![],
             root_serial: 1,
@@ -540,25 +675,36 @@ mod tests {
         }
     }
 
+    fn at(pairs: &[(StreamId, u64)]) -> Option<Positions> {
+        Some(pairs.iter().copied().collect())
+    }
+
     #[test]
-    fn position_follows_the_last_event_frame_at_or_before_s() {
+    fn positions_follow_the_last_event_frame_of_each_stream_at_or_before_s() {
         let s = state();
-        assert_eq!(s.position_at(0), Some(10));
-        assert_eq!(s.position_at(1), Some(10));
-        assert_eq!(s.position_at(2), Some(11));
-        assert_eq!(s.position_at(5), Some(12));
-        assert_eq!(s.position_at(7), Some(13));
-        assert_eq!(s.position_at(8), None, "never sent");
+        assert_eq!(s.positions_at(0), at(&[(A, 10), (G, 40)]));
+        assert_eq!(s.positions_at(2), at(&[(A, 11), (G, 40)]));
+        assert_eq!(s.positions_at(3), at(&[(A, 11), (G, 41)]));
+        assert_eq!(s.positions_at(5), at(&[(A, 12), (G, 41)]));
+        assert_eq!(s.positions_at(7), at(&[(A, 13), (G, 41)]));
+        assert_eq!(s.positions_at(8), None, "never sent");
     }
 
     #[test]
     fn positions_before_the_kept_frames_are_unknown() {
         let mut s = state();
-        s.evicted_s = Some(2);
-        s.evicted_seq = 11;
-        s.sent.remove(0);
-        assert_eq!(s.position_at(1), None);
-        assert_eq!(s.position_at(2), Some(11));
-        assert_eq!(s.position_at(3), Some(12));
+        s.evicted_s = Some(3);
+        s.evicted = vec![(A, 11), (G, 41)];
+        s.sent.drain(..2);
+        assert_eq!(s.positions_at(2), None);
+        assert_eq!(s.positions_at(3), at(&[(A, 11), (G, 41)]));
+        assert_eq!(s.positions_at(4), at(&[(A, 12), (G, 41)]));
+    }
+
+    #[test]
+    fn a_stream_followed_later_starts_at_its_base() {
+        let mut s = state();
+        s.base.push((StreamId::from_store(3), 7));
+        assert_eq!(s.positions_at(0).unwrap()[&StreamId::from_store(3)], 7);
     }
 }

@@ -101,10 +101,13 @@ async fn wait_acked(server: &TestServer, pk: i64, seq: u64) {
     loop {
         let acked = server
             .store
-            .gateway_position(pk)
+            .stream_positions(pk)
             .await
             .unwrap()
-            .map_or(0, |p| p.acked_seq);
+            .iter()
+            .map(|(_, p)| *p)
+            .max()
+            .unwrap_or(0);
         if acked >= seq as i64 {
             return;
         }

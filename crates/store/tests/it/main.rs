@@ -598,19 +598,21 @@ async fn second_factor_attempts_are_counted_in_a_window_and_forgiven_when_right(
 }
 
 #[tokio::test]
-async fn events_follow_each_other_without_gaps_and_need_an_actor() {
+async fn events_follow_each_other_without_gaps_in_each_stream() {
     let dir = tempfile::tempdir().unwrap();
     for store in engines(&dir).await {
         let a = actor("alice");
         store.insert_actor(&a, None, 1).await.unwrap();
-        let event = |actor_id, op| NewEvent {
-            actor_id,
+        let event = |stream_id, op| NewEvent {
+            stream_id,
             namespace: "core".into(),
             op,
             payload: "{}".into(),
-            exclude_session: None,
-            collapse_key: None,
             created_at: 10 * op,
+            audience: "c:5".into(),
+            access: op == 2,
+            ref_id: Some(op * 100),
+            ..Default::default()
         };
         for op in 1..=3 {
             assert_eq!(store.append_event(&event(a.id, op)).await.unwrap(), op);
@@ -624,12 +626,22 @@ async fn events_follow_each_other_without_gaps_and_need_an_actor() {
             seqs(store.newest_events_after(a.id, 0, 2).await.unwrap()),
             vec![(2, 2), (3, 3)]
         );
-        assert_eq!(store.event_seq(a.id).await.unwrap(), 3);
-        assert!(matches!(
-            store.append_event(&event(a.id ^ 1, 1)).await,
-            Err(Error::Conflict(Conflict::ActorMissing))
-        ));
-        assert_eq!(store.delete_events_before(25).await.unwrap(), 2);
+        assert_eq!(store.stream_head(a.id).await.unwrap(), 3);
+        let back = store.events_after(a.id, 1, 1).await.unwrap().remove(0);
+        assert_eq!(
+            (back.audience.as_str(), back.access, back.ref_id),
+            ("c:5", true, Some(200))
+        );
+        // Another stream counts on its own.
+        assert_eq!(store.append_event(&event(a.id ^ 1, 1)).await.unwrap(), 1);
+        assert_eq!(store.stream_head(a.id).await.unwrap(), 3);
+        // A scrubbed event keeps its place and loses its payload.
+        assert_eq!(store.scrub_events(a.id, 300, "null").await.unwrap(), 1);
+        assert_eq!(
+            store.events_after(a.id, 2, 1).await.unwrap()[0].payload,
+            "null"
+        );
+        assert_eq!(store.delete_events_before(25).await.unwrap(), 3);
         assert_eq!(
             seqs(store.events_after(a.id, 0, 10).await.unwrap()),
             vec![(3, 3)]
@@ -638,7 +650,7 @@ async fn events_follow_each_other_without_gaps_and_need_an_actor() {
 }
 
 #[tokio::test]
-async fn a_gateway_position_keeps_its_service_channels_and_only_moves_forward() {
+async fn gateway_positions_keep_service_channels_and_only_move_forward() {
     let dir = tempfile::tempdir().unwrap();
     for store in engines(&dir).await {
         let engine = store.engine_name();
@@ -646,13 +658,13 @@ async fn a_gateway_position_keeps_its_service_channels_and_only_moves_forward() 
         store.insert_actor(&a, None, 1).await.unwrap();
         let s = session(a.id, "laptop", b"tok", None);
         store.open_session(&s).await.unwrap();
-        // A new session starts at the actor's newest event, on no node.
-        let p = store.gateway_position(s.id).await.unwrap().unwrap();
-        assert_eq!((p.acked_seq, p.node, p.services), (0, None, vec![]));
+        // A new session starts at its actor's newest event, on no node.
+        assert_eq!(store.stream_positions(s.id).await.unwrap(), vec![(a.id, 0)]);
+        assert!(store.gateway_position(s.id).await.unwrap().is_none());
 
         let channels = vec!["core".to_owned(), "chat".to_owned()];
         store
-            .record_connection(s.id, "node-1", 7, &channels, 0, 110)
+            .record_connection(s.id, "node-1", 7, &channels, 110)
             .await
             .unwrap();
         let p = store.gateway_position(s.id).await.unwrap().unwrap();
@@ -662,18 +674,27 @@ async fn a_gateway_position_keeps_its_service_channels_and_only_moves_forward() 
             (Some("node-1"), Some(7))
         );
 
-        store.advance_position(s.id, 5, 120).await.unwrap();
-        store.advance_position(s.id, 3, 130).await.unwrap();
-        let p = store.gateway_position(s.id).await.unwrap().unwrap();
-        assert_eq!((p.acked_seq, p.updated_at), (5, 120), "{engine}");
+        store
+            .advance_positions(s.id, &[(a.id, 5), (77, 2)])
+            .await
+            .unwrap();
+        store
+            .advance_positions(s.id, &[(a.id, 3), (77, 4)])
+            .await
+            .unwrap();
+        let mut at = store.stream_positions(s.id).await.unwrap();
+        at.sort_unstable();
+        let mut want = vec![(a.id, 5), (77, 4)];
+        want.sort_unstable();
+        assert_eq!(at, want, "{engine}");
 
         // No channel at all is an empty list, not one empty name.
         store
-            .record_connection(s.id, "node-2", 7, &[], 0, 140)
+            .record_connection(s.id, "node-2", 7, &[], 140)
             .await
             .unwrap();
         let p = store.gateway_position(s.id).await.unwrap().unwrap();
-        assert_eq!((p.acked_seq, p.services), (5, vec![]), "{engine}");
+        assert_eq!((p.services, p.updated_at), (vec![], 140), "{engine}");
     }
 }
 

@@ -10,10 +10,10 @@ use tokio::time::{Instant, timeout};
 
 use fugue_proto::gateway::{self as gw, CORE, ClientOp, Close, Envelope, Resume, op};
 
-use super::{Conn, End, client_op_error, close, unreadable};
+use super::{Conn, End, Followed, client_op_error, close, unreadable};
 use crate::events::{Event, RootChange, collapse};
-use crate::gateway::Registration;
-use crate::ids::to_store;
+use crate::gateway::{Positions, Registration, SeesAll};
+use crate::ids::{StreamId, to_store};
 use crate::sessions::Authed;
 
 impl Conn {
@@ -81,19 +81,14 @@ impl Conn {
             return Err(close(Close::NotAuthenticated, "the session has ended"));
         };
         self.schedule_session_check(ends);
-        self.record_connection(authed, self.next_seq - 1).await?;
+        self.record_connection(authed).await?;
         self.last_heartbeat = Instant::now();
         Ok(())
     }
 
     /// Records this node, the root the session has been sent and its service channels, for a
-    /// later Identify and for resuming after this node is gone. A session without a position
-    /// starts at `acked_if_new`.
-    pub(super) async fn record_connection(
-        &self,
-        authed: &Authed,
-        acked_if_new: u64,
-    ) -> Result<(), End> {
+    /// later Identify and for resuming after this node is gone.
+    pub(super) async fn record_connection(&self, authed: &Authed) -> Result<(), End> {
         let g = &self.gw.0;
         let services = self.services.iter().cloned().collect::<Vec<_>>();
         g.store
@@ -102,11 +97,32 @@ impl Conn {
                 g.events.bus().node(),
                 self.root_serial,
                 &services,
-                to_store(acked_if_new),
                 to_store(g.config.clock.now()),
             )
             .await
             .map_err(Self::internal)
+    }
+
+    /// Joins the hub: the connection follows its actor's stream from here on.
+    fn join_hub(&mut self, authed: &Authed) -> Registration {
+        let reg = self.gw.register(authed.actor.id, authed.session.pk);
+        self.handle = Some(reg.handle.clone());
+        reg
+    }
+
+    /// Follows the actor's own stream from position `from` on (nothing sent yet).
+    fn follow_own(&mut self, authed: &Authed, from: u64, next: u64) {
+        let own = StreamId::of_actor(authed.actor.id);
+        self.log.base.insert(own, from);
+        self.acked.insert(own, from);
+        self.follows.insert(
+            own,
+            Followed {
+                next,
+                view: std::sync::Arc::new(SeesAll),
+                by: None,
+            },
+        );
     }
 
     /// Op 2: op 12, then what the session missed while away (core §4.4).
@@ -114,23 +130,17 @@ impl Conn {
         let authed = self.authenticate(token).await?;
         self.own_serial = authed.session.cert_serial.map(|s| s.0);
         let g = self.gw.0.clone();
-        let reg = self.gw.register(authed.actor.id, authed.session.pk);
-        let head = g
-            .events
-            .head(authed.actor.id)
-            .await
-            .map_err(Self::internal)?;
+        let reg = self.join_hub(&authed);
+        let own = StreamId::of_actor(authed.actor.id);
+        let head = g.events.head(own).await.map_err(Self::internal)?;
+        let stored = self.stored_positions(&authed).await?;
         let position = g
             .store
             .gateway_position(authed.session.pk.to_store())
             .await
             .map_err(Self::internal)?;
-        let (acked, root_seen) = match &position {
-            Some(p) => (u64::try_from(p.acked_seq).unwrap_or(0), p.root_serial),
-            None => (head, None),
-        };
-        self.log.base_seq = acked;
-        self.acked_seq = acked;
+        let acked = stored.get(&own).copied().unwrap_or(head);
+        let root_seen = position.and_then(|p| p.root_serial);
         self.root_serial = g.identity.root_serial();
         let ack = gw::IdentifyAck {
             token: token.to_owned(),
@@ -139,12 +149,13 @@ impl Conn {
             .await?;
         let missed = g
             .events
-            .newest_after(authed.actor.id, acked, g.config.gateway.max_replay_events)
+            .newest_after(own, acked, g.config.gateway.max_replay_events)
             .await
             .map_err(Self::internal)?;
-        self.next_seq = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
+        let next = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
+        self.follow_own(&authed, acked, next);
         for e in missed {
-            if self.wants(&e, authed.session.pk) {
+            if self.wants(&e, &authed) {
                 self.send_event(Arc::new(e)).await?;
             }
         }
@@ -194,7 +205,9 @@ impl Conn {
         self.control_frame(op::SERVER_CERT_CHANGE, gw::payload(&d))
     }
 
-    /// Op 5: continue the session's previous connection (docs/gateway.md, *Resuming*).
+    /// Op 5: continue the session's previous connection (docs/gateway.md, *Resuming*): for
+    /// every stream the session may follow now, what it missed after the position it had
+    /// reached (or after its membership began, for a stream it follows since).
     pub(super) async fn resume(&mut self, r: Resume) -> Result<(Authed, Registration), End> {
         let authed = self.authenticate(&r.token).await?;
         self.own_serial = authed.session.cert_serial.map(|s| s.0);
@@ -207,10 +220,10 @@ impl Conn {
             .map_err(Self::internal)?;
         let node = position.as_ref().and_then(|p| p.node.clone());
         let state = self.gw.find_state(pk, node.as_deref()).await;
-        let reg = self.gw.register(authed.actor.id, pk);
-        let (from, services, root_seen) = match (&state, &position) {
+        let reg = self.join_hub(&authed);
+        let (at, services, root_seen): (Positions, _, _) = match (&state, &position) {
             (Some(st), _) => (
-                st.position_at(r.s).ok_or_else(|| {
+                st.positions_at(r.s).ok_or_else(|| {
                     close(
                         Close::Unresumeable,
                         "s is not a frame of the previous connection",
@@ -221,7 +234,7 @@ impl Conn {
             ),
             // The previous node is gone: continue from what the client acknowledged.
             (None, Some(p)) if p.node.is_some() => (
-                u64::try_from(p.acked_seq).unwrap_or(0),
+                self.stored_positions(&authed).await?,
                 p.services.clone(),
                 p.root_serial,
             ),
@@ -232,42 +245,75 @@ impl Conn {
             .filter(|s| self.gw.offers(s))
             .chain([CORE.to_owned()])
             .collect();
-        let max = g.config.gateway.max_replay_events;
-        let head = g
-            .events
-            .head(authed.actor.id)
-            .await
-            .map_err(Self::internal)?;
-        let missed = g
-            .events
-            .after(authed.actor.id, from, max + 1)
-            .await
-            .map_err(Self::internal)?;
-        if missed.len() as u64 > max {
-            return Err(close(Close::Unresumeable, "too many missed events"));
-        }
-        let deleted = match missed.first() {
-            Some(first) => first.seq != from + 1,
-            None => head > from,
-        };
-        if deleted {
-            return Err(close(
-                Close::Unresumeable,
-                "missed events are past retention",
-            ));
-        }
-        self.log.base_seq = from;
-        self.acked_seq = from;
-        self.next_seq = missed.last().map_or(head, |e| e.seq.max(head)) + 1;
         self.root_serial = g.identity.root_serial();
-        let wanted: Vec<Event> = missed.into_iter().filter(|e| self.wants(e, pk)).collect();
-        let replay = collapse(wanted, |e| e.collapse_key.as_deref());
+        let own = StreamId::of_actor(authed.actor.id);
+        let subscribed: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| *s != CORE)
+            .cloned()
+            .collect();
+        let follows = self
+            .gw
+            .follows_on(&authed.actor, subscribed.iter().map(String::as_str))
+            .await
+            .map_err(super::refused)?;
+        let max = g.config.gateway.max_replay_events;
         let mut frames = Vec::new();
         let mut revokes_own = false;
-        for e in replay {
-            let (text, own) = self.event_frame(Arc::new(e));
-            revokes_own |= own;
-            frames.push(text);
+        for (f, by) in follows {
+            let from = match at.get(&f.stream) {
+                Some(p) => *p,
+                None if f.stream == own => {
+                    return Err(close(Close::Unresumeable, "nothing to resume"));
+                }
+                // Followed since the previous connection: from where the membership began.
+                None => f.since.saturating_sub(1),
+            }
+            .max(f.since.saturating_sub(1));
+            let head = g.events.head(f.stream).await.map_err(Self::internal)?;
+            let missed = g
+                .events
+                .after(f.stream, from, max + 1)
+                .await
+                .map_err(Self::internal)?;
+            if missed.len() as u64 > max {
+                return Err(close(Close::Unresumeable, "too many missed events"));
+            }
+            let deleted = match missed.first() {
+                Some(first) => first.seq != from + 1,
+                None => head > from,
+            };
+            if deleted {
+                return Err(close(
+                    Close::Unresumeable,
+                    "missed events are past retention",
+                ));
+            }
+            self.log.base.insert(f.stream, from);
+            self.acked.insert(f.stream, from);
+            self.follows.insert(
+                f.stream,
+                Followed {
+                    next: missed.last().map_or(head, |e| e.seq.max(head)) + 1,
+                    view: f.view,
+                    by,
+                },
+            );
+            if let Some(h) = &self.handle
+                && f.stream != own
+            {
+                self.gw.follow(h, f.stream);
+            }
+            let wanted: Vec<Event> = missed
+                .into_iter()
+                .filter(|e| self.wants(e, &authed))
+                .collect();
+            for e in collapse(wanted, |e| e.collapse_key.as_deref()) {
+                let (text, own_revoked) = self.event_frame(Arc::new(e));
+                revokes_own |= own_revoked;
+                frames.push(text);
+            }
         }
         if let Some(seen) = root_seen {
             frames.extend(self.root_change_frames_since(seen));

@@ -1,7 +1,7 @@
 //! One gateway connection: a single task that reads the client, writes numbered frames and
 //! keeps the heartbeat clock. Its state is plain data owned by the task — no locks.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +16,10 @@ use fugue_proto::gateway::{
     ServiceChannel, ServiceChannelAck, Style, op,
 };
 
-use super::{Ctl, Gateway, Registration, Resumable};
-use crate::ids::{SessionPk, to_store};
+use super::{
+    ConnHandle, Ctl, Follow, Gateway, OpRefused, Positions, Registration, Resumable, View,
+};
+use crate::ids::{SessionPk, StreamId, from_store, to_store};
 use window::{Sent, SentLog};
 
 mod handshake;
@@ -98,9 +100,10 @@ struct Conn {
     style: Style,
     /// The frames sent, numbered and kept for re-sends and resumes.
     log: SentLog,
-    /// The next stream position this connection expects.
-    next_seq: u64,
-    acked_seq: u64,
+    /// The streams followed, each with the next position expected and what may be seen.
+    follows: HashMap<StreamId, Followed>,
+    /// The positions last recorded as acknowledged.
+    acked: Positions,
     services: BTreeSet<String>,
     root_serial: i64,
     /// `(s, root serial before it)` of every op 6 this connection sent.
@@ -111,12 +114,23 @@ struct Conn {
     /// When the session is checked next: when its certificate (or certless grace) runs out,
     /// at most one heartbeat interval away.
     session_ends: Option<Instant>,
-    /// Events that arrived ahead of a missing one, by stream position.
-    pending: BTreeMap<u64, Arc<Event>>,
+    /// Events that arrived ahead of a missing one, by stream and position.
+    pending: BTreeMap<(StreamId, u64), Arc<Event>>,
     /// Serial of the certificate the session had when this connection authenticated.
     own_serial: Option<u64>,
     /// Since when a gap is open.
     gap_since: Option<Instant>,
+    /// This connection's place in the hub, once identified.
+    handle: Option<Arc<ConnHandle>>,
+}
+
+/// A stream the connection follows.
+struct Followed {
+    /// The next position expected.
+    next: u64,
+    view: Arc<dyn View>,
+    /// The service channel that named it (`None`: the actor's own stream).
+    by: Option<String>,
 }
 
 /// What a timer of the connection is for.
@@ -188,8 +202,8 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
         stream,
         style: Style::Numbers,
         log: SentLog::default(),
-        next_seq: 1,
-        acked_seq: 0,
+        follows: HashMap::new(),
+        acked: Positions::new(),
         services: BTreeSet::from([CORE.to_owned()]),
         root_serial: 0,
         root_changes: Vec::new(),
@@ -200,6 +214,7 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
         pending: BTreeMap::new(),
         own_serial: None,
         gap_since: None,
+        handle: None,
     };
     let interval = c.interval();
     if c.send_control(
@@ -251,10 +266,10 @@ impl Conn {
     fn state(&self, session_pk: SessionPk) -> Resumable {
         Resumable {
             session_pk,
-            base_seq: self.log.base_seq,
+            base: self.log.base.iter().map(|(k, v)| (*k, *v)).collect(),
             sent: self.log.events().collect(),
             evicted_s: self.log.evicted_s,
-            evicted_seq: self.log.evicted_seq,
+            evicted: self.log.evicted.iter().map(|(k, v)| (*k, *v)).collect(),
             last_s: self.log.last_s(),
             services: self.services.iter().cloned().collect(),
             root_serial: self.root_serial,
@@ -357,46 +372,81 @@ impl Conn {
         )
     }
 
-    fn wants(&self, e: &Event, session_pk: SessionPk) -> bool {
-        e.for_session(session_pk) && self.services.contains(&e.n)
+    /// Whether the session may see `e` now: its channel is subscribed, the event is for it,
+    /// and a channel-scoped event's channel is in the stream's view.
+    fn wants(&self, e: &Event, authed: &Authed) -> bool {
+        self.services.contains(&e.n)
+            && e.for_session(authed.actor.id, authed.session.pk)
+            && match e.channel() {
+                None => true,
+                Some(c) => self.follows.get(&e.stream).is_some_and(|f| f.view.sees(c)),
+            }
     }
 
-    /// Delivers an event from the queue exactly once and in stream order: older positions
-    /// were delivered already; a gap means announcements were missed, so the log fills it.
+    /// Delivers an event from the queue exactly once and in the order of its stream: older
+    /// positions were delivered already; a gap means announcements were missed, so the log
+    /// fills it. Ephemeral events go out as they come, to followers that may see them.
     async fn deliver(&mut self, e: Arc<Event>, authed: &Authed) -> Result<(), End> {
-        if e.seq < self.next_seq {
+        let Some(next) = self.follows.get(&e.stream).map(|f| f.next) else {
+            return Ok(()); // no longer followed (the hub is updated right after)
+        };
+        if e.is_ephemeral() {
+            if self.wants(&e, authed) {
+                let s = self.log.take_s();
+                let text = e.frame(s, self.style);
+                self.write(text, false).await?;
+            }
             return Ok(());
         }
-        if e.seq > self.next_seq {
+        if e.seq < next {
+            return Ok(());
+        }
+        if e.seq > next {
             // Announcements of concurrent publishers can overtake each other; the missing one
             // is usually right behind. Wait a moment before reading the log.
-            self.pending.insert(e.seq, e);
+            self.pending.insert((e.stream, e.seq), e);
             if self.pending.len() > PENDING_MAX {
                 return Box::pin(self.fill_gap(authed)).await;
             }
             self.gap_since.get_or_insert_with(Instant::now);
             return Ok(());
         }
-        self.next_seq += 1;
-        if self.wants(&e, authed.session.pk) {
-            self.send_event(e).await?;
-        }
+        self.emit(e, authed).await?;
         self.drain_pending(authed).await
     }
 
-    /// Sends held-back events that are next in line; drops those already delivered.
+    /// The next event of its stream: sent if the session may see it; an access-changing one
+    /// makes the connection ask again what it may see, before the stream's next event.
+    async fn emit(&mut self, e: Arc<Event>, authed: &Authed) -> Result<(), End> {
+        let Some(f) = self.follows.get_mut(&e.stream) else {
+            return Ok(());
+        };
+        f.next = e.seq + 1;
+        let (stream, access) = (e.stream, e.access);
+        if self.wants(&e, authed) {
+            self.send_event(e).await?;
+        }
+        if access {
+            Box::pin(self.on_access(stream, authed)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends held-back events that are next in line; drops those already delivered or of
+    /// streams no longer followed.
     async fn drain_pending(&mut self, authed: &Authed) -> Result<(), End> {
-        while let Some(entry) = self.pending.first_entry() {
-            let seq = *entry.key();
-            if seq > self.next_seq {
+        loop {
+            let ready = self
+                .pending
+                .keys()
+                .copied()
+                .find(|(stream, seq)| self.follows.get(stream).is_none_or(|f| *seq <= f.next));
+            let Some(key) = ready else { break };
+            let Some(e) = self.pending.remove(&key) else {
                 break;
-            }
-            let e = entry.remove();
-            if seq == self.next_seq {
-                self.next_seq += 1;
-                if self.wants(&e, authed.session.pk) {
-                    self.send_event(e).await?;
-                }
+            };
+            if self.follows.get(&key.0).is_some_and(|f| f.next == key.1) {
+                self.emit(e, authed).await?;
             }
         }
         if self.pending.is_empty() {
@@ -405,33 +455,190 @@ impl Conn {
         Ok(())
     }
 
-    /// The missing announcement did not come: the log has the event.
+    /// The missing announcements did not come: the log has the events.
     async fn fill_gap(&mut self, authed: &Authed) -> Result<(), End> {
-        self.catch_up(authed).await?;
+        let mut streams: Vec<StreamId> = self.pending.keys().map(|(s, _)| *s).collect();
+        streams.dedup();
+        for stream in streams {
+            self.catch_up(stream, authed).await?;
+        }
         self.drain_pending(authed).await
     }
 
-    /// Sends what the log holds after the last delivered position.
-    async fn catch_up(&mut self, authed: &Authed) -> Result<(), End> {
+    /// Reads every followed stream's log after its last delivered position.
+    async fn catch_up_all(&mut self, authed: &Authed) -> Result<(), End> {
+        let streams: Vec<StreamId> = self.follows.keys().copied().collect();
+        for stream in streams {
+            self.catch_up(stream, authed).await?;
+        }
+        self.drain_pending(authed).await
+    }
+
+    /// Sends what the log of `stream` holds after the last delivered position.
+    async fn catch_up(&mut self, stream: StreamId, authed: &Authed) -> Result<(), End> {
         loop {
+            let Some(next) = self.follows.get(&stream).map(|f| f.next) else {
+                return Ok(());
+            };
             let rows = self
                 .gw
                 .0
                 .events
-                .after(authed.actor.id, self.next_seq - 1, 500)
+                .after(stream, next - 1, 500)
                 .await
                 .map_err(Self::internal)?;
             let full = rows.len() == 500;
             for e in rows {
-                self.next_seq = e.seq + 1;
-                if self.wants(&e, authed.session.pk) {
-                    self.send_event(Arc::new(e)).await?;
+                match self.follows.get_mut(&stream) {
+                    None => return Ok(()),
+                    // A gap in the log itself: those events are past retention.
+                    Some(f) => f.next = f.next.max(e.seq),
+                }
+                if self.follows.get(&stream).is_some_and(|f| f.next == e.seq) {
+                    self.emit(Arc::new(e), authed).await?;
                 }
             }
             if !full {
                 return Ok(());
             }
         }
+    }
+
+    // ---- following streams ----
+
+    /// Starts following a stream after position `from`, and sends what its log holds after
+    /// `from` (at most the newest `gateway.max_replay_events`).
+    async fn start_follow(
+        &mut self,
+        f: Follow,
+        by: Option<String>,
+        from: u64,
+        authed: &Authed,
+    ) -> Result<(), End> {
+        let head = self
+            .gw
+            .0
+            .events
+            .head(f.stream)
+            .await
+            .map_err(Self::internal)?;
+        let max = self.gw.0.config.gateway.max_replay_events;
+        let from = from.max(head.saturating_sub(max)).min(head);
+        self.log.base.entry(f.stream).or_insert(from);
+        self.acked.entry(f.stream).or_insert(from);
+        self.follows.insert(
+            f.stream,
+            Followed {
+                next: from + 1,
+                view: f.view,
+                by,
+            },
+        );
+        if let Some(h) = &self.handle {
+            self.gw.follow(h, f.stream);
+        }
+        // After joining the hub: what was announced before is in the log.
+        self.catch_up(f.stream, authed).await
+    }
+
+    fn stop_follow(&mut self, stream: StreamId) {
+        self.follows.remove(&stream);
+        self.pending.retain(|(s, _), _| *s != stream);
+        if let Some(h) = &self.handle {
+            self.gw.unfollow(h, stream);
+        }
+    }
+
+    /// An access-changing event was delivered in `stream`: ask again what may be seen. On the
+    /// actor's own stream (a join, a new conversation) that is the whole list of streams.
+    async fn on_access(&mut self, stream: StreamId, authed: &Authed) -> Result<(), End> {
+        if stream == StreamId::of_actor(authed.actor.id) {
+            return self.refollow(authed, None).await;
+        }
+        let Some(by) = self.follows.get(&stream).and_then(|f| f.by.clone()) else {
+            return Ok(());
+        };
+        let Some(service) = self.gw.service(&by) else {
+            self.stop_follow(stream);
+            return Ok(());
+        };
+        match service.view(&authed.actor, stream).await {
+            Ok(Some(f)) => {
+                if let Some(followed) = self.follows.get_mut(&stream) {
+                    followed.view = f.view;
+                }
+                Ok(())
+            }
+            Ok(None) => {
+                self.stop_follow(stream);
+                Ok(())
+            }
+            Err(e) => Err(refused(e)),
+        }
+    }
+
+    /// Brings the followed streams in line with what the subscribed services name now: new
+    /// ones are followed from `stored` positions (a subscription) or from where the
+    /// membership began (a join), gone ones are left, views are renewed.
+    async fn refollow(&mut self, authed: &Authed, stored: Option<&Positions>) -> Result<(), End> {
+        let services: Vec<String> = self
+            .services
+            .iter()
+            .filter(|s| *s != CORE)
+            .cloned()
+            .collect();
+        let now = self
+            .gw
+            .follows_on(&authed.actor, services.iter().map(String::as_str))
+            .await
+            .map_err(refused)?;
+        let listed: std::collections::HashSet<StreamId> =
+            now.iter().map(|(f, _)| f.stream).collect();
+        let gone: Vec<StreamId> = self
+            .follows
+            .keys()
+            .filter(|s| !listed.contains(s))
+            .copied()
+            .collect();
+        for stream in gone {
+            self.stop_follow(stream);
+        }
+        for (f, by) in now {
+            if let Some(followed) = self.follows.get_mut(&f.stream) {
+                followed.view = f.view;
+                continue;
+            }
+            let from = match stored {
+                Some(p) => match p.get(&f.stream) {
+                    Some(at) => *at,
+                    None => self
+                        .gw
+                        .0
+                        .events
+                        .head(f.stream)
+                        .await
+                        .map_err(Self::internal)?,
+                },
+                None => 0,
+            }
+            .max(f.since.saturating_sub(1));
+            self.start_follow(f, by, from, authed).await?;
+        }
+        Ok(())
+    }
+
+    /// The session's stored positions.
+    async fn stored_positions(&self, authed: &Authed) -> Result<Positions, End> {
+        Ok(self
+            .gw
+            .0
+            .store
+            .stream_positions(authed.session.pk.to_store())
+            .await
+            .map_err(Self::internal)?
+            .into_iter()
+            .map(|(s, p)| (StreamId::from_store(s), from_store(p)))
+            .collect())
     }
 
     /// The session's end is in the database, and the bus only announces it: the connection
@@ -560,21 +767,22 @@ impl Conn {
                 while let Ok(e) = reg.queue.try_recv() {
                     self.deliver(e, authed).await?;
                 }
-                self.catch_up(authed).await?;
+                self.catch_up(StreamId::of_actor(authed.actor.id), authed)
+                    .await?;
                 Err(close(Close::NotAuthenticated, "the session was revoked"))
             }
             Ctl::ServerCertChange(c) => {
                 if c.root_serial != self.root_serial {
                     self.send_root_change(&c, self.root_serial).await?;
                     // A later Identify of this session must not send it again.
-                    self.record_connection(authed, self.acked_seq).await?;
+                    self.record_connection(authed).await?;
                 }
                 Ok(())
             }
             Ctl::Resync => {
                 // Announcements were lost: a session end among them too, perhaps.
                 self.check_session(authed).await?;
-                self.fill_gap(authed).await
+                self.catch_up_all(authed).await
             }
             Ctl::Shutdown => Err(close(Close::UnknownError, "server shutting down")),
             Ctl::TakeOver(tx) => {
@@ -616,17 +824,13 @@ impl Conn {
         let (env, _) = Envelope::parse(text.as_str())
             .map_err(|e| close(Close::InvalidPayload, e.to_string()))?;
         if env.n != CORE {
-            return Err(if self.services.contains(&env.n) {
-                close(
-                    Close::UnknownOpcode,
-                    format!("{} defines no client opcodes here", env.n),
-                )
-            } else {
-                close(
+            if !self.services.contains(&env.n) {
+                return Err(close(
                     Close::InvalidPayload,
                     format!("not subscribed to {}", env.n),
-                )
-            });
+                ));
+            }
+            return Box::pin(self.on_service_op(env, authed)).await;
         }
         match ClientOp::parse(env.op, &env.d).map_err(client_op_error)? {
             ClientOp::Heartbeat(list) => self.on_heartbeat(list, authed).await,
@@ -682,26 +886,32 @@ impl Conn {
         Ok(())
     }
 
-    /// Records the position the client confirmed, so that a later Identify or poll starts
-    /// after it. Written in the background; positions only move forward.
+    /// Records the positions the client confirmed, so that a later Identify or poll starts
+    /// after them. Written in the background; positions only move forward.
     fn acknowledge(&mut self, list: &NumberList, authed: &Authed) {
         let upto = match list.except.iter().min() {
             Some(first_missing) => first_missing.saturating_sub(1),
             None => list.to,
         };
-        let Some(pos) = self.log.position_at(upto) else {
+        let Some(at) = self.log.positions_at(upto) else {
             return;
         };
-        if pos <= self.acked_seq {
+        let mut changed = Vec::new();
+        for (stream, pos) in at {
+            let acked = self.acked.entry(stream).or_default();
+            if pos > *acked {
+                *acked = pos;
+                changed.push((stream.to_store(), to_store(pos)));
+            }
+        }
+        if changed.is_empty() {
             return;
         }
-        self.acked_seq = pos;
         let store = self.gw.0.store.clone();
         let pk = authed.session.pk.to_store();
-        let now = to_store(self.gw.0.config.clock.now());
         self.gw.0.tasks.spawn_to_end(async move {
-            if let Err(e) = store.advance_position(pk, to_store(pos), now).await {
-                tracing::warn!(error = %e, "recording a gateway position failed");
+            if let Err(e) = store.advance_positions(pk, &changed).await {
+                tracing::warn!(error = %e, "recording gateway positions failed");
             }
         });
     }
@@ -742,6 +952,7 @@ impl Conn {
                 (true, None)
             }
         };
+        let changed = success && req.service != CORE;
         let ack = ServiceChannelAck {
             action: req.action,
             service: req.service,
@@ -751,8 +962,30 @@ impl Conn {
         let d = gw::payload(&ack);
         self.send_control(op::SERVICE_CHANNEL_ACK, d, false).await?;
         if success {
-            self.record_connection(authed, self.acked_seq).await?;
+            self.record_connection(authed).await?;
+        }
+        if changed {
+            let stored = self.stored_positions(authed).await?;
+            self.refollow(authed, Some(&stored)).await?;
         }
         Ok(())
+    }
+
+    /// A payload in a subscribed service's namespace: the service takes it or refuses.
+    async fn on_service_op(&mut self, env: Envelope, authed: &Authed) -> Result<(), End> {
+        let Some(service) = self.gw.service(&env.n) else {
+            return Err(close(
+                Close::InvalidPayload,
+                format!("not subscribed to {}", env.n),
+            ));
+        };
+        match service.client_op(authed, env.op, &env.d).await {
+            Ok(()) => Ok(()),
+            Err(OpRefused::Unknown(op)) => Err(close(
+                Close::UnknownOpcode,
+                format!("{} defines no client opcode {op}", env.n),
+            )),
+            Err(OpRefused::Refused(e)) => Err(refused(e)),
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! The frames one connection sent: their numbers (`s`), the window of them kept for re-sends
-//! and exact resumes, and the stream position a client is at for any `s`.
+//! and exact resumes, and the stream positions a client is at for any `s`.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -7,7 +7,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::events::Event;
-use crate::gateway::KEPT_FRAMES;
+use crate::gateway::{KEPT_FRAMES, Positions};
+use crate::ids::StreamId;
 
 /// A frame as first sent, kept for re-sending.
 pub(super) enum Sent {
@@ -23,10 +24,10 @@ pub(super) struct SentLog {
     pub frames: VecDeque<(u64, Sent)>,
     /// The `s` of the newest frame no longer kept, if any was dropped.
     pub evicted_s: Option<u64>,
-    /// The stream position of the newest event frame no longer kept.
-    pub evicted_seq: u64,
-    /// The stream position before the connection's first frame.
-    pub base_seq: u64,
+    /// Per stream, the position of its newest event frame no longer kept.
+    pub evicted: Positions,
+    /// Per stream, the position before its first frame on this connection.
+    pub base: Positions,
 }
 
 impl SentLog {
@@ -49,26 +50,26 @@ impl SentLog {
         {
             self.evicted_s = Some(old_s);
             if let Sent::Event(e) = old {
-                self.evicted_seq = e.seq;
+                self.evicted.insert(e.stream, e.seq);
             }
         }
         self.frames.push_back((s, frame));
     }
 
-    /// `(s, stream position)` of every kept event frame, ascending.
-    pub fn events(&self) -> impl DoubleEndedIterator<Item = (u64, u64)> + '_ {
+    /// `(s, stream, position)` of every kept event frame, ascending.
+    pub fn events(&self) -> impl Iterator<Item = (u64, StreamId, u64)> + '_ {
         self.frames.iter().filter_map(|(s, f)| match f {
-            Sent::Event(e) => Some((*s, e.seq)),
+            Sent::Event(e) => Some((*s, e.stream, e.seq)),
             Sent::Control(..) => None,
         })
     }
 
-    /// See [`crate::gateway::position_at`]; computed on the kept frames, nothing copied.
-    pub fn position_at(&self, s: u64) -> Option<u64> {
-        crate::gateway::position_at(
+    /// See [`crate::gateway::positions_at`]; computed on the kept frames.
+    pub fn positions_at(&self, s: u64) -> Option<Positions> {
+        crate::gateway::positions_at(
             self.events(),
-            self.base_seq,
-            self.evicted_s.map(|e| (e, self.evicted_seq)),
+            &self.base,
+            self.evicted_s.map(|e| (e, &self.evicted)),
             self.last_s(),
             s,
         )
