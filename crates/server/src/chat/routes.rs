@@ -393,7 +393,10 @@ async fn update_role(
     Path((guild_id, role_id)): Path<(u64, u64)>,
     Json(req): Json<api::update_role::Request>,
 ) -> ApiResult<Response> {
-    Ok(ok(chat(&app).update_role(&authed, guild_id, role_id, req).await?).into_response())
+    Ok(ok(chat(&app)
+        .update_role(&authed, guild_id, role_id, req)
+        .await?)
+    .into_response())
 }
 
 /// `DELETE /guilds/{guild_id}/roles/{role_id}`
@@ -524,9 +527,7 @@ async fn message_versions(
     AnySession(authed): AnySession,
     Path((channel_id, message_id)): Path<(u64, u64)>,
 ) -> ApiResult<Response> {
-    let versions = chat(&app)
-        .versions(&authed, channel_id, message_id)
-        .await?;
+    let versions = chat(&app).versions(&authed, channel_id, message_id).await?;
     Ok(ok(versions).into_response())
 }
 
