@@ -19,6 +19,8 @@ use fugue_testkit::{PASSWORD, TestServer, ws};
 struct Who<'a> {
     server: &'a TestServer,
     session: Session,
+    /// The token on `server` when `session` is of another server (signed in by key trial).
+    foreign_token: Option<String>,
 }
 
 impl<'a> Who<'a> {
@@ -26,7 +28,27 @@ impl<'a> Who<'a> {
         Self {
             server,
             session: server.register(name).await,
+            foreign_token: None,
         }
+    }
+
+    /// `session`'s actor signed in on `server` (another home server) with a key trial.
+    async fn foreign(server: &'a TestServer, session: Session) -> Self {
+        let signed_in = session
+            .sign_in_on(server.client(), &server.domain)
+            .await
+            .unwrap();
+        Self {
+            server,
+            foreign_token: Some(signed_in.token().to_owned()),
+            session,
+        }
+    }
+
+    fn token(&self) -> &str {
+        self.foreign_token
+            .as_deref()
+            .unwrap_or(self.session.token())
     }
 
     async fn call(
@@ -51,7 +73,7 @@ impl<'a> Who<'a> {
             .client()
             .raw()
             .request(method, format!("{}{}", self.server.url, target.path))
-            .bearer_auth(self.session.token())
+            .bearer_auth(self.token())
             .query(query);
         if let Some(body) = body {
             req = req.json(&body);
@@ -1237,7 +1259,7 @@ async fn members_following_the_chat_channel_receive_what_they_may_see() {
     )
     .await;
 
-    let mut bob_ws = ws::identified(&server, bob.session.token()).await;
+    let mut bob_ws = ws::identified(&server, bob.token()).await;
     ws::send(
         &mut bob_ws,
         json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": "chat"}}),
@@ -1245,7 +1267,7 @@ async fn members_following_the_chat_channel_receive_what_they_may_see() {
     .await;
     let ack = ws::next_with_op(&mut bob_ws, 9).await;
     assert_eq!(ack["d"]["success"], true, "{ack}");
-    let mut carol_ws = ws::identified(&server, carol.session.token()).await;
+    let mut carol_ws = ws::identified(&server, carol.token()).await;
     ws::send(
         &mut carol_ws,
         json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": "chat"}}),
@@ -1319,4 +1341,104 @@ async fn next_chat(ws: &mut fugue_testkit::ws::Ws) -> Value {
             return f;
         }
     }
+}
+
+#[tokio::test]
+async fn foreign_actors_join_and_post_with_certificates_their_home_server_vouches_for() {
+    let (alpha, beta) = fugue_testkit::federated_pair().await;
+    let bob = Who::new(&beta, "bob").await;
+    let alice = Who::foreign(&beta, alpha.register("alice").await).await;
+    let carol_home = alpha.register("carol").await;
+    let (g, general) = bob.create_guild("across", true).await;
+    let code = bob.invite(general.id, json!({})).await.code.unwrap();
+    let member: Member = ok(alice.join(g.id, Some(&code)).await, 201).await;
+    assert_eq!(member.fid.to_string(), "alice@alpha.test");
+
+    // Signed for beta's channel, with alice's certificate from alpha: stored.
+    let sent: Message = ok(alice.send(general.id, "f1", "hello from alpha").await, 201).await;
+    assert_eq!(sent.author.to_string(), "alice@alpha.test");
+    assert_eq!(sent.id_cert, alice.session.cert_pem());
+    // Signed for alpha instead of beta (moved between servers): refused.
+    let body = MessageBody {
+        content: "moved".into(),
+        reply_to: None,
+        attachments: vec![],
+    };
+    let wrong_server = SignedPayload::message(
+        &alpha.domain,
+        general.id,
+        alice.session.fid(),
+        "f2",
+        None,
+        &body,
+    );
+    let forged = json!({
+        "content": "moved",
+        "nonce": "f2",
+        "signature": hex::encode(alice.session.key().sign(&wrong_server.signed_bytes())),
+        "id_cert": alice.session.cert_pem(),
+    });
+    problem(
+        alice
+            .call(api::send_message::target(general.id), &[], Some(forged))
+            .await,
+        400,
+        ErrorCode::SignatureInvalid,
+    )
+    .await;
+    // Another alpha actor's certificate under alice's name: refused, nothing stored.
+    let mut not_hers = alice.send_body(general.id, "f3", "whose cert?");
+    not_hers["id_cert"] = json!(carol_home.cert_pem());
+    let p = problem(
+        alice
+            .call(api::send_message::target(general.id), &[], Some(not_hers))
+            .await,
+        400,
+        ErrorCode::MessageCertInvalid,
+    )
+    .await;
+    assert!(p.detail.is_some());
+    let history = bob.history(general.id, &[]).await;
+    assert_eq!(
+        history.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![sent.id]
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_signs_nothing_more() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let (_, general) = alice.create_guild("club", true).await;
+    // A second session of alice: its messages count while its certificate lives.
+    let laptop = Who {
+        server: &server,
+        session: server.login("alice", "laptop").await.unwrap(),
+        foreign_token: None,
+    };
+    assert_eq!(
+        status(laptop.send(general.id, "l1", "from the laptop").await).await,
+        201
+    );
+    alice
+        .session
+        .revoke_session(laptop.session.session_id(), PASSWORD)
+        .await
+        .unwrap();
+    // Signed with the revoked certificate, sent with a live session: refused.
+    let with_revoked = laptop.send_body(general.id, "l2", "after revocation");
+    let p = problem(
+        alice
+            .call(
+                api::send_message::target(general.id),
+                &[],
+                Some(with_revoked),
+            )
+            .await,
+        400,
+        ErrorCode::MessageCertInvalid,
+    )
+    .await;
+    assert!(p.detail.unwrap().contains("revoked"));
+    assert_eq!(alice.history(general.id, &[]).await.len(), 1);
 }
