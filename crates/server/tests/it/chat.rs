@@ -1306,10 +1306,27 @@ async fn members_following_the_chat_channel_receive_what_they_may_see() {
         "{frame}"
     );
 
+    // Bob saw carol join, then the welcome.
+    let carol_joined = next_chat(&mut bob_ws).await;
+    assert_eq!(carol_joined["op"], 6, "{carol_joined}");
+    let welcome = next_chat(&mut bob_ws).await;
+    assert_eq!(welcome["d"]["content"], "welcome", "{welcome}");
+
+    // Typing is announced to the channel's viewers and never stored.
+    ws::send(
+        &mut carol_ws,
+        json!({"n": "chat", "op": 9, "d": {"channel_id": general.id.to_string()}}),
+    )
+    .await;
+    let typing = next_chat(&mut bob_ws).await;
+    assert_eq!(typing["op"], 9, "{typing}");
+    assert_eq!(typing["d"]["fid"], "carol@localhost");
+    assert!(
+        typing.get("id").is_none_or(Value::is_null),
+        "ephemeral: {typing}"
+    );
+
     // Kicked, bob's connection stops receiving the guild's messages.
-    let add_bob = next_chat(&mut bob_ws).await;
-    assert_eq!(add_bob["op"], 6, "{add_bob}");
-    let _welcome = next_chat(&mut bob_ws).await;
     assert_eq!(
         status(
             alice
