@@ -1589,10 +1589,11 @@ async fn polling_members_receive_the_messages_of_their_channels() {
     );
     let sent: Message = ok(alice.send(general.id, "p1", "polled").await, 201).await;
     let polled: Vec<Value> = ok(bob.call(api::events::target(), &[], None).await, 200).await;
+    let want = sent.id.to_string();
     assert!(
         polled
             .iter()
-            .any(|e| e["n"] == "chat" && e["op"] == 0 && e["d"]["id"] == sent.id.to_string()),
+            .any(|e| e["n"] == "chat" && e["op"] == 0 && e["d"]["id"] == want.as_str()),
         "{polled:?}"
     );
 }
