@@ -1715,3 +1715,168 @@ async fn a_removed_member_resumes_without_anything_of_the_guild_after_its_remova
         "{replayed:?}"
     );
 }
+
+#[tokio::test]
+async fn channels_and_categories_are_created_changed_and_deleted_by_those_who_may() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let (g, general) = alice.create_guild("club", true).await;
+    let code = alice.invite(general.id, json!({})).await.code.unwrap();
+    ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
+
+    let category: Channel = ok(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "Topics", "type": 4})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    let books: Channel = ok(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "books", "topic": "what we read", "parent_id": category.id.to_string()})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    assert_eq!(books.parent_id, Some(category.id));
+    assert_eq!(books.description.as_deref(), Some("what we read"));
+    problem(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "x", "parent_id": books.id.to_string()})),
+            )
+            .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+    problem(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "x", "type": 9})),
+            )
+            .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+    problem(
+        alice.send(category.id, "c1", "into a category").await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+
+    // Listed in position order, with the caller's permissions.
+    let listed: Vec<Channel> = ok(
+        bob.call(api::list_channels::target(g.id), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        listed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        vec!["general", "Topics", "books"]
+    );
+    let p = listed[0].permissions.unwrap();
+    assert!(p.contains(Permissions::SEND_MESSAGES) && !p.contains(Permissions::MANAGE_CHANNELS));
+
+    // Changes: by a manager only.
+    problem(
+        bob.call(
+            api::update_channel::target(books.id),
+            &[],
+            Some(json!({"name": "mine"})),
+        )
+        .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    let changed: Channel = ok(
+        alice
+            .call(
+                api::update_channel::target(books.id),
+                &[],
+                Some(json!({"name": "novels", "topic": "", "position": 0, "parent_id": "0"})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (
+            changed.name.as_str(),
+            changed.topic.as_deref(),
+            changed.parent_id,
+            changed.position
+        ),
+        ("novels", None, None, 0)
+    );
+
+    // Deleting a channel takes its messages along; deleting a category frees its channels.
+    ok::<Message>(bob.send(books.id, "b1", "a message").await, 201).await;
+    problem(
+        bob.call(api::delete_channel::target(books.id), &[], None)
+            .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    assert_eq!(
+        status(
+            alice
+                .call(api::delete_channel::target(books.id), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    problem(
+        bob.call(api::get_messages::target(books.id), &[], None)
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    problem(
+        alice
+            .call(api::delete_channel::target(books.id), &[], None)
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    assert_eq!(
+        status(
+            alice
+                .call(api::delete_channel::target(category.id), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    let left: Vec<Channel> = ok(
+        alice
+            .call(api::list_channels::target(g.id), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        left.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![general.id]
+    );
+}
