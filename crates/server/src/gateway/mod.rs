@@ -602,8 +602,13 @@ impl Gateway {
                 .events
                 .newest_after(f.stream, from, POLL_LIMIT)
                 .await?;
-            if let Some(last) = rows.last() {
-                advanced.push((f.stream.to_store(), to_store(last.seq)));
+            match rows.last() {
+                Some(last) => advanced.push((f.stream.to_store(), to_store(last.seq))),
+                // A stream polled for the first time starts here.
+                None if !stored.contains_key(&f.stream) => {
+                    advanced.push((f.stream.to_store(), to_store(from)));
+                }
+                None => {}
             }
             out.extend(
                 rows.iter()

@@ -1313,3 +1313,41 @@ async fn key_trials_are_spent_only_when_named_and_unanswered_ones_are_swept() {
         );
     }
 }
+
+#[tokio::test]
+async fn concurrent_writes_commit_together_and_a_refused_one_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let engine = store.engine_name();
+        store.insert_actor(&actor("taken"), None, 1).await.unwrap();
+        let names: Vec<String> = (0..64)
+            .map(|i| {
+                if i == 17 {
+                    "taken".into()
+                } else {
+                    format!("n{i}")
+                }
+            })
+            .collect();
+        let writes = names.iter().map(|n| {
+            let store = store.clone();
+            let a = actor(n);
+            tokio::spawn(async move { store.insert_actor(&a, None, 1).await })
+        });
+        let mut refused = 0;
+        for w in writes.collect::<Vec<_>>() {
+            match w.await.unwrap() {
+                Ok(()) => {}
+                Err(Error::Unique(_)) => refused += 1,
+                Err(e) => panic!("{engine}: {e}"),
+            }
+        }
+        assert_eq!(refused, 1, "{engine}");
+        for n in names.iter().filter(|n| *n != "taken") {
+            assert!(
+                store.actor_by_name(n).await.unwrap().is_some(),
+                "{engine}: {n} lost"
+            );
+        }
+    }
+}
