@@ -22,15 +22,18 @@ use fugue_testkit::ws::{
     Received, Ws, connect, expect_close, identified, identify_frame, next, send, try_receive,
 };
 
-/// Who follows what: per actor, `(stream, since, channels it sees or None for all)`.
+/// One followed stream: `(stream, since, the channels seen there or None for all)`.
+type Membership = (StreamId, u64, Option<Vec<i64>>);
+
+/// Who follows what, per actor.
 #[derive(Default)]
 struct Rooms {
-    members: Mutex<HashMap<ActorId, Vec<(StreamId, u64, Option<Vec<i64>>)>>>,
+    members: Mutex<HashMap<ActorId, Vec<Membership>>>,
     ops: Mutex<Vec<(ActorId, u16)>>,
 }
 
 impl Rooms {
-    fn set(&self, actor: ActorId, follows: Vec<(StreamId, u64, Option<Vec<i64>>)>) {
+    fn set(&self, actor: ActorId, follows: Vec<Membership>) {
         self.members.lock().unwrap().insert(actor, follows);
     }
 
@@ -401,10 +404,8 @@ async fn client_payloads_in_a_service_namespace_go_to_the_service() {
     )
     .await;
     assert_eq!(next(&mut a).await["op"], 7);
-    assert_eq!(
-        rooms.ops.lock().unwrap().as_slice(),
-        &[(actor(&server, "alice").await, 1)]
-    );
+    let alice_id = actor(&server, "alice").await;
+    assert_eq!(rooms.ops.lock().unwrap().as_slice(), &[(alice_id, 1)]);
     send(&mut a, json!({"n": "room", "op": 9, "d": {}})).await;
     expect_close(&mut a, 4001).await;
     // Not subscribed: 4002.
