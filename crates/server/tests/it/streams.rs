@@ -30,6 +30,7 @@ type Membership = (StreamId, u64, Option<Vec<i64>>);
 struct Rooms {
     members: Mutex<HashMap<ActorId, Vec<Membership>>>,
     ops: Mutex<Vec<(ActorId, u16)>>,
+    presence: Mutex<Vec<(ActorId, bool)>>,
 }
 
 impl Rooms {
@@ -80,6 +81,10 @@ impl Service for RoomService {
         stream: StreamId,
     ) -> BoxFuture<'a, Result<Option<Follow>, ApiError>> {
         Box::pin(async move { Ok(self.0.of(actor.id).into_iter().find(|f| f.stream == stream)) })
+    }
+
+    fn connected(&self, actor: &Actor, online: bool) {
+        self.0.presence.lock().unwrap().push((actor.id, online));
     }
 
     fn client_op<'a>(
@@ -414,4 +419,36 @@ async fn client_payloads_in_a_service_namespace_go_to_the_service() {
     assert_eq!(next(&mut ws).await["op"], 12);
     send(&mut ws, json!({"n": "room", "op": 1, "d": {}})).await;
     expect_close(&mut ws, 4002).await;
+}
+
+#[tokio::test]
+async fn the_service_hears_when_an_actors_first_connection_opens_and_its_last_closes() {
+    let (server, rooms) = start().await;
+    let alice = server.register("alice").await;
+    let alice_id = actor(&server, "alice").await;
+    let presence = || rooms.presence.lock().unwrap().clone();
+    let first = subscribed(&server, alice.token()).await;
+    let mut second = subscribed(&server, alice.token()).await;
+    assert_eq!(presence(), vec![(alice_id, true)]);
+    drop(first);
+    // The second connection still holds: nothing changes until it goes too.
+    send(
+        &mut second,
+        json!({"n": "core", "op": 0, "d": {"from": "0", "to": "0", "except": []}}),
+    )
+    .await;
+    assert_eq!(next(&mut second).await["op"], 7);
+    assert_eq!(presence(), vec![(alice_id, true)]);
+    send(
+        &mut second,
+        json!({"n": "core", "op": 8, "d": {"action": "unsubscribe", "service": "room"}}),
+    )
+    .await;
+    assert_eq!(next(&mut second).await["d"]["success"], true);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while presence().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "{:?}", presence());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(presence(), vec![(alice_id, true), (alice_id, false)]);
 }
