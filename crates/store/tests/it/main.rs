@@ -1351,3 +1351,35 @@ async fn concurrent_writes_commit_together_and_a_refused_one_fails_alone() {
         }
     }
 }
+
+#[tokio::test]
+async fn concurrent_appends_to_one_stream_take_every_position_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let engine = store.engine_name();
+        let appends = (0..100).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_event(&NewEvent {
+                        stream_id: 4242,
+                        namespace: "chat".into(),
+                        op: i,
+                        payload: "{}".into(),
+                        created_at: 1,
+                        ..Default::default()
+                    })
+                    .await
+            })
+        });
+        let mut positions = Vec::new();
+        for a in appends.collect::<Vec<_>>() {
+            positions.push(a.await.unwrap().unwrap());
+        }
+        positions.sort_unstable();
+        assert_eq!(positions, (1..=100).collect::<Vec<i64>>(), "{engine}");
+        let rows = store.events_after(4242, 0, 1000).await.unwrap();
+        assert_eq!(rows.len(), 100, "{engine}");
+        assert!(rows.windows(2).all(|w| w[1].seq == w[0].seq + 1), "{engine}");
+    }
+}
