@@ -7,6 +7,7 @@
 pub mod api;
 pub mod cache;
 pub mod certs;
+pub mod chat;
 pub mod gateway;
 pub mod ids;
 pub mod problem;

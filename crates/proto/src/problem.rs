@@ -12,90 +12,112 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
+#[repr(u16)]
 pub enum ErrorCode {
     // Request shape
-    MalformedRequest,
-    PayloadTooLarge,
+    MalformedRequest = 1,
+    PayloadTooLarge = 2,
     /// The server is at capacity; retry after `Retry-After`.
-    Overloaded,
+    Overloaded = 3,
     /// The request (its body) did not arrive in time.
-    RequestTimeout,
+    RequestTimeout = 4,
     /// The resource changed while the request was handled; reload and retry.
-    ConcurrentChange,
-    NotFound,
-    MethodNotAllowed,
-    RateLimited,
-    Internal,
+    ConcurrentChange = 5,
+    NotFound = 6,
+    MethodNotAllowed = 7,
+    RateLimited = 8,
+    Internal = 9,
     // Authentication
-    Unauthenticated,
-    InvalidToken,
-    Forbidden,
-    SensitiveSolutionRequired,
-    SensitiveSolutionInvalid,
-    TooManyFailedSolutions,
+    Unauthenticated = 10,
+    InvalidToken = 11,
+    Forbidden = 12,
+    SensitiveSolutionRequired = 13,
+    SensitiveSolutionInvalid = 14,
+    TooManyFailedSolutions = 15,
     // Accounts
-    InvalidLocalName,
-    LocalNameTaken,
-    WeakPassword,
-    RegistrationClosed,
-    InviteRequired,
-    InvalidInvite,
-    TosConsentRequired,
-    InvalidCredentials,
-    TotpRequired,
-    TotpAlreadyEnrolled,
-    TotpNotPending,
+    InvalidLocalName = 16,
+    LocalNameTaken = 17,
+    WeakPassword = 18,
+    RegistrationClosed = 19,
+    InviteRequired = 20,
+    InvalidInvite = 21,
+    TosConsentRequired = 22,
+    InvalidCredentials = 23,
+    TotpRequired = 24,
+    TotpAlreadyEnrolled = 25,
+    TotpNotPending = 26,
     /// TOTP is not enabled for this account, so there is nothing to turn off.
-    TotpNotEnabled,
+    TotpNotEnabled = 27,
     /// A server administrator suspended this account: it cannot log in.
-    AccountSuspended,
+    AccountSuspended = 28,
     // Certificates
-    InvalidCsr,
-    CsrSignatureInvalid,
-    UnsupportedAlgorithm,
-    WeakKey,
-    CsrSubjectMismatch,
-    CsrCapabilitiesForbidden,
-    InvalidSessionId,
-    SessionIdInUse,
+    InvalidCsr = 29,
+    CsrSignatureInvalid = 30,
+    UnsupportedAlgorithm = 31,
+    WeakKey = 32,
+    CsrSubjectMismatch = 33,
+    CsrCapabilitiesForbidden = 34,
+    InvalidSessionId = 35,
+    SessionIdInUse = 36,
     /// The actor has as many live sessions as the server allows; end one first.
-    TooManySessions,
-    ActorNotFound,
-    SessionNotFound,
-    CertNotFound,
+    TooManySessions = 37,
+    ActorNotFound = 38,
+    SessionNotFound = 39,
+    CertNotFound = 40,
     /// A signature over a request does not verify.
-    SignatureInvalid,
+    SignatureInvalid = 41,
     // Federation
-    InvalidFederationId,
+    InvalidFederationId = 42,
     /// The FID belongs to this server: key-trial sign-in is for other servers' actors.
-    LocalActor,
+    LocalActor = 43,
     /// The actor's home server did not answer usably (timeout, error, garbage, too large).
-    HomeServerUnavailable,
+    HomeServerUnavailable = 44,
     /// The FID's domain has no home server that proves it is one (delegation check failed).
-    NotAHomeServer,
+    NotAHomeServer = 45,
     /// A foreign certificate failed a check (chain, FID, cache signature, window, validity).
-    ForeignCertInvalid,
-    CertRevoked,
+    ForeignCertInvalid = 46,
+    CertRevoked = 47,
     /// The key trial is unknown, expired or already used.
-    KeyTrialInvalid,
+    KeyTrialInvalid = 48,
     // Encrypted private key material
-    KeyMaterialExists,
-    KeyMaterialTooLarge,
-    KeyMaterialSlotsExhausted,
-    KeyMaterialNotFound,
-    UnknownSerial,
+    KeyMaterialExists = 49,
+    KeyMaterialTooLarge = 50,
+    KeyMaterialSlotsExhausted = 51,
+    KeyMaterialNotFound = 52,
+    UnknownSerial = 53,
     // Service discovery
-    InvalidServiceName,
-    InvalidServiceUrl,
+    InvalidServiceName = 54,
+    InvalidServiceUrl = 55,
     /// This provider of the service is discoverable already.
-    ServiceExists,
+    ServiceExists = 56,
     /// No such provider of the service is discoverable.
-    ServiceNotFound,
+    ServiceNotFound = 57,
     /// The actor has as many discoverable services as the server allows.
-    TooManyServices,
+    TooManyServices = 58,
+    // Chat (polyproto-chat and fugue-chat)
+    GuildNotFound = 100,
+    ChannelNotFound = 101,
+    MessageNotFound = 102,
+    MemberNotFound = 103,
+    RoleNotFound = 104,
+    InviteNotFound = 105,
+    /// The caller lacks a permission in the guild or channel; `detail` names it.
+    MissingPermission = 106,
+    /// The actor is banned from the guild.
+    Banned = 107,
+    /// The owner cannot leave or be removed; transfer the guild first.
+    OwnerCannotLeave = 108,
+    /// A name, topic, content or other field is out of its bounds.
+    InvalidChatInput = 109,
+    /// The certificate a message carries is not the author's, not valid now, or unknown.
+    MessageCertInvalid = 110,
+    /// The same nonce was used for a different message or in another channel.
+    NonceReused = 111,
+    /// The route is declared but not served yet.
+    NotImplemented = 112,
     /// A code this version does not know (sent by a newer server).
     #[serde(other)]
-    Unknown,
+    Unknown = 999,
 }
 
 impl ErrorCode {
@@ -105,6 +127,12 @@ impl ErrorCode {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default()
+    }
+
+    /// The code as a stable number: the `code` member chat.md's error object has (OP-41).
+    /// Numbers are explicit in the declaration, so adding a code changes no other.
+    pub fn number(self) -> u16 {
+        self as u16
     }
 }
 
@@ -123,6 +151,12 @@ pub struct Problem {
     /// The polyproto namespace the route belongs to (OP-41/OP-42).
     #[serde(default = "core_namespace")]
     pub namespace: String,
+    /// chat.md's error object (OP-41): `detail` (or `title`) again …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// … and the code as a number ([`ErrorCode::number`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
 }
 
 fn core_namespace() -> String {
@@ -138,7 +172,20 @@ impl Problem {
             detail: None,
             error,
             namespace: core_namespace(),
+            message: None,
+            code: None,
         }
+    }
+
+    /// The problem as a route of `namespace` reports it; the chat namespaces add chat.md's
+    /// `message` and numeric `code` (OP-41).
+    pub fn in_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = namespace.to_owned();
+        if namespace == crate::chat::CHAT || namespace == crate::chat::FUGUE_CHAT {
+            self.message = Some(self.detail.clone().unwrap_or_else(|| self.title.clone()));
+            self.code = Some(self.error.number());
+        }
+        self
     }
 
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
@@ -165,5 +212,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(newer.error, ErrorCode::Unknown);
+    }
+
+    #[test]
+    fn chat_problems_carry_message_and_a_numeric_code() {
+        let p = Problem::new(403, ErrorCode::MissingPermission, "Forbidden")
+            .with_detail("you lack SEND_MESSAGES")
+            .in_namespace("chat");
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["message"], "you lack SEND_MESSAGES");
+        assert_eq!(json["code"], 106);
+        assert_eq!(json["namespace"], "chat");
+        assert_eq!(ErrorCode::MalformedRequest.number(), 1);
+        let core =
+            serde_json::to_value(Problem::new(400, ErrorCode::MalformedRequest, "x")).unwrap();
+        assert!(core.get("code").is_none() && core.get("message").is_none());
     }
 }

@@ -69,6 +69,12 @@ pub struct RateLimits {
     /// Wrong sensitive-action solutions per actor within `failure_window_s` before 429.
     pub max_failed_solutions: u32,
     pub failure_window_s: u64,
+    /// Chat messages per actor and channel per 5 seconds (chat.md: 5; 0 = no limit).
+    pub chat_messages_per_5s: u32,
+    /// Channels created per actor and guild per 5 minutes (chat.md: 5).
+    pub chat_channels_per_5min: u32,
+    /// Guild operations (create, change, delete, transfer) per actor per minute (chat.md: 5).
+    pub chat_guild_ops_per_minute: u32,
 }
 
 impl Default for RateLimits {
@@ -80,6 +86,9 @@ impl Default for RateLimits {
             sensitive_per_minute: 20,
             max_failed_solutions: 10,
             failure_window_s: 600,
+            chat_messages_per_5s: 5,
+            chat_channels_per_5min: 5,
+            chat_guild_ops_per_minute: 5,
         }
     }
 }

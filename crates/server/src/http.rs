@@ -16,10 +16,11 @@ use serde::de::DeserializeOwned;
 use fugue_proto::problem::PROBLEM_JSON;
 use fugue_proto::{ErrorCode, Problem};
 
-/// An error on its way to the client: a problem body plus an optional `Retry-After`.
+/// An error on its way to the client: a problem body plus an optional `Retry-After`. The
+/// problem is boxed: every handler's `Result` carries an `ApiError`'s size.
 #[derive(Debug)]
 pub struct ApiError {
-    pub problem: Problem,
+    pub problem: Box<Problem>,
     pub retry_after: Option<u64>,
 }
 
@@ -29,7 +30,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         let title = status.canonical_reason().unwrap_or("Error");
         Self {
-            problem: Problem::new(status.as_u16(), code, title).with_detail(detail),
+            problem: Box::new(Problem::new(status.as_u16(), code, title).with_detail(detail)),
             retry_after: None,
         }
     }
@@ -86,6 +87,40 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// Largest problem body [`namespaced_problems`] rewrites (ours are a few hundred bytes).
+const MAX_PROBLEM_BYTES: usize = 16 * 1024;
+
+/// Marks the problems of an extension's routes with its namespace: whatever produced them
+/// (a domain error, an extractor's rejection, the rate limit), the body says `namespace`,
+/// and the chat namespaces add chat.md's `message` and numeric `code` (OP-41) —
+/// [`Problem::in_namespace`] decides. Other responses pass untouched.
+pub async fn namespaced_problems(
+    namespace: &'static str,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let resp = next.run(req).await;
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
+    if !is_problem {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_PROBLEM_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => return ApiError::internal(&e).into_response(),
+    };
+    let Ok(problem) = serde_json::from_slice::<Problem>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let body = fugue_proto::wire::to_canonical_vec(&problem.in_namespace(namespace))
+        .unwrap_or_else(|_| bytes.to_vec());
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// A JSON body in RFC 8785 canonical form with the given status.

@@ -4,6 +4,7 @@
 //! apart from serving; [`Server::serve`] takes a bound listener and a shutdown future, so
 //! tests bind `127.0.0.1:0`. The library reads no file and no environment variable.
 
+pub mod chat;
 pub mod clock;
 pub mod config;
 pub mod discovery;
@@ -71,6 +72,7 @@ pub struct Inner {
     pub(crate) gateway: Gateway,
     pub(crate) federation: federation::Federation,
     pub(crate) discovery: discovery::Discovery,
+    pub(crate) chat: chat::Chat,
     pub(crate) limits: RateLimiters,
     pub(crate) tasks: Tasks,
 }
@@ -157,6 +159,16 @@ impl Server {
         gateway.start(handoffs);
         let discovery =
             discovery::Discovery::new(store.clone(), sessions.clone(), config.domain.clone());
+        let chat = chat::Chat::new(
+            store.clone(),
+            events.clone(),
+            federation.clone(),
+            sessions.clone(),
+            config.domain.clone(),
+            &config.rate_limits,
+        );
+        gateway.register_service(Arc::new(chat.clone()));
+        gateway.register_service(Arc::new(chat::FugueChatChannel(chat.clone())));
         let rl = &config.rate_limits;
         let limits = RateLimiters {
             login: Limiter::per_minute(rl.login_per_minute),
@@ -173,6 +185,7 @@ impl Server {
                 gateway,
                 federation,
                 discovery,
+                chat,
                 limits,
                 tasks,
             })),
@@ -304,6 +317,7 @@ fn app_routes() -> Routes {
         .merge(identity::routes::router())
         .merge(discovery::routes::router())
         .merge(gateway::routes::router())
+        .merge(chat::routes::router())
 }
 
 /// `GET /.well-known/polyproto-core` (OP-27): the core API of this server, which is here.

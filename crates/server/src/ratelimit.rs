@@ -155,3 +155,82 @@ mod tests {
         assert_eq!((off.begin("a"), off.len()), (Ok(()), 0));
     }
 }
+
+/// Most keys a [`Window`] tracks before it forgets the ones whose window ended.
+const MAX_WINDOW_KEYS: usize = 100_000;
+
+/// Where a key stands in its [`Window`]: what the `X-RateLimit-*` headers say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    pub limit: u32,
+    pub remaining: u32,
+    /// Seconds until the window ends (at least 1).
+    pub reset_after: u64,
+}
+
+/// `limit` requests per `period` and key, counted in fixed windows that start with a key's
+/// first request: the chat limits (chat.md "Rate Limiting"), which clients are told about
+/// in `X-RateLimit-Limit`, `-Remaining` and `-Reset`. A limit of 0 turns it off.
+pub struct Window<K: Hash + Eq> {
+    limit: u32,
+    period: Duration,
+    keys: Mutex<HashMap<K, (Instant, u32)>>,
+}
+
+impl<K: Hash + Eq> Window<K> {
+    pub fn new(limit: u32, period: Duration) -> Self {
+        Self {
+            limit,
+            period,
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one request of `key`: `Ok` with the standing after it, `Err` with the
+    /// standing when the window is used up (nothing counted). `None` when turned off.
+    pub fn take(&self, key: K) -> Option<Result<Standing, Standing>> {
+        if self.limit == 0 {
+            return None;
+        }
+        let now = Instant::now();
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= MAX_WINDOW_KEYS && !keys.contains_key(&key) {
+            let period = self.period;
+            keys.retain(|_, (start, _)| now.duration_since(*start) < period);
+        }
+        let entry = keys.entry(key).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.period {
+            *entry = (now, 0);
+        }
+        let left = self.period.saturating_sub(now.duration_since(entry.0));
+        let reset_after = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        let standing = |used: u32| Standing {
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(used),
+            reset_after: reset_after.max(1),
+        };
+        if entry.1 >= self.limit {
+            return Some(Err(standing(entry.1)));
+        }
+        entry.1 += 1;
+        Some(Ok(standing(entry.1)))
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn a_window_counts_per_key_and_reports_what_is_left() {
+        let w = Window::new(2, Duration::from_secs(5));
+        let first = w.take("a").unwrap().unwrap();
+        assert_eq!((first.limit, first.remaining), (2, 1));
+        assert!((1..=5).contains(&first.reset_after));
+        assert_eq!(w.take("a").unwrap().unwrap().remaining, 0);
+        let refused = w.take("a").unwrap().unwrap_err();
+        assert_eq!(refused.remaining, 0);
+        assert_eq!(w.take("b").unwrap().unwrap().remaining, 1);
+        assert!(Window::new(0, Duration::from_secs(1)).take("a").is_none());
+    }
+}

@@ -43,6 +43,18 @@ impl Routes {
         self
     }
 
+    /// Makes every problem these routes answer (their handlers' and their extractors')
+    /// a problem of `namespace` ([`crate::http::namespaced_problems`]). Call it after the
+    /// routes of the namespace and before merging others.
+    pub fn in_namespace(mut self, namespace: &'static str) -> Self {
+        self.router = self
+            .router
+            .route_layer(axum::middleware::from_fn(move |req, next| {
+                crate::http::namespaced_problems(namespace, req, next)
+            }));
+        self
+    }
+
     /// Both sets of routes. Declaring one endpoint twice panics when the router is built.
     pub fn merge(mut self, other: Routes) -> Self {
         self.router = self.router.merge(other.router);

@@ -113,6 +113,46 @@ pub enum Conflict {
     /// gone).
     #[error("no such stream")]
     StreamMissing,
+    /// The guild does not exist or was deleted.
+    #[error("no such guild")]
+    GuildMissing,
+    /// The channel does not exist in that guild.
+    #[error("no such channel")]
+    ChannelMissing,
+    /// The actor is not a member of the guild (or the channel it writes to is gone).
+    #[error("not a member of the guild")]
+    NotAMember,
+    /// The actor is a member of the guild already.
+    #[error("already a member of the guild")]
+    AlreadyMember,
+    /// The actor is banned from the guild.
+    #[error("banned from the guild")]
+    Banned,
+    /// The actor is not banned from the guild.
+    #[error("not banned from the guild")]
+    NotBanned,
+    /// The actor no longer owns the guild.
+    #[error("not the guild's owner")]
+    NotOwner,
+    /// The role does not exist in that guild (or the member does not have it).
+    #[error("no such role")]
+    RoleMissing,
+    /// The channel has no overwrite for that target.
+    #[error("no such overwrite")]
+    OverwriteMissing,
+    /// A message was not stored: a repeated nonce, or its author or channel is gone (the
+    /// store tells which before it returns).
+    #[error("the message was not stored")]
+    MessageRefused,
+    /// The message does not exist or was deleted.
+    #[error("no such message")]
+    MessageMissing,
+    /// The message was edited or deleted since it was read.
+    #[error("the message changed")]
+    MessageChanged,
+    /// A guild kept changing while its permissions were read.
+    #[error("the guild kept changing")]
+    GuildBusy,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -8,7 +8,8 @@
 //!
 //! The verbs live with their domain: `actors.rs` (actors, TOTP, invites, failed
 //! sensitive-action solutions), `accounts.rs` (account management), `sessions.rs`,
-//! `certs.rs` (actor ID-Certs), `server_certs.rs`, `keymaterial.rs`, `events.rs` (event
+//! `certs.rs` (actor ID-Certs), `chat/` (guilds, channels, members, roles, overwrites,
+//! bans, guild invites; messages and their versions), `server_certs.rs`, `keymaterial.rs`, `events.rs` (event
 //! streams and gateway positions), `services.rs` (discoverable services) and
 //! `federation.rs` (key trials, foreign actors and their sessions). Each row decoder sits
 //! next to the list of columns it decodes, so their order is written in one place.
@@ -16,6 +17,7 @@
 mod accounts;
 mod actors;
 mod certs;
+mod chat;
 pub mod engine;
 mod events;
 mod federation;
@@ -32,6 +34,10 @@ use std::path::Path;
 pub use accounts::AccountRow;
 pub use actors::ActorRow;
 pub use certs::CertRow;
+pub use chat::{
+    BanRow, ChannelRow, GuildAccess, GuildInviteRow, GuildRow, MemberRow, MessageRow,
+    MessageVersionRow, OverwriteRow, Positions, RoleRow, Sent, TargetKind,
+};
 pub use engine::{Conflict, Error, Result, Row, Stmt, Value};
 pub use events::{EventRow, NewEvent, PositionRow};
 pub use federation::{KeyTrialQuery, KeyTrialRow, NewForeignSession, TrialRef};

@@ -178,6 +178,119 @@ INSERT INTO stream_positions (session_pk, stream_id, acked_seq)
  SELECT g.session_pk, s.actor_id, g.acked_seq FROM gateway_positions g JOIN sessions s ON s.id = g.session_pk;
 "#,
     ),
+    (
+        10,
+        r#"
+CREATE TABLE guilds (
+    id BIGINT PRIMARY KEY,
+    name TEXT NOT NULL,
+    description TEXT,
+    icon TEXT,
+    owner_id BIGINT NOT NULL REFERENCES actors(id),
+    private BIGINT NOT NULL DEFAULT 1,
+    created_at BIGINT NOT NULL,
+    deleted_at BIGINT,
+    access_version BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE channels (
+    id BIGINT PRIMARY KEY,
+    guild_id BIGINT NOT NULL REFERENCES guilds(id),
+    name TEXT NOT NULL,
+    kind BIGINT NOT NULL,
+    topic TEXT,
+    parent_id BIGINT,
+    position BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX channels_guild ON channels (guild_id, position);
+CREATE TABLE guild_members (
+    guild_id BIGINT NOT NULL REFERENCES guilds(id),
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    joined_at BIGINT NOT NULL,
+    since BIGINT NOT NULL,
+    PRIMARY KEY (guild_id, actor_id)
+);
+CREATE INDEX guild_members_actor ON guild_members (actor_id);
+CREATE TABLE roles (
+    id BIGINT PRIMARY KEY,
+    guild_id BIGINT NOT NULL REFERENCES guilds(id),
+    name TEXT NOT NULL,
+    permissions BIGINT NOT NULL,
+    position BIGINT NOT NULL,
+    color BIGINT
+);
+CREATE INDEX roles_guild ON roles (guild_id);
+CREATE TABLE member_roles (
+    guild_id BIGINT NOT NULL,
+    actor_id BIGINT NOT NULL,
+    role_id BIGINT NOT NULL REFERENCES roles(id),
+    PRIMARY KEY (guild_id, actor_id, role_id)
+);
+CREATE INDEX member_roles_role ON member_roles (guild_id, role_id);
+CREATE TABLE channel_overwrites (
+    channel_id BIGINT NOT NULL REFERENCES channels(id),
+    target_kind TEXT NOT NULL,
+    target_id BIGINT NOT NULL,
+    allow_bits BIGINT NOT NULL,
+    deny_bits BIGINT NOT NULL,
+    PRIMARY KEY (channel_id, target_kind, target_id)
+);
+CREATE INDEX channel_overwrites_target ON channel_overwrites (target_kind, target_id);
+CREATE TABLE guild_bans (
+    guild_id BIGINT NOT NULL REFERENCES guilds(id),
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    reason TEXT,
+    banned_by BIGINT NOT NULL REFERENCES actors(id),
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (guild_id, actor_id)
+);
+CREATE TABLE guild_invites (
+    code_hash BLOB PRIMARY KEY,
+    guild_id BIGINT NOT NULL REFERENCES guilds(id),
+    channel_id BIGINT NOT NULL,
+    creator_id BIGINT NOT NULL REFERENCES actors(id),
+    max_uses BIGINT NOT NULL,
+    uses BIGINT NOT NULL DEFAULT 0,
+    expires_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX guild_invites_guild ON guild_invites (guild_id);
+CREATE TABLE messages (
+    id BIGINT PRIMARY KEY,
+    guild_id BIGINT NOT NULL,
+    channel_id BIGINT NOT NULL,
+    author_id BIGINT NOT NULL REFERENCES actors(id),
+    nonce TEXT NOT NULL,
+    content TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    cert_pem TEXT NOT NULL,
+    cert_serial BIGINT NOT NULL,
+    version_nonce TEXT NOT NULL,
+    reply_to BIGINT,
+    created_at BIGINT NOT NULL,
+    edited_at BIGINT,
+    deleted_at BIGINT,
+    deleted_by BIGINT,
+    version BIGINT NOT NULL DEFAULT 1,
+    UNIQUE (channel_id, author_id, nonce)
+);
+CREATE INDEX messages_channel ON messages (channel_id, id);
+CREATE INDEX messages_guild ON messages (guild_id);
+CREATE TABLE message_versions (
+    message_id BIGINT NOT NULL,
+    version BIGINT NOT NULL,
+    nonce TEXT NOT NULL,
+    content TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    cert_pem TEXT NOT NULL,
+    cert_serial BIGINT NOT NULL,
+    edit_of BIGINT,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (message_id, version),
+    UNIQUE (message_id, nonce)
+);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

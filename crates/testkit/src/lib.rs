@@ -134,6 +134,9 @@ pub fn test_config(addr: SocketAddr) -> Config {
     config.rate_limits.failed_logins_per_minute = 100_000;
     config.rate_limits.register_per_minute = 100_000;
     config.rate_limits.sensitive_per_minute = 100_000;
+    config.rate_limits.chat_messages_per_5s = 0;
+    config.rate_limits.chat_channels_per_5min = 0;
+    config.rate_limits.chat_guild_ops_per_minute = 0;
     config
 }
 

@@ -1,4 +1,4 @@
-//! The HTTP API: one module per namespace (`core`, `auth`, and `origin` for the two paths
+//! The HTTP API: one module per namespace (`core`, `auth`, `chat`, `fugue_chat`, and `origin` for the two paths
 //! outside `/.p2/`), one module per endpoint, and an endpoint is one (method, path).
 //!
 //! Each endpoint is declared once, with [`endpoints!`]: its method, its path template below
@@ -261,6 +261,10 @@ namespaces! {
     core: CORE_ENDPOINTS,
     /// Accounts (`/.p2/auth/`, polyproto-auth).
     auth: AUTH_ENDPOINTS,
+    /// polyproto-chat (`/.p2/chat/`).
+    chat: CHAT_ENDPOINTS,
+    /// Fugue's chat additions (`/.p2/fugue-chat/`).
+    fugue_chat: FUGUE_CHAT_ENDPOINTS,
 }
 
 #[cfg(test)]
@@ -295,6 +299,14 @@ mod tests {
         for e in AUTH_ENDPOINTS {
             assert!(e.path.starts_with(AUTH_API), "{}", e.path);
         }
+        for e in CHAT_ENDPOINTS {
+            assert!(e.path.starts_with("/.p2/chat/v1/"), "{}", e.path);
+            assert!(e.path.starts_with(CHAT_API), "{}", e.path);
+        }
+        for e in FUGUE_CHAT_ENDPOINTS {
+            assert!(e.path.starts_with("/.p2/fugue-chat/v1/"), "{}", e.path);
+            assert!(e.path.starts_with(FUGUE_CHAT_API), "{}", e.path);
+        }
     }
 
     #[test]
@@ -327,6 +339,15 @@ mod tests {
         );
         assert_eq!(login::target().path, "/.p2/auth/v1/login");
         assert_eq!(well_known::PATH, "/.well-known/polyproto-core");
+        assert_eq!(
+            kick_member::path(7, &fid),
+            "/.p2/chat/v1/guilds/7/members/a%25b@example.com"
+        );
+        let target = crate::chat::OverwriteTarget::Role(9);
+        assert_eq!(
+            set_overwrite::path(3, &target),
+            "/.p2/fugue-chat/v1/channels/3/overwrites/9"
+        );
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod chat;
+
 use rand_core::{OsRng, RngCore};
 
 use fugue_store::{

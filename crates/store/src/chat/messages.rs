@@ -1,0 +1,349 @@
+//! Persistence of guild messages, their signed versions and their tombstones.
+//!
+//! A message row holds its current version; `message_versions` holds every version with
+//! its signature and certificate (version 1 is the message as sent). `(channel_id,
+//! author_id, nonce)` is unique, which makes a send idempotent: a repeat is refused by the
+//! database, in the same transaction that would have appended its event.
+
+use super::push_append;
+use crate::engine::{Conflict, Error, Result, Row, Stmt};
+use crate::events::{NewEvent, taken};
+use crate::{Store, params};
+
+/// A message as stored, with its author's stored name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: i64,
+    pub guild_id: i64,
+    pub channel_id: i64,
+    pub author_id: i64,
+    /// `actors.local_name` of the author (filled on reads).
+    pub author_name: String,
+    /// The nonce it was sent with (the idempotency key).
+    pub nonce: String,
+    /// The current version's signed body as JSON text; empty once deleted.
+    pub content: String,
+    pub signature: String,
+    pub cert_pem: String,
+    pub cert_serial: i64,
+    /// The nonce the current version was signed with.
+    pub version_nonce: String,
+    pub reply_to: Option<i64>,
+    pub created_at: i64,
+    pub edited_at: Option<i64>,
+    pub deleted_at: Option<i64>,
+    pub deleted_by: Option<i64>,
+    pub version: i64,
+}
+
+macro_rules! message_columns {
+    () => {
+        "m.id, m.guild_id, m.channel_id, m.author_id, a.local_name, m.nonce, m.content, m.signature, m.cert_pem, m.cert_serial, m.version_nonce, m.reply_to, m.created_at, m.edited_at, m.deleted_at, m.deleted_by, m.version"
+    };
+}
+
+fn message(r: &Row) -> Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.i64(0)?,
+        guild_id: r.i64(1)?,
+        channel_id: r.i64(2)?,
+        author_id: r.i64(3)?,
+        author_name: r.string(4)?,
+        nonce: r.string(5)?,
+        content: r.string(6)?,
+        signature: r.string(7)?,
+        cert_pem: r.string(8)?,
+        cert_serial: r.i64(9)?,
+        version_nonce: r.string(10)?,
+        reply_to: r.opt_i64(11)?,
+        created_at: r.i64(12)?,
+        edited_at: r.opt_i64(13)?,
+        deleted_at: r.opt_i64(14)?,
+        deleted_by: r.opt_i64(15)?,
+        version: r.i64(16)?,
+    })
+}
+
+/// One signed version of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageVersionRow {
+    pub message_id: i64,
+    pub version: i64,
+    pub nonce: String,
+    /// The signed body as JSON text.
+    pub content: String,
+    pub signature: String,
+    pub cert_pem: String,
+    pub cert_serial: i64,
+    /// `None` for version 1; else the message's id (what the author signed as `edit_of`).
+    pub edit_of: Option<i64>,
+    pub created_at: i64,
+}
+
+macro_rules! version_columns {
+    () => {
+        "message_id, version, nonce, content, signature, cert_pem, cert_serial, edit_of, created_at"
+    };
+}
+
+fn version(r: &Row) -> Result<MessageVersionRow> {
+    Ok(MessageVersionRow {
+        message_id: r.i64(0)?,
+        version: r.i64(1)?,
+        nonce: r.string(2)?,
+        content: r.string(3)?,
+        signature: r.string(4)?,
+        cert_pem: r.string(5)?,
+        cert_serial: r.i64(6)?,
+        edit_of: r.opt_i64(7)?,
+        created_at: r.i64(8)?,
+    })
+}
+
+fn insert_version(v: &MessageVersionRow) -> Stmt {
+    Stmt::new(
+        concat!(
+            "INSERT INTO message_versions (",
+            version_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ),
+        params![
+            v.message_id,
+            v.version,
+            v.nonce.clone(),
+            v.content.clone(),
+            v.signature.clone(),
+            v.cert_pem.clone(),
+            v.cert_serial,
+            v.edit_of,
+            v.created_at
+        ],
+    )
+}
+
+/// What a send did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// Stored; its event is at this position of the guild's stream.
+    New(i64),
+    /// The author sent this nonce in this channel before: the stored message, unchanged.
+    Existing(Box<MessageRow>),
+}
+
+impl Store {
+    /// Stores a message (as version 1) and its event, if its author is still a member of
+    /// the guild and the channel still exists. A repeated `(channel, author, nonce)` stores
+    /// nothing and answers the message stored before ([`Sent::Existing`]).
+    /// [`Conflict::NotAMember`] when the author is no member or the channel is gone;
+    /// [`Error::Unique`] when the id is taken (the caller draws another).
+    pub async fn insert_message(&self, m: &MessageRow, e: &NewEvent) -> Result<Sent> {
+        let mut stmts = vec![
+            Stmt::new(
+                "INSERT INTO messages (id, guild_id, channel_id, author_id, nonce, content, signature, cert_pem, cert_serial, version_nonce, reply_to, created_at, version)
+                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $5, $10, $11, 1
+                 WHERE EXISTS (SELECT 1 FROM channels WHERE id = $3 AND guild_id = $2)
+                 AND EXISTS (SELECT 1 FROM guild_members WHERE guild_id = $2 AND actor_id = $4)
+                 ON CONFLICT (channel_id, author_id, nonce) DO NOTHING",
+                params![
+                    m.id,
+                    m.guild_id,
+                    m.channel_id,
+                    m.author_id,
+                    m.nonce.clone(),
+                    m.content.clone(),
+                    m.signature.clone(),
+                    m.cert_pem.clone(),
+                    m.cert_serial,
+                    m.reply_to,
+                    m.created_at
+                ],
+            )
+            .affects(1)
+            .or(Conflict::MessageRefused),
+            insert_version(&MessageVersionRow {
+                message_id: m.id,
+                version: 1,
+                nonce: m.nonce.clone(),
+                content: m.content.clone(),
+                signature: m.signature.clone(),
+                cert_pem: m.cert_pem.clone(),
+                cert_serial: m.cert_serial,
+                edit_of: None,
+                created_at: m.created_at,
+            }),
+        ];
+        let at = push_append(&mut stmts, e);
+        match self.transaction_rows(stmts).await {
+            Ok(out) => Ok(Sent::New(taken(&out, at)?)),
+            Err(Error::Conflict(Conflict::MessageRefused)) => {
+                match self
+                    .message_by_nonce(m.channel_id, m.author_id, &m.nonce)
+                    .await?
+                {
+                    Some(existing) => Ok(Sent::Existing(Box::new(existing))),
+                    None => Err(Error::Conflict(Conflict::NotAMember)),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn message(&self, id: i64) -> Result<Option<MessageRow>> {
+        self.query(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages m JOIN actors a ON a.id = m.author_id WHERE m.id = $1"
+            ),
+            params![id],
+        )
+        .await?
+        .first()
+        .map(message)
+        .transpose()
+    }
+
+    pub async fn message_by_nonce(
+        &self,
+        channel_id: i64,
+        author_id: i64,
+        nonce: &str,
+    ) -> Result<Option<MessageRow>> {
+        self.query(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages m JOIN actors a ON a.id = m.author_id
+                 WHERE m.channel_id = $1 AND m.author_id = $2 AND m.nonce = $3"
+            ),
+            params![channel_id, author_id, nonce.to_owned()],
+        )
+        .await?
+        .first()
+        .map(message)
+        .transpose()
+    }
+
+    /// Up to `limit` messages of a channel with ids below `before` (all without it), newest
+    /// first. Tombstones included.
+    pub async fn messages_before(
+        &self,
+        channel_id: i64,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
+        self.query(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages m JOIN actors a ON a.id = m.author_id
+                 WHERE m.channel_id = $1 AND m.id < $2 ORDER BY m.id DESC LIMIT $3"
+            ),
+            params![channel_id, before.unwrap_or(i64::MAX), limit],
+        )
+        .await?
+        .iter()
+        .map(message)
+        .collect()
+    }
+
+    /// Up to `limit` messages of a channel with ids above `after`, oldest first.
+    pub async fn messages_after(
+        &self,
+        channel_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
+        self.query(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages m JOIN actors a ON a.id = m.author_id
+                 WHERE m.channel_id = $1 AND m.id > $2 ORDER BY m.id LIMIT $3"
+            ),
+            params![channel_id, after, limit],
+        )
+        .await?
+        .iter()
+        .map(message)
+        .collect()
+    }
+
+    /// Makes `v` (version `v.version`, which must be the next one) the message's current
+    /// version ([`Conflict::MessageChanged`] when it was deleted or edited meanwhile;
+    /// [`Error::Unique`] when the author used this nonce for the message before).
+    pub async fn edit_message(&self, v: &MessageVersionRow, e: &NewEvent) -> Result<i64> {
+        let mut stmts = vec![
+            Stmt::new(
+                "UPDATE messages SET content = $3, signature = $4, cert_pem = $5, cert_serial = $6,
+                 version_nonce = $7, edited_at = $8, version = $2
+                 WHERE id = $1 AND deleted_at IS NULL AND version = $2 - 1",
+                params![
+                    v.message_id,
+                    v.version,
+                    v.content.clone(),
+                    v.signature.clone(),
+                    v.cert_pem.clone(),
+                    v.cert_serial,
+                    v.nonce.clone(),
+                    v.created_at
+                ],
+            )
+            .affects(1)
+            .or(Conflict::MessageChanged),
+            insert_version(v),
+        ];
+        let at = push_append(&mut stmts, e);
+        taken(&self.transaction_rows(stmts).await?, at)
+    }
+
+    /// Deletes a message: the row stays as a tombstone (id, author, times, who deleted it),
+    /// its content, signature and versions go, and every event about it in its guild's
+    /// stream gets `scrubbed` as payload; then `e` (the deletion) is appended
+    /// ([`Conflict::MessageMissing`] when it is gone or deleted already).
+    pub async fn delete_message(
+        &self,
+        id: i64,
+        guild_id: i64,
+        by: i64,
+        now: i64,
+        scrubbed: &str,
+        e: &NewEvent,
+    ) -> Result<i64> {
+        let mut stmts = vec![
+            Stmt::new(
+                "UPDATE messages SET content = '', signature = '', cert_pem = '', deleted_at = $2, deleted_by = $3
+                 WHERE id = $1 AND guild_id = $4 AND deleted_at IS NULL",
+                params![id, now, by, guild_id],
+            )
+            .affects(1)
+            .or(Conflict::MessageMissing),
+            Stmt::new(
+                "DELETE FROM message_versions WHERE message_id = $1",
+                params![id],
+            ),
+            Stmt::new(
+                "UPDATE events SET payload = $3 WHERE stream_id = $1 AND ref_id = $2",
+                params![guild_id, id, scrubbed.to_owned()],
+            ),
+        ];
+        let at = push_append(&mut stmts, e);
+        taken(&self.transaction_rows(stmts).await?, at)
+    }
+
+    /// Every version of a message, oldest first.
+    pub async fn message_versions(&self, message_id: i64) -> Result<Vec<MessageVersionRow>> {
+        self.query(
+            concat!(
+                "SELECT ",
+                version_columns!(),
+                " FROM message_versions WHERE message_id = $1 ORDER BY version"
+            ),
+            params![message_id],
+        )
+        .await?
+        .iter()
+        .map(version)
+        .collect()
+    }
+}
