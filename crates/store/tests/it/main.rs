@@ -1382,6 +1382,9 @@ async fn concurrent_appends_to_one_stream_take_every_position_once() {
         assert_eq!(positions, (1..=100).collect::<Vec<i64>>(), "{engine}");
         let rows = store.events_after(4242, 0, 1000).await.unwrap();
         assert_eq!(rows.len(), 100, "{engine}");
-        assert!(rows.windows(2).all(|w| w[1].seq == w[0].seq + 1), "{engine}");
+        assert!(
+            rows.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+            "{engine}"
+        );
     }
 }
