@@ -1566,12 +1566,7 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
     assert_eq!(guild.name, "secret");
 }
 
-/// `GET /events` for a guild stream without a stored position starts at the stream's head
-/// and stores nothing while nothing is new, so a client that only polls never sees a guild
-/// event (gateway `poll`; to be fixed there: start a first-seen stream at the membership's
-/// beginning, or store the head).
 #[tokio::test]
-#[ignore = "GET /events skips guild streams it has no position for (gateway::poll)"]
 async fn polling_members_receive_the_messages_of_their_channels() {
     let server = TestServer::start().await;
     let alice = Who::new(&server, "alice").await;
