@@ -16,15 +16,15 @@ use fugue_proto::{ErrorCode, Problem};
 use fugue_testkit::{PASSWORD, TestServer, ws};
 
 /// One actor's session on a server, for raw chat calls.
-struct Who<'a> {
+pub(crate) struct Who<'a> {
     server: &'a TestServer,
-    session: Session,
+    pub(crate) session: Session,
     /// The token on `server` when `session` is of another server (signed in by key trial).
     foreign_token: Option<String>,
 }
 
 impl<'a> Who<'a> {
-    async fn new(server: &'a TestServer, name: &str) -> Self {
+    pub(crate) async fn new(server: &'a TestServer, name: &str) -> Self {
         Self {
             server,
             session: server.register(name).await,
@@ -33,7 +33,7 @@ impl<'a> Who<'a> {
     }
 
     /// `session`'s actor signed in on `server` (another home server) with a key trial.
-    async fn foreign(server: &'a TestServer, session: Session) -> Self {
+    pub(crate) async fn foreign(server: &'a TestServer, session: Session) -> Self {
         let signed_in = session
             .sign_in_on(server.client(), &server.domain)
             .await
@@ -45,13 +45,13 @@ impl<'a> Who<'a> {
         }
     }
 
-    fn token(&self) -> &str {
+    pub(crate) fn token(&self) -> &str {
         self.foreign_token
             .as_deref()
             .unwrap_or(self.session.token())
     }
 
-    async fn call(
+    pub(crate) async fn call(
         &self,
         target: Target,
         query: &[(&str, String)],
@@ -60,7 +60,7 @@ impl<'a> Who<'a> {
         self.call_with(target, query, body, None).await
     }
 
-    async fn call_with(
+    pub(crate) async fn call_with(
         &self,
         target: Target,
         query: &[(&str, String)],
@@ -84,12 +84,12 @@ impl<'a> Who<'a> {
         req.send().await.unwrap()
     }
 
-    fn fid(&self) -> fugue_proto::FederationId {
+    pub(crate) fn fid(&self) -> fugue_proto::FederationId {
         self.session.fid().clone()
     }
 
     /// A message body signed for `channel` with `nonce` (`edit_of` for an edit).
-    fn signed(
+    pub(crate) fn signed(
         &self,
         channel: u64,
         nonce: &str,
@@ -107,7 +107,7 @@ impl<'a> Who<'a> {
         hex::encode(self.session.key().sign(&payload.signed_bytes()))
     }
 
-    fn send_body(&self, channel: u64, nonce: &str, text: &str) -> Value {
+    pub(crate) fn send_body(&self, channel: u64, nonce: &str, text: &str) -> Value {
         let body = MessageBody {
             content: text.into(),
             reply_to: None,
@@ -121,7 +121,7 @@ impl<'a> Who<'a> {
         })
     }
 
-    async fn send(&self, channel: u64, nonce: &str, text: &str) -> reqwest::Response {
+    pub(crate) async fn send(&self, channel: u64, nonce: &str, text: &str) -> reqwest::Response {
         self.call(
             api::send_message::target(channel),
             &[],
@@ -130,7 +130,7 @@ impl<'a> Who<'a> {
         .await
     }
 
-    async fn create_guild(&self, name: &str, private: bool) -> (Guild, Channel) {
+    pub(crate) async fn create_guild(&self, name: &str, private: bool) -> (Guild, Channel) {
         let g: Guild = ok(
             self.call(
                 api::create_guild::target(),
@@ -149,7 +149,7 @@ impl<'a> Who<'a> {
         (g, channels[0].clone())
     }
 
-    async fn invite(&self, channel: u64, body: Value) -> Invite {
+    pub(crate) async fn invite(&self, channel: u64, body: Value) -> Invite {
         ok(
             self.call(api::create_invite::target(channel), &[], Some(body))
                 .await,
@@ -158,12 +158,12 @@ impl<'a> Who<'a> {
         .await
     }
 
-    async fn join(&self, guild: u64, code: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn join(&self, guild: u64, code: Option<&str>) -> reqwest::Response {
         let body = code.map(|c| json!({"invite_code": c}));
         self.call(api::join_guild::target(guild), &[], body).await
     }
 
-    async fn history(&self, channel: u64, query: &[(&str, String)]) -> Vec<Message> {
+    pub(crate) async fn history(&self, channel: u64, query: &[(&str, String)]) -> Vec<Message> {
         ok(
             self.call(api::message_history::target(channel), query, None)
                 .await,
@@ -174,7 +174,7 @@ impl<'a> Who<'a> {
 }
 
 /// The body of a response with `status`.
-async fn ok<T: DeserializeOwned>(resp: reqwest::Response, status: u16) -> T {
+pub(crate) async fn ok<T: DeserializeOwned>(resp: reqwest::Response, status: u16) -> T {
     let got = resp.status().as_u16();
     let text = resp.text().await.unwrap();
     assert_eq!(got, status, "{text}");
@@ -1351,7 +1351,7 @@ async fn members_following_the_chat_channel_receive_what_they_may_see() {
 }
 
 /// The next frame of the `chat` namespace.
-async fn next_chat(ws: &mut fugue_testkit::ws::Ws) -> Value {
+pub(crate) async fn next_chat(ws: &mut fugue_testkit::ws::Ws) -> Value {
     loop {
         let f = ws::next(ws).await;
         if f["n"] == "chat" {
@@ -1461,7 +1461,7 @@ async fn a_revoked_certificate_signs_nothing_more() {
 }
 
 /// A valid body for each chat endpoint that takes one, so that only who calls decides.
-fn sample_body(name: &str, who: &Who<'_>, channel: u64) -> Option<Value> {
+pub(crate) fn sample_body(name: &str, who: &Who<'_>, channel: u64) -> Option<Value> {
     Some(match name {
         "create_guild" | "create_channel" | "create_role" => json!({"name": "n"}),
         "update_guild" | "update_channel" | "update_role" => json!({"name": "n"}),

@@ -9,6 +9,7 @@ mod account_management;
 mod accounts;
 mod chaos;
 mod chat;
+mod chat_matrix;
 mod csr;
 mod federation;
 mod federation_client;
