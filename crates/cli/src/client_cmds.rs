@@ -1,5 +1,5 @@
 //! The client commands of `fugue`: accounts, sessions, certificates, key backups, the
-//! event stream and sign-in on other servers.
+//! event stream, sign-in on other servers, and chat (guilds, channels, messages).
 //!
 //! Everything goes through `fugue-client`; these modules only parse arguments, ask for
 //! secrets and print results. Secrets come from `FUGUE_PASSWORD` / `FUGUE_PASSPHRASE` when
@@ -15,9 +15,12 @@
 
 mod account;
 mod certs;
+mod channel;
 mod events;
 mod federation;
+mod guild;
 mod keys;
+mod messages;
 mod services;
 mod sessions;
 
@@ -25,7 +28,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use fugue_client::{Account, KeyStore, Session};
+use fugue_client::{Account, Chat, KeyStore, Session};
 
 #[derive(Args, Clone)]
 pub struct ClientOpts {
@@ -73,13 +76,60 @@ pub enum ClientCommand {
         cmd: keys::KeysCmd,
     },
     /// Follow your account's events (new sessions, revoked certificates, server key changes)
-    /// over the gateway, one line each, until Ctrl-C.
+    /// and chat events (messages, channels, members) over the gateway, one line each, until
+    /// Ctrl-C. Messages are verified as they arrive.
     Events {
         #[command(flatten)]
         opts: ClientOpts,
         /// Print each event's envelope as one line of JSON instead of a description.
         #[arg(long)]
         json: bool,
+        /// Only the account's own events: do not subscribe to the chat channels.
+        #[arg(long)]
+        no_chat: bool,
+    },
+    /// Chat guilds: create, list, join, leave, invite, members.
+    Guild {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: guild::GuildCmd,
+    },
+    /// Channels of a guild: create, list.
+    Channel {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: channel::ChannelCmd,
+    },
+    /// Send a signed message to a channel.
+    Send {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: messages::SendArgs,
+    },
+    /// Read a channel's history, oldest first, each message marked ✓ (verified) or ✗ (with
+    /// the reason).
+    Read {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: messages::ReadArgs,
+    },
+    /// Replace the text of one of your messages with a new signed version.
+    Edit {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: messages::EditArgs,
+    },
+    /// Delete a message (yours, or any with the permission to manage messages).
+    Delete {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: messages::DeleteArgs,
     },
     /// Your discoverable services (core §9) and those of others.
     Services {
@@ -158,6 +208,12 @@ fn restore_session(store: &KeyStore) -> Result<(Session, Option<String>), String
     Ok((session, pass))
 }
 
+/// Chat on the current account's home server.
+fn chat(opts: &ClientOpts) -> Result<Chat, String> {
+    let store = open_store(opts)?;
+    Ok(restore_session(&store)?.0.chat())
+}
+
 /// An SDK error as the line `main` prints.
 fn e(err: fugue_client::Error) -> String {
     err.to_string()
@@ -189,7 +245,17 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::Sessions { opts, cmd } => sessions::run(opts, cmd).await,
         ClientCommand::Certs { opts, cmd } => certs::run(opts, cmd).await,
         ClientCommand::Keys { opts, cmd } => keys::run(opts, cmd).await,
-        ClientCommand::Events { opts, json } => events::run(opts, json).await,
+        ClientCommand::Events {
+            opts,
+            json,
+            no_chat,
+        } => events::run(opts, json, !no_chat).await,
+        ClientCommand::Guild { opts, cmd } => guild::run(opts, cmd).await,
+        ClientCommand::Channel { opts, cmd } => channel::run(opts, cmd).await,
+        ClientCommand::Send { opts, args } => messages::send(opts, args).await,
+        ClientCommand::Read { opts, args } => messages::read(opts, args).await,
+        ClientCommand::Edit { opts, args } => messages::edit(opts, args).await,
+        ClientCommand::Delete { opts, args } => messages::delete(opts, args).await,
         ClientCommand::Services { opts, cmd } => services::run(opts, cmd).await,
         ClientCommand::Federation { opts, cmd } => federation::run(opts, cmd).await,
     }

@@ -6,6 +6,7 @@
 //! routes. The SDK trusts no certificate it has not checked itself ([`Client::verified_actor_certs`])
 //! and writes secrets to disk only through [`KeyStore`], which keeps its file private.
 
+mod chat;
 mod error;
 mod foreign;
 mod gateway;
@@ -16,6 +17,7 @@ mod services;
 mod session;
 mod verify;
 
+pub use chat::{Chat, ChatEvent, PreparedMessage, Sent, Verdict, new_nonce};
 pub use error::{Error, Result};
 pub use foreign::ForeignSession;
 pub use fugue_proto as proto;

@@ -4,9 +4,10 @@
 //! A background task owns the socket. It identifies, heartbeats with a minified number list
 //! (asking again for any sequence number it missed), answers heartbeat requests, and after a
 //! drop reconnects with backoff and resumes; when the server refuses to resume (4010) it
-//! identifies afresh. Every event carries `id`, its position in the actor's event stream, the
-//! same on every connection: the task passes an event on only if its `id` is above the last
-//! one it passed on, so re-sends and replays never reach the application twice.
+//! identifies afresh. Every event carries `id`, its position in the stream it lives in
+//! (the actor's own for core events, a guild's for chat events), the same on every
+//! connection: the task passes each event on once (`sequence::Dedupe`), so re-sends and
+//! replays never reach the application twice.
 //!
 //! Frames are built and read only through [`fugue_proto::gateway`], in the spec's number
 //! style. Nothing here verifies what an event claims (an op 4 signature, a new session's
@@ -139,7 +140,7 @@ impl GatewayEvent {
         }
     }
 
-    /// The event's position in the actor's event stream.
+    /// The event's position in its stream (the actor's own for core events).
     pub fn id(&self) -> Option<u64> {
         self.envelope().and_then(|e| e.id)
     }

@@ -460,7 +460,7 @@ impl Task {
     }
 
     fn deliver(&mut self, frame: Envelope) {
-        if self.dedupe.admit(frame.id) {
+        if self.dedupe.admit(&frame) {
             // A closed receiver means the handle is gone; the command channel says so next.
             let _ = self.events.send(classify(frame));
         }
