@@ -10,11 +10,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The server answered with a non-2xx status; `problem` is its body when it was one.
-    #[error("{}", api_line(*status, problem.as_ref()))]
+    /// The server answered with a non-2xx status; `problem` is its body when it was one
+    /// (boxed: a problem is large, and every call's `Result` carries this error).
+    #[error("{}", api_line(*status, problem.as_deref()))]
     Api {
         status: u16,
-        problem: Option<Problem>,
+        problem: Option<Box<Problem>>,
     },
     /// No usable answer: connection, TLS, timeout, or a request that could not be built.
     #[error("could not talk to the server: {0}")]
@@ -116,7 +117,7 @@ mod tests {
             .with_detail("the session ID laptop\nis already in use");
         let err = Error::Api {
             status: 409,
-            problem: Some(problem),
+            problem: Some(Box::new(problem)),
         };
         let text = err.to_string();
         assert_eq!(

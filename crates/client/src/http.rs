@@ -218,7 +218,7 @@ pub(crate) async fn send(request: RequestBuilder) -> Result<Response> {
         .unwrap_or_default();
     Err(Error::Api {
         status: status.as_u16(),
-        problem: serde_json::from_slice(&body).ok(),
+        problem: serde_json::from_slice(&body).ok().map(Box::new),
     })
 }
 

@@ -62,7 +62,9 @@ impl OpenError {
             },
             OpenError::Http { status, body } => Error::Api {
                 status,
-                problem: body.and_then(|b| serde_json::from_slice(&b).ok()),
+                problem: body
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .map(Box::new),
             },
             OpenError::Transport(reason) => Error::Transport(reason),
             OpenError::Protocol(reason) => Error::Gateway(reason),

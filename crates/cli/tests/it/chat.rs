@@ -1,0 +1,316 @@
+//! The chat commands of the `fugue` binary against an in-process server: two people hold a
+//! conversation with `fugue` alone (guild, invite, join, send, read, edit, delete, events),
+//! and `fugue read` marks a message whose stored content was changed behind its author's
+//! back. What the server does with these requests is tested in `crates/server/tests/it`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use fugue_proto::chat::MessageBody;
+use fugue_store::{MessageVersionRow, NewEvent};
+use fugue_testkit::{PASSWORD, TestServer};
+
+use crate::support::{blocking, fugue_as_client};
+
+/// One person at a terminal: `fugue` with their own key store.
+struct Person {
+    url: String,
+    keystore: PathBuf,
+}
+
+impl Person {
+    async fn new(server: &TestServer, dir: &std::path::Path, name: &str) -> Self {
+        server
+            .client()
+            .register(name, PASSWORD, None, None)
+            .await
+            .unwrap();
+        let person = Self {
+            url: server.url.clone(),
+            keystore: dir.join(format!("{name}.json")),
+        };
+        person
+            .ok(&["account", "login", name, "--session-id", "cli"])
+            .await;
+        person
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = fugue_as_client(&self.url, &self.keystore);
+        cmd.args(args);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let mut cmd = self.command(args);
+        let out = blocking(move || cmd.output().unwrap()).await;
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args).await;
+        assert!(ok, "fugue {args:?} failed: {err}{out}");
+        out
+    }
+}
+
+/// The first word after `prefix` on the line that starts with it.
+fn word_after(out: &str, prefix: &str) -> String {
+    out.lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in {out}"))
+        .to_owned()
+}
+
+fn sent_id(out: &str) -> u64 {
+    word_after(out, "sent message ").parse().unwrap()
+}
+
+#[tokio::test]
+async fn two_people_hold_a_conversation_with_fugue_alone() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Person::new(&server, dir.path(), "alice").await;
+    let bob = Person::new(&server, dir.path(), "bob").await;
+
+    let created = alice.ok(&["guild", "create", "book club"]).await;
+    let guild = word_after(&created, "created guild ");
+    let channel = word_after(&created, "channel ");
+    assert!(created.contains("#general"), "{created}");
+
+    // Bob cannot read a private guild before joining, nor join without an invite.
+    let (ok, _, err) = bob.run(&["read", &channel]).await;
+    assert!(!ok && err.contains("404"), "{err}");
+    let (ok, _, err) = bob.run(&["guild", "join", &guild]).await;
+    assert!(!ok, "{err}");
+
+    let invite = alice
+        .ok(&["guild", "invite", &guild, "--max-uses", "1"])
+        .await;
+    let code = word_after(&invite, "invite ");
+    assert!(
+        invite.contains(&format!("fugue guild join {guild} --invite {code}")),
+        "{invite}"
+    );
+    let joined = bob.ok(&["guild", "join", &guild, "--invite", &code]).await;
+    assert!(
+        joined.contains("book club") && joined.contains("2 members"),
+        "{joined}"
+    );
+    let listed = bob.ok(&["guild", "list"]).await;
+    assert!(
+        listed.starts_with(&format!("{guild}  book club")),
+        "{listed}"
+    );
+
+    let hello = sent_id(&alice.ok(&["send", &channel, "hello bob"]).await);
+    let answer = bob
+        .ok(&[
+            "send",
+            &channel,
+            "hi alice",
+            "--reply-to",
+            &hello.to_string(),
+        ])
+        .await;
+    let answer = sent_id(&answer);
+    assert!(answer > hello);
+
+    // Both read the same history, oldest first, each message verified.
+    for person in [&alice, &bob] {
+        let read = person.ok(&["read", &channel]).await;
+        let lines: Vec<&str> = read.lines().collect();
+        assert_eq!(lines.len(), 2, "{read}");
+        assert!(lines[0].starts_with("✓ "), "{read}");
+        assert!(
+            lines[0].contains("alice@localhost")
+                && lines[0].ends_with(&format!("[{hello}]  hello bob")),
+            "{read}"
+        );
+        assert!(lines[1].starts_with("✓ "), "{read}");
+        assert!(
+            lines[1].contains("bob@localhost")
+                && lines[1].ends_with(&format!("[{answer}]  hi alice (reply to {hello})")),
+            "{read}"
+        );
+    }
+    let after = bob
+        .ok(&["read", &channel, "--after", &hello.to_string()])
+        .await;
+    assert_eq!(after.lines().count(), 1, "{after}");
+    assert!(after.contains("hi alice"), "{after}");
+    let limited = bob.ok(&["read", &channel, "--limit", "1"]).await;
+    assert!(
+        limited.contains("hi alice") && !limited.contains("hello bob"),
+        "{limited}"
+    );
+
+    // An edit is a new signed version; a delete leaves a tombstone.
+    bob.ok(&["edit", &channel, &answer.to_string(), "hi alice!"])
+        .await;
+    let read = alice.ok(&["read", &channel]).await;
+    assert!(read.lines().nth(1).unwrap().starts_with("✓ "), "{read}");
+    assert!(read.contains("hi alice! (reply to"), "{read}");
+    assert!(read.contains("(edited)"), "{read}");
+    let (ok, _, err) = alice
+        .run(&["edit", &channel, &answer.to_string(), "not mine"])
+        .await;
+    assert!(!ok, "{err}");
+    alice.ok(&["delete", &channel, &hello.to_string()]).await;
+    let read = bob.ok(&["read", &channel]).await;
+    assert!(read.lines().next().unwrap().starts_with("- "), "{read}");
+    assert!(!read.contains("hello bob"), "{read}");
+
+    // Channels.
+    let made = alice.ok(&["channel", "create", &guild, "random"]).await;
+    let random = word_after(&made, "created channel ");
+    let channels = bob.ok(&["channel", "list", &guild]).await;
+    assert!(
+        channels.contains("#general") && channels.contains(&format!("{random}  #random")),
+        "{channels}"
+    );
+
+    // Bob leaves: the guild is no longer his to read or list.
+    bob.ok(&["guild", "leave", &guild]).await;
+    let (ok, _, _) = bob.run(&["read", &channel]).await;
+    assert!(!ok);
+    let listed = bob.ok(&["guild", "list"]).await;
+    assert!(!listed.contains("book club"), "{listed}");
+}
+
+/// A message whose stored content was changed (as a compromised database would) still
+/// carries its author's signature over the original: `fugue read` marks it ✗ and names why,
+/// while the untouched message beside it stays ✓.
+#[tokio::test]
+async fn a_message_tampered_with_in_the_database_is_marked_unverified() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Person::new(&server, dir.path(), "alice").await;
+    let created = alice.ok(&["guild", "create", "club", "--public"]).await;
+    let channel = word_after(&created, "channel ");
+    let first = sent_id(&alice.ok(&["send", &channel, "pay bob 5"]).await);
+    alice.ok(&["send", &channel, "see you"]).await;
+
+    let stored = server.store.message(first as i64).await.unwrap().unwrap();
+    let forged = serde_json::to_string(&MessageBody {
+        content: "pay bob 500".into(),
+        reply_to: None,
+        attachments: vec![],
+    })
+    .unwrap();
+    // The row's content replaced; its signature, certificate and nonce left as they were.
+    let version = MessageVersionRow {
+        message_id: stored.id,
+        version: stored.version + 1,
+        nonce: format!("{}-x", stored.version_nonce),
+        content: forged,
+        signature: stored.signature.clone(),
+        cert_pem: stored.cert_pem.clone(),
+        cert_serial: stored.cert_serial,
+        edit_of: Some(stored.id),
+        created_at: stored.created_at,
+    };
+    let event = NewEvent {
+        stream_id: stored.guild_id,
+        namespace: "chat".into(),
+        op: 1,
+        payload: "{}".into(),
+        exclude_session: None,
+        collapse_key: None,
+        created_at: stored.created_at,
+        // Reaches no one: the change is the database's, not an event.
+        audience: "s:0".into(),
+        access: false,
+        ref_id: None,
+    };
+    server.store.edit_message(&version, &event).await.unwrap();
+
+    let read = alice.ok(&["read", &channel]).await;
+    let lines: Vec<&str> = read.lines().collect();
+    assert_eq!(lines.len(), 2, "{read}");
+    assert!(lines[0].starts_with("✗ "), "{read}");
+    assert!(lines[0].contains("pay bob 500"), "{read}");
+    assert!(
+        lines[0].contains("[not verified: the signature does not verify with certificate"),
+        "{read}"
+    );
+    assert!(
+        lines[1].starts_with("✓ ") && lines[1].contains("see you"),
+        "{read}"
+    );
+}
+
+/// `fugue events` shows chat events live: a member joining and a message, verified.
+#[tokio::test]
+async fn the_events_command_shows_chat_events_live() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Person::new(&server, dir.path(), "alice").await;
+    let bob = Person::new(&server, dir.path(), "bob").await;
+    let created = alice.ok(&["guild", "create", "club", "--public"]).await;
+    let guild = word_after(&created, "created guild ");
+    let channel = word_after(&created, "channel ");
+
+    let mut child = alice
+        .command(&["events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let (stderr, banner) = blocking(move || {
+        let mut banner = String::new();
+        stderr.read_line(&mut banner).unwrap();
+        (stderr, banner)
+    })
+    .await;
+    assert!(banner.starts_with("following the events"), "{banner}");
+
+    bob.ok(&["guild", "join", &guild]).await;
+    let sent = sent_id(&bob.ok(&["send", &channel, "hello \u{1b}[31mall"]).await);
+    // Events of before the subscription (alice's own join) may come first; then these two.
+    let (lines, seen) = blocking(move || {
+        let mut seen: Vec<String> = Vec::new();
+        while !seen.last().is_some_and(|l| l.contains("hello")) {
+            seen.push(lines.recv_timeout(Duration::from_secs(10)).unwrap());
+        }
+        (lines, seen)
+    })
+    .await;
+    let joined = format!("guild {guild}: bob@localhost joined");
+    assert_eq!(seen[seen.len() - 2], joined, "{seen:?}");
+    let message = &seen[seen.len() - 1];
+    assert!(
+        message.starts_with(&format!("channel {channel}: ✓ ")),
+        "{seen:?}"
+    );
+    // The author's escape sequence arrives as text, not as a colour.
+    assert!(
+        message.ends_with(&format!("bob@localhost  [{sent}]  hello \\u001b[31mall")),
+        "{seen:?}"
+    );
+
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let status = blocking(move || child.wait().unwrap()).await;
+    assert!(status.success(), "{status:?}");
+    drop((stderr, lines));
+}
