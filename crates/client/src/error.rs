@@ -11,7 +11,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The server answered with a non-2xx status; `problem` is its body when it was one
-    /// (boxed: a problem is large, and every call's `Result` carries this error).
+    /// (boxed: a problem is large, and every `Result` of the SDK would carry its size).
     #[error("{}", api_line(*status, problem.as_deref()))]
     Api {
         status: u16,

@@ -16,10 +16,11 @@ use serde::de::DeserializeOwned;
 use fugue_proto::problem::PROBLEM_JSON;
 use fugue_proto::{ErrorCode, Problem};
 
-/// An error on its way to the client: a problem body plus an optional `Retry-After`.
+/// An error on its way to the client: a problem body plus an optional `Retry-After`. The
+/// problem is boxed: every handler's `Result` carries an `ApiError`'s size.
 #[derive(Debug)]
 pub struct ApiError {
-    pub problem: Problem,
+    pub problem: Box<Problem>,
     pub retry_after: Option<u64>,
 }
 
@@ -29,7 +30,7 @@ impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, detail: impl Into<String>) -> Self {
         let title = status.canonical_reason().unwrap_or("Error");
         Self {
-            problem: Problem::new(status.as_u16(), code, title).with_detail(detail),
+            problem: Box::new(Problem::new(status.as_u16(), code, title).with_detail(detail)),
             retry_after: None,
         }
     }

@@ -76,9 +76,14 @@ impl Chat {
         };
         self.events
             .ephemeral(
-                Publish::new(Self::guild_stream(c.guild_id), CHAT, op::TYPING_START, json(&d))
-                    .audience(Audience::Channel(c.id))
-                    .except(authed.session.pk),
+                Publish::new(
+                    Self::guild_stream(c.guild_id),
+                    CHAT,
+                    op::TYPING_START,
+                    json(&d),
+                )
+                .audience(Audience::Channel(c.id))
+                .except(authed.session.pk),
             )
             .await;
         Ok(())

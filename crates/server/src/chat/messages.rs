@@ -10,13 +10,13 @@
 
 use std::sync::atomic::Ordering;
 
+use fugue_proto::Serial;
 use fugue_proto::api::{edit_message, message_history, send_message};
 use fugue_proto::certs::{self, IdCert};
 use fugue_proto::chat::{
     self, CHAT, Message, MessageBody, MessageDelete, MessageVersion, Permissions, SignedPayload,
     channel_type, op,
 };
-use fugue_proto::{FederationId, Serial};
 use fugue_store::{Conflict, MessageRow, MessageVersionRow, Sent};
 
 use super::{Chat, Error, json};
@@ -113,10 +113,15 @@ impl Chat {
             )));
         }
         if body.content.trim().is_empty() && body.attachments.is_empty() {
-            return Err(Error::Invalid("a message needs content or an attachment".into()));
+            return Err(Error::Invalid(
+                "a message needs content or an attachment".into(),
+            ));
         }
         if body.attachments.len() > chat::MAX_ATTACHMENTS
-            || body.attachments.iter().any(|a| a.is_empty() || a.len() > 2048)
+            || body
+                .attachments
+                .iter()
+                .any(|a| a.is_empty() || a.len() > 2048)
         {
             return Err(Error::Invalid(format!(
                 "at most {} attachments, each a URI of at most 2048 bytes",
@@ -167,7 +172,9 @@ impl Chat {
             (Some(c), _) => c.serial,
             (None, Some(s)) => s,
             (None, None) => {
-                return Err(Error::BadCert("the message carries neither id_cert nor serial".into()));
+                return Err(Error::BadCert(
+                    "the message carries neither id_cert nor serial".into(),
+                ));
             }
         };
         let (cert, pem) = if author.is_local() {
@@ -210,9 +217,7 @@ impl Chat {
             .cert_by_serial(to_store(serial.0))
             .await?
             .filter(|r| r.actor_id == author.id.to_store())
-            .ok_or_else(|| {
-                Error::BadCert(format!("{} has no certificate {serial}", author.fid))
-            })?;
+            .ok_or_else(|| Error::BadCert(format!("{} has no certificate {serial}", author.fid)))?;
         if row.revoked_at.is_some() {
             return Err(Error::BadCert(format!("certificate {serial} is revoked")));
         }
@@ -251,9 +256,23 @@ impl Chat {
             }
         }
         let now = self.events.now();
-        let payload = SignedPayload::message(&self.domain, channel_id, &actor.fid, &req.nonce, None, &body);
+        let payload = SignedPayload::message(
+            &self.domain,
+            channel_id,
+            &actor.fid,
+            &req.nonce,
+            None,
+            &body,
+        );
         let checked = self
-            .verify(actor, &payload, &req.signature, req.id_cert.as_deref(), req.serial, now)
+            .verify(
+                actor,
+                &payload,
+                &req.signature,
+                req.id_cert.as_deref(),
+                req.serial,
+                now,
+            )
             .await?;
         let content = serde_json::to_string(&body).map_err(|e| Error::Invalid(e.to_string()))?;
         for _ in 0..ID_ATTEMPTS {
@@ -277,9 +296,14 @@ impl Chat {
                 version: 1,
             };
             let message = self.message_view(&row)?;
-            let e = Publish::new(Self::guild_stream(c.guild_id), CHAT, op::MESSAGE_CREATE, json(&message))
-                .audience(Audience::Channel(c.id))
-                .about(row.id);
+            let e = Publish::new(
+                Self::guild_stream(c.guild_id),
+                CHAT,
+                op::MESSAGE_CREATE,
+                json(&message),
+            )
+            .audience(Audience::Channel(c.id))
+            .about(row.id);
             match self.store.insert_message(&row, &e.to_new(now)).await {
                 Ok(Sent::New(seq)) => {
                     self.events.appended(e, seq, now).await;
@@ -369,7 +393,14 @@ impl Chat {
             &body,
         );
         let checked = self
-            .verify(actor, &payload, &req.signature, req.id_cert.as_deref(), req.serial, now)
+            .verify(
+                actor,
+                &payload,
+                &req.signature,
+                req.id_cert.as_deref(),
+                req.serial,
+                now,
+            )
             .await?;
         let v = MessageVersionRow {
             message_id: m.id,
@@ -393,9 +424,14 @@ impl Chat {
             ..m
         };
         let message = self.message_view(&edited)?;
-        let e = Publish::new(Self::guild_stream(c.guild_id), CHAT, op::MESSAGE_UPDATE, json(&message))
-            .audience(Audience::Channel(c.id))
-            .about(edited.id);
+        let e = Publish::new(
+            Self::guild_stream(c.guild_id),
+            CHAT,
+            op::MESSAGE_UPDATE,
+            json(&message),
+        )
+        .audience(Audience::Channel(c.id))
+        .about(edited.id);
         let seq = self
             .store
             .edit_message(&v, &e.to_new(now))
@@ -442,9 +478,14 @@ impl Chat {
             guild_id: from_store(c.guild_id),
             deleted_by: actor.fid.clone(),
         };
-        let e = Publish::new(Self::guild_stream(c.guild_id), CHAT, op::MESSAGE_DELETE, json(&d))
-            .audience(Audience::Channel(c.id))
-            .about(tomb.id);
+        let e = Publish::new(
+            Self::guild_stream(c.guild_id),
+            CHAT,
+            op::MESSAGE_DELETE,
+            json(&d),
+        )
+        .audience(Audience::Channel(c.id))
+        .about(tomb.id);
         let seq = self
             .store
             .delete_message(
@@ -477,16 +518,24 @@ impl Chat {
         let (c, _, _) = self.visible_channel(&authed.actor, channel_id).await?;
         let limit = q.limit.unwrap_or(chat::DEFAULT_PAGE);
         if limit == 0 || limit > chat::MAX_PAGE {
-            return Err(Error::Invalid(format!("limit must be 1 to {}", chat::MAX_PAGE)));
+            return Err(Error::Invalid(format!(
+                "limit must be 1 to {}",
+                chat::MAX_PAGE
+            )));
         }
         let anchors = [q.before, q.after, q.around].iter().flatten().count();
         if anchors > 1 {
-            return Err(Error::Invalid("give at most one of before, after and around".into()));
+            return Err(Error::Invalid(
+                "give at most one of before, after and around".into(),
+            ));
         }
         let limit = to_store(limit);
         let rows = match (q.before, q.after, q.around) {
             (_, Some(after), _) => {
-                let mut rows = self.store.messages_after(c.id, to_store(after), limit).await?;
+                let mut rows = self
+                    .store
+                    .messages_after(c.id, to_store(after), limit)
+                    .await?;
                 rows.reverse();
                 rows
             }
@@ -547,10 +596,5 @@ impl Chat {
                 })
             })
             .collect()
-    }
-
-    /// The FID an actor id stands for (for callers outside this module).
-    pub(crate) async fn fid(&self, actor_id: i64) -> Result<FederationId, Error> {
-        self.fid_by_id(actor_id).await
     }
 }

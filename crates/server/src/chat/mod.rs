@@ -31,9 +31,8 @@ use fugue_proto::api::{
     update_channel, update_guild, update_role,
 };
 use fugue_proto::chat::{
-    self, CHAT, FUGUE_CHAT, Ban, Channel, Guild, GuildRef, Invite, Member, MemberRef,
-    Overwrite, OverwriteTarget, OverwriteUpdate, Permissions, Role, RoleDelete, channel_type,
-    fugue_op, op,
+    self, Ban, CHAT, Channel, FUGUE_CHAT, Guild, GuildRef, Invite, Member, MemberRef, Overwrite,
+    OverwriteTarget, OverwriteUpdate, Permissions, Role, RoleDelete, channel_type, fugue_op, op,
 };
 use fugue_proto::{DomainName, FederationId, LocalName};
 use fugue_store::{
@@ -150,7 +149,9 @@ fn text(field: &str, value: &str, max: usize, may_be_empty: bool) -> Result<(), 
         )));
     }
     if value.chars().any(char::is_control) {
-        return Err(Error::Invalid(format!("{field} must not contain control characters")));
+        return Err(Error::Invalid(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(())
 }
@@ -197,7 +198,9 @@ impl Chat {
 
     async fn fid_by_id(&self, actor_id: i64) -> Result<FederationId, Error> {
         let row = self.store.actor_by_id(actor_id).await?.ok_or_else(|| {
-            Error::Store(fugue_store::Error::Decode(format!("actor {actor_id} vanished")))
+            Error::Store(fugue_store::Error::Decode(format!(
+                "actor {actor_id} vanished"
+            )))
         })?;
         self.fid_of(&row.local_name)
     }
@@ -331,7 +334,10 @@ impl Chat {
             guild_id: from_store(m.guild_id),
             fid: self.fid_of(&m.local_name)?,
             joined_at: from_store(m.joined_at),
-            roles: roles.into_iter().map(|r| chat::IdString(from_store(r))).collect(),
+            roles: roles
+                .into_iter()
+                .map(|r| chat::IdString(from_store(r)))
+                .collect(),
         })
     }
 
@@ -388,7 +394,11 @@ impl Chat {
         req: create_guild::Request,
     ) -> Result<Guild, Error> {
         text("name", &req.name, chat::MAX_GUILD_NAME, false)?;
-        optional_text("description", req.description.as_deref(), chat::MAX_DESCRIPTION)?;
+        optional_text(
+            "description",
+            req.description.as_deref(),
+            chat::MAX_DESCRIPTION,
+        )?;
         optional_text("icon", req.icon.as_deref(), chat::MAX_DESCRIPTION)?;
         let now = self.events.now();
         let actor = &authed.actor;
@@ -418,8 +428,13 @@ impl Chat {
             joined_at: now.secs(),
             roles: Vec::new(),
         };
-        let added = Publish::new(Self::guild_stream(g.id), CHAT, op::MEMBER_ADD, json(&member))
-            .changes_access();
+        let added = Publish::new(
+            Self::guild_stream(g.id),
+            CHAT,
+            op::MEMBER_ADD,
+            json(&member),
+        )
+        .changes_access();
         let joined = self.joined(actor.id, g.id);
         let pos = self
             .store
@@ -483,7 +498,11 @@ impl Chat {
         if let Some(name) = &req.name {
             text("name", name, chat::MAX_GUILD_NAME, false)?;
         }
-        optional_text("description", req.description.as_deref(), chat::MAX_DESCRIPTION)?;
+        optional_text(
+            "description",
+            req.description.as_deref(),
+            chat::MAX_DESCRIPTION,
+        )?;
         optional_text("icon", req.icon.as_deref(), chat::MAX_DESCRIPTION)?;
         let mut g = self
             .store
@@ -674,9 +693,14 @@ impl Chat {
             created_at: now.to_store(),
         };
         let view = Self::channel_view(&c, None);
-        let p = Publish::new(Self::guild_stream(c.guild_id), CHAT, op::CHANNEL_CREATE, json(&view))
-            .audience(Audience::Channel(c.id))
-            .changes_access();
+        let p = Publish::new(
+            Self::guild_stream(c.guild_id),
+            CHAT,
+            op::CHANNEL_CREATE,
+            json(&view),
+        )
+        .audience(Audience::Channel(c.id))
+        .changes_access();
         let seq = self
             .store
             .insert_channel(&c, &p.to_new(now))
@@ -714,9 +738,14 @@ impl Chat {
         }
         let view = Self::channel_view(&c, None);
         let now = self.events.now();
-        let p = Publish::new(Self::guild_stream(c.guild_id), CHAT, op::CHANNEL_UPDATE, json(&view))
-            .audience(Audience::Channel(c.id))
-            .collapse(format!("channel:{}", c.id));
+        let p = Publish::new(
+            Self::guild_stream(c.guild_id),
+            CHAT,
+            op::CHANNEL_UPDATE,
+            json(&view),
+        )
+        .audience(Audience::Channel(c.id))
+        .collapse(format!("channel:{}", c.id));
         let seq = self
             .store
             .update_channel(&c, &p.to_new(now))
@@ -737,8 +766,13 @@ impl Chat {
         let now = self.events.now();
         // Everyone who could see the channel learns that it is gone; the audience is
         // evaluated after the deletion, when nobody sees it any more, so it goes to all.
-        let p = Publish::new(Self::guild_stream(c.guild_id), CHAT, op::CHANNEL_DELETE, json(&d))
-            .changes_access();
+        let p = Publish::new(
+            Self::guild_stream(c.guild_id),
+            CHAT,
+            op::CHANNEL_DELETE,
+            json(&d),
+        )
+        .changes_access();
         let seq = self
             .store
             .delete_channel(c.guild_id, c.id, &p.to_new(now))
@@ -809,8 +843,13 @@ impl Chat {
             joined_at: now.secs(),
             roles: Vec::new(),
         };
-        let added = Publish::new(Self::guild_stream(s.guild_id), CHAT, op::MEMBER_ADD, json(&member))
-            .changes_access();
+        let added = Publish::new(
+            Self::guild_stream(s.guild_id),
+            CHAT,
+            op::MEMBER_ADD,
+            json(&member),
+        )
+        .changes_access();
         let joined = self.joined(actor.id, s.guild_id);
         let pos = self
             .store
@@ -844,7 +883,12 @@ impl Chat {
     }
 
     /// `DELETE /guilds/{id}/members/{fid}` (KICK_MEMBERS).
-    pub async fn kick(&self, authed: &Authed, guild_id: u64, fid: &FederationId) -> Result<(), Error> {
+    pub async fn kick(
+        &self,
+        authed: &Authed,
+        guild_id: u64,
+        fid: &FederationId,
+    ) -> Result<(), Error> {
         let (s, p) = self.member_guild(&authed.actor, guild_id).await?;
         Self::require(p, Permissions::KICK_MEMBERS)?;
         let not_member = || Error::MemberNotFound(fid.to_string());
@@ -864,8 +908,13 @@ impl Chat {
             guild_id: from_store(s.guild_id),
             fid: fid.clone(),
         };
-        let removed = Publish::new(Self::guild_stream(s.guild_id), CHAT, op::MEMBER_REMOVE, json(&d))
-            .changes_access();
+        let removed = Publish::new(
+            Self::guild_stream(s.guild_id),
+            CHAT,
+            op::MEMBER_REMOVE,
+            json(&d),
+        )
+        .changes_access();
         let left = self.left(actor, s.guild_id);
         let pos = self
             .store
@@ -1010,8 +1059,13 @@ impl Chat {
         };
         let view = Self::role_view(&r);
         let now = self.events.now();
-        let e = Publish::new(Self::guild_stream(s.guild_id), FUGUE_CHAT, fugue_op::ROLE_UPDATE, json(&view))
-            .changes_access();
+        let e = Publish::new(
+            Self::guild_stream(s.guild_id),
+            FUGUE_CHAT,
+            fugue_op::ROLE_UPDATE,
+            json(&view),
+        )
+        .changes_access();
         let new = e.to_new(now);
         self.publish_role(s.guild_id, e, self.store.insert_role(&r, &new), now)
             .await?;
@@ -1049,9 +1103,14 @@ impl Chat {
         }
         let view = Self::role_view(&r);
         let now = self.events.now();
-        let e = Publish::new(Self::guild_stream(s.guild_id), FUGUE_CHAT, fugue_op::ROLE_UPDATE, json(&view))
-            .collapse(format!("role:{}", r.id))
-            .changes_access();
+        let e = Publish::new(
+            Self::guild_stream(s.guild_id),
+            FUGUE_CHAT,
+            fugue_op::ROLE_UPDATE,
+            json(&view),
+        )
+        .collapse(format!("role:{}", r.id))
+        .changes_access();
         let new = e.to_new(now);
         self.publish_role(s.guild_id, e, self.store.update_role(&r, &new), now)
             .await
@@ -1067,7 +1126,12 @@ impl Chat {
     }
 
     /// `DELETE /guilds/{id}/roles/{role}` (fugue-chat).
-    pub async fn delete_role(&self, authed: &Authed, guild_id: u64, role_id: u64) -> Result<(), Error> {
+    pub async fn delete_role(
+        &self,
+        authed: &Authed,
+        guild_id: u64,
+        role_id: u64,
+    ) -> Result<(), Error> {
         let (s, p) = self.member_guild(&authed.actor, guild_id).await?;
         Self::require(p, Permissions::MANAGE_ROLES)?;
         let r = self.guild_role(s.guild_id, role_id).await?;
@@ -1079,13 +1143,21 @@ impl Chat {
             Self::guild_stream(s.guild_id),
             FUGUE_CHAT,
             fugue_op::ROLE_DELETE,
-            json(&RoleDelete { id: role_id, guild_id }),
+            json(&RoleDelete {
+                id: role_id,
+                guild_id,
+            }),
         )
         .changes_access();
         let new = e.to_new(now);
-        self.publish_role(s.guild_id, e, self.store.delete_role(s.guild_id, r.id, &new), now)
-            .await
-            .map_err(|e| role_missing(e, role_id))
+        self.publish_role(
+            s.guild_id,
+            e,
+            self.store.delete_role(s.guild_id, r.id, &new),
+            now,
+        )
+        .await
+        .map_err(|e| role_missing(e, role_id))
     }
 
     /// `PUT` / `DELETE /guilds/{id}/members/{fid}/roles/{role}` (fugue-chat).
@@ -1118,8 +1190,13 @@ impl Chat {
         }
         let member = self.member_view(&row, roles)?;
         let now = self.events.now();
-        let e = Publish::new(Self::guild_stream(s.guild_id), FUGUE_CHAT, fugue_op::MEMBER_UPDATE, json(&member))
-            .changes_access();
+        let e = Publish::new(
+            Self::guild_stream(s.guild_id),
+            FUGUE_CHAT,
+            fugue_op::MEMBER_UPDATE,
+            json(&member),
+        )
+        .changes_access();
         let new = e.to_new(now);
         let write = async {
             if give {
@@ -1140,7 +1217,11 @@ impl Chat {
 
     // ---- overwrites ----
 
-    async fn overwrite_target(&self, target: &OverwriteTarget, guild_id: i64) -> Result<(TargetKind, i64), Error> {
+    async fn overwrite_target(
+        &self,
+        target: &OverwriteTarget,
+        guild_id: i64,
+    ) -> Result<(TargetKind, i64), Error> {
         match target {
             OverwriteTarget::Role(id) => {
                 let r = self.guild_role(guild_id, *id).await?;
@@ -1157,7 +1238,11 @@ impl Chat {
     }
 
     /// `GET /channels/{id}/overwrites` (fugue-chat; MANAGE_ROLES there).
-    pub async fn overwrites(&self, authed: &Authed, channel_id: u64) -> Result<Vec<Overwrite>, Error> {
+    pub async fn overwrites(
+        &self,
+        authed: &Authed,
+        channel_id: u64,
+    ) -> Result<Vec<Overwrite>, Error> {
         let (c, _, p) = self.visible_channel(&authed.actor, channel_id).await?;
         Self::require(p, Permissions::MANAGE_ROLES)?;
         let mut out = Vec::new();
@@ -1179,7 +1264,9 @@ impl Chat {
         let (c, _, p) = self.visible_channel(&authed.actor, channel_id).await?;
         let (allow, deny) = bits
             .as_ref()
-            .map_or((Permissions::NONE, Permissions::NONE), |b| (b.allow, b.deny));
+            .map_or((Permissions::NONE, Permissions::NONE), |b| {
+                (b.allow, b.deny)
+            });
         Self::may_grant(p, allow.union(deny))?;
         let (kind, target_id) = self.overwrite_target(target, c.guild_id).await?;
         let row = OverwriteRow {
@@ -1199,8 +1286,13 @@ impl Chat {
             overwrite: view.clone(),
         };
         let now = self.events.now();
-        let e = Publish::new(Self::guild_stream(c.guild_id), FUGUE_CHAT, fugue_op::OVERWRITE_UPDATE, json(&d))
-            .changes_access();
+        let e = Publish::new(
+            Self::guild_stream(c.guild_id),
+            FUGUE_CHAT,
+            fugue_op::OVERWRITE_UPDATE,
+            json(&d),
+        )
+        .changes_access();
         let new = e.to_new(now);
         let result = if view.is_some() {
             self.store.set_overwrite(c.guild_id, &row, &new).await
@@ -1210,9 +1302,9 @@ impl Chat {
                 .await
         };
         let seq = result.map_err(|e| match e {
-            fugue_store::Error::Conflict(Conflict::OverwriteMissing) => {
-                Error::Invalid(format!("channel {channel_id} has no overwrite for {target}"))
-            }
+            fugue_store::Error::Conflict(Conflict::OverwriteMissing) => Error::Invalid(format!(
+                "channel {channel_id} has no overwrite for {target}"
+            )),
             e => channel_conflict(e, channel_id),
         })?;
         self.events.appended(e, seq, now).await;
@@ -1265,7 +1357,9 @@ impl Chat {
             None => return Err(Error::MemberNotFound(fid.to_string())),
         };
         if target == s.owner || target == authed.actor.id {
-            return Err(Error::Forbidden("the owner and yourself cannot be banned".into()));
+            return Err(Error::Forbidden(
+                "the owner and yourself cannot be banned".into(),
+            ));
         }
         let ban = Ban {
             guild_id,
@@ -1274,8 +1368,13 @@ impl Chat {
             banned_by: authed.actor.fid.clone(),
             created_at: now.secs(),
         };
-        let banned = Publish::new(Self::guild_stream(s.guild_id), FUGUE_CHAT, fugue_op::BAN_ADD, json(&ban))
-            .changes_access();
+        let banned = Publish::new(
+            Self::guild_stream(s.guild_id),
+            FUGUE_CHAT,
+            fugue_op::BAN_ADD,
+            json(&ban),
+        )
+        .changes_access();
         let left = self.left(target, s.guild_id);
         let pos = self
             .store
@@ -1296,7 +1395,12 @@ impl Chat {
     }
 
     /// `DELETE /guilds/{id}/bans/{fid}` (fugue-chat; BAN_MEMBERS).
-    pub async fn unban(&self, authed: &Authed, guild_id: u64, fid: &FederationId) -> Result<(), Error> {
+    pub async fn unban(
+        &self,
+        authed: &Authed,
+        guild_id: u64,
+        fid: &FederationId,
+    ) -> Result<(), Error> {
         let (s, p) = self.member_guild(&authed.actor, guild_id).await?;
         Self::require(p, Permissions::BAN_MEMBERS)?;
         let not_banned = || Error::MemberNotFound(fid.to_string());

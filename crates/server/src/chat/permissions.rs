@@ -145,7 +145,8 @@ pub fn effective(i: &Inputs<'_>) -> Permissions {
     let Some(overwrites) = i.overwrites else {
         return p;
     };
-    let apply = |p: Permissions, allow: Permissions, deny: Permissions| p.without(deny).union(allow);
+    let apply =
+        |p: Permissions, allow: Permissions, deny: Permissions| p.without(deny).union(allow);
     let bits = |o: &OverwriteRow| {
         (
             Permissions::from_bits(o.allow.cast_unsigned()),
@@ -160,9 +161,10 @@ pub fn effective(i: &Inputs<'_>) -> Permissions {
         p = apply(p, allow, deny);
     }
     let (mut allow, mut deny) = (Permissions::NONE, Permissions::NONE);
-    for o in overwrites.iter().filter(|o| {
-        o.kind == TargetKind::Role && i.roles.iter().any(|(id, _)| *id == o.target_id)
-    }) {
+    for o in overwrites
+        .iter()
+        .filter(|o| o.kind == TargetKind::Role && i.roles.iter().any(|(id, _)| *id == o.target_id))
+    {
         let (a, d) = bits(o);
         allow = allow.union(a);
         deny = deny.union(d);
@@ -215,7 +217,10 @@ mod tests {
     fn owners_and_administrators_may_do_everything_even_against_overwrites() {
         let deny_all = [ow(TargetKind::Member, MEMBER, P::NONE, P::ALL)];
         assert_eq!(eval(true, &[], Some(&deny_all)), P::ALL);
-        assert_eq!(eval(false, &[(MODS, P::ADMINISTRATOR)], Some(&deny_all)), P::ALL);
+        assert_eq!(
+            eval(false, &[(MODS, P::ADMINISTRATOR)], Some(&deny_all)),
+            P::ALL
+        );
         assert_eq!(eval(false, &[], Some(&deny_all)), P::NONE);
     }
 
@@ -242,7 +247,12 @@ mod tests {
 
     #[test]
     fn without_view_channel_nothing_else_counts_in_that_channel() {
-        let hidden = [ow(TargetKind::Role, GUILD, P::MANAGE_MESSAGES, P::VIEW_CHANNEL)];
+        let hidden = [ow(
+            TargetKind::Role,
+            GUILD,
+            P::MANAGE_MESSAGES,
+            P::VIEW_CHANNEL,
+        )];
         assert_eq!(eval(false, &[], Some(&hidden)), P::NONE);
         assert!(eval(false, &[], None).contains(P::VIEW_CHANNEL));
     }

@@ -73,15 +73,18 @@ fn fugue_router() -> Routes {
 struct Limited(Option<Standing>);
 
 impl Limited {
-    fn take(counted: Option<Result<Standing, Standing>>) -> Result<Self, Response> {
+    /// Counted (`Ok`), or the standing of a caller whose window is used up.
+    fn take(counted: Option<Result<Standing, Standing>>) -> Result<Self, Standing> {
         match counted {
             None => Ok(Self(None)),
             Some(Ok(s)) => Ok(Self(Some(s))),
-            Some(Err(s)) => {
-                let refused: ApiError = ApiError::rate_limited(s.reset_after);
-                Err(Self(Some(s)).headers(refused.into_response()))
-            }
+            Some(Err(s)) => Err(s),
         }
+    }
+
+    /// 429, with `Retry-After` and the `X-RateLimit-*` headers.
+    fn refused(s: Standing) -> Response {
+        Self(Some(s)).headers(ApiError::rate_limited(s.reset_after).into_response())
     }
 
     fn headers(&self, mut resp: Response) -> Response {
@@ -131,7 +134,7 @@ async fn create_guild(
 ) -> ApiResult<Response> {
     let limited = match Limited::take(app.chat.limits.guild_ops.take(authed.actor.id)) {
         Ok(l) => l,
-        Err(refused) => return Ok(refused),
+        Err(s) => return Ok(Limited::refused(s)),
     };
     let guild = chat(&app).create_guild(&authed, req).await?;
     Ok(limited.headers(created(guild).into_response()))
@@ -146,7 +149,7 @@ async fn update_guild(
 ) -> ApiResult<Response> {
     let limited = match Limited::take(app.chat.limits.guild_ops.take(authed.actor.id)) {
         Ok(l) => l,
-        Err(refused) => return Ok(refused),
+        Err(s) => return Ok(Limited::refused(s)),
     };
     let guild = chat(&app).update_guild(&authed, guild_id, req).await?;
     Ok(limited.headers(ok(guild).into_response()))
@@ -161,7 +164,7 @@ async fn delete_guild(
 ) -> ApiResult<Response> {
     let limited = match Limited::take(app.chat.limits.guild_ops.take(authed.actor.id)) {
         Ok(l) => l,
-        Err(refused) => return Ok(refused),
+        Err(s) => return Ok(Limited::refused(s)),
     };
     chat(&app)
         .delete_guild(&authed, guild_id, solution.as_deref())
@@ -188,7 +191,7 @@ async fn create_channel(
     let key = (authed.actor.id, crate::ids::to_store(guild_id));
     let limited = match Limited::take(app.chat.limits.channels.take(key)) {
         Ok(l) => l,
-        Err(refused) => return Ok(refused),
+        Err(s) => return Ok(Limited::refused(s)),
     };
     let channel = chat(&app).create_channel(&authed, guild_id, req).await?;
     Ok(limited.headers(created(channel).into_response()))
@@ -241,7 +244,7 @@ async fn send_message(
     let key = (authed.actor.id, crate::ids::to_store(channel_id));
     let limited = match Limited::take(app.chat.limits.messages.take(key)) {
         Ok(l) => l,
-        Err(refused) => return Ok(refused),
+        Err(s) => return Ok(Limited::refused(s)),
     };
     let resp = match chat(&app).send_message(&authed, channel_id, req).await? {
         Outcome::Created(m) => created(m).into_response(),
@@ -393,7 +396,10 @@ async fn update_role(
     Path((guild_id, role_id)): Path<(u64, u64)>,
     Json(req): Json<api::update_role::Request>,
 ) -> ApiResult<Response> {
-    Ok(ok(chat(&app).update_role(&authed, guild_id, role_id, req).await?).into_response())
+    Ok(ok(chat(&app)
+        .update_role(&authed, guild_id, role_id, req)
+        .await?)
+    .into_response())
 }
 
 /// `DELETE /guilds/{guild_id}/roles/{role_id}`
@@ -524,9 +530,7 @@ async fn message_versions(
     AnySession(authed): AnySession,
     Path((channel_id, message_id)): Path<(u64, u64)>,
 ) -> ApiResult<Response> {
-    let versions = chat(&app)
-        .versions(&authed, channel_id, message_id)
-        .await?;
+    let versions = chat(&app).versions(&authed, channel_id, message_id).await?;
     Ok(ok(versions).into_response())
 }
 
@@ -539,7 +543,7 @@ async fn transfer_guild(
 ) -> ApiResult<Response> {
     let limited = match Limited::take(app.chat.limits.guild_ops.take(authed.actor.id)) {
         Ok(l) => l,
-        Err(refused) => return Ok(refused),
+        Err(s) => return Ok(Limited::refused(s)),
     };
     let guild = chat(&app)
         .transfer_guild(&authed, guild_id, &req.owner_id)

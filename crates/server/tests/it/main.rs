@@ -8,6 +8,7 @@
 mod account_management;
 mod accounts;
 mod chaos;
+mod chat;
 mod csr;
 mod federation;
 mod federation_client;

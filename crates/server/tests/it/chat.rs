@@ -1,0 +1,1444 @@
+//! Chat over HTTP and the gateway: guilds, channels, invites, memberships and bans, roles
+//! and overwrites, signed messages (tampered, moved, replayed, edited, deleted), history
+//! pages, chat problems (`message`, numeric `code`) and the chat rate limits.
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use fugue_client::Session;
+use fugue_proto::api::{self, Target};
+use fugue_proto::chat::{
+    Channel, Guild, Invite, Member, Message, MessageBody, MessageVersion, Permissions, Role,
+    SignedPayload,
+};
+use fugue_proto::{ErrorCode, Problem};
+use fugue_testkit::{PASSWORD, TestServer, ws};
+
+/// One actor's session on a server, for raw chat calls.
+struct Who<'a> {
+    server: &'a TestServer,
+    session: Session,
+    /// The token on `server` when `session` is of another server (signed in by key trial).
+    foreign_token: Option<String>,
+}
+
+impl<'a> Who<'a> {
+    async fn new(server: &'a TestServer, name: &str) -> Self {
+        Self {
+            server,
+            session: server.register(name).await,
+            foreign_token: None,
+        }
+    }
+
+    /// `session`'s actor signed in on `server` (another home server) with a key trial.
+    async fn foreign(server: &'a TestServer, session: Session) -> Self {
+        let signed_in = session
+            .sign_in_on(server.client(), &server.domain)
+            .await
+            .unwrap();
+        Self {
+            server,
+            foreign_token: Some(signed_in.token().to_owned()),
+            session,
+        }
+    }
+
+    fn token(&self) -> &str {
+        self.foreign_token
+            .as_deref()
+            .unwrap_or(self.session.token())
+    }
+
+    async fn call(
+        &self,
+        target: Target,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        self.call_with(target, query, body, None).await
+    }
+
+    async fn call_with(
+        &self,
+        target: Target,
+        query: &[(&str, String)],
+        body: Option<Value>,
+        solution: Option<&str>,
+    ) -> reqwest::Response {
+        let method = Method::from_bytes(target.method().as_str().as_bytes()).unwrap();
+        let mut req = self
+            .server
+            .client()
+            .raw()
+            .request(method, format!("{}{}", self.server.url, target.path))
+            .bearer_auth(self.token())
+            .query(query);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        if let Some(solution) = solution {
+            req = req.header(api::SENSITIVE_HEADER, solution);
+        }
+        req.send().await.unwrap()
+    }
+
+    fn fid(&self) -> fugue_proto::FederationId {
+        self.session.fid().clone()
+    }
+
+    /// A message body signed for `channel` with `nonce` (`edit_of` for an edit).
+    fn signed(
+        &self,
+        channel: u64,
+        nonce: &str,
+        body: &MessageBody,
+        edit_of: Option<u64>,
+    ) -> String {
+        let payload = SignedPayload::message(
+            &self.server.domain,
+            channel,
+            self.session.fid(),
+            nonce,
+            edit_of,
+            body,
+        );
+        hex::encode(self.session.key().sign(&payload.signed_bytes()))
+    }
+
+    fn send_body(&self, channel: u64, nonce: &str, text: &str) -> Value {
+        let body = MessageBody {
+            content: text.into(),
+            reply_to: None,
+            attachments: vec![],
+        };
+        json!({
+            "content": text,
+            "nonce": nonce,
+            "signature": self.signed(channel, nonce, &body, None),
+            "id_cert": self.session.cert_pem(),
+        })
+    }
+
+    async fn send(&self, channel: u64, nonce: &str, text: &str) -> reqwest::Response {
+        self.call(
+            api::send_message::target(channel),
+            &[],
+            Some(self.send_body(channel, nonce, text)),
+        )
+        .await
+    }
+
+    async fn create_guild(&self, name: &str, private: bool) -> (Guild, Channel) {
+        let g: Guild = ok(
+            self.call(
+                api::create_guild::target(),
+                &[],
+                Some(json!({"name": name, "private": private})),
+            )
+            .await,
+            201,
+        )
+        .await;
+        let channels: Vec<Channel> = ok(
+            self.call(api::list_channels::target(g.id), &[], None).await,
+            200,
+        )
+        .await;
+        (g, channels[0].clone())
+    }
+
+    async fn invite(&self, channel: u64, body: Value) -> Invite {
+        ok(
+            self.call(api::create_invite::target(channel), &[], Some(body))
+                .await,
+            201,
+        )
+        .await
+    }
+
+    async fn join(&self, guild: u64, code: Option<&str>) -> reqwest::Response {
+        let body = code.map(|c| json!({"invite_code": c}));
+        self.call(api::join_guild::target(guild), &[], body).await
+    }
+
+    async fn history(&self, channel: u64, query: &[(&str, String)]) -> Vec<Message> {
+        ok(
+            self.call(api::message_history::target(channel), query, None)
+                .await,
+            200,
+        )
+        .await
+    }
+}
+
+/// The body of a response with `status`.
+async fn ok<T: DeserializeOwned>(resp: reqwest::Response, status: u16) -> T {
+    let got = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A chat problem: status, code, and chat.md's `message` and numeric `code` besides.
+async fn problem(resp: reqwest::Response, status: u16, code: ErrorCode) -> Problem {
+    let got = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    let p: Problem = serde_json::from_str(&text).unwrap();
+    assert_eq!(p.error, code, "{text}");
+    assert_eq!(p.code, Some(code.number()), "{text}");
+    assert!(
+        p.message.as_deref().is_some_and(|m| !m.is_empty()),
+        "{text}"
+    );
+    p
+}
+
+async fn status(resp: reqwest::Response) -> u16 {
+    resp.status().as_u16()
+}
+
+#[tokio::test]
+async fn a_guild_lives_from_creation_to_deletion_and_private_ones_are_hidden() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let resp = alice
+        .call(
+            api::create_guild::target(),
+            &[],
+            Some(json!({"name": "book club", "private": true})),
+        )
+        .await;
+    let raw: Value = ok(resp, 201).await;
+    // OP-46/OP-49: both names, ids and times as decimal strings.
+    assert_eq!(raw["name"], "book club");
+    assert_eq!(raw["display_name"], "book club");
+    assert!(
+        raw["id"].is_string() && raw["created_at"].is_string(),
+        "{raw}"
+    );
+    assert_eq!(raw["owner_id"], "alice@localhost");
+    assert_eq!(raw["member_count"], "1");
+    let g: Guild = serde_json::from_value(raw).unwrap();
+
+    // Both read forms answer 200 to a member, 404 to a stranger.
+    let by_path: Guild = ok(
+        alice.call(api::get_guild::target(g.id), &[], None).await,
+        200,
+    )
+    .await;
+    let by_query: Guild = ok(
+        alice
+            .call(
+                api::get_guild_by_query::target(),
+                &[("guild_id", g.id.to_string())],
+                None,
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(by_path, by_query);
+    problem(
+        bob.call(api::get_guild::target(g.id), &[], None).await,
+        404,
+        ErrorCode::GuildNotFound,
+    )
+    .await;
+    problem(
+        bob.call(
+            api::get_guild_by_query::target(),
+            &[("guild_id", g.id.to_string())],
+            None,
+        )
+        .await,
+        404,
+        ErrorCode::GuildNotFound,
+    )
+    .await;
+    problem(
+        bob.call(api::list_channels::target(g.id), &[], None).await,
+        404,
+        ErrorCode::GuildNotFound,
+    )
+    .await;
+    problem(bob.join(g.id, None).await, 404, ErrorCode::GuildNotFound).await;
+
+    // Anonymous calls get a chat problem too.
+    let anon = server
+        .client()
+        .raw()
+        .get(format!("{}{}", server.url, api::get_guild::path(g.id)))
+        .send()
+        .await
+        .unwrap();
+    problem(anon, 401, ErrorCode::Unauthenticated).await;
+
+    // A public guild is visible and joinable without an invite.
+    let (public, _) = alice.create_guild("open house", false).await;
+    let seen: Guild = ok(
+        bob.call(api::get_guild::target(public.id), &[], None).await,
+        200,
+    )
+    .await;
+    assert!(!seen.private);
+    let member: Member = ok(bob.join(public.id, None).await, 201).await;
+    assert_eq!(member.fid, bob.fid());
+    problem(
+        bob.join(public.id, None).await,
+        409,
+        ErrorCode::ConcurrentChange,
+    )
+    .await;
+
+    // Settings: the owner may, a plain member may not.
+    let changed: Guild = ok(
+        alice
+            .call(
+                api::update_guild::target(public.id),
+                &[],
+                Some(json!({"name": "open house 2", "description": "d"})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (changed.name.as_str(), changed.description.as_deref()),
+        ("open house 2", Some("d"))
+    );
+    let p = problem(
+        bob.call(
+            api::update_guild::target(public.id),
+            &[],
+            Some(json!({"name": "mine"})),
+        )
+        .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    assert!(p.detail.unwrap().contains("MANAGE_GUILD"));
+    problem(
+        alice
+            .call(
+                api::create_guild::target(),
+                &[],
+                Some(json!({"name": "x".repeat(33)})),
+            )
+            .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+
+    // The owner cannot leave; after a transfer it can, and the new owner deletes the guild
+    // with the second factor.
+    problem(
+        alice
+            .call(api::leave_guild::target(public.id), &[], None)
+            .await,
+        409,
+        ErrorCode::OwnerCannotLeave,
+    )
+    .await;
+    problem(
+        bob.call(
+            api::transfer_guild::target(public.id),
+            &[],
+            Some(json!({"owner_id": "bob@localhost"})),
+        )
+        .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    let moved: Guild = ok(
+        alice
+            .call(
+                api::transfer_guild::target(public.id),
+                &[],
+                Some(json!({"owner_id": "bob@localhost"})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(moved.owner_id, bob.fid());
+    assert_eq!(
+        status(
+            alice
+                .call(api::leave_guild::target(public.id), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    problem(
+        bob.call(api::delete_guild::target(public.id), &[], None)
+            .await,
+        401,
+        ErrorCode::SensitiveSolutionRequired,
+    )
+    .await;
+    assert_eq!(
+        status(
+            bob.call_with(
+                api::delete_guild::target(public.id),
+                &[],
+                None,
+                Some(PASSWORD)
+            )
+            .await
+        )
+        .await,
+        204
+    );
+    problem(
+        bob.call(api::get_guild::target(public.id), &[], None).await,
+        404,
+        ErrorCode::GuildNotFound,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn invites_expire_run_out_and_can_be_revoked() {
+    let (server, clock) = TestServer::start_with_clock().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let carol = Who::new(&server, "carol").await;
+    let dave = Who::new(&server, "dave").await;
+    let (g, general) = alice.create_guild("club", true).await;
+
+    let once = alice.invite(general.id, json!({"max_uses": 1})).await;
+    let code = once.code.clone().unwrap();
+    assert!(code.len() >= 20, "{code}");
+    assert_eq!(once.id.len(), 64, "the id is the hash, not the code");
+    let m: Member = ok(bob.join(g.id, Some(&code)).await, 201).await;
+    assert_eq!(m.guild_id, g.id);
+    problem(
+        carol.join(g.id, Some(&code)).await,
+        400,
+        ErrorCode::InvalidInvite,
+    )
+    .await;
+    problem(
+        carol.join(g.id, Some("not-a-code")).await,
+        400,
+        ErrorCode::InvalidInvite,
+    )
+    .await;
+    problem(carol.join(g.id, None).await, 404, ErrorCode::GuildNotFound).await;
+
+    // Expiry.
+    let short = alice.invite(general.id, json!({"max_age": 60})).await;
+    clock.advance(61);
+    problem(
+        carol.join(g.id, Some(short.code.as_deref().unwrap())).await,
+        400,
+        ErrorCode::InvalidInvite,
+    )
+    .await;
+
+    // Listing (no codes) and revocation by id; a plain member may not list.
+    let open = alice.invite(general.id, json!({})).await;
+    let listed: Vec<Invite> = ok(
+        alice.call(api::list_invites::target(g.id), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0].id, open.id);
+    assert!(listed[0].code.is_none());
+    problem(
+        bob.call(api::list_invites::target(g.id), &[], None).await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    problem(
+        bob.call(api::delete_invite::target(&open.id), &[], None)
+            .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    assert_eq!(
+        status(
+            alice
+                .call(api::delete_invite::target(&open.id), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    problem(
+        carol.join(g.id, Some(open.code.as_deref().unwrap())).await,
+        400,
+        ErrorCode::InvalidInvite,
+    )
+    .await;
+    problem(
+        alice
+            .call(api::delete_invite::target(&open.id), &[], None)
+            .await,
+        404,
+        ErrorCode::InviteNotFound,
+    )
+    .await;
+
+    // A member's own invite, revoked by its code.
+    let bobs = bob.invite(general.id, json!({"max_uses": 5})).await;
+    assert_eq!(
+        status(
+            bob.call(
+                api::delete_invite::target(bobs.code.as_deref().unwrap()),
+                &[],
+                None
+            )
+            .await
+        )
+        .await,
+        204
+    );
+    problem(
+        dave.join(g.id, Some(bobs.code.as_deref().unwrap())).await,
+        400,
+        ErrorCode::InvalidInvite,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn kicked_members_may_return_but_banned_ones_not_even_with_a_new_invite() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let (g, general) = alice.create_guild("club", true).await;
+    let invite = alice.invite(general.id, json!({})).await;
+    let code = invite.code.unwrap();
+    ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
+
+    let members: Vec<Member> = ok(
+        bob.call(
+            api::list_members::target(g.id),
+            &[("limit", "1".into())],
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(members.len(), 1);
+    let rest: Vec<Member> = ok(
+        bob.call(
+            api::list_members::target(g.id),
+            &[("after", members[0].fid.to_string())],
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(rest.len(), 1);
+    assert_ne!(rest[0].fid, members[0].fid);
+    problem(
+        bob.call(
+            api::list_members::target(g.id),
+            &[("limit", "1001".into())],
+            None,
+        )
+        .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+
+    // Kick: bob is out, and can come back.
+    problem(
+        bob.call(api::kick_member::target(g.id, &alice.fid()), &[], None)
+            .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    assert_eq!(
+        status(
+            alice
+                .call(api::kick_member::target(g.id, &bob.fid()), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    problem(
+        bob.call(api::list_channels::target(g.id), &[], None).await,
+        404,
+        ErrorCode::GuildNotFound,
+    )
+    .await;
+    ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
+
+    // Ban: bob is out and stays out, with the old invite or a fresh one.
+    let ban: Value = ok(
+        alice
+            .call(
+                api::ban_member::target(g.id, &bob.fid()),
+                &[],
+                Some(json!({"reason": "spam"})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(ban["reason"], "spam");
+    problem(
+        bob.call(api::list_channels::target(g.id), &[], None).await,
+        404,
+        ErrorCode::GuildNotFound,
+    )
+    .await;
+    problem(bob.join(g.id, Some(&code)).await, 403, ErrorCode::Banned).await;
+    let fresh = alice.invite(general.id, json!({})).await;
+    problem(
+        bob.join(g.id, fresh.code.as_deref()).await,
+        403,
+        ErrorCode::Banned,
+    )
+    .await;
+    let bans: Vec<Value> = ok(
+        alice.call(api::list_bans::target(g.id), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!(bans.len(), 1);
+    assert_eq!(bans[0]["fid"], "bob@localhost");
+
+    // Lifted, the fresh invite works.
+    assert_eq!(
+        status(
+            alice
+                .call(api::unban_member::target(g.id, &bob.fid()), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    ok::<Member>(bob.join(g.id, fresh.code.as_deref()).await, 201).await;
+    assert_eq!(
+        status(bob.call(api::leave_guild::target(g.id), &[], None).await).await,
+        204
+    );
+    problem(
+        bob.call(api::leave_guild::target(g.id), &[], None).await,
+        404,
+        ErrorCode::GuildNotFound,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn roles_and_overwrites_decide_who_reads_and_who_writes() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let (g, general) = alice.create_guild("club", true).await;
+    let code = alice.invite(general.id, json!({})).await.code.unwrap();
+    ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
+
+    // A staff channel hidden from @everyone (the guild's id), open to the staff role.
+    let staff_channel: Channel = ok(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "staff", "topic": "t"})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    problem(
+        bob.call(
+            api::create_channel::target(g.id),
+            &[],
+            Some(json!({"name": "mine"})),
+        )
+        .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    let everyone = fugue_proto::chat::OverwriteTarget::Role(g.id);
+    ok::<Value>(
+        alice
+            .call(
+                api::set_overwrite::target(staff_channel.id, &everyone),
+                &[],
+                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        status(alice.send(staff_channel.id, "s1", "staff only").await).await,
+        201
+    );
+    problem(
+        bob.call(api::get_messages::target(staff_channel.id), &[], None)
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    problem(
+        bob.send(staff_channel.id, "b1", "let me in").await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    let visible: Vec<Channel> = ok(
+        bob.call(api::list_channels::target(g.id), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        visible.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![general.id]
+    );
+
+    let staff: Role = ok(
+        alice
+            .call(
+                api::create_role::target(g.id),
+                &[],
+                Some(json!({"name": "staff", "permissions": Permissions::MANAGE_MESSAGES.bits().to_string()})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    let role_target = fugue_proto::chat::OverwriteTarget::Role(staff.id);
+    ok::<Value>(
+        alice
+            .call(
+                api::set_overwrite::target(staff_channel.id, &role_target),
+                &[],
+                Some(json!({"allow": Permissions::VIEW_CHANNEL.bits().to_string()})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    let member: Member = ok(
+        alice
+            .call(
+                api::add_member_role::target(g.id, &bob.fid(), staff.id),
+                &[],
+                None,
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        member.roles.iter().map(|r| r.0).collect::<Vec<_>>(),
+        vec![staff.id]
+    );
+    let read: Vec<Message> = ok(
+        bob.call(api::get_messages::target(staff_channel.id), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(read.len(), 1);
+    // The role lets bob remove others' messages.
+    assert_eq!(
+        status(
+            bob.call(
+                api::delete_message::target(staff_channel.id, read[0].id),
+                &[],
+                None
+            )
+            .await
+        )
+        .await,
+        204
+    );
+
+    // Without SEND_MESSAGES in general: 403 naming it.
+    let me = fugue_proto::chat::OverwriteTarget::Member(bob.fid());
+    ok::<Value>(
+        alice
+            .call(
+                api::set_overwrite::target(general.id, &me),
+                &[],
+                Some(json!({"deny": Permissions::SEND_MESSAGES.bits().to_string()})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    let p = problem(
+        bob.send(general.id, "b2", "hello").await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    assert!(p.message.unwrap().contains("SEND_MESSAGES"));
+    assert_eq!(
+        status(
+            alice
+                .call(api::delete_overwrite::target(general.id, &me), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    assert_eq!(status(bob.send(general.id, "b3", "hello").await).await, 201);
+
+    // Role removed: the staff channel is gone again for bob.
+    assert_eq!(
+        status(
+            alice
+                .call(
+                    api::remove_member_role::target(g.id, &bob.fid(), staff.id),
+                    &[],
+                    None
+                )
+                .await
+        )
+        .await,
+        204
+    );
+    problem(
+        bob.call(api::get_messages::target(staff_channel.id), &[], None)
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    // A member cannot grant what it does not have.
+    problem(
+        bob.call(
+            api::create_role::target(g.id),
+            &[],
+            Some(
+                json!({"name": "me", "permissions": Permissions::ADMINISTRATOR.bits().to_string()}),
+            ),
+        )
+        .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    let roles: Vec<Role> = ok(
+        bob.call(api::list_roles::target(g.id), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!(roles[0].id, g.id, "@everyone first");
+    assert_eq!(
+        status(
+            alice
+                .call(api::delete_role::target(g.id, staff.id), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    problem(
+        alice
+            .call(api::delete_role::target(g.id, g.id), &[], None)
+            .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn messages_are_verified_stored_once_edited_as_versions_and_deleted_as_tombstones() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let (g, general) = alice.create_guild("club", true).await;
+    let other: Channel = ok(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "other"})),
+            )
+            .await,
+        201,
+    )
+    .await;
+
+    // Valid: 201, with what it takes to check it again.
+    let sent: Message = ok(alice.send(general.id, "n1", "hello").await, 201).await;
+    assert_eq!((sent.content.as_str(), sent.version), ("hello", 1));
+    assert_eq!(sent.uid, sent.id.to_string());
+    assert_eq!(sent.id_cert, alice.session.cert_pem());
+    assert_eq!(sent.author, alice.fid());
+
+    // The same nonce again: the same message, nothing stored twice.
+    let again: Message = ok(alice.send(general.id, "n1", "hello").await, 200).await;
+    assert_eq!(again.id, sent.id);
+    problem(
+        alice.send(general.id, "n1", "something else").await,
+        409,
+        ErrorCode::NonceReused,
+    )
+    .await;
+
+    // Tampered content: refused, nothing stored.
+    let mut tampered = alice.send_body(general.id, "n2", "original");
+    tampered["content"] = json!("tampered");
+    problem(
+        alice
+            .call(api::send_message::target(general.id), &[], Some(tampered))
+            .await,
+        400,
+        ErrorCode::SignatureInvalid,
+    )
+    .await;
+    // Signed for another channel (moved): refused.
+    let moved = alice.send_body(other.id, "n3", "for the other channel");
+    problem(
+        alice
+            .call(api::send_message::target(general.id), &[], Some(moved))
+            .await,
+        400,
+        ErrorCode::SignatureInvalid,
+    )
+    .await;
+    // Somebody else's certificate: refused.
+    let mut foreign_cert = alice.send_body(general.id, "n4", "mine");
+    foreign_cert["id_cert"] = json!(bob.session.cert_pem());
+    problem(
+        alice
+            .call(
+                api::send_message::target(general.id),
+                &[],
+                Some(foreign_cert),
+            )
+            .await,
+        400,
+        ErrorCode::MessageCertInvalid,
+    )
+    .await;
+    // A non-member: 404.
+    problem(
+        bob.send(general.id, "b1", "hi").await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    let history = alice.history(general.id, &[]).await;
+    assert_eq!(
+        history.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![sent.id]
+    );
+
+    // A serial instead of the certificate.
+    let mut by_serial = alice.send_body(general.id, "n5", "by serial");
+    by_serial.as_object_mut().unwrap().remove("id_cert");
+    by_serial["serial"] = json!(alice.session.current_serial().unwrap().0.to_string());
+    let second: Message = ok(
+        alice
+            .call(api::send_message::target(general.id), &[], Some(by_serial))
+            .await,
+        201,
+    )
+    .await;
+    assert!(second.id > sent.id, "ids grow with time");
+
+    // An edit is a new signed version; the first one stays in the history of versions.
+    let body = MessageBody {
+        content: "hello, edited".into(),
+        reply_to: None,
+        attachments: vec![],
+    };
+    let edit = json!({
+        "content": body.content,
+        "nonce": "e1",
+        "signature": alice.signed(general.id, "e1", &body, Some(sent.id)),
+        "id_cert": alice.session.cert_pem(),
+    });
+    let edited: Message = ok(
+        alice
+            .call(
+                api::edit_message::target(general.id, sent.id),
+                &[],
+                Some(edit.clone()),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (edited.content.as_str(), edited.version),
+        ("hello, edited", 2)
+    );
+    assert!(edited.edited_timestamp.is_some());
+    // An edit signed as a new message (no edit_of) does not verify.
+    let mut unbound = edit.clone();
+    unbound["nonce"] = json!("e2");
+    unbound["signature"] = json!(alice.signed(general.id, "e2", &body, None));
+    problem(
+        alice
+            .call(
+                api::edit_message::target(general.id, sent.id),
+                &[],
+                Some(unbound),
+            )
+            .await,
+        400,
+        ErrorCode::SignatureInvalid,
+    )
+    .await;
+    let versions: Vec<MessageVersion> = ok(
+        alice
+            .call(
+                api::message_versions::target(general.id, sent.id),
+                &[],
+                None,
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0].content, "hello");
+    assert_eq!(versions[1].edit_of, Some(sent.id));
+
+    // Only the author edits.
+    let code = alice.invite(general.id, json!({})).await.code.unwrap();
+    ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
+    let bob_edit = json!({
+        "content": "bob was here",
+        "nonce": "x1",
+        "signature": bob.signed(general.id, "x1", &MessageBody { content: "bob was here".into(), reply_to: None, attachments: vec![] }, Some(sent.id)),
+        "id_cert": bob.session.cert_pem(),
+    });
+    problem(
+        bob.call(
+            api::edit_message::target(general.id, sent.id),
+            &[],
+            Some(bob_edit),
+        )
+        .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    // Nor does a member delete another's message without MANAGE_MESSAGES.
+    problem(
+        bob.call(api::delete_message::target(general.id, sent.id), &[], None)
+            .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+
+    // Delete: a tombstone stays, its content and versions are gone for everyone.
+    assert_eq!(
+        status(
+            alice
+                .call(api::delete_message::target(general.id, sent.id), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    let history = bob.history(general.id, &[]).await;
+    let tomb = history.iter().find(|m| m.id == sent.id).unwrap();
+    assert!(tomb.deleted_timestamp.is_some());
+    assert!(tomb.content.is_empty() && tomb.signature.is_empty() && tomb.id_cert.is_empty());
+    let versions: Vec<MessageVersion> = ok(
+        alice
+            .call(
+                api::message_versions::target(general.id, sent.id),
+                &[],
+                None,
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert!(versions.is_empty());
+    let text = serde_json::to_string(&history).unwrap();
+    assert!(!text.contains("hello"), "{text}");
+    // Nor is it in the event log.
+    let log = server
+        .store
+        .events_after(g.id as i64, 0, 1000)
+        .await
+        .unwrap();
+    assert!(log.iter().all(|e| !e.payload.contains("hello")), "{log:?}");
+    problem(
+        alice
+            .call(api::delete_message::target(general.id, sent.id), &[], None)
+            .await,
+        404,
+        ErrorCode::MessageNotFound,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn history_pages_before_after_and_around() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let (_, general) = alice.create_guild("club", true).await;
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        let m: Message = ok(
+            alice
+                .send(general.id, &format!("n{i}"), &format!("m{i}"))
+                .await,
+            201,
+        )
+        .await;
+        ids.push(m.id);
+    }
+    let sorted = {
+        let mut s = ids.clone();
+        s.sort_unstable();
+        s
+    };
+    assert_eq!(ids, sorted, "ids grow in the order of sending");
+    let newest_first: Vec<u64> = ids.iter().rev().copied().collect();
+
+    let page = alice.history(general.id, &[]).await;
+    assert_eq!(
+        page.iter().map(|m| m.id).collect::<Vec<_>>(),
+        newest_first[..50]
+    );
+    let page = alice.history(general.id, &[("limit", "100".into())]).await;
+    assert_eq!(page.len(), 100);
+    problem(
+        alice
+            .call(
+                api::message_history::target(general.id),
+                &[("limit", "101".into())],
+                None,
+            )
+            .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+    problem(
+        alice
+            .call(
+                api::get_messages::target(general.id),
+                &[
+                    ("before", ids[5].to_string()),
+                    ("after", ids[1].to_string()),
+                ],
+                None,
+            )
+            .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+
+    let before: Vec<Message> = ok(
+        alice
+            .call(
+                api::get_messages::target(general.id),
+                &[("before", ids[60].to_string()), ("limit", "10".into())],
+                None,
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        before.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[50..60].iter().rev().copied().collect::<Vec<_>>()
+    );
+    let after = alice
+        .history(
+            general.id,
+            &[("after", ids[60].to_string()), ("limit", "10".into())],
+        )
+        .await;
+    assert_eq!(
+        after.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[61..71].iter().rev().copied().collect::<Vec<_>>()
+    );
+    let around = alice
+        .history(
+            general.id,
+            &[("around", ids[60].to_string()), ("limit", "9".into())],
+        )
+        .await;
+    assert_eq!(
+        around.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[56..65].iter().rev().copied().collect::<Vec<_>>()
+    );
+    // Paging through everything, 100 at a time, sees every message once.
+    let mut seen = Vec::new();
+    let mut before = None::<u64>;
+    loop {
+        let mut q = vec![("limit", "100".to_string())];
+        if let Some(b) = before {
+            q.push(("before", b.to_string()));
+        }
+        let page = alice.history(general.id, &q).await;
+        if page.is_empty() {
+            break;
+        }
+        before = page.last().map(|m| m.id);
+        seen.extend(page.into_iter().map(|m| m.id));
+    }
+    assert_eq!(seen, newest_first);
+}
+
+#[tokio::test]
+async fn the_message_limit_answers_429_with_rate_limit_headers() {
+    let server = TestServer::start_with(|c| c.rate_limits.chat_messages_per_5s = 2).await;
+    let alice = Who::new(&server, "alice").await;
+    let (_, general) = alice.create_guild("club", true).await;
+    let first = alice.send(general.id, "a", "1").await;
+    assert_eq!(first.status().as_u16(), 201);
+    assert_eq!(first.headers()["x-ratelimit-limit"], "2");
+    assert_eq!(first.headers()["x-ratelimit-remaining"], "1");
+    let reset: u64 = first.headers()["x-ratelimit-reset"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reset > fugue_testkit::totp::unix_now());
+    assert_eq!(status(alice.send(general.id, "b", "2").await).await, 201);
+    let refused = alice.send(general.id, "c", "3").await;
+    assert_eq!(refused.headers()["x-ratelimit-remaining"], "0");
+    assert!(refused.headers().contains_key("retry-after"));
+    problem(refused, 429, ErrorCode::RateLimited).await;
+}
+
+#[tokio::test]
+async fn members_following_the_chat_channel_receive_what_they_may_see() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let carol = Who::new(&server, "carol").await;
+    let (g, general) = alice.create_guild("club", true).await;
+    let hidden: Channel = ok(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "hidden"})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    let code = alice.invite(general.id, json!({})).await.code.unwrap();
+    ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
+    let bob_target = fugue_proto::chat::OverwriteTarget::Member(bob.fid());
+    ok::<Value>(
+        alice
+            .call(
+                api::set_overwrite::target(hidden.id, &bob_target),
+                &[],
+                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
+            )
+            .await,
+        200,
+    )
+    .await;
+
+    let mut bob_ws = ws::identified(&server, bob.token()).await;
+    ws::send(
+        &mut bob_ws,
+        json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": "chat"}}),
+    )
+    .await;
+    let ack = ws::next_with_op(&mut bob_ws, 9).await;
+    assert_eq!(ack["d"]["success"], true, "{ack}");
+    let mut carol_ws = ws::identified(&server, carol.token()).await;
+    ws::send(
+        &mut carol_ws,
+        json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": "chat"}}),
+    )
+    .await;
+    ws::next_with_op(&mut carol_ws, 9).await;
+
+    assert_eq!(
+        status(alice.send(hidden.id, "h", "secret").await).await,
+        201
+    );
+    let visible: Message = ok(alice.send(general.id, "v", "for everyone").await, 201).await;
+    let frame = next_chat(&mut bob_ws).await;
+    assert_eq!(frame["op"], 0, "{frame}");
+    assert_eq!(
+        frame["d"]["id"],
+        visible.id.to_string(),
+        "the hidden channel's message was skipped: {frame}"
+    );
+    assert_eq!(frame["d"]["content"], "for everyone");
+
+    // A non-member's connection gets nothing of the guild; once it joins, it follows.
+    assert!(
+        ws::try_frame_with_op(&mut carol_ws, 0, std::time::Duration::from_millis(300))
+            .await
+            .is_err()
+    );
+    ok::<Member>(carol.join(g.id, Some(&code)).await, 201).await;
+    let joined = next_chat(&mut carol_ws).await;
+    assert_eq!(joined["op"], 6, "carol's own join: {joined}");
+    let after_join: Message = ok(alice.send(general.id, "w", "welcome").await, 201).await;
+    let frame = next_chat(&mut carol_ws).await;
+    assert_eq!(
+        (frame["op"].clone(), frame["d"]["id"].clone()),
+        (json!(0), json!(after_join.id.to_string())),
+        "{frame}"
+    );
+
+    // Kicked, bob's connection stops receiving the guild's messages.
+    let add_bob = next_chat(&mut bob_ws).await;
+    assert_eq!(add_bob["op"], 6, "{add_bob}");
+    let _welcome = next_chat(&mut bob_ws).await;
+    assert_eq!(
+        status(
+            alice
+                .call(api::kick_member::target(g.id, &bob.fid()), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    let removed = next_chat(&mut bob_ws).await;
+    assert_eq!(removed["op"], 7, "{removed}");
+    assert_eq!(
+        status(alice.send(general.id, "x", "after the kick").await).await,
+        201
+    );
+    assert!(
+        ws::try_frame_with_op(&mut bob_ws, 0, std::time::Duration::from_millis(300))
+            .await
+            .is_err(),
+        "a removed member receives nothing more"
+    );
+}
+
+/// The next frame of the `chat` namespace.
+async fn next_chat(ws: &mut fugue_testkit::ws::Ws) -> Value {
+    loop {
+        let f = ws::next(ws).await;
+        if f["n"] == "chat" {
+            return f;
+        }
+    }
+}
+
+#[tokio::test]
+async fn foreign_actors_join_and_post_with_certificates_their_home_server_vouches_for() {
+    let (alpha, beta) = fugue_testkit::federated_pair().await;
+    let bob = Who::new(&beta, "bob").await;
+    let alice = Who::foreign(&beta, alpha.register("alice").await).await;
+    let carol_home = alpha.register("carol").await;
+    let (g, general) = bob.create_guild("across", true).await;
+    let code = bob.invite(general.id, json!({})).await.code.unwrap();
+    let member: Member = ok(alice.join(g.id, Some(&code)).await, 201).await;
+    assert_eq!(member.fid.to_string(), "alice@alpha.test");
+
+    // Signed for beta's channel, with alice's certificate from alpha: stored.
+    let sent: Message = ok(alice.send(general.id, "f1", "hello from alpha").await, 201).await;
+    assert_eq!(sent.author.to_string(), "alice@alpha.test");
+    assert_eq!(sent.id_cert, alice.session.cert_pem());
+    // Signed for alpha instead of beta (moved between servers): refused.
+    let body = MessageBody {
+        content: "moved".into(),
+        reply_to: None,
+        attachments: vec![],
+    };
+    let wrong_server = SignedPayload::message(
+        &alpha.domain,
+        general.id,
+        alice.session.fid(),
+        "f2",
+        None,
+        &body,
+    );
+    let forged = json!({
+        "content": "moved",
+        "nonce": "f2",
+        "signature": hex::encode(alice.session.key().sign(&wrong_server.signed_bytes())),
+        "id_cert": alice.session.cert_pem(),
+    });
+    problem(
+        alice
+            .call(api::send_message::target(general.id), &[], Some(forged))
+            .await,
+        400,
+        ErrorCode::SignatureInvalid,
+    )
+    .await;
+    // Another alpha actor's certificate under alice's name: refused, nothing stored.
+    let mut not_hers = alice.send_body(general.id, "f3", "whose cert?");
+    not_hers["id_cert"] = json!(carol_home.cert_pem());
+    let p = problem(
+        alice
+            .call(api::send_message::target(general.id), &[], Some(not_hers))
+            .await,
+        400,
+        ErrorCode::MessageCertInvalid,
+    )
+    .await;
+    assert!(p.detail.is_some());
+    let history = bob.history(general.id, &[]).await;
+    assert_eq!(
+        history.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![sent.id]
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_signs_nothing_more() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let (_, general) = alice.create_guild("club", true).await;
+    // A second session of alice: its messages count while its certificate lives.
+    let laptop = Who {
+        server: &server,
+        session: server.login("alice", "laptop").await.unwrap(),
+        foreign_token: None,
+    };
+    assert_eq!(
+        status(laptop.send(general.id, "l1", "from the laptop").await).await,
+        201
+    );
+    alice
+        .session
+        .revoke_session(laptop.session.session_id(), PASSWORD)
+        .await
+        .unwrap();
+    // Signed with the revoked certificate, sent with a live session: refused.
+    let with_revoked = laptop.send_body(general.id, "l2", "after revocation");
+    let p = problem(
+        alice
+            .call(
+                api::send_message::target(general.id),
+                &[],
+                Some(with_revoked),
+            )
+            .await,
+        400,
+        ErrorCode::MessageCertInvalid,
+    )
+    .await;
+    assert!(p.detail.unwrap().contains("revoked"));
+    assert_eq!(alice.history(general.id, &[]).await.len(), 1);
+}
