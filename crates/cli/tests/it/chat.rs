@@ -8,9 +8,11 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use fugue_client::Verdict;
+use fugue_proto::api::{create_channel, create_guild};
 use fugue_proto::chat::MessageBody;
 use fugue_store::{MessageVersionRow, NewEvent};
-use fugue_testkit::{PASSWORD, TestServer};
+use fugue_testkit::{PASSWORD, TestServer, federated_pair};
 
 use crate::support::{blocking, fugue_as_client};
 
@@ -313,4 +315,132 @@ async fn the_events_command_shows_chat_events_live() {
     let status = blocking(move || child.wait().unwrap()).await;
     assert!(status.success(), "{status:?}");
     drop((stderr, lines));
+}
+
+// ---- the SDK the commands are built on ----
+
+fn text(content: &str) -> MessageBody {
+    MessageBody {
+        content: content.into(),
+        reply_to: None,
+        attachments: vec![],
+    }
+}
+
+/// A signed message posted again (a retry after a lost answer) is stored once; a page
+/// served as another channel's fails verification.
+#[tokio::test]
+async fn a_retried_send_is_stored_once_and_a_moved_page_fails() {
+    let server = TestServer::start().await;
+    let chat = server.register("alice").await.chat();
+    let guild = chat
+        .create_guild(&create_guild::Request {
+            name: "g".into(),
+            description: None,
+            icon: None,
+            private: Some(true),
+        })
+        .await
+        .unwrap();
+    let general = chat.channels(guild.id).await.unwrap()[0].id;
+    let other = chat
+        .create_channel(
+            guild.id,
+            &create_channel::Request {
+                name: "other".into(),
+                kind: None,
+                topic: None,
+                parent_id: None,
+                position: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+
+    let prepared = chat.prepare_message(general, text("once"));
+    let first = chat.post_message(&prepared).await.unwrap();
+    let again = chat.post_message(&prepared).await.unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(first.message.id, again.message.id);
+    let page = chat.messages(general, &Default::default()).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(
+        chat.verify_messages(general, &page).await,
+        [Verdict::Verified]
+    );
+    // The same page claimed to be another channel's.
+    let moved = chat.verify_messages(other, &page).await;
+    assert!(
+        matches!(&moved[..], [Verdict::Failed(why)] if why.contains(&format!("not {other}"))),
+        "{moved:?}"
+    );
+    // Its content changed on the way.
+    let mut changed = page[0].clone();
+    changed.content = "twice".into();
+    assert!(matches!(
+        chat.verify_message(Some(general), &changed).await,
+        Verdict::Failed(_)
+    ));
+}
+
+/// Across servers: alice of alpha.test posts in a guild on beta.test; bob, at home on beta,
+/// verifies her message against alpha, and she verifies his against beta.
+#[tokio::test]
+async fn messages_of_a_foreign_author_verify_against_its_home_server() {
+    let (alpha, beta) = federated_pair().await;
+    let alice = alpha.register("alice").await;
+    let on_beta = alice.sign_in_on(beta.client(), &beta.domain).await.unwrap();
+    let alice_chat = alice
+        .chat_on(&on_beta, beta.domain.clone())
+        .with_home_server(beta.domain.clone(), beta.client());
+    let bob_chat = beta
+        .register("bob")
+        .await
+        .chat()
+        .with_home_server(alpha.domain.clone(), alpha.client());
+
+    let guild = bob_chat
+        .create_guild(&create_guild::Request {
+            name: "across".into(),
+            description: None,
+            icon: None,
+            private: Some(false),
+        })
+        .await
+        .unwrap();
+    let general = bob_chat.channels(guild.id).await.unwrap()[0].id;
+    alice_chat.join_guild(guild.id, None).await.unwrap();
+    alice_chat
+        .send_message(general, text("hello from alpha"))
+        .await
+        .unwrap();
+    bob_chat
+        .send_message(general, text("welcome to beta"))
+        .await
+        .unwrap();
+
+    for chat in [&bob_chat, &alice_chat] {
+        let mut page = chat.messages(general, &Default::default()).await.unwrap();
+        page.sort_by_key(|m| m.id);
+        let authors: Vec<String> = page.iter().map(|m| m.author.to_string()).collect();
+        assert_eq!(authors, ["alice@alpha.test", "bob@beta.test"]);
+        assert_eq!(
+            chat.verify_messages(general, &page).await,
+            [Verdict::Verified, Verdict::Verified]
+        );
+    }
+    // Alice's message as if it were signed for alpha: her signature names beta.
+    let alpha_chat = alice
+        .chat()
+        .with_home_server(beta.domain.clone(), beta.client());
+    let page = bob_chat
+        .messages(general, &Default::default())
+        .await
+        .unwrap();
+    let verdicts = alpha_chat.verify_messages(general, &page).await;
+    assert!(
+        verdicts.iter().all(|v| matches!(v, Verdict::Failed(_))),
+        "{verdicts:?}"
+    );
 }
