@@ -45,6 +45,22 @@ pub struct ClientOpts {
     keystore: Option<PathBuf>,
 }
 
+/// The options of the chat commands: where the conversations are, and where other authors'
+/// home servers are.
+#[derive(Args, Clone)]
+pub struct ChatOpts {
+    #[command(flatten)]
+    client: ClientOpts,
+    /// Chat on another server you signed in on with `fugue federation login` (its URL, or a
+    /// host name for https://HOST) instead of your home server.
+    #[arg(long, global = true, env = "FUGUE_CHAT_ON")]
+    on: Option<String>,
+    /// Where the home server of DOMAIN is, as DOMAIN=URL, when not at https://DOMAIN
+    /// (verification fetches its authors' certificates there); repeatable.
+    #[arg(long = "home", global = true, value_name = "DOMAIN=URL")]
+    homes: Vec<String>,
+}
+
 #[derive(Subcommand)]
 pub enum ClientCommand {
     /// Register, log in, show who you are.
@@ -91,21 +107,21 @@ pub enum ClientCommand {
     /// Chat guilds: create, list, join, leave, invite, members.
     Guild {
         #[command(flatten)]
-        opts: ClientOpts,
+        opts: ChatOpts,
         #[command(subcommand)]
         cmd: guild::GuildCmd,
     },
     /// Channels of a guild: create, list.
     Channel {
         #[command(flatten)]
-        opts: ClientOpts,
+        opts: ChatOpts,
         #[command(subcommand)]
         cmd: channel::ChannelCmd,
     },
     /// Send a signed message to a channel.
     Send {
         #[command(flatten)]
-        opts: ClientOpts,
+        opts: ChatOpts,
         #[command(flatten)]
         args: messages::SendArgs,
     },
@@ -113,21 +129,21 @@ pub enum ClientCommand {
     /// the reason).
     Read {
         #[command(flatten)]
-        opts: ClientOpts,
+        opts: ChatOpts,
         #[command(flatten)]
         args: messages::ReadArgs,
     },
     /// Replace the text of one of your messages with a new signed version.
     Edit {
         #[command(flatten)]
-        opts: ClientOpts,
+        opts: ChatOpts,
         #[command(flatten)]
         args: messages::EditArgs,
     },
     /// Delete a message (yours, or any with the permission to manage messages).
     Delete {
         #[command(flatten)]
-        opts: ClientOpts,
+        opts: ChatOpts,
         #[command(flatten)]
         args: messages::DeleteArgs,
     },
@@ -208,10 +224,47 @@ fn restore_session(store: &KeyStore) -> Result<(Session, Option<String>), String
     Ok((session, pass))
 }
 
-/// Chat on the current account's home server.
-fn chat(opts: &ClientOpts) -> Result<Chat, String> {
-    let store = open_store(opts)?;
-    Ok(restore_session(&store)?.0.chat())
+/// Chat on the current account's home server, or on the server of `--on`.
+async fn chat(opts: &ChatOpts) -> Result<Chat, String> {
+    let store = open_store(&opts.client)?;
+    let (session, _) = restore_session(&store)?;
+    let mut chat = match &opts.on {
+        None => session.chat(),
+        Some(server) => {
+            let url = federation::server_url(server);
+            let foreign = current(&store)?
+                .foreign_session(&url)
+                .map_err(e)?
+                .ok_or_else(|| {
+                    format!("not signed in on {url}: run `fugue federation login {server}` first")
+                })?;
+            let domain = server_domain(foreign.client()).await?;
+            session.chat_on(&foreign, domain)
+        }
+    };
+    for home in &opts.homes {
+        let (domain, url) = home
+            .split_once('=')
+            .ok_or_else(|| format!("--home {home}: expected DOMAIN=URL"))?;
+        let domain = domain
+            .parse()
+            .map_err(|err| format!("--home {home}: {err}"))?;
+        let client = fugue_client::Client::new(url).map_err(e)?;
+        chat = chat.with_home_server(domain, client);
+    }
+    Ok(chat)
+}
+
+/// The domain a server's current certificate names: what messages sent there are signed
+/// for (a server naming another domain would refuse them itself).
+async fn server_domain(client: &fugue_client::Client) -> Result<fugue_proto::DomainName, String> {
+    let cert = client.server_cert(None).await.map_err(e)?;
+    let cert = fugue_proto::certs::IdCert::parse(cert.id_cert_pem.as_bytes())
+        .map_err(|err| format!("the server's certificate does not parse: {err}"))?;
+    let domain = cert.subject.domain();
+    domain
+        .parse()
+        .map_err(|err| format!("the server's certificate names {domain:?}: {err}"))
 }
 
 /// An SDK error as the line `main` prints.

@@ -5,7 +5,7 @@ use clap::Subcommand;
 use fugue_proto::api::create_channel;
 use fugue_proto::chat::{Channel, channel_type};
 
-use super::{ClientOpts, chat, e};
+use super::{ChatOpts, chat, e};
 use crate::terminal::out;
 
 #[derive(Subcommand)]
@@ -47,8 +47,8 @@ fn line(c: &Channel) -> String {
     format!("{}  {kind}{}{parent}{topic}", c.id, c.name)
 }
 
-pub async fn run(opts: ClientOpts, cmd: ChannelCmd) -> Result<(), String> {
-    let chat = chat(&opts)?;
+pub async fn run(opts: ChatOpts, cmd: ChannelCmd) -> Result<(), String> {
+    let chat = chat(&opts).await?;
     match cmd {
         ChannelCmd::Create {
             guild,

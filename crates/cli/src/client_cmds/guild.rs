@@ -2,8 +2,9 @@
 //! guilds on the home server.
 //!
 //! The chat API has no route that lists an actor's guilds, so `guild list` shows the guilds
-//! this key store created or joined (kept beside it, in `guilds.json`), each as the server
-//! describes it now; one the server no longer shows you is dropped from the list.
+//! this key store created or joined (kept beside it: `keystore.json` → `keystore.guilds.json`),
+//! each as the server describes it now; one the server no longer shows you is dropped from
+//! the list.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -14,7 +15,7 @@ use fugue_client::Chat;
 use fugue_proto::api::{create_guild, create_invite, list_members};
 use fugue_proto::chat::{Guild, channel_type};
 
-use super::{ClientOpts, chat, date, e, keystore_path};
+use super::{ChatOpts, chat, date, e, keystore_path};
 use crate::terminal::out;
 
 #[derive(Subcommand)]
@@ -75,8 +76,8 @@ struct KnownGuilds {
 }
 
 impl KnownGuilds {
-    fn open(opts: &ClientOpts, chat: &Chat) -> Result<Self, String> {
-        let path = keystore_path(opts)?.with_file_name("guilds.json");
+    fn open(opts: &ChatOpts, chat: &Chat) -> Result<Self, String> {
+        let path = keystore_path(&opts.client)?.with_extension("guilds.json");
         let known = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|err| format!("{}: {err}", path.display()))?,
@@ -130,8 +131,8 @@ async fn first_text_channel(chat: &Chat, guild: u64) -> Result<u64, String> {
         .ok_or_else(|| format!("guild {guild} has no text channel you can see; use --channel"))
 }
 
-pub async fn run(opts: ClientOpts, cmd: GuildCmd) -> Result<(), String> {
-    let chat = chat(&opts)?;
+pub async fn run(opts: ChatOpts, cmd: GuildCmd) -> Result<(), String> {
+    let chat = chat(&opts).await?;
     let mut known = KnownGuilds::open(&opts, &chat)?;
     match cmd {
         GuildCmd::Create {

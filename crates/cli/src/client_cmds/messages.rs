@@ -11,7 +11,7 @@ use fugue_client::{Chat, Verdict};
 use fugue_proto::api::message_history;
 use fugue_proto::chat::{Message, MessageBody};
 
-use super::{ClientOpts, chat, date, e};
+use super::{ChatOpts, chat, date, e};
 use crate::terminal::out;
 
 #[derive(Args)]
@@ -95,8 +95,8 @@ pub(super) fn line(m: &Message, verdict: &Verdict) -> String {
     )
 }
 
-pub async fn send(opts: ClientOpts, args: SendArgs) -> Result<(), String> {
-    let chat = chat(&opts)?;
+pub async fn send(opts: ChatOpts, args: SendArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
     let body = MessageBody {
         content: args.text,
         reply_to: args.reply_to,
@@ -126,8 +126,8 @@ async fn page(chat: &Chat, args: &ReadArgs) -> Result<Vec<Message>, String> {
     chat.message_history(args.channel, &query).await.map_err(e)
 }
 
-pub async fn read(opts: ClientOpts, args: ReadArgs) -> Result<(), String> {
-    let chat = chat(&opts)?;
+pub async fn read(opts: ChatOpts, args: ReadArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
     let mut messages = page(&chat, &args).await?;
     // The server pages newest first; people read oldest first.
     messages.sort_by_key(|m| m.id);
@@ -141,8 +141,8 @@ pub async fn read(opts: ClientOpts, args: ReadArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn edit(opts: ClientOpts, args: EditArgs) -> Result<(), String> {
-    let chat = chat(&opts)?;
+pub async fn edit(opts: ChatOpts, args: EditArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
     let m = chat
         .edit_message(args.channel, args.message, args.text, Vec::new())
         .await
@@ -151,8 +151,8 @@ pub async fn edit(opts: ClientOpts, args: EditArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub async fn delete(opts: ClientOpts, args: DeleteArgs) -> Result<(), String> {
-    let chat = chat(&opts)?;
+pub async fn delete(opts: ChatOpts, args: DeleteArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
     chat.delete_message(args.channel, args.message)
         .await
         .map_err(e)?;

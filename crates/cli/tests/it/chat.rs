@@ -444,3 +444,54 @@ async fn messages_of_a_foreign_author_verify_against_its_home_server() {
         "{verdicts:?}"
     );
 }
+
+/// With `--on`, a person chats on another server they signed in on: alice of alpha.test
+/// joins and posts in bob's guild on beta.test, and both read the conversation verified
+/// (bob tells `fugue` where alpha.test's home server is with `--home`).
+#[tokio::test]
+async fn a_person_chats_on_another_server_with_on() {
+    let (alpha, beta) = federated_pair().await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Person::new(&alpha, dir.path(), "alice").await;
+    let bob = Person::new(&beta, dir.path(), "bob").await;
+    let created = bob.ok(&["guild", "create", "across", "--public"]).await;
+    let guild = word_after(&created, "created guild ");
+    let channel = word_after(&created, "channel ");
+
+    let on = ["--on", beta.url.as_str()];
+    let (ok, _, err) = alice
+        .run(&["guild", "join", &guild, "--on", &beta.url])
+        .await;
+    assert!(!ok && err.contains("fugue federation login"), "{err}");
+    alice
+        .ok(&["federation", "login", &beta.url, "--domain", "beta.test"])
+        .await;
+    let joined = alice
+        .ok(&[&["guild", "join", &guild][..], &on].concat())
+        .await;
+    assert!(joined.contains("as alice@alpha.test"), "{joined}");
+    alice
+        .ok(&[&["send", &channel, "hello from alpha"][..], &on].concat())
+        .await;
+    bob.ok(&["send", &channel, "welcome"]).await;
+
+    let home = format!("alpha.test={}", alpha.url);
+    let read = bob.ok(&["read", &channel, "--home", &home]).await;
+    let theirs = alice.ok(&[&["read", &channel][..], &on].concat()).await;
+    for read in [read, theirs] {
+        let lines: Vec<&str> = read.lines().collect();
+        assert_eq!(lines.len(), 2, "{read}");
+        assert!(
+            lines[0].starts_with("✓ ") && lines[0].contains("alice@alpha.test"),
+            "{read}"
+        );
+        assert!(
+            lines[1].starts_with("✓ ") && lines[1].contains("bob@beta.test"),
+            "{read}"
+        );
+    }
+    let listed = alice.ok(&[&["guild", "list"][..], &on].concat()).await;
+    assert!(listed.contains("across"), "{listed}");
+    let at_home = alice.ok(&["guild", "list"]).await;
+    assert!(!at_home.contains("across"), "{at_home}");
+}

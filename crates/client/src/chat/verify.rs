@@ -165,10 +165,14 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 impl Chat {
-    /// The client of `domain`'s home server.
+    /// The client of `domain`'s home server: ours, the conversation server when it is that
+    /// domain's, one given with [`Chat::with_home_server`], or `https://<domain>`.
     fn home_of(&self, domain: &DomainName) -> Result<Client> {
         if domain == self.signer.fid().domain() {
             return Ok(self.signer.client().clone());
+        }
+        if domain == &self.domain {
+            return Ok(self.client.clone());
         }
         match self.homes.get(domain) {
             Some(client) => Ok(client.clone()),
