@@ -693,13 +693,14 @@ impl Chat {
             created_at: now.to_store(),
         };
         let view = Self::channel_view(&c, None);
+        // To every follower: the views they hold were made before the channel existed, so a
+        // channel audience would reach nobody. A new channel has no overwrites yet.
         let p = Publish::new(
             Self::guild_stream(c.guild_id),
             CHAT,
             op::CHANNEL_CREATE,
             json(&view),
         )
-        .audience(Audience::Channel(c.id))
         .changes_access();
         let seq = self
             .store
@@ -764,14 +765,15 @@ impl Chat {
             guild_id: from_store(c.guild_id),
         };
         let now = self.events.now();
-        // Everyone who could see the channel learns that it is gone; the audience is
-        // evaluated after the deletion, when nobody sees it any more, so it goes to all.
+        // Those who could see the channel learn that it is gone: delivery checks the views
+        // made before this change, which still hold the channel.
         let p = Publish::new(
             Self::guild_stream(c.guild_id),
             CHAT,
             op::CHANNEL_DELETE,
             json(&d),
         )
+        .audience(Audience::Channel(c.id))
         .changes_access();
         let seq = self
             .store

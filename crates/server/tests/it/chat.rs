@@ -1306,10 +1306,27 @@ async fn members_following_the_chat_channel_receive_what_they_may_see() {
         "{frame}"
     );
 
+    // Bob saw carol join, then the welcome.
+    let carol_joined = next_chat(&mut bob_ws).await;
+    assert_eq!(carol_joined["op"], 6, "{carol_joined}");
+    let welcome = next_chat(&mut bob_ws).await;
+    assert_eq!(welcome["d"]["content"], "welcome", "{welcome}");
+
+    // Typing is announced to the channel's viewers and never stored.
+    ws::send(
+        &mut carol_ws,
+        json!({"n": "chat", "op": 9, "d": {"channel_id": general.id.to_string()}}),
+    )
+    .await;
+    let typing = next_chat(&mut bob_ws).await;
+    assert_eq!(typing["op"], 9, "{typing}");
+    assert_eq!(typing["d"]["fid"], "carol@localhost");
+    assert!(
+        typing.get("id").is_none_or(Value::is_null),
+        "ephemeral: {typing}"
+    );
+
     // Kicked, bob's connection stops receiving the guild's messages.
-    let add_bob = next_chat(&mut bob_ws).await;
-    assert_eq!(add_bob["op"], 6, "{add_bob}");
-    let _welcome = next_chat(&mut bob_ws).await;
     assert_eq!(
         status(
             alice
@@ -1441,4 +1458,110 @@ async fn a_revoked_certificate_signs_nothing_more() {
     .await;
     assert!(p.detail.unwrap().contains("revoked"));
     assert_eq!(alice.history(general.id, &[]).await.len(), 1);
+}
+
+/// A valid body for each chat endpoint that takes one, so that only who calls decides.
+fn sample_body(name: &str, who: &Who<'_>, channel: u64) -> Option<Value> {
+    Some(match name {
+        "create_guild" | "create_channel" | "create_role" => json!({"name": "n"}),
+        "update_guild" | "update_channel" | "update_role" => json!({"name": "n"}),
+        "send_message" => who.send_body(channel, "probe", "probe"),
+        "edit_message" => who.send_body(channel, "probe-edit", "probe"),
+        "join_guild" | "create_invite" | "ban_member" | "set_overwrite" => json!({}),
+        "create_dm" => json!({"recipient_id": "alice@localhost"}),
+        "transfer_guild" => json!({"owner_id": who.fid().to_string()}),
+        _ => return None,
+    })
+}
+
+#[tokio::test]
+async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let stranger = Who::new(&server, "stranger").await;
+    let banned = Who::new(&server, "banned").await;
+    let (g, general) = alice.create_guild("secret", true).await;
+    let code = alice.invite(general.id, json!({})).await.code.unwrap();
+    ok::<Member>(banned.join(g.id, Some(&code)).await, 201).await;
+    let m: Message = ok(banned.send(general.id, "b", "before the ban").await, 201).await;
+    ok::<Value>(
+        alice
+            .call(api::ban_member::target(g.id, &banned.fid()), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    let role: Role = ok(
+        alice
+            .call(
+                api::create_role::target(g.id),
+                &[],
+                Some(json!({"name": "r"})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    let fid = alice.fid();
+    let role_target = fugue_proto::chat::OverwriteTarget::Role(role.id);
+
+    for who in [&stranger, &banned] {
+        for endpoint in api::CHAT_ENDPOINTS.iter().chain(api::FUGUE_CHAT_ENDPOINTS) {
+            let values: Vec<String> = endpoint
+                .params
+                .iter()
+                .map(|p| match *p {
+                    "guild_id" => g.id.to_string(),
+                    "channel_id" => general.id.to_string(),
+                    "message_id" => m.id.to_string(),
+                    "role_id" | "target" => role_target.to_string(),
+                    "user_id" | "fid" => fid.to_string(),
+                    "invite_code" => code.clone(),
+                    other => panic!("no value for {other}"),
+                })
+                .collect();
+            let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+            let target = endpoint.fill(&refs);
+            let query = if endpoint.name == "get_guild_by_query" {
+                vec![("guild_id", g.id.to_string())]
+            } else {
+                vec![]
+            };
+            let body = sample_body(endpoint.name, who, general.id);
+            let resp = who.call(target, &query, body).await;
+            let got = resp.status().as_u16();
+            let text = resp.text().await.unwrap();
+            let what = format!(
+                "{} {} by {}: {got} {text}",
+                endpoint.method,
+                endpoint.path,
+                who.fid()
+            );
+            match endpoint.name {
+                // Open to anyone signed in, and about nothing of this guild.
+                "create_guild" => assert_eq!(got, 201, "{what}"),
+                "create_dm" | "list_dms" => assert_eq!(got, 501, "{what}"),
+                // Everything else, joining without an invite included: as if it did not exist.
+                _ => assert_eq!(got, 404, "{what}"),
+            }
+            assert!(!text.contains("before the ban"), "{what}");
+        }
+    }
+    // The banned actor with the invite: refused as banned, not let in.
+    problem(banned.join(g.id, Some(&code)).await, 403, ErrorCode::Banned).await;
+    // Nothing the probes sent reached the guild.
+    let history = alice.history(general.id, &[]).await;
+    assert_eq!(history.iter().map(|m| m.id).collect::<Vec<_>>(), vec![m.id]);
+    let members: Vec<Member> = ok(
+        alice.call(api::list_members::target(g.id), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!(members.len(), 1);
+    let guild: Guild = ok(
+        alice.call(api::get_guild::target(g.id), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!(guild.name, "secret");
 }
