@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fugue_client::Verdict;
+use fugue_client::{ChatEvent, Verdict};
 use fugue_proto::api::{create_channel, create_guild};
 use fugue_proto::chat::MessageBody;
 use fugue_store::{MessageVersionRow, NewEvent};
@@ -494,4 +494,68 @@ async fn a_person_chats_on_another_server_with_on() {
     assert!(listed.contains("across"), "{listed}");
     let at_home = alice.ok(&["guild", "list"]).await;
     assert!(!at_home.contains("across"), "{at_home}");
+}
+
+/// Over the gateway: a member subscribed to the chat channels receives messages once, with
+/// their verdict, and another member's typing.
+#[tokio::test]
+async fn the_gateway_delivers_typed_chat_events() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let (alice_chat, bob_chat) = (alice.chat(), bob.chat());
+    let guild = alice_chat
+        .create_guild(&create_guild::Request {
+            name: "g".into(),
+            description: None,
+            icon: None,
+            private: Some(false),
+        })
+        .await
+        .unwrap();
+    let general = alice_chat.channels(guild.id).await.unwrap()[0].id;
+    bob_chat.join_guild(guild.id, None).await.unwrap();
+
+    let options = fugue_client::GatewayOptions::default();
+    let mut alice_gw = alice.gateway(options.clone()).await.unwrap();
+    alice_gw.subscribe_chat().await.unwrap();
+    let bob_gw = bob.gateway(options).await.unwrap();
+    bob_gw.subscribe_chat().await.unwrap();
+
+    let sent = bob_chat
+        .send_message(general, text("over the wire"))
+        .await
+        .unwrap()
+        .message;
+    bob_gw.typing(general).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = tokio::time::timeout(Duration::from_secs(10), alice_gw.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        match event.chat() {
+            Some(ChatEvent::MessageCreate(m)) => {
+                assert_eq!(m, sent);
+                assert_eq!(
+                    alice_chat.verify_message(Some(general), &m).await,
+                    Verdict::Verified
+                );
+                seen.push("message");
+            }
+            Some(ChatEvent::TypingStart(t)) => {
+                assert_eq!(
+                    (t.channel_id, t.fid.to_string()),
+                    (general, "bob@localhost".into())
+                );
+                seen.push("typing");
+            }
+            _ => {}
+        }
+    }
+    // Typing is ephemeral and travels apart from the stream: either may come first.
+    seen.sort_unstable();
+    assert_eq!(seen, ["message", "typing"]);
+    alice_gw.close().await;
+    bob_gw.close().await;
 }

@@ -4,7 +4,7 @@
 
 use fugue_proto::chat::{
     Ban, CHAT, Channel, ChannelDelete, FUGUE_CHAT, Guild, GuildRef, Member, MemberRef, Message,
-    MessageDelete, OverwriteUpdate, Role, RoleDelete, TypingStart, fugue_op, op,
+    MessageDelete, OverwriteUpdate, Role, RoleDelete, Typing, TypingStart, fugue_op, op,
 };
 use fugue_proto::gateway::Envelope;
 use serde::de::DeserializeOwned;
@@ -101,6 +101,12 @@ impl Gateway {
             }
         }
         Ok(())
+    }
+
+    /// Tells the viewers of `channel_id` that this actor is typing (`chat` op 9; ephemeral).
+    pub async fn typing(&self, channel_id: u64) -> Result<()> {
+        let d = fugue_proto::gateway::payload(&Typing { channel_id });
+        self.send_service(CHAT, op::TYPING_START, d).await
     }
 }
 

@@ -210,6 +210,19 @@ impl Gateway {
         answer.await.map_err(|_| ended())?
     }
 
+    /// Sends a payload of a subscribed service channel (`chat` op 9, typing, for one).
+    /// Such payloads are ephemeral: while the gateway is reconnecting this fails instead of
+    /// queueing them.
+    pub async fn send_service(&self, n: &str, op: u16, d: serde_json::Value) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        let frame = Envelope::new(n, op, d);
+        self.commands
+            .send(Command::Send { frame, reply })
+            .await
+            .map_err(|_| ended())?;
+        answer.await.map_err(|_| ended())?
+    }
+
     /// Closes the connection cleanly (1000); [`GatewayEvent::Closed`] follows the events
     /// already received.
     pub async fn close(&self) {
@@ -262,6 +275,11 @@ enum Command {
     Channel {
         request: ServiceChannel,
         reply: oneshot::Sender<Result<ServiceChannelAck>>,
+    },
+    /// A service payload, sent now or refused (no connection).
+    Send {
+        frame: Envelope,
+        reply: oneshot::Sender<Result<()>>,
     },
     #[cfg(any(test, feature = "test-util"))]
     DropConnection(oneshot::Sender<()>),

@@ -23,7 +23,7 @@ use super::sequence::{Dedupe, Sequence};
 use super::{
     Command, GatewayEvent, GatewayOptions, MAX_HELD_BYTES, MAX_HELD_FRAMES, classify, ended,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How long a clean close waits for the server's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -301,6 +301,17 @@ impl Task {
             #[cfg(any(test, feature = "test-util"))]
             Some(Command::DropConnection(reply)) => {
                 Err(Ended::DropRequested(reply, conn.seq.resume_point()))
+            }
+            Some(Command::Send { frame, reply }) => {
+                let sent = conn.send(frame).await;
+                let answer = match &sent {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Error::Gateway(
+                        "the connection dropped while sending".into(),
+                    )),
+                };
+                let _ = reply.send(answer);
+                sent
             }
             Some(Command::Channel { request, reply }) => {
                 let frame = channel_frame(&request);
@@ -580,6 +591,11 @@ impl Task {
                     request,
                     reply: Some(reply),
                 }),
+                Some(Command::Send { reply, .. }) => {
+                    let _ = reply.send(Err(Error::Gateway(
+                        "not connected (reconnecting); nothing sent".into(),
+                    )));
+                }
             }
         }
     }
