@@ -430,6 +430,23 @@ async fn messages_of_a_foreign_author_verify_against_its_home_server() {
             [Verdict::Verified, Verdict::Verified]
         );
     }
+    // With alice's home server out of reach, her message cannot be verified; bob's can.
+    let unreachable = fugue_client::Client::new("http://127.0.0.1:1").unwrap();
+    let cut_off = bob_chat
+        .clone()
+        .with_home_server(alpha.domain.clone(), unreachable);
+    cut_off.forget_certs(None);
+    let mut page = cut_off
+        .messages(general, &Default::default())
+        .await
+        .unwrap();
+    page.sort_by_key(|m| m.id);
+    let verdicts = cut_off.verify_messages(general, &page).await;
+    assert!(
+        matches!(&verdicts[0], Verdict::Failed(why) if why.contains("certificates of alice@alpha.test could not be verified")),
+        "{verdicts:?}"
+    );
+    assert_eq!(verdicts[1], Verdict::Verified);
     // Alice's message as if it were signed for alpha: her signature names beta.
     let alpha_chat = alice
         .chat()

@@ -12,7 +12,9 @@
 //! tombstone has nothing left to verify ([`Verdict::Deleted`]).
 //!
 //! Certificates are cached per author until the earliest cache window of the list closes
-//! (core §6.4.1); a serial missing from a cached list is looked up again, once per call.
+//! (core §6.4.1); a serial missing from a cached list is looked up again, once per call. A
+//! failure to get them is remembered for a minute, so a page of one unreachable author's
+//! messages fails fast after the first.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,7 +26,7 @@ use fugue_proto::chat::{Message, SignedPayload};
 use fugue_proto::{DomainName, FederationId};
 
 use super::Chat;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::Client;
 use crate::verify::VerifiedCert;
 
@@ -58,7 +60,13 @@ impl fmt::Display for Verdict {
 #[derive(Default)]
 pub(super) struct CertCache {
     by_author: HashMap<FederationId, Cached>,
+    /// Authors whose certificates could not be fetched or verified, with why, until when:
+    /// a page of their messages costs one attempt, not one per message.
+    failed: HashMap<FederationId, (String, u64)>,
 }
+
+/// How long a failure to get an author's certificates is remembered.
+const FAILURE_TTL_SECS: u64 = 60;
 
 struct Cached {
     certs: Arc<Vec<VerifiedCert>>,
@@ -188,20 +196,39 @@ impl Chat {
         fresh: bool,
     ) -> Result<Arc<Vec<VerifiedCert>>> {
         let now = unix_now();
-        if !fresh
-            && let Ok(cache) = self.certs.lock()
-            && let Some(hit) = cache.by_author.get(author)
-            && hit.until >= now
-        {
-            return Ok(hit.certs.clone());
+        if !fresh && let Ok(cache) = self.certs.lock() {
+            if let Some(hit) = cache.by_author.get(author)
+                && hit.until >= now
+            {
+                return Ok(hit.certs.clone());
+            }
+            if let Some((why, until)) = cache.failed.get(author)
+                && *until >= now
+            {
+                return Err(Error::Verification(why.clone()));
+            }
         }
-        let home = self.home_of(author.domain())?;
-        let certs = if home.base_url() == self.client.base_url() {
-            home.verified_actor_certs(author).await?
-        } else {
-            home.verified_actor_certs_via(&self.client, author)
-                .await?
-                .certs
+        let fetched = async {
+            let home = self.home_of(author.domain())?;
+            if home.base_url() == self.client.base_url() {
+                home.verified_actor_certs(author).await
+            } else {
+                Ok(home
+                    .verified_actor_certs_via(&self.client, author)
+                    .await?
+                    .certs)
+            }
+        }
+        .await;
+        let certs = match fetched {
+            Ok(certs) => certs,
+            Err(e) => {
+                if let Ok(mut cache) = self.certs.lock() {
+                    let until = now + FAILURE_TTL_SECS;
+                    cache.failed.insert(author.clone(), (e.to_string(), until));
+                }
+                return Err(e);
+            }
         };
         let until = certs
             .iter()
@@ -210,6 +237,7 @@ impl Chat {
             .unwrap_or(now);
         let certs = Arc::new(certs);
         if let Ok(mut cache) = self.certs.lock() {
+            cache.failed.remove(author);
             cache.by_author.insert(
                 author.clone(),
                 Cached {
@@ -267,8 +295,9 @@ impl Chat {
             match author {
                 Some(fid) => {
                     cache.by_author.remove(fid);
+                    cache.failed.remove(fid);
                 }
-                None => cache.by_author.clear(),
+                None => *cache = CertCache::default(),
             }
         }
     }
