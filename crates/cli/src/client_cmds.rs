@@ -140,6 +140,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         args: messages::EditArgs,
     },
+    /// Every signed version of a message (its edit history), oldest first, each marked.
+    Versions {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: messages::VersionsArgs,
+    },
     /// Delete a message (yours, or any with the permission to manage messages).
     Delete {
         #[command(flatten)]
@@ -308,6 +315,7 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::Send { opts, args } => messages::send(opts, args).await,
         ClientCommand::Read { opts, args } => messages::read(opts, args).await,
         ClientCommand::Edit { opts, args } => messages::edit(opts, args).await,
+        ClientCommand::Versions { opts, args } => messages::versions(opts, args).await,
         ClientCommand::Delete { opts, args } => messages::delete(opts, args).await,
         ClientCommand::Services { opts, cmd } => services::run(opts, cmd).await,
         ClientCommand::Federation { opts, cmd } => federation::run(opts, cmd).await,

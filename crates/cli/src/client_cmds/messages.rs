@@ -1,4 +1,5 @@
-//! `fugue send`, `fugue read`, `fugue edit` and `fugue delete`: signed messages in a channel.
+//! `fugue send`, `fugue read`, `fugue edit`, `fugue versions` and `fugue delete`: signed
+//! messages in a channel.
 //!
 //! `read` prints history oldest first and marks every message: `✓` when its signature and
 //! certificate checked out against the author's home server, `✗` with the reason when not,
@@ -50,6 +51,14 @@ pub struct EditArgs {
     message: u64,
     /// Its new text.
     text: String,
+}
+
+#[derive(Args)]
+pub struct VersionsArgs {
+    /// The channel's id.
+    channel: u64,
+    /// The message's id.
+    message: u64,
 }
 
 #[derive(Args)]
@@ -157,5 +166,28 @@ pub async fn delete(opts: ChatOpts, args: DeleteArgs) -> Result<(), String> {
         .await
         .map_err(e)?;
     out!("deleted message {}", args.message);
+    Ok(())
+}
+
+pub async fn versions(opts: ChatOpts, args: VersionsArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
+    let m = chat.message(args.channel, args.message).await.map_err(e)?;
+    let versions = chat
+        .message_versions(args.channel, args.message)
+        .await
+        .map_err(e)?;
+    if versions.is_empty() {
+        out!("message {} has no versions left (deleted)", m.id);
+    }
+    let verdicts = chat.verify_versions(args.channel, &m, &versions).await;
+    for (v, verdict) in versions.iter().zip(&verdicts) {
+        let (mark, why) = mark(verdict);
+        out!(
+            "{mark} version {}  {}  {}{why}",
+            v.version,
+            date(v.created_at),
+            v.content
+        );
+    }
     Ok(())
 }

@@ -162,6 +162,17 @@ async fn two_people_hold_a_conversation_with_fugue_alone() {
     assert!(read.lines().nth(1).unwrap().starts_with("✓ "), "{read}");
     assert!(read.contains("hi alice! (reply to"), "{read}");
     assert!(read.contains("(edited)"), "{read}");
+    let versions = alice.ok(&["versions", &channel, &answer.to_string()]).await;
+    let lines: Vec<&str> = versions.lines().collect();
+    assert_eq!(lines.len(), 2, "{versions}");
+    assert!(
+        lines[0].starts_with("✓ version 1 ") && lines[0].ends_with("hi alice"),
+        "{versions}"
+    );
+    assert!(
+        lines[1].starts_with("✓ version 2 ") && lines[1].ends_with("hi alice!"),
+        "{versions}"
+    );
     let (ok, _, err) = alice
         .run(&["edit", &channel, &answer.to_string(), "not mine"])
         .await;
@@ -247,6 +258,18 @@ async fn a_message_tampered_with_in_the_database_is_marked_unverified() {
     assert!(
         lines[1].starts_with("✓ ") && lines[1].contains("see you"),
         "{read}"
+    );
+    // Its history shows which version is the author's.
+    let versions = alice.ok(&["versions", &channel, &first.to_string()]).await;
+    let lines: Vec<&str> = versions.lines().collect();
+    assert_eq!(lines.len(), 2, "{versions}");
+    assert!(
+        lines[0].starts_with("✓ version 1 ") && lines[0].ends_with("pay bob 5"),
+        "{versions}"
+    );
+    assert!(
+        lines[1].starts_with("✗ version 2 ") && lines[1].contains("pay bob 500"),
+        "{versions}"
     );
 }
 

@@ -424,6 +424,24 @@ impl Chat {
         self.json(self.authed(target)?).await
     }
 
+    /// One message of `channel_id` by its id (unverified).
+    pub async fn message(&self, channel_id: u64, message_id: u64) -> Result<Message> {
+        let query = message_history::Query {
+            around: Some(message_id),
+            limit: Some(1),
+            ..Default::default()
+        };
+        self.message_history(channel_id, &query)
+            .await?
+            .into_iter()
+            .find(|m| m.id == message_id)
+            .ok_or_else(|| {
+                Error::UnexpectedResponse(format!(
+                    "message {message_id} is not in the history of channel {channel_id}"
+                ))
+            })
+    }
+
     /// Signs `body` for `channel_id` (`edit_of`: the message it is a new version of) with
     /// `nonce`; returns the hex signature.
     pub fn sign(
@@ -502,19 +520,7 @@ impl Chat {
         attachments: Vec<String>,
     ) -> Result<Message> {
         // The server signs over the message's reply_to, which an edit cannot change.
-        let current = self
-            .message_history(
-                channel_id,
-                &message_history::Query {
-                    around: Some(message_id),
-                    limit: Some(1),
-                    ..Default::default()
-                },
-            )
-            .await?
-            .into_iter()
-            .find(|m| m.id == message_id)
-            .ok_or_else(|| Error::UnexpectedResponse(format!("message {message_id} not found")))?;
+        let current = self.message(channel_id, message_id).await?;
         let body = MessageBody {
             content,
             reply_to: current.reply_to,

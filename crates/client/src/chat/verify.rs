@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use fugue_proto::certs::{self, IdCert};
-use fugue_proto::chat::{Message, SignedPayload};
+use fugue_proto::chat::{Message, MessageVersion, SignedPayload};
 use fugue_proto::{DomainName, FederationId};
 
 use super::Chat;
@@ -285,6 +285,44 @@ impl Chat {
         let mut verdicts = Vec::with_capacity(messages.len());
         for m in messages {
             verdicts.push(self.verify_message(Some(channel_id), m).await);
+        }
+        verdicts
+    }
+
+    /// Checks every signed version of message `m` of `channel_id` (as
+    /// [`Chat::message_versions`] lists them) like a message of its own.
+    pub async fn verify_versions(
+        &self,
+        channel_id: u64,
+        m: &Message,
+        versions: &[MessageVersion],
+    ) -> Vec<Verdict> {
+        let mut verdicts = Vec::with_capacity(versions.len());
+        for v in versions {
+            let expected_edit_of = (v.version > 1).then_some(m.id);
+            let verdict = if v.message_id != m.id || v.edit_of != expected_edit_of {
+                Verdict::Failed(format!(
+                    "version {} is not a version of message {}",
+                    v.version, m.id
+                ))
+            } else {
+                let as_message = Message {
+                    version: v.version,
+                    content: v.content.clone(),
+                    reply_to: v.reply_to,
+                    timestamp: v.created_at,
+                    edited_timestamp: None,
+                    deleted_timestamp: None,
+                    nonce: v.nonce.clone(),
+                    signature: v.signature.clone(),
+                    id_cert: v.id_cert.clone(),
+                    serial: v.serial,
+                    attachments: v.attachments.clone(),
+                    ..m.clone()
+                };
+                self.verify_message(Some(channel_id), &as_message).await
+            };
+            verdicts.push(verdict);
         }
         verdicts
     }
