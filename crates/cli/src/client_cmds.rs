@@ -21,6 +21,7 @@ mod federation;
 mod guild;
 mod keys;
 mod messages;
+mod role;
 mod services;
 mod sessions;
 
@@ -104,12 +105,19 @@ pub enum ClientCommand {
         #[arg(long)]
         no_chat: bool,
     },
-    /// Chat guilds: create, list, join, leave, invite, members.
+    /// Chat guilds: create, list, join, leave, invite, members, kick, ban, transfer, delete.
     Guild {
         #[command(flatten)]
         opts: ChatOpts,
         #[command(subcommand)]
         cmd: guild::GuildCmd,
+    },
+    /// Roles of a guild: list, create, delete, give, take.
+    Role {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(subcommand)]
+        cmd: role::RoleCmd,
     },
     /// Channels of a guild: create, list.
     Channel {
@@ -312,6 +320,7 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         } => events::run(opts, json, !no_chat).await,
         ClientCommand::Guild { opts, cmd } => guild::run(opts, cmd).await,
         ClientCommand::Channel { opts, cmd } => channel::run(opts, cmd).await,
+        ClientCommand::Role { opts, cmd } => role::run(opts, cmd).await,
         ClientCommand::Send { opts, args } => messages::send(opts, args).await,
         ClientCommand::Read { opts, args } => messages::read(opts, args).await,
         ClientCommand::Edit { opts, args } => messages::edit(opts, args).await,

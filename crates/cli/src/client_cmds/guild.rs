@@ -1,5 +1,5 @@
 //! `fugue guild`: create, list, show, join, leave, invite to, and list the members of chat
-//! guilds on the home server.
+//! guilds; kick, ban and unban members; hand a guild over or delete it.
 //!
 //! The chat API has no route that lists an actor's guilds, so `guild list` shows the guilds
 //! this key store created or joined (kept beside it: `keystore.json` → `keystore.guilds.json`),
@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use fugue_client::Chat;
+use fugue_proto::FederationId;
 use fugue_proto::api::{create_guild, create_invite, list_members};
 use fugue_proto::chat::{Guild, channel_type};
 
-use super::{ChatOpts, chat, date, e, keystore_path};
+use super::{ChatOpts, chat, date, e, keystore_path, secret};
 use crate::terminal::out;
 
 #[derive(Subcommand)]
@@ -60,6 +61,32 @@ pub enum GuildCmd {
         #[arg(long)]
         limit: Option<u64>,
     },
+    /// Remove FID from GUILD (they may come back with an invite).
+    Kick { guild: u64, fid: String },
+    /// Ban FID from GUILD: removed, and kept out whatever invite they hold.
+    Ban {
+        guild: u64,
+        fid: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Lift the ban of FID.
+    Unban { guild: u64, fid: String },
+    /// The bans of GUILD.
+    Bans { guild: u64 },
+    /// Hand GUILD to another member, FID (the owner only).
+    Transfer { guild: u64, fid: String },
+    /// Delete GUILD with everything in it (the owner; asks for your password).
+    Delete {
+        guild: u64,
+        /// Confirm: the guild's channels and messages are gone for everyone.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+pub(super) fn parse_fid(fid: &str) -> Result<FederationId, String> {
+    fid.parse().map_err(|err| format!("{fid}: {err}"))
 }
 
 /// The guilds this key store joined, by account and server.
@@ -221,6 +248,51 @@ pub async fn run(opts: ChatOpts, cmd: GuildCmd) -> Result<(), String> {
                 "join with: fugue guild join {} --invite {code}",
                 invite.guild_id
             );
+        }
+        GuildCmd::Kick { guild, fid } => {
+            chat.kick(guild, &parse_fid(&fid)?).await.map_err(e)?;
+            out!("removed {fid} from guild {guild}");
+        }
+        GuildCmd::Ban { guild, fid, reason } => {
+            let ban = chat
+                .ban(guild, &parse_fid(&fid)?, reason.as_deref())
+                .await
+                .map_err(e)?;
+            out!("banned {} from guild {guild}", ban.fid);
+        }
+        GuildCmd::Unban { guild, fid } => {
+            chat.unban(guild, &parse_fid(&fid)?).await.map_err(e)?;
+            out!("lifted the ban of {fid} in guild {guild}");
+        }
+        GuildCmd::Bans { guild } => {
+            for b in chat.bans(guild).await.map_err(e)? {
+                let reason = b.reason.map(|r| format!(": {r}")).unwrap_or_default();
+                out!(
+                    "{}  banned {} by {}{reason}",
+                    b.fid,
+                    date(b.created_at),
+                    b.banned_by
+                );
+            }
+        }
+        GuildCmd::Transfer { guild, fid } => {
+            let g = chat
+                .transfer_guild(guild, &parse_fid(&fid)?)
+                .await
+                .map_err(e)?;
+            out!("{}", guild_line(&g));
+        }
+        GuildCmd::Delete { guild, yes } => {
+            if !yes {
+                return Err(format!(
+                    "not confirmed: deleting guild {guild} removes its channels and messages \
+                     for everyone; run again with --yes"
+                ));
+            }
+            let solution = secret("FUGUE_PASSWORD", "Password (or TOTP code): ")?;
+            chat.delete_guild(guild, &solution).await.map_err(e)?;
+            known.set(guild, false)?;
+            out!("deleted guild {guild}");
         }
         GuildCmd::Members { guild, limit } => {
             let query = list_members::Query { limit, after: None };

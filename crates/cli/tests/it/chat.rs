@@ -599,3 +599,98 @@ async fn the_gateway_delivers_typed_chat_events() {
     alice_gw.close().await;
     bob_gw.close().await;
 }
+
+/// Moderation from the command line: a role that may not send, a ban that outlasts invites,
+/// and the owner handing the guild over before it is deleted.
+#[tokio::test]
+async fn owners_moderate_with_roles_bans_and_transfers() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Person::new(&server, dir.path(), "alice").await;
+    let bob = Person::new(&server, dir.path(), "bob").await;
+    let created = alice.ok(&["guild", "create", "mods", "--public"]).await;
+    let guild = word_after(&created, "created guild ");
+    let channel = word_after(&created, "channel ");
+    bob.ok(&["guild", "join", &guild]).await;
+
+    // @everyone loses SEND_MESSAGES; a role gives it back to bob.
+    let roles = alice.ok(&["role", "list", &guild]).await;
+    assert!(
+        roles.starts_with(&format!("{guild}  @everyone  (")),
+        "{roles}"
+    );
+    let made = alice
+        .ok(&[
+            "role",
+            "create",
+            &guild,
+            "speakers",
+            "--permissions",
+            "send_messages",
+        ])
+        .await;
+    let role = word_after(&made, "created role ");
+    assert!(made.contains("(SEND_MESSAGES)"), "{made}");
+    let (ok, _, err) = alice
+        .run(&["role", "create", &guild, "x", "--permissions", "FLY"])
+        .await;
+    assert!(!ok && err.contains("unknown permission FLY"), "{err}");
+    bob.ok(&["send", &channel, "before"]).await;
+    let everyone = alice
+        .ok(&[
+            "role",
+            "set",
+            &guild,
+            &guild,
+            "--permissions",
+            "VIEW_CHANNEL,CREATE_INVITES",
+        ])
+        .await;
+    assert!(
+        everyone.contains("(VIEW_CHANNEL|CREATE_INVITES)"),
+        "{everyone}"
+    );
+    let (ok, _, err) = bob.run(&["send", &channel, "muted"]).await;
+    assert!(!ok && err.contains("MISSING_PERMISSION"), "{err}");
+    let given = alice
+        .ok(&["role", "give", &guild, "bob@localhost", &role])
+        .await;
+    assert_eq!(given, format!("bob@localhost now has role {role}\n"));
+    bob.ok(&["send", &channel, "with a role"]).await;
+    alice
+        .ok(&["role", "take", &guild, "bob@localhost", &role])
+        .await;
+    let (ok, _, err) = bob.run(&["send", &channel, "muted again"]).await;
+    assert!(!ok && err.contains("MISSING_PERMISSION"), "{err}");
+
+    // A ban removes bob and keeps him out, also of a public guild.
+    alice
+        .ok(&["guild", "ban", &guild, "bob@localhost", "--reason", "spam"])
+        .await;
+    let bans = alice.ok(&["guild", "bans", &guild]).await;
+    assert!(
+        bans.starts_with("bob@localhost  banned ") && bans.contains(": spam"),
+        "{bans}"
+    );
+    let (ok, _, err) = bob.run(&["guild", "join", &guild]).await;
+    assert!(!ok, "{err}");
+    alice.ok(&["guild", "unban", &guild, "bob@localhost"]).await;
+    bob.ok(&["guild", "join", &guild]).await;
+    let members = alice.ok(&["guild", "members", &guild]).await;
+    assert_eq!(members.lines().count(), 2, "{members}");
+    alice.ok(&["guild", "kick", &guild, "bob@localhost"]).await;
+    let members = alice.ok(&["guild", "members", &guild]).await;
+    assert_eq!(members.lines().count(), 1, "{members}");
+
+    // Handed to bob, the guild is his to delete (with his password), after confirming.
+    bob.ok(&["guild", "join", &guild]).await;
+    let handed = alice
+        .ok(&["guild", "transfer", &guild, "bob@localhost"])
+        .await;
+    assert!(handed.contains("owner bob@localhost"), "{handed}");
+    let (ok, _, err) = bob.run(&["guild", "delete", &guild]).await;
+    assert!(!ok && err.contains("--yes"), "{err}");
+    bob.ok(&["guild", "delete", &guild, "--yes"]).await;
+    let (ok, _, err) = alice.run(&["read", &channel]).await;
+    assert!(!ok && err.contains("404"), "{err}");
+}
