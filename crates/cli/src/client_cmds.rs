@@ -119,7 +119,7 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: role::RoleCmd,
     },
-    /// Channels of a guild: create, list.
+    /// Channels of a guild: create, list, update, delete, permission overwrites.
     Channel {
         #[command(flatten)]
         opts: ChatOpts,

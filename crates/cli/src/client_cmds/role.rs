@@ -41,7 +41,7 @@ pub enum RoleCmd {
 }
 
 /// `A,B` → the bits named; an unknown name is an error, not dropped.
-fn parse_permissions(names: &str) -> Result<Permissions, String> {
+pub(super) fn parse_permissions(names: &str) -> Result<Permissions, String> {
     let mut bits = Permissions::NONE;
     for name in names.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         let wanted = name.to_ascii_uppercase();

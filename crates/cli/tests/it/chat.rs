@@ -191,6 +191,14 @@ async fn two_people_hold_a_conversation_with_fugue_alone() {
         "{channels}"
     );
 
+    let changed = alice
+        .ok(&["channel", "update", &random, "--topic", "anything goes"])
+        .await;
+    assert!(changed.ends_with("#random  — anything goes\n"), "{changed}");
+    alice.ok(&["channel", "delete", &random]).await;
+    let channels = bob.ok(&["channel", "list", &guild]).await;
+    assert!(!channels.contains("random"), "{channels}");
+
     // Bob leaves: the guild is no longer his to read or list.
     bob.ok(&["guild", "leave", &guild]).await;
     let (ok, _, _) = bob.run(&["read", &channel]).await;
@@ -662,6 +670,38 @@ async fn owners_moderate_with_roles_bans_and_transfers() {
         .await;
     let (ok, _, err) = bob.run(&["send", &channel, "muted again"]).await;
     assert!(!ok && err.contains("MISSING_PERMISSION"), "{err}");
+
+    // An overwrite lets bob speak in this channel alone; removed, he is muted again.
+    let set = alice
+        .ok(&[
+            "channel",
+            "overwrite",
+            &channel,
+            "bob@localhost",
+            "--allow",
+            "SEND_MESSAGES",
+        ])
+        .await;
+    assert!(
+        set.ends_with("member bob@localhost  allow SEND_MESSAGES  deny -\n"),
+        "{set}"
+    );
+    let listed = alice.ok(&["channel", "overwrites", &channel]).await;
+    assert_eq!(
+        listed,
+        "member bob@localhost  allow SEND_MESSAGES  deny -\n"
+    );
+    bob.ok(&["send", &channel, "allowed here"]).await;
+    alice
+        .ok(&[
+            "channel",
+            "overwrite",
+            &channel,
+            "bob@localhost",
+            "--remove",
+        ])
+        .await;
+    assert_eq!(alice.ok(&["channel", "overwrites", &channel]).await, "");
 
     // A ban removes bob and keeps him out, also of a public guild.
     alice
