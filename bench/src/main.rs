@@ -1,4 +1,4 @@
-//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway|federation|flood]
+//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway|federation|flood|chat]
 //! [--quick]`.
 //!
 //! Starts the home server in a child process (this binary re-executed with `--serve`,
@@ -7,7 +7,8 @@
 //! percentiles. Every loop is bounded in count and time. Without a subcommand every part
 //! runs: `http` (accounts, sessions, ID-Certs, see `http.rs`) first, then `gateway` (see
 //! `gateway/`), then `federation` (key trial sign-ins on a second server, see
-//! `federation.rs`), then `flood` (a login flood against a loaded gateway, see `flood.rs`).
+//! `federation.rs`), then `flood` (a login flood against a loaded gateway, see `flood.rs`), then
+//! `chat` (the chat scenarios S1–S5, see `chat.rs`).
 //!
 //! This file keeps what the parts share: the dispatcher, the child server's common set-up,
 //! starting a child and killing it on drop, and the readings (RSS, percentiles, a load loop).
@@ -18,6 +19,7 @@
     reason = "a benchmark aborts on setup errors"
 )]
 
+mod chat;
 mod federation;
 mod flood;
 mod gateway;
@@ -35,7 +37,7 @@ use fugue_store::Store;
 
 const PASSWORD: &str = "benchmark password 1";
 
-const USAGE: &str = "usage: fugue-bench [http|gateway|federation|flood] [--quick]";
+const USAGE: &str = "usage: fugue-bench [http|gateway|federation|flood|chat] [--quick]";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -47,23 +49,26 @@ fn main() {
         Some("--serve") => rt.block_on(http::serve(&args[2..])),
         Some("--serve-gateway") => rt.block_on(gateway::serve(&args[2..])),
         Some("--serve-federation") => rt.block_on(federation::serve(&args[2..])),
+        Some("--serve-chat") => rt.block_on(chat::serve(&args[2..])),
         _ => {
             let quick = args.iter().any(|a| a == "--quick");
-            let (mut http, mut gw, mut fed, mut flood) = (false, false, false, false);
+            let (mut http, mut gw, mut fed, mut flood, mut chat) =
+                (false, false, false, false, false);
             for a in args.iter().skip(1).filter(|a| *a != "--quick") {
                 match a.as_str() {
                     "http" | "--http" => http = true,
                     "gateway" | "--gateway" => gw = true,
                     "federation" | "--federation" => fed = true,
                     "flood" | "--flood" => flood = true,
+                    "chat" | "--chat" => chat = true,
                     _ => {
                         eprintln!("{USAGE}");
                         std::process::exit(2);
                     }
                 }
             }
-            if !http && !gw && !fed && !flood {
-                (http, gw, fed, flood) = (true, true, true, true);
+            if !http && !gw && !fed && !flood && !chat {
+                (http, gw, fed, flood, chat) = (true, true, true, true, true);
             }
             println!(
                 "# fugue-bench ({} mode)",
@@ -80,6 +85,9 @@ fn main() {
             }
             if flood {
                 rt.block_on(flood::bench(quick));
+            }
+            if chat {
+                rt.block_on(chat::bench(quick));
             }
         }
     }

@@ -409,6 +409,9 @@ register_per_minute = 5
 sensitive_per_minute = 20
 max_failed_solutions = 10     # wrong sensitive-action solutions per actor ...
 failure_window_s = 600        # ... within this window before 429
+chat_messages_per_5s = 5      # chat messages per actor and channel (chat.md)
+chat_channels_per_5min = 5    # channels created per actor and guild
+chat_guild_ops_per_minute = 5 # guild creations, changes, deletions, transfers per actor
 
 [certs]
 actor_validity_days = 30      # at most 60

@@ -166,7 +166,7 @@ impl Store {
     /// whoever sees position N committed can read every position below it.
     pub async fn append_event(&self, e: &NewEvent) -> Result<i64> {
         let Append { take, write } = Append::new(e);
-        let out = self.transaction_rows(vec![take, write]).await?;
+        let out = self.grouped_rows(vec![take, write]).await?;
         taken(&out, 0)
     }
 

@@ -121,6 +121,16 @@ impl Store {
         }
     }
 
+    /// A transaction that may be committed together with others queued at the same time
+    /// (PostgreSQL; SQLite's writer groups every write): for writes that queue behind one
+    /// row, such as appends to one busy stream.
+    async fn grouped_rows(&self, stmts: Vec<Stmt>) -> Result<Vec<(u64, Vec<Row>)>> {
+        match &self.engine {
+            Engine::Sqlite(e) => e.transaction(stmts).await,
+            Engine::Postgres(e) => Box::pin(e.grouped(stmts)).await,
+        }
+    }
+
     /// A transaction whose row counts nobody needs.
     async fn commit(&self, stmts: Vec<Stmt>) -> Result<()> {
         self.transaction_rows(stmts).await.map(|_| ())

@@ -1,14 +1,39 @@
 //! PostgreSQL engine through sqlx (no macros: the same SQL strings serve both engines).
+//!
+//! Writes that queue behind one stream's row lock (chat messages) go through
+//! [`Postgres::grouped`]: whoever finds no group running commits everything queued as one
+//! transaction, so one WAL flush covers many writes instead of each waiting for its own.
+
+use std::sync::{Arc, Mutex};
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Column, Executor, PgPool, Row as _, TypeInfo};
+use tokio::sync::oneshot;
 
 use crate::engine::{Error, Guard, Result, Row, Stmt, Value};
 use crate::schema::{BOOTSTRAP, CURRENT_VERSION};
 
+/// Most writes committed together.
+const GROUP_MAX: usize = 256;
+
+type TxResult = Result<Vec<(u64, Vec<Row>)>>;
+
+struct Queued {
+    stmts: Vec<Stmt>,
+    reply: oneshot::Sender<TxResult>,
+}
+
+#[derive(Default)]
+struct Group {
+    queue: Mutex<Vec<Queued>>,
+    /// Held by whoever commits a group; the next one takes what queued meanwhile.
+    leader: tokio::sync::Mutex<()>,
+}
+
 #[derive(Clone)]
 pub struct Postgres {
     pool: PgPool,
+    group: Arc<Group>,
 }
 
 fn map_err(e: sqlx::Error) -> Error {
@@ -90,7 +115,10 @@ impl Postgres {
             .connect_with(opts)
             .await
             .map_err(map_err)?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            group: Arc::default(),
+        })
     }
 
     pub async fn query(&self, sql: &'static str, params: Vec<Value>) -> Result<Vec<Row>> {
@@ -102,31 +130,100 @@ impl Postgres {
     }
 
     pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<(u64, Vec<Row>)>> {
-        let mut tx = self.pool.begin().await.map_err(map_err)?;
-        let mut counts = Vec::with_capacity(stmts.len());
-        for s in stmts {
-            let (n, rows) = if s.sql.contains("RETURNING") {
-                let rows = bind(s.sql, s.params)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
-                let rows = rows.iter().map(decode).collect::<Result<Vec<Row>>>()?;
-                (rows.len() as u64, rows)
-            } else {
-                let n = bind(s.sql, s.params)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?
-                    .rows_affected();
-                (n, Vec::new())
-            };
-            Guard::check(s.guard.as_ref(), n)?; // an error drops `tx`, which rolls back
-            counts.push((n, rows));
-        }
-        tx.commit().await.map_err(map_err)?;
-        Ok(counts)
+        transaction(&self.pool, stmts).await
     }
 
+    /// A transaction committed together with the others queued at the same time. All of a
+    /// group run in one transaction; if any of them is refused, the group is rolled back and
+    /// each runs alone, so a refusal stays its own. Answered after the commit that holds it.
+    pub async fn grouped(&self, stmts: Vec<Stmt>) -> TxResult {
+        let (reply, rx) = oneshot::channel();
+        self.group
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Queued { stmts, reply });
+        let lead = self.group.leader.lock().await;
+        let jobs = {
+            let mut q = self.group.queue.lock().unwrap_or_else(|e| e.into_inner());
+            let n = q.len().min(GROUP_MAX);
+            q.drain(..n).collect::<Vec<_>>()
+        };
+        if !jobs.is_empty() {
+            // On a task of its own: a caller that goes away must not take the others' writes
+            // with it.
+            let pool = self.pool.clone();
+            let _ = tokio::spawn(commit_group(pool, jobs)).await;
+        }
+        drop(lead);
+        // Every caller leads once after queueing, so its write was in this group or in one
+        // before; the answer is there (unless that group's task died).
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Backend("the group commit failed".into())))
+    }
+}
+
+/// Commits `jobs` as one transaction, or each alone when one of them is refused.
+async fn commit_group(pool: PgPool, jobs: Vec<Queued>) {
+    if jobs.len() > 1 {
+        let all: Vec<Vec<Stmt>> = jobs.iter().map(|j| j.stmts.clone()).collect();
+        if let Ok(results) = together(&pool, all).await {
+            for (job, r) in jobs.into_iter().zip(results) {
+                let _ = job.reply.send(Ok(r));
+            }
+            return;
+        }
+    }
+    for job in jobs {
+        let r = transaction(&pool, job.stmts).await;
+        let _ = job.reply.send(r);
+    }
+}
+
+/// Several transactions' statements in one transaction.
+async fn together(pool: &PgPool, all: Vec<Vec<Stmt>>) -> Result<Vec<Vec<(u64, Vec<Row>)>>> {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    let mut out = Vec::with_capacity(all.len());
+    for stmts in all {
+        out.push(run_in(&mut tx, stmts).await?);
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(out)
+}
+
+async fn transaction(pool: &PgPool, stmts: Vec<Stmt>) -> TxResult {
+    let mut tx = pool.begin().await.map_err(map_err)?;
+    let counts = run_in(&mut tx, stmts).await?; // an error drops `tx`, which rolls back
+    tx.commit().await.map_err(map_err)?;
+    Ok(counts)
+}
+
+/// The statements of one transaction, each checked against its guard.
+async fn run_in(tx: &mut sqlx::PgConnection, stmts: Vec<Stmt>) -> TxResult {
+    let mut counts = Vec::with_capacity(stmts.len());
+    for s in stmts {
+        let (n, rows) = if s.sql.contains("RETURNING") {
+            let rows = bind(s.sql, s.params)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let rows = rows.iter().map(decode).collect::<Result<Vec<Row>>>()?;
+            (rows.len() as u64, rows)
+        } else {
+            let n = bind(s.sql, s.params)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
+            (n, Vec::new())
+        };
+        Guard::check(s.guard.as_ref(), n)?;
+        counts.push((n, rows));
+    }
+    Ok(counts)
+}
+
+impl Postgres {
     /// Applies the migrations newer than the recorded version in one transaction, holding an
     /// advisory lock: nodes starting together wait for each other, and the version is read
     /// under the lock, so no migration runs twice.

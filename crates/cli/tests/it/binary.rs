@@ -1245,3 +1245,188 @@ async fn accounts_are_administered_from_the_command_line() {
         stderr_of(&output)
     );
 }
+
+/// A signed send of `content` to `channel` on a `localhost` server, with `nonce`.
+fn signed_send(
+    session: &fugue_client::Session,
+    channel: u64,
+    nonce: &str,
+    content: &str,
+) -> api::send_message::Request {
+    use fugue_proto::chat::{MessageBody, SignedPayload};
+    let body = MessageBody {
+        content: content.to_owned(),
+        reply_to: None,
+        attachments: Vec::new(),
+    };
+    let payload = SignedPayload::message(
+        &"localhost".parse().unwrap(),
+        channel,
+        session.fid(),
+        nonce,
+        None,
+        &body,
+    );
+    let signature: String = session
+        .key()
+        .sign(&payload.signed_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    api::send_message::Request {
+        content: content.to_owned(),
+        signature,
+        nonce: nonce.to_owned(),
+        id_cert: Some(session.cert_pem().to_owned()),
+        serial: None,
+        reply_to: None,
+        attachments: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn every_message_acknowledged_before_a_sigkill_is_there_exactly_once_after_it() {
+    use std::sync::{Arc, Mutex};
+
+    let data = tempfile::tempdir().unwrap();
+    // A load, not a spammer: without chat.md's 5 messages per 5 s.
+    let config = data.path().join("load.toml");
+    fs::write(&config, "[rate_limits]\nchat_messages_per_5s = 0\n").unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let mut child = Child::serve_ready(data.path(), &["--config", &config]).await;
+    let client = child.client();
+    client
+        .register("alice", PASSWORD, None, None)
+        .await
+        .unwrap();
+    let session = login_as(&client, "alice", PASSWORD, "laptop")
+        .await
+        .unwrap();
+    let http = client.raw().clone();
+    let guild: fugue_proto::chat::Guild = http
+        .post(format!("{}{}", child.url, api::create_guild::PATH))
+        .bearer_auth(session.token())
+        .json(&serde_json::json!({"name": "durable", "private": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let channel: fugue_proto::chat::Channel = http
+        .post(format!(
+            "{}{}",
+            child.url,
+            api::create_channel::path(guild.id)
+        ))
+        .bearer_auth(session.token())
+        .json(&serde_json::json!({"name": "log", "type": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // A sustained load from four senders, each bounded; the server dies under it.
+    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let url = format!("{}{}", child.url, api::send_message::path(channel.id));
+    let mut senders = Vec::new();
+    for t in 0..4 {
+        let (http, url, acked, session) =
+            (http.clone(), url.clone(), acked.clone(), session.clone());
+        senders.push(tokio::spawn(async move {
+            for i in 0..2000 {
+                let nonce = format!("t{t}-{i}");
+                let req = signed_send(&session, channel.id, &nonce, &format!("m {t} {i}"));
+                let Ok(resp) = http
+                    .post(&url)
+                    .bearer_auth(session.token())
+                    .json(&req)
+                    .send()
+                    .await
+                else {
+                    return;
+                };
+                if resp.status().as_u16() != 201 {
+                    return;
+                }
+                let Ok(m) = resp.json::<fugue_proto::chat::Message>().await else {
+                    return;
+                };
+                acked.lock().unwrap().push((nonce, m.id));
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < 200 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill_hard();
+    for s in senders {
+        let _ = tokio::time::timeout(Duration::from_secs(20), s).await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 200, "only {} acknowledged", acked.len());
+
+    let child = Child::serve_ready(data.path(), &[]).await;
+    let mut stored: Vec<fugue_proto::chat::Message> = Vec::new();
+    let mut before: Option<u64> = None;
+    loop {
+        let mut page_url = format!(
+            "{}{}?limit=100",
+            child.url,
+            api::get_messages::path(channel.id)
+        );
+        if let Some(b) = before {
+            page_url.push_str(&format!("&before={b}"));
+        }
+        let page: Vec<fugue_proto::chat::Message> = http
+            .get(page_url)
+            .bearer_auth(session.token())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        before = page.iter().map(|m| m.id).min();
+        let done = page.len() < 100;
+        stored.extend(page);
+        if done {
+            break;
+        }
+    }
+    let mut by_nonce = std::collections::HashMap::new();
+    for m in &stored {
+        *by_nonce.entry(m.nonce.clone()).or_insert(0) += 1;
+    }
+    assert!(by_nonce.values().all(|n| *n == 1), "a nonce stored twice");
+    let ids: std::collections::HashMap<&str, u64> =
+        stored.iter().map(|m| (m.nonce.as_str(), m.id)).collect();
+    for (nonce, id) in &acked {
+        assert_eq!(ids.get(nonce.as_str()), Some(id), "{nonce} lost or changed");
+    }
+    // Sending an acknowledged message again stores nothing new.
+    let (nonce, id) = &acked[0];
+    let (t, i) = nonce[1..].split_once('-').unwrap();
+    let again = http
+        .post(format!(
+            "{}{}",
+            child.url,
+            api::send_message::path(channel.id)
+        ))
+        .bearer_auth(session.token())
+        .json(&signed_send(
+            &session,
+            channel.id,
+            nonce,
+            &format!("m {t} {i}"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 200);
+    let m: fugue_proto::chat::Message = again.json().await.unwrap();
+    assert_eq!(m.id, *id);
+}

@@ -67,7 +67,7 @@ impl Chat {
     pub async fn typing(&self, authed: &Authed, d: &serde_json::Value) -> Result<(), Error> {
         let t: Typing = serde_json::from_value(d.clone())
             .map_err(|e| Error::Invalid(format!("typing payload: {e}")))?;
-        let (c, _, p) = self.visible_channel(&authed.actor, t.channel_id).await?;
+        let (c, _, p) = self.channel_access(&authed.actor, t.channel_id).await?;
         Self::require(p, Permissions::SEND_MESSAGES)?;
         let d = TypingStart {
             guild_id: from_store(c.guild_id),

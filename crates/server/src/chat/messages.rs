@@ -19,7 +19,7 @@ use fugue_proto::chat::{
 };
 use fugue_store::{Conflict, MessageRow, MessageVersionRow, Sent};
 
-use super::{Chat, Error, json};
+use super::{ChannelRef, Chat, Error, LocalCert, cache_get, cache_insert, json};
 use crate::events::{Audience, Publish};
 use crate::ids::{from_store, to_store};
 use crate::principal::Actor;
@@ -147,7 +147,7 @@ impl Chat {
     /// revoked.
     async fn verify(
         &self,
-        author: &Actor,
+        authed: &Authed,
         payload: &SignedPayload,
         signature: &str,
         id_cert: Option<&str>,
@@ -177,14 +177,20 @@ impl Chat {
                 ));
             }
         };
+        let author = &authed.actor;
+        let (local, foreign);
         let (cert, pem) = if author.is_local() {
-            self.local_cert(author, serial, now).await?
+            // The calling session's own certificate is live: authentication found the
+            // session active, its certificate unrevoked and not past its end.
+            let own = authed.session.cert_serial == Some(serial);
+            local = self.local_cert(author, serial, now, own).await?;
+            (&local.cert, local.pem.as_str())
         } else {
-            let fc = self
+            foreign = self
                 .federation
                 .verified_cert(&author.fid, serial.0, now.secs(), false)
                 .await?;
-            (fc.cert, fc.cacheable.id_cert_pem)
+            (&foreign.cert, foreign.cacheable.id_cert_pem.as_str())
         };
         if cert.fid().as_ref() != Some(&author.fid) {
             return Err(Error::BadCert(format!(
@@ -202,30 +208,54 @@ impl Chat {
         }
         certs::verify_strict(&cert.key, &payload.signed_bytes(), &sig)
             .map_err(|_| Error::BadSignature(format!("with certificate {serial}")))?;
-        Ok(Checked { pem, serial })
+        Ok(Checked {
+            pem: pem.to_owned(),
+            serial,
+        })
     }
 
-    /// A local author's certificate by our own records.
+    /// A local author's certificate by our own records: its, unrevoked (asked unless
+    /// `live` says so already) and valid now.
     async fn local_cert(
         &self,
         author: &Actor,
         serial: Serial,
         now: UnixTime,
-    ) -> Result<(IdCert, String), Error> {
-        let row = self
-            .store
-            .cert_by_serial(to_store(serial.0))
-            .await?
-            .filter(|r| r.actor_id == author.id.to_store())
-            .ok_or_else(|| Error::BadCert(format!("{} has no certificate {serial}", author.fid)))?;
-        if row.revoked_at.is_some() {
-            return Err(Error::BadCert(format!("certificate {serial} is revoked")));
+        live: bool,
+    ) -> Result<std::sync::Arc<LocalCert>, Error> {
+        let not_its = || Error::BadCert(format!("{} has no certificate {serial}", author.fid));
+        let cached = cache_get(&self.local_certs, &serial.0);
+        let c = match cached {
+            Some(c) if live => c,
+            _ => {
+                let row = self
+                    .store
+                    .cert_by_serial(to_store(serial.0))
+                    .await?
+                    .filter(|r| r.actor_id == author.id.to_store())
+                    .ok_or_else(not_its)?;
+                if row.revoked_at.is_some() {
+                    return Err(Error::BadCert(format!("certificate {serial} is revoked")));
+                }
+                let cert = IdCert::parse(row.cert_pem.as_bytes()).map_err(|e| {
+                    Error::Store(fugue_store::Error::Decode(format!("stored cert: {e}")))
+                })?;
+                let c = std::sync::Arc::new(LocalCert {
+                    actor_id: row.actor_id,
+                    cert,
+                    pem: row.cert_pem,
+                });
+                cache_insert(&self.local_certs, serial.0, c.clone());
+                c
+            }
+        };
+        if c.actor_id != author.id.to_store() {
+            return Err(not_its());
         }
-        let cert = IdCert::parse(row.cert_pem.as_bytes())
-            .map_err(|e| Error::Store(fugue_store::Error::Decode(format!("stored cert: {e}"))))?;
-        cert.valid_at(now.secs())
+        c.cert
+            .valid_at(now.secs())
             .map_err(|e| Error::BadCert(format!("certificate {serial} is not valid now: {e}")))?;
-        Ok((cert, row.cert_pem))
+        Ok(c)
     }
 
     /// `POST /channels/{id}/messages` (SEND_MESSAGES): stores a signed message once per
@@ -237,7 +267,7 @@ impl Chat {
         req: send_message::Request,
     ) -> Result<Outcome, Error> {
         let actor = &authed.actor;
-        let (c, _, p) = self.visible_channel(actor, channel_id).await?;
+        let (c, _, p) = self.channel_access(actor, channel_id).await?;
         Self::require(p, Permissions::SEND_MESSAGES)?;
         if c.kind == i64::from(channel_type::CATEGORY) {
             return Err(Error::Invalid("a category holds no messages".into()));
@@ -266,7 +296,7 @@ impl Chat {
         );
         let checked = self
             .verify(
-                actor,
+                authed,
                 &payload,
                 &req.signature,
                 req.id_cert.as_deref(),
@@ -347,8 +377,8 @@ impl Chat {
         actor: &Actor,
         channel_id: u64,
         message_id: u64,
-    ) -> Result<(fugue_store::ChannelRow, Permissions, MessageRow), Error> {
-        let (c, _, p) = self.visible_channel(actor, channel_id).await?;
+    ) -> Result<(ChannelRef, Permissions, MessageRow), Error> {
+        let (c, _, p) = self.channel_access(actor, channel_id).await?;
         match self.store.message(to_store(message_id)).await? {
             Some(m) if m.channel_id == c.id => Ok((c, p, m)),
             _ => Err(Error::MessageNotFound(message_id)),
@@ -394,7 +424,7 @@ impl Chat {
         );
         let checked = self
             .verify(
-                actor,
+                authed,
                 &payload,
                 &req.signature,
                 req.id_cert.as_deref(),
@@ -515,7 +545,7 @@ impl Chat {
         channel_id: u64,
         q: message_history::Query,
     ) -> Result<Vec<Message>, Error> {
-        let (c, _, _) = self.visible_channel(&authed.actor, channel_id).await?;
+        let (c, _, _) = self.channel_access(&authed.actor, channel_id).await?;
         let limit = q.limit.unwrap_or(chat::DEFAULT_PAGE);
         if limit == 0 || limit > chat::MAX_PAGE {
             return Err(Error::Invalid(format!(

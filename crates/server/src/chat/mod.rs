@@ -52,8 +52,8 @@ use crate::principal::{Actor, stored_name};
 use crate::ratelimit::Window;
 use crate::sessions::{Authed, Sessions};
 
-/// Most guilds kept in the permission cache before it is emptied.
-const MAX_CACHED_GUILDS: usize = 10_000;
+/// Most entries of each cache (guild snapshots, channels, certificates) before it is emptied.
+const MAX_CACHED: usize = 10_000;
 /// Characters of an invite code (62 possibilities each: about 119 bits).
 const INVITE_CODE_LEN: usize = 20;
 
@@ -77,6 +77,37 @@ impl ChatLimits {
     }
 }
 
+/// What never changes about a channel: its guild and its type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelRef {
+    pub id: i64,
+    pub guild_id: i64,
+    pub kind: i64,
+}
+
+/// A local actor's certificate as stored, parsed once.
+pub struct LocalCert {
+    pub actor_id: i64,
+    pub cert: fugue_proto::certs::IdCert,
+    pub pem: String,
+}
+
+/// Inserts into a cache map, emptying it first when it is full.
+fn cache_insert<K: std::hash::Hash + Eq, V>(map: &Mutex<HashMap<K, V>>, key: K, value: V) {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_CACHED {
+        map.clear();
+    }
+    map.insert(key, value);
+}
+
+fn cache_get<K: std::hash::Hash + Eq, V: Clone>(map: &Mutex<HashMap<K, V>>, key: &K) -> Option<V> {
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(key)
+        .cloned()
+}
+
 /// The chat domain; cheap to clone.
 #[derive(Clone)]
 pub struct Chat(Arc<Inner>);
@@ -89,6 +120,12 @@ pub struct Inner {
     domain: DomainName,
     /// Guild → its access rules at the version they were read.
     snapshots: Mutex<HashMap<i64, Arc<Snapshot>>>,
+    /// Channel → its guild and type, which never change (whether it still exists is the
+    /// snapshot's to say).
+    channel_refs: Mutex<HashMap<i64, ChannelRef>>,
+    /// Serial → a local actor's certificate, parsed (a certificate never changes; whether it
+    /// is revoked is asked each time it is used).
+    local_certs: Mutex<HashMap<u64, Arc<LocalCert>>>,
     /// The last message id this node gave out (ids only grow on one node).
     last_message_id: AtomicI64,
     pub limits: ChatLimits,
@@ -176,6 +213,8 @@ impl Chat {
             sessions,
             domain,
             snapshots: Mutex::new(HashMap::new()),
+            channel_refs: Mutex::new(HashMap::new()),
+            local_certs: Mutex::new(HashMap::new()),
             last_message_id: AtomicI64::new(0),
             limits: ChatLimits::new(limits),
         }))
@@ -231,20 +270,12 @@ impl Chat {
             return Ok(None);
         };
         let snapshot = Arc::new(Snapshot::new(access));
-        let mut map = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= MAX_CACHED_GUILDS {
-            map.clear();
-        }
-        map.insert(guild_id, snapshot.clone());
+        cache_insert(&self.snapshots, guild_id, snapshot.clone());
         Ok(Some(snapshot))
     }
 
     fn cached(&self, guild_id: i64) -> Option<Arc<Snapshot>> {
-        self.snapshots
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&guild_id)
-            .cloned()
+        cache_get(&self.snapshots, &guild_id)
     }
 
     /// A guild the actor may see: a member's, or a public one.
@@ -287,6 +318,36 @@ impl Chat {
             return Err(not_found());
         }
         Ok((row, s, p))
+    }
+
+    /// [`Chat::visible_channel`] for the hot paths (messages, typing): the channel's guild
+    /// and type from memory, its existence and the actor's view from the snapshot.
+    async fn channel_access(
+        &self,
+        actor: &Actor,
+        channel_id: u64,
+    ) -> Result<(ChannelRef, Arc<Snapshot>, Permissions), Error> {
+        let not_found = || Error::ChannelNotFound(channel_id);
+        let id = to_store(channel_id);
+        let c = match cache_get(&self.channel_refs, &id) {
+            Some(c) => c,
+            None => {
+                let row = self.store.channel(id).await?.ok_or_else(not_found)?;
+                let c = ChannelRef {
+                    id: row.id,
+                    guild_id: row.guild_id,
+                    kind: row.kind,
+                };
+                cache_insert(&self.channel_refs, id, c);
+                c
+            }
+        };
+        let s = self.snapshot(c.guild_id).await?.ok_or_else(not_found)?;
+        let p = s.in_channel(actor.id, c.id).ok_or_else(not_found)?;
+        if !p.contains(Permissions::VIEW_CHANNEL) {
+            return Err(not_found());
+        }
+        Ok((c, s, p))
     }
 
     fn require(have: Permissions, need: Permissions) -> Result<(), Error> {

@@ -59,6 +59,13 @@ pub trait Service: Send + Sync {
         Box::pin(async { Ok(None) })
     }
 
+    /// The actor's first connection on this node subscribed to this channel opened
+    /// (`online`), or its last one closed (presence). Called on the connection's task: a
+    /// service that writes spawns.
+    fn connected(&self, actor: &Actor, online: bool) {
+        let _ = (actor, online);
+    }
+
     /// A payload a client sent in this service's namespace (typing, say).
     fn client_op<'a>(
         &'a self,
@@ -216,6 +223,8 @@ struct Shared {
     hub: RwLock<HashMap<StreamId, Vec<Arc<ConnHandle>>>>,
     /// Every identified connection of this node, by its id.
     conns: RwLock<HashMap<u64, Arc<ConnHandle>>>,
+    /// Per actor and service channel, how many of this node's connections subscribe to it.
+    subscribed: Mutex<HashMap<(ActorId, String), usize>>,
     retained: Mutex<HashMap<SessionPk, (Instant, Resumable)>>,
     services: RwLock<BTreeMap<String, Arc<dyn Service>>>,
     next_conn: AtomicU64,
@@ -251,6 +260,7 @@ impl Gateway {
             tasks,
             hub: RwLock::default(),
             conns: RwLock::default(),
+            subscribed: Mutex::default(),
             retained: Mutex::default(),
             services: RwLock::default(),
             next_conn: AtomicU64::new(1),
@@ -333,6 +343,33 @@ impl Gateway {
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
             .cloned()
+    }
+
+    /// Counts a connection subscribing to (`up`) or leaving a service channel, and tells the
+    /// service when the actor's first one opened or its last one closed on this node.
+    fn note_subscription(&self, actor: &Actor, service: &str, up: bool) {
+        if service == CORE {
+            return;
+        }
+        let edge = {
+            let mut map = self.0.subscribed.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (actor.id, service.to_owned());
+            let n = map.entry(key.clone()).or_default();
+            let before = *n;
+            *n = if up {
+                before + 1
+            } else {
+                before.saturating_sub(1)
+            };
+            let after = *n;
+            if after == 0 {
+                map.remove(&key);
+            }
+            (before == 0 && after == 1) || (before == 1 && after == 0)
+        };
+        if edge && let Some(s) = self.service(service) {
+            s.connected(actor, up);
+        }
     }
 
     /// Adds the connection to a stream's followers.
@@ -602,8 +639,13 @@ impl Gateway {
                 .events
                 .newest_after(f.stream, from, POLL_LIMIT)
                 .await?;
-            if let Some(last) = rows.last() {
-                advanced.push((f.stream.to_store(), to_store(last.seq)));
+            match rows.last() {
+                Some(last) => advanced.push((f.stream.to_store(), to_store(last.seq))),
+                // A stream polled for the first time starts here.
+                None if !stored.contains_key(&f.stream) => {
+                    advanced.push((f.stream.to_store(), to_store(from)));
+                }
+                None => {}
             }
             out.extend(
                 rows.iter()

@@ -1715,3 +1715,321 @@ async fn a_removed_member_resumes_without_anything_of_the_guild_after_its_remova
         "{replayed:?}"
     );
 }
+
+#[tokio::test]
+async fn channels_and_categories_are_created_changed_and_deleted_by_those_who_may() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let (g, general) = alice.create_guild("club", true).await;
+    let code = alice.invite(general.id, json!({})).await.code.unwrap();
+    ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
+
+    let category: Channel = ok(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "Topics", "type": 4})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    let books: Channel = ok(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "books", "topic": "what we read", "parent_id": category.id.to_string()})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    assert_eq!(books.parent_id, Some(category.id));
+    assert_eq!(books.description.as_deref(), Some("what we read"));
+    problem(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "x", "parent_id": books.id.to_string()})),
+            )
+            .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+    problem(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "x", "type": 9})),
+            )
+            .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+    problem(
+        alice.send(category.id, "c1", "into a category").await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+
+    // Listed in position order, with the caller's permissions.
+    let listed: Vec<Channel> = ok(
+        bob.call(api::list_channels::target(g.id), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        listed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        vec!["general", "Topics", "books"]
+    );
+    let p = listed[0].permissions.unwrap();
+    assert!(p.contains(Permissions::SEND_MESSAGES) && !p.contains(Permissions::MANAGE_CHANNELS));
+
+    // Changes: by a manager only.
+    problem(
+        bob.call(
+            api::update_channel::target(books.id),
+            &[],
+            Some(json!({"name": "mine"})),
+        )
+        .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    let changed: Channel = ok(
+        alice
+            .call(
+                api::update_channel::target(books.id),
+                &[],
+                Some(json!({"name": "novels", "topic": "", "position": 0, "parent_id": "0"})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        (
+            changed.name.as_str(),
+            changed.topic.as_deref(),
+            changed.parent_id,
+            changed.position
+        ),
+        ("novels", None, None, 0)
+    );
+
+    // Deleting a channel takes its messages along; deleting a category frees its channels.
+    ok::<Message>(bob.send(books.id, "b1", "a message").await, 201).await;
+    problem(
+        bob.call(api::delete_channel::target(books.id), &[], None)
+            .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    assert_eq!(
+        status(
+            alice
+                .call(api::delete_channel::target(books.id), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    problem(
+        bob.call(api::get_messages::target(books.id), &[], None)
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    problem(
+        alice
+            .call(api::delete_channel::target(books.id), &[], None)
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    assert_eq!(
+        status(
+            alice
+                .call(api::delete_channel::target(category.id), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    let left: Vec<Channel> = ok(
+        alice
+            .call(api::list_channels::target(g.id), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        left.iter().map(|c| c.id).collect::<Vec<_>>(),
+        vec![general.id]
+    );
+}
+
+#[tokio::test]
+async fn administrators_may_do_everything_but_what_only_the_owner_may() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let carol = Who::new(&server, "carol").await;
+    let (g, general) = alice.create_guild("club", true).await;
+    let code = alice.invite(general.id, json!({})).await.code.unwrap();
+    ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
+    ok::<Member>(carol.join(g.id, Some(&code)).await, 201).await;
+    let hidden: Channel = ok(
+        alice
+            .call(
+                api::create_channel::target(g.id),
+                &[],
+                Some(json!({"name": "hidden"})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    let everyone = fugue_proto::chat::OverwriteTarget::Role(g.id);
+    ok::<Value>(
+        alice
+            .call(
+                api::set_overwrite::target(hidden.id, &everyone),
+                &[],
+                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    let secret: Message = ok(alice.send(hidden.id, "s", "secret").await, 201).await;
+    let admins: Role = ok(
+        alice
+            .call(
+                api::create_role::target(g.id),
+                &[],
+                Some(json!({"name": "admins", "permissions": Permissions::ADMINISTRATOR.bits().to_string()})),
+            )
+            .await,
+        201,
+    )
+    .await;
+    problem(
+        bob.call(api::get_messages::target(hidden.id), &[], None)
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    ok::<Member>(
+        alice
+            .call(
+                api::add_member_role::target(g.id, &bob.fid(), admins.id),
+                &[],
+                None,
+            )
+            .await,
+        200,
+    )
+    .await;
+
+    // Bob the administrator: sees the hidden channel, removes others' messages, manages
+    // channels, roles and members, changes the guild.
+    let read = bob.history(hidden.id, &[]).await;
+    assert_eq!(
+        read.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![secret.id]
+    );
+    assert_eq!(
+        status(
+            bob.call(api::delete_message::target(hidden.id, secret.id), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    ok::<Channel>(
+        bob.call(
+            api::update_channel::target(hidden.id),
+            &[],
+            Some(json!({"name": "renamed"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    ok::<Guild>(
+        bob.call(
+            api::update_guild::target(g.id),
+            &[],
+            Some(json!({"description": "run by bob"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    ok::<Role>(
+        bob.call(
+            api::create_role::target(g.id),
+            &[],
+            Some(json!({"name": "mods", "permissions": Permissions::ALL.bits().to_string()})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(
+        status(
+            bob.call(api::kick_member::target(g.id, &carol.fid()), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    // But the owner stays the owner: not kicked, not banned, the guild not deleted or given
+    // away by anyone else.
+    problem(
+        bob.call(api::kick_member::target(g.id, &alice.fid()), &[], None)
+            .await,
+        409,
+        ErrorCode::OwnerCannotLeave,
+    )
+    .await;
+    problem(
+        bob.call(api::ban_member::target(g.id, &alice.fid()), &[], None)
+            .await,
+        403,
+        ErrorCode::Forbidden,
+    )
+    .await;
+    problem(
+        bob.call_with(api::delete_guild::target(g.id), &[], None, Some(PASSWORD))
+            .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    problem(
+        bob.call(
+            api::transfer_guild::target(g.id),
+            &[],
+            Some(json!({"owner_id": "bob@localhost"})),
+        )
+        .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+}

@@ -21,6 +21,7 @@ mod interop;
 mod keymaterial;
 mod services;
 mod sessions;
+mod streams;
 mod support;
 mod tidy;
 mod wire;

@@ -173,7 +173,8 @@ impl Store {
             }),
         ];
         let at = push_append(&mut stmts, e);
-        match self.transaction_rows(stmts).await {
+        // Sends to one busy channel queue behind its stream's row: committed as a group.
+        match self.grouped_rows(stmts).await {
             Ok(out) => Ok(Sent::New(taken(&out, at)?)),
             Err(Error::Conflict(Conflict::MessageRefused)) => {
                 match self

@@ -1315,3 +1315,76 @@ async fn key_trials_are_spent_only_when_named_and_unanswered_ones_are_swept() {
         );
     }
 }
+
+#[tokio::test]
+async fn concurrent_writes_commit_together_and_a_refused_one_fails_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let engine = store.engine_name();
+        store.insert_actor(&actor("taken"), None, 1).await.unwrap();
+        let names: Vec<String> = (0..64)
+            .map(|i| {
+                if i == 17 {
+                    "taken".into()
+                } else {
+                    format!("n{i}")
+                }
+            })
+            .collect();
+        let writes = names.iter().map(|n| {
+            let store = store.clone();
+            let a = actor(n);
+            tokio::spawn(async move { store.insert_actor(&a, None, 1).await })
+        });
+        let mut refused = 0;
+        for w in writes.collect::<Vec<_>>() {
+            match w.await.unwrap() {
+                Ok(()) => {}
+                Err(Error::Unique(_)) => refused += 1,
+                Err(e) => panic!("{engine}: {e}"),
+            }
+        }
+        assert_eq!(refused, 1, "{engine}");
+        for n in names.iter().filter(|n| *n != "taken") {
+            assert!(
+                store.actor_by_name(n).await.unwrap().is_some(),
+                "{engine}: {n} lost"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_appends_to_one_stream_take_every_position_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let engine = store.engine_name();
+        let appends = (0..100).map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_event(&NewEvent {
+                        stream_id: 4242,
+                        namespace: "chat".into(),
+                        op: i,
+                        payload: "{}".into(),
+                        created_at: 1,
+                        ..Default::default()
+                    })
+                    .await
+            })
+        });
+        let mut positions = Vec::new();
+        for a in appends.collect::<Vec<_>>() {
+            positions.push(a.await.unwrap().unwrap());
+        }
+        positions.sort_unstable();
+        assert_eq!(positions, (1..=100).collect::<Vec<i64>>(), "{engine}");
+        let rows = store.events_after(4242, 0, 1000).await.unwrap();
+        assert_eq!(rows.len(), 100, "{engine}");
+        assert!(
+            rows.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+            "{engine}"
+        );
+    }
+}

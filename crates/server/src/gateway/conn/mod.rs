@@ -236,7 +236,13 @@ pub(super) async fn serve(gw: Gateway, socket: WebSocket) {
             return;
         }
     };
+    for service in &c.services {
+        c.gw.note_subscription(&authed.actor, service, true);
+    }
     let end = c.run(&authed, &mut reg).await;
+    for service in &c.services {
+        c.gw.note_subscription(&authed.actor, service, false);
+    }
     let state = c.state(authed.session.pk);
     let retain = match &end {
         End::Gone => true,
@@ -944,11 +950,15 @@ impl Conn {
                 refuse(format!("service {s} is not offered by this server"))
             }
             (ChannelAction::Subscribe, s) => {
-                self.services.insert(s.to_owned());
+                if self.services.insert(s.to_owned()) {
+                    self.gw.note_subscription(&authed.actor, s, true);
+                }
                 (true, None)
             }
             (ChannelAction::Unsubscribe, s) => {
-                self.services.remove(s);
+                if self.services.remove(s) {
+                    self.gw.note_subscription(&authed.actor, s, false);
+                }
                 (true, None)
             }
         };
