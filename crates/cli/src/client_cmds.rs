@@ -16,6 +16,7 @@
 mod account;
 mod certs;
 mod channel;
+mod converse;
 mod events;
 mod federation;
 mod guild;
@@ -125,6 +126,14 @@ pub enum ClientCommand {
         opts: ChatOpts,
         #[command(subcommand)]
         cmd: channel::ChannelCmd,
+    },
+    /// Hold a conversation in one channel: its latest messages, then new ones live, and
+    /// every line you type sent as a signed message.
+    Chat {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: converse::ChatArgs,
     },
     /// Send a signed message to a channel.
     Send {
@@ -321,6 +330,7 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::Guild { opts, cmd } => guild::run(opts, cmd).await,
         ClientCommand::Channel { opts, cmd } => channel::run(opts, cmd).await,
         ClientCommand::Role { opts, cmd } => role::run(opts, cmd).await,
+        ClientCommand::Chat { opts, args } => converse::run(opts, args).await,
         ClientCommand::Send { opts, args } => messages::send(opts, args).await,
         ClientCommand::Read { opts, args } => messages::read(opts, args).await,
         ClientCommand::Edit { opts, args } => messages::edit(opts, args).await,

@@ -734,3 +734,82 @@ async fn owners_moderate_with_roles_bans_and_transfers() {
     let (ok, _, err) = alice.run(&["read", &channel]).await;
     assert!(!ok && err.contains("404"), "{err}");
 }
+
+/// `fugue chat CHANNEL`: one terminal shows the conversation live and sends what is typed.
+#[tokio::test]
+async fn the_chat_command_holds_a_conversation_in_one_terminal() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Person::new(&server, dir.path(), "alice").await;
+    let bob = Person::new(&server, dir.path(), "bob").await;
+    let created = alice.ok(&["guild", "create", "talk", "--public"]).await;
+    let guild = word_after(&created, "created guild ");
+    let channel = word_after(&created, "channel ");
+    bob.ok(&["guild", "join", &guild]).await;
+    alice.ok(&["send", &channel, "earlier"]).await;
+
+    let mut child = alice
+        .command(&["chat", &channel])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let (stderr, banner) = blocking(move || {
+        let mut banner = String::new();
+        stderr.read_line(&mut banner).unwrap();
+        (stderr, banner)
+    })
+    .await;
+    assert!(banner.starts_with("chatting in channel"), "{banner}");
+
+    // Kept open: the end of input ends the conversation.
+    let mut stdin = child.stdin.take().unwrap();
+    let stdin = blocking(move || {
+        use std::io::Write;
+        writeln!(stdin, "typed here").unwrap();
+        stdin
+    })
+    .await;
+    let next = |lines: std::sync::mpsc::Receiver<String>| async move {
+        blocking(move || {
+            let line = lines.recv_timeout(Duration::from_secs(10)).unwrap();
+            (lines, line)
+        })
+        .await
+    };
+    let (lines, first) = next(lines).await;
+    assert!(
+        first.starts_with("✓ ") && first.ends_with("]  earlier"),
+        "{first}"
+    );
+    let (lines, typed) = next(lines).await;
+    assert!(
+        typed.starts_with("✓ ")
+            && typed.contains("alice@localhost")
+            && typed.ends_with("]  typed here"),
+        "{typed}"
+    );
+    bob.ok(&["send", &channel, "heard you"]).await;
+    let (lines, answer) = next(lines).await;
+    assert!(
+        answer.starts_with("✓ ")
+            && answer.contains("bob@localhost")
+            && answer.ends_with("]  heard you"),
+        "{answer}"
+    );
+
+    // The end of input ends the conversation.
+    drop(stdin);
+    let status = blocking(move || child.wait().unwrap()).await;
+    assert!(status.success(), "{status:?}");
+    drop((stderr, lines));
+}
