@@ -41,14 +41,22 @@ struct Checked {
     serial: Serial,
 }
 
+/// Message ids count milliseconds from 2026-01-01T00:00:00Z: 41 bits of them last until
+/// 2095.
+const MESSAGE_EPOCH: u64 = 1_767_225_600;
+
 impl Chat {
-    /// A new time-ordered message id: `(unix_ms << 22) | 22 random bits`, positive, and
-    /// above every id this node gave out before.
+    /// A new time-ordered message id: `(ms since MESSAGE_EPOCH << 22) | 22 random bits`,
+    /// positive, and above every id this node gave out before.
     fn message_id(&self, now: UnixTime) -> i64 {
         let sub_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::from(d.subsec_millis()));
-        let ms = now.secs().saturating_mul(1000).saturating_add(sub_ms);
+        let ms = now
+            .secs()
+            .saturating_sub(MESSAGE_EPOCH)
+            .saturating_mul(1000)
+            .saturating_add(sub_ms);
         let random = i64::from(rand_core::RngCore::next_u32(&mut rand_core::OsRng) & 0x3f_ffff);
         let drawn = (to_store(ms) << 22 | random) & i64::MAX;
         let mut last = self.last_message_id.load(Ordering::Relaxed);

@@ -1566,12 +1566,7 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
     assert_eq!(guild.name, "secret");
 }
 
-/// `GET /events` for a guild stream without a stored position starts at the stream's head
-/// and stores nothing while nothing is new, so a client that only polls never sees a guild
-/// event (gateway `poll`; to be fixed there: start a first-seen stream at the membership's
-/// beginning, or store the head).
 #[tokio::test]
-#[ignore = "GET /events skips guild streams it has no position for (gateway::poll)"]
 async fn polling_members_receive_the_messages_of_their_channels() {
     let server = TestServer::start().await;
     let alice = Who::new(&server, "alice").await;
@@ -2032,4 +2027,64 @@ async fn administrators_may_do_everything_but_what_only_the_owner_may() {
         ErrorCode::MissingPermission,
     )
     .await;
+}
+
+#[tokio::test]
+async fn a_message_sent_on_one_node_reaches_members_connected_to_another() {
+    let nodes = TestServer::start_cluster(2, |c| {
+        c.rate_limits.chat_messages_per_5s = 0;
+    })
+    .await;
+    let alice = Who::new(&nodes[0], "alice").await;
+    let bob = Who::new(&nodes[1], "bob").await;
+    let (g, general) = alice.create_guild("two nodes", false).await;
+    ok::<Member>(bob.join(g.id, None).await, 201).await;
+
+    // Bob listens on the second node; alice writes on the first.
+    let mut bob_ws = ws::identified(&nodes[1], bob.token()).await;
+    ws::send(
+        &mut bob_ws,
+        json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": "chat"}}),
+    )
+    .await;
+    ws::next_with_op(&mut bob_ws, 9).await;
+    let mut sent = Vec::new();
+    for i in 0..20 {
+        let m: Message = ok(
+            alice
+                .send(general.id, &format!("n{i}"), &format!("hello {i}"))
+                .await,
+            201,
+        )
+        .await;
+        sent.push(m.id.to_string());
+    }
+    let mut got = Vec::new();
+    while got.len() < sent.len() {
+        let frame = next_chat(&mut bob_ws).await;
+        if frame["op"] == 0 {
+            got.push(frame["d"]["id"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(got, sent, "every message once, in order");
+
+    // A kick on the first node takes effect on the second before the next message.
+    assert_eq!(
+        status(
+            alice
+                .call(api::kick_member::target(g.id, &bob.fid()), &[], None)
+                .await
+        )
+        .await,
+        204
+    );
+    ok::<Message>(alice.send(general.id, "after", "not for bob").await, 201).await;
+    let removed = next_chat(&mut bob_ws).await;
+    assert_eq!(removed["op"], 7, "{removed}");
+    assert!(
+        ws::try_frame_with_op(&mut bob_ws, 0, std::time::Duration::from_millis(500))
+            .await
+            .is_err(),
+        "a removed member received a message"
+    );
 }
