@@ -1,5 +1,5 @@
 //! The client commands of `fugue`: accounts, sessions, certificates, key backups, the
-//! event stream and sign-in on other servers.
+//! event stream, sign-in on other servers, and chat (guilds, channels, messages).
 //!
 //! Everything goes through `fugue-client`; these modules only parse arguments, ask for
 //! secrets and print results. Secrets come from `FUGUE_PASSWORD` / `FUGUE_PASSPHRASE` when
@@ -15,9 +15,14 @@
 
 mod account;
 mod certs;
+mod channel;
+mod converse;
 mod events;
 mod federation;
+mod guild;
 mod keys;
+mod messages;
+mod role;
 mod services;
 mod sessions;
 
@@ -25,7 +30,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use fugue_client::{Account, KeyStore, Session};
+use fugue_client::{Account, Chat, KeyStore, Session};
 
 #[derive(Args, Clone)]
 pub struct ClientOpts {
@@ -40,6 +45,22 @@ pub struct ClientOpts {
     /// Key store file (default: $XDG_CONFIG_HOME/fugue/keystore.json).
     #[arg(long, global = true, env = "FUGUE_KEYSTORE")]
     keystore: Option<PathBuf>,
+}
+
+/// The options of the chat commands: where the conversations are, and where other authors'
+/// home servers are.
+#[derive(Args, Clone)]
+pub struct ChatOpts {
+    #[command(flatten)]
+    client: ClientOpts,
+    /// Chat on another server you signed in on with `fugue federation login` (its URL, or a
+    /// host name for https://HOST) instead of your home server.
+    #[arg(long, global = true, env = "FUGUE_CHAT_ON")]
+    on: Option<String>,
+    /// Where the home server of DOMAIN is, as DOMAIN=URL, when not at https://DOMAIN
+    /// (verification fetches its authors' certificates there); repeatable.
+    #[arg(long = "home", global = true, value_name = "DOMAIN=URL")]
+    homes: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -73,13 +94,82 @@ pub enum ClientCommand {
         cmd: keys::KeysCmd,
     },
     /// Follow your account's events (new sessions, revoked certificates, server key changes)
-    /// over the gateway, one line each, until Ctrl-C.
+    /// and chat events (messages, channels, members) over the gateway, one line each, until
+    /// Ctrl-C. Messages are verified as they arrive.
     Events {
         #[command(flatten)]
         opts: ClientOpts,
         /// Print each event's envelope as one line of JSON instead of a description.
         #[arg(long)]
         json: bool,
+        /// Only the account's own events: do not subscribe to the chat channels.
+        #[arg(long)]
+        no_chat: bool,
+    },
+    /// Chat guilds: create, list, join, leave, invite, members, kick, ban, transfer, delete.
+    Guild {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(subcommand)]
+        cmd: guild::GuildCmd,
+    },
+    /// Roles of a guild: list, create, delete, give, take.
+    Role {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(subcommand)]
+        cmd: role::RoleCmd,
+    },
+    /// Channels of a guild: create, list, update, delete, permission overwrites.
+    Channel {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(subcommand)]
+        cmd: channel::ChannelCmd,
+    },
+    /// Hold a conversation in one channel: its latest messages, then new ones live, and
+    /// every line you type sent as a signed message.
+    Chat {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: converse::ChatArgs,
+    },
+    /// Send a signed message to a channel.
+    Send {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: messages::SendArgs,
+    },
+    /// Read a channel's history, oldest first, each message marked ✓ (verified) or ✗ (with
+    /// the reason).
+    Read {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: messages::ReadArgs,
+    },
+    /// Replace the text of one of your messages with a new signed version.
+    Edit {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: messages::EditArgs,
+    },
+    /// Every signed version of a message (its edit history), oldest first, each marked.
+    Versions {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: messages::VersionsArgs,
+    },
+    /// Delete a message (yours, or any with the permission to manage messages).
+    Delete {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: messages::DeleteArgs,
     },
     /// Your discoverable services (core §9) and those of others.
     Services {
@@ -158,6 +248,49 @@ fn restore_session(store: &KeyStore) -> Result<(Session, Option<String>), String
     Ok((session, pass))
 }
 
+/// Chat on the current account's home server, or on the server of `--on`.
+async fn chat(opts: &ChatOpts) -> Result<Chat, String> {
+    let store = open_store(&opts.client)?;
+    let (session, _) = restore_session(&store)?;
+    let mut chat = match &opts.on {
+        None => session.chat(),
+        Some(server) => {
+            let url = federation::server_url(server);
+            let foreign = current(&store)?
+                .foreign_session(&url)
+                .map_err(e)?
+                .ok_or_else(|| {
+                    format!("not signed in on {url}: run `fugue federation login {server}` first")
+                })?;
+            let domain = server_domain(foreign.client()).await?;
+            session.chat_on(&foreign, domain)
+        }
+    };
+    for home in &opts.homes {
+        let (domain, url) = home
+            .split_once('=')
+            .ok_or_else(|| format!("--home {home}: expected DOMAIN=URL"))?;
+        let domain = domain
+            .parse()
+            .map_err(|err| format!("--home {home}: {err}"))?;
+        let client = fugue_client::Client::new(url).map_err(e)?;
+        chat = chat.with_home_server(domain, client);
+    }
+    Ok(chat)
+}
+
+/// The domain a server's current certificate names: what messages sent there are signed
+/// for (a server naming another domain would refuse them itself).
+async fn server_domain(client: &fugue_client::Client) -> Result<fugue_proto::DomainName, String> {
+    let cert = client.server_cert(None).await.map_err(e)?;
+    let cert = fugue_proto::certs::IdCert::parse(cert.id_cert_pem.as_bytes())
+        .map_err(|err| format!("the server's certificate does not parse: {err}"))?;
+    let domain = cert.subject.domain();
+    domain
+        .parse()
+        .map_err(|err| format!("the server's certificate names {domain:?}: {err}"))
+}
+
 /// An SDK error as the line `main` prints.
 fn e(err: fugue_client::Error) -> String {
     err.to_string()
@@ -189,7 +322,20 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::Sessions { opts, cmd } => sessions::run(opts, cmd).await,
         ClientCommand::Certs { opts, cmd } => certs::run(opts, cmd).await,
         ClientCommand::Keys { opts, cmd } => keys::run(opts, cmd).await,
-        ClientCommand::Events { opts, json } => events::run(opts, json).await,
+        ClientCommand::Events {
+            opts,
+            json,
+            no_chat,
+        } => events::run(opts, json, !no_chat).await,
+        ClientCommand::Guild { opts, cmd } => guild::run(opts, cmd).await,
+        ClientCommand::Channel { opts, cmd } => channel::run(opts, cmd).await,
+        ClientCommand::Role { opts, cmd } => role::run(opts, cmd).await,
+        ClientCommand::Chat { opts, args } => converse::run(opts, args).await,
+        ClientCommand::Send { opts, args } => messages::send(opts, args).await,
+        ClientCommand::Read { opts, args } => messages::read(opts, args).await,
+        ClientCommand::Edit { opts, args } => messages::edit(opts, args).await,
+        ClientCommand::Versions { opts, args } => messages::versions(opts, args).await,
+        ClientCommand::Delete { opts, args } => messages::delete(opts, args).await,
         ClientCommand::Services { opts, cmd } => services::run(opts, cmd).await,
         ClientCommand::Federation { opts, cmd } => federation::run(opts, cmd).await,
     }

@@ -1,11 +1,12 @@
 //! Fugue client SDK: typed calls to a Fugue home server, its real-time gateway, the actor's
-//! identity key, sign-in on other home servers, certificate verification and a local key
-//! store.
+//! identity key, sign-in on other home servers, certificate verification, chat (signed
+//! messages, verified on receipt; [`Chat`]) and a local key store.
 //!
 //! Every request is built from [`fugue_proto::api`], so paths and bodies are the ones the server
 //! routes. The SDK trusts no certificate it has not checked itself ([`Client::verified_actor_certs`])
 //! and writes secrets to disk only through [`KeyStore`], which keeps its file private.
 
+mod chat;
 mod error;
 mod foreign;
 mod gateway;
@@ -16,6 +17,7 @@ mod services;
 mod session;
 mod verify;
 
+pub use chat::{Chat, ChatEvent, PreparedMessage, Sent, Verdict, new_nonce};
 pub use error::{Error, Result};
 pub use foreign::ForeignSession;
 pub use fugue_proto as proto;

@@ -1,32 +1,38 @@
-//! `fugue events`: the account's events over the gateway, one line each, until Ctrl-C.
+//! `fugue events`: the account's events and its chat events over the gateway, one line each,
+//! until Ctrl-C. Messages are verified as they arrive and marked like `fugue read` does.
 
-use fugue_client::{Gateway, GatewayEvent, GatewayOptions};
+use fugue_client::{Chat, ChatEvent, Gateway, GatewayEvent, GatewayOptions};
 use fugue_proto::certs::IdCert;
 use fugue_proto::gateway::Style;
 
+use super::messages::line as message_line;
 use super::{ClientOpts, date, e, open_store, restore_session};
 use crate::terminal::{note, out};
 
 /// Prints events as they arrive (stdout); connection notices go to stderr so that stdout
-/// holds exactly one line per event.
-pub async fn run(opts: ClientOpts, json: bool) -> Result<(), String> {
+/// holds exactly one line per event. With `chat`, subscribes to the chat channels first.
+pub async fn run(opts: ClientOpts, json: bool, chat: bool) -> Result<(), String> {
     let store = open_store(&opts)?;
     let (session, _) = restore_session(&store)?;
     let mut gateway = session
         .gateway(GatewayOptions::default())
         .await
         .map_err(e)?;
+    // A server without chat still has the account's own events to show.
+    if chat && let Err(err) = gateway.subscribe_chat().await {
+        note!("no chat events: {err}");
+    }
     note!(
         "following the events of {} on {} (Ctrl-C to stop)",
         session.fid(),
         session.client().base_url()
     );
-    let result = follow(&mut gateway, json).await;
+    let result = follow(&mut gateway, &session.chat(), json).await;
     gateway.close().await;
     result
 }
 
-async fn follow(gateway: &mut Gateway, json: bool) -> Result<(), String> {
+async fn follow(gateway: &mut Gateway, chat: &Chat, json: bool) -> Result<(), String> {
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -39,6 +45,10 @@ async fn follow(gateway: &mut Gateway, json: bool) -> Result<(), String> {
         };
         if json && let Some(envelope) = event.envelope() {
             out!("{}", envelope.render(Style::Numbers));
+            continue;
+        }
+        if let Some(chat_event) = event.chat() {
+            out!("{}", describe_chat(chat, &chat_event).await);
             continue;
         }
         match describe(&event) {
@@ -117,4 +127,69 @@ fn describe(event: &GatewayEvent) -> Line {
         }
     };
     Line::Event(text)
+}
+
+/// One line for a chat event; messages are verified first.
+async fn describe_chat(chat: &Chat, event: &ChatEvent) -> String {
+    match event {
+        ChatEvent::MessageCreate(m) => {
+            let verdict = chat.verify_message(None, m).await;
+            format!("channel {}: {}", m.channel_id, message_line(m, &verdict))
+        }
+        ChatEvent::MessageUpdate(m) => {
+            let verdict = chat.verify_message(None, m).await;
+            format!(
+                "channel {} edited: {}",
+                m.channel_id,
+                message_line(m, &verdict)
+            )
+        }
+        ChatEvent::MessageDelete(d) => format!(
+            "channel {}: message {} deleted by {}",
+            d.channel_id, d.id, d.deleted_by
+        ),
+        ChatEvent::ChannelCreate(c) => {
+            format!("guild {}: channel {} #{} created", c.guild_id, c.id, c.name)
+        }
+        ChatEvent::ChannelUpdate(c) => {
+            format!("guild {}: channel {} #{} changed", c.guild_id, c.id, c.name)
+        }
+        ChatEvent::ChannelDelete(c) => format!("guild {}: channel {} deleted", c.guild_id, c.id),
+        ChatEvent::MemberAdd(m) => format!("guild {}: {} joined", m.guild_id, m.fid),
+        ChatEvent::MemberRemove(m) => format!("guild {}: {} left", m.guild_id, m.fid),
+        ChatEvent::MemberUpdate(m) => format!("guild {}: {}'s roles changed", m.guild_id, m.fid),
+        ChatEvent::GuildUpdate(g) => format!("guild {} changed: {}", g.id, g.name),
+        ChatEvent::TypingStart(t) => format!("channel {}: {} is typing", t.channel_id, t.fid),
+        ChatEvent::GuildJoined(g) => format!("you are now a member of guild {}", g.guild_id),
+        ChatEvent::GuildLeft(g) => format!("you are no longer a member of guild {}", g.guild_id),
+        ChatEvent::GuildDelete(g) => format!("guild {} was deleted", g.guild_id),
+        ChatEvent::RoleUpdate(r) => format!(
+            "guild {}: role {} {} is now {}",
+            r.guild_id, r.id, r.name, r.permissions
+        ),
+        ChatEvent::RoleDelete(r) => format!("guild {}: role {} deleted", r.guild_id, r.id),
+        ChatEvent::OverwriteUpdate(o) => match &o.overwrite {
+            Some(w) => format!(
+                "channel {}: permissions of {} set (allow {}, deny {})",
+                o.channel_id, o.target, w.allow, w.deny
+            ),
+            None => format!(
+                "channel {}: permissions of {} reset",
+                o.channel_id, o.target
+            ),
+        },
+        ChatEvent::BanAdd(b) => {
+            format!("guild {}: {} banned by {}", b.guild_id, b.fid, b.banned_by)
+        }
+        ChatEvent::BanRemove(m) => format!("guild {}: {} unbanned", m.guild_id, m.fid),
+        ChatEvent::Unknown(envelope) => {
+            format!("{} event op {}: {}", envelope.n, envelope.op, envelope.d)
+        }
+        ChatEvent::Malformed { error, envelope } => {
+            format!(
+                "unreadable {} op {} event: {error}",
+                envelope.n, envelope.op
+            )
+        }
+    }
 }

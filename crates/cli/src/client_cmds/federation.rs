@@ -22,7 +22,7 @@ pub enum FederationCmd {
 }
 
 /// `https://` unless the argument names its scheme.
-fn server_url(arg: &str) -> String {
+pub(super) fn server_url(arg: &str) -> String {
     if arg.contains("://") {
         arg.to_owned()
     } else {

@@ -4,9 +4,10 @@
 //! A background task owns the socket. It identifies, heartbeats with a minified number list
 //! (asking again for any sequence number it missed), answers heartbeat requests, and after a
 //! drop reconnects with backoff and resumes; when the server refuses to resume (4010) it
-//! identifies afresh. Every event carries `id`, its position in the actor's event stream, the
-//! same on every connection: the task passes an event on only if its `id` is above the last
-//! one it passed on, so re-sends and replays never reach the application twice.
+//! identifies afresh. Every event carries `id`, its position in the stream it lives in
+//! (the actor's own for core events, a guild's for chat events), the same on every
+//! connection: the task passes each event on once (`sequence::Dedupe`), so re-sends and
+//! replays never reach the application twice.
 //!
 //! Frames are built and read only through [`fugue_proto::gateway`], in the spec's number
 //! style. Nothing here verifies what an event claims (an op 4 signature, a new session's
@@ -139,7 +140,7 @@ impl GatewayEvent {
         }
     }
 
-    /// The event's position in the actor's event stream.
+    /// The event's position in its stream (the actor's own for core events).
     pub fn id(&self) -> Option<u64> {
         self.envelope().and_then(|e| e.id)
     }
@@ -209,6 +210,19 @@ impl Gateway {
         answer.await.map_err(|_| ended())?
     }
 
+    /// Sends a payload of a subscribed service channel (`chat` op 9, typing, for one).
+    /// Such payloads are ephemeral: while the gateway is reconnecting this fails instead of
+    /// queueing them.
+    pub async fn send_service(&self, n: &str, op: u16, d: serde_json::Value) -> Result<()> {
+        let (reply, answer) = oneshot::channel();
+        let frame = Envelope::new(n, op, d);
+        self.commands
+            .send(Command::Send { frame, reply })
+            .await
+            .map_err(|_| ended())?;
+        answer.await.map_err(|_| ended())?
+    }
+
     /// Closes the connection cleanly (1000); [`GatewayEvent::Closed`] follows the events
     /// already received.
     pub async fn close(&self) {
@@ -261,6 +275,11 @@ enum Command {
     Channel {
         request: ServiceChannel,
         reply: oneshot::Sender<Result<ServiceChannelAck>>,
+    },
+    /// A service payload, sent now or refused (no connection).
+    Send {
+        frame: Envelope,
+        reply: oneshot::Sender<Result<()>>,
     },
     #[cfg(any(test, feature = "test-util"))]
     DropConnection(oneshot::Sender<()>),

@@ -2,9 +2,11 @@
 //! what its next heartbeat asks for again ([`Sequence`]), and which events already reached the
 //! application ([`Dedupe`]). No I/O, no clock: the task feeds them numbers and acts on answers.
 
-use std::collections::BTreeSet;
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
 
-use fugue_proto::gateway::{MAX_EXCEPT, NumberList};
+use fugue_proto::gateway::{CORE, Envelope, MAX_EXCEPT, NumberList};
 
 /// The sequence numbers one connection received, and what its next heartbeat says.
 #[derive(Debug, Default)]
@@ -101,23 +103,51 @@ impl Sequence {
     }
 }
 
-/// Passes each event on once: only an `id` above the last one passed on goes through.
-/// Frames without `id` are not stream events and always go through.
+/// Passes each event on once. An event's `id` is its position in the stream it lives in
+/// (docs/ARCHITECTURE.md, "Delivery: streams"), and frames do not name the stream: core
+/// events all live in the actor's own stream, so for them only an `id` above the last one
+/// passed on goes through; service events come from several streams (each guild's), so they
+/// are recognised by `(n, op, id, d)` among the last [`RECENT_SERVICE_EVENTS`] passed on.
+/// Frames without `id` (control frames, ephemeral events) always go through.
 #[derive(Debug, Default)]
 pub(super) struct Dedupe {
     last: Option<u64>,
+    recent: HashSet<u64>,
+    order: VecDeque<u64>,
 }
 
+/// How many service events [`Dedupe`] remembers: far more than a resume replays at once.
+pub(super) const RECENT_SERVICE_EVENTS: usize = 4096;
+
 impl Dedupe {
-    pub(super) fn admit(&mut self, id: Option<u64>) -> bool {
-        match id {
-            None => true,
-            Some(id) if self.last.is_some_and(|last| id <= last) => false,
-            Some(id) => {
-                self.last = Some(id);
-                true
-            }
+    pub(super) fn admit(&mut self, frame: &Envelope) -> bool {
+        let Some(id) = frame.id else {
+            return true;
+        };
+        if frame.n != CORE {
+            return self.admit_service(frame, id);
         }
+        if self.last.is_some_and(|last| id <= last) {
+            return false;
+        }
+        self.last = Some(id);
+        true
+    }
+
+    fn admit_service(&mut self, frame: &Envelope, id: u64) -> bool {
+        let mut hasher = DefaultHasher::new();
+        (&frame.n, frame.op, id, frame.d.to_string()).hash(&mut hasher);
+        let key = hasher.finish();
+        if !self.recent.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > RECENT_SERVICE_EVENTS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.recent.remove(&old);
+        }
+        true
     }
 }
 
@@ -202,10 +232,43 @@ mod tests {
     #[test]
     fn dedupe_passes_each_id_once_and_control_frames_always() {
         let mut dedupe = Dedupe::default();
+        let frame = |id: Option<u64>| Envelope {
+            id,
+            ..Envelope::new(CORE, op::NEW_SESSION, serde_json::json!({}))
+        };
         let passed: Vec<Option<u64>> = [Some(3), Some(3), None, Some(2), Some(7), None, Some(7)]
             .into_iter()
-            .filter(|&id| dedupe.admit(id))
+            .filter(|&id| dedupe.admit(&frame(id)))
             .collect();
         assert_eq!(passed, [Some(3), None, Some(7), None]);
+    }
+
+    #[test]
+    fn service_events_of_several_streams_pass_once_each() {
+        let mut dedupe = Dedupe::default();
+        let event = |guild: u64, id: u64| Envelope {
+            id: Some(id),
+            ..Envelope::new(
+                "chat",
+                0,
+                serde_json::json!({"guild_id": guild.to_string()}),
+            )
+        };
+        // Core is far ahead; guild streams start low and overlap each other.
+        assert!(dedupe.admit(&Envelope {
+            id: Some(50),
+            ..Envelope::new(CORE, op::NEW_SESSION, serde_json::json!({}))
+        }));
+        assert!(dedupe.admit(&event(1, 1)));
+        assert!(dedupe.admit(&event(2, 1)));
+        assert!(dedupe.admit(&event(1, 2)));
+        assert!(!dedupe.admit(&event(1, 1)), "a replay passed twice");
+        assert!(!dedupe.admit(&event(2, 1)), "a replay passed twice");
+        // Old ones are forgotten, within bounds.
+        for id in 10..10 + RECENT_SERVICE_EVENTS as u64 {
+            assert!(dedupe.admit(&event(3, id)));
+        }
+        assert!(dedupe.order.len() <= RECENT_SERVICE_EVENTS);
+        assert!(dedupe.admit(&event(1, 1)));
     }
 }

@@ -23,7 +23,7 @@ use super::sequence::{Dedupe, Sequence};
 use super::{
     Command, GatewayEvent, GatewayOptions, MAX_HELD_BYTES, MAX_HELD_FRAMES, classify, ended,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// How long a clean close waits for the server's close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
@@ -302,6 +302,17 @@ impl Task {
             Some(Command::DropConnection(reply)) => {
                 Err(Ended::DropRequested(reply, conn.seq.resume_point()))
             }
+            Some(Command::Send { frame, reply }) => {
+                let sent = conn.send(frame).await;
+                let answer = match &sent {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(Error::Gateway(
+                        "the connection dropped while sending".into(),
+                    )),
+                };
+                let _ = reply.send(answer);
+                sent
+            }
             Some(Command::Channel { request, reply }) => {
                 let frame = channel_frame(&request);
                 self.waiting.push_back(Waiting {
@@ -460,7 +471,7 @@ impl Task {
     }
 
     fn deliver(&mut self, frame: Envelope) {
-        if self.dedupe.admit(frame.id) {
+        if self.dedupe.admit(&frame) {
             // A closed receiver means the handle is gone; the command channel says so next.
             let _ = self.events.send(classify(frame));
         }
@@ -580,6 +591,11 @@ impl Task {
                     request,
                     reply: Some(reply),
                 }),
+                Some(Command::Send { reply, .. }) => {
+                    let _ = reply.send(Err(Error::Gateway(
+                        "not connected (reconnecting); nothing sent".into(),
+                    )));
+                }
             }
         }
     }

@@ -1,0 +1,193 @@
+//! `fugue send`, `fugue read`, `fugue edit`, `fugue versions` and `fugue delete`: signed
+//! messages in a channel.
+//!
+//! `read` prints history oldest first and marks every message: `✓` when its signature and
+//! certificate checked out against the author's home server, `✗` with the reason when not,
+//! `-` for a deleted one. Message text is the author's, not ours: it goes through the
+//! terminal filter like everything a server sends.
+
+use clap::Args;
+
+use fugue_client::{Chat, Verdict};
+use fugue_proto::api::message_history;
+use fugue_proto::chat::{Message, MessageBody};
+
+use super::{ChatOpts, chat, date, e};
+use crate::terminal::out;
+
+#[derive(Args)]
+pub struct SendArgs {
+    /// The channel's id.
+    channel: u64,
+    text: String,
+    /// The id of the message this answers.
+    #[arg(long)]
+    reply_to: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct ReadArgs {
+    /// The channel's id.
+    channel: u64,
+    /// Messages older than this id.
+    #[arg(long, conflicts_with_all = ["after", "around"])]
+    before: Option<u64>,
+    /// Messages newer than this id.
+    #[arg(long, conflicts_with = "around")]
+    after: Option<u64>,
+    /// Messages around this id (it included).
+    #[arg(long)]
+    around: Option<u64>,
+    /// How many (at most 100; the server's default otherwise).
+    #[arg(long)]
+    limit: Option<u64>,
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    /// The channel's id.
+    channel: u64,
+    /// The message's id.
+    message: u64,
+    /// Its new text.
+    text: String,
+}
+
+#[derive(Args)]
+pub struct VersionsArgs {
+    /// The channel's id.
+    channel: u64,
+    /// The message's id.
+    message: u64,
+}
+
+#[derive(Args)]
+pub struct DeleteArgs {
+    /// The channel's id.
+    channel: u64,
+    /// The message's id.
+    message: u64,
+}
+
+/// `✓`, `✗` or `-`, and the reason of a failure.
+pub(super) fn mark(verdict: &Verdict) -> (&'static str, String) {
+    match verdict {
+        Verdict::Verified => ("✓", String::new()),
+        Verdict::Deleted => ("-", String::new()),
+        Verdict::Failed(why) => ("✗", format!("  [not verified: {why}]")),
+    }
+}
+
+/// One line for a message, e.g.
+/// `✓ 2026-12-06 20:41 UTC  alice@example.com  [7317…]  hello (reply to 7316…)`.
+pub(super) fn line(m: &Message, verdict: &Verdict) -> String {
+    let (mark, why) = mark(verdict);
+    let text = if m.deleted_timestamp.is_some() {
+        "(deleted)".to_owned()
+    } else {
+        m.content.clone()
+    };
+    let reply = m
+        .reply_to
+        .map(|r| format!(" (reply to {r})"))
+        .unwrap_or_default();
+    let edited = if m.edited_timestamp.is_some() && m.deleted_timestamp.is_none() {
+        " (edited)"
+    } else {
+        ""
+    };
+    format!(
+        "{mark} {}  {}  [{}]  {text}{reply}{edited}{why}",
+        date(m.timestamp),
+        m.author,
+        m.id
+    )
+}
+
+pub async fn send(opts: ChatOpts, args: SendArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
+    let body = MessageBody {
+        content: args.text,
+        reply_to: args.reply_to,
+        attachments: Vec::new(),
+    };
+    let sent = chat.send_message(args.channel, body).await.map_err(e)?;
+    let again = if sent.created {
+        ""
+    } else {
+        " (already stored)"
+    };
+    out!(
+        "sent message {} to channel {}{again}",
+        sent.message.id,
+        args.channel
+    );
+    Ok(())
+}
+
+async fn page(chat: &Chat, args: &ReadArgs) -> Result<Vec<Message>, String> {
+    let query = message_history::Query {
+        limit: args.limit,
+        before: args.before,
+        after: args.after,
+        around: args.around,
+    };
+    chat.message_history(args.channel, &query).await.map_err(e)
+}
+
+pub async fn read(opts: ChatOpts, args: ReadArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
+    let mut messages = page(&chat, &args).await?;
+    // The server pages newest first; people read oldest first.
+    messages.sort_by_key(|m| m.id);
+    let verdicts = chat.verify_messages(args.channel, &messages).await;
+    if messages.is_empty() {
+        out!("no messages");
+    }
+    for (m, verdict) in messages.iter().zip(&verdicts) {
+        out!("{}", line(m, verdict));
+    }
+    Ok(())
+}
+
+pub async fn edit(opts: ChatOpts, args: EditArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
+    let m = chat
+        .edit_message(args.channel, args.message, args.text, Vec::new())
+        .await
+        .map_err(e)?;
+    out!("edited message {} (version {})", m.id, m.version);
+    Ok(())
+}
+
+pub async fn delete(opts: ChatOpts, args: DeleteArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
+    chat.delete_message(args.channel, args.message)
+        .await
+        .map_err(e)?;
+    out!("deleted message {}", args.message);
+    Ok(())
+}
+
+pub async fn versions(opts: ChatOpts, args: VersionsArgs) -> Result<(), String> {
+    let chat = chat(&opts).await?;
+    let m = chat.message(args.channel, args.message).await.map_err(e)?;
+    let versions = chat
+        .message_versions(args.channel, args.message)
+        .await
+        .map_err(e)?;
+    if versions.is_empty() {
+        out!("message {} has no versions left (deleted)", m.id);
+    }
+    let verdicts = chat.verify_versions(args.channel, &m, &versions).await;
+    for (v, verdict) in versions.iter().zip(&verdicts) {
+        let (mark, why) = mark(verdict);
+        out!(
+            "{mark} version {}  {}  {}{why}",
+            v.version,
+            date(v.created_at),
+            v.content
+        );
+    }
+    Ok(())
+}

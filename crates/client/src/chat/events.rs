@@ -1,0 +1,165 @@
+//! The gateway's chat events: frames of the `chat` and `fugue-chat` service channels, parsed
+//! by namespace and opcode into [`ChatEvent`]. An opcode this client does not know, or a
+//! payload without its opcode's shape, is kept raw rather than lost.
+
+use fugue_proto::chat::{
+    Ban, CHAT, Channel, ChannelDelete, FUGUE_CHAT, Guild, GuildRef, Member, MemberRef, Message,
+    MessageDelete, OverwriteUpdate, Role, RoleDelete, Typing, TypingStart, fugue_op, op,
+};
+use fugue_proto::gateway::Envelope;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, Result};
+use crate::gateway::{Gateway, GatewayEvent};
+
+/// One chat event. Messages are unverified: check them with
+/// [`Chat::verify_message`](super::Chat::verify_message).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEvent {
+    // `chat`
+    MessageCreate(Message),
+    MessageUpdate(Message),
+    MessageDelete(MessageDelete),
+    ChannelCreate(Channel),
+    ChannelUpdate(Channel),
+    ChannelDelete(ChannelDelete),
+    MemberAdd(Member),
+    MemberRemove(MemberRef),
+    GuildUpdate(Guild),
+    TypingStart(TypingStart),
+    // `fugue-chat`
+    GuildJoined(GuildRef),
+    GuildLeft(GuildRef),
+    RoleUpdate(Role),
+    RoleDelete(RoleDelete),
+    MemberUpdate(Member),
+    OverwriteUpdate(OverwriteUpdate),
+    BanAdd(Ban),
+    BanRemove(MemberRef),
+    GuildDelete(GuildRef),
+    /// An opcode of either namespace this client does not know.
+    Unknown(Envelope),
+    /// A known opcode whose payload does not have its shape.
+    Malformed {
+        error: String,
+        envelope: Envelope,
+    },
+}
+
+fn parse<T: DeserializeOwned>(envelope: &Envelope, make: impl FnOnce(T) -> ChatEvent) -> ChatEvent {
+    match serde_json::from_value(envelope.d.clone()) {
+        Ok(d) => make(d),
+        Err(e) => ChatEvent::Malformed {
+            error: e.to_string(),
+            envelope: envelope.clone(),
+        },
+    }
+}
+
+impl ChatEvent {
+    /// The chat event a frame carries; `None` when it is not of `chat` or `fugue-chat`.
+    pub fn from_envelope(envelope: &Envelope) -> Option<ChatEvent> {
+        let e = envelope;
+        let event = match (e.n.as_str(), e.op) {
+            (CHAT, op::MESSAGE_CREATE) => parse(e, ChatEvent::MessageCreate),
+            (CHAT, op::MESSAGE_UPDATE) => parse(e, ChatEvent::MessageUpdate),
+            (CHAT, op::MESSAGE_DELETE) => parse(e, ChatEvent::MessageDelete),
+            (CHAT, op::CHANNEL_CREATE) => parse(e, ChatEvent::ChannelCreate),
+            (CHAT, op::CHANNEL_UPDATE) => parse(e, ChatEvent::ChannelUpdate),
+            (CHAT, op::CHANNEL_DELETE) => parse(e, ChatEvent::ChannelDelete),
+            (CHAT, op::MEMBER_ADD) => parse(e, ChatEvent::MemberAdd),
+            (CHAT, op::MEMBER_REMOVE) => parse(e, ChatEvent::MemberRemove),
+            (CHAT, op::GUILD_UPDATE) => parse(e, ChatEvent::GuildUpdate),
+            (CHAT, op::TYPING_START) => parse(e, ChatEvent::TypingStart),
+            (FUGUE_CHAT, fugue_op::GUILD_JOINED) => parse(e, ChatEvent::GuildJoined),
+            (FUGUE_CHAT, fugue_op::GUILD_LEFT) => parse(e, ChatEvent::GuildLeft),
+            (FUGUE_CHAT, fugue_op::ROLE_UPDATE) => parse(e, ChatEvent::RoleUpdate),
+            (FUGUE_CHAT, fugue_op::ROLE_DELETE) => parse(e, ChatEvent::RoleDelete),
+            (FUGUE_CHAT, fugue_op::MEMBER_UPDATE) => parse(e, ChatEvent::MemberUpdate),
+            (FUGUE_CHAT, fugue_op::OVERWRITE_UPDATE) => parse(e, ChatEvent::OverwriteUpdate),
+            (FUGUE_CHAT, fugue_op::BAN_ADD) => parse(e, ChatEvent::BanAdd),
+            (FUGUE_CHAT, fugue_op::BAN_REMOVE) => parse(e, ChatEvent::BanRemove),
+            (FUGUE_CHAT, fugue_op::GUILD_DELETE) => parse(e, ChatEvent::GuildDelete),
+            (CHAT | FUGUE_CHAT, _) => ChatEvent::Unknown(e.clone()),
+            _ => return None,
+        };
+        Some(event)
+    }
+}
+
+impl Gateway {
+    /// Subscribes to the `chat` and `fugue-chat` service channels; fails when the server
+    /// refuses either.
+    pub async fn subscribe_chat(&self) -> Result<()> {
+        for service in [CHAT, FUGUE_CHAT] {
+            let ack = self.subscribe(service).await?;
+            if !ack.success {
+                return Err(Error::Gateway(format!(
+                    "the server refused the {service} channel: {}",
+                    ack.error.as_deref().unwrap_or("no reason given")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the viewers of `channel_id` that this actor is typing (`chat` op 9; ephemeral).
+    pub async fn typing(&self, channel_id: u64) -> Result<()> {
+        let d = fugue_proto::gateway::payload(&Typing { channel_id });
+        self.send_service(CHAT, op::TYPING_START, d).await
+    }
+}
+
+impl GatewayEvent {
+    /// The chat event this is, when it is one.
+    pub fn chat(&self) -> Option<ChatEvent> {
+        match self {
+            GatewayEvent::Service { envelope } => ChatEvent::from_envelope(envelope),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn chat_frames_parse_by_namespace_and_opcode() {
+        let delete = Envelope::new(
+            CHAT,
+            op::MESSAGE_DELETE,
+            json!({"id": "5", "channel_id": "6", "guild_id": "7", "deleted_by": "a@example.com"}),
+        );
+        assert!(matches!(
+            ChatEvent::from_envelope(&delete),
+            Some(ChatEvent::MessageDelete(d)) if d.id == 5 && d.channel_id == 6
+        ));
+        let joined = Envelope::new(FUGUE_CHAT, fugue_op::GUILD_JOINED, json!({"guild_id": "9"}));
+        assert_eq!(
+            ChatEvent::from_envelope(&joined),
+            Some(ChatEvent::GuildJoined(GuildRef { guild_id: 9 }))
+        );
+        // The same opcode in the other namespace is another event.
+        let other = Envelope::new(CHAT, fugue_op::GUILD_JOINED, json!({"guild_id": "9"}));
+        assert!(matches!(
+            ChatEvent::from_envelope(&other),
+            Some(ChatEvent::MessageCreate(_)) | Some(ChatEvent::Malformed { .. })
+        ));
+        let unknown = Envelope::new(FUGUE_CHAT, 200, json!({}));
+        assert!(
+            matches!(ChatEvent::from_envelope(&unknown), Some(ChatEvent::Unknown(e)) if e.op == 200)
+        );
+        let bad = Envelope::new(CHAT, op::CHANNEL_DELETE, json!({"id": "x"}));
+        assert!(matches!(
+            ChatEvent::from_envelope(&bad),
+            Some(ChatEvent::Malformed { .. })
+        ));
+        assert_eq!(
+            ChatEvent::from_envelope(&Envelope::new("core", 3, json!({}))),
+            None
+        );
+    }
+}
