@@ -158,7 +158,12 @@ impl Server {
         );
         gateway.start(handoffs);
         let discovery =
-            discovery::Discovery::new(store.clone(), sessions.clone(), config.domain.clone());
+            discovery::Discovery::new(
+                store.clone(),
+                sessions.clone(),
+                config.domain.clone(),
+                &config.public_url,
+            );
         let chat = chat::Chat::new(
             store.clone(),
             events.clone(),

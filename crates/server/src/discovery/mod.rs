@@ -2,7 +2,8 @@
 //! service it uses, and which one is primary.
 //!
 //! Rules: only actors registered here change their list; the first provider of a service
-//! becomes its primary; changing the primary provider is sensitive (core §9.1.1), and so is
+//! becomes its primary; an actor of this server that lists no `chat` provider has this
+//! server as its primary one (chat comes with the account); changing the primary provider is sensitive (core §9.1.1), and so is
 //! removing it, after which the oldest remaining provider is promoted. Anyone may discover
 //! the list of an actor of this server. HTTP lives in `routes.rs`; second factors are
 //! checked by [`Sessions`], never here.
@@ -29,6 +30,8 @@ pub struct Discovery {
     store: Store,
     sessions: Sessions,
     domain: DomainName,
+    /// This server as a `chat` provider, for its actors that list none.
+    home_chat: Option<ProviderUrl>,
 }
 
 /// A stored row as the wire shows it. Rows were validated on the way in, so a failure here
@@ -48,11 +51,12 @@ fn service(row: ServiceRow) -> Result<Service, Error> {
 }
 
 impl Discovery {
-    pub fn new(store: Store, sessions: Sessions, domain: DomainName) -> Self {
+    pub fn new(store: Store, sessions: Sessions, domain: DomainName, public_url: &str) -> Self {
         Self {
             store,
             sessions,
             domain,
+            home_chat: public_url.parse().ok(),
         }
     }
 
@@ -252,6 +256,19 @@ impl Discovery {
             .into_iter()
             .map(service)
             .collect::<Result<Vec<_>, _>>()?;
+        let chat: ServiceName = fugue_proto::chat::CHAT
+            .parse()
+            .map_err(|_| Error::InvalidRequest("the chat service name".into()))?;
+        if name.as_ref().is_none_or(|n| *n == chat)
+            && !found.iter().any(|s| s.service == chat)
+            && let Some(url) = &self.home_chat
+        {
+            found.push(Service {
+                service: chat,
+                url: url.clone(),
+                primary: true,
+            });
+        }
         // Stable: by service, then oldest first, within each group.
         found.sort_by_key(|s| !s.primary);
         match limit {

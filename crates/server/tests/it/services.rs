@@ -143,20 +143,30 @@ async fn the_first_provider_of_a_service_becomes_primary_and_anyone_discovers_th
 }
 
 #[tokio::test]
-async fn discovery_is_204_when_empty_and_404_for_actors_not_registered_here() {
+async fn chat_comes_with_the_account_other_services_are_204_when_empty_and_strangers_404() {
     let server = TestServer::start().await;
     let alice = server.register("alice").await;
     let fid = server.fid("alice");
-    for path in [discover_path(&fid, None), discover_path(&fid, Some("chat"))] {
-        let resp = server.get(&path).await;
-        assert_eq!(resp.status(), StatusCode::NO_CONTENT, "{path}");
-        assert!(resp.bytes().await.unwrap().is_empty());
-    }
-    assert_eq!(alice.services().await.unwrap(), vec![]);
+    // A new account chats on its home server until it lists a chat provider of its own.
+    let home = service("chat", &server.url, true);
+    assert_eq!(alice.services().await.unwrap(), vec![home.clone()]);
+    let resp = server.get(&discover_path(&fid, Some("mls"))).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(resp.bytes().await.unwrap().is_empty());
     // Another service's providers are not these.
     add(&alice, "mls", "https://m.example").await;
     let resp = server.get(&discover_path(&fid, Some("chat"))).await;
-    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(resp.status(), StatusCode::OK);
+    // A chat provider listed replaces the home server's.
+    add(&alice, "chat", "https://c.example").await;
+    let listed: Vec<_> = alice
+        .services()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.service.as_str() == "chat")
+        .collect();
+    assert_eq!(listed, vec![service("chat", "https://c.example", true)]);
 
     for who in ["nobody@localhost", "alice@other.example", "not-a-fid"] {
         for path in [
@@ -532,7 +542,11 @@ async fn removals_are_all_or_nothing_and_check_their_lists() {
         .await
         .unwrap();
     assert_eq!(canonical(resp, StatusCode::OK).await, json!([]));
-    assert_eq!(alice.services().await.unwrap(), vec![]);
+    // With no chat provider listed, the home server is the one again.
+    assert_eq!(
+        alice.services().await.unwrap(),
+        vec![service("chat", &server.url, true)]
+    );
     let resp = alice
         .client()
         .raw()
