@@ -357,7 +357,11 @@ async fn run(engine: &Engine, quick: bool) {
 
     // S2: 100 members, 10 senders, 2,000 messages.
     let channel = guild_with_channel(&sessions[0], &sessions[1..100]).await;
-    let total = 2000 / scale;
+    // `FUGUE_BENCH_S2_MESSAGES` makes S2 longer, e.g. to profile it.
+    let total = std::env::var("FUGUE_BENCH_S2_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000 / scale);
     let s = sessions.clone();
     let (rate, lat) = load(10, total, Duration::from_secs(120), move |i| {
         let s = s.clone();

@@ -121,6 +121,12 @@ pub(crate) async fn serve_child(
     configure: impl FnOnce(&mut Config),
     extra: impl FnOnce(&Server) -> axum::Router,
 ) {
+    // What the server logs as failures reaches the benchmark's terminal (children started
+    // with their stderr shown).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .try_init();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut config = Config::new(domain.parse().unwrap(), format!("http://{addr}"));

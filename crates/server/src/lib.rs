@@ -157,13 +157,12 @@ impl Server {
             tasks.clone(),
         );
         gateway.start(handoffs);
-        let discovery =
-            discovery::Discovery::new(
-                store.clone(),
-                sessions.clone(),
-                config.domain.clone(),
-                &config.public_url,
-            );
+        let discovery = discovery::Discovery::new(
+            store.clone(),
+            sessions.clone(),
+            config.domain.clone(),
+            &config.public_url,
+        );
         let chat = chat::Chat::new(
             store.clone(),
             events.clone(),

@@ -150,9 +150,6 @@ pub enum Conflict {
     /// The message was edited or deleted since it was read.
     #[error("the message changed")]
     MessageChanged,
-    /// A guild kept changing while its permissions were read.
-    #[error("the guild kept changing")]
-    GuildBusy,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -131,6 +131,15 @@ impl Store {
         }
     }
 
+    /// Several reads that see one committed state of the database (a read transaction):
+    /// the rows of each, in order.
+    async fn read_together(&self, reads: Vec<(&'static str, Vec<Value>)>) -> Result<Vec<Vec<Row>>> {
+        match &self.engine {
+            Engine::Sqlite(e) => e.read_together(reads).await,
+            Engine::Postgres(e) => Box::pin(e.read_together(reads)).await,
+        }
+    }
+
     /// A transaction whose row counts nobody needs.
     async fn commit(&self, stmts: Vec<Stmt>) -> Result<()> {
         self.transaction_rows(stmts).await.map(|_| ())

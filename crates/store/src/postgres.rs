@@ -133,6 +133,27 @@ impl Postgres {
         transaction(&self.pool, stmts).await
     }
 
+    /// Reads that see one state of the database: one read-only, repeatable-read transaction.
+    pub async fn read_together(
+        &self,
+        reads: Vec<(&'static str, Vec<Value>)>,
+    ) -> Result<Vec<Vec<Row>>> {
+        let mut tx = self.pool.begin().await.map_err(map_err)?;
+        tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+            .map_err(map_err)?;
+        let mut out = Vec::with_capacity(reads.len());
+        for (sql, params) in reads {
+            let rows = bind(sql, params)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            out.push(rows.iter().map(decode).collect::<Result<Vec<Row>>>()?);
+        }
+        tx.commit().await.map_err(map_err)?;
+        Ok(out)
+    }
+
     /// A transaction committed together with the others queued at the same time. All of a
     /// group run in one transaction; if any of them is refused, the group is rolled back and
     /// each runs alone, so a refusal stays its own. Answered after the commit that holds it.

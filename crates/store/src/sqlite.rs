@@ -20,8 +20,13 @@ const READERS: usize = 2;
 
 type Reply<T> = oneshot::Sender<Result<T>>;
 
+/// Several reads that must see one state of the database.
+pub(crate) type Reads = Vec<(&'static str, Vec<Value>)>;
+
 enum Job {
     Query(&'static str, Vec<Value>, Reply<Vec<Row>>),
+    /// Reads in one read transaction (one WAL snapshot).
+    Read(Reads, Reply<Vec<Vec<Row>>>),
     Tx(Vec<Stmt>, Reply<Vec<(u64, Vec<Row>)>>),
     Batch(String, Reply<()>),
 }
@@ -137,6 +142,9 @@ fn serve(mut conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             Job::Query(sql, params, reply) => {
                 let _ = reply.send(run(&conn, sql, &params).map(|(rows, _)| rows));
             }
+            Job::Read(reads, reply) => {
+                let _ = reply.send(read_together(&mut conn, &reads));
+            }
             Job::Tx(stmts, reply) => {
                 let _ = reply.send(transaction(&mut conn, &stmts));
             }
@@ -223,6 +231,14 @@ fn write_group(conn: &mut Connection, group: Vec<Job>) {
                     c.execute_batch(&sql).map_err(map_err)
                 }));
             }
+            Job::Read(reads, reply) => {
+                let _ = reply.send(in_savepoint(conn, |c| {
+                    reads
+                        .iter()
+                        .map(|(sql, p)| run(c, sql, p).map(|(rows, _)| rows))
+                        .collect()
+                }));
+            }
         }
     }
     let outcome = conn.execute_batch("COMMIT").map_err(map_err);
@@ -235,6 +251,17 @@ fn write_group(conn: &mut Connection, group: Vec<Job>) {
             Err(e) => Err(Error::Backend(e.to_string())),
         });
     }
+}
+
+/// Reads in one transaction: every one of them sees the same committed state.
+fn read_together(conn: &mut Connection, reads: &Reads) -> Result<Vec<Vec<Row>>> {
+    let tx = conn.transaction().map_err(map_err)?;
+    let out = reads
+        .iter()
+        .map(|(sql, params)| run(&tx, sql, params).map(|(rows, _)| rows))
+        .collect::<Result<Vec<_>>>()?;
+    tx.commit().map_err(map_err)?;
+    Ok(out)
 }
 
 /// `f` inside a savepoint of the open transaction: kept on success, undone on failure.
@@ -250,6 +277,9 @@ fn run_job(conn: &mut Connection, job: Job) {
         Job::Query(sql, params, reply) => {
             let _ = reply.send(run(conn, sql, &params).map(|(rows, _)| rows));
         }
+        Job::Read(reads, reply) => {
+            let _ = reply.send(read_together(conn, &reads));
+        }
         Job::Tx(stmts, reply) => {
             let _ = reply.send(transaction(conn, &stmts));
         }
@@ -262,6 +292,7 @@ fn run_job(conn: &mut Connection, job: Job) {
 fn fail(job: Job, e: Error) {
     match job {
         Job::Query(_, _, reply) => drop(reply.send(Err(e))),
+        Job::Read(_, reply) => drop(reply.send(Err(e))),
         Job::Tx(_, reply) => drop(reply.send(Err(e))),
         Job::Batch(_, reply) => drop(reply.send(Err(e))),
     }
@@ -353,6 +384,11 @@ impl Sqlite {
 
     pub async fn transaction(&self, stmts: Vec<Stmt>) -> Result<Vec<(u64, Vec<Row>)>> {
         Self::ask(&self.writer, |r| Job::Tx(stmts, r)).await
+    }
+
+    /// Reads that see one state of the database, on a reader.
+    pub async fn read_together(&self, reads: Reads) -> Result<Vec<Vec<Row>>> {
+        Self::ask(&self.readers, |r| Job::Read(reads, r)).await
     }
 
     /// Applies the migrations newer than the recorded version, each in one transaction with

@@ -2088,3 +2088,19 @@ async fn a_message_sent_on_one_node_reaches_members_connected_to_another() {
         "a removed member received a message"
     );
 }
+
+#[tokio::test]
+async fn many_join_a_guild_at_once() {
+    let server = TestServer::start().await;
+    let owner = Who::new(&server, "owner").await;
+    let (g, _) = owner.create_guild("crowd", false).await;
+    let mut joiners = Vec::new();
+    for i in 0..20 {
+        joiners.push(Who::new(&server, &format!("j{i}")).await);
+    }
+    let joins = joiners.iter().map(|j| j.join(g.id, None));
+    for resp in futures_util::future::join_all(joins).await {
+        let status = resp.status().as_u16();
+        assert_eq!(status, 201, "{}", resp.text().await.unwrap());
+    }
+}

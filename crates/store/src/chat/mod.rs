@@ -461,46 +461,75 @@ impl Store {
 
     /// Everything permissions in a guild depend on, as one consistent picture.
     pub async fn guild_access(&self, guild_id: i64) -> Result<Option<GuildAccess>> {
-        // Read in one go on one snapshot would need a read transaction; instead the version
-        // is read first and last, and the read repeated when a write came between.
-        for _ in 0..3 {
-            let Some(g) = self.guild(guild_id).await? else {
-                return Ok(None);
-            };
-            let roles = self.roles(guild_id).await?;
-            let members = self
-                .query(
+        // One read transaction: every part of the answer belongs to the same version.
+        let p = || params![guild_id];
+        let mut parts = self
+            .read_together(vec![
+                (
+                    concat!(
+                        "SELECT ",
+                        guild_columns!(),
+                        " FROM guilds WHERE id = $1 AND deleted_at IS NULL"
+                    ),
+                    p(),
+                ),
+                (
+                    concat!(
+                        "SELECT ",
+                        role_columns!(),
+                        " FROM roles WHERE guild_id = $1 ORDER BY position, id"
+                    ),
+                    p(),
+                ),
+                (
                     "SELECT actor_id, since FROM guild_members WHERE guild_id = $1",
-                    params![guild_id],
-                )
-                .await?
-                .iter()
-                .map(|r| Ok((r.i64(0)?, r.i64(1)?)))
-                .collect::<Result<Vec<_>>>()?;
-            let member_roles = self
-                .query(
+                    p(),
+                ),
+                (
                     "SELECT actor_id, role_id FROM member_roles WHERE guild_id = $1",
-                    params![guild_id],
-                )
-                .await?
-                .iter()
+                    p(),
+                ),
+                (
+                    concat!(
+                        "SELECT ",
+                        channel_columns!(),
+                        " FROM channels WHERE guild_id = $1 ORDER BY position, id"
+                    ),
+                    p(),
+                ),
+                (
+                    concat!(
+                        "SELECT ",
+                        overwrite_columns!(),
+                        " FROM channel_overwrites o JOIN channels c ON c.id = o.channel_id WHERE c.guild_id = $1"
+                    ),
+                    p(),
+                ),
+            ])
+            .await?
+            .into_iter();
+        let mut next = || parts.next().unwrap_or_default();
+        let Some(g) = next().first().map(guild).transpose()? else {
+            return Ok(None);
+        };
+        let pairs = |rows: Vec<Row>| {
+            rows.iter()
                 .map(|r| Ok((r.i64(0)?, r.i64(1)?)))
-                .collect::<Result<Vec<_>>>()?;
-            let channels = self.channels(guild_id).await?;
-            let overwrites = self.guild_overwrites(guild_id).await?;
-            let again = self.guild(guild_id).await?;
-            if again.as_ref().map(|a| a.access_version) == Some(g.access_version) {
-                return Ok(Some(GuildAccess {
-                    guild: g,
-                    roles,
-                    members,
-                    member_roles,
-                    channels,
-                    overwrites,
-                }));
-            }
-        }
-        Err(crate::Error::Conflict(Conflict::GuildBusy))
+                .collect::<Result<Vec<_>>>()
+        };
+        let roles = next().iter().map(role).collect::<Result<Vec<_>>>()?;
+        let members = pairs(next())?;
+        let member_roles = pairs(next())?;
+        let channels = next().iter().map(channel).collect::<Result<Vec<_>>>()?;
+        let overwrites = next().iter().map(overwrite).collect::<Result<Vec<_>>>()?;
+        Ok(Some(GuildAccess {
+            guild: g,
+            roles,
+            members,
+            member_roles,
+            channels,
+            overwrites,
+        }))
     }
 
     // ---- channels ----
