@@ -153,6 +153,12 @@ pub enum Conflict {
     /// A guild kept changing while its permissions were read.
     #[error("the guild kept changing")]
     GuildBusy,
+    /// The conversation does not exist or is closed.
+    #[error("no such conversation")]
+    ConversationMissing,
+    /// The conversation has as many members as allowed.
+    #[error("the conversation is full")]
+    ConversationFull,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

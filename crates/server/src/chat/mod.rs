@@ -11,6 +11,8 @@
 //! (`follow.rs`). Foreign actors signed in by key trial are members like local ones.
 //! HTTP lives in `routes.rs`; the store holds no rule.
 
+mod conversation_routes;
+mod conversations;
 mod error;
 mod follow;
 mod messages;
@@ -332,17 +334,25 @@ impl Chat {
         let c = match cache_get(&self.channel_refs, &id) {
             Some(c) => c,
             None => {
-                let row = self.store.channel(id).await?.ok_or_else(not_found)?;
-                let c = ChannelRef {
-                    id: row.id,
-                    guild_id: row.guild_id,
-                    kind: row.kind,
+                let c = match self.store.channel(id).await? {
+                    Some(row) => ChannelRef {
+                        id: row.id,
+                        guild_id: row.guild_id,
+                        kind: row.kind,
+                    },
+                    // A conversation is a channel of its own stream.
+                    None => self.conversation_ref(id).await?.ok_or_else(not_found)?,
                 };
                 cache_insert(&self.channel_refs, id, c);
                 c
             }
         };
-        let s = self.snapshot(c.guild_id).await?.ok_or_else(not_found)?;
+        let s = if c.id == c.guild_id {
+            self.conversation_snapshot(c.id).await?
+        } else {
+            self.snapshot(c.guild_id).await?
+        }
+        .ok_or_else(not_found)?;
         let p = s.in_channel(actor.id, c.id).ok_or_else(not_found)?;
         if !p.contains(Permissions::VIEW_CHANNEL) {
             return Err(not_found());

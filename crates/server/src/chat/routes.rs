@@ -38,13 +38,13 @@ pub(crate) fn router() -> Routes {
         .at(&api::join_guild::ENDPOINT, join_guild)
         .at(&api::leave_guild::ENDPOINT, leave_guild)
         .at(&api::kick_member::ENDPOINT, kick_member)
-        .at(&api::create_dm::ENDPOINT, not_yet)
-        .at(&api::list_dms::ENDPOINT, not_yet)
         .at(&api::create_invite::ENDPOINT, create_invite)
         .at(&api::list_invites::ENDPOINT, list_invites)
         .at(&api::delete_invite::ENDPOINT, delete_invite)
         .in_namespace(CHAT)
         .merge(fugue_router())
+        .merge(super::conversation_routes::dm_router())
+        .merge(super::conversation_routes::group_router())
 }
 
 /// The endpoints of `fugue-chat`.
@@ -325,11 +325,6 @@ async fn kick_member(
 ) -> ApiResult<Response> {
     chat(&app).kick(&authed, guild_id, &fid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST` and `GET /users/@me/channels`: direct messages come with conversations.
-async fn not_yet(AnySession(_): AnySession) -> ApiResult<Response> {
-    Err(Error::NotImplemented.into())
 }
 
 /// `POST /channels/{channel_id}/invites`
