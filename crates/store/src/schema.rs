@@ -309,6 +309,7 @@ CREATE TABLE conversation_members (
     actor_id BIGINT NOT NULL REFERENCES actors(id),
     joined_at BIGINT NOT NULL,
     since BIGINT NOT NULL,
+    rank BIGINT NOT NULL DEFAULT 0,
     PRIMARY KEY (conversation_id, actor_id)
 );
 CREATE INDEX conversation_members_actor ON conversation_members (actor_id);

@@ -599,7 +599,7 @@ impl Chat {
             .iter()
             .filter(|m| m.actor_id != target.to_store())
             .collect();
-        let mut events = vec![removed];
+        let mut events = Vec::new();
         let mut owner = None;
         let mut closed_at = None;
         if let Some(next) = remaining.first().filter(|_| c.row.owner_id == Some(target.to_store()))
@@ -633,8 +633,12 @@ impl Chat {
                 },
                 members: Vec::new(),
             };
+            // Announced before the departure, while the last member still follows.
             events.push(Self::updated(c.row.id, &self.conversation_view(&closed).await?));
         }
+        // The departure first, then a new owner: followers learn them in that order.
+        let at = usize::from(closed_at.is_some());
+        events.insert(at, removed);
         events.push(left);
         let positions = self
             .store

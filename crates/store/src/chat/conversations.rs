@@ -72,13 +72,14 @@ fn touch(id: i64) -> Stmt {
 }
 
 /// The insert of a member whose membership begins at the stream's head (between the take
-/// and the write of the event that announces it).
-fn insert_member(id: i64, actor_id: i64, now: i64) -> Stmt {
+/// and the write of the event that announces it). `rank` orders those who joined at once
+/// (at creation: the creator, then the others as named).
+fn insert_member(id: i64, actor_id: i64, now: i64, rank: i64) -> Stmt {
     Stmt::new(
-        "INSERT INTO conversation_members (conversation_id, actor_id, joined_at, since)
-         SELECT $1, $2, $3, head FROM streams WHERE id = $1
+        "INSERT INTO conversation_members (conversation_id, actor_id, joined_at, since, rank)
+         SELECT $1, $2, $3, head, $4 FROM streams WHERE id = $1
          ON CONFLICT (conversation_id, actor_id) DO NOTHING",
-        params![id, actor_id, now],
+        params![id, actor_id, now, rank],
     )
     .affects(1)
     .or(Conflict::AlreadyMember)
@@ -118,8 +119,8 @@ impl Store {
         let at = stmts.len();
         let Append { take, write } = Append::new(created);
         stmts.push(take);
-        for m in members {
-            stmts.push(insert_member(c.id, *m, c.created_at));
+        for (rank, m) in (0..).zip(members) {
+            stmts.push(insert_member(c.id, *m, c.created_at, rank));
         }
         stmts.push(write);
         let actors: Vec<usize> = joined
@@ -165,12 +166,12 @@ impl Store {
         .transpose()
     }
 
-    /// The members, longest-standing first.
+    /// The members, longest-standing first (at creation: the creator, then as named).
     pub async fn conversation_members(&self, id: i64) -> Result<Vec<ConversationMemberRow>> {
         self.query(
             "SELECT m.conversation_id, m.actor_id, a.local_name, m.joined_at, m.since
              FROM conversation_members m JOIN actors a ON a.id = m.actor_id
-             WHERE m.conversation_id = $1 ORDER BY m.since, m.joined_at, m.actor_id",
+             WHERE m.conversation_id = $1 ORDER BY m.since, m.rank",
             params![id],
         )
         .await?
@@ -226,7 +227,7 @@ impl Store {
         let at = stmts.len();
         let Append { take, write } = Append::new(added);
         stmts.push(take);
-        stmts.push(insert_member(id, actor_id, now));
+        stmts.push(insert_member(id, actor_id, now, 0));
         stmts.push(write);
         let actor = push_append(&mut stmts, joined);
         let out = self.transaction_rows(stmts).await?;
