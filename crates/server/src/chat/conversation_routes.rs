@@ -122,7 +122,9 @@ async fn leave(
     AnySession(authed): AnySession,
     Path(id): Path<u64>,
 ) -> ApiResult<Response> {
-    app.chat.remove_conversation_member(&authed, id, None).await?;
+    app.chat
+        .remove_conversation_member(&authed, id, None)
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -43,9 +43,7 @@ struct Loaded {
 
 impl Loaded {
     fn is_member(&self, actor: ActorId) -> bool {
-        self.members
-            .iter()
-            .any(|m| m.actor_id == actor.to_store())
+        self.members.iter().any(|m| m.actor_id == actor.to_store())
     }
 
     fn is_group(&self) -> bool {
@@ -264,13 +262,8 @@ impl Chat {
     }
 
     fn joined_conversation(actor: ActorId, view: &Conversation) -> Publish {
-        Publish::to_actor(
-            actor,
-            FUGUE_CHAT,
-            fugue_op::CONVERSATION_JOINED,
-            json(view),
-        )
-        .changes_access()
+        Publish::to_actor(actor, FUGUE_CHAT, fugue_op::CONVERSATION_JOINED, json(view))
+            .changes_access()
     }
 
     fn left_conversation(actor: ActorId, id: u64) -> Publish {
@@ -602,7 +595,9 @@ impl Chat {
         let mut events = Vec::new();
         let mut owner = None;
         let mut closed_at = None;
-        if let Some(next) = remaining.first().filter(|_| c.row.owner_id == Some(target.to_store()))
+        if let Some(next) = remaining
+            .first()
+            .filter(|_| c.row.owner_id == Some(target.to_store()))
         {
             // The longest-standing member (the first by `since`) takes over.
             owner = Some((target.to_store(), Some(next.actor_id)));
@@ -634,7 +629,10 @@ impl Chat {
                 members: Vec::new(),
             };
             // Announced before the departure, while the last member still follows.
-            events.push(Self::updated(c.row.id, &self.conversation_view(&closed).await?));
+            events.push(Self::updated(
+                c.row.id,
+                &self.conversation_view(&closed).await?,
+            ));
         }
         // The departure first, then a new owner: followers learn them in that order.
         let at = usize::from(closed_at.is_some());
@@ -697,9 +695,7 @@ impl Chat {
 }
 
 fn full() -> Error {
-    Error::Invalid(format!(
-        "a group has at most {MAX_GROUP_MEMBERS} members"
-    ))
+    Error::Invalid(format!("a group has at most {MAX_GROUP_MEMBERS} members"))
 }
 
 /// A conversation write the store refused: someone changed it meanwhile.

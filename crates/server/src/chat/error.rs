@@ -47,8 +47,6 @@ pub enum Error {
     Changed,
     #[error("{0}")]
     Forbidden(String),
-    #[error("direct messages are not served yet")]
-    NotImplemented,
     #[error("{0} is not an actor this server can reach")]
     UserNotFound(String),
     #[error("only the group's owner may do this")]
@@ -75,9 +73,7 @@ impl From<Error> for ApiError {
             Error::MissingPermission(_)
             | Error::NotOwner
             | Error::NotAuthor
-            | Error::NotGroupOwner => {
-                (S::FORBIDDEN, ErrorCode::MissingPermission)
-            }
+            | Error::NotGroupOwner => (S::FORBIDDEN, ErrorCode::MissingPermission),
             Error::Banned => (S::FORBIDDEN, ErrorCode::Banned),
             Error::AlreadyMember => (S::CONFLICT, ErrorCode::ConcurrentChange),
             Error::OwnerCannotLeave => (S::CONFLICT, ErrorCode::OwnerCannotLeave),
@@ -89,7 +85,6 @@ impl From<Error> for ApiError {
             Error::NonceReused(_) => (S::CONFLICT, ErrorCode::NonceReused),
             Error::Changed => (S::CONFLICT, ErrorCode::ConcurrentChange),
             Error::Forbidden(_) => (S::FORBIDDEN, ErrorCode::Forbidden),
-            Error::NotImplemented => (S::NOT_IMPLEMENTED, ErrorCode::NotImplemented),
             Error::UserNotFound(_) => (S::NOT_FOUND, ErrorCode::UserNotFound),
             Error::Sessions(e) => return e.into(),
             Error::Federation(e) => return foreign_cert(e),

@@ -129,7 +129,8 @@ impl<'a> Who<'a> {
     }
 
     async fn leave(&self, group: u64) -> reqwest::Response {
-        self.call(api::leave_conversation::target(group), None).await
+        self.call(api::leave_conversation::target(group), None)
+            .await
     }
 
     /// A gateway connection subscribed to `chat` and `fugue-chat`.
@@ -217,7 +218,12 @@ async fn a_dm_between_two_local_actors_is_theirs_alone() {
     let again: Conversation = ok(alice.dm(&bob.fid()).await, 200).await;
     let from_bob: Conversation = ok(bob.dm(&alice.fid()).await, 200).await;
     assert_eq!((again.id, from_bob.id), (dm.id, dm.id));
-    problem(alice.dm(&alice.fid()).await, 400, ErrorCode::InvalidChatInput).await;
+    problem(
+        alice.dm(&alice.fid()).await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
     let nobody: FederationId = "nobody@localhost".parse().unwrap();
     problem(alice.dm(&nobody).await, 404, ErrorCode::UserNotFound).await;
     let elsewhere: FederationId = "bob@elsewhere.test".parse().unwrap();
@@ -242,9 +248,7 @@ async fn a_dm_between_two_local_actors_is_theirs_alone() {
     )
     .await;
     problem(
-        carol
-            .call(api::get_conversation::target(dm.id), None)
-            .await,
+        carol.call(api::get_conversation::target(dm.id), None).await,
         404,
         ErrorCode::ChannelNotFound,
     )
@@ -275,17 +279,9 @@ async fn a_dm_between_two_local_actors_is_theirs_alone() {
     )
     .await;
 
-    let listed: Vec<Conversation> = ok(
-        bob.call(api::list_dms::target(), None).await,
-        200,
-    )
-    .await;
+    let listed: Vec<Conversation> = ok(bob.call(api::list_dms::target(), None).await, 200).await;
     assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), vec![dm.id]);
-    let none: Vec<Conversation> = ok(
-        carol.call(api::list_dms::target(), None).await,
-        200,
-    )
-    .await;
+    let none: Vec<Conversation> = ok(carol.call(api::list_dms::target(), None).await, 200).await;
     assert!(none.is_empty());
 }
 
@@ -310,12 +306,7 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
         );
     }
     // The recipient must be registered on the server asked.
-    problem(
-        bob.dm(&alice.fid()).await,
-        404,
-        ErrorCode::UserNotFound,
-    )
-    .await;
+    problem(bob.dm(&alice.fid()).await, 404, ErrorCode::UserNotFound).await;
 
     // Bob's group on beta with alice of alpha: alpha answers for her.
     let dave_of_alpha = alpha.register("dave").await;
@@ -325,14 +316,22 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
     assert_eq!(group.recipients, vec![bob.fid(), alice.fid(), carol.fid()]);
     // An actor alpha does not know cannot be added.
     let ghost: FederationId = "ghost@alpha.test".parse().unwrap();
-    problem(bob.add(group.id, &ghost).await, 404, ErrorCode::UserNotFound).await;
+    problem(
+        bob.add(group.id, &ghost).await,
+        404,
+        ErrorCode::UserNotFound,
+    )
+    .await;
     // One alpha has: recorded here, and a member.
     let added: ConversationMember = ok(bob.add(group.id, dave_of_alpha.fid()).await, 200).await;
     assert_eq!(added.fid.to_string(), "dave@alpha.test");
 
     let posted: Message = ok(alice.send(group.id, "g1", "alpha in the group").await, 201).await;
     let history: Vec<Message> = ok(carol.history(group.id).await, 200).await;
-    assert_eq!(history.iter().map(|m| m.id).collect::<Vec<_>>(), vec![posted.id]);
+    assert_eq!(
+        history.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![posted.id]
+    );
 
     // Ownership goes to the foreign member, who then removes carol.
     let handed: Conversation = ok(
@@ -351,8 +350,16 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
         ErrorCode::MissingPermission,
     )
     .await;
-    assert_eq!(status(alice.remove(group.id, &carol.fid()).await).await, 204);
-    problem(carol.history(group.id).await, 404, ErrorCode::ChannelNotFound).await;
+    assert_eq!(
+        status(alice.remove(group.id, &carol.fid()).await).await,
+        204
+    );
+    problem(
+        carol.history(group.id).await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
     let now: Conversation = ok(
         bob.call(api::get_conversation::target(group.id), None)
             .await,
@@ -360,7 +367,10 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
     )
     .await;
     assert_eq!(
-        now.recipients.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        now.recipients
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
         vec!["bob@beta.test", "alice@alpha.test", "dave@alpha.test"]
     );
 }
@@ -388,7 +398,12 @@ async fn only_the_owner_adds_and_removes_and_a_group_holds_fifteen() {
     let g: Conversation = ok(owner.group(&fids[..2]).await, 201).await;
     let (m0, m1, m2) = (&others[0], &others[1], &others[2]);
     // A member who is not the owner adds and removes no one else.
-    problem(m0.add(g.id, &m2.fid()).await, 403, ErrorCode::MissingPermission).await;
+    problem(
+        m0.add(g.id, &m2.fid()).await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
     problem(
         m0.remove(g.id, &m1.fid()).await,
         403,
@@ -416,7 +431,12 @@ async fn only_the_owner_adds_and_removes_and_a_group_holds_fifteen() {
     )
     .await;
     assert_eq!(renamed.name.as_deref(), Some("the fifteen"));
-    problem(owner.add(g.id, &fids[1]).await, 409, ErrorCode::ConcurrentChange).await;
+    problem(
+        owner.add(g.id, &fids[1]).await,
+        409,
+        ErrorCode::ConcurrentChange,
+    )
+    .await;
     // The owner fills it up to 15; the 16th is refused.
     for m in &fids[2..14] {
         ok::<ConversationMember>(owner.add(g.id, m).await, 200).await;
@@ -510,7 +530,12 @@ async fn members_receive_a_groups_events_and_lose_them_when_removed() {
         ErrorCode::ChannelNotFound,
     )
     .await;
-    problem(alice.add(g.id, &bob.fid()).await, 404, ErrorCode::ChannelNotFound).await;
+    problem(
+        alice.add(g.id, &bob.fid()).await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
     let none: Vec<Conversation> = ok(bob.call(api::list_dms::target(), None).await, 200).await;
     assert!(none.is_empty());
 }

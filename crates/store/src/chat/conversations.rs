@@ -123,10 +123,7 @@ impl Store {
             stmts.push(insert_member(c.id, *m, c.created_at, rank));
         }
         stmts.push(write);
-        let actors: Vec<usize> = joined
-            .iter()
-            .map(|e| push_append(&mut stmts, e))
-            .collect();
+        let actors: Vec<usize> = joined.iter().map(|e| push_append(&mut stmts, e)).collect();
         let out = self.transaction_rows(stmts).await?;
         let positions = actors
             .into_iter()
