@@ -9,6 +9,7 @@ use fugue_proto::FederationId;
 use fugue_proto::api;
 use fugue_proto::chat::{CHAT, FUGUE_CHAT};
 
+use super::routes::Limited;
 use crate::AppState;
 use crate::http::{ApiResult, Json, Path, created, ok};
 use crate::routes::Routes;
@@ -58,13 +59,19 @@ async fn list_dms(
     Ok(ok(app.chat.conversations(&authed).await?).into_response())
 }
 
-/// `POST /conversations`
+/// `POST /conversations` (counted as a guild operation: it writes to up to 15 actors'
+/// streams).
 async fn create_group(
     State(app): State<AppState>,
     AnySession(authed): AnySession,
     Json(req): Json<api::create_group::Request>,
 ) -> ApiResult<Response> {
-    Ok(created(app.chat.create_group(&authed, req).await?).into_response())
+    let limited = match Limited::take(app.chat.limits.guild_ops.take(authed.actor.id)) {
+        Ok(l) => l,
+        Err(s) => return Ok(Limited::refused(s)),
+    };
+    let group = app.chat.create_group(&authed, req).await?;
+    Ok(limited.headers(created(group).into_response()))
 }
 
 /// `GET /conversations/{id}`

@@ -87,6 +87,16 @@ pub struct ChannelRef {
     pub kind: i64,
 }
 
+impl ChannelRef {
+    /// A DM or group: a channel of its own stream, without a guild.
+    pub fn is_conversation(&self) -> bool {
+        matches!(
+            u8::try_from(self.kind),
+            Ok(channel_type::DM | channel_type::GROUP)
+        )
+    }
+}
+
 /// A local actor's certificate as stored, parsed once.
 pub struct LocalCert {
     pub actor_id: i64,
@@ -347,7 +357,7 @@ impl Chat {
                 c
             }
         };
-        let s = if c.id == c.guild_id {
+        let s = if c.is_conversation() {
             self.conversation_snapshot(c.id).await?
         } else {
             self.snapshot(c.guild_id).await?

@@ -283,6 +283,22 @@ async fn a_dm_between_two_local_actors_is_theirs_alone() {
     assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), vec![dm.id]);
     let none: Vec<Conversation> = ok(carol.call(api::list_dms::target(), None).await, 200).await;
     assert!(none.is_empty());
+
+    // Typing and messages reach the other member, not a third actor.
+    let mut bob_ws = bob.connect().await;
+    let mut carol_ws = carol.connect().await;
+    let mut alice_ws = alice.connect().await;
+    ws::send(
+        &mut alice_ws,
+        json!({"n": "chat", "op": 9, "d": {"channel_id": dm.id.to_string()}}),
+    )
+    .await;
+    let typing = until(&mut bob_ws, "chat", 9).await;
+    assert_eq!(typing["d"]["channel_id"], dm.id.to_string(), "{typing}");
+    let late: Message = ok(alice.send(dm.id, "a2", "are you there?").await, 201).await;
+    let got = until(&mut bob_ws, "chat", 0).await;
+    assert_eq!(got["d"]["id"], late.id.to_string(), "{got}");
+    quiet(&mut carol_ws, "carol is not in the DM").await;
 }
 
 #[tokio::test]
