@@ -342,11 +342,16 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
     let added: ConversationMember = ok(bob.add(group.id, dave_of_alpha.fid()).await, 200).await;
     assert_eq!(added.fid.to_string(), "dave@alpha.test");
 
+    // Alice's connection to beta's gateway follows the group like a local member's.
+    let mut alice_ws = alice.connect().await;
+    let from_bob: Message = ok(bob.send(group.id, "b2", "welcome, alpha").await, 201).await;
+    let got = until(&mut alice_ws, "chat", 0).await;
+    assert_eq!(got["d"]["id"], from_bob.id.to_string(), "{got}");
     let posted: Message = ok(alice.send(group.id, "g1", "alpha in the group").await, 201).await;
     let history: Vec<Message> = ok(carol.history(group.id).await, 200).await;
     assert_eq!(
         history.iter().map(|m| m.id).collect::<Vec<_>>(),
-        vec![posted.id]
+        vec![posted.id, from_bob.id]
     );
 
     // Ownership goes to the foreign member, who then removes carol.
