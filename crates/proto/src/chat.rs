@@ -148,6 +148,10 @@ pub mod channel_type {
     pub const FORUM: u8 = 3;
     /// A category: holds no messages, is the `parent_id` of other channels.
     pub const CATEGORY: u8 = 4;
+    /// A direct-message conversation (guild-less; `crate::conversation`).
+    pub const DM: u8 = 10;
+    /// A group conversation (guild-less; `crate::conversation`).
+    pub const GROUP: u8 = 11;
 
     pub fn known(t: u8) -> bool {
         matches!(t, TEXT | THREAD | FORUM | CATEGORY)
@@ -534,6 +538,21 @@ pub mod fugue_op {
     pub const BAN_REMOVE: u16 = 7;
     /// The guild was deleted (d: [`super::GuildRef`]).
     pub const GUILD_DELETE: u16 = 8;
+    /// On the actor's own stream: it is now a member of a conversation (d:
+    /// [`crate::conversation::Conversation`]).
+    pub const CONVERSATION_JOINED: u16 = 20;
+    /// On the actor's own stream: it no longer is (left or removed; d:
+    /// [`crate::conversation::ConversationRef`]).
+    pub const CONVERSATION_LEFT: u16 = 21;
+    /// A conversation began (the first event of its stream) or was renamed or closed (d:
+    /// [`crate::conversation::Conversation`]).
+    pub const CONVERSATION_UPDATE: u16 = 22;
+    /// A member was added to a group (d: [`crate::conversation::ConversationMember`]).
+    pub const CONVERSATION_MEMBER_ADD: u16 = 23;
+    /// A member left or was removed (d: [`crate::conversation::ConversationMember`]).
+    pub const CONVERSATION_MEMBER_REMOVE: u16 = 24;
+    /// A group has a new owner (d: [`crate::conversation::OwnerChange`]).
+    pub const CONVERSATION_OWNER: u16 = 25;
 }
 
 /// `chat` op 2.

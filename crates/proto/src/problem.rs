@@ -115,6 +115,9 @@ pub enum ErrorCode {
     NonceReused = 111,
     /// The route is declared but not served yet.
     NotImplemented = 112,
+    /// No actor of that FID is registered on this server (a DM's recipient), or its home
+    /// server does not answer for it (a group's foreign member).
+    UserNotFound = 120,
     /// A code this version does not know (sent by a newer server).
     #[serde(other)]
     Unknown = 999,

@@ -150,6 +150,12 @@ pub enum Conflict {
     /// The message was edited or deleted since it was read.
     #[error("the message changed")]
     MessageChanged,
+    /// The conversation does not exist or is closed.
+    #[error("no such conversation")]
+    ConversationMissing,
+    /// The conversation has as many members as allowed.
+    #[error("the conversation is full")]
+    ConversationFull,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

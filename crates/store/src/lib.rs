@@ -35,8 +35,9 @@ pub use accounts::AccountRow;
 pub use actors::ActorRow;
 pub use certs::CertRow;
 pub use chat::{
-    BanRow, ChannelRow, GuildAccess, GuildInviteRow, GuildRow, MemberRow, MessageRow,
-    MessageVersionRow, OverwriteRow, Positions, RoleRow, Sent, TargetKind,
+    BanRow, ChannelRow, ConversationMemberRow, ConversationRow, GuildAccess, GuildInviteRow,
+    GuildRow, MemberRow, MessageRow, MessageVersionRow, OverwriteRow, Positions, RoleRow, Sent,
+    TargetKind,
 };
 pub use engine::{Conflict, Error, Result, Row, Stmt, Value};
 pub use events::{EventRow, NewEvent, PositionRow};

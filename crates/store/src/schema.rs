@@ -291,6 +291,30 @@ CREATE TABLE message_versions (
 );
 "#,
     ),
+    (
+        11,
+        r#"
+CREATE TABLE conversations (
+    id BIGINT PRIMARY KEY,
+    kind BIGINT NOT NULL,
+    name TEXT,
+    owner_id BIGINT REFERENCES actors(id),
+    pair_key TEXT UNIQUE,
+    created_at BIGINT NOT NULL,
+    closed_at BIGINT,
+    access_version BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE conversation_members (
+    conversation_id BIGINT NOT NULL REFERENCES conversations(id),
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    joined_at BIGINT NOT NULL,
+    since BIGINT NOT NULL,
+    rank BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (conversation_id, actor_id)
+);
+CREATE INDEX conversation_members_actor ON conversation_members (actor_id);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -221,7 +221,8 @@ endpoints! {
     kick_member = DELETE "v1/guilds/{guild_id}/members/{user_id}"
         (guild_id: u64, user_id: &crate::FederationId), auth AnySession {}
 
-    /// A direct-message channel with another actor (to come with conversations).
+    /// The caller's DM conversation with an actor registered on this server (200 when it
+    /// exists, 201 when new).
     create_dm = POST "v1/users/@me/channels", auth AnySession {
         use serde::{Deserialize, Serialize};
 
@@ -229,10 +230,13 @@ endpoints! {
         pub struct Request {
             pub recipient_id: crate::FederationId,
         }
+        pub type Response = crate::conversation::Conversation;
     }
 
-    /// The caller's direct-message channels (to come with conversations).
-    list_dms = GET "v1/users/@me/channels", auth AnySession {}
+    /// The caller's DM and group conversations on this server.
+    list_dms = GET "v1/users/@me/channels", auth AnySession {
+        pub type Response = Vec<crate::conversation::Conversation>;
+    }
 
     /// An invite to a guild through one of its channels (CREATE_INVITES): `max_age`
     /// seconds (0 = never expires), `max_uses` (0 = unlimited).

@@ -145,4 +145,69 @@ endpoints! {
         }
         pub type Response = crate::chat::Guild;
     }
+
+    /// A group conversation owned by the caller with 1–14 other members (2–15 in all).
+    create_group = POST "v1/conversations", auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct Request {
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub name: Option<String>,
+            /// The other members (the creator is one by creating it).
+            pub members: Vec<crate::FederationId>,
+        }
+        pub type Response = crate::conversation::Conversation;
+    }
+
+    /// A conversation (DM or group) the caller is a member of.
+    get_conversation = GET "v1/conversations/{conversation_id}" (conversation_id: u64),
+        auth AnySession {
+        pub type Response = crate::conversation::Conversation;
+    }
+
+    /// Renames a group (any member; an empty name removes it).
+    rename_group = PATCH "v1/conversations/{conversation_id}" (conversation_id: u64),
+        auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct Request {
+            pub name: Option<String>,
+        }
+        pub type Response = crate::conversation::Conversation;
+    }
+
+    /// The conversation's members, longest-standing first.
+    list_conversation_members = GET "v1/conversations/{conversation_id}/members"
+        (conversation_id: u64), auth AnySession {
+        pub type Response = Vec<crate::conversation::ConversationMember>;
+    }
+
+    /// Adds a member to a group (the owner only; at most 15 members).
+    add_conversation_member = PUT "v1/conversations/{conversation_id}/members/{fid}"
+        (conversation_id: u64, fid: &crate::FederationId), auth AnySession {
+        pub type Response = crate::conversation::ConversationMember;
+    }
+
+    /// Removes a member from a group (the owner; anyone removes itself = leaves).
+    remove_conversation_member = DELETE "v1/conversations/{conversation_id}/members/{fid}"
+        (conversation_id: u64, fid: &crate::FederationId), auth AnySession {}
+
+    /// Leaves a group; an owner who leaves hands it to the longest-standing member, the last
+    /// one to leave closes it.
+    leave_conversation = DELETE "v1/conversations/{conversation_id}/members/@me"
+        (conversation_id: u64), auth AnySession {}
+
+    /// Hands a group to another member (the owner only).
+    transfer_conversation = PUT "v1/conversations/{conversation_id}/owner"
+        (conversation_id: u64), auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct Request {
+            pub owner_id: crate::FederationId,
+        }
+        pub type Response = crate::conversation::Conversation;
+    }
 }

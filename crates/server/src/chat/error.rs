@@ -47,8 +47,10 @@ pub enum Error {
     Changed,
     #[error("{0}")]
     Forbidden(String),
-    #[error("direct messages are not served yet")]
-    NotImplemented,
+    #[error("{0} is not an actor this server can reach")]
+    UserNotFound(String),
+    #[error("only the group's owner may do this")]
+    NotGroupOwner,
     #[error(transparent)]
     Sessions(#[from] sessions::Error),
     #[error(transparent)]
@@ -68,9 +70,10 @@ impl From<Error> for ApiError {
             Error::MemberNotFound(_) => (S::NOT_FOUND, ErrorCode::MemberNotFound),
             Error::RoleNotFound(_) => (S::NOT_FOUND, ErrorCode::RoleNotFound),
             Error::InviteNotFound => (S::NOT_FOUND, ErrorCode::InviteNotFound),
-            Error::MissingPermission(_) | Error::NotOwner | Error::NotAuthor => {
-                (S::FORBIDDEN, ErrorCode::MissingPermission)
-            }
+            Error::MissingPermission(_)
+            | Error::NotOwner
+            | Error::NotAuthor
+            | Error::NotGroupOwner => (S::FORBIDDEN, ErrorCode::MissingPermission),
             Error::Banned => (S::FORBIDDEN, ErrorCode::Banned),
             Error::AlreadyMember => (S::CONFLICT, ErrorCode::ConcurrentChange),
             Error::OwnerCannotLeave => (S::CONFLICT, ErrorCode::OwnerCannotLeave),
@@ -82,7 +85,7 @@ impl From<Error> for ApiError {
             Error::NonceReused(_) => (S::CONFLICT, ErrorCode::NonceReused),
             Error::Changed => (S::CONFLICT, ErrorCode::ConcurrentChange),
             Error::Forbidden(_) => (S::FORBIDDEN, ErrorCode::Forbidden),
-            Error::NotImplemented => (S::NOT_IMPLEMENTED, ErrorCode::NotImplemented),
+            Error::UserNotFound(_) => (S::NOT_FOUND, ErrorCode::UserNotFound),
             Error::Sessions(e) => return e.into(),
             Error::Federation(e) => return foreign_cert(e),
             Error::Store(e) => return ApiError::internal(&e),

@@ -1,5 +1,5 @@
 //! The chat service channels of the gateway (op 8): `chat` and `fugue-chat` follow the
-//! streams of the guilds an actor is a member of, from where its membership began, with a
+//! streams of the guilds and conversations an actor is a member of, from where its membership began, with a
 //! view of the channels it may read there now (docs/ARCHITECTURE.md, "Delivery: streams").
 //! Typing (`chat` op 9 from a client) is ephemeral: announced, never written.
 
@@ -41,7 +41,7 @@ fn follow(s: &Snapshot, actor: ActorId) -> Option<Follow> {
 }
 
 impl Chat {
-    /// One follow per guild the actor is a member of.
+    /// One follow per guild and per conversation the actor is a member of.
     pub async fn follows_of(&self, actor: &Actor) -> Result<Vec<Follow>, Error> {
         let mut out = Vec::new();
         for (guild, _) in self.store.guilds_of(actor.id.to_store()).await? {
@@ -51,14 +51,17 @@ impl Chat {
                 out.push(f);
             }
         }
+        for s in self.conversation_follows(actor.id).await? {
+            out.extend(follow(&s, actor.id));
+        }
         Ok(out)
     }
 
-    /// The actor's view of one guild's stream now; `None` when it is no member (or the
-    /// stream is not a guild's).
+    /// The actor's view of one guild's or conversation's stream now; `None` when it is no
+    /// member (or the stream is neither).
     pub async fn view_of(&self, actor: &Actor, stream: StreamId) -> Result<Option<Follow>, Error> {
         Ok(self
-            .snapshot(stream.to_store())
+            .stream_snapshot(stream.to_store())
             .await?
             .and_then(|s| follow(&s, actor.id)))
     }

@@ -11,6 +11,8 @@
 //! (`follow.rs`). Foreign actors signed in by key trial are members like local ones.
 //! HTTP lives in `routes.rs`; the store holds no rule.
 
+mod conversation_routes;
+mod conversations;
 mod error;
 mod follow;
 mod messages;
@@ -83,6 +85,16 @@ pub struct ChannelRef {
     pub id: i64,
     pub guild_id: i64,
     pub kind: i64,
+}
+
+impl ChannelRef {
+    /// A DM or group: a channel of its own stream, without a guild.
+    pub fn is_conversation(&self) -> bool {
+        matches!(
+            u8::try_from(self.kind),
+            Ok(channel_type::DM | channel_type::GROUP)
+        )
+    }
 }
 
 /// A local actor's certificate as stored, parsed once.
@@ -332,17 +344,25 @@ impl Chat {
         let c = match cache_get(&self.channel_refs, &id) {
             Some(c) => c,
             None => {
-                let row = self.store.channel(id).await?.ok_or_else(not_found)?;
-                let c = ChannelRef {
-                    id: row.id,
-                    guild_id: row.guild_id,
-                    kind: row.kind,
+                let c = match self.store.channel(id).await? {
+                    Some(row) => ChannelRef {
+                        id: row.id,
+                        guild_id: row.guild_id,
+                        kind: row.kind,
+                    },
+                    // A conversation is a channel of its own stream.
+                    None => self.conversation_ref(id).await?.ok_or_else(not_found)?,
                 };
                 cache_insert(&self.channel_refs, id, c);
                 c
             }
         };
-        let s = self.snapshot(c.guild_id).await?.ok_or_else(not_found)?;
+        let s = if c.is_conversation() {
+            self.conversation_snapshot(c.id).await?
+        } else {
+            self.snapshot(c.guild_id).await?
+        }
+        .ok_or_else(not_found)?;
         let p = s.in_channel(actor.id, c.id).ok_or_else(not_found)?;
         if !p.contains(Permissions::VIEW_CHANNEL) {
             return Err(not_found());

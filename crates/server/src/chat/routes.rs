@@ -38,13 +38,13 @@ pub(crate) fn router() -> Routes {
         .at(&api::join_guild::ENDPOINT, join_guild)
         .at(&api::leave_guild::ENDPOINT, leave_guild)
         .at(&api::kick_member::ENDPOINT, kick_member)
-        .at(&api::create_dm::ENDPOINT, not_yet)
-        .at(&api::list_dms::ENDPOINT, not_yet)
         .at(&api::create_invite::ENDPOINT, create_invite)
         .at(&api::list_invites::ENDPOINT, list_invites)
         .at(&api::delete_invite::ENDPOINT, delete_invite)
         .in_namespace(CHAT)
         .merge(fugue_router())
+        .merge(super::conversation_routes::dm_router())
+        .merge(super::conversation_routes::group_router())
 }
 
 /// The endpoints of `fugue-chat`.
@@ -70,11 +70,11 @@ fn fugue_router() -> Routes {
 
 /// A request counted against a chat limit: refused with 429 when it is used up; either way
 /// the response tells where the caller stands (`X-RateLimit-*`).
-struct Limited(Option<Standing>);
+pub(super) struct Limited(Option<Standing>);
 
 impl Limited {
     /// Counted (`Ok`), or the standing of a caller whose window is used up.
-    fn take(counted: Option<Result<Standing, Standing>>) -> Result<Self, Standing> {
+    pub(super) fn take(counted: Option<Result<Standing, Standing>>) -> Result<Self, Standing> {
         match counted {
             None => Ok(Self(None)),
             Some(Ok(s)) => Ok(Self(Some(s))),
@@ -83,11 +83,11 @@ impl Limited {
     }
 
     /// 429, with `Retry-After` and the `X-RateLimit-*` headers.
-    fn refused(s: Standing) -> Response {
+    pub(super) fn refused(s: Standing) -> Response {
         Self(Some(s)).headers(ApiError::rate_limited(s.reset_after).into_response())
     }
 
-    fn headers(&self, mut resp: Response) -> Response {
+    pub(super) fn headers(&self, mut resp: Response) -> Response {
         if let Some(s) = self.0 {
             let reset = crate::clock::unix_now() + s.reset_after;
             let h = resp.headers_mut();
@@ -325,11 +325,6 @@ async fn kick_member(
 ) -> ApiResult<Response> {
     chat(&app).kick(&authed, guild_id, &fid).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `POST` and `GET /users/@me/channels`: direct messages come with conversations.
-async fn not_yet(AnySession(_): AnySession) -> ApiResult<Response> {
-    Err(Error::NotImplemented.into())
 }
 
 /// `POST /channels/{channel_id}/invites`

@@ -1469,6 +1469,9 @@ pub(crate) fn sample_body(name: &str, who: &Who<'_>, channel: u64) -> Option<Val
         "edit_message" => who.send_body(channel, "probe-edit", "probe"),
         "join_guild" | "create_invite" | "ban_member" | "set_overwrite" => json!({}),
         "create_dm" => json!({"recipient_id": "alice@localhost"}),
+        "create_group" => json!({"members": ["alice@localhost"]}),
+        "rename_group" => json!({"name": "n"}),
+        "transfer_conversation" => json!({"owner_id": who.fid().to_string()}),
         "transfer_guild" => json!({"owner_id": who.fid().to_string()}),
         _ => return None,
     })
@@ -1512,7 +1515,7 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
                 .iter()
                 .map(|p| match *p {
                     "guild_id" => g.id.to_string(),
-                    "channel_id" => general.id.to_string(),
+                    "channel_id" | "conversation_id" => general.id.to_string(),
                     "message_id" => m.id.to_string(),
                     "role_id" | "target" => role_target.to_string(),
                     "user_id" | "fid" => fid.to_string(),
@@ -1539,8 +1542,10 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
             );
             match endpoint.name {
                 // Open to anyone signed in, and about nothing of this guild.
-                "create_guild" => assert_eq!(got, 201, "{what}"),
-                "create_dm" | "list_dms" => assert_eq!(got, 501, "{what}"),
+                "create_guild" | "create_dm" | "create_group" => {
+                    assert_eq!(got, 201, "{what}");
+                }
+                "list_dms" => assert_eq!(got, 200, "{what}"),
                 // Everything else, joining without an invite included: as if it did not exist.
                 _ => assert_eq!(got, 404, "{what}"),
             }

@@ -346,7 +346,9 @@ fn nobodys(endpoint: &'static api::Endpoint) -> api::Target {
         .map(|p| match *p {
             "fid" | "user_id" => "nobody@localhost",
             "service" => "chat",
-            "guild_id" | "channel_id" | "message_id" | "role_id" | "target" => "1",
+            "guild_id" | "channel_id" | "conversation_id" | "message_id" | "role_id" | "target" => {
+                "1"
+            }
             "invite_code" => "nocode",
             other => panic!("no sample value for {{{other}}}"),
         })

@@ -141,8 +141,11 @@ impl Store {
             Stmt::new(
                 "INSERT INTO messages (id, guild_id, channel_id, author_id, nonce, content, signature, cert_pem, cert_serial, version_nonce, reply_to, created_at, version)
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $5, $10, $11, 1
-                 WHERE EXISTS (SELECT 1 FROM channels WHERE id = $3 AND guild_id = $2)
-                 AND EXISTS (SELECT 1 FROM guild_members WHERE guild_id = $2 AND actor_id = $4)
+                 WHERE (EXISTS (SELECT 1 FROM channels WHERE id = $3 AND guild_id = $2)
+                 AND EXISTS (SELECT 1 FROM guild_members WHERE guild_id = $2 AND actor_id = $4))
+                 OR ($2 = $3 AND EXISTS (SELECT 1 FROM conversation_members cm JOIN conversations c
+                 ON c.id = cm.conversation_id WHERE cm.conversation_id = $3 AND cm.actor_id = $4
+                 AND c.closed_at IS NULL))
                  ON CONFLICT (channel_id, author_id, nonce) DO NOTHING",
                 params![
                     m.id,
