@@ -56,6 +56,11 @@ enum Need {
     Join,
     /// Leaving: members other than the owner.
     Leave,
+    /// Membership of the group conversation (the owner, admin, member, demoted and foreign
+    /// callers are its members; the stranger and the banned actor are not).
+    GroupMember,
+    /// The group's owner.
+    GroupOwner,
 }
 
 fn need(endpoint: &Endpoint) -> Need {
@@ -81,6 +86,14 @@ fn need(endpoint: &Endpoint) -> Need {
             Permission(Permissions::MANAGE_ROLES)
         }
         "list_bans" | "ban_member" | "unban_member" => Permission(Permissions::BAN_MEMBERS),
+        "create_group" => Session,
+        "get_conversation"
+        | "rename_group"
+        | "list_conversation_members"
+        | "leave_conversation" => GroupMember,
+        "add_conversation_member" | "remove_conversation_member" | "transfer_conversation" => {
+            GroupOwner
+        }
         other => panic!("no expectation for chat route {other}: say who may use it"),
     }
 }
@@ -98,6 +111,9 @@ fn expect(need: Need, caller: Caller) -> Result<(), u16> {
         (Need::Join, _) if member => Err(403),
         (Need::Join, _) => Err(404),
         (_, Stranger | Banned) => Err(404),
+        (Need::GroupMember, _) => Ok(()),
+        (Need::GroupOwner, Owner) => Ok(()),
+        (Need::GroupOwner, _) => Err(403),
         (Need::Member, _) => Ok(()),
         (Need::Leave, Owner) => Err(409),
         (Need::Leave, _) => Ok(()),
@@ -118,6 +134,8 @@ fn expect(need: Need, caller: Caller) -> Result<(), u16> {
 /// its moderator role (and with it a hidden channel), the banned actor was banned, and a
 /// victim, a scratch role and an invite stand ready for the routes that need them.
 struct Fixture {
+    /// A group of the owner with the admin, member, demoted, foreign callers and the victim.
+    group: u64,
     guild: Guild,
     general: Channel,
     hidden: Channel,
@@ -257,7 +275,29 @@ async fn fixture(actors: &Actors<'_>) -> Fixture {
         200,
     )
     .await;
+    let members: Vec<String> = [
+        &actors.admin,
+        &actors.member,
+        &actors.demoted,
+        &actors.foreign,
+        &actors.victim,
+    ]
+    .iter()
+    .map(|w| w.fid().to_string())
+    .collect();
+    let group: Value = ok(
+        owner
+            .call(
+                api::create_group::target(),
+                &[],
+                Some(json!({"name": "matrix group", "members": members})),
+            )
+            .await,
+        201,
+    )
+    .await;
     Fixture {
+        group: group["id"].as_str().unwrap().parse().unwrap(),
         guild,
         general,
         hidden,
@@ -311,8 +351,13 @@ async fn probe(
             "message_id" => f.message.id.to_string(),
             "role_id" => f.role.id.to_string(),
             "target" => OverwriteTarget::Role(f.role.id).to_string(),
-            // Lifting a ban needs a banned actor; everything else acts on the victim.
+            "conversation_id" => f.group.to_string(),
+            // Lifting a ban needs a banned actor, adding to the group an outsider;
+            // everything else acts on the victim.
             "fid" if endpoint.name == "unban_member" => actors.banned.fid().to_string(),
+            "fid" if endpoint.name == "add_conversation_member" => {
+                actors.stranger.fid().to_string()
+            }
             "user_id" | "fid" => victim.clone(),
             "invite_code" => f.code.clone(),
             other => panic!("no value for {other}"),
@@ -326,7 +371,10 @@ async fn probe(
         vec![]
     };
     let body = match endpoint.name {
-        "transfer_guild" => Some(json!({"owner_id": victim})),
+        "transfer_guild" | "transfer_conversation" => Some(json!({"owner_id": victim})),
+        "create_dm" => Some(json!({"recipient_id": victim})),
+        "create_group" => Some(json!({"members": [victim]})),
+        "rename_group" => Some(json!({"name": "renamed"})),
         "edit_message" => {
             // A real edit of the probed message, signed by the caller.
             let b = fugue_proto::chat::MessageBody {
