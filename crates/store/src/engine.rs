@@ -153,6 +153,12 @@ pub enum Conflict {
     /// A guild kept changing while its permissions were read.
     #[error("the guild kept changing")]
     GuildBusy,
+    /// The reaction or pin is there already (an addition) or not there (a removal).
+    #[error("nothing changed")]
+    Unchanged,
+    /// The channel has as many pinned messages as allowed.
+    #[error("too many pinned messages")]
+    PinsFull,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,8 +7,10 @@
 //! permission snapshots are cached by. Rules (who may do what) live in the server; these
 //! verbs guard only integrity, and name each refusal with a [`Conflict`].
 
+mod community;
 mod messages;
 
+pub use community::{ProfileRow, ReactionRow, ReadRow};
 pub use messages::{MessageRow, MessageVersionRow, Sent};
 
 use crate::engine::{Conflict, Result, Row, Stmt};
