@@ -9,6 +9,7 @@ mod account_management;
 mod accounts;
 mod chaos;
 mod chat;
+mod community;
 mod csr;
 mod federation;
 mod federation_client;
