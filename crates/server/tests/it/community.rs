@@ -561,7 +561,11 @@ async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
             break f;
         }
     };
-    assert_eq!(unpinned["d"]["message_id"], first.id.to_string(), "{unpinned}");
+    assert_eq!(
+        unpinned["d"]["message_id"],
+        first.id.to_string(),
+        "{unpinned}"
+    );
     let pins: Vec<Message> = ok(
         alice
             .call(api::list_pins::target(general.id), &[], None)
