@@ -66,7 +66,7 @@ pub fn valid_emoji(emoji: &str) -> bool {
     let n = emoji.chars().count();
     n > 0
         && n <= MAX_EMOJI_CHARS
-        && emoji.chars().any(|c| !c.is_ascii())
+        && !emoji.is_ascii()
         && emoji.chars().all(|c| {
             !c.is_whitespace()
                 && !c.is_control()

@@ -446,6 +446,18 @@ impl Store {
             ),
             Stmt::new("DELETE FROM messages WHERE guild_id = $1", params![id]),
             Stmt::new(
+                "DELETE FROM message_reactions WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
+                params![id],
+            ),
+            Stmt::new(
+                "DELETE FROM channel_pins WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
+                params![id],
+            ),
+            Stmt::new(
+                "DELETE FROM read_states WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
+                params![id],
+            ),
+            Stmt::new(
                 "DELETE FROM channel_overwrites WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
                 params![id],
             ),
@@ -580,6 +592,21 @@ impl Store {
             ),
             Stmt::new(
                 "DELETE FROM messages WHERE channel_id = $1 AND guild_id = $2",
+                params![id, guild_id],
+            ),
+            Stmt::new(
+                "DELETE FROM message_reactions WHERE channel_id IN
+                 (SELECT id FROM channels WHERE id = $1 AND guild_id = $2)",
+                params![id, guild_id],
+            ),
+            Stmt::new(
+                "DELETE FROM channel_pins WHERE channel_id IN
+                 (SELECT id FROM channels WHERE id = $1 AND guild_id = $2)",
+                params![id, guild_id],
+            ),
+            Stmt::new(
+                "DELETE FROM read_states WHERE channel_id IN
+                 (SELECT id FROM channels WHERE id = $1 AND guild_id = $2)",
                 params![id, guild_id],
             ),
             Stmt::new(
