@@ -348,6 +348,7 @@ fn nobodys(endpoint: &'static api::Endpoint) -> api::Target {
             "service" => "chat",
             "guild_id" | "channel_id" | "message_id" | "role_id" | "target" => "1",
             "invite_code" => "nocode",
+            "emoji" => "👍",
             other => panic!("no sample value for {{{other}}}"),
         })
         .collect();
