@@ -474,6 +474,8 @@ pub struct SignedPayload {
 
 /// `kind` of a message and of its edits.
 pub const KIND_MESSAGE: &str = "chat.message";
+/// `kind` of a reaction's addition or removal.
+pub const KIND_REACTION: &str = "chat.reaction";
 
 impl SignedPayload {
     /// A message (`edit_of` = None) or a new version of message `edit_of`.
@@ -493,6 +495,27 @@ impl SignedPayload {
             nonce: nonce.to_owned(),
             edit_of,
             // A struct of strings and string lists always becomes JSON.
+            body: serde_json::to_value(body).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Adding (`add`) or removing a reaction `emoji` to message `message` of conversation
+    /// `conversation`; `body` = `{"message", "emoji", "add"}`.
+    pub fn reaction(
+        server: &crate::DomainName,
+        conversation: u64,
+        author: &FederationId,
+        nonce: &str,
+        body: &crate::community::ReactionBody,
+    ) -> Self {
+        Self {
+            kind: KIND_REACTION,
+            server: server.as_str().to_owned(),
+            conversation,
+            author: author.clone(),
+            nonce: nonce.to_owned(),
+            edit_of: None,
+            // A struct of a string id, a string and a bool always becomes JSON.
             body: serde_json::to_value(body).unwrap_or(Value::Null),
         }
     }

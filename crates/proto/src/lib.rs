@@ -8,6 +8,7 @@ pub mod api;
 pub mod cache;
 pub mod certs;
 pub mod chat;
+pub mod community;
 pub mod conversation;
 pub mod gateway;
 pub mod ids;

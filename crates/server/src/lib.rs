@@ -211,6 +211,7 @@ impl Server {
     /// server without serving (the admin commands) calls it before exiting.
     pub async fn stop(&self) {
         self.state.tasks.shut_down(TASKS_GRACE).await;
+        self.state.chat.forget_presence().await;
         self.state.events.bus().flush().await;
     }
 
@@ -274,6 +275,7 @@ impl Server {
                 }
                 state.sessions.sweep_login_failures();
                 state.gateway.sweep();
+                state.chat.refresh_presence().await;
                 if let Err(e) = state
                     .events
                     .sweep(state.config.gateway.event_retention_s)

@@ -156,6 +156,12 @@ pub enum Conflict {
     /// The conversation has as many members as allowed.
     #[error("the conversation is full")]
     ConversationFull,
+    /// The reaction or pin is there already (an addition) or not there (a removal).
+    #[error("nothing changed")]
+    Unchanged,
+    /// The channel has as many pinned messages as allowed.
+    #[error("too many pinned messages")]
+    PinsFull,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

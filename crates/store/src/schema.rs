@@ -315,6 +315,55 @@ CREATE TABLE conversation_members (
 CREATE INDEX conversation_members_actor ON conversation_members (actor_id);
 "#,
     ),
+    (
+        12,
+        r#"
+CREATE TABLE message_reactions (
+    message_id BIGINT NOT NULL,
+    emoji TEXT NOT NULL,
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    channel_id BIGINT NOT NULL,
+    nonce TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    cert_pem TEXT NOT NULL,
+    cert_serial BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (message_id, emoji, actor_id)
+);
+CREATE INDEX message_reactions_channel ON message_reactions (channel_id, message_id);
+CREATE TABLE channel_pins (
+    channel_id BIGINT NOT NULL,
+    message_id BIGINT NOT NULL,
+    pinned_by BIGINT NOT NULL,
+    pinned_at BIGINT NOT NULL,
+    PRIMARY KEY (channel_id, message_id)
+);
+CREATE TABLE read_states (
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    channel_id BIGINT NOT NULL,
+    last_read BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (actor_id, channel_id)
+);
+CREATE TABLE presence_connections (
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    node TEXT NOT NULL,
+    seen_at BIGINT NOT NULL,
+    PRIMARY KEY (actor_id, node)
+);
+CREATE INDEX presence_connections_node ON presence_connections (node);
+CREATE TABLE actor_profiles (
+    actor_id BIGINT PRIMARY KEY REFERENCES actors(id),
+    display_name TEXT,
+    pronouns TEXT,
+    about TEXT,
+    timezone TEXT,
+    availability BIGINT NOT NULL DEFAULT 1,
+    status TEXT,
+    updated_at BIGINT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -1,6 +1,7 @@
 //! Fugue's own chat namespace (`/.p2/fugue-chat/v1/`, core §8.2, §8.6): what a chat server
 //! needs beyond the chat spec — roles, member roles, channel permission overwrites, bans,
-//! history around a message, edit histories and guild ownership.
+//! history around a message, edit histories and guild ownership; reactions, pins, read
+//! states, presence and profiles.
 
 endpoints! {
     /// Every endpoint of Fugue's chat additions.
@@ -210,4 +211,122 @@ endpoints! {
         }
         pub type Response = crate::conversation::Conversation;
     }
+
+    /// Adds the caller's signed reaction to a message (ADD_REACTIONS); adding it again
+    /// changes nothing. `emoji` as [`crate::community::valid_emoji`] allows.
+    add_reaction = PUT "v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}"
+        (channel_id: u64, message_id: u64, emoji: &str), auth AnySession {
+        pub use super::ReactionRequest as Request;
+    }
+
+    /// Removes the caller's own reaction, signed with `add` = false.
+    remove_reaction = DELETE "v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}"
+        (channel_id: u64, message_id: u64, emoji: &str), auth AnySession {
+        pub use super::ReactionRequest as Request;
+    }
+
+    /// Who reacted to a message with `emoji`, in the order they did.
+    list_reactions = GET "v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}"
+        (channel_id: u64, message_id: u64, emoji: &str), auth AnySession {
+        pub type Response = Vec<crate::chat::Reaction>;
+    }
+
+    /// Pins a message of the channel (MANAGE_MESSAGES; at most 50 per channel).
+    pin_message = PUT "v1/channels/{channel_id}/pins/{message_id}"
+        (channel_id: u64, message_id: u64), auth AnySession {}
+
+    /// Unpins a message (MANAGE_MESSAGES).
+    unpin_message = DELETE "v1/channels/{channel_id}/pins/{message_id}"
+        (channel_id: u64, message_id: u64), auth AnySession {}
+
+    /// The channel's pinned messages, the latest pinned first.
+    list_pins = GET "v1/channels/{channel_id}/pins" (channel_id: u64), auth AnySession {
+        pub type Response = Vec<crate::chat::Message>;
+    }
+
+    /// Moves the caller's read marker of a channel (to any message of it, also back).
+    set_read_state = PUT "v1/channels/{channel_id}/read-state" (channel_id: u64),
+        auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct Request {
+            #[serde(with = "crate::wire::u64_string")]
+            pub last_read: u64,
+        }
+        pub type Response = crate::community::ReadState;
+    }
+
+    /// The caller's read state of every channel it may read, with unread and mention
+    /// counts (each at most 1000).
+    read_states = GET "v1/users/@me/read-states", auth AnySession {
+        pub type Response = Vec<crate::community::ReadState>;
+    }
+
+    /// Sets the caller's availability (1 online, 2 idle, 3 do not disturb, 0 invisible) and
+    /// custom status.
+    set_presence = PUT "v1/users/@me/presence", auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct Request {
+            pub availability: u8,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub status: Option<String>,
+        }
+        pub type Response = crate::community::Presence;
+    }
+
+    /// The presence of actors (comma-separated FIDs, at most 100): the caller's own and of
+    /// those sharing a guild with it; others show offline.
+    get_presences = GET "v1/presences", auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub struct Query {
+            pub fids: String,
+        }
+        pub type Response = Vec<crate::community::Presence>;
+    }
+
+    /// The caller's profile.
+    get_own_profile = GET "v1/users/@me/profile", auth AnySession {
+        pub type Response = crate::community::Actor;
+    }
+
+    /// Changes the caller's profile: a field absent stays, an empty string clears it.
+    update_profile = PATCH "v1/users/@me/profile", auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        pub struct Request {
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub display_name: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub pronouns: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub about: Option<String>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub timezone: Option<String>,
+        }
+        pub type Response = crate::community::Actor;
+    }
+
+    /// The profile of an actor this server knows.
+    get_profile = GET "v1/users/{fid}/profile" (fid: &crate::FederationId), auth AnySession {
+        pub type Response = crate::community::Actor;
+    }
+}
+
+/// A reaction's addition or removal, signed by its author over
+/// [`crate::chat::SignedPayload::reaction`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReactionRequest {
+    pub nonce: String,
+    /// Hex Ed25519 signature.
+    pub signature: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<crate::Serial>,
 }

@@ -19,6 +19,8 @@ pub enum Error {
     RoleNotFound(u64),
     #[error("no such invite")]
     InviteNotFound,
+    #[error("{0} is not known here")]
+    ActorNotFound(String),
     #[error("you lack the {0} permission here")]
     MissingPermission(Permissions),
     #[error("only the guild's owner may do this")]
@@ -70,6 +72,7 @@ impl From<Error> for ApiError {
             Error::MemberNotFound(_) => (S::NOT_FOUND, ErrorCode::MemberNotFound),
             Error::RoleNotFound(_) => (S::NOT_FOUND, ErrorCode::RoleNotFound),
             Error::InviteNotFound => (S::NOT_FOUND, ErrorCode::InviteNotFound),
+            Error::ActorNotFound(_) => (S::NOT_FOUND, ErrorCode::ActorNotFound),
             Error::MissingPermission(_)
             | Error::NotOwner
             | Error::NotAuthor

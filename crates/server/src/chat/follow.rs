@@ -110,6 +110,11 @@ impl Service for Chat {
         Box::pin(async move { Ok(self.view_of(actor, stream).await?) })
     }
 
+    /// Presence: the actor's first `chat` connection on this node opened, or its last closed.
+    fn connected(&self, actor: &Actor, online: bool) {
+        self.connection_edge(actor, online);
+    }
+
     fn client_op<'a>(
         &'a self,
         authed: &'a Authed,

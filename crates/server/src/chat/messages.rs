@@ -36,14 +36,14 @@ pub enum Outcome {
 }
 
 /// A checked signature: the certificate it verifies with.
-struct Checked {
-    pem: String,
-    serial: Serial,
+pub(super) struct Checked {
+    pub(super) pem: String,
+    pub(super) serial: Serial,
 }
 
 /// Message ids count milliseconds from 2026-01-01T00:00:00Z: 41 bits of them last until
 /// 2095.
-const MESSAGE_EPOCH: u64 = 1_767_225_600;
+pub(super) const MESSAGE_EPOCH: u64 = 1_767_225_600;
 
 impl Chat {
     /// A new time-ordered message id: `(ms since MESSAGE_EPOCH << 22) | 22 random bits`,
@@ -75,7 +75,7 @@ impl Chat {
     }
 
     /// The message as the wire shows it.
-    fn message_view(&self, m: &MessageRow) -> Result<Message, Error> {
+    pub(super) fn message_view(&self, m: &MessageRow) -> Result<Message, Error> {
         let author = self.fid_of(&m.author_name)?;
         let body = if m.deleted_at.is_some() || m.content.is_empty() {
             MessageBody {
@@ -139,7 +139,7 @@ impl Chat {
         Ok(())
     }
 
-    fn check_nonce(nonce: &str) -> Result<(), Error> {
+    pub(super) fn check_nonce(nonce: &str) -> Result<(), Error> {
         if chat::valid_nonce(nonce) {
             Ok(())
         } else {
@@ -153,7 +153,7 @@ impl Chat {
     /// Verifies `signature` over `payload` with the certificate the request carries
     /// (`id_cert`) or names (`serial`), which must be the author's, valid now and not
     /// revoked.
-    async fn verify(
+    pub(super) async fn verify(
         &self,
         authed: &Authed,
         payload: &SignedPayload,
@@ -277,6 +277,7 @@ impl Chat {
         let actor = &authed.actor;
         let (c, _, p) = self.channel_access(actor, channel_id).await?;
         Self::require(p, Permissions::SEND_MESSAGES)?;
+        Self::check_mentions(p, &req.content)?;
         if c.kind == i64::from(channel_type::CATEGORY) {
             return Err(Error::Invalid("a category holds no messages".into()));
         }
@@ -380,7 +381,7 @@ impl Chat {
     }
 
     /// A message of a channel the actor may view.
-    async fn channel_message(
+    pub(super) async fn channel_message(
         &self,
         actor: &Actor,
         channel_id: u64,
@@ -402,13 +403,14 @@ impl Chat {
         req: edit_message::Request,
     ) -> Result<Message, Error> {
         let actor = &authed.actor;
-        let (c, _, m) = self.channel_message(actor, channel_id, message_id).await?;
+        let (c, p, m) = self.channel_message(actor, channel_id, message_id).await?;
         if m.deleted_at.is_some() {
             return Err(Error::MessageNotFound(message_id));
         }
         if m.author_id != actor.id.to_store() {
             return Err(Error::NotAuthor);
         }
+        Self::check_mentions(p, &req.content)?;
         Self::check_nonce(&req.nonce)?;
         let body = MessageBody {
             content: req.content,
@@ -598,7 +600,11 @@ impl Chat {
                     .await?
             }
         };
-        rows.iter().map(|m| self.message_view(m)).collect()
+        let page = rows
+            .iter()
+            .map(|m| self.message_view(m))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.with_reactions(c.id, page).await
     }
 
     /// Every version of a message, oldest first (none once deleted).

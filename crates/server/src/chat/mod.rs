@@ -1,5 +1,7 @@
 //! Chat (polyproto-chat and Fugue's `fugue-chat` additions, DIGEST §11): guilds, channels,
-//! members, invites, roles and overwrites, bans, and signed messages (`messages.rs`).
+//! members, invites, roles and overwrites, bans, and signed messages (`messages.rs`);
+//! reactions and pins (`reactions.rs`), mentions and read states (`reads.rs`), presence and
+//! profiles (`presence.rs`).
 //!
 //! Rules: everything inside a guild that the caller may not see answers 404 as if it did not
 //! exist (a private guild for a non-member, a channel without VIEW_CHANNEL); a member lacking
@@ -11,12 +13,16 @@
 //! (`follow.rs`). Foreign actors signed in by key trial are members like local ones.
 //! HTTP lives in `routes.rs`; the store holds no rule.
 
+mod community_routes;
 mod conversation_routes;
 mod conversations;
 mod error;
 mod follow;
 mod messages;
 pub mod permissions;
+mod presence;
+mod reactions;
+mod reads;
 pub mod routes;
 
 use std::collections::HashMap;
@@ -140,6 +146,8 @@ pub struct Inner {
     local_certs: Mutex<HashMap<u64, Arc<LocalCert>>>,
     /// The last message id this node gave out (ids only grow on one node).
     last_message_id: AtomicI64,
+    /// The actors with a `chat` connection on this node (presence).
+    presence: presence::Local,
     pub limits: ChatLimits,
 }
 
@@ -228,6 +236,7 @@ impl Chat {
             channel_refs: Mutex::new(HashMap::new()),
             local_certs: Mutex::new(HashMap::new()),
             last_message_id: AtomicI64::new(0),
+            presence: presence::Local::default(),
             limits: ChatLimits::new(limits),
         }))
     }

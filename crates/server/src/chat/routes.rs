@@ -65,6 +65,7 @@ fn fugue_router() -> Routes {
         .at(&api::message_history::ENDPOINT, message_history)
         .at(&api::message_versions::ENDPOINT, message_versions)
         .at(&api::transfer_guild::ENDPOINT, transfer_guild)
+        .merge(super::community_routes::router())
         .in_namespace(FUGUE_CHAT)
 }
 

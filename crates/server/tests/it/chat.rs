@@ -1461,7 +1461,7 @@ async fn a_revoked_certificate_signs_nothing_more() {
 }
 
 /// A valid body for each chat endpoint that takes one, so that only who calls decides.
-pub(crate) fn sample_body(name: &str, who: &Who<'_>, channel: u64) -> Option<Value> {
+pub(crate) fn sample_body(name: &str, who: &Who<'_>, channel: u64, message: u64) -> Option<Value> {
     Some(match name {
         "create_guild" | "create_channel" | "create_role" => json!({"name": "n"}),
         "update_guild" | "update_channel" | "update_role" => json!({"name": "n"}),
@@ -1473,6 +1473,28 @@ pub(crate) fn sample_body(name: &str, who: &Who<'_>, channel: u64) -> Option<Val
         "rename_group" => json!({"name": "n"}),
         "transfer_conversation" => json!({"owner_id": who.fid().to_string()}),
         "transfer_guild" => json!({"owner_id": who.fid().to_string()}),
+        "add_reaction" | "remove_reaction" => {
+            let body = fugue_proto::community::ReactionBody {
+                message,
+                emoji: "👍".into(),
+                add: name == "add_reaction",
+            };
+            let payload = SignedPayload::reaction(
+                &who.server.domain,
+                channel,
+                who.session.fid(),
+                "probe-reaction",
+                &body,
+            );
+            json!({
+                "nonce": "probe-reaction",
+                "signature": hex::encode(who.session.key().sign(&payload.signed_bytes())),
+                "id_cert": who.session.cert_pem(),
+            })
+        }
+        "set_read_state" => json!({"last_read": message.to_string()}),
+        "set_presence" => json!({"availability": 1}),
+        "update_profile" => json!({}),
         _ => return None,
     })
 }
@@ -1520,17 +1542,18 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
                     "role_id" | "target" => role_target.to_string(),
                     "user_id" | "fid" => fid.to_string(),
                     "invite_code" => code.clone(),
+                    "emoji" => "👍".to_owned(),
                     other => panic!("no value for {other}"),
                 })
                 .collect();
             let refs: Vec<&str> = values.iter().map(String::as_str).collect();
             let target = endpoint.fill(&refs);
-            let query = if endpoint.name == "get_guild_by_query" {
-                vec![("guild_id", g.id.to_string())]
-            } else {
-                vec![]
+            let query = match endpoint.name {
+                "get_guild_by_query" => vec![("guild_id", g.id.to_string())],
+                "get_presences" => vec![("fids", fid.to_string())],
+                _ => vec![],
             };
-            let body = sample_body(endpoint.name, who, general.id);
+            let body = sample_body(endpoint.name, who, general.id, m.id);
             let resp = who.call(target, &query, body).await;
             let got = resp.status().as_u16();
             let text = resp.text().await.unwrap();
@@ -1546,10 +1569,18 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
                     assert_eq!(got, 201, "{what}");
                 }
                 "list_dms" => assert_eq!(got, 200, "{what}"),
+                // About the caller alone, or an actor's profile and presence (offline to
+                // those sharing no guild with it).
+                "read_states" | "set_presence" | "get_presences" | "get_own_profile"
+                | "update_profile" | "get_profile" => assert_eq!(got, 200, "{what}"),
                 // Everything else, joining without an invite included: as if it did not exist.
                 _ => assert_eq!(got, 404, "{what}"),
             }
             assert!(!text.contains("before the ban"), "{what}");
+            if endpoint.name == "read_states" {
+                // Only of the guild the probe of `create_guild` made.
+                assert!(!text.contains(&g.id.to_string()), "{what}");
+            }
         }
     }
     // The banned actor with the invite: refused as banned, not let in.

@@ -87,6 +87,13 @@ fn need(endpoint: &Endpoint) -> Need {
         }
         "list_bans" | "ban_member" | "unban_member" => Permission(Permissions::BAN_MEMBERS),
         "create_group" => Session,
+        // About the caller alone, or any actor's profile and presence.
+        "read_states" | "set_presence" | "get_presences" | "get_own_profile" | "update_profile"
+        | "get_profile" => Session,
+        "list_reactions" | "list_pins" | "set_read_state" => Member,
+        // Taking back one's own reaction: there is none to take back, which changes nothing.
+        "add_reaction" | "remove_reaction" => Permission(Permissions::ADD_REACTIONS),
+        "pin_message" | "unpin_message" => Permission(Permissions::MANAGE_MESSAGES),
         "get_conversation"
         | "rename_group"
         | "list_conversation_members"
@@ -360,15 +367,16 @@ async fn probe(
             }
             "user_id" | "fid" => victim.clone(),
             "invite_code" => f.code.clone(),
+            "emoji" => "👍".to_owned(),
             other => panic!("no value for {other}"),
         })
         .collect();
     let refs: Vec<&str> = values.iter().map(String::as_str).collect();
     let target = endpoint.fill(&refs);
-    let query = if endpoint.name == "get_guild_by_query" {
-        vec![("guild_id", f.guild.id.to_string())]
-    } else {
-        vec![]
+    let query = match endpoint.name {
+        "get_guild_by_query" => vec![("guild_id", f.guild.id.to_string())],
+        "get_presences" => vec![("fids", victim.clone())],
+        _ => vec![],
     };
     let body = match endpoint.name {
         "transfer_guild" | "transfer_conversation" => Some(json!({"owner_id": victim})),
@@ -389,7 +397,7 @@ async fn probe(
                 "id_cert": who.session.cert_pem(),
             }))
         }
-        name => sample_body(name, who, f.general.id),
+        name => sample_body(name, who, f.general.id, f.message.id),
     };
     let resp = if caller == Caller::Anonymous {
         let method = reqwest::Method::from_bytes(target.method().as_str().as_bytes()).unwrap();

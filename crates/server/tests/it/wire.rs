@@ -350,6 +350,7 @@ fn nobodys(endpoint: &'static api::Endpoint) -> api::Target {
                 "1"
             }
             "invite_code" => "nocode",
+            "emoji" => "👍",
             other => panic!("no sample value for {{{other}}}"),
         })
         .collect();

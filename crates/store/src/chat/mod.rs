@@ -7,9 +7,11 @@
 //! permission snapshots are cached by. Rules (who may do what) live in the server; these
 //! verbs guard only integrity, and name each refusal with a [`Conflict`].
 
+mod community;
 mod conversations;
 mod messages;
 
+pub use community::{ProfileRow, ReactionRow, ReadRow};
 pub use conversations::{ConversationMemberRow, ConversationRow};
 pub use messages::{MessageRow, MessageVersionRow, Sent};
 
@@ -446,6 +448,18 @@ impl Store {
             ),
             Stmt::new("DELETE FROM messages WHERE guild_id = $1", params![id]),
             Stmt::new(
+                "DELETE FROM message_reactions WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
+                params![id],
+            ),
+            Stmt::new(
+                "DELETE FROM channel_pins WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
+                params![id],
+            ),
+            Stmt::new(
+                "DELETE FROM read_states WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
+                params![id],
+            ),
+            Stmt::new(
                 "DELETE FROM channel_overwrites WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
                 params![id],
             ),
@@ -609,6 +623,21 @@ impl Store {
             ),
             Stmt::new(
                 "DELETE FROM messages WHERE channel_id = $1 AND guild_id = $2",
+                params![id, guild_id],
+            ),
+            Stmt::new(
+                "DELETE FROM message_reactions WHERE channel_id IN
+                 (SELECT id FROM channels WHERE id = $1 AND guild_id = $2)",
+                params![id, guild_id],
+            ),
+            Stmt::new(
+                "DELETE FROM channel_pins WHERE channel_id IN
+                 (SELECT id FROM channels WHERE id = $1 AND guild_id = $2)",
+                params![id, guild_id],
+            ),
+            Stmt::new(
+                "DELETE FROM read_states WHERE channel_id IN
+                 (SELECT id FROM channels WHERE id = $1 AND guild_id = $2)",
                 params![id, guild_id],
             ),
             Stmt::new(

@@ -8,7 +8,7 @@ use fugue_store::{
 
 use super::{actor, engines, id};
 
-fn ev(stream_id: i64, op: i64) -> NewEvent {
+pub(super) fn ev(stream_id: i64, op: i64) -> NewEvent {
     NewEvent {
         stream_id,
         namespace: "chat".into(),
@@ -19,13 +19,13 @@ fn ev(stream_id: i64, op: i64) -> NewEvent {
     }
 }
 
-struct Fixture {
-    guild: GuildRow,
-    channel: ChannelRow,
-    owner: i64,
+pub(super) struct Fixture {
+    pub(super) guild: GuildRow,
+    pub(super) channel: ChannelRow,
+    pub(super) owner: i64,
 }
 
-async fn guild(store: &Store, owner_name: &str) -> Fixture {
+pub(super) async fn guild(store: &Store, owner_name: &str) -> Fixture {
     let owner = actor(owner_name);
     store.insert_actor(&owner, None, 1).await.unwrap();
     let g = GuildRow {
@@ -63,7 +63,7 @@ async fn guild(store: &Store, owner_name: &str) -> Fixture {
     }
 }
 
-fn message(f: &Fixture, author: i64, nonce: &str, text: &str) -> MessageRow {
+pub(super) fn message(f: &Fixture, author: i64, nonce: &str, text: &str) -> MessageRow {
     MessageRow {
         id: id(),
         guild_id: f.guild.id,

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod chat;
+mod community;
 mod conversations;
 
 use rand_core::{OsRng, RngCore};

@@ -1,0 +1,847 @@
+//! What surrounds chat messages (`fugue-chat`): signed reactions, pins, mentions, read
+//! states kept in sync across an actor's sessions, unread and mention counts, presence from
+//! gateway connections (invisible included) and profiles — with who may do what.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use fugue_client::Session;
+use fugue_proto::api::{self, Target};
+use fugue_proto::chat::{Channel, Guild, Invite, Member, Message, MessageBody, SignedPayload};
+use fugue_proto::community::{Actor, Presence, ReactionBody, ReadState};
+use fugue_proto::{ErrorCode, FederationId, Problem};
+use fugue_testkit::{TestServer, ws};
+
+/// A server without the chat limits (these tests send many messages quickly).
+async fn server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.rate_limits.chat_messages_per_5s = 0;
+    })
+    .await
+}
+
+struct Who<'a> {
+    server: &'a TestServer,
+    session: Session,
+}
+
+impl<'a> Who<'a> {
+    async fn new(server: &'a TestServer, name: &str) -> Self {
+        Self {
+            server,
+            session: server.register(name).await,
+        }
+    }
+
+    /// Another session of an actor registered before.
+    async fn again(server: &'a TestServer, name: &str, session_id: &str) -> Self {
+        Self {
+            server,
+            session: server.login(name, session_id).await.unwrap(),
+        }
+    }
+
+    fn fid(&self) -> FederationId {
+        self.session.fid().clone()
+    }
+
+    async fn call(
+        &self,
+        target: Target,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> reqwest::Response {
+        let method = Method::from_bytes(target.method().as_str().as_bytes()).unwrap();
+        let mut req = self
+            .server
+            .client()
+            .raw()
+            .request(method, format!("{}{}", self.server.url, target.path))
+            .bearer_auth(self.session.token())
+            .query(query);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn send(&self, channel: u64, nonce: &str, text: &str) -> reqwest::Response {
+        let body = MessageBody {
+            content: text.into(),
+            reply_to: None,
+            attachments: vec![],
+        };
+        let payload = SignedPayload::message(
+            &self.server.domain,
+            channel,
+            self.session.fid(),
+            nonce,
+            None,
+            &body,
+        );
+        let signature = hex::encode(self.session.key().sign(&payload.signed_bytes()));
+        self.call(
+            api::send_message::target(channel),
+            &[],
+            Some(json!({
+                "content": text,
+                "nonce": nonce,
+                "signature": signature,
+                "id_cert": self.session.cert_pem(),
+            })),
+        )
+        .await
+    }
+
+    async fn sent(&self, channel: u64, nonce: &str, text: &str) -> Message {
+        ok(self.send(channel, nonce, text).await, 201).await
+    }
+
+    /// A reaction request signed over `signed` (what the author claims to sign).
+    fn reaction(&self, channel: u64, nonce: &str, signed: &ReactionBody) -> Value {
+        let payload = SignedPayload::reaction(
+            &self.server.domain,
+            channel,
+            self.session.fid(),
+            nonce,
+            signed,
+        );
+        json!({
+            "nonce": nonce,
+            "signature": hex::encode(self.session.key().sign(&payload.signed_bytes())),
+            "id_cert": self.session.cert_pem(),
+        })
+    }
+
+    async fn react(
+        &self,
+        channel: u64,
+        message: u64,
+        emoji: &str,
+        add: bool,
+        nonce: &str,
+    ) -> reqwest::Response {
+        let body = self.reaction(
+            channel,
+            nonce,
+            &ReactionBody {
+                message,
+                emoji: emoji.into(),
+                add,
+            },
+        );
+        let target = if add {
+            api::add_reaction::target(channel, message, emoji)
+        } else {
+            api::remove_reaction::target(channel, message, emoji)
+        };
+        self.call(target, &[], Some(body)).await
+    }
+
+    async fn reactors(&self, channel: u64, message: u64, emoji: &str) -> Vec<FederationId> {
+        let list: Vec<fugue_proto::chat::Reaction> = ok(
+            self.call(
+                api::list_reactions::target(channel, message, emoji),
+                &[],
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        list.into_iter().map(|r| r.fid).collect()
+    }
+
+    async fn create_guild(&self, name: &str) -> (Guild, Channel) {
+        let g: Guild = ok(
+            self.call(
+                api::create_guild::target(),
+                &[],
+                Some(json!({"name": name, "private": true})),
+            )
+            .await,
+            201,
+        )
+        .await;
+        let channels: Vec<Channel> = ok(
+            self.call(api::list_channels::target(g.id), &[], None).await,
+            200,
+        )
+        .await;
+        (g, channels[0].clone())
+    }
+
+    /// `other` joins `self`'s guild with an invite to `channel`.
+    async fn admit(&self, other: &Who<'_>, guild: u64, channel: u64) {
+        let invite: Invite = ok(
+            self.call(api::create_invite::target(channel), &[], Some(json!({})))
+                .await,
+            201,
+        )
+        .await;
+        ok::<Member>(
+            other
+                .call(
+                    api::join_guild::target(guild),
+                    &[],
+                    Some(json!({"invite_code": invite.code.unwrap()})),
+                )
+                .await,
+            201,
+        )
+        .await;
+    }
+
+    /// Sets the `@everyone` role's permission bits.
+    async fn everyone_may(&self, guild: u64, bits: fugue_proto::chat::Permissions) {
+        ok::<Value>(
+            self.call(
+                api::update_role::target(guild, guild),
+                &[],
+                Some(json!({"permissions": bits.bits().to_string()})),
+            )
+            .await,
+            200,
+        )
+        .await;
+    }
+
+    async fn read_states(&self) -> Vec<ReadState> {
+        ok(self.call(api::read_states::target(), &[], None).await, 200).await
+    }
+
+    async fn presence_of(&self, of: &Who<'_>) -> Presence {
+        let list: Vec<Presence> = ok(
+            self.call(
+                api::get_presences::target(),
+                &[("fids", of.fid().to_string())],
+                None,
+            )
+            .await,
+            200,
+        )
+        .await;
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].fid, of.fid());
+        list[0].clone()
+    }
+
+    /// Waits (a few seconds at most) until `self` sees `of` with `availability`.
+    async fn sees_presence(&self, of: &Who<'_>, availability: u8) -> Presence {
+        let mut last = None;
+        for _ in 0..50 {
+            let p = self.presence_of(of).await;
+            if p.availability == availability {
+                return p;
+            }
+            last = Some(p);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{} never showed availability {availability}: {last:?}",
+            of.fid()
+        );
+    }
+
+    /// A gateway connection subscribed to `service`.
+    async fn subscribed(&self, service: &str) -> ws::Ws {
+        let mut conn = ws::identified(self.server, self.session.token()).await;
+        ws::send(
+            &mut conn,
+            json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": service}}),
+        )
+        .await;
+        let ack = ws::next_with_op(&mut conn, 9).await;
+        assert_eq!(ack["d"]["success"], true, "{ack}");
+        conn
+    }
+}
+
+async fn ok<T: DeserializeOwned>(resp: reqwest::Response, status: u16) -> T {
+    let got = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+async fn no_content(resp: reqwest::Response) {
+    let got = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_eq!(got, 204, "{text}");
+}
+
+async fn problem(resp: reqwest::Response, status: u16, code: ErrorCode) -> Problem {
+    let got = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    let p: Problem = serde_json::from_str(&text).unwrap();
+    assert_eq!(p.error, code, "{text}");
+    p
+}
+
+/// The next `fugue-chat` frame with `op`, skipping others.
+async fn next_fugue(conn: &mut ws::Ws, op: u16) -> Value {
+    loop {
+        let f = ws::next(conn).await;
+        if f["n"] == "fugue-chat" && f["op"] == op {
+            return f;
+        }
+    }
+}
+
+/// Whether a `fugue-chat` frame with `op` arrives within `wait`.
+async fn gets_fugue(conn: &mut ws::Ws, op: u16, wait: Duration) -> Option<Value> {
+    let until = tokio::time::Instant::now() + wait;
+    loop {
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
+        match ws::try_receive(conn, left).await {
+            Ok(ws::Received::Frame(f)) if f["n"] == "fugue-chat" && f["op"] == op => {
+                return Some(f);
+            }
+            Ok(ws::Received::Frame(_)) => {}
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test]
+async fn reactions_are_signed_listed_shown_in_history_and_removed() {
+    use fugue_proto::chat::Permissions as P;
+    let server = server().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let carol = Who::new(&server, "carol").await;
+    let (g, general) = alice.create_guild("club").await;
+    alice.admit(&bob, g.id, general.id).await;
+    let m = alice.sent(general.id, "m1", "hello").await;
+    let mut alice_ws = alice.subscribed("fugue-chat").await;
+
+    no_content(bob.react(general.id, m.id, "👍", true, "r1").await).await;
+    let added = next_fugue(&mut alice_ws, 20).await;
+    assert_eq!(added["d"]["message_id"], m.id.to_string(), "{added}");
+    assert_eq!(added["d"]["emoji"], "👍");
+    assert_eq!(added["d"]["fid"], bob.fid().to_string());
+    // The same reaction again changes nothing and announces nothing.
+    no_content(bob.react(general.id, m.id, "👍", true, "r1").await).await;
+    assert!(
+        gets_fugue(&mut alice_ws, 20, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    no_content(alice.react(general.id, m.id, ":party:", true, "r2").await).await;
+
+    // A signature over another reaction (or another message) stores nothing.
+    let forged = bob.reaction(
+        general.id,
+        "r3",
+        &ReactionBody {
+            message: m.id,
+            emoji: "🎉".into(),
+            add: true,
+        },
+    );
+    problem(
+        bob.call(
+            api::add_reaction::target(general.id, m.id, "😀"),
+            &[],
+            Some(forged),
+        )
+        .await,
+        400,
+        ErrorCode::SignatureInvalid,
+    )
+    .await;
+    let moved = bob.reaction(
+        general.id,
+        "r4",
+        &ReactionBody {
+            message: m.id + 1,
+            emoji: "😀".into(),
+            add: true,
+        },
+    );
+    problem(
+        bob.call(
+            api::add_reaction::target(general.id, m.id, "😀"),
+            &[],
+            Some(moved),
+        )
+        .await,
+        400,
+        ErrorCode::SignatureInvalid,
+    )
+    .await;
+    assert!(bob.reactors(general.id, m.id, "😀").await.is_empty());
+    assert!(bob.reactors(general.id, m.id, "🎉").await.is_empty());
+    problem(
+        bob.react(general.id, m.id, "abc", true, "r5").await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+
+    assert_eq!(bob.reactors(general.id, m.id, "👍").await, vec![bob.fid()]);
+    let history: Vec<Message> = ok(
+        bob.call(api::message_history::target(general.id), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    let mut shown: Vec<(String, FederationId)> = history[0]
+        .reactions
+        .iter()
+        .map(|r| (r.emoji.clone(), r.fid.clone()))
+        .collect();
+    shown.sort();
+    assert_eq!(
+        shown,
+        vec![
+            (":party:".to_owned(), alice.fid()),
+            ("👍".to_owned(), bob.fid())
+        ]
+    );
+
+    // A non-member learns nothing; a member without ADD_REACTIONS may not add, but may take
+    // back its own.
+    problem(
+        carol.react(general.id, m.id, "👍", true, "c1").await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    problem(
+        carol
+            .call(
+                api::list_reactions::target(general.id, m.id, "👍"),
+                &[],
+                None,
+            )
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    alice
+        .everyone_may(g.id, P::VIEW_CHANNEL | P::SEND_MESSAGES)
+        .await;
+    problem(
+        bob.react(general.id, m.id, "😀", true, "r6").await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    no_content(bob.react(general.id, m.id, "👍", false, "r7").await).await;
+    let removed = next_fugue(&mut alice_ws, 21).await;
+    assert_eq!(removed["d"]["fid"], bob.fid().to_string(), "{removed}");
+    assert!(bob.reactors(general.id, m.id, "👍").await.is_empty());
+    // The removal is signed too: a signature over adding does not remove.
+    let wrong = alice.reaction(
+        general.id,
+        "r8",
+        &ReactionBody {
+            message: m.id,
+            emoji: ":party:".into(),
+            add: true,
+        },
+    );
+    problem(
+        alice
+            .call(
+                api::remove_reaction::target(general.id, m.id, ":party:"),
+                &[],
+                Some(wrong),
+            )
+            .await,
+        400,
+        ErrorCode::SignatureInvalid,
+    )
+    .await;
+    assert_eq!(
+        alice.reactors(general.id, m.id, ":party:").await,
+        vec![alice.fid()]
+    );
+}
+
+#[tokio::test]
+async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
+    let server = server().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let carol = Who::new(&server, "carol").await;
+    let (g, general) = alice.create_guild("club").await;
+    alice.admit(&bob, g.id, general.id).await;
+    let first = alice.sent(general.id, "p0", "pin me").await;
+    let mut bob_ws = bob.subscribed("fugue-chat").await;
+
+    problem(
+        bob.call(api::pin_message::target(general.id, first.id), &[], None)
+            .await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    problem(
+        carol
+            .call(api::list_pins::target(general.id), &[], None)
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    no_content(
+        alice
+            .call(api::pin_message::target(general.id, first.id), &[], None)
+            .await,
+    )
+    .await;
+    let pinned = next_fugue(&mut bob_ws, 22).await;
+    assert_eq!(pinned["d"]["message_id"], first.id.to_string(), "{pinned}");
+    assert_eq!(pinned["d"]["pinned"], true);
+    let pins: Vec<Message> = ok(
+        bob.call(api::list_pins::target(general.id), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(
+        pins.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![first.id]
+    );
+    assert_eq!(pins[0].content, "pin me");
+
+    // 49 more fill the channel; the 51st is refused and not stored.
+    for i in 1..50 {
+        let m = alice.sent(general.id, &format!("p{i}"), "more").await;
+        no_content(
+            alice
+                .call(api::pin_message::target(general.id, m.id), &[], None)
+                .await,
+        )
+        .await;
+    }
+    let extra = alice.sent(general.id, "p50", "one too many").await;
+    problem(
+        alice
+            .call(api::pin_message::target(general.id, extra.id), &[], None)
+            .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+    // Pinning a pinned message again is fine even when full.
+    no_content(
+        alice
+            .call(api::pin_message::target(general.id, first.id), &[], None)
+            .await,
+    )
+    .await;
+    let pins: Vec<Message> = ok(
+        alice
+            .call(api::list_pins::target(general.id), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(pins.len(), 50);
+    assert!(pins.iter().all(|m| m.id != extra.id));
+
+    no_content(
+        alice
+            .call(api::unpin_message::target(general.id, first.id), &[], None)
+            .await,
+    )
+    .await;
+    // Past the 49 pins of the others.
+    let unpinned = loop {
+        let f = next_fugue(&mut bob_ws, 22).await;
+        if f["d"]["pinned"] == false {
+            break f;
+        }
+    };
+    assert_eq!(
+        unpinned["d"]["message_id"],
+        first.id.to_string(),
+        "{unpinned}"
+    );
+    let pins: Vec<Message> = ok(
+        alice
+            .call(api::list_pins::target(general.id), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(pins.len(), 49);
+    assert!(pins.iter().all(|m| m.id != first.id));
+}
+
+#[tokio::test]
+async fn unread_and_mention_counts_follow_the_read_marker() {
+    use fugue_proto::chat::Permissions as P;
+    let server = server().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let carol = Who::new(&server, "carol").await;
+    let (g, general) = alice.create_guild("club").await;
+    alice.admit(&bob, g.id, general.id).await;
+
+    let states = bob.read_states().await;
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!((states[0].unread, states[0].mentions), (0, 0));
+    assert_eq!(states[0].last_read, None);
+
+    let mention = format!("hi <@{}>", bob.fid());
+    let m1 = alice.sent(general.id, "a1", "one").await;
+    alice.sent(general.id, "a2", &mention).await;
+    alice.sent(general.id, "a3", "three").await;
+    bob.sent(general.id, "b1", "mine do not count").await;
+    // @everyone needs MENTION_EVERYONE: bob lacks it, the owner has everything.
+    problem(
+        bob.send(general.id, "b2", "hey @everyone").await,
+        403,
+        ErrorCode::MissingPermission,
+    )
+    .await;
+    let m4 = alice.sent(general.id, "a4", "@everyone look").await;
+    alice
+        .sent(general.id, "a5", &format!("<@{}>", carol.fid()))
+        .await;
+
+    let s = &bob.read_states().await[0];
+    assert_eq!((s.unread, s.mentions), (5, 2), "{s:?}");
+
+    let marked: ReadState = ok(
+        bob.call(
+            api::set_read_state::target(general.id),
+            &[],
+            Some(json!({"last_read": m1.id.to_string()})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(marked.last_read, Some(m1.id));
+    assert_eq!((marked.unread, marked.mentions), (4, 2));
+    ok::<ReadState>(
+        bob.call(
+            api::set_read_state::target(general.id),
+            &[],
+            Some(json!({"last_read": m4.id.to_string()})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let s = &bob.read_states().await[0];
+    assert_eq!((s.unread, s.mentions, s.last_read), (1, 0, Some(m4.id)));
+
+    // A marker on a message of another channel, or in a guild one is not in, is refused.
+    problem(
+        carol
+            .call(
+                api::set_read_state::target(general.id),
+                &[],
+                Some(json!({"last_read": m4.id.to_string()})),
+            )
+            .await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
+    assert!(carol.read_states().await.is_empty());
+    // A channel bob can no longer view drops out of his read states.
+    alice.everyone_may(g.id, P::SEND_MESSAGES).await;
+    assert!(bob.read_states().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_read_marker_reaches_the_actors_other_sessions_only() {
+    let server = server().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let bob_phone = Who::again(&server, "bob", "phone").await;
+    let (g, general) = alice.create_guild("club").await;
+    alice.admit(&bob, g.id, general.id).await;
+    let m = alice.sent(general.id, "a1", "read me").await;
+    let mut phone_ws = bob_phone.subscribed("fugue-chat").await;
+    let mut alice_ws = alice.subscribed("fugue-chat").await;
+
+    ok::<ReadState>(
+        bob.call(
+            api::set_read_state::target(general.id),
+            &[],
+            Some(json!({"last_read": m.id.to_string()})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let f = next_fugue(&mut phone_ws, 23).await;
+    assert_eq!(f["d"]["channel_id"], general.id.to_string(), "{f}");
+    assert_eq!(f["d"]["last_read"], m.id.to_string(), "{f}");
+    assert!(
+        gets_fugue(&mut alice_ws, 23, Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    // The phone sees the same state over HTTP.
+    let s = &bob_phone.read_states().await[0];
+    assert_eq!((s.last_read, s.unread), (Some(m.id), 0));
+}
+
+#[tokio::test]
+async fn presence_follows_chat_connections_and_invisible_shows_offline() {
+    let server = server().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let bob_phone = Who::again(&server, "bob", "phone").await;
+    let carol = Who::new(&server, "carol").await;
+    let (g, general) = alice.create_guild("club").await;
+    alice.admit(&bob, g.id, general.id).await;
+    let mut alice_ws = alice.subscribed("fugue-chat").await;
+
+    assert_eq!(alice.presence_of(&bob).await.availability, 0);
+    let laptop = bob.subscribed("chat").await;
+    alice.sees_presence(&bob, 1).await;
+    let online = next_fugue(&mut alice_ws, 24).await;
+    assert_eq!(online["d"]["fid"], bob.fid().to_string(), "{online}");
+    assert_eq!(online["d"]["availability"], 1, "{online}");
+    // Someone sharing no guild with bob does not learn it.
+    assert_eq!(carol.presence_of(&bob).await.availability, 0);
+
+    // Two connections: closing one keeps bob online, closing both takes him offline.
+    let phone = bob_phone.subscribed("chat").await;
+    drop(laptop);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(alice.presence_of(&bob).await.availability, 1);
+    drop(phone);
+    alice.sees_presence(&bob, 0).await;
+
+    // A set availability and status show while connected; invisible shows offline.
+    let _laptop = bob.subscribed("chat").await;
+    let set: Presence = ok(
+        bob.call(
+            api::set_presence::target(),
+            &[],
+            Some(json!({"availability": 3, "status": "focus time"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(set.availability, 3);
+    let p = alice.sees_presence(&bob, 3).await;
+    assert_eq!(p.status.as_deref(), Some("focus time"));
+    ok::<Presence>(
+        bob.call(
+            api::set_presence::target(),
+            &[],
+            Some(json!({"availability": 0})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let hidden = alice.sees_presence(&bob, 0).await;
+    assert_eq!(hidden.status, None);
+    problem(
+        bob.call(
+            api::set_presence::target(),
+            &[],
+            Some(json!({"availability": 4})),
+        )
+        .await,
+        400,
+        ErrorCode::InvalidChatInput,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn profiles_are_changed_by_their_actor_and_read_by_anyone() {
+    let server = server().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let (g, general) = alice.create_guild("club").await;
+    alice.admit(&bob, g.id, general.id).await;
+    let mut bob_ws = bob.subscribed("fugue-chat").await;
+
+    let me: Actor = ok(
+        alice.call(api::get_own_profile::target(), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!(me.fid, alice.fid());
+    assert_eq!(me.display_name, None);
+
+    let changed: Actor = ok(
+        alice
+            .call(
+                api::update_profile::target(),
+                &[],
+                Some(json!({
+                    "display_name": "Alice A.",
+                    "pronouns": "she/her",
+                    "about": "likes\nchat",
+                    "timezone": "Europe/Berlin",
+                })),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(changed.display_name.as_deref(), Some("Alice A."));
+    let event = next_fugue(&mut bob_ws, 25).await;
+    assert_eq!(event["d"]["fid"], alice.fid().to_string(), "{event}");
+    assert_eq!(event["d"]["display_name"], "Alice A.", "{event}");
+
+    let seen: Actor = ok(
+        bob.call(api::get_profile::target(&alice.fid()), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(seen.pronouns.as_deref(), Some("she/her"));
+    assert_eq!(seen.about.as_deref(), Some("likes\nchat"));
+    assert_eq!(seen.timezone.as_deref(), Some("Europe/Berlin"));
+
+    // An empty field clears it; absent ones stay.
+    let cleared: Actor = ok(
+        alice
+            .call(
+                api::update_profile::target(),
+                &[],
+                Some(json!({"pronouns": ""})),
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(cleared.pronouns, None);
+    assert_eq!(cleared.display_name.as_deref(), Some("Alice A."));
+
+    for bad in [
+        json!({"display_name": "x".repeat(65)}),
+        json!({"timezone": "Berlin time!"}),
+        json!({"about": "a\u{7}b"}),
+    ] {
+        problem(
+            alice
+                .call(api::update_profile::target(), &[], Some(bad))
+                .await,
+            400,
+            ErrorCode::InvalidChatInput,
+        )
+        .await;
+    }
+    let unknown: FederationId = format!("nobody@{}", server.domain).parse().unwrap();
+    problem(
+        bob.call(api::get_profile::target(&unknown), &[], None)
+            .await,
+        404,
+        ErrorCode::ActorNotFound,
+    )
+    .await;
+}
