@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use fugue_client::Session;
 use fugue_proto::api::{self, Target};
 use fugue_proto::chat::{Channel, Guild, Invite, Member, Message, MessageBody, SignedPayload};
-use fugue_proto::community::{Actor, Presence, ReactionBody, ReadState};
+use fugue_proto::community::{Actor, Presence, ReactionBody, ReadState, op};
 use fugue_proto::{ErrorCode, FederationId, Problem};
 use fugue_testkit::{TestServer, ws};
 
@@ -320,14 +320,14 @@ async fn reactions_are_signed_listed_shown_in_history_and_removed() {
     let mut alice_ws = alice.subscribed("fugue-chat").await;
 
     no_content(bob.react(general.id, m.id, "👍", true, "r1").await).await;
-    let added = next_fugue(&mut alice_ws, 20).await;
+    let added = next_fugue(&mut alice_ws, op::REACTION_ADD).await;
     assert_eq!(added["d"]["message_id"], m.id.to_string(), "{added}");
     assert_eq!(added["d"]["emoji"], "👍");
     assert_eq!(added["d"]["fid"], bob.fid().to_string());
     // The same reaction again changes nothing and announces nothing.
     no_content(bob.react(general.id, m.id, "👍", true, "r1").await).await;
     assert!(
-        gets_fugue(&mut alice_ws, 20, Duration::from_millis(300))
+        gets_fugue(&mut alice_ws, op::REACTION_ADD, Duration::from_millis(300))
             .await
             .is_none()
     );
@@ -434,7 +434,7 @@ async fn reactions_are_signed_listed_shown_in_history_and_removed() {
     )
     .await;
     no_content(bob.react(general.id, m.id, "👍", false, "r7").await).await;
-    let removed = next_fugue(&mut alice_ws, 21).await;
+    let removed = next_fugue(&mut alice_ws, op::REACTION_REMOVE).await;
     assert_eq!(removed["d"]["fid"], bob.fid().to_string(), "{removed}");
     assert!(bob.reactors(general.id, m.id, "👍").await.is_empty());
     // The removal is signed too: a signature over adding does not remove.
@@ -497,7 +497,7 @@ async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
             .await,
     )
     .await;
-    let pinned = next_fugue(&mut bob_ws, 22).await;
+    let pinned = next_fugue(&mut bob_ws, op::PIN_UPDATE).await;
     assert_eq!(pinned["d"]["message_id"], first.id.to_string(), "{pinned}");
     assert_eq!(pinned["d"]["pinned"], true);
     let pins: Vec<Message> = ok(
@@ -556,7 +556,7 @@ async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
     .await;
     // Past the 49 pins of the others.
     let unpinned = loop {
-        let f = next_fugue(&mut bob_ws, 22).await;
+        let f = next_fugue(&mut bob_ws, op::PIN_UPDATE).await;
         if f["d"]["pinned"] == false {
             break f;
         }
@@ -678,11 +678,11 @@ async fn a_read_marker_reaches_the_actors_other_sessions_only() {
         200,
     )
     .await;
-    let f = next_fugue(&mut phone_ws, 23).await;
+    let f = next_fugue(&mut phone_ws, op::READ_STATE).await;
     assert_eq!(f["d"]["channel_id"], general.id.to_string(), "{f}");
     assert_eq!(f["d"]["last_read"], m.id.to_string(), "{f}");
     assert!(
-        gets_fugue(&mut alice_ws, 23, Duration::from_millis(300))
+        gets_fugue(&mut alice_ws, op::READ_STATE, Duration::from_millis(300))
             .await
             .is_none()
     );
@@ -705,7 +705,7 @@ async fn presence_follows_chat_connections_and_invisible_shows_offline() {
     assert_eq!(alice.presence_of(&bob).await.availability, 0);
     let laptop = bob.subscribed("chat").await;
     alice.sees_presence(&bob, 1).await;
-    let online = next_fugue(&mut alice_ws, 24).await;
+    let online = next_fugue(&mut alice_ws, op::PRESENCE_UPDATE).await;
     assert_eq!(online["d"]["fid"], bob.fid().to_string(), "{online}");
     assert_eq!(online["d"]["availability"], 1, "{online}");
     // Someone sharing no guild with bob does not learn it.
@@ -793,7 +793,7 @@ async fn profiles_are_changed_by_their_actor_and_read_by_anyone() {
     )
     .await;
     assert_eq!(changed.display_name.as_deref(), Some("Alice A."));
-    let event = next_fugue(&mut bob_ws, 25).await;
+    let event = next_fugue(&mut bob_ws, op::PROFILE_UPDATE).await;
     assert_eq!(event["d"]["fid"], alice.fid().to_string(), "{event}");
     assert_eq!(event["d"]["display_name"], "Alice A.", "{event}");
 
