@@ -19,7 +19,7 @@ use crate::support::{blocking, fugue_as_client};
 /// One person at a terminal: `fugue` with their own key store.
 pub(crate) struct Person {
     url: String,
-    keystore: PathBuf,
+    pub(crate) keystore: PathBuf,
 }
 
 impl Person {

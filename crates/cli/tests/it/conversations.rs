@@ -147,11 +147,28 @@ async fn a_dm_across_two_servers_goes_to_the_recipients_server_both_ways() {
         &format!("sent message {reply} to alice@alpha.test (DM "),
     );
 
-    // A second message reuses the kept sign-in and the same conversation.
+    // A kept sign-in that ended there is replaced by a new one.
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&alice.keystore).unwrap()).unwrap();
+    let token = |store: &serde_json::Value| {
+        store["accounts"][0]["foreign_tokens"][beta.url.as_str()]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let kept = token(&stored);
+    let mut ended = stored.clone();
+    ended["accounts"][0]["foreign_tokens"][beta.url.as_str()] = "no-longer-valid".into();
+    std::fs::write(&alice.keystore, ended.to_string()).unwrap();
+    // A second message reuses the same conversation.
     let again = alice
         .ok(&["dm", "bob@beta.test", "still there?", "--home", &beta_home])
         .await;
     let later = sent_id(&again);
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&alice.keystore).unwrap()).unwrap();
+    assert_ne!(token(&stored), kept);
+    assert_ne!(token(&stored), "no-longer-valid");
     assert!(
         again.contains(&format!("(DM {on_beta} on beta.test)")),
         "{again}"

@@ -261,7 +261,8 @@ pub async fn server_domain(server: &Client) -> Result<DomainName> {
 impl Session {
     /// Chat on the chat server at `url`: this session's home server itself, or another
     /// server signed in on by key trial — with `known` (a sign-in kept from before) when
-    /// given, else a new one, returned so that the caller can keep it.
+    /// given and still accepted there, else a new one, returned so that the caller can keep
+    /// it.
     pub async fn chat_at(
         &self,
         url: &ProviderUrl,
@@ -273,7 +274,13 @@ impl Session {
         let server = Client::new(url.as_str())?;
         let domain = server_domain(&server).await?;
         if let Some(foreign) = known {
-            return Ok((self.chat_on(&foreign, domain), None));
+            let chat = self.chat_on(&foreign, domain.clone());
+            // A kept sign-in may have ended there (expired, revoked): one cheap call tells.
+            match chat.conversations().await {
+                Err(err) if err.status() == Some(401) => {}
+                Err(err) => return Err(err),
+                Ok(_) => return Ok((chat, None)),
+            }
         }
         let foreign = self.sign_in_on(server, &domain).await?;
         Ok((self.chat_on(&foreign, domain), Some(foreign.clone())))
