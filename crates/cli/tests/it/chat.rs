@@ -39,7 +39,7 @@ impl Person {
         person
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = fugue_as_client(&self.url, &self.keystore);
         cmd.args(args);
         cmd

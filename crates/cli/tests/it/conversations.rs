@@ -4,6 +4,8 @@
 //! created, grown, used and handed on when its owner leaves. What the server allows is
 //! tested in `crates/server/tests/it/conversations.rs`.
 
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fugue_client::{ChatEvent, Verdict};
@@ -11,6 +13,7 @@ use fugue_proto::FederationId;
 use fugue_testkit::TestServer;
 
 use crate::chat::{Person, sent_id, text, word_after};
+use crate::support::blocking;
 
 fn fid(s: &str) -> FederationId {
     s.parse().unwrap()
@@ -271,6 +274,88 @@ async fn a_group_is_created_used_and_handed_on_when_its_owner_leaves() {
         .await;
     let members = carol.ok(&["group", "members", &group]).await;
     assert_eq!(members.trim_end(), "carol@localhost  (owner)", "{members}");
+}
+
+/// `fugue events` prints conversation events as lines (the server refuses control
+/// characters in a group's name; the lines pass the terminal filter anyway).
+#[tokio::test]
+async fn the_events_command_shows_conversation_events() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let alice = Person::new(&server, dir.path(), "alice").await;
+    let bob = Person::new(&server, dir.path(), "bob").await;
+
+    let mut child = bob
+        .command(&["events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reap = Reap(Some(child.id()));
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = lines_tx.send(line.unwrap());
+        }
+    });
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let (stderr, banner) = blocking(move || {
+        let mut banner = String::new();
+        stderr.read_line(&mut banner).unwrap();
+        (stderr, banner)
+    })
+    .await;
+    assert!(banner.starts_with("following the events"), "{banner}");
+
+    let created = alice
+        .ok(&["group", "create", "--name", "club", "bob@localhost"])
+        .await;
+    let group = word_after(&created, "created group ");
+    alice.ok(&["group", "leave", &group]).await;
+    let (lines, seen) = blocking(move || {
+        let mut seen: Vec<String> = Vec::new();
+        while !seen.last().is_some_and(|l| l.contains("owner now")) {
+            seen.push(lines.recv_timeout(Duration::from_secs(10)).unwrap());
+        }
+        (lines, seen)
+    })
+    .await;
+    let joined = format!(
+        "you are now in group {group} \"club\" (owner alice@localhost; alice@localhost, bob@localhost)"
+    );
+    assert!(seen.contains(&joined), "{seen:?}");
+    assert!(
+        seen.contains(&format!(
+            "conversation {group}: alice@localhost left or was removed"
+        )),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.last().unwrap(),
+        &format!("group {group}: bob@localhost is the owner now (was alice@localhost)")
+    );
+
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let status = blocking(move || child.wait().unwrap()).await;
+    reap.0 = None;
+    assert!(status.success(), "{status:?}");
+    drop((stderr, lines));
+}
+
+/// Ends the `fugue events` child when a test fails before it does.
+struct Reap(Option<u32>);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
 }
 
 /// The SDK: a DM across two servers read from both sides' chat servers as one
