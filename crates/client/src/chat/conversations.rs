@@ -259,7 +259,8 @@ pub async fn server_domain(server: &Client) -> Result<DomainName> {
 }
 
 impl Session {
-    /// Chat on the chat server at `url`: this session's home server itself, or another
+    /// Chat on the chat server at `url`: this session's home server itself (by URL, or by
+    /// the domain its certificate names), or another
     /// server signed in on by key trial — with `known` (a sign-in kept from before) when
     /// given and still accepted there, else a new one, returned so that the caller can keep
     /// it.
@@ -273,6 +274,10 @@ impl Session {
         }
         let server = Client::new(url.as_str())?;
         let domain = server_domain(&server).await?;
+        // The home server under another URL than ours (a public URL behind a proxy).
+        if &domain == self.fid().domain() {
+            return Ok((self.chat(), None));
+        }
         if let Some(foreign) = known {
             let chat = self.chat_on(&foreign, domain.clone());
             // A kept sign-in may have ended there (expired, revoked): one cheap call tells.
