@@ -1,5 +1,6 @@
 //! The client commands of `fugue`: accounts, sessions, certificates, key backups, the
-//! event stream, sign-in on other servers, and chat (guilds, channels, messages).
+//! event stream, sign-in on other servers, and chat (guilds, channels, messages, DMs and
+//! groups).
 //!
 //! Everything goes through `fugue-client`; these modules only parse arguments, ask for
 //! secrets and print results. Secrets come from `FUGUE_PASSWORD` / `FUGUE_PASSPHRASE` when
@@ -16,6 +17,7 @@
 mod account;
 mod certs;
 mod channel;
+mod conversations;
 mod converse;
 mod events;
 mod federation;
@@ -134,6 +136,29 @@ pub enum ClientCommand {
         opts: ChatOpts,
         #[command(flatten)]
         args: converse::ChatArgs,
+    },
+    /// Send a signed direct message to FID on its chat server, or without TEXT show the
+    /// conversation with FID (both directions, each message marked).
+    Dm {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: conversations::DmArgs,
+    },
+    /// Direct-message conversations: list, read.
+    Dms {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(subcommand)]
+        cmd: conversations::DmsCmd,
+    },
+    /// Group conversations: create, list, show, members, add, remove, leave, owner, rename
+    /// (messages: `fugue send` / `fugue read` with the group's id).
+    Group {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(subcommand)]
+        cmd: conversations::GroupCmd,
     },
     /// Send a signed message to a channel.
     Send {
@@ -266,6 +291,15 @@ async fn chat(opts: &ChatOpts) -> Result<Chat, String> {
             session.chat_on(&foreign, domain)
         }
     };
+    for (domain, client) in homes(opts)? {
+        chat = chat.with_home_server(domain, client);
+    }
+    Ok(chat)
+}
+
+/// The home servers named by `--home DOMAIN=URL`.
+fn homes(opts: &ChatOpts) -> Result<Vec<(fugue_proto::DomainName, fugue_client::Client)>, String> {
+    let mut homes = Vec::new();
     for home in &opts.homes {
         let (domain, url) = home
             .split_once('=')
@@ -273,22 +307,15 @@ async fn chat(opts: &ChatOpts) -> Result<Chat, String> {
         let domain = domain
             .parse()
             .map_err(|err| format!("--home {home}: {err}"))?;
-        let client = fugue_client::Client::new(url).map_err(e)?;
-        chat = chat.with_home_server(domain, client);
+        homes.push((domain, fugue_client::Client::new(url).map_err(e)?));
     }
-    Ok(chat)
+    Ok(homes)
 }
 
 /// The domain a server's current certificate names: what messages sent there are signed
 /// for (a server naming another domain would refuse them itself).
 async fn server_domain(client: &fugue_client::Client) -> Result<fugue_proto::DomainName, String> {
-    let cert = client.server_cert(None).await.map_err(e)?;
-    let cert = fugue_proto::certs::IdCert::parse(cert.id_cert_pem.as_bytes())
-        .map_err(|err| format!("the server's certificate does not parse: {err}"))?;
-    let domain = cert.subject.domain();
-    domain
-        .parse()
-        .map_err(|err| format!("the server's certificate names {domain:?}: {err}"))
+    fugue_client::server_domain(client).await.map_err(e)
 }
 
 /// An SDK error as the line `main` prints.
@@ -331,6 +358,9 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::Channel { opts, cmd } => channel::run(opts, cmd).await,
         ClientCommand::Role { opts, cmd } => role::run(opts, cmd).await,
         ClientCommand::Chat { opts, args } => converse::run(opts, args).await,
+        ClientCommand::Dm { opts, args } => conversations::dm(opts, args).await,
+        ClientCommand::Dms { opts, cmd } => conversations::dms(opts, cmd).await,
+        ClientCommand::Group { opts, cmd } => conversations::group(opts, cmd).await,
         ClientCommand::Send { opts, args } => messages::send(opts, args).await,
         ClientCommand::Read { opts, args } => messages::read(opts, args).await,
         ClientCommand::Edit { opts, args } => messages::edit(opts, args).await,

@@ -17,7 +17,10 @@ mod services;
 mod session;
 mod verify;
 
-pub use chat::{Chat, ChatEvent, PreparedMessage, Sent, Verdict, new_nonce};
+pub use chat::{
+    CHAT_SERVICE, Chat, ChatEvent, DmMessage, DmServers, PreparedMessage, Sent, SentDm, Verdict,
+    new_nonce, server_domain,
+};
 pub use error::{Error, Result};
 pub use foreign::ForeignSession;
 pub use fugue_proto as proto;

@@ -5,6 +5,7 @@ use fugue_client::{Chat, ChatEvent, Gateway, GatewayEvent, GatewayOptions};
 use fugue_proto::certs::IdCert;
 use fugue_proto::gateway::Style;
 
+use super::conversations;
 use super::messages::line as message_line;
 use super::{ClientOpts, date, e, open_store, restore_session};
 use crate::terminal::{note, out};
@@ -182,6 +183,32 @@ async fn describe_chat(chat: &Chat, event: &ChatEvent) -> String {
             format!("guild {}: {} banned by {}", b.guild_id, b.fid, b.banned_by)
         }
         ChatEvent::BanRemove(m) => format!("guild {}: {} unbanned", m.guild_id, m.fid),
+        ChatEvent::ConversationJoined(c) => {
+            format!("you are now in {}", conversations::describe(c))
+        }
+        ChatEvent::ConversationLeft(c) => {
+            format!("you are no longer in conversation {}", c.conversation_id)
+        }
+        ChatEvent::ConversationUpdate(c) => format!("{} changed", conversations::describe(c)),
+        ChatEvent::ConversationMemberAdd(m) => {
+            format!("conversation {}: {} added", m.conversation_id, m.fid)
+        }
+        ChatEvent::ConversationMemberRemove(m) => {
+            format!(
+                "conversation {}: {} left or was removed",
+                m.conversation_id, m.fid
+            )
+        }
+        ChatEvent::ConversationOwner(o) => match &o.previous {
+            Some(previous) => format!(
+                "group {}: {} is the owner now (was {previous})",
+                o.conversation_id, o.owner_id
+            ),
+            None => format!(
+                "group {}: {} is the owner now",
+                o.conversation_id, o.owner_id
+            ),
+        },
         ChatEvent::Unknown(envelope) => {
             format!("{} event op {}: {}", envelope.n, envelope.op, envelope.d)
         }

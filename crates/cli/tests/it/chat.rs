@@ -17,13 +17,13 @@ use fugue_testkit::{PASSWORD, TestServer, federated_pair};
 use crate::support::{blocking, fugue_as_client};
 
 /// One person at a terminal: `fugue` with their own key store.
-struct Person {
+pub(crate) struct Person {
     url: String,
-    keystore: PathBuf,
+    pub(crate) keystore: PathBuf,
 }
 
 impl Person {
-    async fn new(server: &TestServer, dir: &std::path::Path, name: &str) -> Self {
+    pub(crate) async fn new(server: &TestServer, dir: &std::path::Path, name: &str) -> Self {
         server
             .client()
             .register(name, PASSWORD, None, None)
@@ -39,13 +39,13 @@ impl Person {
         person
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut cmd = fugue_as_client(&self.url, &self.keystore);
         cmd.args(args);
         cmd
     }
 
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+    pub(crate) async fn run(&self, args: &[&str]) -> (bool, String, String) {
         let mut cmd = self.command(args);
         let out = blocking(move || cmd.output().unwrap()).await;
         (
@@ -56,7 +56,7 @@ impl Person {
     }
 
     /// Runs a command that must succeed; its stdout.
-    async fn ok(&self, args: &[&str]) -> String {
+    pub(crate) async fn ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.run(args).await;
         assert!(ok, "fugue {args:?} failed: {err}{out}");
         out
@@ -64,7 +64,7 @@ impl Person {
 }
 
 /// The first word after `prefix` on the line that starts with it.
-fn word_after(out: &str, prefix: &str) -> String {
+pub(crate) fn word_after(out: &str, prefix: &str) -> String {
     out.lines()
         .find_map(|l| l.strip_prefix(prefix))
         .and_then(|rest| rest.split_whitespace().next())
@@ -72,7 +72,7 @@ fn word_after(out: &str, prefix: &str) -> String {
         .to_owned()
 }
 
-fn sent_id(out: &str) -> u64 {
+pub(crate) fn sent_id(out: &str) -> u64 {
     word_after(out, "sent message ").parse().unwrap()
 }
 
@@ -350,7 +350,7 @@ async fn the_events_command_shows_chat_events_live() {
 
 // ---- the SDK the commands are built on ----
 
-fn text(content: &str) -> MessageBody {
+pub(crate) fn text(content: &str) -> MessageBody {
     MessageBody {
         content: content.into(),
         reply_to: None,

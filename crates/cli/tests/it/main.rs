@@ -8,4 +8,5 @@
 mod binary;
 mod chat;
 mod commands;
+mod conversations;
 mod support;

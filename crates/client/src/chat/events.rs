@@ -6,6 +6,7 @@ use fugue_proto::chat::{
     Ban, CHAT, Channel, ChannelDelete, FUGUE_CHAT, Guild, GuildRef, Member, MemberRef, Message,
     MessageDelete, OverwriteUpdate, Role, RoleDelete, Typing, TypingStart, fugue_op, op,
 };
+use fugue_proto::conversation::{Conversation, ConversationMember, ConversationRef, OwnerChange};
 use fugue_proto::gateway::Envelope;
 use serde::de::DeserializeOwned;
 
@@ -37,6 +38,16 @@ pub enum ChatEvent {
     BanAdd(Ban),
     BanRemove(MemberRef),
     GuildDelete(GuildRef),
+    /// On the actor's own stream: it is now in this conversation (DM or group).
+    ConversationJoined(Conversation),
+    /// On the actor's own stream: it no longer is (left or removed).
+    ConversationLeft(ConversationRef),
+    /// A conversation began, was renamed or closed.
+    ConversationUpdate(Conversation),
+    ConversationMemberAdd(ConversationMember),
+    ConversationMemberRemove(ConversationMember),
+    /// A group changed hands (a transfer, or its owner left).
+    ConversationOwner(OwnerChange),
     /// An opcode of either namespace this client does not know.
     Unknown(Envelope),
     /// A known opcode whose payload does not have its shape.
@@ -80,6 +91,16 @@ impl ChatEvent {
             (FUGUE_CHAT, fugue_op::BAN_ADD) => parse(e, ChatEvent::BanAdd),
             (FUGUE_CHAT, fugue_op::BAN_REMOVE) => parse(e, ChatEvent::BanRemove),
             (FUGUE_CHAT, fugue_op::GUILD_DELETE) => parse(e, ChatEvent::GuildDelete),
+            (FUGUE_CHAT, fugue_op::CONVERSATION_JOINED) => parse(e, ChatEvent::ConversationJoined),
+            (FUGUE_CHAT, fugue_op::CONVERSATION_LEFT) => parse(e, ChatEvent::ConversationLeft),
+            (FUGUE_CHAT, fugue_op::CONVERSATION_UPDATE) => parse(e, ChatEvent::ConversationUpdate),
+            (FUGUE_CHAT, fugue_op::CONVERSATION_MEMBER_ADD) => {
+                parse(e, ChatEvent::ConversationMemberAdd)
+            }
+            (FUGUE_CHAT, fugue_op::CONVERSATION_MEMBER_REMOVE) => {
+                parse(e, ChatEvent::ConversationMemberRemove)
+            }
+            (FUGUE_CHAT, fugue_op::CONVERSATION_OWNER) => parse(e, ChatEvent::ConversationOwner),
             (CHAT | FUGUE_CHAT, _) => ChatEvent::Unknown(e.clone()),
             _ => return None,
         };
@@ -148,6 +169,26 @@ mod tests {
             ChatEvent::from_envelope(&other),
             Some(ChatEvent::MessageCreate(_)) | Some(ChatEvent::Malformed { .. })
         ));
+        let owner = Envelope::new(
+            FUGUE_CHAT,
+            fugue_op::CONVERSATION_OWNER,
+            json!({"conversation_id": "12", "owner_id": "b@example.com", "previous": "a@example.com"}),
+        );
+        assert!(matches!(
+            ChatEvent::from_envelope(&owner),
+            Some(ChatEvent::ConversationOwner(o)) if o.conversation_id == 12 && o.owner_id.to_string() == "b@example.com"
+        ));
+        let left = Envelope::new(
+            FUGUE_CHAT,
+            fugue_op::CONVERSATION_LEFT,
+            json!({"conversation_id": "12"}),
+        );
+        assert_eq!(
+            ChatEvent::from_envelope(&left),
+            Some(ChatEvent::ConversationLeft(ConversationRef {
+                conversation_id: 12
+            }))
+        );
         let unknown = Envelope::new(FUGUE_CHAT, 200, json!({}));
         assert!(
             matches!(ChatEvent::from_envelope(&unknown), Some(ChatEvent::Unknown(e)) if e.op == 200)

@@ -13,6 +13,7 @@
 //! message per nonce and answers a repeat with it. Verification lives in `verify`, the
 //! gateway's chat events in `events`.
 
+mod conversations;
 mod events;
 mod verify;
 
@@ -42,6 +43,7 @@ use crate::foreign::ForeignSession;
 use crate::http::{Client, send};
 use crate::session::Session;
 
+pub use conversations::{CHAT_SERVICE, DmMessage, DmServers, SentDm, server_domain};
 pub use events::ChatEvent;
 use verify::CertCache;
 pub use verify::Verdict;
