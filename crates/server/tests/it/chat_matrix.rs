@@ -11,7 +11,8 @@ use fugue_proto::api::{self, Endpoint};
 use fugue_proto::chat::{Channel, Guild, Member, Message, OverwriteTarget, Permissions, Role};
 use fugue_testkit::{TestServer, ws};
 
-use crate::chat::{Who, next_chat, ok, sample_body};
+use crate::chat::sample_body;
+use crate::chat_support::{Who, next_chat, ok};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
@@ -154,17 +155,9 @@ struct Fixture {
 async fn fixture(actors: &Actors<'_>) -> Fixture {
     let owner = &actors.owner;
     let (guild, general) = owner.create_guild("matrix", true).await;
-    let hidden: Channel = ok(
-        owner
-            .call(
-                api::create_channel::target(guild.id),
-                &[],
-                Some(json!({"name": "staff"})),
-            )
-            .await,
-        201,
-    )
-    .await;
+    let hidden: Channel = owner
+        .create_channel(guild.id, json!({"name": "staff"}))
+        .await;
     let code = owner.invite(general.id, json!({})).await.code.unwrap();
     for who in [
         &actors.admin,
