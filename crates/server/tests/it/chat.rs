@@ -480,17 +480,13 @@ async fn roles_and_overwrites_decide_who_reads_and_who_writes() {
     )
     .await;
     let everyone = fugue_proto::chat::OverwriteTarget::Role(g.id);
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(staff_channel.id, &everyone),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            staff_channel.id,
+            &everyone,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     assert_eq!(
         status(alice.send(staff_channel.id, "s1", "staff only").await).await,
         201
@@ -530,17 +526,13 @@ async fn roles_and_overwrites_decide_who_reads_and_who_writes() {
     )
     .await;
     let role_target = fugue_proto::chat::OverwriteTarget::Role(staff.id);
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(staff_channel.id, &role_target),
-                &[],
-                Some(json!({"allow": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            staff_channel.id,
+            &role_target,
+            json!({"allow": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     let member: Member = ok(
         alice
             .call(
@@ -579,17 +571,13 @@ async fn roles_and_overwrites_decide_who_reads_and_who_writes() {
 
     // Without SEND_MESSAGES in general: 403 naming it.
     let me = fugue_proto::chat::OverwriteTarget::Member(bob.fid());
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(general.id, &me),
-                &[],
-                Some(json!({"deny": Permissions::SEND_MESSAGES.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            general.id,
+            &me,
+            json!({"deny": Permissions::SEND_MESSAGES.bits().to_string()}),
+        )
+        .await;
     let p = problem(
         bob.send(general.id, "b2", "hello").await,
         403,
@@ -1033,17 +1021,13 @@ async fn members_following_the_chat_channel_receive_what_they_may_see() {
     let code = alice.invite(general.id, json!({})).await.code.unwrap();
     ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
     let bob_target = fugue_proto::chat::OverwriteTarget::Member(bob.fid());
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(hidden.id, &bob_target),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            hidden.id,
+            &bob_target,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
 
     let mut bob_ws = ws::identified(&server, bob.token()).await;
     subscribe(&mut bob_ws, "chat").await;
@@ -1420,17 +1404,13 @@ async fn a_resume_replays_the_missed_messages_of_visible_channels() {
     let code = alice.invite(general.id, json!({})).await.code.unwrap();
     ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
     let bob_target = fugue_proto::chat::OverwriteTarget::Member(bob.fid());
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(hidden.id, &bob_target),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            hidden.id,
+            &bob_target,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     let s = live_then_away(&server, &alice, &bob, general.id).await;
     let missed: Message = ok(alice.send(general.id, "m2", "missed").await, 201).await;
     ok::<Message>(alice.send(hidden.id, "h1", "not for bob").await, 201).await;
@@ -1636,17 +1616,13 @@ async fn administrators_may_do_everything_but_what_only_the_owner_may() {
     ok::<Member>(carol.join(g.id, Some(&code)).await, 201).await;
     let hidden: Channel = alice.create_channel(g.id, json!({"name": "hidden"})).await;
     let everyone = fugue_proto::chat::OverwriteTarget::Role(g.id);
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(hidden.id, &everyone),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            hidden.id,
+            &everyone,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     let secret: Message = ok(alice.send(hidden.id, "s", "secret").await, 201).await;
     let admins: Role = ok(
         alice

@@ -200,41 +200,29 @@ async fn fixture(actors: &Actors<'_>) -> Fixture {
             .is_success()
     );
     assert!(grant(&actors.victim, &scratch).await.status().is_success());
-    ok::<Value>(
-        owner
-            .call(
-                api::set_overwrite::target(general.id, &OverwriteTarget::Role(scratch.id)),
-                &[],
-                Some(json!({"allow": Permissions::SEND_MESSAGES.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    owner
+        .set_overwrite(
+            general.id,
+            &OverwriteTarget::Role(scratch.id),
+            json!({"allow": Permissions::SEND_MESSAGES.bits().to_string()}),
+        )
+        .await;
     // The hidden channel: only moderators see it.
     let everyone_target = OverwriteTarget::Role(guild.id);
-    ok::<Value>(
-        owner
-            .call(
-                api::set_overwrite::target(hidden.id, &everyone_target),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
-    ok::<Value>(
-        owner
-            .call(
-                api::set_overwrite::target(hidden.id, &OverwriteTarget::Role(moderator.id)),
-                &[],
-                Some(json!({"allow": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    owner
+        .set_overwrite(
+            hidden.id,
+            &everyone_target,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
+    owner
+        .set_overwrite(
+            hidden.id,
+            &OverwriteTarget::Role(moderator.id),
+            json!({"allow": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     // The demoted member saw the hidden channel while it was a moderator.
     assert_eq!(
         actors

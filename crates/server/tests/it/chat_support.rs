@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use fugue_client::Session;
 use fugue_proto::api::{self, Target};
 use fugue_proto::chat::{
-    Channel, Guild, Invite, Member, Message, MessageBody, Permissions, SignedPayload,
+    Channel, Guild, Invite, Member, Message, MessageBody, OverwriteTarget, Permissions,
+    SignedPayload,
 };
 use fugue_proto::community::{Presence, ReactionBody, ReadState};
 use fugue_proto::{ErrorCode, FederationId, Problem};
@@ -265,6 +266,21 @@ impl<'a> Who<'a> {
             201,
         )
         .await;
+    }
+
+    /// Sets `channel`'s overwrite for `target` (200).
+    pub(crate) async fn set_overwrite(
+        &self,
+        channel: u64,
+        target: &OverwriteTarget,
+        body: Value,
+    ) -> Value {
+        ok(
+            self.call(api::set_overwrite::target(channel, target), &[], Some(body))
+                .await,
+            200,
+        )
+        .await
     }
 
     /// Sets the `@everyone` role's permission bits.
