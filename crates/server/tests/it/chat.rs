@@ -2,203 +2,17 @@
 //! and overwrites, signed messages (tampered, moved, replayed, edited, deleted), history
 //! pages, chat problems (`message`, numeric `code`) and the chat rate limits.
 
-use reqwest::Method;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use fugue_client::Session;
-use fugue_proto::api::{self, Target};
+use fugue_proto::ErrorCode;
+use fugue_proto::api;
 use fugue_proto::chat::{
     Channel, Guild, Invite, Member, Message, MessageBody, MessageVersion, Permissions, Role,
     SignedPayload,
 };
-use fugue_proto::{ErrorCode, Problem};
 use fugue_testkit::{PASSWORD, TestServer, ws};
 
-/// One actor's session on a server, for raw chat calls.
-pub(crate) struct Who<'a> {
-    server: &'a TestServer,
-    pub(crate) session: Session,
-    /// The token on `server` when `session` is of another server (signed in by key trial).
-    foreign_token: Option<String>,
-}
-
-impl<'a> Who<'a> {
-    pub(crate) async fn new(server: &'a TestServer, name: &str) -> Self {
-        Self {
-            server,
-            session: server.register(name).await,
-            foreign_token: None,
-        }
-    }
-
-    /// `session`'s actor signed in on `server` (another home server) with a key trial.
-    pub(crate) async fn foreign(server: &'a TestServer, session: Session) -> Self {
-        let signed_in = session
-            .sign_in_on(server.client(), &server.domain)
-            .await
-            .unwrap();
-        Self {
-            server,
-            foreign_token: Some(signed_in.token().to_owned()),
-            session,
-        }
-    }
-
-    pub(crate) fn token(&self) -> &str {
-        self.foreign_token
-            .as_deref()
-            .unwrap_or(self.session.token())
-    }
-
-    pub(crate) async fn call(
-        &self,
-        target: Target,
-        query: &[(&str, String)],
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        self.call_with(target, query, body, None).await
-    }
-
-    pub(crate) async fn call_with(
-        &self,
-        target: Target,
-        query: &[(&str, String)],
-        body: Option<Value>,
-        solution: Option<&str>,
-    ) -> reqwest::Response {
-        let method = Method::from_bytes(target.method().as_str().as_bytes()).unwrap();
-        let mut req = self
-            .server
-            .client()
-            .raw()
-            .request(method, format!("{}{}", self.server.url, target.path))
-            .bearer_auth(self.token())
-            .query(query);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        if let Some(solution) = solution {
-            req = req.header(api::SENSITIVE_HEADER, solution);
-        }
-        req.send().await.unwrap()
-    }
-
-    pub(crate) fn fid(&self) -> fugue_proto::FederationId {
-        self.session.fid().clone()
-    }
-
-    /// A message body signed for `channel` with `nonce` (`edit_of` for an edit).
-    pub(crate) fn signed(
-        &self,
-        channel: u64,
-        nonce: &str,
-        body: &MessageBody,
-        edit_of: Option<u64>,
-    ) -> String {
-        let payload = SignedPayload::message(
-            &self.server.domain,
-            channel,
-            self.session.fid(),
-            nonce,
-            edit_of,
-            body,
-        );
-        hex::encode(self.session.key().sign(&payload.signed_bytes()))
-    }
-
-    pub(crate) fn send_body(&self, channel: u64, nonce: &str, text: &str) -> Value {
-        let body = MessageBody {
-            content: text.into(),
-            reply_to: None,
-            attachments: vec![],
-        };
-        json!({
-            "content": text,
-            "nonce": nonce,
-            "signature": self.signed(channel, nonce, &body, None),
-            "id_cert": self.session.cert_pem(),
-        })
-    }
-
-    pub(crate) async fn send(&self, channel: u64, nonce: &str, text: &str) -> reqwest::Response {
-        self.call(
-            api::send_message::target(channel),
-            &[],
-            Some(self.send_body(channel, nonce, text)),
-        )
-        .await
-    }
-
-    pub(crate) async fn create_guild(&self, name: &str, private: bool) -> (Guild, Channel) {
-        let g: Guild = ok(
-            self.call(
-                api::create_guild::target(),
-                &[],
-                Some(json!({"name": name, "private": private})),
-            )
-            .await,
-            201,
-        )
-        .await;
-        let channels: Vec<Channel> = ok(
-            self.call(api::list_channels::target(g.id), &[], None).await,
-            200,
-        )
-        .await;
-        (g, channels[0].clone())
-    }
-
-    pub(crate) async fn invite(&self, channel: u64, body: Value) -> Invite {
-        ok(
-            self.call(api::create_invite::target(channel), &[], Some(body))
-                .await,
-            201,
-        )
-        .await
-    }
-
-    pub(crate) async fn join(&self, guild: u64, code: Option<&str>) -> reqwest::Response {
-        let body = code.map(|c| json!({"invite_code": c}));
-        self.call(api::join_guild::target(guild), &[], body).await
-    }
-
-    pub(crate) async fn history(&self, channel: u64, query: &[(&str, String)]) -> Vec<Message> {
-        ok(
-            self.call(api::message_history::target(channel), query, None)
-                .await,
-            200,
-        )
-        .await
-    }
-}
-
-/// The body of a response with `status`.
-pub(crate) async fn ok<T: DeserializeOwned>(resp: reqwest::Response, status: u16) -> T {
-    let got = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// A chat problem: status, code, and chat.md's `message` and numeric `code` besides.
-async fn problem(resp: reqwest::Response, status: u16, code: ErrorCode) -> Problem {
-    let got = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    let p: Problem = serde_json::from_str(&text).unwrap();
-    assert_eq!(p.error, code, "{text}");
-    assert_eq!(p.code, Some(code.number()), "{text}");
-    assert!(
-        p.message.as_deref().is_some_and(|m| !m.is_empty()),
-        "{text}"
-    );
-    p
-}
-
-async fn status(resp: reqwest::Response) -> u16 {
-    resp.status().as_u16()
-}
+use crate::chat_support::{Who, next_chat, ok, problem, resume, status, subscribe};
 
 #[tokio::test]
 async fn a_guild_lives_from_creation_to_deletion_and_private_ones_are_hidden() {
@@ -651,17 +465,9 @@ async fn roles_and_overwrites_decide_who_reads_and_who_writes() {
     ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
 
     // A staff channel hidden from @everyone (the guild's id), open to the staff role.
-    let staff_channel: Channel = ok(
-        alice
-            .call(
-                api::create_channel::target(g.id),
-                &[],
-                Some(json!({"name": "staff", "topic": "t"})),
-            )
-            .await,
-        201,
-    )
-    .await;
+    let staff_channel: Channel = alice
+        .create_channel(g.id, json!({"name": "staff", "topic": "t"}))
+        .await;
     problem(
         bob.call(
             api::create_channel::target(g.id),
@@ -674,17 +480,13 @@ async fn roles_and_overwrites_decide_who_reads_and_who_writes() {
     )
     .await;
     let everyone = fugue_proto::chat::OverwriteTarget::Role(g.id);
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(staff_channel.id, &everyone),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            staff_channel.id,
+            &everyone,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     assert_eq!(
         status(alice.send(staff_channel.id, "s1", "staff only").await).await,
         201
@@ -724,17 +526,13 @@ async fn roles_and_overwrites_decide_who_reads_and_who_writes() {
     )
     .await;
     let role_target = fugue_proto::chat::OverwriteTarget::Role(staff.id);
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(staff_channel.id, &role_target),
-                &[],
-                Some(json!({"allow": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            staff_channel.id,
+            &role_target,
+            json!({"allow": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     let member: Member = ok(
         alice
             .call(
@@ -773,17 +571,13 @@ async fn roles_and_overwrites_decide_who_reads_and_who_writes() {
 
     // Without SEND_MESSAGES in general: 403 naming it.
     let me = fugue_proto::chat::OverwriteTarget::Member(bob.fid());
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(general.id, &me),
-                &[],
-                Some(json!({"deny": Permissions::SEND_MESSAGES.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            general.id,
+            &me,
+            json!({"deny": Permissions::SEND_MESSAGES.bits().to_string()}),
+        )
+        .await;
     let p = problem(
         bob.send(general.id, "b2", "hello").await,
         403,
@@ -868,17 +662,7 @@ async fn messages_are_verified_stored_once_edited_as_versions_and_deleted_as_tom
     let alice = Who::new(&server, "alice").await;
     let bob = Who::new(&server, "bob").await;
     let (g, general) = alice.create_guild("club", true).await;
-    let other: Channel = ok(
-        alice
-            .call(
-                api::create_channel::target(g.id),
-                &[],
-                Some(json!({"name": "other"})),
-            )
-            .await,
-        201,
-    )
-    .await;
+    let other: Channel = alice.create_channel(g.id, json!({"name": "other"})).await;
 
     // Valid: 201, with what it takes to check it again.
     let sent: Message = ok(alice.send(general.id, "n1", "hello").await, 201).await;
@@ -1233,47 +1017,22 @@ async fn members_following_the_chat_channel_receive_what_they_may_see() {
     let bob = Who::new(&server, "bob").await;
     let carol = Who::new(&server, "carol").await;
     let (g, general) = alice.create_guild("club", true).await;
-    let hidden: Channel = ok(
-        alice
-            .call(
-                api::create_channel::target(g.id),
-                &[],
-                Some(json!({"name": "hidden"})),
-            )
-            .await,
-        201,
-    )
-    .await;
+    let hidden: Channel = alice.create_channel(g.id, json!({"name": "hidden"})).await;
     let code = alice.invite(general.id, json!({})).await.code.unwrap();
     ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
     let bob_target = fugue_proto::chat::OverwriteTarget::Member(bob.fid());
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(hidden.id, &bob_target),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            hidden.id,
+            &bob_target,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
 
     let mut bob_ws = ws::identified(&server, bob.token()).await;
-    ws::send(
-        &mut bob_ws,
-        json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": "chat"}}),
-    )
-    .await;
-    let ack = ws::next_with_op(&mut bob_ws, 9).await;
-    assert_eq!(ack["d"]["success"], true, "{ack}");
+    subscribe(&mut bob_ws, "chat").await;
     let mut carol_ws = ws::identified(&server, carol.token()).await;
-    ws::send(
-        &mut carol_ws,
-        json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": "chat"}}),
-    )
-    .await;
-    ws::next_with_op(&mut carol_ws, 9).await;
+    subscribe(&mut carol_ws, "chat").await;
 
     assert_eq!(
         status(alice.send(hidden.id, "h", "secret").await).await,
@@ -1351,15 +1110,6 @@ async fn members_following_the_chat_channel_receive_what_they_may_see() {
 }
 
 /// The next frame of the `chat` namespace.
-pub(crate) async fn next_chat(ws: &mut fugue_testkit::ws::Ws) -> Value {
-    loop {
-        let f = ws::next(ws).await;
-        if f["n"] == "chat" {
-            return f;
-        }
-    }
-}
-
 #[tokio::test]
 async fn foreign_actors_join_and_post_with_certificates_their_home_server_vouches_for() {
     let (alpha, beta) = fugue_testkit::federated_pair().await;
@@ -1428,11 +1178,7 @@ async fn a_revoked_certificate_signs_nothing_more() {
     let alice = Who::new(&server, "alice").await;
     let (_, general) = alice.create_guild("club", true).await;
     // A second session of alice: its messages count while its certificate lives.
-    let laptop = Who {
-        server: &server,
-        session: server.login("alice", "laptop").await.unwrap(),
-        foreign_token: None,
-    };
+    let laptop = Who::again(&server, "alice", "laptop").await;
     assert_eq!(
         status(laptop.send(general.id, "l1", "from the laptop").await).await,
         201
@@ -1633,38 +1379,11 @@ async fn polling_members_receive_the_messages_of_their_channels() {
 /// `s` of that message's frame.
 async fn live_then_away(server: &TestServer, alice: &Who<'_>, bob: &Who<'_>, channel: u64) -> u64 {
     let mut ws1 = ws::identified(server, bob.token()).await;
-    ws::send(
-        &mut ws1,
-        json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": "chat"}}),
-    )
-    .await;
-    ws::next_with_op(&mut ws1, 9).await;
+    subscribe(&mut ws1, "chat").await;
     let seen: Message = ok(alice.send(channel, "m1", "seen live").await, 201).await;
     let live = next_chat(&mut ws1).await;
     assert_eq!(live["d"]["id"], seen.id.to_string(), "{live}");
     live["s"].as_u64().unwrap()
-}
-
-/// Resumes bob's session after frame `s`; returns every event replayed (as frames or in op
-/// 10's `d`).
-async fn resume(server: &TestServer, bob: &Who<'_>, s: u64) -> Vec<Value> {
-    let (mut ws2, _) = ws::connect(server).await;
-    ws::send(
-        &mut ws2,
-        json!({"n": "core", "op": 5, "d": {"s": s, "token": bob.token()}}),
-    )
-    .await;
-    let mut replayed = Vec::new();
-    loop {
-        let f = ws::next(&mut ws2).await;
-        if f["op"] == 10 && f["n"] == "core" {
-            if let Some(d) = f["d"].as_array() {
-                replayed.extend(d.iter().cloned());
-            }
-            return replayed;
-        }
-        replayed.push(f);
-    }
 }
 
 fn chat_message_ids(events: &[Value]) -> Vec<String> {
@@ -1681,31 +1400,17 @@ async fn a_resume_replays_the_missed_messages_of_visible_channels() {
     let alice = Who::new(&server, "alice").await;
     let bob = Who::new(&server, "bob").await;
     let (g, general) = alice.create_guild("club", true).await;
-    let hidden: Channel = ok(
-        alice
-            .call(
-                api::create_channel::target(g.id),
-                &[],
-                Some(json!({"name": "hidden"})),
-            )
-            .await,
-        201,
-    )
-    .await;
+    let hidden: Channel = alice.create_channel(g.id, json!({"name": "hidden"})).await;
     let code = alice.invite(general.id, json!({})).await.code.unwrap();
     ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
     let bob_target = fugue_proto::chat::OverwriteTarget::Member(bob.fid());
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(hidden.id, &bob_target),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            hidden.id,
+            &bob_target,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     let s = live_then_away(&server, &alice, &bob, general.id).await;
     let missed: Message = ok(alice.send(general.id, "m2", "missed").await, 201).await;
     ok::<Message>(alice.send(hidden.id, "h1", "not for bob").await, 201).await;
@@ -1756,28 +1461,15 @@ async fn channels_and_categories_are_created_changed_and_deleted_by_those_who_ma
     let code = alice.invite(general.id, json!({})).await.code.unwrap();
     ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
 
-    let category: Channel = ok(
-        alice
-            .call(
-                api::create_channel::target(g.id),
-                &[],
-                Some(json!({"name": "Topics", "type": 4})),
-            )
-            .await,
-        201,
-    )
-    .await;
-    let books: Channel = ok(
-        alice
-            .call(
-                api::create_channel::target(g.id),
-                &[],
-                Some(json!({"name": "books", "topic": "what we read", "parent_id": category.id.to_string()})),
-            )
-            .await,
-        201,
-    )
-    .await;
+    let category: Channel = alice
+        .create_channel(g.id, json!({"name": "Topics", "type": 4}))
+        .await;
+    let books: Channel = alice
+        .create_channel(
+            g.id,
+            json!({"name": "books", "topic": "what we read", "parent_id": category.id.to_string()}),
+        )
+        .await;
     assert_eq!(books.parent_id, Some(category.id));
     assert_eq!(books.description.as_deref(), Some("what we read"));
     problem(
@@ -1922,29 +1614,15 @@ async fn administrators_may_do_everything_but_what_only_the_owner_may() {
     let code = alice.invite(general.id, json!({})).await.code.unwrap();
     ok::<Member>(bob.join(g.id, Some(&code)).await, 201).await;
     ok::<Member>(carol.join(g.id, Some(&code)).await, 201).await;
-    let hidden: Channel = ok(
-        alice
-            .call(
-                api::create_channel::target(g.id),
-                &[],
-                Some(json!({"name": "hidden"})),
-            )
-            .await,
-        201,
-    )
-    .await;
+    let hidden: Channel = alice.create_channel(g.id, json!({"name": "hidden"})).await;
     let everyone = fugue_proto::chat::OverwriteTarget::Role(g.id);
-    ok::<Value>(
-        alice
-            .call(
-                api::set_overwrite::target(hidden.id, &everyone),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    alice
+        .set_overwrite(
+            hidden.id,
+            &everyone,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     let secret: Message = ok(alice.send(hidden.id, "s", "secret").await, 201).await;
     let admins: Role = ok(
         alice
@@ -2078,12 +1756,7 @@ async fn a_message_sent_on_one_node_reaches_members_connected_to_another() {
 
     // Bob listens on the second node; alice writes on the first.
     let mut bob_ws = ws::identified(&nodes[1], bob.token()).await;
-    ws::send(
-        &mut bob_ws,
-        json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": "chat"}}),
-    )
-    .await;
-    ws::next_with_op(&mut bob_ws, 9).await;
+    subscribe(&mut bob_ws, "chat").await;
     let mut sent = Vec::new();
     for i in 0..20 {
         let m: Message = ok(

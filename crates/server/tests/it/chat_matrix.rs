@@ -11,7 +11,8 @@ use fugue_proto::api::{self, Endpoint};
 use fugue_proto::chat::{Channel, Guild, Member, Message, OverwriteTarget, Permissions, Role};
 use fugue_testkit::{TestServer, ws};
 
-use crate::chat::{Who, next_chat, ok, sample_body};
+use crate::chat::sample_body;
+use crate::chat_support::{Who, next_chat, ok};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
@@ -154,17 +155,9 @@ struct Fixture {
 async fn fixture(actors: &Actors<'_>) -> Fixture {
     let owner = &actors.owner;
     let (guild, general) = owner.create_guild("matrix", true).await;
-    let hidden: Channel = ok(
-        owner
-            .call(
-                api::create_channel::target(guild.id),
-                &[],
-                Some(json!({"name": "staff"})),
-            )
-            .await,
-        201,
-    )
-    .await;
+    let hidden: Channel = owner
+        .create_channel(guild.id, json!({"name": "staff"}))
+        .await;
     let code = owner.invite(general.id, json!({})).await.code.unwrap();
     for who in [
         &actors.admin,
@@ -207,41 +200,29 @@ async fn fixture(actors: &Actors<'_>) -> Fixture {
             .is_success()
     );
     assert!(grant(&actors.victim, &scratch).await.status().is_success());
-    ok::<Value>(
-        owner
-            .call(
-                api::set_overwrite::target(general.id, &OverwriteTarget::Role(scratch.id)),
-                &[],
-                Some(json!({"allow": Permissions::SEND_MESSAGES.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    owner
+        .set_overwrite(
+            general.id,
+            &OverwriteTarget::Role(scratch.id),
+            json!({"allow": Permissions::SEND_MESSAGES.bits().to_string()}),
+        )
+        .await;
     // The hidden channel: only moderators see it.
     let everyone_target = OverwriteTarget::Role(guild.id);
-    ok::<Value>(
-        owner
-            .call(
-                api::set_overwrite::target(hidden.id, &everyone_target),
-                &[],
-                Some(json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
-    ok::<Value>(
-        owner
-            .call(
-                api::set_overwrite::target(hidden.id, &OverwriteTarget::Role(moderator.id)),
-                &[],
-                Some(json!({"allow": Permissions::VIEW_CHANNEL.bits().to_string()})),
-            )
-            .await,
-        200,
-    )
-    .await;
+    owner
+        .set_overwrite(
+            hidden.id,
+            &everyone_target,
+            json!({"deny": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
+    owner
+        .set_overwrite(
+            hidden.id,
+            &OverwriteTarget::Role(moderator.id),
+            json!({"allow": Permissions::VIEW_CHANNEL.bits().to_string()}),
+        )
+        .await;
     // The demoted member saw the hidden channel while it was a moderator.
     assert_eq!(
         actors

@@ -4,16 +4,15 @@
 
 use std::time::Duration;
 
-use reqwest::Method;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use fugue_client::Session;
-use fugue_proto::api::{self, Target};
-use fugue_proto::chat::{Channel, Guild, Invite, Member, Message, MessageBody, SignedPayload};
+use fugue_proto::api;
+use fugue_proto::chat::Message;
 use fugue_proto::community::{Actor, Presence, ReactionBody, ReadState, op};
-use fugue_proto::{ErrorCode, FederationId, Problem};
-use fugue_testkit::{TestServer, ws};
+use fugue_proto::{ErrorCode, FederationId};
+use fugue_testkit::TestServer;
+
+use crate::chat_support::{Who, gets_fugue, next_fugue, no_content, ok, problem};
 
 /// A server without the chat limits (these tests send many messages quickly).
 async fn server() -> TestServer {
@@ -23,290 +22,6 @@ async fn server() -> TestServer {
     .await
 }
 
-struct Who<'a> {
-    server: &'a TestServer,
-    session: Session,
-}
-
-impl<'a> Who<'a> {
-    async fn new(server: &'a TestServer, name: &str) -> Self {
-        Self {
-            server,
-            session: server.register(name).await,
-        }
-    }
-
-    /// Another session of an actor registered before.
-    async fn again(server: &'a TestServer, name: &str, session_id: &str) -> Self {
-        Self {
-            server,
-            session: server.login(name, session_id).await.unwrap(),
-        }
-    }
-
-    fn fid(&self) -> FederationId {
-        self.session.fid().clone()
-    }
-
-    async fn call(
-        &self,
-        target: Target,
-        query: &[(&str, String)],
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        let method = Method::from_bytes(target.method().as_str().as_bytes()).unwrap();
-        let mut req = self
-            .server
-            .client()
-            .raw()
-            .request(method, format!("{}{}", self.server.url, target.path))
-            .bearer_auth(self.session.token())
-            .query(query);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        req.send().await.unwrap()
-    }
-
-    async fn send(&self, channel: u64, nonce: &str, text: &str) -> reqwest::Response {
-        let body = MessageBody {
-            content: text.into(),
-            reply_to: None,
-            attachments: vec![],
-        };
-        let payload = SignedPayload::message(
-            &self.server.domain,
-            channel,
-            self.session.fid(),
-            nonce,
-            None,
-            &body,
-        );
-        let signature = hex::encode(self.session.key().sign(&payload.signed_bytes()));
-        self.call(
-            api::send_message::target(channel),
-            &[],
-            Some(json!({
-                "content": text,
-                "nonce": nonce,
-                "signature": signature,
-                "id_cert": self.session.cert_pem(),
-            })),
-        )
-        .await
-    }
-
-    async fn sent(&self, channel: u64, nonce: &str, text: &str) -> Message {
-        ok(self.send(channel, nonce, text).await, 201).await
-    }
-
-    /// A reaction request signed over `signed` (what the author claims to sign).
-    fn reaction(&self, channel: u64, nonce: &str, signed: &ReactionBody) -> Value {
-        let payload = SignedPayload::reaction(
-            &self.server.domain,
-            channel,
-            self.session.fid(),
-            nonce,
-            signed,
-        );
-        json!({
-            "nonce": nonce,
-            "signature": hex::encode(self.session.key().sign(&payload.signed_bytes())),
-            "id_cert": self.session.cert_pem(),
-        })
-    }
-
-    async fn react(
-        &self,
-        channel: u64,
-        message: u64,
-        emoji: &str,
-        add: bool,
-        nonce: &str,
-    ) -> reqwest::Response {
-        let body = self.reaction(
-            channel,
-            nonce,
-            &ReactionBody {
-                message,
-                emoji: emoji.into(),
-                add,
-            },
-        );
-        let target = if add {
-            api::add_reaction::target(channel, message, emoji)
-        } else {
-            api::remove_reaction::target(channel, message, emoji)
-        };
-        self.call(target, &[], Some(body)).await
-    }
-
-    async fn reactors(&self, channel: u64, message: u64, emoji: &str) -> Vec<FederationId> {
-        let list: Vec<fugue_proto::chat::Reaction> = ok(
-            self.call(
-                api::list_reactions::target(channel, message, emoji),
-                &[],
-                None,
-            )
-            .await,
-            200,
-        )
-        .await;
-        list.into_iter().map(|r| r.fid).collect()
-    }
-
-    async fn create_guild(&self, name: &str) -> (Guild, Channel) {
-        let g: Guild = ok(
-            self.call(
-                api::create_guild::target(),
-                &[],
-                Some(json!({"name": name, "private": true})),
-            )
-            .await,
-            201,
-        )
-        .await;
-        let channels: Vec<Channel> = ok(
-            self.call(api::list_channels::target(g.id), &[], None).await,
-            200,
-        )
-        .await;
-        (g, channels[0].clone())
-    }
-
-    /// `other` joins `self`'s guild with an invite to `channel`.
-    async fn admit(&self, other: &Who<'_>, guild: u64, channel: u64) {
-        let invite: Invite = ok(
-            self.call(api::create_invite::target(channel), &[], Some(json!({})))
-                .await,
-            201,
-        )
-        .await;
-        ok::<Member>(
-            other
-                .call(
-                    api::join_guild::target(guild),
-                    &[],
-                    Some(json!({"invite_code": invite.code.unwrap()})),
-                )
-                .await,
-            201,
-        )
-        .await;
-    }
-
-    /// Sets the `@everyone` role's permission bits.
-    async fn everyone_may(&self, guild: u64, bits: fugue_proto::chat::Permissions) {
-        ok::<Value>(
-            self.call(
-                api::update_role::target(guild, guild),
-                &[],
-                Some(json!({"permissions": bits.bits().to_string()})),
-            )
-            .await,
-            200,
-        )
-        .await;
-    }
-
-    async fn read_states(&self) -> Vec<ReadState> {
-        ok(self.call(api::read_states::target(), &[], None).await, 200).await
-    }
-
-    async fn presence_of(&self, of: &Who<'_>) -> Presence {
-        let list: Vec<Presence> = ok(
-            self.call(
-                api::get_presences::target(),
-                &[("fids", of.fid().to_string())],
-                None,
-            )
-            .await,
-            200,
-        )
-        .await;
-        assert_eq!(list.len(), 1);
-        assert_eq!(list[0].fid, of.fid());
-        list[0].clone()
-    }
-
-    /// Waits (a few seconds at most) until `self` sees `of` with `availability`.
-    async fn sees_presence(&self, of: &Who<'_>, availability: u8) -> Presence {
-        let mut last = None;
-        for _ in 0..50 {
-            let p = self.presence_of(of).await;
-            if p.availability == availability {
-                return p;
-            }
-            last = Some(p);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "{} never showed availability {availability}: {last:?}",
-            of.fid()
-        );
-    }
-
-    /// A gateway connection subscribed to `service`.
-    async fn subscribed(&self, service: &str) -> ws::Ws {
-        let mut conn = ws::identified(self.server, self.session.token()).await;
-        ws::send(
-            &mut conn,
-            json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": service}}),
-        )
-        .await;
-        let ack = ws::next_with_op(&mut conn, 9).await;
-        assert_eq!(ack["d"]["success"], true, "{ack}");
-        conn
-    }
-}
-
-async fn ok<T: DeserializeOwned>(resp: reqwest::Response, status: u16) -> T {
-    let got = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-async fn no_content(resp: reqwest::Response) {
-    let got = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    assert_eq!(got, 204, "{text}");
-}
-
-async fn problem(resp: reqwest::Response, status: u16, code: ErrorCode) -> Problem {
-    let got = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    let p: Problem = serde_json::from_str(&text).unwrap();
-    assert_eq!(p.error, code, "{text}");
-    p
-}
-
-/// The next `fugue-chat` frame with `op`, skipping others.
-async fn next_fugue(conn: &mut ws::Ws, op: u16) -> Value {
-    loop {
-        let f = ws::next(conn).await;
-        if f["n"] == "fugue-chat" && f["op"] == op {
-            return f;
-        }
-    }
-}
-
-/// Whether a `fugue-chat` frame with `op` arrives within `wait`.
-async fn gets_fugue(conn: &mut ws::Ws, op: u16, wait: Duration) -> Option<Value> {
-    let until = tokio::time::Instant::now() + wait;
-    loop {
-        let left = until.saturating_duration_since(tokio::time::Instant::now());
-        match ws::try_receive(conn, left).await {
-            Ok(ws::Received::Frame(f)) if f["n"] == "fugue-chat" && f["op"] == op => {
-                return Some(f);
-            }
-            Ok(ws::Received::Frame(_)) => {}
-            _ => return None,
-        }
-    }
-}
-
 #[tokio::test]
 async fn reactions_are_signed_listed_shown_in_history_and_removed() {
     use fugue_proto::chat::Permissions as P;
@@ -314,7 +29,7 @@ async fn reactions_are_signed_listed_shown_in_history_and_removed() {
     let alice = Who::new(&server, "alice").await;
     let bob = Who::new(&server, "bob").await;
     let carol = Who::new(&server, "carol").await;
-    let (g, general) = alice.create_guild("club").await;
+    let (g, general) = alice.create_guild("club", true).await;
     alice.admit(&bob, g.id, general.id).await;
     let m = alice.sent(general.id, "m1", "hello").await;
     let mut alice_ws = alice.subscribed("fugue-chat").await;
@@ -471,7 +186,7 @@ async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
     let alice = Who::new(&server, "alice").await;
     let bob = Who::new(&server, "bob").await;
     let carol = Who::new(&server, "carol").await;
-    let (g, general) = alice.create_guild("club").await;
+    let (g, general) = alice.create_guild("club", true).await;
     alice.admit(&bob, g.id, general.id).await;
     let first = alice.sent(general.id, "p0", "pin me").await;
     let mut bob_ws = bob.subscribed("fugue-chat").await;
@@ -584,7 +299,7 @@ async fn unread_and_mention_counts_follow_the_read_marker() {
     let alice = Who::new(&server, "alice").await;
     let bob = Who::new(&server, "bob").await;
     let carol = Who::new(&server, "carol").await;
-    let (g, general) = alice.create_guild("club").await;
+    let (g, general) = alice.create_guild("club", true).await;
     alice.admit(&bob, g.id, general.id).await;
 
     let states = bob.read_states().await;
@@ -662,7 +377,7 @@ async fn a_read_marker_reaches_the_actors_other_sessions_only() {
     let alice = Who::new(&server, "alice").await;
     let bob = Who::new(&server, "bob").await;
     let bob_phone = Who::again(&server, "bob", "phone").await;
-    let (g, general) = alice.create_guild("club").await;
+    let (g, general) = alice.create_guild("club", true).await;
     alice.admit(&bob, g.id, general.id).await;
     let m = alice.sent(general.id, "a1", "read me").await;
     let mut phone_ws = bob_phone.subscribed("fugue-chat").await;
@@ -698,7 +413,7 @@ async fn presence_follows_chat_connections_and_invisible_shows_offline() {
     let bob = Who::new(&server, "bob").await;
     let bob_phone = Who::again(&server, "bob", "phone").await;
     let carol = Who::new(&server, "carol").await;
-    let (g, general) = alice.create_guild("club").await;
+    let (g, general) = alice.create_guild("club", true).await;
     alice.admit(&bob, g.id, general.id).await;
     let mut alice_ws = alice.subscribed("fugue-chat").await;
 
@@ -764,7 +479,7 @@ async fn profiles_are_changed_by_their_actor_and_read_by_anyone() {
     let server = server().await;
     let alice = Who::new(&server, "alice").await;
     let bob = Who::new(&server, "bob").await;
-    let (g, general) = alice.create_guild("club").await;
+    let (g, general) = alice.create_guild("club", true).await;
     alice.admit(&bob, g.id, general.id).await;
     let mut bob_ws = bob.subscribed("fugue-chat").await;
 

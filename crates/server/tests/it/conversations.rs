@@ -3,205 +3,15 @@
 //! what (docs/decisions.md, "Direct messages live on the recipient's server" and "Group
 //! conversations").
 
-use std::time::Duration;
+use serde_json::json;
 
-use reqwest::Method;
-use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
-
-use fugue_client::Session;
-use fugue_proto::api::{self, Target};
-use fugue_proto::chat::{Message, MessageBody, SignedPayload, channel_type};
+use fugue_proto::api;
+use fugue_proto::chat::{Message, channel_type};
 use fugue_proto::conversation::{Conversation, ConversationMember};
-use fugue_proto::{ErrorCode, FederationId, Problem};
+use fugue_proto::{ErrorCode, FederationId};
 use fugue_testkit::{TestServer, ws};
 
-/// One actor's session on a server (its own, or another one it signed in on by key trial).
-struct Who<'a> {
-    server: &'a TestServer,
-    session: Session,
-    foreign_token: Option<String>,
-}
-
-impl<'a> Who<'a> {
-    async fn new(server: &'a TestServer, name: &str) -> Self {
-        Self {
-            server,
-            session: server.register(name).await,
-            foreign_token: None,
-        }
-    }
-
-    async fn foreign(server: &'a TestServer, session: Session) -> Self {
-        let signed_in = session
-            .sign_in_on(server.client(), &server.domain)
-            .await
-            .unwrap();
-        Self {
-            server,
-            foreign_token: Some(signed_in.token().to_owned()),
-            session,
-        }
-    }
-
-    fn token(&self) -> &str {
-        self.foreign_token
-            .as_deref()
-            .unwrap_or(self.session.token())
-    }
-
-    fn fid(&self) -> FederationId {
-        self.session.fid().clone()
-    }
-
-    async fn call(&self, target: Target, body: Option<Value>) -> reqwest::Response {
-        let method = Method::from_bytes(target.method().as_str().as_bytes()).unwrap();
-        let mut req = self
-            .server
-            .client()
-            .raw()
-            .request(method, format!("{}{}", self.server.url, target.path))
-            .bearer_auth(self.token());
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        req.send().await.unwrap()
-    }
-
-    /// A message for `conversation` on this server, signed with the session's key.
-    async fn send(&self, conversation: u64, nonce: &str, text: &str) -> reqwest::Response {
-        let body = MessageBody {
-            content: text.into(),
-            reply_to: None,
-            attachments: vec![],
-        };
-        let payload = SignedPayload::message(
-            &self.server.domain,
-            conversation,
-            self.session.fid(),
-            nonce,
-            None,
-            &body,
-        );
-        let signature = hex::encode(self.session.key().sign(&payload.signed_bytes()));
-        self.call(
-            api::send_message::target(conversation),
-            Some(json!({
-                "content": text,
-                "nonce": nonce,
-                "signature": signature,
-                "id_cert": self.session.cert_pem(),
-            })),
-        )
-        .await
-    }
-
-    async fn history(&self, conversation: u64) -> reqwest::Response {
-        self.call(api::message_history::target(conversation), None)
-            .await
-    }
-
-    async fn dm(&self, recipient: &FederationId) -> reqwest::Response {
-        self.call(
-            api::create_dm::target(),
-            Some(json!({"recipient_id": recipient.to_string()})),
-        )
-        .await
-    }
-
-    async fn group(&self, members: &[FederationId]) -> reqwest::Response {
-        let members: Vec<String> = members.iter().map(ToString::to_string).collect();
-        self.call(
-            api::create_group::target(),
-            Some(json!({"name": "crew", "members": members})),
-        )
-        .await
-    }
-
-    async fn add(&self, group: u64, fid: &FederationId) -> reqwest::Response {
-        self.call(api::add_conversation_member::target(group, fid), None)
-            .await
-    }
-
-    async fn remove(&self, group: u64, fid: &FederationId) -> reqwest::Response {
-        self.call(api::remove_conversation_member::target(group, fid), None)
-            .await
-    }
-
-    async fn leave(&self, group: u64) -> reqwest::Response {
-        self.call(api::leave_conversation::target(group), None)
-            .await
-    }
-
-    /// A gateway connection subscribed to `chat` and `fugue-chat`.
-    async fn connect(&self) -> ws::Ws {
-        let mut w = ws::identified(self.server, self.token()).await;
-        for service in ["chat", "fugue-chat"] {
-            ws::send(
-                &mut w,
-                json!({"n": "core", "op": 8, "d": {"action": "subscribe", "service": service}}),
-            )
-            .await;
-            let ack = ws::next_with_op(&mut w, 9).await;
-            assert_eq!(ack["d"]["success"], true, "{ack}");
-        }
-        w
-    }
-}
-
-async fn ok<T: DeserializeOwned>(resp: reqwest::Response, status: u16) -> T {
-    let got = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-async fn problem(resp: reqwest::Response, status: u16, code: ErrorCode) -> Problem {
-    let got = resp.status().as_u16();
-    let text = resp.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    let p: Problem = serde_json::from_str(&text).unwrap();
-    assert_eq!(p.error, code, "{text}");
-    assert_eq!(p.code, Some(code.number()), "{text}");
-    p
-}
-
-async fn status(resp: reqwest::Response) -> u16 {
-    resp.status().as_u16()
-}
-
-/// The next frame of `chat` or `fugue-chat`.
-async fn next_chat(w: &mut ws::Ws) -> Value {
-    loop {
-        let f = ws::next(w).await;
-        if f["n"] == "chat" || f["n"] == "fugue-chat" {
-            return f;
-        }
-    }
-}
-
-/// The next chat frames until one with namespace `n` and `op` (returned).
-async fn until(w: &mut ws::Ws, n: &str, op: u16) -> Value {
-    loop {
-        let f = next_chat(w).await;
-        if f["n"] == n && f["op"] == op {
-            return f;
-        }
-    }
-}
-
-/// Asserts that no chat frame arrives for a while.
-async fn quiet(w: &mut ws::Ws, what: &str) {
-    loop {
-        match ws::try_receive(w, Duration::from_millis(300)).await {
-            Err(_) => return,
-            Ok(ws::Received::Frame(f)) if f["n"] == "chat" || f["n"] == "fugue-chat" => {
-                panic!("{what}: {f}")
-            }
-            Ok(_) => {}
-        }
-    }
-}
+use crate::chat_support::{Who, ok, problem, quiet, resume, status, until};
 
 #[tokio::test]
 async fn a_dm_between_two_local_actors_is_theirs_alone() {
@@ -233,14 +43,19 @@ async fn a_dm_between_two_local_actors_is_theirs_alone() {
     assert_eq!(hi.channel_id, dm.id);
     let hey: Message = ok(bob.send(dm.id, "b1", "hey alice").await, 201).await;
     for who in [&alice, &bob] {
-        let history: Vec<Message> = ok(who.history(dm.id).await, 200).await;
+        let history: Vec<Message> = ok(who.history_call(dm.id, &[]).await, 200).await;
         assert_eq!(
             history.iter().map(|m| m.id).collect::<Vec<_>>(),
             vec![hey.id, hi.id]
         );
     }
     // A third actor learns nothing and posts nothing.
-    problem(carol.history(dm.id).await, 404, ErrorCode::ChannelNotFound).await;
+    problem(
+        carol.history_call(dm.id, &[]).await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
     problem(
         carol.send(dm.id, "c1", "let me in").await,
         404,
@@ -248,14 +63,16 @@ async fn a_dm_between_two_local_actors_is_theirs_alone() {
     )
     .await;
     problem(
-        carol.call(api::get_conversation::target(dm.id), None).await,
+        carol
+            .call(api::get_conversation::target(dm.id), &[], None)
+            .await,
         404,
         ErrorCode::ChannelNotFound,
     )
     .await;
     // No owner in a DM: only authors delete.
     problem(
-        bob.call(api::delete_message::target(dm.id, hi.id), None)
+        bob.call(api::delete_message::target(dm.id, hi.id), &[], None)
             .await,
         403,
         ErrorCode::MissingPermission,
@@ -264,7 +81,7 @@ async fn a_dm_between_two_local_actors_is_theirs_alone() {
     assert_eq!(
         status(
             alice
-                .call(api::delete_message::target(dm.id, hi.id), None)
+                .call(api::delete_message::target(dm.id, hi.id), &[], None)
                 .await
         )
         .await,
@@ -279,9 +96,11 @@ async fn a_dm_between_two_local_actors_is_theirs_alone() {
     )
     .await;
 
-    let listed: Vec<Conversation> = ok(bob.call(api::list_dms::target(), None).await, 200).await;
+    let listed: Vec<Conversation> =
+        ok(bob.call(api::list_dms::target(), &[], None).await, 200).await;
     assert_eq!(listed.iter().map(|c| c.id).collect::<Vec<_>>(), vec![dm.id]);
-    let none: Vec<Conversation> = ok(carol.call(api::list_dms::target(), None).await, 200).await;
+    let none: Vec<Conversation> =
+        ok(carol.call(api::list_dms::target(), &[], None).await, 200).await;
     assert!(none.is_empty());
 
     // Typing and messages reach the other member, not a third actor.
@@ -315,7 +134,7 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
     assert_eq!(from_alpha.author.to_string(), "alice@alpha.test");
     let reply: Message = ok(bob.send(dm.id, "b1", "hello from beta").await, 201).await;
     for who in [&alice, &bob] {
-        let history: Vec<Message> = ok(who.history(dm.id).await, 200).await;
+        let history: Vec<Message> = ok(who.history_call(dm.id, &[]).await, 200).await;
         assert_eq!(
             history.iter().map(|m| m.id).collect::<Vec<_>>(),
             vec![reply.id, from_alpha.id]
@@ -348,7 +167,7 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
     let got = until(&mut alice_ws, "chat", 0).await;
     assert_eq!(got["d"]["id"], from_bob.id.to_string(), "{got}");
     let posted: Message = ok(alice.send(group.id, "g1", "alpha in the group").await, 201).await;
-    let history: Vec<Message> = ok(carol.history(group.id).await, 200).await;
+    let history: Vec<Message> = ok(carol.history_call(group.id, &[]).await, 200).await;
     assert_eq!(
         history.iter().map(|m| m.id).collect::<Vec<_>>(),
         vec![posted.id, from_bob.id]
@@ -358,6 +177,7 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
     let handed: Conversation = ok(
         bob.call(
             api::transfer_conversation::target(group.id),
+            &[],
             Some(json!({"owner_id": alice.fid().to_string()})),
         )
         .await,
@@ -376,13 +196,13 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
         204
     );
     problem(
-        carol.history(group.id).await,
+        carol.history_call(group.id, &[]).await,
         404,
         ErrorCode::ChannelNotFound,
     )
     .await;
     let now: Conversation = ok(
-        bob.call(api::get_conversation::target(group.id), None)
+        bob.call(api::get_conversation::target(group.id), &[], None)
             .await,
         200,
     )
@@ -434,6 +254,7 @@ async fn only_the_owner_adds_and_removes_and_a_group_holds_fifteen() {
     problem(
         m0.call(
             api::transfer_conversation::target(g.id),
+            &[],
             Some(json!({"owner_id": m0.fid().to_string()})),
         )
         .await,
@@ -445,6 +266,7 @@ async fn only_the_owner_adds_and_removes_and_a_group_holds_fifteen() {
     let renamed: Conversation = ok(
         m1.call(
             api::rename_group::target(g.id),
+            &[],
             Some(json!({"name": "the fifteen"})),
         )
         .await,
@@ -470,7 +292,7 @@ async fn only_the_owner_adds_and_removes_and_a_group_holds_fifteen() {
     .await;
     let members: Vec<ConversationMember> = ok(
         owner
-            .call(api::list_conversation_members::target(g.id), None)
+            .call(api::list_conversation_members::target(g.id), &[], None)
             .await,
         200,
     )
@@ -479,7 +301,12 @@ async fn only_the_owner_adds_and_removes_and_a_group_holds_fifteen() {
     assert_eq!(members[0].fid, owner.fid());
     // A member leaves by its FID as well as by @me.
     assert_eq!(status(m1.remove(g.id, &m1.fid()).await).await, 204);
-    problem(m1.history(g.id).await, 404, ErrorCode::ChannelNotFound).await;
+    problem(
+        m1.history_call(g.id, &[]).await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
     ok::<ConversationMember>(owner.add(g.id, &fids[14]).await, 200).await;
 }
 
@@ -537,7 +364,12 @@ async fn members_receive_a_groups_events_and_lose_them_when_removed() {
     assert_eq!(left["d"]["conversation_id"], g.id.to_string(), "{left}");
     ok::<Message>(bob.send(g.id, "b2", "just me").await, 201).await;
     quiet(&mut carol_ws, "a removed member receives nothing more").await;
-    problem(carol.history(g.id).await, 404, ErrorCode::ChannelNotFound).await;
+    problem(
+        carol.history_call(g.id, &[]).await,
+        404,
+        ErrorCode::ChannelNotFound,
+    )
+    .await;
 
     // The last member leaves: the group closes.
     until(&mut bob_ws, "chat", 0).await;
@@ -557,29 +389,8 @@ async fn members_receive_a_groups_events_and_lose_them_when_removed() {
         ErrorCode::ChannelNotFound,
     )
     .await;
-    let none: Vec<Conversation> = ok(bob.call(api::list_dms::target(), None).await, 200).await;
+    let none: Vec<Conversation> = ok(bob.call(api::list_dms::target(), &[], None).await, 200).await;
     assert!(none.is_empty());
-}
-
-/// Resumes `who`'s session after frame `s`; every event replayed.
-async fn resume(server: &TestServer, who: &Who<'_>, s: u64) -> Vec<Value> {
-    let (mut w, _) = ws::connect(server).await;
-    ws::send(
-        &mut w,
-        json!({"n": "core", "op": 5, "d": {"s": s, "token": who.token()}}),
-    )
-    .await;
-    let mut replayed = Vec::new();
-    loop {
-        let f = ws::next(&mut w).await;
-        if f["op"] == 10 && f["n"] == "core" {
-            if let Some(d) = f["d"].as_array() {
-                replayed.extend(d.iter().cloned());
-            }
-            return replayed;
-        }
-        replayed.push(f);
-    }
 }
 
 #[tokio::test]

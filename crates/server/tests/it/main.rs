@@ -10,6 +10,7 @@ mod accounts;
 mod chaos;
 mod chat;
 mod chat_matrix;
+mod chat_support;
 mod community;
 mod conversations;
 mod csr;

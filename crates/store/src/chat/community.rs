@@ -87,7 +87,7 @@ impl Store {
     /// Stores a reaction and appends its event, if the message is there and not deleted
     /// and the actor has not reacted so before ([`Conflict::Unchanged`]).
     pub async fn add_reaction(&self, r: &ReactionRow, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             Stmt::new(
                 "INSERT INTO message_reactions (message_id, emoji, actor_id, channel_id, nonce, signature, cert_pem, cert_serial, created_at)
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
@@ -108,8 +108,7 @@ impl Store {
             .affects(1)
             .or(Conflict::Unchanged),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Removes an actor's reaction and appends its event ([`Conflict::Unchanged`] when it
@@ -121,7 +120,7 @@ impl Store {
         actor_id: i64,
         e: &NewEvent,
     ) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             Stmt::new(
                 "DELETE FROM message_reactions WHERE message_id = $1 AND emoji = $2 AND actor_id = $3",
                 params![message_id, emoji.to_owned(), actor_id],
@@ -129,8 +128,7 @@ impl Store {
             .affects(1)
             .or(Conflict::Unchanged),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Who reacted to a message with `emoji`, first first (at most `limit`).
@@ -223,7 +221,7 @@ impl Store {
     /// Unpins a message and appends its event ([`Conflict::Unchanged`] when it was not
     /// pinned).
     pub async fn unpin(&self, channel_id: i64, message_id: i64, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             Stmt::new(
                 "DELETE FROM channel_pins WHERE channel_id = $1 AND message_id = $2",
                 params![channel_id, message_id],
@@ -231,8 +229,7 @@ impl Store {
             .affects(1)
             .or(Conflict::Unchanged),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// The ids of a channel's pinned messages that are not deleted, the latest pinned first.
@@ -260,13 +257,12 @@ impl Store {
         now: i64,
         e: &NewEvent,
     ) -> Result<i64> {
-        let mut stmts = vec![Stmt::new(
+        let stmts = vec![Stmt::new(
             "INSERT INTO read_states (actor_id, channel_id, last_read, updated_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (actor_id, channel_id) DO UPDATE SET last_read = excluded.last_read, updated_at = excluded.updated_at",
             params![actor_id, channel_id, last_read, now],
         )];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// An actor's read markers.

@@ -297,7 +297,7 @@ impl Store {
         to: i64,
         e: &NewEvent,
     ) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch(id),
             Stmt::new(
                 "UPDATE conversation_members SET since = since WHERE conversation_id = $1 AND actor_id = $2",
@@ -312,8 +312,7 @@ impl Store {
             .affects(1)
             .or(Conflict::NotOwner),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Renames an open conversation ([`Conflict::ConversationMissing`]).
@@ -323,7 +322,7 @@ impl Store {
         name: Option<&str>,
         e: &NewEvent,
     ) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             Stmt::new(
                 "UPDATE conversations SET name = $2 WHERE id = $1 AND closed_at IS NULL",
                 params![id, name.map(str::to_owned)],
@@ -331,8 +330,7 @@ impl Store {
             .affects(1)
             .or(Conflict::ConversationMissing),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 }
 

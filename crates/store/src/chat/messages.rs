@@ -277,7 +277,7 @@ impl Store {
     /// version ([`Conflict::MessageChanged`] when it was deleted or edited meanwhile;
     /// [`Error::Unique`] when the author used this nonce for the message before).
     pub async fn edit_message(&self, v: &MessageVersionRow, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             Stmt::new(
                 "UPDATE messages SET content = $3, signature = $4, cert_pem = $5, cert_serial = $6,
                  version_nonce = $7, edited_at = $8, version = $2
@@ -297,8 +297,7 @@ impl Store {
             .or(Conflict::MessageChanged),
             insert_version(v),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Deletes a message: the row stays as a tombstone (id, author, times, who deleted it),
@@ -314,7 +313,7 @@ impl Store {
         scrubbed: &str,
         e: &NewEvent,
     ) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             Stmt::new(
                 "UPDATE messages SET content = '', signature = '', cert_pem = '', deleted_at = $2, deleted_by = $3
                  WHERE id = $1 AND guild_id = $4 AND deleted_at IS NULL",
@@ -331,8 +330,7 @@ impl Store {
                 params![guild_id, id, scrubbed.to_owned()],
             ),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Every version of a message, oldest first.

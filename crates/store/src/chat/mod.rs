@@ -295,6 +295,12 @@ pub struct Positions {
 }
 
 impl Store {
+    /// Runs `stmts` with `e` appended in one transaction; returns the event's position.
+    async fn transaction_with_event(&self, mut stmts: Vec<Stmt>, e: &NewEvent) -> Result<i64> {
+        let at = push_append(&mut stmts, e);
+        taken(&self.transaction_rows(stmts).await?, at)
+    }
+
     // ---- guilds ----
 
     /// Creates a guild with its `@everyone` role (id = the guild's id, `everyone` bits),
@@ -389,7 +395,7 @@ impl Store {
 
     /// Writes a guild's name, description, icon and privacy ([`Conflict::GuildMissing`]).
     pub async fn update_guild(&self, g: &GuildRow, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             Stmt::new(
                 "UPDATE guilds SET name = $2, description = $3, icon = $4, private = $5
                  WHERE id = $1 AND deleted_at IS NULL",
@@ -404,14 +410,13 @@ impl Store {
             .affects(1)
             .or(Conflict::GuildMissing),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Hands a guild from `from` to `to`, who must be a member ([`Conflict::NotOwner`] when
     /// `from` no longer owns it, [`Conflict::NotAMember`]).
     pub async fn transfer_guild(&self, id: i64, from: i64, to: i64, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             Stmt::new(
                 "UPDATE guild_members SET since = since WHERE guild_id = $1 AND actor_id = $2",
                 params![id, to],
@@ -426,15 +431,14 @@ impl Store {
             .affects(1)
             .or(Conflict::NotOwner),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Deletes a guild: the row stays as a tombstone, everything in it goes — channels,
     /// messages and their versions, roles, members, overwrites, bans, invites and the events
     /// of its stream — and `e` (its deletion) is the stream's last event.
     pub async fn delete_guild(&self, id: i64, now: i64, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             Stmt::new(
                 "UPDATE guilds SET deleted_at = $2, access_version = access_version + 1
                  WHERE id = $1 AND deleted_at IS NULL",
@@ -471,8 +475,7 @@ impl Store {
             Stmt::new("DELETE FROM guild_invites WHERE guild_id = $1", params![id]),
             Stmt::new("DELETE FROM events WHERE stream_id = $1", params![id]),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Everything permissions in a guild depend on, as one consistent picture.
@@ -552,9 +555,8 @@ impl Store {
 
     /// Adds a channel to a live guild ([`Conflict::GuildMissing`]).
     pub async fn insert_channel(&self, c: &ChannelRow, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![touch_guild(c.guild_id), insert_channel_stmt(c)];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        let stmts = vec![touch_guild(c.guild_id), insert_channel_stmt(c)];
+        self.transaction_with_event(stmts, e).await
     }
 
     pub async fn channel(&self, id: i64) -> Result<Option<ChannelRow>> {
@@ -590,7 +592,7 @@ impl Store {
 
     /// Writes a channel's name, topic, category and position ([`Conflict::ChannelMissing`]).
     pub async fn update_channel(&self, c: &ChannelRow, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(c.guild_id),
             Stmt::new(
                 "UPDATE channels SET name = $3, topic = $4, parent_id = $5, position = $6
@@ -607,14 +609,13 @@ impl Store {
             .affects(1)
             .or(Conflict::ChannelMissing),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Deletes a channel with its messages, overwrites and invites; channels in it (a
     /// category) leave it ([`Conflict::ChannelMissing`]).
     pub async fn delete_channel(&self, guild_id: i64, id: i64, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(guild_id),
             Stmt::new(
                 "DELETE FROM message_versions WHERE message_id IN
@@ -660,8 +661,7 @@ impl Store {
             .affects(1)
             .or(Conflict::ChannelMissing),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     // ---- members ----
@@ -811,7 +811,7 @@ impl Store {
 
     /// Adds a role to a live guild ([`Conflict::GuildMissing`]).
     pub async fn insert_role(&self, r: &RoleRow, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(r.guild_id),
             Stmt::new(
                 concat!(
@@ -829,13 +829,12 @@ impl Store {
                 ],
             ),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Writes a role's name, bits, position and color ([`Conflict::RoleMissing`]).
     pub async fn update_role(&self, r: &RoleRow, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(r.guild_id),
             Stmt::new(
                 "UPDATE roles SET name = $3, permissions = $4, position = $5, color = $6
@@ -852,13 +851,12 @@ impl Store {
             .affects(1)
             .or(Conflict::RoleMissing),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Deletes a role with its assignments and overwrites ([`Conflict::RoleMissing`]).
     pub async fn delete_role(&self, guild_id: i64, id: i64, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(guild_id),
             Stmt::new(
                 "DELETE FROM member_roles WHERE guild_id = $1 AND role_id = $2",
@@ -876,8 +874,7 @@ impl Store {
             .affects(1)
             .or(Conflict::RoleMissing),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     pub async fn role(&self, id: i64) -> Result<Option<RoleRow>> {
@@ -916,7 +913,7 @@ impl Store {
         role_id: i64,
         e: &NewEvent,
     ) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(guild_id),
             Stmt::new(
                 "UPDATE guild_members SET since = since WHERE guild_id = $1 AND actor_id = $2",
@@ -936,8 +933,7 @@ impl Store {
                 params![guild_id, actor_id, role_id],
             ),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Takes a role from a member ([`Conflict::RoleMissing`] when it did not have it).
@@ -948,7 +944,7 @@ impl Store {
         role_id: i64,
         e: &NewEvent,
     ) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(guild_id),
             Stmt::new(
                 "DELETE FROM member_roles WHERE guild_id = $1 AND actor_id = $2 AND role_id = $3",
@@ -957,8 +953,7 @@ impl Store {
             .affects(1)
             .or(Conflict::RoleMissing),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     // ---- overwrites ----
@@ -970,7 +965,7 @@ impl Store {
         o: &OverwriteRow,
         e: &NewEvent,
     ) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(guild_id),
             Stmt::new(
                 "INSERT INTO channel_overwrites (channel_id, target_kind, target_id, allow_bits, deny_bits)
@@ -989,8 +984,7 @@ impl Store {
             .affects(1)
             .or(Conflict::ChannelMissing),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// Removes a channel's overwrite ([`Conflict::OverwriteMissing`]).
@@ -1002,7 +996,7 @@ impl Store {
         target_id: i64,
         e: &NewEvent,
     ) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(guild_id),
             Stmt::new(
                 "DELETE FROM channel_overwrites WHERE channel_id = $1 AND target_kind = $2 AND target_id = $3",
@@ -1011,8 +1005,7 @@ impl Store {
             .affects(1)
             .or(Conflict::OverwriteMissing),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     /// A channel's overwrites.
@@ -1090,7 +1083,7 @@ impl Store {
 
     /// Lifts a ban ([`Conflict::NotBanned`]).
     pub async fn unban(&self, guild_id: i64, actor_id: i64, e: &NewEvent) -> Result<i64> {
-        let mut stmts = vec![
+        let stmts = vec![
             touch_guild(guild_id),
             Stmt::new(
                 "DELETE FROM guild_bans WHERE guild_id = $1 AND actor_id = $2",
@@ -1099,8 +1092,7 @@ impl Store {
             .affects(1)
             .or(Conflict::NotBanned),
         ];
-        let at = push_append(&mut stmts, e);
-        taken(&self.transaction_rows(stmts).await?, at)
+        self.transaction_with_event(stmts, e).await
     }
 
     pub async fn is_banned(&self, guild_id: i64, actor_id: i64) -> Result<bool> {
