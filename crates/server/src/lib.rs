@@ -170,6 +170,7 @@ impl Server {
             sessions.clone(),
             config.domain.clone(),
             &config.rate_limits,
+            tasks.clone(),
         );
         gateway.register_service(Arc::new(chat.clone()));
         gateway.register_service(Arc::new(chat::FugueChatChannel(chat.clone())));

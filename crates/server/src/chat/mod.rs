@@ -136,6 +136,8 @@ pub struct Inner {
     federation: Federation,
     sessions: Sessions,
     domain: DomainName,
+    /// Owns the writes started off a request (presence).
+    tasks: crate::tasks::Tasks,
     /// Guild → its access rules at the version they were read.
     snapshots: Mutex<HashMap<i64, Arc<Snapshot>>>,
     /// Channel → its guild and type, which never change (whether it still exists is the
@@ -225,6 +227,7 @@ impl Chat {
         sessions: Sessions,
         domain: DomainName,
         limits: &RateLimits,
+        tasks: crate::tasks::Tasks,
     ) -> Self {
         Self(Arc::new(Inner {
             store,
@@ -232,6 +235,7 @@ impl Chat {
             federation,
             sessions,
             domain,
+            tasks,
             snapshots: Mutex::new(HashMap::new()),
             channel_refs: Mutex::new(HashMap::new()),
             local_certs: Mutex::new(HashMap::new()),

@@ -70,7 +70,7 @@ impl Chat {
         }
         let chat = self.clone();
         let actor = actor.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn_to_end(async move {
             if let Err(e) = chat.write_presence(&actor).await {
                 tracing::error!(error = %e, "recording presence failed");
             }
