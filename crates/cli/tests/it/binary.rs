@@ -1246,44 +1246,6 @@ async fn accounts_are_administered_from_the_command_line() {
     );
 }
 
-/// A signed send of `content` to `channel` on a `localhost` server, with `nonce`.
-fn signed_send(
-    session: &fugue_client::Session,
-    channel: u64,
-    nonce: &str,
-    content: &str,
-) -> api::send_message::Request {
-    use fugue_proto::chat::{MessageBody, SignedPayload};
-    let body = MessageBody {
-        content: content.to_owned(),
-        reply_to: None,
-        attachments: Vec::new(),
-    };
-    let payload = SignedPayload::message(
-        &"localhost".parse().unwrap(),
-        channel,
-        session.fid(),
-        nonce,
-        None,
-        &body,
-    );
-    let signature: String = session
-        .key()
-        .sign(&payload.signed_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    api::send_message::Request {
-        content: content.to_owned(),
-        signature,
-        nonce: nonce.to_owned(),
-        id_cert: Some(session.cert_pem().to_owned()),
-        serial: None,
-        reply_to: None,
-        attachments: Vec::new(),
-    }
-}
-
 #[tokio::test]
 async fn every_message_acknowledged_before_a_sigkill_is_there_exactly_once_after_it() {
     use std::sync::{Arc, Mutex};
@@ -1329,16 +1291,23 @@ async fn every_message_acknowledged_before_a_sigkill_is_there_exactly_once_after
         .unwrap();
 
     // A sustained load from four senders, each bounded; the server dies under it.
-    let acked: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    // (nonce, id, the signed request) of every message answered with 201.
+    type Acked = Vec<(String, u64, api::send_message::Request)>;
+    let acked: Arc<Mutex<Acked>> = Arc::default();
     let url = format!("{}{}", child.url, api::send_message::path(channel.id));
     let mut senders = Vec::new();
     for t in 0..4 {
         let (http, url, acked, session) =
             (http.clone(), url.clone(), acked.clone(), session.clone());
         senders.push(tokio::spawn(async move {
+            let chat = session.chat();
             for i in 0..2000 {
-                let nonce = format!("t{t}-{i}");
-                let req = signed_send(&session, channel.id, &nonce, &format!("m {t} {i}"));
+                let body = fugue_proto::chat::MessageBody {
+                    content: format!("m {t} {i}"),
+                    reply_to: None,
+                    attachments: Vec::new(),
+                };
+                let req = chat.prepare_message(channel.id, body).request;
                 let Ok(resp) = http
                     .post(&url)
                     .bearer_auth(session.token())
@@ -1354,7 +1323,7 @@ async fn every_message_acknowledged_before_a_sigkill_is_there_exactly_once_after
                 let Ok(m) = resp.json::<fugue_proto::chat::Message>().await else {
                     return;
                 };
-                acked.lock().unwrap().push((nonce, m.id));
+                acked.lock().unwrap().push((req.nonce.clone(), m.id, req));
             }
         }));
     }
@@ -1404,12 +1373,11 @@ async fn every_message_acknowledged_before_a_sigkill_is_there_exactly_once_after
     assert!(by_nonce.values().all(|n| *n == 1), "a nonce stored twice");
     let ids: std::collections::HashMap<&str, u64> =
         stored.iter().map(|m| (m.nonce.as_str(), m.id)).collect();
-    for (nonce, id) in &acked {
+    for (nonce, id, _) in &acked {
         assert_eq!(ids.get(nonce.as_str()), Some(id), "{nonce} lost or changed");
     }
     // Sending an acknowledged message again stores nothing new.
-    let (nonce, id) = &acked[0];
-    let (t, i) = nonce[1..].split_once('-').unwrap();
+    let (_, id, request) = &acked[0];
     let again = http
         .post(format!(
             "{}{}",
@@ -1417,12 +1385,7 @@ async fn every_message_acknowledged_before_a_sigkill_is_there_exactly_once_after
             api::send_message::path(channel.id)
         ))
         .bearer_auth(session.token())
-        .json(&signed_send(
-            &session,
-            channel.id,
-            nonce,
-            &format!("m {t} {i}"),
-        ))
+        .json(request)
         .send()
         .await
         .unwrap();

@@ -601,20 +601,24 @@ impl Gateway {
         Ok(out)
     }
 
+    /// Where a session stands in each stream it followed, as recorded.
+    async fn stored_positions(&self, pk: SessionPk) -> Result<Positions, fugue_store::Error> {
+        Ok(self
+            .0
+            .store
+            .stream_positions(pk.to_store())
+            .await?
+            .into_iter()
+            .map(|(s, p)| (StreamId::from_store(s), from_store(p)))
+            .collect())
+    }
+
     /// `GET /events`: what the session missed since its last acknowledged positions, in each
     /// stream it may follow now (on every service channel: a poller cannot subscribe).
     pub async fn poll(&self, authed: &Authed) -> Result<Vec<Envelope>, ApiError> {
         let pk = authed.session.pk;
         let store_err = |e: fugue_store::Error| ApiError::internal(&e);
-        let stored: Positions = self
-            .0
-            .store
-            .stream_positions(pk.to_store())
-            .await
-            .map_err(store_err)?
-            .into_iter()
-            .map(|(s, p)| (StreamId::from_store(s), from_store(p)))
-            .collect();
+        let stored = self.stored_positions(pk).await.map_err(store_err)?;
         let names: Vec<String> = self
             .0
             .services

@@ -19,7 +19,7 @@ use fugue_proto::gateway::{
 use super::{
     ConnHandle, Ctl, Follow, Gateway, OpRefused, Positions, Registration, Resumable, View,
 };
-use crate::ids::{SessionPk, StreamId, from_store, to_store};
+use crate::ids::{SessionPk, StreamId, to_store};
 use window::{Sent, SentLog};
 
 mod handshake;
@@ -635,16 +635,10 @@ impl Conn {
 
     /// The session's stored positions.
     async fn stored_positions(&self, authed: &Authed) -> Result<Positions, End> {
-        Ok(self
-            .gw
-            .0
-            .store
-            .stream_positions(authed.session.pk.to_store())
+        self.gw
+            .stored_positions(authed.session.pk)
             .await
-            .map_err(Self::internal)?
-            .into_iter()
-            .map(|(s, p)| (StreamId::from_store(s), from_store(p)))
-            .collect())
+            .map_err(Self::internal)
     }
 
     /// The session's end is in the database, and the bus only announces it: the connection
