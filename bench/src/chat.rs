@@ -26,7 +26,7 @@ use rand_core::{OsRng, RngCore};
 
 use fugue_client::{Client, IdentityKey, Session};
 use fugue_proto::api::{create_channel, create_guild, get_messages, join_guild, send_message};
-use fugue_proto::chat::{Channel, Guild, Message, MessageBody, SignedPayload};
+use fugue_proto::chat::{Channel, Guild, Message, MessageBody};
 use fugue_proto::{FederationId, SessionId};
 use fugue_store::Store;
 use fugue_testkit::ws::{self, Received, Ws};
@@ -188,38 +188,18 @@ async fn guild_with_channel(owner: &Session, members: &[Session]) -> u64 {
 }
 
 /// A signed message request from `s` to `channel`.
+/// A message signed by the SDK, naming the certificate by serial (the server knows its own
+/// actors' certificates), as a client that sent it before would.
 fn signed(s: &Session, channel: u64, content: String) -> send_message::Request {
-    let mut nonce = [0u8; 12];
-    OsRng.fill_bytes(&mut nonce);
-    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let body = MessageBody {
-        content: content.clone(),
+        content,
         reply_to: None,
         attachments: Vec::new(),
     };
-    let payload = SignedPayload::message(
-        &DOMAIN.parse().unwrap(),
-        channel,
-        s.fid(),
-        &nonce,
-        None,
-        &body,
-    );
-    let signature: String = s
-        .key()
-        .sign(&payload.signed_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    send_message::Request {
-        content,
-        signature,
-        nonce,
-        id_cert: None,
-        serial: Some(s.current_serial().unwrap()),
-        reply_to: None,
-        attachments: Vec::new(),
-    }
+    let mut request = s.chat().prepare_message(channel, body).request;
+    request.id_cert = None;
+    request.serial = Some(s.current_serial().unwrap());
+    request
 }
 
 async fn send(s: &Session, channel: u64, content: String) {
