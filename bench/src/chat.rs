@@ -213,7 +213,10 @@ async fn send(s: &Session, channel: u64, content: String) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status().as_u16(), 201, "{:?}", resp.text().await);
+    let status = resp.status().as_u16();
+    // Read to the end: a connection goes back to the client's pool only then.
+    let body = resp.text().await;
+    assert_eq!(status, 201, "{body:?}");
 }
 
 /// A gateway connection identified as `s` and subscribed to `chat`.
@@ -302,7 +305,12 @@ pub async fn bench(quick: bool) {
     {
         engines.push(Engine::Postgres(url));
     }
-    for engine in &engines {
+    // `FUGUE_BENCH_ENGINE=sqlite|postgres` runs one engine only, e.g. to profile it.
+    let only = std::env::var("FUGUE_BENCH_ENGINE").ok();
+    for engine in engines
+        .iter()
+        .filter(|e| only.as_deref().is_none_or(|o| o == e.name()))
+    {
         run(engine, quick).await;
     }
 }
@@ -331,7 +339,15 @@ async fn run(engine: &Engine, quick: bool) {
         "server idle RSS: {:.1} MiB",
         rss_kib(pid, "VmRSS:") as f64 / 1024.0
     );
-    let members = if quick { 1000 / 4 } else { 1000 };
+    // `FUGUE_BENCH_S2_ONLY` stops after S2 (with its 100 members), e.g. to profile it.
+    let s2_only = std::env::var_os("FUGUE_BENCH_S2_ONLY").is_some();
+    let members = if s2_only {
+        100
+    } else if quick {
+        1000 / 4
+    } else {
+        1000
+    };
     let names: Vec<String> = (0..members).map(|i| format!("u{i}")).collect();
     let sessions = Arc::new(accounts(&base, &names, 10).await);
 
@@ -343,6 +359,7 @@ async fn run(engine: &Engine, quick: bool) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000 / scale);
     let s = sessions.clone();
+    eprintln!("S2 starts");
     let (rate, lat) = load(10, total, Duration::from_secs(120), move |i| {
         let s = s.clone();
         async move {
@@ -355,6 +372,9 @@ async fn run(engine: &Engine, quick: bool) {
         lat.len()
     );
     latencies("S2 send latency", lat);
+    if s2_only {
+        return;
+    }
 
     // S3: 50 connected members, one sender at 20/s.
     let count = 200 / scale;

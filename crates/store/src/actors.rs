@@ -40,7 +40,7 @@ macro_rules! actor_columns {
     };
 }
 
-fn actor(r: &Row) -> Result<ActorRow> {
+pub(crate) fn actor(r: &Row) -> Result<ActorRow> {
     Ok(ActorRow {
         id: r.i64(0)?,
         local_name: r.string(1)?,

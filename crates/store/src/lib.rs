@@ -15,6 +15,7 @@
 //! next to the list of columns it decodes, so their order is written in one place.
 
 mod accounts;
+#[macro_use]
 mod actors;
 mod certs;
 mod chat;
@@ -129,6 +130,14 @@ impl Store {
         match &self.engine {
             Engine::Sqlite(e) => e.transaction(stmts).await,
             Engine::Postgres(e) => Box::pin(e.grouped(stmts)).await,
+        }
+    }
+
+    /// The PostgreSQL engine, for the few verbs that take a path of their own there.
+    fn postgres(&self) -> Option<&postgres::Postgres> {
+        match &self.engine {
+            Engine::Postgres(e) => Some(e),
+            Engine::Sqlite(_) => None,
         }
     }
 

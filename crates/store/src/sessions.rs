@@ -2,10 +2,10 @@
 //! certificate, finding it by token, and revoking it. Sessions of other servers' actors are
 //! in `federation.rs`.
 
-use crate::actors::lock_actor;
+use crate::actors::{actor, lock_actor};
 use crate::certs::insert_cert_stmt;
 use crate::engine::{Conflict, Error, Result, Row, Stmt, Value};
-use crate::{CERTLESS_SESSION_S, CertRow, Store, params};
+use crate::{ActorRow, CERTLESS_SESSION_S, CertRow, Store, params};
 
 /// An active session found by its token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,10 +37,24 @@ pub struct NewSession {
 /// for a session of another server's actor, of its stay here).
 macro_rules! session_select {
     () => {
-        "SELECT s.id, s.actor_id, s.session_id, s.cert_serial, s.created_at, COALESCE(c.not_after, s.expires_at)
-         FROM sessions s LEFT JOIN id_certs c ON c.serial = s.cert_serial"
+        concat!("SELECT ", session_columns!(), session_from!())
     };
 }
+
+macro_rules! session_columns {
+    () => {
+        "s.id, s.actor_id, s.session_id, s.cert_serial, s.created_at, COALESCE(c.not_after, s.expires_at)"
+    };
+}
+
+macro_rules! session_from {
+    () => {
+        " FROM sessions s LEFT JOIN id_certs c ON c.serial = s.cert_serial"
+    };
+}
+
+/// How many columns [`session`] decodes.
+const SESSION_COLUMNS: usize = 6;
 
 fn session(r: &Row) -> Result<SessionRow> {
     Ok(SessionRow {
@@ -147,6 +161,29 @@ impl Store {
         .first()
         .map(session)
         .transpose()
+    }
+
+    /// [`Store::session_by_token`] with the session's actor: one read, for every
+    /// authenticated request.
+    pub async fn session_with_actor(
+        &self,
+        token_hash: &[u8],
+    ) -> Result<Option<(SessionRow, ActorRow)>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            session_columns!(),
+            ", a.*",
+            session_from!(),
+            " JOIN (SELECT ",
+            actor_columns!(),
+            " FROM actors) a ON a.id = s.actor_id
+             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND c.revoked_at IS NULL"
+        );
+        let Some(Row(mut cells)) = self.query(SQL, params![token_hash]).await?.pop() else {
+            return Ok(None);
+        };
+        let actor_cells = cells.split_off(SESSION_COLUMNS);
+        Ok(Some((session(&Row(cells))?, actor(&Row(actor_cells))?)))
     }
 
     /// Active sessions of an actor, oldest first.

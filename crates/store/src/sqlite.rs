@@ -159,18 +159,31 @@ fn serve(mut conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
 const GROUP_MAX: usize = 256;
 
 /// A write that succeeded inside the group, waiting for the group's commit to answer.
+/// A job of a group, done in its savepoint, waiting for the group's commit to be answered:
+/// with its own refusal if it was refused (answered after the commit too, so that what the
+/// caller reads next sees the group's writes), else with its result once committed.
 enum Done {
-    Query(Reply<Vec<Row>>, Vec<Row>),
-    Tx(Reply<Vec<(u64, Vec<Row>)>>, Vec<(u64, Vec<Row>)>),
+    Query(Reply<Vec<Row>>, Result<Vec<Row>>),
+    Tx(Reply<Vec<(u64, Vec<Row>)>>, Result<Vec<(u64, Vec<Row>)>>),
+    Read(Reply<Vec<Vec<Row>>>, Result<Vec<Vec<Row>>>),
+    Batch(Reply<()>, Result<()>),
+}
+
+fn answer<T>(reply: Reply<T>, done: Result<T>, commit: &Result<()>) {
+    let _ = reply.send(match (done, commit) {
+        (Err(refused), _) => Err(refused),
+        (Ok(out), Ok(())) => Ok(out),
+        (Ok(_), Err(e)) => Err(Error::Backend(e.to_string())),
+    });
 }
 
 impl Done {
-    fn answer(self, outcome: Result<()>) {
-        match (self, outcome) {
-            (Done::Query(reply, rows), Ok(())) => drop(reply.send(Ok(rows))),
-            (Done::Tx(reply, out), Ok(())) => drop(reply.send(Ok(out))),
-            (Done::Query(reply, _), Err(e)) => drop(reply.send(Err(e))),
-            (Done::Tx(reply, _), Err(e)) => drop(reply.send(Err(e))),
+    fn answer(self, commit: &Result<()>) {
+        match self {
+            Done::Query(reply, r) => answer(reply, r, commit),
+            Done::Tx(reply, r) => answer(reply, r, commit),
+            Done::Read(reply, r) => answer(reply, r, commit),
+            Done::Batch(reply, r) => answer(reply, r, commit),
         }
     }
 }
@@ -215,41 +228,35 @@ fn write_group(conn: &mut Connection, group: Vec<Job>) {
         }
         return;
     }
-    let mut done = Vec::with_capacity(group.len());
-    for job in group {
-        match job {
-            Job::Query(sql, params, reply) => match in_savepoint(conn, |c| run(c, sql, &params)) {
-                Ok((rows, _)) => done.push(Done::Query(reply, rows)),
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Job::Tx(stmts, reply) => match in_savepoint(conn, |c| statements(c, &stmts)) {
-                Ok(out) => done.push(Done::Tx(reply, out)),
-                Err(e) => drop(reply.send(Err(e))),
-            },
-            Job::Batch(sql, reply) => {
-                let _ = reply.send(in_savepoint(conn, |c| {
-                    c.execute_batch(&sql).map_err(map_err)
-                }));
-            }
-            Job::Read(reads, reply) => {
-                let _ = reply.send(in_savepoint(conn, |c| {
+    let done: Vec<Done> = group
+        .into_iter()
+        .map(|job| match job {
+            Job::Query(sql, params, reply) => Done::Query(
+                reply,
+                in_savepoint(conn, |c| run(c, sql, &params)).map(|(rows, _)| rows),
+            ),
+            Job::Tx(stmts, reply) => Done::Tx(reply, in_savepoint(conn, |c| statements(c, &stmts))),
+            Job::Batch(sql, reply) => Done::Batch(
+                reply,
+                in_savepoint(conn, |c| c.execute_batch(&sql).map_err(map_err)),
+            ),
+            Job::Read(reads, reply) => Done::Read(
+                reply,
+                in_savepoint(conn, |c| {
                     reads
                         .iter()
                         .map(|(sql, p)| run(c, sql, p).map(|(rows, _)| rows))
                         .collect()
-                }));
-            }
-        }
-    }
+                }),
+            ),
+        })
+        .collect();
     let outcome = conn.execute_batch("COMMIT").map_err(map_err);
     if outcome.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
     for d in done {
-        d.answer(match &outcome {
-            Ok(()) => Ok(()),
-            Err(e) => Err(Error::Backend(e.to_string())),
-        });
+        d.answer(&outcome);
     }
 }
 

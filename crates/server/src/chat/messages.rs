@@ -19,7 +19,9 @@ use fugue_proto::chat::{
 };
 use fugue_store::{Conflict, MessageRow, MessageVersionRow, Sent};
 
-use super::{ChannelRef, Chat, Error, LocalCert, cache_get, cache_insert, json};
+use std::sync::Arc;
+
+use super::{ChannelRef, Chat, Error, LocalCert, Snapshot, cache_get, cache_insert, json};
 use crate::events::{Audience, Publish};
 use crate::ids::{from_store, to_store};
 use crate::principal::Actor;
@@ -33,6 +35,14 @@ const ID_ATTEMPTS: usize = 4;
 pub enum Outcome {
     Created(Message),
     Existing(Message),
+}
+
+/// What signs a send: its nonce, signature and the certificate it carries or names.
+struct Signed {
+    nonce: String,
+    signature: String,
+    id_cert: Option<String>,
+    serial: Option<Serial>,
 }
 
 /// A checked signature: the certificate it verifies with.
@@ -268,19 +278,17 @@ impl Chat {
 
     /// `POST /channels/{id}/messages` (SEND_MESSAGES): stores a signed message once per
     /// `(channel, author, nonce)`.
+    ///
+    /// The author's permissions are first taken from the access rules cached on this node,
+    /// without a read: the write itself stores the message only while the rules are still at
+    /// that version. When the cached rules refuse, or changed meanwhile, the send is checked
+    /// again against the rules as they are now.
     pub async fn send_message(
         &self,
         authed: &Authed,
         channel_id: u64,
         req: send_message::Request,
     ) -> Result<Outcome, Error> {
-        let actor = &authed.actor;
-        let (c, _, p) = self.channel_access(actor, channel_id).await?;
-        Self::require(p, Permissions::SEND_MESSAGES)?;
-        Self::check_mentions(p, &req.content)?;
-        if c.kind == i64::from(channel_type::CATEGORY) {
-            return Err(Error::Invalid("a category holds no messages".into()));
-        }
         Self::check_nonce(&req.nonce)?;
         let body = MessageBody {
             content: req.content,
@@ -288,6 +296,39 @@ impl Chat {
             attachments: req.attachments,
         };
         Self::check_body(&body)?;
+        let req = Signed {
+            nonce: req.nonce,
+            signature: req.signature,
+            id_cert: req.id_cert,
+            serial: req.serial,
+        };
+        let need = Permissions::SEND_MESSAGES;
+        if let Some(cached) = self.cached_channel_access(&authed.actor, channel_id, need) {
+            match self.send_as(authed, channel_id, &req, &body, cached).await {
+                Err(Error::ChannelNotFound(_) | Error::MissingPermission(_)) => {}
+                done => return done,
+            }
+        }
+        let (c, s, p) = self.channel_access(&authed.actor, channel_id).await?;
+        Self::require(p, need)?;
+        self.send_as(authed, channel_id, &req, &body, (c, s, p))
+            .await
+    }
+
+    /// A send by an author whose access to the channel is `access`.
+    async fn send_as(
+        &self,
+        authed: &Authed,
+        channel_id: u64,
+        req: &Signed,
+        body: &MessageBody,
+        (c, s, p): (ChannelRef, Arc<Snapshot>, Permissions),
+    ) -> Result<Outcome, Error> {
+        let actor = &authed.actor;
+        Self::check_mentions(p, &body.content)?;
+        if c.kind == i64::from(channel_type::CATEGORY) {
+            return Err(Error::Invalid("a category holds no messages".into()));
+        }
         if let Some(reply) = body.reply_to {
             match self.store.message(to_store(reply)).await? {
                 Some(m) if m.channel_id == c.id => {}
@@ -295,14 +336,8 @@ impl Chat {
             }
         }
         let now = self.events.now();
-        let payload = SignedPayload::message(
-            &self.domain,
-            channel_id,
-            &actor.fid,
-            &req.nonce,
-            None,
-            &body,
-        );
+        let payload =
+            SignedPayload::message(&self.domain, channel_id, &actor.fid, &req.nonce, None, body);
         let checked = self
             .verify(
                 authed,
@@ -313,7 +348,7 @@ impl Chat {
                 now,
             )
             .await?;
-        let content = serde_json::to_string(&body).map_err(|e| Error::Invalid(e.to_string()))?;
+        let content = serde_json::to_string(body).map_err(|e| Error::Invalid(e.to_string()))?;
         for _ in 0..ID_ATTEMPTS {
             let row = MessageRow {
                 id: self.message_id(now),
@@ -343,7 +378,11 @@ impl Chat {
             )
             .audience(Audience::Channel(c.id))
             .about(row.id);
-            match self.store.insert_message(&row, &e.to_new(now)).await {
+            match self
+                .store
+                .insert_message(&row, &e.to_new(now), Some(s.version))
+                .await
+            {
                 Ok(Sent::New(seq)) => {
                     self.events.appended(e, seq, now).await;
                     return Ok(Outcome::Created(message));
@@ -366,7 +405,7 @@ impl Chat {
                     if same {
                         return Ok(Outcome::Existing(self.message_view(&stored)?));
                     }
-                    return Err(Error::NonceReused(req.nonce));
+                    return Err(Error::NonceReused(req.nonce.clone()));
                 }
                 Err(fugue_store::Error::Unique(_)) => {}
                 Err(fugue_store::Error::Conflict(Conflict::NotAMember)) => {

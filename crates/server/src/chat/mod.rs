@@ -383,6 +383,24 @@ impl Chat {
         Ok((c, s, p))
     }
 
+    /// The actor's permissions in a channel by the access rules cached on this node, without
+    /// asking whether they are still current: for a write that checks the rules' version
+    /// itself. `None` when nothing is cached or the cached rules do not let the actor view
+    /// the channel with `need` (the caller asks again with [`Chat::channel_access`]).
+    fn cached_channel_access(
+        &self,
+        actor: &Actor,
+        channel_id: u64,
+        need: Permissions,
+    ) -> Option<(ChannelRef, Arc<Snapshot>, Permissions)> {
+        let c = cache_get(&self.channel_refs, &to_store(channel_id))?;
+        // A conversation's rules are cached under its own id, which is its `guild_id`.
+        let s = cache_get(&self.snapshots, &c.guild_id)?;
+        let p = s.in_channel(actor.id, c.id)?;
+        p.contains(Permissions::VIEW_CHANNEL | need)
+            .then_some((c, s, p))
+    }
+
     fn require(have: Permissions, need: Permissions) -> Result<(), Error> {
         if have.contains(need) {
             Ok(())

@@ -418,16 +418,11 @@ impl Sessions {
         if token.is_empty() || token.len() > 512 {
             return Err(Error::InvalidToken);
         }
-        let session = self
+        let (session, row) = self
             .store
-            .session_by_token(&hash_secret(token))
+            .session_with_actor(&hash_secret(token))
             .await?
-            .ok_or(Error::InvalidToken)?;
-        let row = self
-            .store
-            .actor_by_id(session.actor_id)
-            .await?
-            .filter(|a| a.suspended_at.is_none() && a.deleted_at.is_none())
+            .filter(|(_, a)| a.suspended_at.is_none() && a.deleted_at.is_none())
             .ok_or(Error::InvalidToken)?;
         let actor = self.actor(&row)?;
         let session = Session::from_row(&session);

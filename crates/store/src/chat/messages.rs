@@ -8,6 +8,7 @@
 use super::push_append;
 use crate::engine::{Conflict, Error, Result, Row, Stmt};
 use crate::events::{NewEvent, taken};
+use crate::postgres::BulkRow;
 use crate::{Store, params};
 
 /// A message as stored, with its author's stored name.
@@ -121,6 +122,124 @@ fn insert_version(v: &MessageVersionRow) -> Stmt {
     )
 }
 
+/// Whether the author may post to the channel: a member of the guild the channel is in, or
+/// of the open conversation it is (a conversation is a channel of its own, `guild_id =
+/// channel_id`), while the access rules are still at the version the caller checked them at
+/// (NULL: not checked). Arguments: SQL expressions of the channel, the guild, the author and
+/// that version.
+macro_rules! may_send {
+    ($channel:literal, $guild:literal, $author:literal, $version:literal) => {
+        concat!(
+            "((EXISTS (SELECT 1 FROM channels WHERE id = ",
+            $channel,
+            " AND guild_id = ",
+            $guild,
+            ")
+             AND EXISTS (SELECT 1 FROM guild_members WHERE guild_id = ",
+            $guild,
+            " AND actor_id = ",
+            $author,
+            ")
+             AND EXISTS (SELECT 1 FROM guilds WHERE id = ",
+            $guild,
+            " AND (",
+            $version,
+            " IS NULL OR access_version = ",
+            $version,
+            ")))
+             OR (",
+            $guild,
+            " = ",
+            $channel,
+            " AND EXISTS (SELECT 1 FROM conversation_members cm
+             JOIN conversations c ON c.id = cm.conversation_id WHERE cm.conversation_id = ",
+            $channel,
+            "
+             AND cm.actor_id = ",
+            $author,
+            " AND c.closed_at IS NULL
+             AND (",
+            $version,
+            " IS NULL OR c.access_version = ",
+            $version,
+            "))))"
+        )
+    };
+}
+
+/// A message's event is about the message (so that deleting it scrubs the event too).
+fn about_message(m: &MessageRow, e: &NewEvent) -> NewEvent {
+    NewEvent {
+        ref_id: Some(m.id),
+        ..e.clone()
+    }
+}
+
+/// PostgreSQL's send of the messages queued together: one statement stores those their
+/// authors may send (as version 1), takes positions in their streams in queue order and
+/// writes their events; it answers `(ordinal, position)` for each stored one. A repeated
+/// nonce or a refused author is skipped. Same rules as the SQLite send above (`may_send`).
+const BULK_SEND: &str = concat!(
+    "WITH t AS (SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[],
+       $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
+       $13::text[], $14::int8[], $15::text[], $16::int8[], $17::text[], $18::int8[], $19::text[],
+       $20::int8[], $21::int8[])
+       WITH ORDINALITY AS t(id, guild_id, channel_id, author_id, nonce, content, signature,
+       cert_pem, cert_serial, reply_to, created_at, stream_id, namespace, op, payload,
+       exclude_session, collapse_key, event_at, audience, access, access_version, ord)),
+     m AS (INSERT INTO messages (id, guild_id, channel_id, author_id, nonce, content, signature,
+       cert_pem, cert_serial, version_nonce, reply_to, created_at, version)
+       SELECT id, guild_id, channel_id, author_id, nonce, content, signature, cert_pem,
+       cert_serial, nonce, reply_to, created_at, 1 FROM t WHERE ",
+    may_send!("t.channel_id", "t.guild_id", "t.author_id", "t.access_version"),
+    " ORDER BY ord
+       ON CONFLICT (channel_id, author_id, nonce) DO NOTHING RETURNING id),
+     ok AS (SELECT t.* FROM t JOIN m ON m.id = t.id),
+     v AS (INSERT INTO message_versions (message_id, version, nonce, content, signature,
+       cert_pem, cert_serial, edit_of, created_at)
+       SELECT id, 1, nonce, content, signature, cert_pem, cert_serial, NULL, created_at FROM ok),
+     n AS (SELECT stream_id, count(*) AS c FROM ok GROUP BY stream_id),
+     h AS (INSERT INTO streams (id, head) SELECT stream_id, c FROM n ORDER BY stream_id
+       ON CONFLICT (id) DO UPDATE SET head = streams.head + EXCLUDED.head RETURNING id, head),
+     e AS (INSERT INTO events (stream_id, seq, namespace, op, payload, exclude_session,
+       collapse_key, created_at, audience, access, ref_id)
+       SELECT ok.stream_id, h.head - n.c + row_number() OVER (PARTITION BY ok.stream_id ORDER BY ok.ord),
+       ok.namespace, ok.op, ok.payload, ok.exclude_session, ok.collapse_key, ok.event_at,
+       ok.audience, ok.access, ok.id
+       FROM ok JOIN n ON n.stream_id = ok.stream_id JOIN h ON h.id = ok.stream_id
+       RETURNING seq, ref_id)
+     SELECT t.ord, e.seq FROM e JOIN t ON t.id = e.ref_id"
+);
+
+fn bulk_send(m: &MessageRow, e: &NewEvent, access_version: Option<i64>) -> BulkRow {
+    BulkRow {
+        sql: BULK_SEND,
+        values: params![
+            m.id,
+            m.guild_id,
+            m.channel_id,
+            m.author_id,
+            m.nonce.clone(),
+            m.content.clone(),
+            m.signature.clone(),
+            m.cert_pem.clone(),
+            m.cert_serial,
+            m.reply_to,
+            m.created_at,
+            e.stream_id,
+            e.namespace.clone(),
+            e.op,
+            e.payload.clone(),
+            e.exclude_session,
+            e.collapse_key.clone(),
+            e.created_at,
+            e.audience.clone(),
+            i64::from(e.access),
+            access_version
+        ],
+    }
+}
+
 /// What a send did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
@@ -132,53 +251,75 @@ pub enum Sent {
 
 impl Store {
     /// Stores a message (as version 1) and its event, if its author is still a member of
-    /// the guild and the channel still exists. A repeated `(channel, author, nonce)` stores
+    /// the guild and the channel still exists, and the access rules of its guild (or
+    /// conversation) are still at `access_version` (when given: the version the caller
+    /// checked the author's permissions at). A repeated `(channel, author, nonce)` stores
     /// nothing and answers the message stored before ([`Sent::Existing`]).
-    /// [`Conflict::NotAMember`] when the author is no member or the channel is gone;
-    /// [`Error::Unique`] when the id is taken (the caller draws another).
-    pub async fn insert_message(&self, m: &MessageRow, e: &NewEvent) -> Result<Sent> {
-        let mut stmts = vec![
-            Stmt::new(
-                "INSERT INTO messages (id, guild_id, channel_id, author_id, nonce, content, signature, cert_pem, cert_serial, version_nonce, reply_to, created_at, version)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $5, $10, $11, 1
-                 WHERE (EXISTS (SELECT 1 FROM channels WHERE id = $3 AND guild_id = $2)
-                 AND EXISTS (SELECT 1 FROM guild_members WHERE guild_id = $2 AND actor_id = $4))
-                 OR ($2 = $3 AND EXISTS (SELECT 1 FROM conversation_members cm JOIN conversations c
-                 ON c.id = cm.conversation_id WHERE cm.conversation_id = $3 AND cm.actor_id = $4
-                 AND c.closed_at IS NULL))
-                 ON CONFLICT (channel_id, author_id, nonce) DO NOTHING",
-                params![
-                    m.id,
-                    m.guild_id,
-                    m.channel_id,
-                    m.author_id,
-                    m.nonce.clone(),
-                    m.content.clone(),
-                    m.signature.clone(),
-                    m.cert_pem.clone(),
-                    m.cert_serial,
-                    m.reply_to,
-                    m.created_at
-                ],
-            )
-            .affects(1)
-            .or(Conflict::MessageRefused),
-            insert_version(&MessageVersionRow {
-                message_id: m.id,
-                version: 1,
-                nonce: m.nonce.clone(),
-                content: m.content.clone(),
-                signature: m.signature.clone(),
-                cert_pem: m.cert_pem.clone(),
-                cert_serial: m.cert_serial,
-                edit_of: None,
-                created_at: m.created_at,
-            }),
-        ];
-        let at = push_append(&mut stmts, e);
-        // Sends to one busy channel queue behind its stream's row: committed as a group.
-        match self.grouped_rows(stmts).await {
-            Ok(out) => Ok(Sent::New(taken(&out, at)?)),
+    /// [`Conflict::NotAMember`] when the author is no member, the channel is gone or the
+    /// rules changed; [`Error::Unique`] when the id is taken (the caller draws another).
+    pub async fn insert_message(
+        &self,
+        m: &MessageRow,
+        e: &NewEvent,
+        access_version: Option<i64>,
+    ) -> Result<Sent> {
+        let stored = match self.postgres() {
+            // Sends to one busy channel queue behind its stream's row: committed as a group,
+            // on PostgreSQL as one statement per group (`BULK_SEND`).
+            Some(pg) => pg
+                .bulk(bulk_send(m, e, access_version))
+                .await?
+                .first()
+                .map(|r| r.i64(0))
+                .transpose()?
+                .ok_or(Error::Conflict(Conflict::MessageRefused)),
+            None => {
+                let mut stmts = vec![
+                    Stmt::new(
+                        concat!(
+                            "INSERT INTO messages (id, guild_id, channel_id, author_id, nonce, content, signature, cert_pem, cert_serial, version_nonce, reply_to, created_at, version)
+                             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $5, $10, $11, 1
+                             WHERE ",
+                            may_send!("$3", "$2", "$4", "$12"),
+                            " ON CONFLICT (channel_id, author_id, nonce) DO NOTHING"
+                        ),
+                        params![
+                            m.id,
+                            m.guild_id,
+                            m.channel_id,
+                            m.author_id,
+                            m.nonce.clone(),
+                            m.content.clone(),
+                            m.signature.clone(),
+                            m.cert_pem.clone(),
+                            m.cert_serial,
+                            m.reply_to,
+                            m.created_at,
+                            access_version
+                        ],
+                    )
+                    .affects(1)
+                    .or(Conflict::MessageRefused),
+                    insert_version(&MessageVersionRow {
+                        message_id: m.id,
+                        version: 1,
+                        nonce: m.nonce.clone(),
+                        content: m.content.clone(),
+                        signature: m.signature.clone(),
+                        cert_pem: m.cert_pem.clone(),
+                        cert_serial: m.cert_serial,
+                        edit_of: None,
+                        created_at: m.created_at,
+                    }),
+                ];
+                let at = push_append(&mut stmts, &about_message(m, e));
+                self.grouped_rows(stmts)
+                    .await
+                    .and_then(|out| taken(&out, at))
+            }
+        };
+        match stored {
+            Ok(seq) => Ok(Sent::New(seq)),
             Err(Error::Conflict(Conflict::MessageRefused)) => {
                 match self
                     .message_by_nonce(m.channel_id, m.author_id, &m.nonce)

@@ -319,13 +319,13 @@ async fn sends_are_idempotent_and_deletes_leave_scrubbed_tombstones() {
             ref_id: Some(m.id),
             ..ev(g, op)
         };
-        let Sent::New(seq) = store.insert_message(&m, &about(0)).await.unwrap() else {
+        let Sent::New(seq) = store.insert_message(&m, &about(0), None).await.unwrap() else {
             panic!("a first send is new");
         };
         assert_eq!(seq, 2);
         // The same nonce again: nothing stored, the first message answered.
         let again = message(&f, f.owner, "n1", "other text");
-        match store.insert_message(&again, &about(0)).await.unwrap() {
+        match store.insert_message(&again, &about(0), None).await.unwrap() {
             Sent::Existing(existing) => {
                 assert_eq!(existing.id, m.id);
                 assert!(existing.content.contains("hello"));
@@ -340,7 +340,7 @@ async fn sends_are_idempotent_and_deletes_leave_scrubbed_tombstones() {
         store.insert_actor(&eve, None, 1).await.unwrap();
         assert!(matches!(
             store
-                .insert_message(&message(&f, eve.id, "n1", "x"), &ev(g, 0))
+                .insert_message(&message(&f, eve.id, "n1", "x"), &ev(g, 0), None)
                 .await,
             Err(Error::Conflict(Conflict::NotAMember))
         ));
@@ -375,7 +375,7 @@ async fn sends_are_idempotent_and_deletes_leave_scrubbed_tombstones() {
             id: m.id + 1,
             ..later
         };
-        store.insert_message(&later, &ev(g, 0)).await.unwrap();
+        store.insert_message(&later, &ev(g, 0), None).await.unwrap();
         let newest = store.messages_before(f.channel.id, None, 1).await.unwrap();
         assert_eq!(newest[0].id, later.id);
         let older = store
@@ -438,7 +438,7 @@ async fn channels_update_and_delete_with_their_messages() {
         store.update_channel(&moved, &ev(g, 4)).await.unwrap();
         assert_eq!(store.channel(f.channel.id).await.unwrap().unwrap(), moved);
         let m = message(&f, f.owner, "n1", "hi");
-        store.insert_message(&m, &ev(g, 0)).await.unwrap();
+        store.insert_message(&m, &ev(g, 0), None).await.unwrap();
         store.delete_channel(g, cat.id, &ev(g, 5)).await.unwrap();
         assert_eq!(
             store
@@ -481,5 +481,70 @@ async fn channels_update_and_delete_with_their_messages() {
                 .await,
             Err(Error::Conflict(Conflict::NotOwner))
         ));
+    }
+}
+
+#[tokio::test]
+async fn concurrent_sends_check_the_rules_version_and_are_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let f = guild(&store, "owner").await;
+        let g = f.guild.id;
+        let version = store.guild(g).await.unwrap().unwrap().access_version;
+
+        // The rules changed after the caller checked the author's permissions: refused, and
+        // nothing stored.
+        let stale = message(&f, f.owner, "stale", "x");
+        assert!(matches!(
+            store
+                .insert_message(&stale, &ev(g, 0), Some(version + 1))
+                .await,
+            Err(Error::Conflict(Conflict::NotAMember))
+        ));
+        assert!(store.message(stale.id).await.unwrap().is_none());
+
+        // Many sends at once (committed in groups): each new one stored once at its own
+        // position with its event about it; a repeated nonce and a non-member among them are
+        // answered alone, the others unharmed.
+        let eve = actor("eve");
+        store.insert_actor(&eve, None, 1).await.unwrap();
+        let head = store.stream_head(g).await.unwrap();
+        let mut sends = tokio::task::JoinSet::new();
+        for i in 0..24 {
+            let (author, nonce) = match i {
+                7 => (eve.id, "eve".to_owned()),
+                13 => (f.owner, "c3".to_owned()),
+                _ => (f.owner, format!("c{i}")),
+            };
+            let (store, m) = (store.clone(), message(&f, author, &nonce, "hi"));
+            sends.spawn(async move {
+                let r = store.insert_message(&m, &ev(g, 0), Some(version)).await;
+                (i, m.id, r)
+            });
+        }
+        let mut stored = Vec::new();
+        let (mut refused, mut repeated) = (0, 0);
+        while let Some(done) = sends.join_next().await {
+            match done.unwrap() {
+                (_, id, Ok(Sent::New(seq))) => stored.push((seq, id)),
+                (i, _, Ok(Sent::Existing(first))) => {
+                    assert!(i == 3 || i == 13, "{}: {i}", store.engine_name());
+                    assert_eq!(first.nonce, "c3");
+                    repeated += 1;
+                }
+                (7, _, Err(Error::Conflict(Conflict::NotAMember))) => refused += 1,
+                (i, _, other) => panic!("{}: send {i}: {other:?}", store.engine_name()),
+            }
+        }
+        assert_eq!((stored.len(), repeated, refused), (22, 1, 1));
+        stored.sort();
+        let seqs: Vec<i64> = stored.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, ((head + 1)..=(head + 22)).collect::<Vec<_>>());
+        assert_eq!(store.stream_head(g).await.unwrap(), head + 22);
+        let events = store.events_after(g, head, 100).await.unwrap();
+        let about: Vec<(i64, Option<i64>)> = events.iter().map(|e| (e.seq, e.ref_id)).collect();
+        let expected: Vec<(i64, Option<i64>)> =
+            stored.iter().map(|(seq, id)| (*seq, Some(*id))).collect();
+        assert_eq!(about, expected, "{}", store.engine_name());
     }
 }

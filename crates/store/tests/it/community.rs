@@ -15,7 +15,11 @@ async fn sent_as(store: &Store, f: &Fixture, id: i64, author: i64, nonce: &str, 
         id,
         ..message(f, author, nonce, text)
     };
-    match store.insert_message(&m, &ev(f.guild.id, 0)).await.unwrap() {
+    match store
+        .insert_message(&m, &ev(f.guild.id, 0), None)
+        .await
+        .unwrap()
+    {
         Sent::New(_) => m.id,
         Sent::Existing(_) => panic!("a new nonce"),
     }

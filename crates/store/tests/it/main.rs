@@ -157,6 +157,11 @@ async fn a_session_id_is_unique_among_active_sessions_and_free_again_after_revoc
             (found.session_id.as_str(), found.cert_serial),
             ("laptop", Some(c1.serial))
         );
+        // The one read every request makes: the session with its actor.
+        let (with, owner) = store.session_with_actor(b"t1").await.unwrap().unwrap();
+        assert_eq!(with, found);
+        assert_eq!((owner.id, owner.local_name.as_str()), (a.id, "alice"));
+        assert_eq!(store.session_with_actor(b"t2").await.unwrap(), None);
         assert_eq!(
             store.session_by_token(b"t2").await.unwrap(),
             None,
@@ -166,6 +171,7 @@ async fn a_session_id_is_unique_among_active_sessions_and_free_again_after_revoc
         assert!(store.revoke_session(a.id, "laptop", 150).await.unwrap());
         assert!(!store.revoke_session(a.id, "laptop", 151).await.unwrap());
         assert_eq!(store.session_by_token(b"t1").await.unwrap(), None);
+        assert_eq!(store.session_with_actor(b"t1").await.unwrap(), None);
         assert_eq!(
             store
                 .cert_by_serial(c1.serial)
