@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fugue_client::{ChatEvent, Verdict};
+use fugue_client::{ChatEvent, Session, Verdict};
 use fugue_proto::api::{create_channel, create_guild};
 use fugue_proto::chat::MessageBody;
 use fugue_store::{MessageVersionRow, NewEvent};
@@ -316,6 +316,26 @@ async fn the_events_command_shows_chat_events_live() {
 
 // ---- the SDK the commands are built on ----
 
+/// alice and bob of `server` in a public guild of alice's: their sessions and the guild's
+/// `general` channel.
+pub(crate) async fn guild_of_two(server: &TestServer) -> (Session, Session, u64) {
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let guild = alice
+        .chat()
+        .create_guild(&create_guild::Request {
+            name: "g".into(),
+            description: None,
+            icon: None,
+            private: Some(false),
+        })
+        .await
+        .unwrap();
+    let general = alice.chat().channels(guild.id).await.unwrap()[0].id;
+    bob.chat().join_guild(guild.id, None).await.unwrap();
+    (alice, bob, general)
+}
+
 pub(crate) fn text(content: &str) -> MessageBody {
     MessageBody {
         content: content.into(),
@@ -515,20 +535,8 @@ async fn a_person_chats_on_another_server_with_on() {
 #[tokio::test]
 async fn the_gateway_delivers_typed_chat_events() {
     let server = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob").await;
+    let (alice, bob, general) = guild_of_two(&server).await;
     let (alice_chat, bob_chat) = (alice.chat(), bob.chat());
-    let guild = alice_chat
-        .create_guild(&create_guild::Request {
-            name: "g".into(),
-            description: None,
-            icon: None,
-            private: Some(false),
-        })
-        .await
-        .unwrap();
-    let general = alice_chat.channels(guild.id).await.unwrap()[0].id;
-    bob_chat.join_guild(guild.id, None).await.unwrap();
 
     let options = fugue_client::GatewayOptions::default();
     let mut alice_gw = alice.gateway(options.clone()).await.unwrap();

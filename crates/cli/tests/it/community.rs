@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use fugue_client::ChatEvent;
 use fugue_proto::ErrorCode;
-use fugue_proto::api::{create_guild, update_profile};
+use fugue_proto::api::update_profile;
 use fugue_testkit::TestServer;
 
-use crate::chat::{Person, sent_id, text, word_after};
+use crate::chat::{Person, guild_of_two, sent_id, text, word_after};
 use crate::support::Watcher;
 
 /// A public guild of `owner` that `member` joined; its id and its `general` channel.
@@ -173,6 +173,15 @@ async fn two_people_react_pin_and_keep_track_of_what_they_read() {
     assert!(status.success(), "{status:?}");
 }
 
+/// What `fugue presence alice@localhost` tells `who` of her.
+async fn alice_as_seen_by(who: &Person) -> String {
+    let out = who.ok(&["presence", "alice@localhost"]).await;
+    out.strip_prefix("alice@localhost is ")
+        .and_then(|rest| rest.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned()
+}
+
 #[tokio::test]
 async fn profiles_and_presence_are_seen_by_the_other_person() {
     let server = TestServer::start().await;
@@ -253,24 +262,15 @@ async fn profiles_and_presence_are_seen_by_the_other_person() {
         alice.ok(&["status", "dnd"]).await,
         "alice@localhost is do not disturb\n"
     );
-    assert_eq!(
-        bob.ok(&["presence", "alice@localhost"]).await,
-        "alice@localhost is do not disturb\n"
-    );
+    assert_eq!(alice_as_seen_by(&bob).await, "do not disturb");
     // Carol shares no guild with alice: she learns nothing.
-    assert_eq!(
-        carol.ok(&["presence", "alice@localhost"]).await,
-        "alice@localhost is offline\n"
-    );
+    assert_eq!(alice_as_seen_by(&carol).await, "offline");
     // Invisible: offline to others while connected.
     assert_eq!(
         alice.ok(&["status", "offline"]).await,
         "you appear offline to others\n"
     );
-    assert_eq!(
-        bob.ok(&["presence", "alice@localhost"]).await,
-        "alice@localhost is offline\n"
-    );
+    assert_eq!(alice_as_seen_by(&bob).await, "offline");
     bob_events
         .until(|l| l == "alice@localhost is offline")
         .await;
@@ -292,20 +292,8 @@ async fn profiles_and_presence_are_seen_by_the_other_person() {
 #[tokio::test]
 async fn a_signed_reaction_verifies_and_a_tampered_one_is_refused() {
     let server = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob").await;
+    let (alice, bob, general) = guild_of_two(&server).await;
     let (a, b) = (alice.chat(), bob.chat());
-    let guild = a
-        .create_guild(&create_guild::Request {
-            name: "g".into(),
-            description: None,
-            icon: None,
-            private: Some(false),
-        })
-        .await
-        .unwrap();
-    let general = a.channels(guild.id).await.unwrap()[0].id;
-    b.join_guild(guild.id, None).await.unwrap();
     let m = a
         .send_message(general, text("react to me"))
         .await

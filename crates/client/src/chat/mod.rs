@@ -11,7 +11,8 @@
 //! Sending is retry-safe: a message is signed once with a fresh nonce ([`Chat::prepare_message`])
 //! and the same request may be posted again ([`Chat::post_message`]); the server stores one
 //! message per nonce and answers a repeat with it. Verification lives in `verify`, the
-//! gateway's chat events in `events`.
+//! gateway's chat events in `events`, DMs and groups in `conversations`, and reactions (signed
+//! the same way), pins, read states, presence and profiles in `community`.
 
 mod community;
 mod conversations;
