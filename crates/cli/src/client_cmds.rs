@@ -97,8 +97,9 @@ pub enum ClientCommand {
         cmd: keys::KeysCmd,
     },
     /// Follow your account's events (new sessions, revoked certificates, server key changes)
-    /// and chat events (messages, channels, members) over the gateway, one line each, until
-    /// Ctrl-C. Messages are verified as they arrive.
+    /// and chat events (messages, channels, members, reactions, pins, read markers, presence,
+    /// profiles) over the gateway, one line each, until Ctrl-C. Messages are verified as they
+    /// arrive. While it follows the chat channels you count as online (see `fugue status`).
     Events {
         #[command(flatten)]
         opts: ClientOpts,
