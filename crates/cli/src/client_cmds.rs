@@ -1,6 +1,6 @@
 //! The client commands of `fugue`: accounts, sessions, certificates, key backups, the
 //! event stream, sign-in on other servers, and chat (guilds, channels, messages, DMs and
-//! groups).
+//! groups, reactions, pins, read states, presence and profiles).
 //!
 //! Everything goes through `fugue-client`; these modules only parse arguments, ask for
 //! secrets and print results. Secrets come from `FUGUE_PASSWORD` / `FUGUE_PASSPHRASE` when
@@ -17,6 +17,7 @@
 mod account;
 mod certs;
 mod channel;
+mod community;
 mod conversations;
 mod converse;
 mod events;
@@ -96,8 +97,9 @@ pub enum ClientCommand {
         cmd: keys::KeysCmd,
     },
     /// Follow your account's events (new sessions, revoked certificates, server key changes)
-    /// and chat events (messages, channels, members) over the gateway, one line each, until
-    /// Ctrl-C. Messages are verified as they arrive.
+    /// and chat events (messages, channels, members, reactions, pins, read markers, presence,
+    /// profiles) over the gateway, one line each, until Ctrl-C. Messages are verified as they
+    /// arrive. While it follows the chat channels you count as online (see `fugue status`).
     Events {
         #[command(flatten)]
         opts: ClientOpts,
@@ -195,6 +197,75 @@ pub enum ClientCommand {
         opts: ChatOpts,
         #[command(flatten)]
         args: messages::DeleteArgs,
+    },
+    /// Add your signed reaction to a message (--remove takes it back).
+    React {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: community::ReactArgs,
+    },
+    /// Who reacted to a message with EMOJI, in order; without EMOJI every reaction by emoji.
+    Reactions {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: community::ReactionsArgs,
+    },
+    /// Pin a message in its channel (--remove unpins it; needs the permission to manage
+    /// messages).
+    Pin {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: community::PinArgs,
+    },
+    /// A channel's pinned messages, the latest pinned first, each marked like `fugue read`.
+    Pins {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: community::PinsArgs,
+    },
+    /// Channels with unread messages and mentions of you, in every guild you are in.
+    Unread {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: community::UnreadArgs,
+    },
+    /// Mark a channel read up to MESSAGE (default: its newest message).
+    MarkRead {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: community::MarkReadArgs,
+    },
+    /// Set what others see of you: online, idle, dnd (do not disturb) or offline (invisible),
+    /// with an optional custom status. You show online only while connected (`fugue events`,
+    /// `fugue chat`).
+    Status {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: community::StatusArgs,
+    },
+    /// Whether FIDs are online, idle, do not disturb or offline, with their custom status
+    /// (those sharing no guild with you show offline).
+    Presence {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(flatten)]
+        args: community::PresenceArgs,
+    },
+    /// Show your profile or the profile of FID; `fugue profile set` changes yours.
+    Profile {
+        #[command(flatten)]
+        opts: ChatOpts,
+        /// Whose profile (default: yours).
+        fid: Option<String>,
+        #[command(subcommand)]
+        cmd: Option<community::ProfileCmd>,
     },
     /// Your discoverable services (core §9) and those of others.
     Services {
@@ -366,6 +437,15 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::Edit { opts, args } => messages::edit(opts, args).await,
         ClientCommand::Versions { opts, args } => messages::versions(opts, args).await,
         ClientCommand::Delete { opts, args } => messages::delete(opts, args).await,
+        ClientCommand::React { opts, args } => community::react(opts, args).await,
+        ClientCommand::Reactions { opts, args } => community::reactions(opts, args).await,
+        ClientCommand::Pin { opts, args } => community::pin(opts, args).await,
+        ClientCommand::Pins { opts, args } => community::pins(opts, args).await,
+        ClientCommand::Unread { opts, args } => community::unread(opts, args).await,
+        ClientCommand::MarkRead { opts, args } => community::mark_read(opts, args).await,
+        ClientCommand::Status { opts, args } => community::status(opts, args).await,
+        ClientCommand::Presence { opts, args } => community::presence(opts, args).await,
+        ClientCommand::Profile { opts, fid, cmd } => community::profile(opts, fid, cmd).await,
         ClientCommand::Services { opts, cmd } => services::run(opts, cmd).await,
         ClientCommand::Federation { opts, cmd } => federation::run(opts, cmd).await,
     }

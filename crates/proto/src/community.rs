@@ -111,7 +111,7 @@ pub struct ReactionBody {
     pub add: bool,
 }
 
-/// `fugue-chat` ops 20 and 21.
+/// `fugue-chat` ops 30 and 31.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReactionEvent {
     #[serde(with = "u64_string")]
@@ -124,7 +124,7 @@ pub struct ReactionEvent {
     pub fid: FederationId,
 }
 
-/// `fugue-chat` op 22.
+/// `fugue-chat` op 32.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PinUpdate {
     #[serde(with = "u64_string")]
@@ -154,7 +154,7 @@ pub struct ReadState {
     pub mentions: u64,
 }
 
-/// `fugue-chat` op 23: a read marker moved (on the actor's own stream).
+/// `fugue-chat` op 33: a read marker moved (on the actor's own stream).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadMarker {
     #[serde(with = "u64_string")]
@@ -176,7 +176,7 @@ pub mod availability {
     pub const INVISIBLE: u8 = 0;
 }
 
-/// An actor's presence as others see it (`fugue-chat` op 24).
+/// An actor's presence as others see it (`fugue-chat` op 34).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Presence {
     pub fid: FederationId,
@@ -187,7 +187,7 @@ pub struct Presence {
     pub status: Option<String>,
 }
 
-/// An actor's profile (`models.actor.Actor` of the chat OpenAPI; `fugue-chat` op 25).
+/// An actor's profile (`models.actor.Actor` of the chat OpenAPI; `fugue-chat` op 35).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub fid: FederationId,

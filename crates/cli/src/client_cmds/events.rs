@@ -5,6 +5,7 @@ use fugue_client::{Chat, ChatEvent, Gateway, GatewayEvent, GatewayOptions};
 use fugue_proto::certs::IdCert;
 use fugue_proto::gateway::Style;
 
+use super::community::{presence_line, profile_summary};
 use super::conversations;
 use super::messages::line as message_line;
 use super::{ClientOpts, date, e, open_store, restore_session};
@@ -209,6 +210,29 @@ async fn describe_chat(chat: &Chat, event: &ChatEvent) -> String {
                 o.conversation_id, o.owner_id
             ),
         },
+        ChatEvent::ReactionAdd(r) => format!(
+            "channel {}: {} reacted {} to message {}",
+            r.channel_id, r.fid, r.emoji, r.message_id
+        ),
+        ChatEvent::ReactionRemove(r) => format!(
+            "channel {}: {} took back {} from message {}",
+            r.channel_id, r.fid, r.emoji, r.message_id
+        ),
+        ChatEvent::PinUpdate(p) => format!(
+            "channel {}: message {} {} by {}",
+            p.channel_id,
+            p.message_id,
+            if p.pinned { "pinned" } else { "unpinned" },
+            p.by
+        ),
+        ChatEvent::ReadState(r) => format!(
+            "you read channel {} up to message {}",
+            r.channel_id, r.last_read
+        ),
+        ChatEvent::PresenceUpdate(p) => presence_line(p),
+        ChatEvent::ProfileUpdate(a) => {
+            format!("{}'s profile changed: {}", a.fid, profile_summary(a))
+        }
         ChatEvent::Unknown(envelope) => {
             format!("{} event op {}: {}", envelope.n, envelope.op, envelope.d)
         }

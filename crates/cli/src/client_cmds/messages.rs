@@ -12,8 +12,9 @@ use fugue_client::{Chat, Verdict};
 use fugue_proto::api::message_history;
 use fugue_proto::chat::{Message, MessageBody};
 
+use super::community::{self, by_emoji};
 use super::{ChatOpts, chat, date, e};
-use crate::terminal::out;
+use crate::terminal::{note, out};
 
 #[derive(Args)]
 pub struct SendArgs {
@@ -41,6 +42,9 @@ pub struct ReadArgs {
     /// How many (at most 100; the server's default otherwise).
     #[arg(long)]
     limit: Option<u64>,
+    /// Mark the channel read up to the newest message shown (see `fugue unread`).
+    #[arg(long)]
+    mark: bool,
 }
 
 #[derive(Args)]
@@ -79,7 +83,7 @@ pub(super) fn mark(verdict: &Verdict) -> (&'static str, String) {
 }
 
 /// One line for a message, e.g.
-/// `✓ 2026-12-06 20:41 UTC  alice@example.com  [7317…]  hello (reply to 7316…)`.
+/// `✓ 2026-12-06 20:41 UTC  alice@example.com  [7317…]  hello (reply to 7316…) [👍 2]`.
 pub(super) fn line(m: &Message, verdict: &Verdict) -> String {
     let (mark, why) = mark(verdict);
     let text = if m.deleted_timestamp.is_some() {
@@ -96,8 +100,18 @@ pub(super) fn line(m: &Message, verdict: &Verdict) -> String {
     } else {
         ""
     };
+    let reactions = by_emoji(&m.reactions)
+        .iter()
+        .map(|(emoji, who)| format!("{emoji} {}", who.len()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let reactions = if reactions.is_empty() {
+        reactions
+    } else {
+        format!(" [{reactions}]")
+    };
     format!(
-        "{mark} {}  {}  [{}]  {text}{reply}{edited}{why}",
+        "{mark} {}  {}  [{}]  {text}{reply}{edited}{reactions}{why}",
         date(m.timestamp),
         m.author,
         m.id
@@ -146,6 +160,16 @@ pub async fn read(opts: ChatOpts, args: ReadArgs) -> Result<(), String> {
     }
     for (m, verdict) in messages.iter().zip(&verdicts) {
         out!("{}", line(m, verdict));
+    }
+    if args.mark
+        && let Some(newest) = messages.last()
+    {
+        let state = chat
+            .set_read_state(args.channel, newest.id)
+            .await
+            .map_err(e)?;
+        // On stderr: stdout holds exactly the messages.
+        note!("{}", community::marked_line(&state));
     }
     Ok(())
 }

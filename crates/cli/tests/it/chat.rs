@@ -3,18 +3,17 @@
 //! and `fugue read` marks a message whose stored content was changed behind its author's
 //! back. What the server does with these requests is tested in `crates/server/tests/it`.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use fugue_client::{ChatEvent, Verdict};
+use fugue_client::{ChatEvent, Session, Verdict};
 use fugue_proto::api::{create_channel, create_guild};
 use fugue_proto::chat::MessageBody;
 use fugue_store::{MessageVersionRow, NewEvent};
 use fugue_testkit::{PASSWORD, TestServer, federated_pair};
 
-use crate::support::{blocking, fugue_as_client};
+use crate::support::{Watcher, blocking, fugue_as_client};
 
 /// One person at a terminal: `fugue` with their own key store.
 pub(crate) struct Person {
@@ -292,39 +291,12 @@ async fn the_events_command_shows_chat_events_live() {
     let guild = word_after(&created, "created guild ");
     let channel = word_after(&created, "channel ");
 
-    let mut child = alice
-        .command(&["events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = lines_tx.send(line.unwrap());
-        }
-    });
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let (stderr, banner) = blocking(move || {
-        let mut banner = String::new();
-        stderr.read_line(&mut banner).unwrap();
-        (stderr, banner)
-    })
-    .await;
-    assert!(banner.starts_with("following the events"), "{banner}");
+    let mut events = Watcher::start(alice.command(&["events"]), "following the events").await;
 
     bob.ok(&["guild", "join", &guild]).await;
     let sent = sent_id(&bob.ok(&["send", &channel, "hello \u{1b}[31mall"]).await);
     // Events of before the subscription (alice's own join) may come first; then these two.
-    let (lines, seen) = blocking(move || {
-        let mut seen: Vec<String> = Vec::new();
-        while !seen.last().is_some_and(|l| l.contains("hello")) {
-            seen.push(lines.recv_timeout(Duration::from_secs(10)).unwrap());
-        }
-        (lines, seen)
-    })
-    .await;
+    let seen = events.until(|l| l.contains("hello")).await;
     let joined = format!("guild {guild}: bob@localhost joined");
     assert_eq!(seen[seen.len() - 2], joined, "{seen:?}");
     let message = &seen[seen.len() - 1];
@@ -338,17 +310,31 @@ async fn the_events_command_shows_chat_events_live() {
         "{seen:?}"
     );
 
-    let interrupt = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupt.success());
-    let status = blocking(move || child.wait().unwrap()).await;
+    let status = events.interrupt().await;
     assert!(status.success(), "{status:?}");
-    drop((stderr, lines));
 }
 
 // ---- the SDK the commands are built on ----
+
+/// alice and bob of `server` in a public guild of alice's: their sessions and the guild's
+/// `general` channel.
+pub(crate) async fn guild_of_two(server: &TestServer) -> (Session, Session, u64) {
+    let alice = server.register("alice").await;
+    let bob = server.register("bob").await;
+    let guild = alice
+        .chat()
+        .create_guild(&create_guild::Request {
+            name: "g".into(),
+            description: None,
+            icon: None,
+            private: Some(false),
+        })
+        .await
+        .unwrap();
+    let general = alice.chat().channels(guild.id).await.unwrap()[0].id;
+    bob.chat().join_guild(guild.id, None).await.unwrap();
+    (alice, bob, general)
+}
 
 pub(crate) fn text(content: &str) -> MessageBody {
     MessageBody {
@@ -549,20 +535,8 @@ async fn a_person_chats_on_another_server_with_on() {
 #[tokio::test]
 async fn the_gateway_delivers_typed_chat_events() {
     let server = TestServer::start().await;
-    let alice = server.register("alice").await;
-    let bob = server.register("bob").await;
+    let (alice, bob, general) = guild_of_two(&server).await;
     let (alice_chat, bob_chat) = (alice.chat(), bob.chat());
-    let guild = alice_chat
-        .create_guild(&create_guild::Request {
-            name: "g".into(),
-            description: None,
-            icon: None,
-            private: Some(false),
-        })
-        .await
-        .unwrap();
-    let general = alice_chat.channels(guild.id).await.unwrap()[0].id;
-    bob_chat.join_guild(guild.id, None).await.unwrap();
 
     let options = fugue_client::GatewayOptions::default();
     let mut alice_gw = alice.gateway(options.clone()).await.unwrap();
@@ -748,50 +722,24 @@ async fn the_chat_command_holds_a_conversation_in_one_terminal() {
     bob.ok(&["guild", "join", &guild]).await;
     alice.ok(&["send", &channel, "earlier"]).await;
 
-    let mut child = alice
-        .command(&["chat", &channel])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = lines_tx.send(line.unwrap());
-        }
-    });
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let (stderr, banner) = blocking(move || {
-        let mut banner = String::new();
-        stderr.read_line(&mut banner).unwrap();
-        (stderr, banner)
-    })
-    .await;
-    assert!(banner.starts_with("chatting in channel"), "{banner}");
+    let mut chat = alice.command(&["chat", &channel]);
+    chat.stdin(Stdio::piped());
+    let mut chat = Watcher::start(chat, "chatting in channel").await;
 
     // Kept open: the end of input ends the conversation.
-    let mut stdin = child.stdin.take().unwrap();
+    let mut stdin = chat.stdin();
     let stdin = blocking(move || {
         use std::io::Write;
         writeln!(stdin, "typed here").unwrap();
         stdin
     })
     .await;
-    let next = |lines: std::sync::mpsc::Receiver<String>| async move {
-        blocking(move || {
-            let line = lines.recv_timeout(Duration::from_secs(10)).unwrap();
-            (lines, line)
-        })
-        .await
-    };
-    let (lines, first) = next(lines).await;
+    let first = chat.next().await;
     assert!(
         first.starts_with("✓ ") && first.ends_with("]  earlier"),
         "{first}"
     );
-    let (lines, typed) = next(lines).await;
+    let typed = chat.next().await;
     assert!(
         typed.starts_with("✓ ")
             && typed.contains("alice@localhost")
@@ -799,7 +747,7 @@ async fn the_chat_command_holds_a_conversation_in_one_terminal() {
         "{typed}"
     );
     bob.ok(&["send", &channel, "heard you"]).await;
-    let (lines, answer) = next(lines).await;
+    let answer = chat.next().await;
     assert!(
         answer.starts_with("✓ ")
             && answer.contains("bob@localhost")
@@ -809,7 +757,6 @@ async fn the_chat_command_holds_a_conversation_in_one_terminal() {
 
     // The end of input ends the conversation.
     drop(stdin);
-    let status = blocking(move || child.wait().unwrap()).await;
+    let status = chat.wait().await;
     assert!(status.success(), "{status:?}");
-    drop((stderr, lines));
 }

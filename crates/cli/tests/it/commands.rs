@@ -3,17 +3,13 @@
 //! `fugue services`. What the server does with these requests is tested in
 //! `crates/server/tests/it`; here it is the commands' arguments, prompts, output and key store.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use fugue_client::{KeyStore, Session};
 use fugue_proto::ErrorCode;
 use fugue_proto::certs::IdCert;
 use fugue_testkit::{PASSWORD, TestServer};
 
 use crate::support::{
-    assert_problem, blocking, federated_pair, fugue_as_client, login_with, totp_code_in,
+    Watcher, assert_problem, blocking, federated_pair, fugue_as_client, login_with, totp_code_in,
 };
 
 const NEW_PASSWORD: &str = "a completely new passphrase";
@@ -188,35 +184,13 @@ async fn the_events_command_prints_events_and_stops_on_ctrl_c() {
         if json {
             args.push("--json");
         }
-        let mut child = fugue()
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (lines_tx, lines) = std::sync::mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let _ = lines_tx.send(line.unwrap());
-            }
-        });
+        let mut cmd = fugue();
+        cmd.args(&args);
         // The child has connected once stderr says so.
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let (stderr, banner) = blocking(move || {
-            let mut banner = String::new();
-            stderr.read_line(&mut banner).unwrap();
-            (stderr, banner)
-        })
-        .await;
-        assert!(banner.starts_with("following the events"), "{banner}");
+        let mut events = Watcher::start(cmd, "following the events").await;
 
         let other = server.login(name, "other").await.unwrap();
-        let (lines, line) = blocking(move || {
-            let line = lines.recv_timeout(Duration::from_secs(10)).unwrap();
-            (lines, line)
-        })
-        .await;
+        let line = events.next().await;
         let serial = IdCert::parse(other.cert_pem().as_bytes()).unwrap().serial;
         if json {
             let value: serde_json::Value = serde_json::from_str(&line).unwrap();
@@ -229,15 +203,8 @@ async fn the_events_command_prints_events_and_stops_on_ctrl_c() {
             );
         }
 
-        let interrupt = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(interrupt.success());
-        let status = blocking(move || child.wait().unwrap()).await;
+        let status = events.interrupt().await;
         assert!(status.success(), "{status:?}");
-        // Read (and kept open) until the child ended, so that its writes never fail.
-        drop((stderr, lines));
     }
 }
 

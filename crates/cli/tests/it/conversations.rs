@@ -4,8 +4,6 @@
 //! created, grown, used and handed on when its owner leaves. What the server allows is
 //! tested in `crates/server/tests/it/conversations.rs`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fugue_client::{ChatEvent, Verdict};
@@ -13,7 +11,7 @@ use fugue_proto::FederationId;
 use fugue_testkit::TestServer;
 
 use crate::chat::{Person, sent_id, text, word_after};
-use crate::support::blocking;
+use crate::support::Watcher;
 
 fn fid(s: &str) -> FederationId {
     s.parse().unwrap()
@@ -285,42 +283,14 @@ async fn the_events_command_shows_conversation_events() {
     let alice = Person::new(&server, dir.path(), "alice").await;
     let bob = Person::new(&server, dir.path(), "bob").await;
 
-    let mut child = bob
-        .command(&["events"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut reap = Reap(Some(child.id()));
-    let (lines_tx, lines) = std::sync::mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let _ = lines_tx.send(line.unwrap());
-        }
-    });
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let (stderr, banner) = blocking(move || {
-        let mut banner = String::new();
-        stderr.read_line(&mut banner).unwrap();
-        (stderr, banner)
-    })
-    .await;
-    assert!(banner.starts_with("following the events"), "{banner}");
+    let mut events = Watcher::start(bob.command(&["events"]), "following the events").await;
 
     let created = alice
         .ok(&["group", "create", "--name", "club", "bob@localhost"])
         .await;
     let group = word_after(&created, "created group ");
     alice.ok(&["group", "leave", &group]).await;
-    let (lines, seen) = blocking(move || {
-        let mut seen: Vec<String> = Vec::new();
-        while !seen.last().is_some_and(|l| l.contains("owner now")) {
-            seen.push(lines.recv_timeout(Duration::from_secs(10)).unwrap());
-        }
-        (lines, seen)
-    })
-    .await;
+    let seen = events.until(|l| l.contains("owner now")).await;
     let joined = format!(
         "you are now in group {group} \"club\" (owner alice@localhost; alice@localhost, bob@localhost)"
     );
@@ -336,26 +306,8 @@ async fn the_events_command_shows_conversation_events() {
         &format!("group {group}: bob@localhost is the owner now (was alice@localhost)")
     );
 
-    let interrupt = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupt.success());
-    let status = blocking(move || child.wait().unwrap()).await;
-    reap.0 = None;
+    let status = events.interrupt().await;
     assert!(status.success(), "{status:?}");
-    drop((stderr, lines));
-}
-
-/// Ends the `fugue events` child when a test fails before it does.
-struct Reap(Option<u32>);
-
-impl Drop for Reap {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
-        }
-    }
 }
 
 /// The SDK: a DM across two servers read from both sides' chat servers as one

@@ -8,5 +8,6 @@
 mod binary;
 mod chat;
 mod commands;
+mod community;
 mod conversations;
 mod support;

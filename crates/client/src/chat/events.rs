@@ -6,6 +6,7 @@ use fugue_proto::chat::{
     Ban, CHAT, Channel, ChannelDelete, FUGUE_CHAT, Guild, GuildRef, Member, MemberRef, Message,
     MessageDelete, OverwriteUpdate, Role, RoleDelete, Typing, TypingStart, fugue_op, op,
 };
+use fugue_proto::community::{self, Actor, PinUpdate, Presence, ReactionEvent, ReadMarker};
 use fugue_proto::conversation::{Conversation, ConversationMember, ConversationRef, OwnerChange};
 use fugue_proto::gateway::Envelope;
 use serde::de::DeserializeOwned;
@@ -48,6 +49,19 @@ pub enum ChatEvent {
     ConversationMemberRemove(ConversationMember),
     /// A group changed hands (a transfer, or its owner left).
     ConversationOwner(OwnerChange),
+    /// A signed reaction was added to a message of a channel one may view.
+    ReactionAdd(ReactionEvent),
+    /// An actor took its reaction back.
+    ReactionRemove(ReactionEvent),
+    /// A message was pinned or unpinned.
+    PinUpdate(PinUpdate),
+    /// On the actor's own stream: one of its sessions moved a read marker.
+    ReadState(ReadMarker),
+    /// An actor sharing a guild came online, went offline or changed its status
+    /// (ephemeral: never replayed).
+    PresenceUpdate(Presence),
+    /// An actor (this one, or one sharing a guild) changed its profile.
+    ProfileUpdate(Actor),
     /// An opcode of either namespace this client does not know.
     Unknown(Envelope),
     /// A known opcode whose payload does not have its shape.
@@ -101,6 +115,12 @@ impl ChatEvent {
                 parse(e, ChatEvent::ConversationMemberRemove)
             }
             (FUGUE_CHAT, fugue_op::CONVERSATION_OWNER) => parse(e, ChatEvent::ConversationOwner),
+            (FUGUE_CHAT, community::op::REACTION_ADD) => parse(e, ChatEvent::ReactionAdd),
+            (FUGUE_CHAT, community::op::REACTION_REMOVE) => parse(e, ChatEvent::ReactionRemove),
+            (FUGUE_CHAT, community::op::PIN_UPDATE) => parse(e, ChatEvent::PinUpdate),
+            (FUGUE_CHAT, community::op::READ_STATE) => parse(e, ChatEvent::ReadState),
+            (FUGUE_CHAT, community::op::PRESENCE_UPDATE) => parse(e, ChatEvent::PresenceUpdate),
+            (FUGUE_CHAT, community::op::PROFILE_UPDATE) => parse(e, ChatEvent::ProfileUpdate),
             (CHAT | FUGUE_CHAT, _) => ChatEvent::Unknown(e.clone()),
             _ => return None,
         };
@@ -189,6 +209,43 @@ mod tests {
                 conversation_id: 12
             }))
         );
+        let reaction = Envelope::new(
+            FUGUE_CHAT,
+            community::op::REACTION_REMOVE,
+            json!({"guild_id": "1", "channel_id": "2", "message_id": "3", "emoji": "👍", "fid": "b@example.com"}),
+        );
+        assert!(matches!(
+            ChatEvent::from_envelope(&reaction),
+            Some(ChatEvent::ReactionRemove(r)) if r.message_id == 3 && r.emoji == "👍"
+        ));
+        let read = Envelope::new(
+            FUGUE_CHAT,
+            community::op::READ_STATE,
+            json!({"guild_id": "1", "channel_id": "2", "last_read": "3"}),
+        );
+        assert_eq!(
+            ChatEvent::from_envelope(&read),
+            Some(ChatEvent::ReadState(ReadMarker {
+                guild_id: 1,
+                channel_id: 2,
+                last_read: 3
+            }))
+        );
+        let presence = Envelope::new(
+            FUGUE_CHAT,
+            community::op::PRESENCE_UPDATE,
+            json!({"fid": "b@example.com", "availability": 2, "status": "away"}),
+        );
+        assert!(matches!(
+            ChatEvent::from_envelope(&presence),
+            Some(ChatEvent::PresenceUpdate(p)) if p.availability == 2 && p.status.as_deref() == Some("away")
+        ));
+        // Op 30 of `fugue-chat` is a reaction; a payload without one's fields is kept raw.
+        let not_a_reaction = Envelope::new(FUGUE_CHAT, community::op::REACTION_ADD, json!({}));
+        assert!(matches!(
+            ChatEvent::from_envelope(&not_a_reaction),
+            Some(ChatEvent::Malformed { .. })
+        ));
         let unknown = Envelope::new(FUGUE_CHAT, 200, json!({}));
         assert!(
             matches!(ChatEvent::from_envelope(&unknown), Some(ChatEvent::Unknown(e)) if e.op == 200)

@@ -11,8 +11,10 @@
 //! Sending is retry-safe: a message is signed once with a fresh nonce ([`Chat::prepare_message`])
 //! and the same request may be posted again ([`Chat::post_message`]); the server stores one
 //! message per nonce and answers a repeat with it. Verification lives in `verify`, the
-//! gateway's chat events in `events`.
+//! gateway's chat events in `events`, DMs and groups in `conversations`, and reactions (signed
+//! the same way), pins, read states, presence and profiles in `community`.
 
+mod community;
 mod conversations;
 mod events;
 mod verify;
@@ -43,13 +45,15 @@ use crate::foreign::ForeignSession;
 use crate::http::{Client, send};
 use crate::session::Session;
 
+pub use community::PreparedReaction;
 pub use conversations::{CHAT_SERVICE, DmMessage, DmServers, SentDm, server_domain};
 pub use events::ChatEvent;
 use verify::CertCache;
 pub use verify::Verdict;
 
-/// How often [`Chat::send_message`] posts one signed message when the connection fails
-/// before an answer: the server stores it once, whichever attempt arrives.
+/// How often [`Chat::send_message`] (and an edit or a reaction) posts one signed request when
+/// the connection fails before an answer: the server stores it once, whichever attempt
+/// arrives.
 const SEND_ATTEMPTS: usize = 3;
 
 /// Chat on one server, signed by one session. Cloning is cheap and shares the certificate
@@ -102,6 +106,18 @@ pub fn new_nonce() -> String {
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `post` again (at most [`SEND_ATTEMPTS`] times in all) while the connection fails
+/// before an answer: for requests the server stores once however often they arrive.
+async fn retried<T, F: Future<Output = Result<T>>>(mut post: impl FnMut() -> F) -> Result<T> {
+    let mut attempt = 1;
+    loop {
+        match post().await {
+            Err(Error::Transport(_)) if attempt < SEND_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
 }
 
 impl Session {
@@ -461,6 +477,11 @@ impl Chat {
             edit_of,
             body,
         );
+        self.sign_payload(&payload)
+    }
+
+    /// The hex signature of the session's key over `payload`'s signed bytes.
+    fn sign_payload(&self, payload: &SignedPayload) -> String {
         hex(&self.signer.key().sign(&payload.signed_bytes()))
     }
 
@@ -503,13 +524,7 @@ impl Chat {
     /// before an answer.
     pub async fn send_message(&self, channel_id: u64, body: MessageBody) -> Result<Sent> {
         let prepared = self.prepare_message(channel_id, body);
-        let mut attempt = 1;
-        loop {
-            match self.post_message(&prepared).await {
-                Err(Error::Transport(_)) if attempt < SEND_ATTEMPTS => attempt += 1,
-                other => return other,
-            }
-        }
+        retried(|| self.post_message(&prepared)).await
     }
 
     /// A new signed version of one's own message `message_id` (its `reply_to` stays).
@@ -538,14 +553,7 @@ impl Chat {
             attachments: body.attachments,
         };
         let target = edit_message::target(channel_id, message_id);
-        let mut attempt = 1;
-        loop {
-            let sent = self.json(self.authed(target.clone())?.json(&request)).await;
-            match sent {
-                Err(Error::Transport(_)) if attempt < SEND_ATTEMPTS => attempt += 1,
-                other => return other,
-            }
-        }
+        retried(|| async { self.json(self.authed(target.clone())?.json(&request)).await }).await
     }
 
     /// Deletes a message (one's own, or with MANAGE_MESSAGES); a tombstone stays.

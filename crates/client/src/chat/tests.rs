@@ -9,7 +9,7 @@ use fugue_proto::certs::issue::{Window, actor_tbs, cert_pem, finish_cert};
 use fugue_proto::chat::{Message, MessageBody};
 use fugue_proto::{FederationId, Serial, SessionId};
 
-use super::verify::{check_published, check_signature};
+use super::verify::{check_published, check_signature, decode_hex};
 use super::*;
 use crate::IdentityKey;
 use crate::verify::VerifiedCert;
@@ -160,4 +160,53 @@ fn the_home_server_must_publish_the_certificate_unrevoked() {
     late.timestamp = NOW + 7200;
     let err = check_published(&cert, &late, &[published(&m.id_cert, None)]).unwrap_err();
     assert!(err.contains("not valid when"), "{err}");
+}
+
+/// A reaction is signed over its own payload (kind `chat.reaction`, the channel, message,
+/// emoji and whether it adds), the same bytes the server rebuilds from the request's path.
+#[test]
+fn a_reaction_signs_its_message_emoji_and_direction() {
+    use fugue_proto::community::ReactionBody;
+    let session = alice(&IdentityKey::generate());
+    let chat = session.chat();
+    let prepared = chat.prepare_reaction(42, 100, "👍", true);
+    assert_eq!(
+        prepared.request.id_cert.as_deref(),
+        Some(session.cert_pem())
+    );
+    let signature: [u8; 64] = decode_hex(&prepared.request.signature)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let signature = ed25519_dalek::Signature::from_bytes(&signature);
+    let verifies = |channel: u64, message: u64, emoji: &str, add: bool| {
+        let body = ReactionBody {
+            message,
+            emoji: emoji.into(),
+            add,
+        };
+        let payload = SignedPayload::reaction(
+            chat.domain(),
+            channel,
+            chat.fid(),
+            &prepared.request.nonce,
+            &body,
+        );
+        session
+            .key()
+            .verifying_key()
+            .verify_strict(&payload.signed_bytes(), &signature)
+            .is_ok()
+    };
+    assert!(verifies(42, 100, "👍", true));
+    assert!(
+        !verifies(42, 100, "👍", false),
+        "an addition is not a removal"
+    );
+    assert!(!verifies(42, 100, "🎉", true));
+    assert!(!verifies(42, 101, "👍", true));
+    assert!(!verifies(43, 100, "👍", true));
+    // A fresh nonce each time: a signed removal cannot be replayed as another.
+    let again = chat.prepare_reaction(42, 100, "👍", true);
+    assert_ne!(again.request.nonce, prepared.request.nonce);
 }

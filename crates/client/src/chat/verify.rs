@@ -162,7 +162,7 @@ pub(super) fn check_published(
         .map_err(|_| format!("certificate {serial} was not valid when the message was sent"))
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+pub(super) fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }

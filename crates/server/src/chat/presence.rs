@@ -8,11 +8,11 @@
 //! died) are ignored. An actor is online when any node holds a fresh row. What others see
 //! is the availability the actor set (online, idle, do not disturb) and its custom status
 //! while connected, and offline otherwise or when it set invisible (0). Changes are
-//! ephemeral `fugue-chat` op 24 events to every guild the actor is in; only the actor
+//! ephemeral `fugue-chat` op 34 events to every guild the actor is in; only the actor
 //! itself and those sharing a guild with it learn its presence over HTTP.
 //!
 //! **Profiles** (display name, pronouns, about, time zone; the avatar comes with media) are
-//! one row per actor with the presence setting; a change appends `fugue-chat` op 25 to the
+//! one row per actor with the presence setting; a change appends `fugue-chat` op 35 to the
 //! actor's own stream and to each of its guilds' streams (collapse key `profile:<fid>`).
 
 use std::collections::HashSet;

@@ -7,7 +7,7 @@
 //! ADD_REACTIONS, removing one's own reaction only that one may view the channel. Pinning
 //! and unpinning need MANAGE_MESSAGES; a channel holds at most [`MAX_PINS`] pins.
 //!
-//! Their events (`fugue-chat` ops 20–22) go to the channel's viewers. They are not marked
+//! Their events (`fugue-chat` ops 30–32) go to the channel's viewers. They are not marked
 //! `about` the message: a delete rewrites every event about a message into its tombstone,
 //! and a reaction's payload holds no content to scrub.
 

@@ -5,7 +5,7 @@
 //! server refuses rather than rewrites it). Nothing else is stored for mentions: counting
 //! reads the content of the unread messages.
 //!
-//! A read marker is one row per (actor, channel); moving it appends `fugue-chat` op 23 to
+//! A read marker is one row per (actor, channel); moving it appends `fugue-chat` op 33 to
 //! the actor's own stream (collapse key `read:<channel>`), which reaches every session of
 //! the actor. Unread and mention counts are computed on request from the marker on (or,
 //! without one, from the actor's joining the guild), over the channel's message index,
