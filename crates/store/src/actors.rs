@@ -33,10 +33,32 @@ impl std::fmt::Debug for ActorRow {
     }
 }
 
-/// The columns [`actor`] decodes, in its order.
+/// The columns [`actor`] decodes, in its order (each after `$table.` when given).
 macro_rules! actor_columns {
     () => {
-        "id, local_name, password_hash, totp_secret, totp_pending, is_admin, created_at, suspended_at, deleted_at"
+        actor_columns!("")
+    };
+    ($table:literal) => {
+        concat!(
+            $table,
+            "id, ",
+            $table,
+            "local_name, ",
+            $table,
+            "password_hash, ",
+            $table,
+            "totp_secret, ",
+            $table,
+            "totp_pending, ",
+            $table,
+            "is_admin, ",
+            $table,
+            "created_at, ",
+            $table,
+            "suspended_at, ",
+            $table,
+            "deleted_at"
+        )
     };
 }
 

@@ -172,11 +172,10 @@ impl Store {
         const SQL: &str = concat!(
             "SELECT ",
             session_columns!(),
-            ", a.*",
+            ", ",
+            actor_columns!("a."),
             session_from!(),
-            " JOIN (SELECT ",
-            actor_columns!(),
-            " FROM actors) a ON a.id = s.actor_id
+            " JOIN actors a ON a.id = s.actor_id
              WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND c.revoked_at IS NULL"
         );
         let Some(Row(mut cells)) = self.query(SQL, params![token_hash]).await?.pop() else {
