@@ -350,6 +350,8 @@ async fn run(engine: &Engine, quick: bool) {
     };
     let names: Vec<String> = (0..members).map(|i| format!("u{i}")).collect();
     let sessions = Arc::new(accounts(&base, &names, 10).await);
+    let peak = || rss_kib(pid, "VmHWM:") as f64 / 1024.0;
+    println!("server RSS peak after set-up: {:.1} MiB", peak());
 
     // S2: 100 members, 10 senders, 2,000 messages.
     let channel = guild_with_channel(&sessions[0], &sessions[1..100]).await;
@@ -372,6 +374,7 @@ async fn run(engine: &Engine, quick: bool) {
         lat.len()
     );
     latencies("S2 send latency", lat);
+    println!("server RSS peak after S2: {:.1} MiB", peak());
     if s2_only {
         return;
     }
@@ -437,6 +440,10 @@ async fn run(engine: &Engine, quick: bool) {
         connected.fetch_add(1, Ordering::Relaxed);
         readers.push(tokio::spawn(receive(w, count, Duration::from_secs(10))));
     }
+    println!(
+        "server RSS peak after S3, S4 and connecting S5's members: {:.1} MiB",
+        peak()
+    );
     let cpu0 = cpu(pid);
     let start = Instant::now();
     pace(&sessions[0], big, count, 20).await;

@@ -258,12 +258,15 @@ async fn commit_group(pool: PgPool, jobs: Vec<Queued>) {
     }
 }
 
+/// The rows of one bulk statement, each with the index of the job it belongs to.
+type BulkJobs = Vec<(usize, Vec<Value>)>;
+
 /// Several transactions' work in one transaction: the rows of each bulk statement first (one
 /// statement per distinct statement), then the others' statements in order. Bulk rows alone
 /// need no transaction block: one statement is one transaction.
 async fn together(pool: &PgPool, all: Vec<Work>) -> Result<Vec<Vec<(u64, Vec<Row>)>>> {
     let mut out: Vec<Vec<(u64, Vec<Row>)>> = vec![Vec::new(); all.len()];
-    let mut bulks: Vec<(&'static str, Vec<(usize, Vec<Value>)>)> = Vec::new();
+    let mut bulks: Vec<(&'static str, BulkJobs)> = Vec::new();
     let mut stmts = Vec::new();
     for (i, work) in all.into_iter().enumerate() {
         match work {
@@ -274,7 +277,7 @@ async fn together(pool: &PgPool, all: Vec<Work>) -> Result<Vec<Vec<(u64, Vec<Row
             },
         }
     }
-    let answer = |out: &mut Vec<Vec<(u64, Vec<Row>)>>, jobs: &[(usize, Vec<Value>)], rows| {
+    let answer = |out: &mut Vec<Vec<(u64, Vec<Row>)>>, jobs: &BulkJobs, rows| {
         for (ord, row) in by_ordinal(rows, jobs.len())?.into_iter().enumerate() {
             out[jobs[ord].0] = vec![(row.len() as u64, row)];
         }
