@@ -340,7 +340,7 @@ impl Conn {
         let text = env.render(self.style);
         if op != op::HEARTBEAT_ACK && op != op::RESUMED {
             let Envelope { d, .. } = env;
-            self.log.keep(s, Sent::Control(op, d));
+            self.log.keep(s, Sent::Control(op, Box::new(d)));
         }
         text
     }
@@ -873,7 +873,7 @@ impl Conn {
             resend.push(match f {
                 Sent::Event(e) => e.frame(*s, self.style),
                 Sent::Control(op, d) => {
-                    let mut env = Envelope::new(CORE, *op, d.clone());
+                    let mut env = Envelope::new(CORE, *op, Value::clone(d));
                     env.s = Some(*s);
                     env.render(self.style)
                 }
