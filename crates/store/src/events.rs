@@ -50,6 +50,24 @@ pub struct NewEvent {
     pub ref_id: Option<i64>,
 }
 
+impl NewEvent {
+    /// Its stream, namespace, op, payload, excluded session, collapse key, time, audience and
+    /// access flag, in this order (the columns of `events` before `ref_id`).
+    pub(crate) fn values(&self) -> Vec<crate::engine::Value> {
+        params![
+            self.stream_id,
+            self.namespace.clone(),
+            self.op,
+            self.payload.clone(),
+            self.exclude_session,
+            self.collapse_key.clone(),
+            self.created_at,
+            self.audience.clone(),
+            i64::from(self.access)
+        ]
+    }
+}
+
 /// The two statements that append an event, for a domain transaction that changes rows and
 /// records the event of that change atomically. Between them, `(SELECT head FROM streams
 /// WHERE id = <stream>)` is the new event's position (a membership can start there).
@@ -74,18 +92,11 @@ impl Append {
                     event_columns!(),
                     ") SELECT id, head, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM streams WHERE id = $1"
                 ),
-                params![
-                    e.stream_id,
-                    e.namespace.clone(),
-                    e.op,
-                    e.payload.clone(),
-                    e.exclude_session,
-                    e.collapse_key.clone(),
-                    e.created_at,
-                    e.audience.clone(),
-                    i64::from(e.access),
-                    e.ref_id
-                ],
+                {
+                    let mut p = e.values();
+                    p.push(e.ref_id.into());
+                    p
+                },
             )
             .affects(1)
             .or(Conflict::StreamMissing),

@@ -6,7 +6,7 @@
 //! database, in the same transaction that would have appended its event.
 
 use super::push_append;
-use crate::engine::{Conflict, Error, Result, Row, Stmt};
+use crate::engine::{Conflict, Error, Result, Row, Stmt, Value};
 use crate::events::{NewEvent, taken};
 use crate::postgres::BulkRow;
 use crate::{Store, params};
@@ -212,32 +212,30 @@ const BULK_SEND: &str = concat!(
 );
 
 fn bulk_send(m: &MessageRow, e: &NewEvent, access_version: Option<i64>) -> BulkRow {
+    let mut values = send_values(m);
+    values.extend(e.values());
+    values.push(access_version.into());
     BulkRow {
         sql: BULK_SEND,
-        values: params![
-            m.id,
-            m.guild_id,
-            m.channel_id,
-            m.author_id,
-            m.nonce.clone(),
-            m.content.clone(),
-            m.signature.clone(),
-            m.cert_pem.clone(),
-            m.cert_serial,
-            m.reply_to,
-            m.created_at,
-            e.stream_id,
-            e.namespace.clone(),
-            e.op,
-            e.payload.clone(),
-            e.exclude_session,
-            e.collapse_key.clone(),
-            e.created_at,
-            e.audience.clone(),
-            i64::from(e.access),
-            access_version
-        ],
+        values,
     }
+}
+
+/// The columns of a send, in the order both engines' statements take them.
+fn send_values(m: &MessageRow) -> Vec<Value> {
+    params![
+        m.id,
+        m.guild_id,
+        m.channel_id,
+        m.author_id,
+        m.nonce.clone(),
+        m.content.clone(),
+        m.signature.clone(),
+        m.cert_pem.clone(),
+        m.cert_serial,
+        m.reply_to,
+        m.created_at
+    ]
 }
 
 /// What a send did.
@@ -283,20 +281,11 @@ impl Store {
                             may_send!("$3", "$2", "$4", "$12"),
                             " ON CONFLICT (channel_id, author_id, nonce) DO NOTHING"
                         ),
-                        params![
-                            m.id,
-                            m.guild_id,
-                            m.channel_id,
-                            m.author_id,
-                            m.nonce.clone(),
-                            m.content.clone(),
-                            m.signature.clone(),
-                            m.cert_pem.clone(),
-                            m.cert_serial,
-                            m.reply_to,
-                            m.created_at,
-                            access_version
-                        ],
+                        {
+                            let mut p = send_values(m);
+                            p.push(access_version.into());
+                            p
+                        },
                     )
                     .affects(1)
                     .or(Conflict::MessageRefused),
