@@ -37,14 +37,6 @@ pub enum Outcome {
     Existing(Message),
 }
 
-/// What signs a send: its nonce, signature and the certificate it carries or names.
-struct Signed {
-    nonce: String,
-    signature: String,
-    id_cert: Option<String>,
-    serial: Option<Serial>,
-}
-
 /// A checked signature: the certificate it verifies with.
 pub(super) struct Checked {
     pub(super) pem: String,
@@ -291,17 +283,11 @@ impl Chat {
     ) -> Result<Outcome, Error> {
         Self::check_nonce(&req.nonce)?;
         let body = MessageBody {
-            content: req.content,
+            content: req.content.clone(),
             reply_to: req.reply_to,
-            attachments: req.attachments,
+            attachments: req.attachments.clone(),
         };
         Self::check_body(&body)?;
-        let req = Signed {
-            nonce: req.nonce,
-            signature: req.signature,
-            id_cert: req.id_cert,
-            serial: req.serial,
-        };
         let need = Permissions::SEND_MESSAGES;
         if let Some(cached) = self.cached_channel_access(&authed.actor, channel_id, need) {
             match self.send_as(authed, channel_id, &req, &body, cached).await {
@@ -320,7 +306,7 @@ impl Chat {
         &self,
         authed: &Authed,
         channel_id: u64,
-        req: &Signed,
+        req: &send_message::Request,
         body: &MessageBody,
         (c, s, p): (ChannelRef, Arc<Snapshot>, Permissions),
     ) -> Result<Outcome, Error> {

@@ -64,10 +64,21 @@ pub(super) async fn guild(store: &Store, owner_name: &str) -> Fixture {
 }
 
 pub(super) fn message(f: &Fixture, author: i64, nonce: &str, text: &str) -> MessageRow {
+    message_in(f.guild.id, f.channel.id, author, nonce, text)
+}
+
+/// A message of `author` in a channel (a conversation is its own guild and channel).
+pub(super) fn message_in(
+    guild_id: i64,
+    channel_id: i64,
+    author: i64,
+    nonce: &str,
+    text: &str,
+) -> MessageRow {
     MessageRow {
         id: id(),
-        guild_id: f.guild.id,
-        channel_id: f.channel.id,
+        guild_id,
+        channel_id,
         author_id: author,
         author_name: String::new(),
         nonce: nonce.into(),

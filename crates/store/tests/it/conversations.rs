@@ -4,6 +4,7 @@
 
 use fugue_store::{Conflict, ConversationRow, Error, MessageRow, NewEvent, Sent, Store};
 
+use super::chat::message_in;
 use super::{actor, engines, id};
 
 fn ev(stream_id: i64, op: i64) -> NewEvent {
@@ -41,25 +42,7 @@ fn row(kind: i64, owner: Option<i64>, pair_key: Option<String>) -> ConversationR
 }
 
 fn message(conversation: i64, author: i64, nonce: &str) -> MessageRow {
-    MessageRow {
-        id: id(),
-        guild_id: conversation,
-        channel_id: conversation,
-        author_id: author,
-        author_name: String::new(),
-        nonce: nonce.into(),
-        content: "{\"content\":\"hi\"}".into(),
-        signature: "ab".into(),
-        cert_pem: "PEM".into(),
-        cert_serial: 1,
-        version_nonce: nonce.into(),
-        reply_to: None,
-        created_at: 20,
-        edited_at: None,
-        deleted_at: None,
-        deleted_by: None,
-        version: 1,
-    }
+    message_in(conversation, conversation, author, nonce, "hi")
 }
 
 #[tokio::test]
