@@ -150,6 +150,9 @@ pub enum Conflict {
     /// The message was edited or deleted since it was read.
     #[error("the message changed")]
     MessageChanged,
+    /// The author signed an earlier version of the message with this nonce.
+    #[error("the nonce was used for this message")]
+    NonceUsed,
     /// The conversation does not exist or is closed.
     #[error("no such conversation")]
     ConversationMissing,

@@ -364,6 +364,15 @@ CREATE TABLE actor_profiles (
 );
 "#,
     ),
+    (
+        13,
+        // A message's current version lives in its row only; `message_versions` keeps the
+        // versions an edit replaced.
+        r#"
+DELETE FROM message_versions WHERE EXISTS (SELECT 1 FROM messages m
+    WHERE m.id = message_versions.message_id AND m.version = message_versions.version);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

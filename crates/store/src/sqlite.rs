@@ -83,8 +83,22 @@ fn translate(sql: &str) -> String {
     out
 }
 
-fn run(conn: &Connection, sql: &str, params: &[Value]) -> Result<(Vec<Row>, u64)> {
-    let mut stmt = conn.prepare_cached(&translate(sql)).map_err(map_err)?;
+thread_local! {
+    /// Statements as SQLite spells them, by the address of their text: every statement is a
+    /// `&'static str`, so each is translated once per thread, not at every run.
+    static TRANSLATED: std::cell::RefCell<std::collections::HashMap<(usize, usize), String>> =
+        Default::default();
+}
+
+fn run(conn: &Connection, sql: &'static str, params: &[Value]) -> Result<(Vec<Row>, u64)> {
+    let mut stmt = TRANSLATED
+        .with_borrow_mut(|t| {
+            let sql = t
+                .entry((sql.as_ptr() as usize, sql.len()))
+                .or_insert_with(|| translate(sql));
+            conn.prepare_cached(sql)
+        })
+        .map_err(map_err)?;
     if stmt.column_count() == 0 {
         let n = stmt
             .execute(rusqlite::params_from_iter(params))
@@ -346,7 +360,7 @@ impl Sqlite {
         writer
             .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;
-                 PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16000;"
+                 PRAGMA busy_timeout = 5000; PRAGMA cache_size = -16000; PRAGMA temp_store = MEMORY;"
             ))
             .map_err(map_err)?;
         let (wtx, wrx) = mpsc::channel();

@@ -503,7 +503,9 @@ impl Chat {
             .await
             .map_err(|e| match e {
                 fugue_store::Error::Conflict(Conflict::MessageChanged) => Error::Changed,
-                fugue_store::Error::Unique(_) => Error::NonceReused(req.nonce.clone()),
+                fugue_store::Error::Conflict(Conflict::NonceUsed) => {
+                    Error::NonceReused(req.nonce.clone())
+                }
                 e => Error::Store(e),
             })?;
         self.events.appended(e, seq, now).await;

@@ -1,9 +1,9 @@
 //! Persistence of guild messages, their signed versions and their tombstones.
 //!
-//! A message row holds its current version; `message_versions` holds every version with
-//! its signature and certificate (version 1 is the message as sent). `(channel_id,
-//! author_id, nonce)` is unique, which makes a send idempotent: a repeat is refused by the
-//! database, in the same transaction that would have appended its event.
+//! A message row holds its current version with its signature and certificate;
+//! `message_versions` holds the versions edits replaced (a send writes one row, not two).
+//! `(channel_id, author_id, nonce)` is unique, which makes a send idempotent: a repeat is
+//! refused by the database, in the same transaction that would have appended its event.
 
 use super::push_append;
 use crate::engine::{Conflict, Error, Result, Row, Stmt, Value};
@@ -101,25 +101,14 @@ fn version(r: &Row) -> Result<MessageVersionRow> {
     })
 }
 
-fn insert_version(v: &MessageVersionRow) -> Stmt {
-    Stmt::new(
-        concat!(
-            "INSERT INTO message_versions (",
-            version_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        ),
-        params![
-            v.message_id,
-            v.version,
-            v.nonce.clone(),
-            v.content.clone(),
-            v.signature.clone(),
-            v.cert_pem.clone(),
-            v.cert_serial,
-            v.edit_of,
-            v.created_at
-        ],
-    )
+/// The current version of message `$1` as a version row (columns as `version_columns!`):
+/// version 1 is no edit and dates from the send, a later one from its edit.
+macro_rules! current_version {
+    () => {
+        "SELECT id, version, version_nonce, content, signature, cert_pem, cert_serial,
+         CASE WHEN version = 1 THEN NULL ELSE id END, COALESCE(edited_at, created_at)
+         FROM messages WHERE id = $1 AND deleted_at IS NULL"
+    };
 }
 
 /// Whether the author may post to the channel: a member of the guild the channel is in, or
@@ -176,7 +165,7 @@ fn about_message(m: &MessageRow, e: &NewEvent) -> NewEvent {
 }
 
 /// PostgreSQL's send of the messages queued together: one statement stores those their
-/// authors may send (as version 1), takes positions in their streams in queue order and
+/// authors may send, takes positions in their streams in queue order and
 /// writes their events; it answers `(ordinal, position)` for each stored one. A repeated
 /// nonce or a refused author is skipped. Same rules as the SQLite send above (`may_send`).
 const BULK_SEND: &str = concat!(
@@ -195,9 +184,6 @@ const BULK_SEND: &str = concat!(
     " ORDER BY ord
        ON CONFLICT (channel_id, author_id, nonce) DO NOTHING RETURNING id),
      ok AS (SELECT t.* FROM t JOIN m ON m.id = t.id),
-     v AS (INSERT INTO message_versions (message_id, version, nonce, content, signature,
-       cert_pem, cert_serial, edit_of, created_at)
-       SELECT id, 1, nonce, content, signature, cert_pem, cert_serial, NULL, created_at FROM ok),
      n AS (SELECT stream_id, count(*) AS c FROM ok GROUP BY stream_id),
      h AS (INSERT INTO streams (id, head) SELECT stream_id, c FROM n ORDER BY stream_id
        ON CONFLICT (id) DO UPDATE SET head = streams.head + EXCLUDED.head RETURNING id, head),
@@ -248,7 +234,7 @@ pub enum Sent {
 }
 
 impl Store {
-    /// Stores a message (as version 1) and its event, if its author is still a member of
+    /// Stores a message and its event, if its author is still a member of
     /// the guild and the channel still exists, and the access rules of its guild (or
     /// conversation) are still at `access_version` (when given: the version the caller
     /// checked the author's permissions at). A repeated `(channel, author, nonce)` stores
@@ -289,17 +275,6 @@ impl Store {
                     )
                     .affects(1)
                     .or(Conflict::MessageRefused),
-                    insert_version(&MessageVersionRow {
-                        message_id: m.id,
-                        version: 1,
-                        nonce: m.nonce.clone(),
-                        content: m.content.clone(),
-                        signature: m.signature.clone(),
-                        cert_pem: m.cert_pem.clone(),
-                        cert_serial: m.cert_serial,
-                        edit_of: None,
-                        created_at: m.created_at,
-                    }),
                 ];
                 let at = push_append(&mut stmts, &about_message(m, e));
                 self.grouped_rows(stmts)
@@ -404,14 +379,28 @@ impl Store {
     }
 
     /// Makes `v` (version `v.version`, which must be the next one) the message's current
-    /// version ([`Conflict::MessageChanged`] when it was deleted or edited meanwhile;
-    /// [`Error::Unique`] when the author used this nonce for the message before).
+    /// version; the version it replaces goes to the message's history
+    /// ([`Conflict::MessageChanged`] when it was deleted or edited meanwhile;
+    /// [`Conflict::NonceUsed`] when the author signed a version of it with this nonce before).
     pub async fn edit_message(&self, v: &MessageVersionRow, e: &NewEvent) -> Result<i64> {
         let stmts = vec![
             Stmt::new(
+                concat!(
+                    "INSERT INTO message_versions (",
+                    version_columns!(),
+                    ") ",
+                    current_version!(),
+                    " AND version = $2 - 1"
+                ),
+                params![v.message_id, v.version],
+            )
+            .affects(1)
+            .or(Conflict::MessageChanged),
+            Stmt::new(
                 "UPDATE messages SET content = $3, signature = $4, cert_pem = $5, cert_serial = $6,
                  version_nonce = $7, edited_at = $8, version = $2
-                 WHERE id = $1 AND deleted_at IS NULL AND version = $2 - 1",
+                 WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM message_versions
+                 WHERE message_id = $1 AND nonce = $7)",
                 params![
                     v.message_id,
                     v.version,
@@ -424,10 +413,13 @@ impl Store {
                 ],
             )
             .affects(1)
-            .or(Conflict::MessageChanged),
-            insert_version(v),
+            .or(Conflict::NonceUsed),
         ];
-        self.transaction_with_event(stmts, e).await
+        match self.transaction_with_event(stmts, e).await {
+            // Another edit of the same version won (PostgreSQL: the history's key).
+            Err(Error::Unique(_)) => Err(Error::Conflict(Conflict::MessageChanged)),
+            done => done,
+        }
     }
 
     /// Deletes a message: the row stays as a tombstone (id, author, times, who deleted it),
@@ -463,13 +455,15 @@ impl Store {
         self.transaction_with_event(stmts, e).await
     }
 
-    /// Every version of a message, oldest first.
+    /// Every version of a message, oldest first (none once deleted).
     pub async fn message_versions(&self, message_id: i64) -> Result<Vec<MessageVersionRow>> {
         self.query(
             concat!(
                 "SELECT ",
                 version_columns!(),
-                " FROM message_versions WHERE message_id = $1 ORDER BY version"
+                " FROM message_versions WHERE message_id = $1 UNION ALL ",
+                current_version!(),
+                " ORDER BY 2"
             ),
             params![message_id],
         )

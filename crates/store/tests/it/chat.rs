@@ -379,6 +379,31 @@ async fn sends_are_idempotent_and_deletes_leave_scrubbed_tombstones() {
         let versions = store.message_versions(m.id).await.unwrap();
         assert_eq!(versions.len(), 2);
         assert!(versions[0].content.contains("hello\""));
+        assert_eq!(
+            (
+                versions[0].version,
+                versions[0].nonce.as_str(),
+                versions[0].edit_of
+            ),
+            (1, "n1", None)
+        );
+        assert_eq!(versions[0].created_at, m.created_at);
+        assert_eq!(versions[1], v2);
+        // A nonce signed for an earlier version, or the current one, is not signed again;
+        // nothing changes.
+        for used in ["n1", "n2"] {
+            let v3 = MessageVersionRow {
+                version: 3,
+                nonce: used.into(),
+                ..v2.clone()
+            };
+            assert!(matches!(
+                store.edit_message(&v3, &about(1)).await,
+                Err(Error::Conflict(Conflict::NonceUsed))
+            ));
+        }
+        assert_eq!(store.message_versions(m.id).await.unwrap(), versions);
+        assert_eq!(store.message(m.id).await.unwrap().unwrap(), now);
 
         // Pages.
         let later = message(&f, f.owner, "n3", "later");
