@@ -801,6 +801,42 @@ async fn messages_are_verified_stored_once_edited_as_versions_and_deleted_as_tom
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[0].content, "hello");
     assert_eq!(versions[1].edit_of, Some(sent.id));
+    // A nonce the author signed an earlier version with signs no later one; nothing changes.
+    let reused_body = MessageBody {
+        content: "hello, again".into(),
+        reply_to: None,
+        attachments: vec![],
+    };
+    let reused = json!({
+        "content": reused_body.content,
+        "nonce": "n1",
+        "signature": alice.signed(general.id, "n1", &reused_body, Some(sent.id)),
+        "id_cert": alice.session.cert_pem(),
+    });
+    problem(
+        alice
+            .call(
+                api::edit_message::target(general.id, sent.id),
+                &[],
+                Some(reused),
+            )
+            .await,
+        409,
+        ErrorCode::NonceReused,
+    )
+    .await;
+    let after: Vec<MessageVersion> = ok(
+        alice
+            .call(
+                api::message_versions::target(general.id, sent.id),
+                &[],
+                None,
+            )
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(after, versions);
 
     // Only the author edits.
     let code = alice.invite(general.id, json!({})).await.code.unwrap();
