@@ -150,7 +150,8 @@ pub enum Conflict {
     /// The message was edited or deleted since it was read.
     #[error("the message changed")]
     MessageChanged,
-    /// The author signed an earlier version of the message with this nonce.
+    /// The author signed something about this message with this nonce before (an earlier
+    /// version, a change of its reaction).
     #[error("the nonce was used for this message")]
     NonceUsed,
     /// The conversation does not exist or is closed.

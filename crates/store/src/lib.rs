@@ -38,7 +38,7 @@ pub use certs::CertRow;
 pub use chat::{
     BanRow, ChannelRow, ConversationMemberRow, ConversationRow, GuildAccess, GuildInviteRow,
     GuildRow, MemberRow, MessageRow, MessageVersionRow, OverwriteRow, Positions, ProfileRow,
-    ReactionRow, ReadRow, RoleRow, Sent, TargetKind,
+    ReactionChange, ReactionRow, ReadRow, RoleRow, Sent, TargetKind,
 };
 pub use engine::{Conflict, Error, Result, Row, Stmt, Value};
 pub use events::{EventRow, NewEvent, PositionRow};

@@ -373,6 +373,26 @@ DELETE FROM message_versions WHERE EXISTS (SELECT 1 FROM messages m
     WHERE m.id = message_versions.message_id AND m.version = message_versions.version);
 "#,
     ),
+    (
+        14,
+        // The nonces of an actor's signed reaction changes to a message (additions and
+        // removals): a nonce signs one change, so a replayed one changes nothing.
+        r#"
+CREATE TABLE reaction_nonces (
+    message_id BIGINT NOT NULL,
+    actor_id BIGINT NOT NULL,
+    nonce TEXT NOT NULL,
+    channel_id BIGINT NOT NULL,
+    emoji TEXT NOT NULL,
+    added BIGINT NOT NULL,
+    PRIMARY KEY (message_id, actor_id, nonce)
+);
+CREATE INDEX reaction_nonces_channel ON reaction_nonces (channel_id);
+INSERT INTO reaction_nonces (message_id, actor_id, nonce, channel_id, emoji, added)
+    SELECT message_id, actor_id, nonce, channel_id, emoji, 1 FROM message_reactions WHERE true
+    ON CONFLICT DO NOTHING;
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use fugue_proto::api::ReactionRequest;
 use fugue_proto::chat::{FUGUE_CHAT, Message, Permissions, Reaction, SignedPayload};
 use fugue_proto::community::{self, MAX_PINS, PinUpdate, ReactionBody, ReactionEvent, valid_emoji};
-use fugue_store::{Conflict, ReactionRow};
+use fugue_store::{Conflict, ReactionChange, ReactionRow};
 
 use super::{Chat, Error, json};
 use crate::events::{Audience, Publish};
@@ -42,7 +42,8 @@ fn check_emoji(emoji: &str) -> Result<(), Error> {
 impl Chat {
     /// `PUT …/reactions/{emoji}` (ADD_REACTIONS) or `DELETE` (one's own): checks the signed
     /// reaction, stores or removes it and tells the channel's viewers. Doing it twice
-    /// changes nothing the second time.
+    /// changes nothing the second time; a nonce signs one change, so an older change sent
+    /// again (a removal after the reaction was added anew) is refused.
     pub async fn react(
         &self,
         authed: &Authed,
@@ -113,9 +114,14 @@ impl Chat {
             };
             self.store.add_reaction(&row, &e.to_new(now)).await
         } else {
-            self.store
-                .remove_reaction(m.id, emoji, actor.id.to_store(), &e.to_new(now))
-                .await
+            let change = ReactionChange {
+                message_id: m.id,
+                channel_id: c.id,
+                actor_id: actor.id.to_store(),
+                emoji,
+                nonce: &req.nonce,
+            };
+            self.store.remove_reaction(&change, &e.to_new(now)).await
         };
         match written {
             Ok(seq) => {
@@ -123,6 +129,19 @@ impl Chat {
                 Ok(())
             }
             Err(fugue_store::Error::Conflict(Conflict::Unchanged)) => Ok(()),
+            Err(fugue_store::Error::Conflict(Conflict::NonceUsed)) => {
+                // The same change again (a retry) while it still holds changes nothing; any
+                // other use of a nonce signed before is a replay.
+                let signed = self
+                    .store
+                    .reaction_nonce(m.id, actor.id.to_store(), &req.nonce)
+                    .await?;
+                if signed == Some((emoji.to_owned(), add, add)) {
+                    Ok(())
+                } else {
+                    Err(Error::NonceReused(req.nonce.clone()))
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }

@@ -181,6 +181,49 @@ async fn reactions_are_signed_listed_shown_in_history_and_removed() {
 }
 
 #[tokio::test]
+async fn a_signed_reaction_change_is_not_replayed() {
+    let server = server().await;
+    let alice = Who::new(&server, "alice").await;
+    let (_, general) = alice.create_guild("club", true).await;
+    let m = alice.sent(general.id, "m1", "hello").await;
+
+    no_content(alice.react(general.id, m.id, "👍", true, "a1").await).await;
+    no_content(alice.react(general.id, m.id, "👍", false, "d1").await).await;
+    // The addition again, after its removal: a replay, refused; nothing changes.
+    problem(
+        alice.react(general.id, m.id, "👍", true, "a1").await,
+        409,
+        ErrorCode::NonceReused,
+    )
+    .await;
+    assert!(alice.reactors(general.id, m.id, "👍").await.is_empty());
+    // The removal again while it holds: a retry, answered as done.
+    no_content(alice.react(general.id, m.id, "👍", false, "d1").await).await;
+
+    no_content(alice.react(general.id, m.id, "👍", true, "a2").await).await;
+    // The old removal after a new addition: a replay, refused; the reaction stays.
+    problem(
+        alice.react(general.id, m.id, "👍", false, "d1").await,
+        409,
+        ErrorCode::NonceReused,
+    )
+    .await;
+    assert_eq!(
+        alice.reactors(general.id, m.id, "👍").await,
+        vec![alice.fid()]
+    );
+    no_content(alice.react(general.id, m.id, "👍", true, "a2").await).await;
+    // A nonce signs one change of one reaction: not another emoji's.
+    problem(
+        alice.react(general.id, m.id, "🎉", true, "a2").await,
+        409,
+        ErrorCode::NonceReused,
+    )
+    .await;
+    assert!(alice.reactors(general.id, m.id, "🎉").await.is_empty());
+}
+
+#[tokio::test]
 async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
     let server = server().await;
     let alice = Who::new(&server, "alice").await;

@@ -10,6 +10,42 @@ use crate::engine::{Conflict, Error, Result, Row, Stmt};
 use crate::events::{NewEvent, taken};
 use crate::{Store, params};
 
+/// A signed removal of a reaction.
+#[derive(Debug, Clone, Copy)]
+pub struct ReactionChange<'a> {
+    pub message_id: i64,
+    pub channel_id: i64,
+    pub actor_id: i64,
+    pub emoji: &'a str,
+    pub nonce: &'a str,
+}
+
+/// Records that the actor signed a change of its reaction to the message with `nonce`
+/// (refused with [`Conflict::NonceUsed`] when it did so before).
+fn use_reaction_nonce(
+    message_id: i64,
+    actor_id: i64,
+    nonce: &str,
+    channel_id: i64,
+    emoji: &str,
+    added: bool,
+) -> Stmt {
+    Stmt::new(
+        "INSERT INTO reaction_nonces (message_id, actor_id, nonce, channel_id, emoji, added)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        params![
+            message_id,
+            actor_id,
+            nonce.to_owned(),
+            channel_id,
+            emoji.to_owned(),
+            i64::from(added)
+        ],
+    )
+    .affects(1)
+    .or(Conflict::NonceUsed)
+}
+
 /// A signed reaction as stored, with its author's stored name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReactionRow {
@@ -85,9 +121,11 @@ impl Store {
     // ---- reactions ----
 
     /// Stores a reaction and appends its event, if the message is there and not deleted
-    /// and the actor has not reacted so before ([`Conflict::Unchanged`]).
+    /// and the actor has not reacted so before ([`Conflict::Unchanged`]) nor signed a
+    /// reaction change to the message with this nonce ([`Conflict::NonceUsed`]).
     pub async fn add_reaction(&self, r: &ReactionRow, e: &NewEvent) -> Result<i64> {
         let stmts = vec![
+            use_reaction_nonce(r.message_id, r.actor_id, &r.nonce, r.channel_id, &r.emoji, true),
             Stmt::new(
                 "INSERT INTO message_reactions (message_id, emoji, actor_id, channel_id, nonce, signature, cert_pem, cert_serial, created_at)
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
@@ -112,15 +150,12 @@ impl Store {
     }
 
     /// Removes an actor's reaction and appends its event ([`Conflict::Unchanged`] when it
-    /// had none).
-    pub async fn remove_reaction(
-        &self,
-        message_id: i64,
-        emoji: &str,
-        actor_id: i64,
-        e: &NewEvent,
-    ) -> Result<i64> {
+    /// had none, [`Conflict::NonceUsed`] when it signed a reaction change to the message with
+    /// this nonce before).
+    pub async fn remove_reaction(&self, r: &ReactionChange<'_>, e: &NewEvent) -> Result<i64> {
+        let (message_id, emoji, actor_id) = (r.message_id, r.emoji, r.actor_id);
         let stmts = vec![
+            use_reaction_nonce(message_id, actor_id, r.nonce, r.channel_id, emoji, false),
             Stmt::new(
                 "DELETE FROM message_reactions WHERE message_id = $1 AND emoji = $2 AND actor_id = $3",
                 params![message_id, emoji.to_owned(), actor_id],
@@ -129,6 +164,26 @@ impl Store {
             .or(Conflict::Unchanged),
         ];
         self.transaction_with_event(stmts, e).await
+    }
+
+    /// What the actor signed with `nonce` about the message, if anything: the reaction it
+    /// changed, whether it added it, and whether the actor has that reaction now.
+    pub async fn reaction_nonce(
+        &self,
+        message_id: i64,
+        actor_id: i64,
+        nonce: &str,
+    ) -> Result<Option<(String, bool, bool)>> {
+        self.query(
+            "SELECT n.emoji, n.added, EXISTS (SELECT 1 FROM message_reactions r
+             WHERE r.message_id = $1 AND r.actor_id = $2 AND r.emoji = n.emoji)
+             FROM reaction_nonces n WHERE n.message_id = $1 AND n.actor_id = $2 AND n.nonce = $3",
+            params![message_id, actor_id, nonce.to_owned()],
+        )
+        .await?
+        .first()
+        .map(|r| Ok((r.string(0)?, r.i64(1)? != 0, r.i64(2)? != 0)))
+        .transpose()
     }
 
     /// Who reacted to a message with `emoji`, first first (at most `limit`).

@@ -11,7 +11,7 @@ mod community;
 mod conversations;
 mod messages;
 
-pub use community::{ProfileRow, ReactionRow, ReadRow};
+pub use community::{ProfileRow, ReactionChange, ReactionRow, ReadRow};
 pub use conversations::{ConversationMemberRow, ConversationRow};
 pub use messages::{MessageRow, MessageVersionRow, Sent};
 
@@ -456,6 +456,10 @@ impl Store {
                 params![id],
             ),
             Stmt::new(
+                "DELETE FROM reaction_nonces WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
+                params![id],
+            ),
+            Stmt::new(
                 "DELETE FROM channel_pins WHERE channel_id IN (SELECT id FROM channels WHERE guild_id = $1)",
                 params![id],
             ),
@@ -628,6 +632,11 @@ impl Store {
             ),
             Stmt::new(
                 "DELETE FROM message_reactions WHERE channel_id IN
+                 (SELECT id FROM channels WHERE id = $1 AND guild_id = $2)",
+                params![id, guild_id],
+            ),
+            Stmt::new(
+                "DELETE FROM reaction_nonces WHERE channel_id IN
                  (SELECT id FROM channels WHERE id = $1 AND guild_id = $2)",
                 params![id, guild_id],
             ),

@@ -1,7 +1,7 @@
 //! Reactions, pins, read markers with unread and mention counts, presence rows and profiles
 //! on both engines.
 
-use fugue_store::{Conflict, Error, ProfileRow, ReactionRow, Sent, Store};
+use fugue_store::{Conflict, Error, ProfileRow, ReactionChange, ReactionRow, Sent, Store};
 
 use super::chat::{Fixture, ev, guild, message};
 use super::{actor, engines};
@@ -53,13 +53,28 @@ async fn reactions_and_pins_change_once_and_pins_stop_at_the_limit() {
             .add_reaction(&reaction(&f, m1, f.owner, "👍"), &ev(g, 20))
             .await
             .unwrap();
+        // The same change again (its nonce used), or the same reaction under a new nonce:
+        // nothing changes, and only the second leaves the nonce unused.
         assert!(matches!(
             store
                 .add_reaction(&reaction(&f, m1, f.owner, "👍"), &ev(g, 20))
                 .await,
+            Err(Error::Conflict(Conflict::NonceUsed))
+        ));
+        let renewed = ReactionRow {
+            nonce: "n2".into(),
+            ..reaction(&f, m1, f.owner, "👍")
+        };
+        assert!(matches!(
+            store.add_reaction(&renewed, &ev(g, 20)).await,
             Err(Error::Conflict(Conflict::Unchanged))
         ));
         assert_eq!(store.stream_head(g).await.unwrap(), seq, "no second event");
+        assert_eq!(
+            store.reaction_nonce(m1, f.owner, "n").await.unwrap(),
+            Some(("👍".to_owned(), true, true))
+        );
+        assert_eq!(store.reaction_nonce(m1, f.owner, "n2").await.unwrap(), None);
         let who = store.reactions_with(m1, "👍", 10).await.unwrap();
         assert_eq!(who.len(), 1);
         assert_eq!(who[0].actor_name, "owner");
@@ -68,14 +83,37 @@ async fn reactions_and_pins_change_once_and_pins_stop_at_the_limit() {
             .await
             .unwrap();
         assert_eq!(page.len(), 1);
+        let removal = |nonce| ReactionChange {
+            message_id: m1,
+            channel_id: f.channel.id,
+            actor_id: f.owner,
+            emoji: "👍",
+            nonce,
+        };
         store
-            .remove_reaction(m1, "👍", f.owner, &ev(g, 21))
+            .remove_reaction(&removal("r1"), &ev(g, 21))
             .await
             .unwrap();
         assert!(matches!(
-            store.remove_reaction(m1, "👍", f.owner, &ev(g, 21)).await,
+            store.remove_reaction(&removal("r2"), &ev(g, 21)).await,
             Err(Error::Conflict(Conflict::Unchanged))
         ));
+        assert!(matches!(
+            store.remove_reaction(&removal("r1"), &ev(g, 21)).await,
+            Err(Error::Conflict(Conflict::NonceUsed))
+        ));
+        assert_eq!(
+            store.reaction_nonce(m1, f.owner, "r1").await.unwrap(),
+            Some(("👍".to_owned(), false, false))
+        );
+        // The old addition, after the removal: refused, the reaction stays gone.
+        assert!(matches!(
+            store
+                .add_reaction(&reaction(&f, m1, f.owner, "👍"), &ev(g, 20))
+                .await,
+            Err(Error::Conflict(Conflict::NonceUsed))
+        ));
+        assert!(store.reactions_with(m1, "👍", 10).await.unwrap().is_empty());
 
         // Limit 1: the first pin fits, pinning it again changes nothing, a second is full.
         store
