@@ -3,8 +3,9 @@
 //! Writes that queue behind one stream's row lock (chat messages) go through
 //! [`Postgres::grouped`] and [`Postgres::bulk`]: one committer task takes everything queued
 //! while it committed the previous group and commits it as one transaction, so one WAL
-//! flush covers many writes instead of each waiting for its own. Round trips are what a group costs here (each statement waits for
-//! the server), so rows of a bulk statement queued together run as one statement.
+//! flush covers many writes instead of each waiting for its own. Round trips are what a
+//! group costs here (each statement waits for the server), so rows of a bulk statement
+//! queued together run as one statement.
 
 use std::sync::{Arc, Mutex};
 

@@ -53,6 +53,13 @@ macro_rules! session_from {
     };
 }
 
+/// The active session holding token hash `$1` (after `session_from!` and its joins).
+macro_rules! active_by_token {
+    () => {
+        " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND c.revoked_at IS NULL"
+    };
+}
+
 /// How many columns [`session`] decodes.
 const SESSION_COLUMNS: usize = 6;
 
@@ -151,10 +158,7 @@ impl Store {
     /// The active session holding this token hash.
     pub async fn session_by_token(&self, token_hash: &[u8]) -> Result<Option<SessionRow>> {
         self.query(
-            concat!(
-                session_select!(),
-                " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND c.revoked_at IS NULL"
-            ),
+            concat!(session_select!(), active_by_token!()),
             params![token_hash],
         )
         .await?
@@ -175,8 +179,8 @@ impl Store {
             ", ",
             actor_columns!("a."),
             session_from!(),
-            " JOIN actors a ON a.id = s.actor_id
-             WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND c.revoked_at IS NULL"
+            " JOIN actors a ON a.id = s.actor_id",
+            active_by_token!()
         );
         let Some(Row(mut cells)) = self.query(SQL, params![token_hash]).await?.pop() else {
             return Ok(None);

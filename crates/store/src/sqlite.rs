@@ -172,7 +172,6 @@ fn serve(mut conn: Connection, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
 /// Most writes committed together.
 const GROUP_MAX: usize = 256;
 
-/// A write that succeeded inside the group, waiting for the group's commit to answer.
 /// A job of a group, done in its savepoint, waiting for the group's commit to be answered:
 /// with its own refusal if it was refused (answered after the commit too, so that what the
 /// caller reads next sees the group's writes), else with its result once committed.
@@ -357,6 +356,8 @@ impl Sqlite {
             Sync::Full => "FULL",
             Sync::Normal => "NORMAL",
         };
+        // `temp_store = MEMORY`: the savepoints' journals of a large group stay in memory,
+        // rather than spilling to a file created and unlinked at every group commit.
         writer
             .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;

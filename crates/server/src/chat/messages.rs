@@ -8,6 +8,7 @@
 //! author's home server (with cache and revocation information, core §6.4.1) for foreign
 //! ones. The certificate is stored beside the signature so that anyone can check again.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use fugue_proto::Serial;
@@ -18,8 +19,6 @@ use fugue_proto::chat::{
     channel_type, op,
 };
 use fugue_store::{Conflict, MessageRow, MessageVersionRow, Sent};
-
-use std::sync::Arc;
 
 use super::{ChannelRef, Chat, Error, LocalCert, Snapshot, cache_get, cache_insert, json};
 use crate::events::{Audience, Publish};

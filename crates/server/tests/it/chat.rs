@@ -7,8 +7,7 @@ use serde_json::{Value, json};
 use fugue_proto::ErrorCode;
 use fugue_proto::api;
 use fugue_proto::chat::{
-    Channel, Guild, Invite, Member, Message, MessageBody, MessageVersion, Permissions, Role,
-    SignedPayload,
+    Channel, Guild, Invite, Member, Message, MessageBody, Permissions, Role, SignedPayload,
 };
 use fugue_testkit::{PASSWORD, TestServer, ws};
 
@@ -787,17 +786,7 @@ async fn messages_are_verified_stored_once_edited_as_versions_and_deleted_as_tom
         ErrorCode::SignatureInvalid,
     )
     .await;
-    let versions: Vec<MessageVersion> = ok(
-        alice
-            .call(
-                api::message_versions::target(general.id, sent.id),
-                &[],
-                None,
-            )
-            .await,
-        200,
-    )
-    .await;
+    let versions = alice.versions(general.id, sent.id).await;
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[0].content, "hello");
     assert_eq!(versions[1].edit_of, Some(sent.id));
@@ -825,17 +814,7 @@ async fn messages_are_verified_stored_once_edited_as_versions_and_deleted_as_tom
         ErrorCode::NonceReused,
     )
     .await;
-    let after: Vec<MessageVersion> = ok(
-        alice
-            .call(
-                api::message_versions::target(general.id, sent.id),
-                &[],
-                None,
-            )
-            .await,
-        200,
-    )
-    .await;
+    let after = alice.versions(general.id, sent.id).await;
     assert_eq!(after, versions);
 
     // Only the author edits.
@@ -881,17 +860,7 @@ async fn messages_are_verified_stored_once_edited_as_versions_and_deleted_as_tom
     let tomb = history.iter().find(|m| m.id == sent.id).unwrap();
     assert!(tomb.deleted_timestamp.is_some());
     assert!(tomb.content.is_empty() && tomb.signature.is_empty() && tomb.id_cert.is_empty());
-    let versions: Vec<MessageVersion> = ok(
-        alice
-            .call(
-                api::message_versions::target(general.id, sent.id),
-                &[],
-                None,
-            )
-            .await,
-        200,
-    )
-    .await;
+    let versions = alice.versions(general.id, sent.id).await;
     assert!(versions.is_empty());
     let text = serde_json::to_string(&history).unwrap();
     assert!(!text.contains("hello"), "{text}");

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use fugue_client::Session;
 use fugue_proto::api::{self, Target};
 use fugue_proto::chat::{
-    Channel, Guild, Invite, Member, Message, MessageBody, OverwriteTarget, Permissions,
-    SignedPayload,
+    Channel, Guild, Invite, Member, Message, MessageBody, MessageVersion, OverwriteTarget,
+    Permissions, SignedPayload,
 };
 use fugue_proto::community::{Presence, ReactionBody, ReadState};
 use fugue_proto::{ErrorCode, FederationId, Problem};
@@ -310,6 +310,16 @@ impl<'a> Who<'a> {
     /// A page of history (200).
     pub(crate) async fn history(&self, channel: u64, query: &[(&str, String)]) -> Vec<Message> {
         ok(self.history_call(channel, query).await, 200).await
+    }
+
+    /// Every version of a message (200).
+    pub(crate) async fn versions(&self, channel: u64, message: u64) -> Vec<MessageVersion> {
+        ok(
+            self.call(api::message_versions::target(channel, message), &[], None)
+                .await,
+            200,
+        )
+        .await
     }
 
     pub(crate) async fn dm(&self, recipient: &FederationId) -> reqwest::Response {

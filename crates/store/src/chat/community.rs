@@ -10,7 +10,7 @@ use crate::engine::{Conflict, Error, Result, Row, Stmt};
 use crate::events::{NewEvent, taken};
 use crate::{Store, params};
 
-/// A signed removal of a reaction.
+/// A signed change of an actor's reaction to a message: what its nonce is remembered with.
 #[derive(Debug, Clone, Copy)]
 pub struct ReactionChange<'a> {
     pub message_id: i64,
@@ -22,23 +22,16 @@ pub struct ReactionChange<'a> {
 
 /// Records that the actor signed a change of its reaction to the message with `nonce`
 /// (refused with [`Conflict::NonceUsed`] when it did so before).
-fn use_reaction_nonce(
-    message_id: i64,
-    actor_id: i64,
-    nonce: &str,
-    channel_id: i64,
-    emoji: &str,
-    added: bool,
-) -> Stmt {
+fn use_reaction_nonce(c: &ReactionChange<'_>, added: bool) -> Stmt {
     Stmt::new(
         "INSERT INTO reaction_nonces (message_id, actor_id, nonce, channel_id, emoji, added)
          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
         params![
-            message_id,
-            actor_id,
-            nonce.to_owned(),
-            channel_id,
-            emoji.to_owned(),
+            c.message_id,
+            c.actor_id,
+            c.nonce.to_owned(),
+            c.channel_id,
+            c.emoji.to_owned(),
             i64::from(added)
         ],
     )
@@ -60,6 +53,19 @@ pub struct ReactionRow {
     pub cert_pem: String,
     pub cert_serial: i64,
     pub created_at: i64,
+}
+
+impl ReactionRow {
+    /// The change that added this reaction.
+    fn change(&self) -> ReactionChange<'_> {
+        ReactionChange {
+            message_id: self.message_id,
+            channel_id: self.channel_id,
+            actor_id: self.actor_id,
+            emoji: &self.emoji,
+            nonce: &self.nonce,
+        }
+    }
 }
 
 fn reaction(r: &Row) -> Result<ReactionRow> {
@@ -125,7 +131,7 @@ impl Store {
     /// reaction change to the message with this nonce ([`Conflict::NonceUsed`]).
     pub async fn add_reaction(&self, r: &ReactionRow, e: &NewEvent) -> Result<i64> {
         let stmts = vec![
-            use_reaction_nonce(r.message_id, r.actor_id, &r.nonce, r.channel_id, &r.emoji, true),
+            use_reaction_nonce(&r.change(), true),
             Stmt::new(
                 "INSERT INTO message_reactions (message_id, emoji, actor_id, channel_id, nonce, signature, cert_pem, cert_serial, created_at)
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
@@ -153,12 +159,11 @@ impl Store {
     /// had none, [`Conflict::NonceUsed`] when it signed a reaction change to the message with
     /// this nonce before).
     pub async fn remove_reaction(&self, r: &ReactionChange<'_>, e: &NewEvent) -> Result<i64> {
-        let (message_id, emoji, actor_id) = (r.message_id, r.emoji, r.actor_id);
         let stmts = vec![
-            use_reaction_nonce(message_id, actor_id, r.nonce, r.channel_id, emoji, false),
+            use_reaction_nonce(r, false),
             Stmt::new(
                 "DELETE FROM message_reactions WHERE message_id = $1 AND emoji = $2 AND actor_id = $3",
-                params![message_id, emoji.to_owned(), actor_id],
+                params![r.message_id, r.emoji.to_owned(), r.actor_id],
             )
             .affects(1)
             .or(Conflict::Unchanged),
