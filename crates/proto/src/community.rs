@@ -137,6 +137,16 @@ pub struct PinUpdate {
     pub by: FederationId,
 }
 
+/// A pinned message, as the channel's pin list shows it: the message with who pinned it
+/// and when (seconds since the Unix epoch, like a message's `timestamp`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pinned {
+    pub message: crate::chat::Message,
+    pub pinned_by: FederationId,
+    #[serde(with = "u64_string")]
+    pub pinned_at: u64,
+}
+
 /// One channel's read state for the calling actor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadState {

@@ -37,8 +37,8 @@ pub use actors::ActorRow;
 pub use certs::CertRow;
 pub use chat::{
     BanRow, ChannelRow, ConversationMemberRow, ConversationRow, GuildAccess, GuildInviteRow,
-    GuildRow, MemberRow, MessageRow, MessageVersionRow, OverwriteRow, Positions, ProfileRow,
-    ReactionChange, ReactionRow, ReadRow, RoleRow, Sent, TargetKind,
+    GuildRow, MemberRow, MessageRow, MessageVersionRow, OverwriteRow, PinnedRow, Positions,
+    ProfileRow, ReactionChange, ReactionRow, ReadRow, RoleRow, Sent, TargetKind,
 };
 pub use engine::{Conflict, Error, Result, Row, Stmt, Value};
 pub use events::{EventRow, NewEvent, PositionRow};

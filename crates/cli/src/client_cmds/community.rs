@@ -13,7 +13,7 @@ use fugue_proto::community::{Actor, MAX_UNREAD, Presence, ReadState, availabilit
 
 use super::guild::parse_fid;
 use super::messages::line as message_line;
-use super::{ChatOpts, chat, e};
+use super::{ChatOpts, chat, date, e};
 use crate::terminal::out;
 
 #[derive(Args)]
@@ -275,9 +275,15 @@ pub async fn pins(opts: ChatOpts, args: PinsArgs) -> Result<(), String> {
     if pinned.is_empty() {
         out!("no pinned messages");
     }
-    let verdicts = chat.verify_messages(args.channel, &pinned).await;
-    for (m, verdict) in pinned.iter().zip(&verdicts) {
-        out!("{}", message_line(m, verdict));
+    let messages: Vec<_> = pinned.iter().map(|p| p.message.clone()).collect();
+    let verdicts = chat.verify_messages(args.channel, &messages).await;
+    for ((m, p), verdict) in messages.iter().zip(&pinned).zip(&verdicts) {
+        out!(
+            "{}  (pinned by {} {})",
+            message_line(m, verdict),
+            p.pinned_by,
+            date(p.pinned_at)
+        );
     }
     Ok(())
 }

@@ -108,7 +108,9 @@ async fn two_people_react_pin_and_keep_track_of_what_they_read() {
     assert!(
         pins.starts_with("✓ ")
             && pins.contains("alice@localhost")
-            && pins.ends_with(&format!("[{hello}]  hello [👍 1, :party: 1]\n")),
+            && pins.contains(&format!(
+                "[{hello}]  hello [👍 1, :party: 1]  (pinned by alice@localhost "
+            )),
         "{pins}"
     );
     alice.ok(&["pin", &c, &hello, "--remove"]).await;
@@ -337,7 +339,7 @@ async fn a_signed_reaction_verifies_and_a_tampered_one_is_refused() {
     assert!(b.reactors(general, m, "👍").await.unwrap().is_empty());
     b.react(general, m, "🎉").await.unwrap();
     a.pin(general, m).await.unwrap();
-    assert_eq!(b.pins(general).await.unwrap()[0].id, m);
+    assert_eq!(b.pins(general).await.unwrap()[0].message.id, m);
     let state = b.mark_read(general).await.unwrap().unwrap();
     assert_eq!((state.last_read, state.unread), (Some(m), 0));
     let request = update_profile::Request {

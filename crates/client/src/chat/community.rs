@@ -13,8 +13,8 @@ use fugue_proto::api::{
     list_reactions, pin_message, read_states, remove_reaction, set_presence, set_read_state,
     unpin_message, update_profile,
 };
-use fugue_proto::chat::{Message, SignedPayload};
-use fugue_proto::community::{Actor, Presence, ReactionBody, ReadState};
+use fugue_proto::chat::SignedPayload;
+use fugue_proto::community::{Actor, Pinned, Presence, ReactionBody, ReadState};
 
 use super::{Chat, new_nonce, retried};
 use crate::error::Result;
@@ -114,8 +114,9 @@ impl Chat {
             .await
     }
 
-    /// The channel's pinned messages, the latest pinned first (unverified).
-    pub async fn pins(&self, channel_id: u64) -> Result<Vec<Message>> {
+    /// The channel's pinned messages, the latest pinned first, with who pinned each and
+    /// when (unverified).
+    pub async fn pins(&self, channel_id: u64) -> Result<Vec<Pinned>> {
         self.json(self.authed(list_pins::target(channel_id))?).await
     }
 

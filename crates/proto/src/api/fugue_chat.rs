@@ -239,9 +239,9 @@ endpoints! {
     unpin_message = DELETE "v1/channels/{channel_id}/pins/{message_id}"
         (channel_id: u64, message_id: u64), auth AnySession {}
 
-    /// The channel's pinned messages, the latest pinned first.
+    /// The channel's pinned messages, the latest pinned first, with who pinned each and when.
     list_pins = GET "v1/channels/{channel_id}/pins" (channel_id: u64), auth AnySession {
-        pub type Response = Vec<crate::chat::Message>;
+        pub type Response = Vec<crate::community::Pinned>;
     }
 
     /// Moves the caller's read marker of a channel (to any message of it, also back).

@@ -15,7 +15,9 @@ use std::collections::HashMap;
 
 use fugue_proto::api::ReactionRequest;
 use fugue_proto::chat::{FUGUE_CHAT, Message, Permissions, Reaction, SignedPayload};
-use fugue_proto::community::{self, MAX_PINS, PinUpdate, ReactionBody, ReactionEvent, valid_emoji};
+use fugue_proto::community::{
+    self, MAX_PINS, PinUpdate, Pinned, ReactionBody, ReactionEvent, valid_emoji,
+};
 use fugue_store::{Conflict, ReactionChange, ReactionRow};
 
 use super::{Chat, Error, json};
@@ -267,13 +269,18 @@ impl Chat {
     }
 
     /// `GET /channels/{id}/pins`: the pinned messages, the latest pinned first.
-    pub async fn pins(&self, authed: &Authed, channel_id: u64) -> Result<Vec<Message>, Error> {
+    pub async fn pins(&self, authed: &Authed, channel_id: u64) -> Result<Vec<Pinned>, Error> {
         let (c, _, _) = self.channel_access(&authed.actor, channel_id).await?;
         let mut out = Vec::new();
-        for id in self.store.pins(c.id).await? {
-            if let Some(m) = self.store.message(id).await? {
-                let view = self.message_view(&m)?;
-                out.extend(self.with_reactions(c.id, vec![view]).await?);
+        for p in self.store.pinned_messages(c.id).await? {
+            let view = self.message_view(&p.message)?;
+            // Reactions per message: pins may lie far apart, a range read could be long.
+            for message in self.with_reactions(c.id, vec![view]).await? {
+                out.push(Pinned {
+                    message,
+                    pinned_by: self.fid_of(&p.pinned_by)?,
+                    pinned_at: from_store(p.pinned_at),
+                });
             }
         }
         Ok(out)

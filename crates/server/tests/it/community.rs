@@ -8,7 +8,7 @@ use serde_json::json;
 
 use fugue_proto::api;
 use fugue_proto::chat::Message;
-use fugue_proto::community::{Actor, Presence, ReactionBody, ReadState, op};
+use fugue_proto::community::{Actor, Pinned, Presence, ReactionBody, ReadState, op};
 use fugue_proto::{ErrorCode, FederationId};
 use fugue_testkit::TestServer;
 
@@ -258,17 +258,29 @@ async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
     let pinned = next_fugue(&mut bob_ws, op::PIN_UPDATE).await;
     assert_eq!(pinned["d"]["message_id"], first.id.to_string(), "{pinned}");
     assert_eq!(pinned["d"]["pinned"], true);
-    let pins: Vec<Message> = ok(
+    let pins: Vec<Pinned> = ok(
         bob.call(api::list_pins::target(general.id), &[], None)
             .await,
         200,
     )
     .await;
     assert_eq!(
-        pins.iter().map(|m| m.id).collect::<Vec<_>>(),
+        pins.iter().map(|p| p.message.id).collect::<Vec<_>>(),
         vec![first.id]
     );
-    assert_eq!(pins[0].content, "pin me");
+    assert_eq!(pins[0].message.content, "pin me");
+    // Who pinned it and when.
+    assert_eq!(&pins[0].pinned_by, alice.session.fid());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(
+        (first.timestamp..=now).contains(&pins[0].pinned_at),
+        "pinned at {} (sent at {}, now {now})",
+        pins[0].pinned_at,
+        first.timestamp
+    );
 
     // 49 more fill the channel; the 51st is refused and not stored.
     for i in 1..50 {
@@ -296,7 +308,7 @@ async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
             .await,
     )
     .await;
-    let pins: Vec<Message> = ok(
+    let pins: Vec<Pinned> = ok(
         alice
             .call(api::list_pins::target(general.id), &[], None)
             .await,
@@ -304,7 +316,7 @@ async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
     )
     .await;
     assert_eq!(pins.len(), 50);
-    assert!(pins.iter().all(|m| m.id != extra.id));
+    assert!(pins.iter().all(|p| p.message.id != extra.id));
 
     no_content(
         alice
@@ -324,7 +336,7 @@ async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
         first.id.to_string(),
         "{unpinned}"
     );
-    let pins: Vec<Message> = ok(
+    let pins: Vec<Pinned> = ok(
         alice
             .call(api::list_pins::target(general.id), &[], None)
             .await,
@@ -332,7 +344,7 @@ async fn pins_need_manage_messages_and_a_channel_holds_fifty() {
     )
     .await;
     assert_eq!(pins.len(), 49);
-    assert!(pins.iter().all(|m| m.id != first.id));
+    assert!(pins.iter().all(|p| p.message.id != first.id));
 }
 
 #[tokio::test]

@@ -43,6 +43,17 @@ macro_rules! message_columns {
     };
 }
 
+/// How many columns [`message`] decodes.
+const MESSAGE_COLUMNS: usize = 17;
+
+/// A pinned message with who pinned it (stored name, as `author_name`) and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedRow {
+    pub message: MessageRow,
+    pub pinned_by: String,
+    pub pinned_at: i64,
+}
+
 fn message(r: &Row) -> Result<MessageRow> {
     Ok(MessageRow {
         id: r.i64(0)?,
@@ -310,6 +321,33 @@ impl Store {
         .first()
         .map(message)
         .transpose()
+    }
+
+    /// A channel's pinned messages that are not deleted, the latest pinned first, each with
+    /// who pinned it and when: one read.
+    pub async fn pinned_messages(&self, channel_id: i64) -> Result<Vec<PinnedRow>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            message_columns!(),
+            ", pa.local_name, p.pinned_at FROM channel_pins p
+             JOIN messages m ON m.id = p.message_id
+             JOIN actors a ON a.id = m.author_id
+             JOIN actors pa ON pa.id = p.pinned_by
+             WHERE p.channel_id = $1 AND m.deleted_at IS NULL
+             ORDER BY p.pinned_at DESC, p.message_id DESC"
+        );
+        self.query(SQL, params![channel_id])
+            .await?
+            .into_iter()
+            .map(|Row(mut cells)| {
+                let pin = Row(cells.split_off(MESSAGE_COLUMNS));
+                Ok(PinnedRow {
+                    message: message(&Row(cells))?,
+                    pinned_by: pin.string(0)?,
+                    pinned_at: pin.i64(1)?,
+                })
+            })
+            .collect()
     }
 
     pub async fn message_by_nonce(

@@ -13,7 +13,7 @@ mod messages;
 
 pub use community::{ProfileRow, ReactionChange, ReactionRow, ReadRow};
 pub use conversations::{ConversationMemberRow, ConversationRow};
-pub use messages::{MessageRow, MessageVersionRow, Sent};
+pub use messages::{MessageRow, MessageVersionRow, PinnedRow, Sent};
 
 use crate::engine::{Conflict, Result, Row, Stmt};
 use crate::events::{Append, NewEvent, taken};

@@ -120,6 +120,17 @@ async fn reactions_and_pins_change_once_and_pins_stop_at_the_limit() {
             .pin(f.channel.id, m1, f.owner, 30, 1, &ev(g, 22))
             .await
             .unwrap();
+        // The list reads each pin with its message, who pinned it and when.
+        let pinned = store.pinned_messages(f.channel.id).await.unwrap();
+        assert_eq!(pinned.len(), 1);
+        assert_eq!(
+            Some(&pinned[0].message),
+            store.message(m1).await.unwrap().as_ref()
+        );
+        assert_eq!(
+            (pinned[0].pinned_by.as_str(), pinned[0].pinned_at),
+            ("owner", 30)
+        );
         assert!(matches!(
             store
                 .pin(f.channel.id, m1, f.owner, 31, 1, &ev(g, 22))
