@@ -150,6 +150,7 @@ pub struct Pinned {
 /// One channel's read state for the calling actor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadState {
+    /// The guild; for a DM or group, the conversation's own id (as in its messages).
     #[serde(with = "u64_string")]
     pub guild_id: u64,
     #[serde(with = "u64_string")]

@@ -7,9 +7,11 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use fugue_proto::FederationId;
 use fugue_proto::api::update_profile;
-use fugue_proto::chat::Reaction;
+use fugue_proto::chat::{Reaction, channel_type};
 use fugue_proto::community::{Actor, MAX_UNREAD, Presence, ReadState, availability};
+use fugue_proto::conversation::Conversation;
 
 use super::guild::parse_fid;
 use super::messages::line as message_line;
@@ -288,7 +290,8 @@ pub async fn pins(opts: ChatOpts, args: PinsArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// One line a channel: `CHANNEL  #name  (guild G)  3 unread, 1 mention`.
+/// One line a channel: `CHANNEL  #name  (guild G)  3 unread, 1 mention`, or for a DM or
+/// group `CHANNEL  DM with bob@x  3 unread, 1 mention`.
 pub async fn unread(opts: ChatOpts, args: UnreadArgs) -> Result<(), String> {
     let chat = chat(&opts).await?;
     let states: Vec<ReadState> = chat
@@ -301,10 +304,25 @@ pub async fn unread(opts: ChatOpts, args: UnreadArgs) -> Result<(), String> {
     if states.is_empty() {
         out!("nothing unread");
     }
+    // DMs and groups (their `guild_id` is their own id) are named from the conversation
+    // list; a list that fails leaves them unnamed, not the command failed.
+    let conversations = if states.iter().any(|s| s.guild_id == s.channel_id) {
+        chat.conversations().await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     // Read states name channels by id; their names come from each guild's channel list.
     let mut names: Vec<(u64, String)> = Vec::new();
     let mut guilds_asked: Vec<u64> = Vec::new();
     for s in &states {
+        if s.guild_id == s.channel_id {
+            let name = conversations
+                .iter()
+                .find(|c| c.id == s.channel_id)
+                .map_or_else(|| "conversation".to_owned(), |c| label(c, chat.fid()));
+            out!("{}  {name}  {}", s.channel_id, counts(s));
+            continue;
+        }
         if !guilds_asked.contains(&s.guild_id) {
             guilds_asked.push(s.guild_id);
             // A channel list that fails leaves ids without names, not the command failed.
@@ -325,6 +343,23 @@ pub async fn unread(opts: ChatOpts, args: UnreadArgs) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// `DM with bob@x`, `group "name"` or `group with a@x, b@y`.
+fn label(c: &Conversation, own: &FederationId) -> String {
+    let others = || {
+        c.recipients
+            .iter()
+            .filter(|r| *r != own)
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match (c.kind, &c.name) {
+        (channel_type::DM, _) => format!("DM with {}", others()),
+        (_, Some(name)) => format!("group \"{name}\""),
+        _ => format!("group with {}", others()),
+    }
 }
 
 /// Moves the read marker; prints what is left unread.

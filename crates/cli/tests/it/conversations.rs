@@ -96,6 +96,11 @@ async fn a_dm_between_two_local_people_reads_as_one_conversation() {
         listed.starts_with(&format!("DM {conversation} with bob@localhost")),
         "{listed}"
     );
+    // Unread counts name a DM by its peer.
+    assert_eq!(
+        alice.ok(&["unread"]).await,
+        format!("{conversation}  DM with bob@localhost  1 unread, 0 mentions\n")
+    );
     // The DM is a channel like any other for `fugue read`.
     let read = bob.ok(&["read", &conversation]).await;
     assert_eq!(read.lines().count(), 2, "{read}");

@@ -95,6 +95,15 @@ impl Chat {
     ) -> Result<ReadState, Error> {
         let from = match after {
             Some(id) => id,
+            // Without a marker, counting starts where the membership did. A DM or group is
+            // its own guild (`guild_id` is the conversation's id, as in its messages).
+            None if guild_id == channel_id => self
+                .store
+                .conversation_members(channel_id)
+                .await?
+                .into_iter()
+                .find(|m| m.actor_id == actor.to_store())
+                .map_or(0, |m| first_id_at(m.joined_at)),
             None => self
                 .store
                 .member(guild_id, actor.to_store())
@@ -120,7 +129,8 @@ impl Chat {
         })
     }
 
-    /// `GET /users/@me/read-states`: every channel the actor may read in its guilds.
+    /// `GET /users/@me/read-states`: every channel the actor may read in its guilds, then its
+    /// DMs and groups on this server.
     pub async fn read_states(&self, authed: &Authed) -> Result<Vec<ReadState>, Error> {
         let actor = &authed.actor;
         let markers: std::collections::HashMap<i64, i64> = self
@@ -151,6 +161,14 @@ impl Chat {
                     .await?,
                 );
             }
+        }
+        // The actor's DMs and groups on this server.
+        for (conversation, _) in self.store.conversations_of(actor.id.to_store()).await? {
+            let marker = markers.get(&conversation).copied();
+            out.push(
+                self.read_state(actor.id, &actor.fid, conversation, conversation, marker)
+                    .await?,
+            );
         }
         Ok(out)
     }

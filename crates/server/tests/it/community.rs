@@ -9,8 +9,9 @@ use serde_json::json;
 use fugue_proto::api;
 use fugue_proto::chat::Message;
 use fugue_proto::community::{Actor, Pinned, Presence, ReactionBody, ReadState, op};
+use fugue_proto::conversation::{Conversation, ConversationMember};
 use fugue_proto::{ErrorCode, FederationId};
-use fugue_testkit::TestServer;
+use fugue_testkit::{ManualClock, TestServer};
 
 use crate::chat_support::{Who, gets_fugue, next_fugue, no_content, ok, problem};
 
@@ -424,6 +425,61 @@ async fn unread_and_mention_counts_follow_the_read_marker() {
     // A channel bob can no longer view drops out of his read states.
     alice.everyone_may(g.id, P::SEND_MESSAGES).await;
     assert!(bob.read_states().await.is_empty());
+}
+
+#[tokio::test]
+async fn dms_and_groups_have_read_states_too() {
+    let manual = ManualClock::default();
+    let clock = manual.clock();
+    let server = TestServer::start_with(move |c| {
+        c.clock = clock;
+        c.rate_limits.chat_messages_per_5s = 0;
+    })
+    .await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let carol = Who::new(&server, "carol").await;
+    let dm: Conversation = ok(alice.dm(&bob.fid()).await, 201).await;
+    alice.sent(dm.id, "a1", "one").await;
+    let two = alice
+        .sent(dm.id, "a2", &format!("two <@{}>", bob.fid()))
+        .await;
+    bob.sent(dm.id, "b1", "his own do not count").await;
+
+    // A DM is its own guild: `guild_id` is the conversation's id, as in its messages.
+    let states = bob.read_states().await;
+    assert_eq!(states.len(), 1, "{states:?}");
+    let s = &states[0];
+    assert_eq!((s.guild_id, s.channel_id), (dm.id, dm.id));
+    assert_eq!((s.unread, s.mentions, s.last_read), (2, 1, None));
+
+    let marked: ReadState = ok(
+        bob.call(
+            api::set_read_state::target(dm.id),
+            &[],
+            Some(json!({"last_read": two.id.to_string()})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!((marked.unread, marked.mentions), (0, 0));
+    assert_eq!(bob.read_states().await[0].last_read, Some(two.id));
+    // Carol is in neither.
+    assert!(carol.read_states().await.is_empty());
+
+    // A member added to a group counts from joining it, not from its first message.
+    let group: Conversation = ok(alice.group(&[bob.fid()]).await, 201).await;
+    alice.sent(group.id, "g1", "before carol").await;
+    manual.advance(2);
+    let _: ConversationMember = ok(alice.add(group.id, &carol.fid()).await, 200).await;
+    alice.sent(group.id, "g2", "after carol").await;
+    let carols = carol.read_states().await;
+    assert_eq!(carols.len(), 1, "{carols:?}");
+    assert_eq!((carols[0].channel_id, carols[0].unread), (group.id, 1));
+    let bobs = bob.read_states().await;
+    let in_group = bobs.iter().find(|s| s.channel_id == group.id).unwrap();
+    assert_eq!(in_group.unread, 2, "{bobs:?}");
 }
 
 #[tokio::test]
