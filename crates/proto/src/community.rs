@@ -196,6 +196,19 @@ pub struct Presence {
     /// The custom status (absent while offline).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
+    /// What the actor chose, in its own view only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<Chosen>,
+}
+
+/// What an actor set as its presence (`PUT /users/@me/presence`), shown to itself only:
+/// others see it offline while it is invisible or has no chat connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Chosen {
+    /// [`availability`] as set (0: invisible).
+    pub availability: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 /// An actor's profile (`models.actor.Actor` of the chat OpenAPI; `fugue-chat` op 35).
@@ -216,6 +229,9 @@ pub struct Actor {
     pub status: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// What the actor chose as its presence, in its own view only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<Chosen>,
 }
 
 #[cfg(test)]

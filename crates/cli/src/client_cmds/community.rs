@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use fugue_proto::FederationId;
 use fugue_proto::api::update_profile;
 use fugue_proto::chat::{Reaction, channel_type};
-use fugue_proto::community::{Actor, MAX_UNREAD, Presence, ReadState, availability};
+use fugue_proto::community::{Actor, Chosen, MAX_UNREAD, Presence, ReadState, availability};
 use fugue_proto::conversation::Conversation;
 
 use super::guild::parse_fid;
@@ -147,6 +147,26 @@ fn presence_text(availability: u8, status: Option<&str>) -> String {
     }
 }
 
+/// What you chose, where others see something else: ` (you are invisible)`, ` (you chose do
+/// not disturb: busy; others see it while you are connected)`.
+fn chosen_note(shown: u8, chosen: &Chosen) -> String {
+    let status = chosen
+        .status
+        .as_deref()
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default();
+    if chosen.availability == availability::INVISIBLE {
+        format!(" (you are invisible{status})")
+    } else if shown != chosen.availability {
+        format!(
+            " (you chose {}{status}; others see it while you are connected)",
+            availability_name(chosen.availability)
+        )
+    } else {
+        String::new()
+    }
+}
+
 /// `bob@example.com is idle: out for lunch`.
 pub(super) fn presence_line(p: &Presence) -> String {
     format!(
@@ -207,8 +227,12 @@ fn counts(s: &ReadState) -> String {
 fn print_profile(a: &Actor) {
     out!("{}  {}", a.fid, profile_summary(a));
     out!(
-        "presence: {}",
-        presence_text(a.availability, a.status.as_deref())
+        "presence: {}{}",
+        presence_text(a.availability, a.status.as_deref()),
+        a.chosen
+            .as_ref()
+            .map(|c| chosen_note(a.availability, c))
+            .unwrap_or_default()
     );
     if let Some(about) = &a.about {
         for (i, l) in about.lines().enumerate() {

@@ -245,6 +245,14 @@ async fn profiles_and_presence_are_seen_by_the_other_person() {
         status.starts_with("status set; others see you offline until you are connected"),
         "{status}"
     );
+    // Her own profile shows what she chose beside what others see.
+    let own = alice.ok(&["profile"]).await;
+    assert!(
+        own.contains(
+            "\npresence: offline (you chose idle: out for lunch; others see it while you are connected)\n"
+        ),
+        "{own}"
+    );
     let presence = ["presence", "alice@localhost", "bob@localhost"];
     assert_eq!(
         bob.ok(&presence).await,
@@ -273,6 +281,11 @@ async fn profiles_and_presence_are_seen_by_the_other_person() {
         "you appear offline to others\n"
     );
     assert_eq!(alice_as_seen_by(&bob).await, "offline");
+    let own = alice.ok(&["profile"]).await;
+    assert!(
+        own.contains("\npresence: offline (you are invisible)\n"),
+        "{own}"
+    );
     bob_events
         .until(|l| l == "alice@localhost is offline")
         .await;

@@ -21,7 +21,9 @@ use std::sync::Mutex;
 use fugue_proto::FederationId;
 use fugue_proto::api::{set_presence, update_profile};
 use fugue_proto::chat::FUGUE_CHAT;
-use fugue_proto::community::{self, Actor as Profile, MAX_PRESENCE_BATCH, Presence, availability};
+use fugue_proto::community::{
+    self, Actor as Profile, Chosen, MAX_PRESENCE_BATCH, Presence, availability,
+};
 use fugue_store::ProfileRow;
 
 use super::{Chat, Error, json, text};
@@ -118,33 +120,41 @@ impl Chat {
         }
     }
 
-    /// The actor's presence as others see it.
-    async fn presence_of(&self, actor: ActorId, fid: &FederationId) -> Result<Presence, Error> {
+    /// The actor's presence as others see it; for `own` (the actor asking about itself) with
+    /// what it chose.
+    async fn presence_of(
+        &self,
+        actor: ActorId,
+        fid: &FederationId,
+        own: bool,
+    ) -> Result<Presence, Error> {
         let connected = self
             .store
             .presence_connected(actor.to_store(), self.fresh_since())
             .await?;
         let setting = self.store.profile(actor.to_store()).await?;
-        let set = setting.as_ref().map_or(availability::ONLINE, |p| {
-            u8::try_from(p.availability).unwrap_or(availability::ONLINE)
-        });
-        if !connected || set == availability::INVISIBLE {
-            return Ok(Presence {
-                fid: fid.clone(),
-                availability: availability::OFFLINE,
-                status: None,
-            });
-        }
+        let chosen = Chosen {
+            availability: setting.as_ref().map_or(availability::ONLINE, |p| {
+                u8::try_from(p.availability).unwrap_or(availability::ONLINE)
+            }),
+            status: setting.and_then(|p| p.status),
+        };
+        let shown = if !connected || chosen.availability == availability::INVISIBLE {
+            (availability::OFFLINE, None)
+        } else {
+            (chosen.availability, chosen.status.clone())
+        };
         Ok(Presence {
             fid: fid.clone(),
-            availability: set,
-            status: setting.and_then(|p| p.status),
+            availability: shown.0,
+            status: shown.1,
+            chosen: own.then_some(chosen),
         })
     }
 
     /// Tells the actor's guilds (ephemeral).
     async fn announce_presence(&self, actor: ActorId, fid: &FederationId) -> Result<(), Error> {
-        let p = self.presence_of(actor, fid).await?;
+        let p = self.presence_of(actor, fid, false).await?;
         for (guild, _) in self.store.guilds_of(actor.to_store()).await? {
             self.events
                 .ephemeral(Publish::new(
@@ -188,7 +198,7 @@ impl Chat {
         row.updated_at = self.events.now().to_store();
         self.store.set_profile(&row, &[]).await?;
         self.announce_presence(actor.id, &actor.fid).await?;
-        self.presence_of(actor.id, &actor.fid).await
+        self.presence_of(actor.id, &actor.fid, true).await
     }
 
     /// `GET /presences?fids=a,b`: unknown actors and those sharing no guild with the caller
@@ -207,12 +217,13 @@ impl Chat {
                 .map_err(|_| Error::Invalid(format!("{f:?} is not a federation id")))?;
             let p = match self.actor_id(&fid).await? {
                 Some(id) if self.sees_presence(authed.actor.id, id).await? => {
-                    self.presence_of(id, &fid).await?
+                    self.presence_of(id, &fid, id == authed.actor.id).await?
                 }
                 _ => Presence {
                     fid,
                     availability: availability::OFFLINE,
                     status: None,
+                    chosen: None,
                 },
             };
             out.push(p);
@@ -242,7 +253,7 @@ impl Chat {
         let row = self.profile_row(actor).await?;
         let presence = match viewer {
             Some(v) if !self.sees_presence(v, actor).await? => None,
-            _ => Some(self.presence_of(actor, fid).await?),
+            _ => Some(self.presence_of(actor, fid, viewer == Some(actor)).await?),
         };
         Ok(Profile {
             fid: fid.clone(),
@@ -253,8 +264,9 @@ impl Chat {
             availability: presence
                 .as_ref()
                 .map_or(availability::OFFLINE, |p| p.availability),
-            status: presence.and_then(|p| p.status),
+            status: presence.as_ref().and_then(|p| p.status.clone()),
             timezone: row.timezone,
+            chosen: presence.and_then(|p| p.chosen),
         })
     }
 

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use fugue_proto::api;
 use fugue_proto::chat::Message;
-use fugue_proto::community::{Actor, Pinned, Presence, ReactionBody, ReadState, op};
+use fugue_proto::community::{Actor, Chosen, Pinned, Presence, ReactionBody, ReadState, op};
 use fugue_proto::conversation::{Conversation, ConversationMember};
 use fugue_proto::{ErrorCode, FederationId};
 use fugue_testkit::{ManualClock, TestServer};
@@ -560,18 +560,46 @@ async fn presence_follows_chat_connections_and_invisible_shows_offline() {
     assert_eq!(set.availability, 3);
     let p = alice.sees_presence(&bob, 3).await;
     assert_eq!(p.status.as_deref(), Some("focus time"));
-    ok::<Presence>(
+    // What bob chose is his to see, not alice's.
+    assert_eq!(p.chosen, None);
+    let focus = Some(Chosen {
+        availability: 3,
+        status: Some("focus time".into()),
+    });
+    assert_eq!(set.chosen, focus);
+    assert_eq!(bob.presence_of(&bob).await.chosen, focus);
+    let invisible: Presence = ok(
         bob.call(
             api::set_presence::target(),
             &[],
-            Some(json!({"availability": 0})),
+            Some(json!({"availability": 0, "status": "away"})),
         )
         .await,
         200,
     )
     .await;
     let hidden = alice.sees_presence(&bob, 0).await;
-    assert_eq!(hidden.status, None);
+    assert_eq!((hidden.status, hidden.chosen), (None, None));
+    // Bob sees that he is invisible (others see him offline), and so does his profile.
+    let away = Some(Chosen {
+        availability: 0,
+        status: Some("away".into()),
+    });
+    assert_eq!((invisible.availability, &invisible.chosen), (0, &away));
+    let own: Actor = ok(
+        bob.call(api::get_own_profile::target(), &[], None).await,
+        200,
+    )
+    .await;
+    assert_eq!((own.availability, own.chosen), (0, away));
+    let seen: Actor = ok(
+        alice
+            .call(api::get_profile::target(&bob.fid()), &[], None)
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!((seen.availability, seen.chosen), (0, None));
     problem(
         bob.call(
             api::set_presence::target(),
