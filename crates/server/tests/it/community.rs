@@ -699,3 +699,30 @@ async fn profiles_are_changed_by_their_actor_and_read_by_anyone() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn presence_on_one_node_is_seen_on_another() {
+    let nodes = TestServer::start_cluster(2, |_| {}).await;
+    let alice = Who::new(&nodes[0], "alice").await;
+    let bob = Who::new(&nodes[1], "bob").await;
+    let (g, general) = alice.create_guild("two nodes", true).await;
+    alice.admit(&bob, g.id, general.id).await;
+    let mut alice_ws = alice.subscribed("fugue-chat").await;
+    assert_eq!(alice.presence_of(&bob).await.availability, 0);
+
+    // Bob connects to the second node: the first answers him online, and its connection
+    // hears of it over the bus.
+    let bob_ws = bob.subscribed("chat").await;
+    alice.sees_presence(&bob, 1).await;
+    let online = next_fugue(&mut alice_ws, op::PRESENCE_UPDATE).await;
+    assert_eq!(
+        (&online["d"]["fid"], &online["d"]["availability"]),
+        (&json!(bob.fid().to_string()), &json!(1)),
+        "{online}"
+    );
+    // His last connection there closes: offline on the first node too.
+    drop(bob_ws);
+    alice.sees_presence(&bob, 0).await;
+    let offline = next_fugue(&mut alice_ws, op::PRESENCE_UPDATE).await;
+    assert_eq!(offline["d"]["availability"], 0, "{offline}");
+}
