@@ -393,6 +393,12 @@ INSERT INTO reaction_nonces (message_id, actor_id, nonce, channel_id, emoji, add
     ON CONFLICT DO NOTHING;
 "#,
     ),
+    (
+        15,
+        r#"
+DELETE FROM channel_pins WHERE message_id IN (SELECT id FROM messages WHERE deleted_at IS NOT NULL);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

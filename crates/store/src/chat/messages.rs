@@ -461,7 +461,7 @@ impl Store {
     }
 
     /// Deletes a message: the row stays as a tombstone (id, author, times, who deleted it),
-    /// its content, signature and versions go, and every event about it in its guild's
+    /// its content, signature, versions and pin go, and every event about it in its guild's
     /// stream gets `scrubbed` as payload; then `e` (the deletion) is appended
     /// ([`Conflict::MessageMissing`] when it is gone or deleted already).
     pub async fn delete_message(
@@ -483,6 +483,12 @@ impl Store {
             .or(Conflict::MessageMissing),
             Stmt::new(
                 "DELETE FROM message_versions WHERE message_id = $1",
+                params![id],
+            ),
+            // A pin of a deleted message would hold one of the channel's places unseen.
+            Stmt::new(
+                "DELETE FROM channel_pins
+                 WHERE channel_id = (SELECT channel_id FROM messages WHERE id = $1) AND message_id = $1",
                 params![id],
             ),
             Stmt::new(

@@ -284,3 +284,29 @@ async fn a_profile_is_written_with_its_events() {
         assert_eq!(store.profile(f.owner).await.unwrap(), Some(p));
     }
 }
+
+#[tokio::test]
+async fn a_deleted_message_leaves_the_pins_and_frees_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let f = guild(&store, "owner").await;
+        let g = f.guild.id;
+        let m1 = sent(&store, &f, f.owner, "a", "one").await;
+        let m2 = sent(&store, &f, f.owner, "b", "two").await;
+        store
+            .pin(f.channel.id, m1, f.owner, 30, 1, &ev(g, 22))
+            .await
+            .unwrap();
+        store
+            .delete_message(m1, g, f.owner, 31, "{}", &ev(g, 2))
+            .await
+            .unwrap();
+        assert!(store.pins(f.channel.id).await.unwrap().is_empty());
+        // Its place is free again: with room for one pin, another message takes it.
+        store
+            .pin(f.channel.id, m2, f.owner, 32, 1, &ev(g, 22))
+            .await
+            .unwrap();
+        assert_eq!(store.pins(f.channel.id).await.unwrap(), vec![m2]);
+    }
+}
