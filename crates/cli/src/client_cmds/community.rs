@@ -301,14 +301,16 @@ pub async fn pins(opts: ChatOpts, args: PinsArgs) -> Result<(), String> {
     if pinned.is_empty() {
         out!("no pinned messages");
     }
-    let messages: Vec<_> = pinned.iter().map(|p| p.message.clone()).collect();
+    let (messages, by): (Vec<_>, Vec<_>) = pinned
+        .into_iter()
+        .map(|p| (p.message, (p.pinned_by, p.pinned_at)))
+        .unzip();
     let verdicts = chat.verify_messages(args.channel, &messages).await;
-    for ((m, p), verdict) in messages.iter().zip(&pinned).zip(&verdicts) {
+    for ((m, (who, at)), verdict) in messages.iter().zip(by).zip(&verdicts) {
         out!(
-            "{}  (pinned by {} {})",
+            "{}  (pinned by {who} {})",
             message_line(m, verdict),
-            p.pinned_by,
-            date(p.pinned_at)
+            date(at)
         );
     }
     Ok(())

@@ -139,15 +139,16 @@ impl Chat {
             }),
             status: setting.and_then(|p| p.status),
         };
-        let shown = if !connected || chosen.availability == availability::INVISIBLE {
+        let (availability, status) = if !connected || chosen.availability == availability::INVISIBLE
+        {
             (availability::OFFLINE, None)
         } else {
             (chosen.availability, chosen.status.clone())
         };
         Ok(Presence {
             fid: fid.clone(),
-            availability: shown.0,
-            status: shown.1,
+            availability,
+            status,
             chosen: own.then_some(chosen),
         })
     }

@@ -361,6 +361,16 @@ impl<'a> Who<'a> {
             .await
     }
 
+    /// Moves the read marker of `channel` to `message`.
+    pub(crate) async fn mark_read(&self, channel: u64, message: u64) -> reqwest::Response {
+        self.call(
+            api::set_read_state::target(channel),
+            &[],
+            Some(json!({"last_read": message.to_string()})),
+        )
+        .await
+    }
+
     pub(crate) async fn read_states(&self) -> Vec<ReadState> {
         ok(self.call(api::read_states::target(), &[], None).await, 200).await
     }

@@ -383,40 +383,16 @@ async fn unread_and_mention_counts_follow_the_read_marker() {
     let s = &bob.read_states().await[0];
     assert_eq!((s.unread, s.mentions), (5, 2), "{s:?}");
 
-    let marked: ReadState = ok(
-        bob.call(
-            api::set_read_state::target(general.id),
-            &[],
-            Some(json!({"last_read": m1.id.to_string()})),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let marked: ReadState = ok(bob.mark_read(general.id, m1.id).await, 200).await;
     assert_eq!(marked.last_read, Some(m1.id));
     assert_eq!((marked.unread, marked.mentions), (4, 2));
-    ok::<ReadState>(
-        bob.call(
-            api::set_read_state::target(general.id),
-            &[],
-            Some(json!({"last_read": m4.id.to_string()})),
-        )
-        .await,
-        200,
-    )
-    .await;
+    ok::<ReadState>(bob.mark_read(general.id, m4.id).await, 200).await;
     let s = &bob.read_states().await[0];
     assert_eq!((s.unread, s.mentions, s.last_read), (1, 0, Some(m4.id)));
 
     // A marker on a message of another channel, or in a guild one is not in, is refused.
     problem(
-        carol
-            .call(
-                api::set_read_state::target(general.id),
-                &[],
-                Some(json!({"last_read": m4.id.to_string()})),
-            )
-            .await,
+        carol.mark_read(general.id, m4.id).await,
         404,
         ErrorCode::ChannelNotFound,
     )
@@ -453,16 +429,7 @@ async fn dms_and_groups_have_read_states_too() {
     assert_eq!((s.guild_id, s.channel_id), (dm.id, dm.id));
     assert_eq!((s.unread, s.mentions, s.last_read), (2, 1, None));
 
-    let marked: ReadState = ok(
-        bob.call(
-            api::set_read_state::target(dm.id),
-            &[],
-            Some(json!({"last_read": two.id.to_string()})),
-        )
-        .await,
-        200,
-    )
-    .await;
+    let marked: ReadState = ok(bob.mark_read(dm.id, two.id).await, 200).await;
     assert_eq!((marked.unread, marked.mentions), (0, 0));
     assert_eq!(bob.read_states().await[0].last_read, Some(two.id));
     // Carol is in neither.
@@ -494,16 +461,7 @@ async fn a_read_marker_reaches_the_actors_other_sessions_only() {
     let mut phone_ws = bob_phone.subscribed("fugue-chat").await;
     let mut alice_ws = alice.subscribed("fugue-chat").await;
 
-    ok::<ReadState>(
-        bob.call(
-            api::set_read_state::target(general.id),
-            &[],
-            Some(json!({"last_read": m.id.to_string()})),
-        )
-        .await,
-        200,
-    )
-    .await;
+    ok::<ReadState>(bob.mark_read(general.id, m.id).await, 200).await;
     let f = next_fugue(&mut phone_ws, op::READ_STATE).await;
     assert_eq!(f["d"]["channel_id"], general.id.to_string(), "{f}");
     assert_eq!(f["d"]["last_read"], m.id.to_string(), "{f}");

@@ -292,18 +292,15 @@ impl Store {
         self.transaction_with_event(stmts, e).await
     }
 
-    /// The ids of a channel's pinned messages that are not deleted, the latest pinned first.
+    /// The ids of a channel's pinned messages that are not deleted, the latest pinned first
+    /// (of [`Store::pinned_messages`]).
     pub async fn pins(&self, channel_id: i64) -> Result<Vec<i64>> {
-        self.query(
-            "SELECT p.message_id FROM channel_pins p JOIN messages m ON m.id = p.message_id
-             WHERE p.channel_id = $1 AND m.deleted_at IS NULL
-             ORDER BY p.pinned_at DESC, p.message_id DESC",
-            params![channel_id],
-        )
-        .await?
-        .iter()
-        .map(|r| r.i64(0))
-        .collect()
+        Ok(self
+            .pinned_messages(channel_id)
+            .await?
+            .into_iter()
+            .map(|p| p.message.id)
+            .collect())
     }
 
     // ---- read states ----
