@@ -14,9 +14,14 @@
 //! `federation.rs` (key trials, foreign actors and their sessions). Each row decoder sits
 //! next to the list of columns it decodes, so their order is written in one place.
 
-mod accounts;
+// SQL macros first: those of actors, then those of sessions (which join actors), before
+// the modules whose statements use them.
 #[macro_use]
 mod actors;
+#[macro_use]
+mod sessions;
+
+mod accounts;
 mod certs;
 mod chat;
 pub mod engine;
@@ -27,7 +32,6 @@ mod postgres;
 mod schema;
 mod server_certs;
 mod services;
-mod sessions;
 mod sqlite;
 
 use std::path::Path;
@@ -46,7 +50,7 @@ pub use federation::{KeyTrialQuery, KeyTrialRow, NewForeignSession, TrialRef};
 pub use keymaterial::KeyMaterialRow;
 pub use server_certs::ServerCertRow;
 pub use services::ServiceRow;
-pub use sessions::{NewSession, SessionRow};
+pub use sessions::{NewSession, SessionGuard, SessionRow};
 pub use sqlite::Sync as SqliteSync;
 
 /// Seconds a session may live without a certificate (the token-first flow of OP-24).

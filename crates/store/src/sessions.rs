@@ -53,11 +53,42 @@ macro_rules! session_from {
     };
 }
 
-/// The active session holding token hash `$1` (after `session_from!` and its joins).
+/// The active session holding token hash `$hash` (after `session_from!` and its joins).
 macro_rules! active_by_token {
-    () => {
-        " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND c.revoked_at IS NULL"
+    ($hash:literal) => {
+        concat!(
+            " WHERE s.token_hash = ",
+            $hash,
+            " AND s.revoked_at IS NULL AND c.revoked_at IS NULL"
+        )
     };
+}
+
+/// True while the session holding token hash `$hash` is active with certificate `$serial`
+/// (NULL: none) and its actor is neither suspended nor deleted: what a [`SessionGuard`]
+/// asks of a write.
+macro_rules! session_holds {
+    ($hash:literal, $serial:literal) => {
+        concat!(
+            "EXISTS (SELECT 1",
+            session_from!(),
+            " JOIN actors a ON a.id = s.actor_id",
+            active_by_token!($hash),
+            " AND s.cert_serial IS NOT DISTINCT FROM ",
+            $serial,
+            " AND a.suspended_at IS NULL AND a.deleted_at IS NULL)"
+        )
+    };
+}
+
+/// A write's condition that the session making it is still as its caller last saw it:
+/// active, holding this token and this certificate, its actor neither suspended nor
+/// deleted. A caller that trusts what it remembers of a session, rather than reading it
+/// again, makes its write conditional on this in the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionGuard {
+    pub token_hash: Vec<u8>,
+    pub cert_serial: Option<i64>,
 }
 
 /// How many columns [`session`] decodes.
@@ -155,10 +186,21 @@ impl Store {
         self.commit(stmts).await
     }
 
+    /// Whether the session of a [`SessionGuard`] still holds.
+    pub async fn session_holds(&self, guard: &SessionGuard) -> Result<bool> {
+        let rows = self
+            .query(
+                concat!("SELECT 1 WHERE ", session_holds!("$1", "$2")),
+                params![guard.token_hash.clone(), guard.cert_serial],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
     /// The active session holding this token hash.
     pub async fn session_by_token(&self, token_hash: &[u8]) -> Result<Option<SessionRow>> {
         self.query(
-            concat!(session_select!(), active_by_token!()),
+            concat!(session_select!(), active_by_token!("$1")),
             params![token_hash],
         )
         .await?
@@ -180,7 +222,7 @@ impl Store {
             actor_columns!("a."),
             session_from!(),
             " JOIN actors a ON a.id = s.actor_id",
-            active_by_token!()
+            active_by_token!("$1")
         );
         let Some(Row(mut cells)) = self.query(SQL, params![token_hash]).await?.pop() else {
             return Ok(None);

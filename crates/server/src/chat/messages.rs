@@ -18,7 +18,7 @@ use fugue_proto::chat::{
     self, CHAT, Message, MessageBody, MessageDelete, MessageVersion, Permissions, SignedPayload,
     channel_type, op,
 };
-use fugue_store::{Conflict, MessageRow, MessageVersionRow, Sent};
+use fugue_store::{Conflict, MessageRow, MessageVersionRow, Sent, SessionGuard};
 
 use super::{ChannelRef, Chat, Error, LocalCert, Snapshot, cache_get, cache_insert, json};
 use crate::events::{Audience, Publish};
@@ -270,13 +270,15 @@ impl Chat {
     /// `POST /channels/{id}/messages` (SEND_MESSAGES): stores a signed message once per
     /// `(channel, author, nonce)`.
     ///
-    /// The author's permissions are first taken from the access rules cached on this node,
-    /// without a read: the write itself stores the message only while the rules are still at
-    /// that version. When the cached rules refuse, or changed meanwhile, the send is checked
-    /// again against the rules as they are now.
+    /// The author's session and permissions are first taken as this node knows them,
+    /// without a read: the write itself stores the message only while the session holds
+    /// (`guard`) and the access rules are still at the version the permissions were taken
+    /// from. When that refuses, the session and the rules are read as they are now and the
+    /// send is checked again.
     pub async fn send_message(
         &self,
         authed: &Authed,
+        guard: &SessionGuard,
         channel_id: u64,
         req: send_message::Request,
     ) -> Result<Outcome, Error> {
@@ -288,22 +290,25 @@ impl Chat {
         };
         Self::check_body(&body)?;
         let need = Permissions::SEND_MESSAGES;
+        let send =
+            |authed, guard, access| self.send_as(authed, guard, channel_id, &req, &body, access);
         if let Some(cached) = self.cached_channel_access(&authed.actor, channel_id, need) {
-            match self.send_as(authed, channel_id, &req, &body, cached).await {
+            match send(authed, guard, cached).await {
                 Err(Error::ChannelNotFound(_) | Error::MissingPermission(_)) => {}
                 done => return done,
             }
         }
+        let (authed, guard) = &self.sessions.reread(&authed.token).await?;
         let (c, s, p) = self.channel_access(&authed.actor, channel_id).await?;
         Self::require(p, need)?;
-        self.send_as(authed, channel_id, &req, &body, (c, s, p))
-            .await
+        send(authed, guard, (c, s, p)).await
     }
 
     /// A send by an author whose access to the channel is `access`.
     async fn send_as(
         &self,
         authed: &Authed,
+        guard: &SessionGuard,
         channel_id: u64,
         req: &send_message::Request,
         body: &MessageBody,
@@ -365,7 +370,7 @@ impl Chat {
             .about(row.id);
             match self
                 .store
-                .insert_message(&row, &e.to_new(now), Some(s.version))
+                .insert_message(&row, &e.to_new(now), Some(s.version), Some(guard))
                 .await
             {
                 Ok(Sent::New(seq)) => {

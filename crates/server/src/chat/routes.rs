@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::http::{ApiError, ApiResult, Json, Path, Query, created, ok};
 use crate::ratelimit::Standing;
 use crate::routes::Routes;
-use crate::sessions::routes::AnySession;
+use crate::sessions::routes::{AnySession, PresumedSession};
 
 /// The endpoints of `chat`.
 pub(crate) fn router() -> Routes {
@@ -238,7 +238,7 @@ async fn get_messages(
 /// a nonce sent before.
 async fn send_message(
     State(app): State<AppState>,
-    AnySession(authed): AnySession,
+    PresumedSession(authed, guard): PresumedSession,
     Path(channel_id): Path<u64>,
     Json(req): Json<api::send_message::Request>,
 ) -> ApiResult<Response> {
@@ -247,7 +247,10 @@ async fn send_message(
         Ok(l) => l,
         Err(s) => return Ok(Limited::refused(s)),
     };
-    let resp = match chat(&app).send_message(&authed, channel_id, req).await? {
+    let sent = chat(&app)
+        .send_message(&authed, &guard, channel_id, req)
+        .await?;
+    let resp = match sent {
         Outcome::Created(m) => created(m).into_response(),
         Outcome::Existing(m) => ok(m).into_response(),
     };

@@ -7,6 +7,7 @@
 mod accounts;
 mod error;
 mod keytrials;
+mod known;
 mod password;
 pub mod routes;
 
@@ -21,7 +22,7 @@ use subtle::ConstantTimeEq;
 use fugue_proto::api::{list_sessions, login, register};
 use fugue_proto::certs::ActorCsr;
 use fugue_proto::{FederationId, LocalName, SessionId};
-use fugue_store::{ActorRow, NewSession, SessionRow, Store};
+use fugue_store::{ActorRow, NewSession, SessionGuard, SessionRow, Store};
 
 pub use accounts::{AccountState, AccountSummary, generate_password};
 pub use error::Error;
@@ -90,6 +91,8 @@ pub struct Sessions {
     hasher: password::Hasher,
     /// Failed logins per (validated local name, client address block).
     login_failures: Arc<FailureLimiter<(String, IpAddr)>>,
+    /// Sessions found active lately (for writes guarded by their session).
+    known: Arc<known::Known>,
 }
 
 /// SHA-256 of a secret, as stored.
@@ -163,6 +166,7 @@ impl Sessions {
             dummy_hash: dummy.into(),
             hasher,
             login_failures,
+            known: Arc::default(),
         })
     }
 
@@ -414,13 +418,49 @@ impl Sessions {
 
     /// Resolves a bearer token to its session.
     pub async fn authenticate(&self, token: Option<&str>) -> Result<Authed, Error> {
-        let token = token.ok_or(Error::Unauthenticated)?;
-        if token.is_empty() || token.len() > 512 {
-            return Err(Error::InvalidToken);
+        let token = checked_token(token)?;
+        self.authenticate_hashed(token, &hash_secret(token)).await
+    }
+
+    /// The session of a bearer token for a write that stores only while the session holds:
+    /// as this node found it lately without reading it again, else as it is now; with the
+    /// [`SessionGuard`] the write must be made under. A write refused under it asks
+    /// [`Self::reread`], which forgets a session that ended.
+    pub async fn presumed(&self, token: Option<&str>) -> Result<(Authed, SessionGuard), Error> {
+        let token = checked_token(token)?;
+        let hash = hash_secret(token);
+        let now = self.config.clock.now();
+        match self.known.get(&hash) {
+            // A session past its end is read again (a foreign one is checked at home).
+            Some(a) if session_ends(&a.session) >= now => {
+                let guard = known::guard(&a, hash);
+                Ok((a, guard))
+            }
+            _ => self.reread(token).await,
         }
+    }
+
+    /// The session of a bearer token read as it is now, with the guard for a write made as
+    /// it, and remembered so: for a write refused under its guard, or a session not known.
+    pub async fn reread(&self, token: &str) -> Result<(Authed, SessionGuard), Error> {
+        let hash = hash_secret(token);
+        match self.authenticate_hashed(token, &hash).await {
+            Ok(authed) => {
+                self.known.remember(hash.clone(), &authed);
+                let guard = known::guard(&authed, hash);
+                Ok((authed, guard))
+            }
+            Err(e) => {
+                self.known.forget(&hash);
+                Err(e)
+            }
+        }
+    }
+
+    async fn authenticate_hashed(&self, token: &str, hash: &[u8]) -> Result<Authed, Error> {
         let (session, row) = self
             .store
-            .session_with_actor(&hash_secret(token))
+            .session_with_actor(hash)
             .await?
             .filter(|(_, a)| a.suspended_at.is_none() && a.deleted_at.is_none())
             .ok_or(Error::InvalidToken)?;
@@ -882,6 +922,15 @@ impl Sessions {
         }
         Ok(())
     }
+}
+
+/// A bearer token of a plausible length.
+fn checked_token(token: Option<&str>) -> Result<&str, Error> {
+    let token = token.ok_or(Error::Unauthenticated)?;
+    if token.is_empty() || token.len() > 512 {
+        return Err(Error::InvalidToken);
+    }
+    Ok(token)
 }
 
 /// When the session's certificate (a foreign session's verified window, or the grace for

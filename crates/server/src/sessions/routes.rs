@@ -58,6 +58,18 @@ impl FromRequestParts<AppState> for AnySession {
     }
 }
 
+/// Any session, as [`AnySession`], for a write that stores only while the session still
+/// holds: as this node found it lately (no read), with the guard to make the write under.
+pub struct PresumedSession(pub Authed, pub fugue_store::SessionGuard);
+
+impl FromRequestParts<AppState> for PresumedSession {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        let (authed, guard) = app.sessions.presumed(bearer(parts)).await?;
+        Ok(Self(authed, guard))
+    }
+}
+
 /// `GET /.p2/core/v1/session/auth?fid=`: a key trial for an actor of another server.
 pub async fn key_trial(
     State(app): State<AppState>,

@@ -1211,6 +1211,80 @@ async fn a_revoked_certificate_signs_nothing_more() {
     assert_eq!(alice.history(general.id, &[]).await.len(), 1);
 }
 
+/// A send trusts what the node remembers of its session only under a guard in the write:
+/// a session ended, a certificate replaced or an actor suspended where this node did not
+/// see it (another process, as `fugue admin`, writing the database) stores nothing more.
+#[tokio::test]
+async fn a_session_ended_behind_the_nodes_back_sends_nothing_more() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let (g, general) = alice.create_guild("club", false).await;
+    let laptop = Who::again(&server, "alice", "laptop").await;
+    let bob = Who::new(&server, "bob").await;
+    ok::<Member>(bob.join(g.id, None).await, 201).await;
+    for who in [&laptop, &bob] {
+        ok::<Message>(who.send(general.id, "first", "remembered now").await, 201).await;
+    }
+    let now = i64::try_from(fugue_testkit::totp::unix_now()).unwrap();
+    let alice_id = server
+        .store
+        .actor_by_name("alice")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    assert!(
+        server
+            .store
+            .revoke_session(alice_id, laptop.session.session_id().as_str(), now)
+            .await
+            .unwrap()
+    );
+    let bob_id = server.store.actor_by_name("bob").await.unwrap().unwrap().id;
+    assert!(server.store.set_suspended(bob_id, Some(now)).await.unwrap());
+    for who in [&laptop, &bob] {
+        // Neither a new message nor a repeat of the one stored before.
+        for nonce in ["second", "first"] {
+            problem(
+                who.send(general.id, nonce, "after the end").await,
+                401,
+                ErrorCode::InvalidToken,
+            )
+            .await;
+        }
+    }
+    // Alice's first session lives on; nothing of the refused sends was stored.
+    ok::<Message>(alice.send(general.id, "mine", "still here").await, 201).await;
+    let history = alice.history(general.id, &[]).await;
+    let texts: Vec<_> = history.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(texts, ["still here", "remembered now", "remembered now"]);
+}
+
+/// A session revoked on one node cannot send on another that remembers it.
+#[tokio::test]
+async fn a_session_revoked_on_one_node_sends_nothing_on_another() {
+    let nodes = TestServer::start_cluster(2, |c| {
+        c.rate_limits.chat_messages_per_5s = 0;
+    })
+    .await;
+    let alice = Who::new(&nodes[0], "alice").await;
+    let (_, general) = alice.create_guild("two nodes", false).await;
+    let laptop = Who::again(&nodes[1], "alice", "laptop").await;
+    ok::<Message>(laptop.send(general.id, "l1", "from node 2").await, 201).await;
+    alice
+        .session
+        .revoke_session(laptop.session.session_id(), PASSWORD)
+        .await
+        .unwrap();
+    problem(
+        laptop.send(general.id, "l2", "after revocation").await,
+        401,
+        ErrorCode::InvalidToken,
+    )
+    .await;
+    assert_eq!(alice.history(general.id, &[]).await.len(), 1);
+}
+
 /// A valid body for each chat endpoint that takes one, so that only who calls decides.
 pub(crate) fn sample_body(name: &str, who: &Who<'_>, channel: u64, message: u64) -> Option<Value> {
     Some(match name {

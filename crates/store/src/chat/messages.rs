@@ -9,6 +9,7 @@ use super::push_append;
 use crate::engine::{Conflict, Error, Result, Row, Stmt, Value};
 use crate::events::{NewEvent, taken};
 use crate::postgres::BulkRow;
+use crate::sessions::SessionGuard;
 use crate::{Store, params};
 
 /// A message as stored, with its author's stored name.
@@ -183,16 +184,19 @@ const BULK_SEND: &str = concat!(
     "WITH t AS (SELECT * FROM UNNEST($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[],
        $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], $12::int8[],
        $13::text[], $14::int8[], $15::text[], $16::int8[], $17::text[], $18::int8[], $19::text[],
-       $20::int8[], $21::int8[])
+       $20::int8[], $21::int8[], $22::bytea[], $23::int8[])
        WITH ORDINALITY AS t(id, guild_id, channel_id, author_id, nonce, content, signature,
        cert_pem, cert_serial, reply_to, created_at, stream_id, namespace, op, payload,
-       exclude_session, collapse_key, event_at, audience, access, access_version, ord)),
+       exclude_session, collapse_key, event_at, audience, access, access_version,
+       token_hash, session_serial, ord)),
      m AS (INSERT INTO messages (id, guild_id, channel_id, author_id, nonce, content, signature,
        cert_pem, cert_serial, version_nonce, reply_to, created_at, version)
        SELECT id, guild_id, channel_id, author_id, nonce, content, signature, cert_pem,
        cert_serial, nonce, reply_to, created_at, 1 FROM t WHERE ",
     may_send!("t.channel_id", "t.guild_id", "t.author_id", "t.access_version"),
-    " ORDER BY ord
+    " AND (t.token_hash IS NULL OR ",
+    session_holds!("t.token_hash", "t.session_serial"),
+    ") ORDER BY ord
        ON CONFLICT (channel_id, author_id, nonce) DO NOTHING RETURNING id),
      ok AS (SELECT t.* FROM t JOIN m ON m.id = t.id),
      n AS (SELECT stream_id, count(*) AS c FROM ok GROUP BY stream_id),
@@ -208,10 +212,16 @@ const BULK_SEND: &str = concat!(
      SELECT t.ord, e.seq FROM e JOIN t ON t.id = e.ref_id"
 );
 
-fn bulk_send(m: &MessageRow, e: &NewEvent, access_version: Option<i64>) -> BulkRow {
+fn bulk_send(
+    m: &MessageRow,
+    e: &NewEvent,
+    access_version: Option<i64>,
+    session: Option<&SessionGuard>,
+) -> BulkRow {
     let mut values = send_values(m);
     values.extend(e.values());
     values.push(access_version.into());
+    values.extend(guard_values(session));
     BulkRow {
         sql: BULK_SEND,
         values,
@@ -235,6 +245,14 @@ fn send_values(m: &MessageRow) -> Vec<Value> {
     ]
 }
 
+/// The columns of a send's [`SessionGuard`] (NULL without one).
+fn guard_values(session: Option<&SessionGuard>) -> [Value; 2] {
+    [
+        Value::Blob(session.map(|g| g.token_hash.clone())),
+        Value::Int(session.and_then(|g| g.cert_serial)),
+    ]
+}
+
 /// What a send did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
@@ -252,17 +270,20 @@ impl Store {
     /// nothing and answers the message stored before ([`Sent::Existing`]).
     /// [`Conflict::NotAMember`] when the author is no member, the channel is gone or the
     /// rules changed; [`Error::Unique`] when the id is taken (the caller draws another).
+    /// With a `session` guard, also only while that session holds (refused like an author
+    /// who is no member).
     pub async fn insert_message(
         &self,
         m: &MessageRow,
         e: &NewEvent,
         access_version: Option<i64>,
+        session: Option<&SessionGuard>,
     ) -> Result<Sent> {
         let stored = match self.postgres() {
             // Sends to one busy channel queue behind its stream's row: committed as a group,
             // on PostgreSQL as one statement per group (`BULK_SEND`).
             Some(pg) => pg
-                .bulk(bulk_send(m, e, access_version))
+                .bulk(bulk_send(m, e, access_version, session))
                 .await?
                 .first()
                 .map(|r| r.i64(0))
@@ -276,11 +297,14 @@ impl Store {
                              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $5, $10, $11, 1
                              WHERE ",
                             may_send!("$3", "$2", "$4", "$12"),
-                            " ON CONFLICT (channel_id, author_id, nonce) DO NOTHING"
+                            " AND ($13 IS NULL OR ",
+                            session_holds!("$13", "$14"),
+                            ") ON CONFLICT (channel_id, author_id, nonce) DO NOTHING"
                         ),
                         {
                             let mut p = send_values(m);
                             p.push(access_version.into());
+                            p.extend(guard_values(session));
                             p
                         },
                     )
@@ -296,12 +320,17 @@ impl Store {
         match stored {
             Ok(seq) => Ok(Sent::New(seq)),
             Err(Error::Conflict(Conflict::MessageRefused)) => {
-                match self
+                // A repeated nonce is answered with the message stored first, but never to a
+                // session that no longer holds.
+                let existing = self
                     .message_by_nonce(m.channel_id, m.author_id, &m.nonce)
-                    .await?
-                {
-                    Some(existing) => Ok(Sent::Existing(Box::new(existing))),
-                    None => Err(Error::Conflict(Conflict::NotAMember)),
+                    .await?;
+                match (existing, session) {
+                    (Some(_), Some(guard)) if !self.session_holds(guard).await? => {
+                        Err(Error::Conflict(Conflict::NotAMember))
+                    }
+                    (Some(existing), _) => Ok(Sent::Existing(Box::new(existing))),
+                    (None, _) => Err(Error::Conflict(Conflict::NotAMember)),
                 }
             }
             Err(e) => Err(e),

@@ -3,10 +3,10 @@
 
 use fugue_store::{
     ChannelRow, Conflict, Error, GuildInviteRow, GuildRow, MessageRow, MessageVersionRow, NewEvent,
-    OverwriteRow, RoleRow, Sent, Store, TargetKind,
+    OverwriteRow, RoleRow, Sent, SessionGuard, Store, TargetKind,
 };
 
-use super::{actor, engines, id};
+use super::{actor, cert, engines, id, session};
 
 pub(super) fn ev(stream_id: i64, op: i64) -> NewEvent {
     NewEvent {
@@ -330,13 +330,21 @@ async fn sends_are_idempotent_and_deletes_leave_scrubbed_tombstones() {
             ref_id: Some(m.id),
             ..ev(g, op)
         };
-        let Sent::New(seq) = store.insert_message(&m, &about(0), None).await.unwrap() else {
+        let Sent::New(seq) = store
+            .insert_message(&m, &about(0), None, None)
+            .await
+            .unwrap()
+        else {
             panic!("a first send is new");
         };
         assert_eq!(seq, 2);
         // The same nonce again: nothing stored, the first message answered.
         let again = message(&f, f.owner, "n1", "other text");
-        match store.insert_message(&again, &about(0), None).await.unwrap() {
+        match store
+            .insert_message(&again, &about(0), None, None)
+            .await
+            .unwrap()
+        {
             Sent::Existing(existing) => {
                 assert_eq!(existing.id, m.id);
                 assert!(existing.content.contains("hello"));
@@ -351,7 +359,7 @@ async fn sends_are_idempotent_and_deletes_leave_scrubbed_tombstones() {
         store.insert_actor(&eve, None, 1).await.unwrap();
         assert!(matches!(
             store
-                .insert_message(&message(&f, eve.id, "n1", "x"), &ev(g, 0), None)
+                .insert_message(&message(&f, eve.id, "n1", "x"), &ev(g, 0), None, None)
                 .await,
             Err(Error::Conflict(Conflict::NotAMember))
         ));
@@ -411,7 +419,10 @@ async fn sends_are_idempotent_and_deletes_leave_scrubbed_tombstones() {
             id: m.id + 1,
             ..later
         };
-        store.insert_message(&later, &ev(g, 0), None).await.unwrap();
+        store
+            .insert_message(&later, &ev(g, 0), None, None)
+            .await
+            .unwrap();
         let newest = store.messages_before(f.channel.id, None, 1).await.unwrap();
         assert_eq!(newest[0].id, later.id);
         let older = store
@@ -474,7 +485,10 @@ async fn channels_update_and_delete_with_their_messages() {
         store.update_channel(&moved, &ev(g, 4)).await.unwrap();
         assert_eq!(store.channel(f.channel.id).await.unwrap().unwrap(), moved);
         let m = message(&f, f.owner, "n1", "hi");
-        store.insert_message(&m, &ev(g, 0), None).await.unwrap();
+        store
+            .insert_message(&m, &ev(g, 0), None, None)
+            .await
+            .unwrap();
         store.delete_channel(g, cat.id, &ev(g, 5)).await.unwrap();
         assert_eq!(
             store
@@ -533,7 +547,7 @@ async fn concurrent_sends_check_the_rules_version_and_are_refused_alone() {
         let stale = message(&f, f.owner, "stale", "x");
         assert!(matches!(
             store
-                .insert_message(&stale, &ev(g, 0), Some(version + 1))
+                .insert_message(&stale, &ev(g, 0), Some(version + 1), None)
                 .await,
             Err(Error::Conflict(Conflict::NotAMember))
         ));
@@ -554,7 +568,9 @@ async fn concurrent_sends_check_the_rules_version_and_are_refused_alone() {
             };
             let (store, m) = (store.clone(), message(&f, author, &nonce, "hi"));
             sends.spawn(async move {
-                let r = store.insert_message(&m, &ev(g, 0), Some(version)).await;
+                let r = store
+                    .insert_message(&m, &ev(g, 0), Some(version), None)
+                    .await;
                 (i, m.id, r)
             });
         }
@@ -582,5 +598,95 @@ async fn concurrent_sends_check_the_rules_version_and_are_refused_alone() {
         let expected: Vec<(i64, Option<i64>)> =
             stored.iter().map(|(seq, id)| (*seq, Some(*id))).collect();
         assert_eq!(about, expected, "{}", store.engine_name());
+    }
+}
+
+#[tokio::test]
+async fn a_guarded_send_is_stored_only_while_its_session_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let f = guild(&store, "owner").await;
+        let g = f.guild.id;
+        let certified = cert(f.owner, "phone");
+        let serial = certified.serial;
+        store
+            .open_session(&session(f.owner, "phone", b"tok-phone", Some(certified)))
+            .await
+            .unwrap();
+        store
+            .open_session(&session(f.owner, "laptop", b"tok-laptop", None))
+            .await
+            .unwrap();
+        let guard = |token: &[u8], cert_serial| SessionGuard {
+            token_hash: token.to_vec(),
+            cert_serial,
+        };
+        let refused =
+            |r: fugue_store::Result<Sent>| matches!(r, Err(Error::Conflict(Conflict::NotAMember)));
+
+        // The session as remembered: stored, with or without a certificate.
+        for (nonce, held) in [
+            ("a", guard(b"tok-phone", Some(serial))),
+            ("b", guard(b"tok-laptop", None)),
+        ] {
+            let m = message(&f, f.owner, nonce, "hi");
+            let sent = store.insert_message(&m, &ev(g, 0), None, Some(&held)).await;
+            assert!(matches!(sent, Ok(Sent::New(_))), "{}", store.engine_name());
+        }
+
+        // Remembered wrongly (another certificate, none, an unknown token): refused, nothing
+        // stored.
+        for (nonce, stale) in [
+            ("c", guard(b"tok-phone", Some(serial + 1))),
+            ("d", guard(b"tok-phone", None)),
+            ("e", guard(b"tok-laptop", Some(serial))),
+            ("f", guard(b"tok-gone", None)),
+        ] {
+            let m = message(&f, f.owner, nonce, "hi");
+            let sent = store
+                .insert_message(&m, &ev(g, 0), None, Some(&stale))
+                .await;
+            assert!(refused(sent), "{}: {nonce}", store.engine_name());
+            assert!(store.message(m.id).await.unwrap().is_none());
+        }
+
+        // Revoked since: refused; the other session still sends until its actor is
+        // suspended.
+        assert!(store.revoke_session(f.owner, "phone", 150).await.unwrap());
+        let m = message(&f, f.owner, "g", "hi");
+        let held = guard(b"tok-phone", Some(serial));
+        assert!(refused(
+            store.insert_message(&m, &ev(g, 0), None, Some(&held)).await
+        ));
+        // Not even a repeated nonce is answered to it with the message stored first.
+        let again = message(&f, f.owner, "a", "hi");
+        assert!(refused(
+            store
+                .insert_message(&again, &ev(g, 0), None, Some(&held))
+                .await
+        ));
+        let laptop = guard(b"tok-laptop", None);
+        let m = message(&f, f.owner, "h", "hi");
+        let sent = store
+            .insert_message(&m, &ev(g, 0), None, Some(&laptop))
+            .await;
+        assert!(matches!(sent, Ok(Sent::New(_))), "{}", store.engine_name());
+        assert!(store.set_suspended(f.owner, Some(160)).await.unwrap());
+        let m = message(&f, f.owner, "i", "hi");
+        assert!(refused(
+            store
+                .insert_message(&m, &ev(g, 0), None, Some(&laptop))
+                .await
+        ));
+        assert!(store.message(m.id).await.unwrap().is_none());
+
+        // Exactly the three sends that held are stored.
+        let stored = store
+            .messages_before(f.channel.id, None, 100)
+            .await
+            .unwrap();
+        let mut nonces: Vec<&str> = stored.iter().map(|m| m.nonce.as_str()).collect();
+        nonces.sort_unstable();
+        assert_eq!(nonces, ["a", "b", "h"], "{}", store.engine_name());
     }
 }

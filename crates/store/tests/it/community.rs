@@ -16,7 +16,7 @@ async fn sent_as(store: &Store, f: &Fixture, id: i64, author: i64, nonce: &str, 
         ..message(f, author, nonce, text)
     };
     match store
-        .insert_message(&m, &ev(f.guild.id, 0), None)
+        .insert_message(&m, &ev(f.guild.id, 0), None, None)
         .await
         .unwrap()
     {

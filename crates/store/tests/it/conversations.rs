@@ -78,13 +78,13 @@ async fn a_pair_has_one_dm_and_only_its_members_post() {
 
         assert!(matches!(
             store
-                .insert_message(&message(dm.id, a, "n1"), &ev(dm.id, 0), None)
+                .insert_message(&message(dm.id, a, "n1"), &ev(dm.id, 0), None, None)
                 .await,
             Ok(Sent::New(2))
         ));
         assert!(matches!(
             store
-                .insert_message(&message(dm.id, e, "n1"), &ev(dm.id, 0), None)
+                .insert_message(&message(dm.id, e, "n1"), &ev(dm.id, 0), None, None)
                 .await,
             Err(Error::Conflict(Conflict::NotAMember))
         ));
@@ -153,7 +153,7 @@ async fn groups_grow_to_their_limit_change_hands_and_close() {
         ));
         assert!(matches!(
             store
-                .insert_message(&message(g.id, m1, "late"), &ev(g.id, 0), None)
+                .insert_message(&message(g.id, m1, "late"), &ev(g.id, 0), None, None)
                 .await,
             Err(Error::Conflict(Conflict::NotAMember))
         ));
