@@ -137,6 +137,24 @@ pub struct PinUpdate {
     pub by: FederationId,
 }
 
+/// A reaction as the list of who reacted with one emoji shows it: with what its author
+/// signed, so that anyone can check it again, as a message — the signature is over
+/// [`crate::chat::SignedPayload::reaction`] of the channel with body `{message, emoji,
+/// add: true}`, made with the certificate `id_cert` (serial `serial`) at `timestamp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedReaction {
+    pub emoji: String,
+    pub fid: FederationId,
+    pub nonce: String,
+    /// Hex Ed25519 signature.
+    pub signature: String,
+    /// The author's ID-Cert (PEM) the signature verifies with.
+    pub id_cert: String,
+    pub serial: crate::Serial,
+    #[serde(with = "u64_string")]
+    pub timestamp: u64,
+}
+
 /// A pinned message, as the channel's pin list shows it: the message with who pinned it
 /// and when (seconds since the Unix epoch, like a message's `timestamp`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

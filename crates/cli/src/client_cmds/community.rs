@@ -265,8 +265,9 @@ pub async fn reactions(opts: ChatOpts, args: ReactionsArgs) -> Result<(), String
         if who.is_empty() {
             out!("no one reacted {emoji} to message {m}");
         }
-        for fid in who {
-            out!("{fid}");
+        for r in who {
+            let (mark, why) = super::messages::mark(&chat.verify_reaction(c, m, &r).await);
+            out!("{mark} {}{why}", r.fid);
         }
         return Ok(());
     }

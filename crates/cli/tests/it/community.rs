@@ -7,13 +7,19 @@
 
 use std::time::{Duration, Instant};
 
-use fugue_client::ChatEvent;
-use fugue_proto::ErrorCode;
+use fugue_client::{ChatEvent, Verdict};
 use fugue_proto::api::update_profile;
+use fugue_proto::community::SignedReaction;
+use fugue_proto::{ErrorCode, FederationId};
 use fugue_testkit::TestServer;
 
 use crate::chat::{Person, guild_of_two, sent_id, text, word_after};
 use crate::support::Watcher;
+
+/// Who a list of reactions names, in its order.
+fn fids(reactions: &[SignedReaction]) -> Vec<FederationId> {
+    reactions.iter().map(|r| r.fid.clone()).collect()
+}
 
 /// A public guild of `owner` that `member` joined; its id and its `general` channel.
 async fn club(owner: &Person, member: &Person) -> (String, String) {
@@ -65,16 +71,15 @@ async fn two_people_react_pin_and_keep_track_of_what_they_read() {
     // Again: nothing changes, nothing is announced.
     alice.ok(&["react", &c, &hello, ":party:"]).await;
     let who = bob.ok(&["reactions", &c, &hello, "👍"]).await;
+    // Each checked again: signed by its author, vouched for by the author's home server.
     let mut sorted: Vec<&str> = who.lines().collect();
     sorted.sort_unstable();
-    assert_eq!(sorted, ["alice@localhost", "bob@localhost"], "{who}");
+    assert_eq!(sorted, ["✓ alice@localhost", "✓ bob@localhost"], "{who}");
     let all = bob.ok(&["reactions", &c, &hello]).await;
+    let names: Vec<&str> = who.lines().map(|l| l.trim_start_matches("✓ ")).collect();
     assert_eq!(
         all,
-        format!(
-            "👍 2  {}\n:party: 1  alice@localhost\n",
-            who.lines().collect::<Vec<_>>().join(", ")
-        )
+        format!("👍 2  {}\n:party: 1  alice@localhost\n", names.join(", "))
     );
     let read = bob.ok(&["read", &c]).await;
     assert!(
@@ -88,7 +93,7 @@ async fn two_people_react_pin_and_keep_track_of_what_they_read() {
     assert_eq!(took, format!("took back 👍 from message {hello}\n"));
     assert_eq!(
         alice.ok(&["reactions", &c, &hello, "👍"]).await,
-        "alice@localhost\n"
+        "✓ alice@localhost\n"
     );
     assert_eq!(
         alice.ok(&["reactions", &c, &hello, "🎉"]).await,
@@ -325,10 +330,33 @@ async fn a_signed_reaction_verifies_and_a_tampered_one_is_refused() {
     let prepared = a.prepare_reaction(general, m, "👍", true);
     a.post_reaction(&prepared).await.unwrap();
     a.post_reaction(&prepared).await.unwrap();
+    let listed = b.reactors(general, m, "👍").await.unwrap();
+    assert_eq!(fids(&listed), [a.fid().clone()]);
+    // Anyone can check a listed reaction again; one moved to another message or emoji, or
+    // claimed for someone else, does not check out.
     assert_eq!(
-        b.reactors(general, m, "👍").await.unwrap(),
-        [a.fid().clone()]
+        b.verify_reaction(general, m, &listed[0]).await,
+        Verdict::Verified
     );
+    assert!(
+        !b.verify_reaction(general, m + 1, &listed[0])
+            .await
+            .is_verified()
+    );
+    let other_emoji = SignedReaction {
+        emoji: "🎉".into(),
+        ..listed[0].clone()
+    };
+    assert!(
+        !b.verify_reaction(general, m, &other_emoji)
+            .await
+            .is_verified()
+    );
+    let claimed = SignedReaction {
+        fid: b.fid().clone(),
+        ..listed[0].clone()
+    };
+    assert!(!b.verify_reaction(general, m, &claimed).await.is_verified());
 
     let refused = |err: fugue_client::Error| {
         assert_eq!(err.code(), Some(ErrorCode::SignatureInvalid), "{err}");
@@ -344,7 +372,7 @@ async fn a_signed_reaction_verifies_and_a_tampered_one_is_refused() {
     assert!(a.post_reaction(&bobs).await.is_err());
     assert!(b.reactors(general, m, "😀").await.unwrap().is_empty());
     assert_eq!(
-        b.reactors(general, m, "👍").await.unwrap(),
+        fids(&b.reactors(general, m, "👍").await.unwrap()),
         [a.fid().clone()]
     );
 

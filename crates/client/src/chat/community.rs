@@ -14,7 +14,7 @@ use fugue_proto::api::{
     unpin_message, update_profile,
 };
 use fugue_proto::chat::SignedPayload;
-use fugue_proto::community::{Actor, Pinned, Presence, ReactionBody, ReadState};
+use fugue_proto::community::{Actor, Pinned, Presence, ReactionBody, ReadState, SignedReaction};
 
 use super::{Chat, new_nonce, retried};
 use crate::error::Result;
@@ -88,16 +88,16 @@ impl Chat {
         retried(|| self.post_reaction(&prepared)).await
     }
 
-    /// Who reacted to a message with `emoji`, in the order they did.
+    /// Who reacted to a message with `emoji`, in the order they did, each with the reaction
+    /// they signed ([`Chat::verify_reaction`] checks one).
     pub async fn reactors(
         &self,
         channel_id: u64,
         message_id: u64,
         emoji: &str,
-    ) -> Result<Vec<FederationId>> {
+    ) -> Result<Vec<SignedReaction>> {
         let target = list_reactions::target(channel_id, message_id, emoji);
-        let reactions: list_reactions::Response = self.json(self.authed(target)?).await?;
-        Ok(reactions.into_iter().map(|r| r.fid).collect())
+        self.json(self.authed(target)?).await
     }
 
     // ---- pins ----

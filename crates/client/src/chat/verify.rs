@@ -9,7 +9,8 @@
 //! signature checked against the home server's roots (`crate::verify`, core §6.4:
 //! certificates through the conversation server, the home server as fallback), not revoked
 //! before the message was sent. Anything else is [`Verdict::Failed`] with the reason. A
-//! tombstone has nothing left to verify ([`Verdict::Deleted`]).
+//! tombstone has nothing left to verify ([`Verdict::Deleted`]). A reaction is checked the same
+//! way ([`Chat::verify_reaction`]), over the addition of its emoji to its message.
 //!
 //! Certificates are cached per author until the earliest cache window of the list closes
 //! (core §6.4.1); a serial missing from a cached list is looked up again, once per call. A
@@ -23,7 +24,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use fugue_proto::certs::{self, IdCert};
 use fugue_proto::chat::{Message, MessageVersion, SignedPayload};
-use fugue_proto::{DomainName, FederationId};
+use fugue_proto::community::{ReactionBody, SignedReaction};
+use fugue_proto::{DomainName, FederationId, Serial};
 
 use super::Chat;
 use crate::error::{Error, Result};
@@ -80,6 +82,40 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// What a signed item — a version of a message, a reaction — carries to be checked again.
+struct Signed<'a> {
+    author: &'a FederationId,
+    /// The certificate (PEM) it says it was signed with, and that certificate's serial.
+    id_cert: &'a str,
+    serial: Serial,
+    /// Hex Ed25519 signature.
+    signature: &'a str,
+    /// What was signed, rebuilt from what was received.
+    payload: SignedPayload,
+}
+
+impl<'a> Signed<'a> {
+    /// The current version of message `m`, as this server's domain `domain` hosts it.
+    fn message(domain: &DomainName, m: &'a Message) -> Self {
+        // The first version signed `edit_of: null`, every later one the message's own id.
+        let edit_of = (m.version > 1).then_some(m.id);
+        Signed {
+            author: &m.author,
+            id_cert: &m.id_cert,
+            serial: m.serial,
+            signature: &m.signature,
+            payload: SignedPayload::message(
+                domain,
+                m.channel_id,
+                &m.author,
+                &m.nonce,
+                edit_of,
+                &m.body(),
+            ),
+        }
+    }
+}
+
 /// The checks that need no network: channel, certificate, signature. Returns the carried
 /// certificate for the home server check.
 pub(super) fn check_signature(
@@ -95,31 +131,27 @@ pub(super) fn check_signature(
             m.channel_id
         ));
     }
-    let cert = IdCert::parse(m.id_cert.as_bytes())
+    check_signed(&Signed::message(domain, m))
+}
+
+/// The carried certificate parses, is the one named and the author's, and the signature
+/// verifies strictly with it over the rebuilt payload.
+fn check_signed(s: &Signed<'_>) -> Result<IdCert, String> {
+    let cert = IdCert::parse(s.id_cert.as_bytes())
         .map_err(|e| format!("its certificate does not parse: {e}"))?;
-    if cert.serial != m.serial {
+    if cert.serial != s.serial {
         return Err(format!(
             "it names certificate {} but carries {}",
-            m.serial, cert.serial
+            s.serial, cert.serial
         ));
     }
-    if cert.fid().as_ref() != Some(&m.author) {
-        return Err(format!("certificate {} is not {}'s", cert.serial, m.author));
+    if cert.fid().as_ref() != Some(s.author) {
+        return Err(format!("certificate {} is not {}'s", cert.serial, s.author));
     }
-    let signature = decode_hex(&m.signature)
-        .filter(|s| s.len() == 64)
+    let signature = decode_hex(s.signature)
+        .filter(|sig| sig.len() == 64)
         .ok_or("its signature is not 64 bytes of hex")?;
-    // The first version signed `edit_of: null`, every later one the message's own id.
-    let edit_of = (m.version > 1).then_some(m.id);
-    let payload = SignedPayload::message(
-        domain,
-        m.channel_id,
-        &m.author,
-        &m.nonce,
-        edit_of,
-        &m.body(),
-    );
-    certs::verify_strict(&cert.key, &payload.signed_bytes(), &signature).map_err(|_| {
+    certs::verify_strict(&cert.key, &s.payload.signed_bytes(), &signature).map_err(|_| {
         format!(
             "the signature does not verify with certificate {}",
             cert.serial
@@ -134,32 +166,37 @@ pub(super) fn check_published(
     m: &Message,
     published: &[VerifiedCert],
 ) -> Result<(), String> {
+    let sent = m.edited_timestamp.unwrap_or(m.timestamp);
+    check_vouched(cert, &m.author, sent, "message", published)
+}
+
+/// Whether the home server's list vouches for `cert` at the time `s` was sent.
+fn check_vouched(
+    cert: &IdCert,
+    author: &FederationId,
+    sent: u64,
+    what: &str,
+    published: &[VerifiedCert],
+) -> Result<(), String> {
     let serial = cert.serial;
     let entry = published
         .iter()
         .find(|v| v.cert.serial == serial)
-        .ok_or_else(|| {
-            format!(
-                "{}'s home server does not list certificate {serial}",
-                m.author
-            )
-        })?;
+        .ok_or_else(|| format!("{author}'s home server does not list certificate {serial}"))?;
     if entry.cert.der != cert.der {
         return Err(format!(
-            "certificate {serial} differs from the one {}'s home server publishes",
-            m.author
+            "certificate {serial} differs from the one {author}'s home server publishes"
         ));
     }
-    let sent = m.edited_timestamp.unwrap_or(m.timestamp);
     if let Some(revoked) = entry.revoked_at
         && revoked <= sent
     {
         return Err(format!(
-            "certificate {serial} was revoked before the message was sent"
+            "certificate {serial} was revoked before the {what} was sent"
         ));
     }
     cert.valid_at(sent)
-        .map_err(|_| format!("certificate {serial} was not valid when the message was sent"))
+        .map_err(|_| format!("certificate {serial} was not valid when the {what} was sent"))
 }
 
 pub(super) fn decode_hex(text: &str) -> Option<Vec<u8>> {
@@ -254,22 +291,68 @@ impl Chat {
         if m.deleted_timestamp.is_some() {
             return Verdict::Deleted;
         }
-        let cert = match check_signature(&self.domain, channel_id, m) {
-            Ok(cert) => cert,
-            Err(why) => return Verdict::Failed(why),
+        match check_signature(&self.domain, channel_id, m) {
+            Ok(cert) => {
+                self.vouched(&m.author, &cert, |published| {
+                    check_published(&cert, m, published)
+                })
+                .await
+            }
+            Err(why) => Verdict::Failed(why),
+        }
+    }
+
+    /// Checks a reaction to message `message_id` of `channel_id`, as
+    /// [`Chat::reactors`] lists it: signed by its author over the addition of that emoji
+    /// to that message, with a certificate the author's home server vouches for.
+    pub async fn verify_reaction(
+        &self,
+        channel_id: u64,
+        message_id: u64,
+        r: &SignedReaction,
+    ) -> Verdict {
+        let body = ReactionBody {
+            message: message_id,
+            emoji: r.emoji.clone(),
+            add: true,
         };
+        let signed = Signed {
+            author: &r.fid,
+            id_cert: &r.id_cert,
+            serial: r.serial,
+            signature: &r.signature,
+            payload: SignedPayload::reaction(&self.domain, channel_id, &r.fid, &r.nonce, &body),
+        };
+        match check_signed(&signed) {
+            Ok(cert) => {
+                self.vouched(&r.fid, &cert, |published| {
+                    check_vouched(&cert, &r.fid, r.timestamp, "reaction", published)
+                })
+                .await
+            }
+            Err(why) => Verdict::Failed(why),
+        }
+    }
+
+    /// `check` over the author's certificates as its home server publishes them, asked
+    /// again once when the cached list lacks `cert`.
+    async fn vouched(
+        &self,
+        author: &FederationId,
+        cert: &IdCert,
+        check: impl Fn(&[VerifiedCert]) -> Result<(), String>,
+    ) -> Verdict {
         let mut fresh = false;
         loop {
-            let published = match self.author_certs(&m.author, fresh).await {
+            let published = match self.author_certs(author, fresh).await {
                 Ok(p) => p,
                 Err(e) => {
                     return Verdict::Failed(format!(
-                        "the certificates of {} could not be verified: {e}",
-                        m.author
+                        "the certificates of {author} could not be verified: {e}"
                     ));
                 }
             };
-            match check_published(&cert, m, &published) {
+            match check(&published) {
                 Ok(()) => return Verdict::Verified,
                 // Issued after the list was cached: ask once more.
                 Err(_) if !fresh && !published.iter().any(|v| v.cert.serial == cert.serial) => {

@@ -225,10 +225,11 @@ endpoints! {
         pub use super::ReactionRequest as Request;
     }
 
-    /// Who reacted to a message with `emoji`, in the order they did.
+    /// Who reacted to a message with `emoji`, in the order they did, each with the reaction
+    /// they signed.
     list_reactions = GET "v1/channels/{channel_id}/messages/{message_id}/reactions/{emoji}"
         (channel_id: u64, message_id: u64, emoji: &str), auth AnySession {
-        pub type Response = Vec<crate::chat::Reaction>;
+        pub type Response = Vec<crate::community::SignedReaction>;
     }
 
     /// Pins a message of the channel (MANAGE_MESSAGES; at most 50 per channel).

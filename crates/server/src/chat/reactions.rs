@@ -16,8 +16,9 @@ use std::collections::HashMap;
 use fugue_proto::api::ReactionRequest;
 use fugue_proto::chat::{FUGUE_CHAT, Message, Permissions, Reaction, SignedPayload};
 use fugue_proto::community::{
-    self, MAX_PINS, PinUpdate, Pinned, ReactionBody, ReactionEvent, valid_emoji,
+    self, MAX_PINS, PinUpdate, Pinned, ReactionBody, ReactionEvent, SignedReaction, valid_emoji,
 };
+use fugue_proto::ids::Serial;
 use fugue_store::{Conflict, ReactionChange, ReactionRow};
 
 use super::{Chat, Error, json};
@@ -148,14 +149,15 @@ impl Chat {
         }
     }
 
-    /// `GET …/reactions/{emoji}`: who reacted so, in the order they did.
+    /// `GET …/reactions/{emoji}`: who reacted so, in the order they did, each with the
+    /// reaction they signed (kept so that anyone can check it again).
     pub async fn reactors(
         &self,
         authed: &Authed,
         channel_id: u64,
         message_id: u64,
         emoji: &str,
-    ) -> Result<Vec<Reaction>, Error> {
+    ) -> Result<Vec<SignedReaction>, Error> {
         let (_, _, m) = self
             .channel_message(&authed.actor, channel_id, message_id)
             .await?;
@@ -168,9 +170,14 @@ impl Chat {
             .await?
             .iter()
             .map(|r| {
-                Ok(Reaction {
+                Ok(SignedReaction {
                     emoji: r.emoji.clone(),
                     fid: self.fid_of(&r.actor_name)?,
+                    nonce: r.nonce.clone(),
+                    signature: r.signature.clone(),
+                    id_cert: r.cert_pem.clone(),
+                    serial: Serial(from_store(r.cert_serial)),
+                    timestamp: from_store(r.created_at),
                 })
             })
             .collect()

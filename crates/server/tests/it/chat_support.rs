@@ -193,13 +193,15 @@ impl<'a> Who<'a> {
         self.call(target, &[], Some(body)).await
     }
 
+    /// Who reacted with `emoji`; each listed reaction's signature is checked to verify, with
+    /// the certificate it carries, over the addition of that emoji to that message.
     pub(crate) async fn reactors(
         &self,
         channel: u64,
         message: u64,
         emoji: &str,
     ) -> Vec<FederationId> {
-        let list: Vec<fugue_proto::chat::Reaction> = ok(
+        let list: Vec<fugue_proto::community::SignedReaction> = ok(
             self.call(
                 api::list_reactions::target(channel, message, emoji),
                 &[],
@@ -209,6 +211,20 @@ impl<'a> Who<'a> {
             200,
         )
         .await;
+        for r in &list {
+            let body = ReactionBody {
+                message,
+                emoji: emoji.to_owned(),
+                add: true,
+            };
+            let payload =
+                SignedPayload::reaction(&self.server.domain, channel, &r.fid, &r.nonce, &body);
+            let cert = fugue_proto::certs::IdCert::parse(r.id_cert.as_bytes()).unwrap();
+            assert_eq!((cert.serial, cert.fid().as_ref()), (r.serial, Some(&r.fid)));
+            let signature = hex::decode(&r.signature).unwrap();
+            fugue_proto::certs::verify_strict(&cert.key, &payload.signed_bytes(), &signature)
+                .unwrap();
+        }
         list.into_iter().map(|r| r.fid).collect()
     }
 
