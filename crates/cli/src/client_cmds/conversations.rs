@@ -12,12 +12,12 @@ use clap::{Args, Subcommand};
 
 use fugue_client::{Client, DmServers, ForeignSession};
 use fugue_proto::FederationId;
-use fugue_proto::chat::{MessageBody, channel_type};
+use fugue_proto::chat::{DEFAULT_PAGE, MAX_PAGE, MessageBody, channel_type};
 use fugue_proto::conversation::Conversation;
 
 use super::messages::line;
 use super::{ChatOpts, chat, current, date, e, homes, open_store, restore_session};
-use crate::terminal::out;
+use crate::terminal::{note, out};
 
 #[derive(Args)]
 pub struct DmArgs {
@@ -25,9 +25,12 @@ pub struct DmArgs {
     fid: FederationId,
     /// The message; without it, the conversation with FID is shown.
     text: Option<String>,
-    /// How many of the latest messages of each side to show (at most 100).
+    /// How many of the latest messages to show (at most 100; 50 by default).
     #[arg(long)]
     limit: Option<u64>,
+    /// Only messages older than this message (of either side), for the page before.
+    #[arg(long, conflicts_with = "text")]
+    before: Option<u64>,
 }
 
 #[derive(Subcommand)]
@@ -37,9 +40,12 @@ pub enum DmsCmd {
     /// The conversation with FID: both directions, oldest first, each message marked.
     Read {
         fid: FederationId,
-        /// How many of the latest messages of each side (at most 100).
+        /// How many of the latest messages (at most 100; 50 by default).
         #[arg(long)]
         limit: Option<u64>,
+        /// Only messages older than this message (of either side), for the page before.
+        #[arg(long)]
+        before: Option<u64>,
     },
 }
 
@@ -144,7 +150,7 @@ async fn dm_servers(opts: &ChatOpts, peer: &FederationId) -> Result<DmServers, S
 pub async fn dm(opts: ChatOpts, args: DmArgs) -> Result<(), String> {
     match args.text {
         Some(text) => send_dm(opts, args.fid, text).await,
-        None => read_dm(opts, args.fid, args.limit).await,
+        None => read_dm(opts, args.fid, args.limit, args.before).await,
     }
 }
 
@@ -165,21 +171,34 @@ async fn send_dm(opts: ChatOpts, peer: FederationId, text: String) -> Result<(),
     Ok(())
 }
 
-async fn read_dm(opts: ChatOpts, peer: FederationId, limit: Option<u64>) -> Result<(), String> {
+async fn read_dm(
+    opts: ChatOpts,
+    peer: FederationId,
+    limit: Option<u64>,
+    before: Option<u64>,
+) -> Result<(), String> {
     let servers = dm_servers(&opts, &peer).await?;
-    let messages = servers.read(limit).await.map_err(e)?;
+    let messages = servers.read(limit, before).await.map_err(e)?;
     if messages.is_empty() {
-        out!("no messages with {peer}");
+        out!(
+            "no {}messages with {peer}",
+            if before.is_some() { "older " } else { "" }
+        );
     }
     for m in &messages {
         out!("{}", line(&m.message, &m.verdict));
+    }
+    let page = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let full = u64::try_from(messages.len()).is_ok_and(|n| n == page);
+    if let (true, Some(oldest)) = (full, messages.first()) {
+        note!("older messages: --before {}", oldest.message.id);
     }
     Ok(())
 }
 
 pub async fn dms(opts: ChatOpts, cmd: DmsCmd) -> Result<(), String> {
     match cmd {
-        DmsCmd::Read { fid, limit } => read_dm(opts, fid, limit).await,
+        DmsCmd::Read { fid, limit, before } => read_dm(opts, fid, limit, before).await,
         DmsCmd::List => {
             let chat = chat(&opts).await?;
             let own = chat.fid().clone();

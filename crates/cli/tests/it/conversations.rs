@@ -91,6 +91,34 @@ async fn a_dm_between_two_local_people_reads_as_one_conversation() {
             "{read}"
         );
     }
+    // One at a time, from the newest back, with the way to the page before.
+    let (ok, newest, err) = alice.run(&["dm", "bob@localhost", "--limit", "1"]).await;
+    assert!(
+        ok && newest.ends_with(&format!("[{reply}]  hi alice\n")),
+        "{newest}"
+    );
+    assert!(
+        err.contains(&format!("older messages: --before {reply}")),
+        "{err}"
+    );
+    let before = reply.to_string();
+    let older = [
+        "dms",
+        "read",
+        "bob@localhost",
+        "--limit",
+        "1",
+        "--before",
+        &before,
+    ];
+    let older = alice.ok(&older).await;
+    assert!(older.ends_with(&format!("[{hello}]  hi bob\n")), "{older}");
+    let before = hello.to_string();
+    let oldest = alice
+        .ok(&["dm", "bob@localhost", "--before", &before])
+        .await;
+    assert_eq!(oldest, "no older messages with bob@localhost\n");
+
     let listed = alice.ok(&["dms", "list"]).await;
     assert!(
         listed.starts_with(&format!("DM {conversation} with bob@localhost")),
@@ -355,10 +383,17 @@ async fn the_sdk_merges_both_sides_of_a_dm_and_sees_conversation_events() {
     let three = alice_dm.send(text("three")).await.unwrap();
     assert_eq!(three.conversation.id, one.conversation.id);
 
+    let contents = |page: &[fugue_client::DmMessage]| -> Vec<String> {
+        page.iter().map(|m| m.message.content.clone()).collect()
+    };
     for dm in [&alice_dm, &bob_dm] {
-        let merged = dm.read(None).await.unwrap();
-        let contents: Vec<&str> = merged.iter().map(|m| m.message.content.as_str()).collect();
-        assert_eq!(contents, ["one", "two", "three"]);
+        let merged = dm.read(None, None).await.unwrap();
+        assert_eq!(contents(&merged), ["one", "two", "three"]);
+        // Paged across both servers: the newest two, then what came before the older one.
+        let newest = dm.read(Some(2), None).await.unwrap();
+        assert_eq!(contents(&newest), ["two", "three"]);
+        let before = dm.read(Some(2), Some(newest[0].message.id)).await.unwrap();
+        assert_eq!(contents(&before), ["one"]);
         assert!(
             merged.iter().all(|m| m.verdict == Verdict::Verified),
             "{merged:?}"

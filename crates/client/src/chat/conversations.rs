@@ -12,7 +12,7 @@ use fugue_proto::api::{
     list_conversation_members, list_dms, message_history, remove_conversation_member, rename_group,
     transfer_conversation,
 };
-use fugue_proto::chat::{Message, MessageBody, channel_type};
+use fugue_proto::chat::{self, Message, MessageBody, channel_type};
 use fugue_proto::conversation::{Conversation, ConversationMember};
 use fugue_proto::services::{ProviderUrl, ServiceName};
 use fugue_proto::{DomainName, FederationId};
@@ -130,15 +130,6 @@ impl Chat {
         let target = transfer_conversation::target(conversation_id);
         self.json(self.authed(target)?.json(&body)).await
     }
-
-    /// The latest `limit` messages of a conversation (newest first, unverified).
-    async fn latest(&self, conversation_id: u64, limit: Option<u64>) -> Result<Vec<Message>> {
-        let query = message_history::Query {
-            limit,
-            ..Default::default()
-        };
-        self.message_history(conversation_id, &query).await
-    }
 }
 
 /// A DM as sent: the conversation on the peer's chat server and the message stored there.
@@ -188,25 +179,44 @@ impl DmServers {
     }
 
     /// Both directions as one conversation, oldest first, each message verified on the
-    /// server holding it: the latest `limit` of each side (the server's default when
-    /// `None`). A side without a DM yet has no messages.
-    pub async fn read(&self, limit: Option<u64>) -> Result<Vec<DmMessage>> {
-        let mut all = side(&self.theirs, &self.peer, limit).await?;
+    /// server holding it: the latest `limit` messages (the server's default page when
+    /// `None`) before message `before` (any message id of either side: ids begin with their
+    /// time in milliseconds on every server, decisions "Ids"), so that a page holds every
+    /// message of both sides newer than its oldest one, and `before` = that oldest one's id
+    /// reads the page before it. A side without a DM yet has no messages.
+    pub async fn read(&self, limit: Option<u64>, before: Option<u64>) -> Result<Vec<DmMessage>> {
+        let limit = limit.unwrap_or(chat::DEFAULT_PAGE).clamp(1, chat::MAX_PAGE);
+        let mut all = side(&self.theirs, &self.peer, limit, before).await?;
         if !self.same_server() {
-            all.extend(side(&self.ours, &self.peer, limit).await?);
+            all.extend(side(&self.ours, &self.peer, limit, before).await?);
         }
-        // Message ids begin with their time in milliseconds on every server (decisions,
-        // "Ids"), so they order the two servers' messages by time.
         all.sort_by_key(|m| (m.message.id >> 22, m.message.timestamp, m.message.id));
+        // The newest `limit` of both: an older one of one side kept beside a gap in the other
+        // would break "everything newer than the oldest shown".
+        let older = all
+            .len()
+            .saturating_sub(usize::try_from(limit).unwrap_or(usize::MAX));
+        all.drain(..older);
         Ok(all)
     }
 }
 
-async fn side(chat: &Chat, peer: &FederationId, limit: Option<u64>) -> Result<Vec<DmMessage>> {
+/// One side's latest `limit` messages before `before`, verified, newest first.
+async fn side(
+    chat: &Chat,
+    peer: &FederationId,
+    limit: u64,
+    before: Option<u64>,
+) -> Result<Vec<DmMessage>> {
     let Some(dm) = chat.find_dm(peer).await? else {
         return Ok(Vec::new());
     };
-    let messages = chat.latest(dm.id, limit).await?;
+    let query = message_history::Query {
+        limit: Some(limit),
+        before,
+        ..Default::default()
+    };
+    let messages = chat.message_history(dm.id, &query).await?;
     let verdicts = chat.verify_messages(dm.id, &messages).await;
     Ok(messages
         .into_iter()
