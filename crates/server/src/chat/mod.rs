@@ -805,14 +805,17 @@ impl Chat {
             created_at: now.to_store(),
         };
         let view = Self::channel_view(&c, None);
-        // To every follower: the views they hold were made before the channel existed, so a
-        // channel audience would reach nobody. A new channel has no overwrites yet.
+        // To those who may see the channel: one made in a category starts with the
+        // category's overwrites (copied in the same transaction), so a channel of a private
+        // category is announced only inside it. Followers renew their views at this
+        // access-changing event before a channel they did not see yet is decided on.
         let p = Publish::new(
             Self::guild_stream(c.guild_id),
             CHAT,
             op::CHANNEL_CREATE,
             json(&view),
         )
+        .audience(Audience::Channel(c.id))
         .changes_access();
         let seq = self
             .store

@@ -1285,6 +1285,76 @@ async fn a_session_revoked_on_one_node_sends_nothing_on_another() {
     assert_eq!(alice.history(general.id, &[]).await.len(), 1);
 }
 
+/// A channel made in a category starts with the category's overwrites: made in a private
+/// category, it is private, and only those who may see it hear of it — on the gateway, in
+/// the channel list, in its history. Moved or changed later, it keeps its own.
+#[tokio::test]
+async fn a_channel_made_in_a_private_category_is_private_and_announced_only_inside() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let carol = Who::new(&server, "carol").await;
+    let (g, general) = alice.create_guild("club", true).await;
+    for who in [&bob, &carol] {
+        alice.admit(who, g.id, general.id).await;
+    }
+    let staff: Channel = alice
+        .create_channel(g.id, json!({"name": "Staff", "type": 4}))
+        .await;
+    let view = Permissions::VIEW_CHANNEL.bits().to_string();
+    let everyone = fugue_proto::chat::OverwriteTarget::Role(g.id);
+    alice
+        .set_overwrite(staff.id, &everyone, json!({"deny": view}))
+        .await;
+    let carol_target = fugue_proto::chat::OverwriteTarget::Member(carol.fid());
+    alice
+        .set_overwrite(staff.id, &carol_target, json!({"allow": view}))
+        .await;
+    let mut bob_ws = bob.subscribed("chat").await;
+    let mut carol_ws = carol.subscribed("chat").await;
+
+    let plans: Channel = alice
+        .create_channel(
+            g.id,
+            json!({"name": "plans", "parent_id": staff.id.to_string()}),
+        )
+        .await;
+    let open: Channel = alice.create_channel(g.id, json!({"name": "open"})).await;
+    // Carol hears of both; bob only of the one outside the category.
+    for (conn, expected) in [
+        (&mut carol_ws, vec!["plans", "open"]),
+        (&mut bob_ws, vec!["open"]),
+    ] {
+        for name in expected {
+            let frame = next_chat(conn).await;
+            assert_eq!(
+                (frame["op"].clone(), frame["d"]["name"].clone()),
+                (json!(3), json!(name)),
+                "{frame}"
+            );
+        }
+    }
+    async fn listed(who: &Who<'_>, guild: u64) -> Vec<String> {
+        let target = api::list_channels::target(guild);
+        let channels: Vec<Channel> = ok(who.call(target, &[], None).await, 200).await;
+        channels.into_iter().map(|c| c.name).collect()
+    }
+    assert!(listed(&carol, g.id).await.contains(&"plans".to_owned()));
+    assert!(!listed(&bob, g.id).await.contains(&"plans".to_owned()));
+    ok::<Message>(carol.send(plans.id, "c1", "inside").await, 201).await;
+    assert_eq!(
+        status(bob.send(plans.id, "b1", "let me in").await).await,
+        404
+    );
+    assert_eq!(status(bob.history_call(plans.id, &[]).await).await, 404);
+    // Its overwrites are its own from now on: opening the category later does not open it.
+    alice
+        .set_overwrite(staff.id, &everyone, json!({"allow": view}))
+        .await;
+    assert!(!listed(&bob, g.id).await.contains(&"plans".to_owned()));
+    assert!(listed(&bob, g.id).await.contains(&open.name));
+}
+
 /// A valid body for each chat endpoint that takes one, so that only who calls decides.
 pub(crate) fn sample_body(name: &str, who: &Who<'_>, channel: u64, message: u64) -> Option<Value> {
     Some(match name {

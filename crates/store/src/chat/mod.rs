@@ -558,8 +558,18 @@ impl Store {
     // ---- channels ----
 
     /// Adds a channel to a live guild ([`Conflict::GuildMissing`]).
+    /// A new channel with its event; one made in a category starts with a copy of the
+    /// category's overwrites (as they are at this commit).
     pub async fn insert_channel(&self, c: &ChannelRow, e: &NewEvent) -> Result<i64> {
-        let stmts = vec![touch_guild(c.guild_id), insert_channel_stmt(c)];
+        let mut stmts = vec![touch_guild(c.guild_id), insert_channel_stmt(c)];
+        if let Some(category) = c.parent_id {
+            stmts.push(Stmt::new(
+                "INSERT INTO channel_overwrites (channel_id, target_kind, target_id, allow_bits, deny_bits)
+                 SELECT $1, target_kind, target_id, allow_bits, deny_bits
+                 FROM channel_overwrites WHERE channel_id = $2",
+                params![c.id, category],
+            ));
+        }
         self.transaction_with_event(stmts, e).await
     }
 

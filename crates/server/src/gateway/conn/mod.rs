@@ -422,7 +422,8 @@ impl Conn {
     }
 
     /// The next event of its stream: sent if the session may see it; an access-changing one
-    /// makes the connection ask again what it may see, before the stream's next event.
+    /// makes the connection ask again what it may see, before the stream's next event, and
+    /// is sent if the session may see it before or after the change.
     async fn emit(&mut self, e: Arc<Event>, authed: &Authed) -> Result<(), End> {
         let Some(f) = self.follows.get_mut(&e.stream) else {
             return Ok(());
@@ -431,9 +432,16 @@ impl Conn {
         let (stream, access) = (e.stream, e.access);
         if self.wants(&e, authed) {
             self.send_event(e).await?;
-        }
-        if access {
+            if access {
+                Box::pin(self.on_access(stream, authed)).await?;
+            }
+        } else if access {
+            // Not seen before the change, but perhaps after it: a channel created where
+            // only some may see it reaches those who see it now.
             Box::pin(self.on_access(stream, authed)).await?;
+            if self.wants(&e, authed) {
+                self.send_event(e).await?;
+            }
         }
         Ok(())
     }
