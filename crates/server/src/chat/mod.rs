@@ -880,15 +880,15 @@ impl Chat {
             guild_id: from_store(c.guild_id),
         };
         let now = self.events.now();
-        // Those who could see the channel learn that it is gone: delivery checks the views
-        // made before this change, which still hold the channel.
+        // To every member: a resume or `GET /events` decides on missed events with the views
+        // of now, which hold no deleted channel, so a channel-scoped delete would never reach
+        // a client that was away when it happened. It names only ids (as overwrite events do).
         let p = Publish::new(
             Self::guild_stream(c.guild_id),
             CHAT,
             op::CHANNEL_DELETE,
             json(&d),
         )
-        .audience(Audience::Channel(c.id))
         .changes_access();
         let seq = self
             .store

@@ -1571,6 +1571,31 @@ async fn a_resume_replays_the_missed_messages_of_visible_channels() {
     );
 }
 
+/// A channel deleted while a member was away is deleted on its side too when it resumes (no
+/// view of now holds a deleted channel, so a delete for the channel's viewers only would be
+/// lost on the way).
+#[tokio::test]
+async fn a_channel_deleted_while_away_is_gone_after_the_resume() {
+    let server = TestServer::start().await;
+    let alice = Who::new(&server, "alice").await;
+    let bob = Who::new(&server, "bob").await;
+    let (g, general) = alice.create_guild("club", true).await;
+    let books: Channel = alice.create_channel(g.id, json!({"name": "books"})).await;
+    alice.admit(&bob, g.id, general.id).await;
+    let s = live_then_away(&server, &alice, &bob, general.id).await;
+    let deleted = alice
+        .call(api::delete_channel::target(books.id), &[], None)
+        .await;
+    assert_eq!(status(deleted).await, 204);
+    let replayed = resume(&server, &bob, s).await;
+    assert!(
+        replayed.iter().any(|e| e["n"] == "chat"
+            && e["op"] == 5
+            && e["d"]["id"] == json!(books.id.to_string())),
+        "{replayed:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_removed_member_resumes_without_anything_of_the_guild_after_its_removal() {
     let server = TestServer::start().await;
