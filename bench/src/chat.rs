@@ -17,11 +17,11 @@
 //! accounts hash cheaply (set-up of 1,000 accounts is not what is measured). Chat rate limits
 //! are off in both (10 senders on one channel are a load, not a spammer).
 
-use axum::body::Bytes;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use axum::body::Bytes;
 use ed25519_dalek::SigningKey;
 use rand_core::{OsRng, RngCore};
 

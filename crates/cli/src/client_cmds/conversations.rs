@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use fugue_client::{Client, DmServers, ForeignSession};
 use fugue_proto::FederationId;
-use fugue_proto::chat::{DEFAULT_PAGE, MAX_PAGE, MessageBody, channel_type};
+use fugue_proto::chat::{DEFAULT_PAGE, MessageBody, channel_type};
 use fugue_proto::conversation::Conversation;
 
 use super::messages::line;
@@ -188,8 +188,7 @@ async fn read_dm(
     for m in &messages {
         out!("{}", line(&m.message, &m.verdict));
     }
-    let page = limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
-    let full = u64::try_from(messages.len()).is_ok_and(|n| n == page);
+    let full = u64::try_from(messages.len()).is_ok_and(|n| n == limit.unwrap_or(DEFAULT_PAGE));
     if let (true, Some(oldest)) = (full, messages.first()) {
         note!("older messages: --before {}", oldest.message.id);
     }

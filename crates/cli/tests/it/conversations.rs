@@ -118,6 +118,9 @@ async fn a_dm_between_two_local_people_reads_as_one_conversation() {
         .ok(&["dm", "bob@localhost", "--before", &before])
         .await;
     assert_eq!(oldest, "no older messages with bob@localhost\n");
+    // A page out of range is refused, not cut short without a word.
+    let (ok, _, err) = alice.run(&["dm", "bob@localhost", "--limit", "101"]).await;
+    assert!(!ok && err.contains("limit must be 1 to 100"), "{err}");
 
     let listed = alice.ok(&["dms", "list"]).await;
     assert!(

@@ -185,7 +185,8 @@ impl DmServers {
     /// message of both sides newer than its oldest one, and `before` = that oldest one's id
     /// reads the page before it. A side without a DM yet has no messages.
     pub async fn read(&self, limit: Option<u64>, before: Option<u64>) -> Result<Vec<DmMessage>> {
-        let limit = limit.unwrap_or(chat::DEFAULT_PAGE).clamp(1, chat::MAX_PAGE);
+        // Each side asked for the whole page: a limit out of range is the server's to refuse.
+        let limit = limit.unwrap_or(chat::DEFAULT_PAGE);
         let mut all = side(&self.theirs, &self.peer, limit, before).await?;
         if !self.same_server() {
             all.extend(side(&self.ours, &self.peer, limit, before).await?);

@@ -557,9 +557,9 @@ impl Store {
 
     // ---- channels ----
 
-    /// Adds a channel to a live guild ([`Conflict::GuildMissing`]).
-    /// A new channel with its event; one made in a category starts with a copy of the
-    /// category's overwrites (as they are at this commit).
+    /// Adds a channel to a live guild ([`Conflict::GuildMissing`]) with its event; one made in
+    /// a category starts with a copy of the category's overwrites (as they are at this
+    /// commit).
     pub async fn insert_channel(&self, c: &ChannelRow, e: &NewEvent) -> Result<i64> {
         let mut stmts = vec![touch_guild(c.guild_id), insert_channel_stmt(c)];
         if let Some(category) = c.parent_id {
