@@ -1,5 +1,5 @@
-//! Fugue benchmarks: `cargo run --release -p fugue-bench -- [http|gateway|federation|flood|chat]
-//! [--quick]`.
+//! Fugue benchmarks: `cargo run --release -p fugue-bench --
+//! [http|gateway|federation|flood|chat|media] [--quick]`.
 //!
 //! Starts the home server in a child process (this binary re-executed with `--serve`,
 //! `--serve-gateway` or `--serve-federation`) on a loopback port with a fresh database, loads
@@ -8,7 +8,8 @@
 //! runs: `http` (accounts, sessions, ID-Certs, see `http.rs`) first, then `gateway` (see
 //! `gateway/`), then `federation` (key trial sign-ins on a second server, see
 //! `federation.rs`), then `flood` (a login flood against a loaded gateway, see `flood.rs`), then
-//! `chat` (the chat scenarios S1–S5, see `chat.rs`).
+//! `chat` (the chat scenarios S1–S5, see `chat.rs`), then `media` (a 100 MiB upload and
+//! download against the disk's own speed, see `media.rs`).
 //!
 //! This file keeps what the parts share: the dispatcher, the child server's common set-up,
 //! starting a child and killing it on drop, and the readings (RSS, percentiles, a load loop).
@@ -24,6 +25,7 @@ mod federation;
 mod flood;
 mod gateway;
 mod http;
+mod media;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -37,7 +39,7 @@ use fugue_store::Store;
 
 const PASSWORD: &str = "benchmark password 1";
 
-const USAGE: &str = "usage: fugue-bench [http|gateway|federation|flood|chat] [--quick]";
+const USAGE: &str = "usage: fugue-bench [http|gateway|federation|flood|chat|media] [--quick]";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -50,10 +52,11 @@ fn main() {
         Some("--serve-gateway") => rt.block_on(gateway::serve(&args[2..])),
         Some("--serve-federation") => rt.block_on(federation::serve(&args[2..])),
         Some("--serve-chat") => rt.block_on(chat::serve(&args[2..])),
+        Some("--serve-media") => rt.block_on(media::serve(&args[2..])),
         _ => {
             let quick = args.iter().any(|a| a == "--quick");
-            let (mut http, mut gw, mut fed, mut flood, mut chat) =
-                (false, false, false, false, false);
+            let (mut http, mut gw, mut fed, mut flood, mut chat, mut media) =
+                (false, false, false, false, false, false);
             for a in args.iter().skip(1).filter(|a| *a != "--quick") {
                 match a.as_str() {
                     "http" | "--http" => http = true,
@@ -61,14 +64,15 @@ fn main() {
                     "federation" | "--federation" => fed = true,
                     "flood" | "--flood" => flood = true,
                     "chat" | "--chat" => chat = true,
+                    "media" | "--media" => media = true,
                     _ => {
                         eprintln!("{USAGE}");
                         std::process::exit(2);
                     }
                 }
             }
-            if !http && !gw && !fed && !flood && !chat {
-                (http, gw, fed, flood, chat) = (true, true, true, true, true);
+            if !http && !gw && !fed && !flood && !chat && !media {
+                (http, gw, fed, flood, chat, media) = (true, true, true, true, true, true);
             }
             println!(
                 "# fugue-bench ({} mode)",
@@ -88,6 +92,9 @@ fn main() {
             }
             if chat {
                 rt.block_on(chat::bench(quick));
+            }
+            if media {
+                rt.block_on(media::bench(quick));
             }
         }
     }

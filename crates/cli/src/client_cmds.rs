@@ -1,5 +1,5 @@
 //! The client commands of `fugue`: accounts, sessions, certificates, key backups, the
-//! event stream, sign-in on other servers, and chat (guilds, channels, messages, DMs and
+//! event stream, sign-in on other servers, uploaded files, and chat (guilds, channels, messages, DMs and
 //! groups, reactions, pins, read states, presence and profiles).
 //!
 //! Everything goes through `fugue-client`; these modules only parse arguments, ask for
@@ -24,6 +24,7 @@ mod events;
 mod federation;
 mod guild;
 mod keys;
+mod media;
 mod messages;
 mod role;
 mod services;
@@ -267,6 +268,27 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: Option<community::ProfileCmd>,
     },
+    /// Upload a file to your home server (a RawR resource); prints its ID and URL.
+    Upload {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: media::UploadArgs,
+    },
+    /// Download a resource (yours, one shared with you, or a public one).
+    Download {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(flatten)]
+        args: media::DownloadArgs,
+    },
+    /// Your uploaded resources: list, info, share, delete, usage.
+    Resources {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: media::ResourcesCmd,
+    },
     /// Your discoverable services (core §9) and those of others.
     Services {
         #[command(flatten)]
@@ -446,6 +468,9 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::Status { opts, args } => community::status(opts, args).await,
         ClientCommand::Presence { opts, args } => community::presence(opts, args).await,
         ClientCommand::Profile { opts, fid, cmd } => community::profile(opts, fid, cmd).await,
+        ClientCommand::Upload { opts, args } => media::upload(opts, args).await,
+        ClientCommand::Download { opts, args } => media::download(opts, args).await,
+        ClientCommand::Resources { opts, cmd } => media::run(opts, cmd).await,
         ClientCommand::Services { opts, cmd } => services::run(opts, cmd).await,
         ClientCommand::Federation { opts, cmd } => federation::run(opts, cmd).await,
     }

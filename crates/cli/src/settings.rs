@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use fugue_server::config::{
-    Certs, Cluster, Federation, Gateway, Limits, NatsAuth, NatsTls, PasswordHashing, RateLimits,
+    Certs, Cluster, Federation, Gateway, Limits, Media, NatsAuth, NatsTls, PasswordHashing,
+    RateLimits,
 };
 use fugue_server::{Config, Registration};
 
@@ -31,6 +32,7 @@ pub struct FileSettings {
     pub gateway: Gateway,
     pub cluster: ClusterSettings,
     pub federation: Federation,
+    pub media: Media,
     /// CIDRs of reverse proxies whose forwarding headers are believed.
     pub trusted_proxies: Vec<fugue_server::config::IpNet>,
 }
@@ -282,6 +284,13 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
     config.gateway = file.gateway;
     config.cluster = file.cluster.into_cluster()?;
     config.federation = file.federation;
+    config.media = file.media;
+    if config.media.dir.is_none() {
+        config.media.dir = Some(data_dir.join("media"));
+    }
+    if config.media.max_upload_bytes == 0 {
+        return Err("media.max_upload_bytes must be positive".into());
+    }
     config.trusted_proxies = file.trusted_proxies;
     let limits = &config.limits;
     if limits.max_connections == 0 || limits.header_timeout_s == 0 || limits.body_timeout_s == 0 {
@@ -447,6 +456,11 @@ max_in_flight_per_server = 8  # concurrent requests to one other server
 [federation.resolve]
 # "alpha.test" = "http://127.0.0.1:8081"
 
+[media]                       # uploaded resources (RawR)
+# dir = "fugue-data/media"    # default: <data_dir>/media
+max_upload_bytes = 268435456  # largest single upload (256 MiB)
+quota_bytes = 2147483648      # storage per actor (2 GiB)
+
 [cluster]                     # several nodes on one PostgreSQL database
 # nats_url = "nats://127.0.0.1:4222"  # a user and password may go in it: nats://user:pass@host:4222
 subject_prefix = "fugue"      # lets several clusters share one NATS server
@@ -518,6 +532,11 @@ mod tests {
             defaults.gateway.identify_timeout_ms
         );
         assert!(parsed.trusted_proxies.is_empty());
+        assert_eq!(parsed.media.quota_bytes, defaults.media.quota_bytes);
+        assert_eq!(
+            parsed.media.max_upload_bytes,
+            defaults.media.max_upload_bytes
+        );
     }
 
     #[test]

@@ -144,11 +144,11 @@ impl Session {
     }
 
     /// A request for `target` with this session's token.
-    fn authed(&self, target: Target) -> Result<RequestBuilder> {
+    pub(crate) fn authed(&self, target: Target) -> Result<RequestBuilder> {
         self.authed_query(target, &())
     }
 
-    fn authed_query(
+    pub(crate) fn authed_query(
         &self,
         target: Target,
         query: &impl serde::Serialize,

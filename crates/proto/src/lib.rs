@@ -13,6 +13,7 @@ pub mod conversation;
 pub mod gateway;
 pub mod ids;
 pub mod problem;
+pub mod rawr;
 pub mod services;
 pub mod wire;
 

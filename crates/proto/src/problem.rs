@@ -94,6 +94,24 @@ pub enum ErrorCode {
     ServiceNotFound = 57,
     /// The actor has as many discoverable services as the server allows.
     TooManyServices = 58,
+    // Resources (RawR)
+    /// A resource ID is longer than 64 characters (`charLimit` says how long it may be).
+    RidTooLong = 59,
+    /// A resource ID has characters or a form resource IDs cannot have.
+    InvalidRid = 60,
+    /// A resource of that ID exists on this server; choose another ID.
+    DuplicateRid = 61,
+    /// An upload must say its size in `Content-Length`.
+    LengthRequired = 62,
+    /// The upload is larger than one upload may be or than the storage left
+    /// (`remainingStorageBytes`).
+    TooLarge = 63,
+    /// This actor may not upload here.
+    UploadForbidden = 64,
+    /// No resource of that ID that the caller may see.
+    ResourceNotFound = 65,
+    /// The body ended before (or went past) the size `Content-Length` announced.
+    LengthMismatch = 66,
     // Chat (polyproto-chat and fugue-chat)
     GuildNotFound = 100,
     ChannelNotFound = 101,
@@ -160,6 +178,10 @@ pub struct Problem {
     /// … and the code as a number ([`ErrorCode::number`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
+    /// Extension members a route's spec names (RFC 9457 §3.2), e.g. RawR's `reason` and
+    /// `remainingStorageBytes`.
+    #[serde(flatten, default)]
+    pub extensions: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 fn core_namespace() -> String {
@@ -177,7 +199,14 @@ impl Problem {
             namespace: core_namespace(),
             message: None,
             code: None,
+            extensions: Default::default(),
         }
+    }
+
+    /// The problem with the extension member `name`.
+    pub fn with_extension(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(name.to_owned(), value.into());
+        self
     }
 
     /// The problem as a route of `namespace` reports it; the chat namespaces add chat.md's

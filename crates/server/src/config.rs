@@ -214,6 +214,30 @@ impl Default for Federation {
     }
 }
 
+/// Uploaded resources (RawR, core §7.3.1).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Media {
+    /// Directory of the resource files (an `objects/` and a `tmp/` below it). The binary
+    /// sets `<data_dir>/media`; without one the resource routes answer 404, as core §7.3.1
+    /// says a server without RawR does.
+    pub dir: Option<std::path::PathBuf>,
+    /// Largest single upload, bytes (413 beyond).
+    pub max_upload_bytes: u64,
+    /// Bytes of resources one actor may store (413 with `remainingStorageBytes` beyond).
+    pub quota_bytes: u64,
+}
+
+impl Default for Media {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_upload_bytes: 256 * 1024 * 1024,
+            quota_bytes: 2 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
 /// Several nodes on one database.
 #[derive(Debug, Clone)]
 pub struct Cluster {
@@ -304,6 +328,7 @@ pub struct Config {
     pub gateway: Gateway,
     pub cluster: Cluster,
     pub federation: Federation,
+    pub media: Media,
     /// Reverse proxies whose `X-Forwarded-For`/`Forwarded` headers name the client
     /// (CIDRs); from any other peer those headers are ignored.
     pub trusted_proxies: Vec<IpNet>,
@@ -332,6 +357,7 @@ impl Config {
             gateway: Gateway::default(),
             cluster: Cluster::default(),
             federation: Federation::default(),
+            media: Media::default(),
             trusted_proxies: Vec::new(),
             clock: crate::Clock::system(),
         }

@@ -35,6 +35,16 @@ impl ApiError {
         }
     }
 
+    /// The problem with an extension member a route's spec names (RFC 9457 §3.2).
+    pub fn with_extension(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        let problem = std::mem::replace(
+            &mut *self.problem,
+            Problem::new(500, ErrorCode::Internal, ""),
+        );
+        *self.problem = problem.with_extension(name, value);
+        self
+    }
+
     pub fn with_retry_after(mut self, secs: u64) -> Self {
         self.retry_after = Some(secs.max(1));
         self
@@ -320,6 +330,32 @@ pub fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The target a request is routed by, when it differs from the one it came with: no
+/// trailing slash (OP-36: the SDK asks for `…/info/` and posts to `/migration/data/`), and
+/// RawR's path as core §7.3.1's prose writes it, without `v1`, as the `v1` path (OP-28).
+pub fn routed_uri(uri: &axum::http::Uri) -> Option<axum::http::Uri> {
+    let path = uri.path();
+    let unversioned = path.strip_prefix(fugue_proto::api::UNVERSIONED_RESOURCES);
+    let trimmed = path.len() > 1 && path.ends_with('/');
+    if unversioned.is_none() && !trimmed {
+        return None;
+    }
+    let mut new = match unversioned {
+        Some(rest) => format!("{}{rest}", fugue_proto::api::RESOURCES),
+        None => path.to_owned(),
+    };
+    while new.len() > 1 && new.ends_with('/') {
+        new.pop();
+    }
+    if let Some(q) = uri.query() {
+        new.push('?');
+        new.push_str(q);
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(new.parse().ok()?);
+    axum::http::Uri::from_parts(parts).ok()
+}
+
 /// A connection's place under `limits.max_connections`, in every request's extensions; an
 /// upgraded connection (the gateway) holds on to it for as long as it lives.
 #[derive(Clone)]
@@ -455,6 +491,25 @@ pub async fn method_not_allowed() -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn targets_lose_trailing_slashes_and_resources_gain_their_version() {
+        let routed = |t: &str| routed_uri(&t.parse().unwrap()).map(|u| u.to_string());
+        assert_eq!(routed("/.p2/core/v1/sessions"), None, "left alone");
+        assert_eq!(routed("/"), None);
+        assert_eq!(
+            routed("/.p2/core/v1/resource/x/info/").as_deref(),
+            Some("/.p2/core/v1/resource/x/info")
+        );
+        assert_eq!(
+            routed("/.p2/core/resource/pic.png?a=1").as_deref(),
+            Some("/.p2/core/v1/resource/pic.png?a=1")
+        );
+        assert_eq!(
+            routed("/.p2/core/resource/x/info/").as_deref(),
+            Some("/.p2/core/v1/resource/x/info")
+        );
+    }
 
     fn headers(pairs: &[(&str, &str)]) -> header::HeaderMap {
         let mut h = header::HeaderMap::new();

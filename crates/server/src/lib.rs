@@ -15,6 +15,7 @@ pub mod http;
 pub mod identity;
 pub mod ids;
 mod listener;
+pub mod media;
 pub mod principal;
 mod ratelimit;
 mod routes;
@@ -73,6 +74,7 @@ pub struct Inner {
     pub(crate) federation: federation::Federation,
     pub(crate) discovery: discovery::Discovery,
     pub(crate) chat: chat::Chat,
+    pub(crate) media: media::Media,
     pub(crate) limits: RateLimiters,
     pub(crate) tasks: Tasks,
 }
@@ -172,6 +174,8 @@ impl Server {
             &config.rate_limits,
             tasks.clone(),
         );
+        let media =
+            media::Media::open(store.clone(), config.domain.clone(), config.media.clone()).await?;
         gateway.register_service(Arc::new(chat.clone()));
         gateway.register_service(Arc::new(chat::FugueChatChannel(chat.clone())));
         let rl = &config.rate_limits;
@@ -191,6 +195,7 @@ impl Server {
                 federation,
                 discovery,
                 chat,
+                media,
                 limits,
                 tasks,
             })),
@@ -265,8 +270,18 @@ impl Server {
         let state = self.state.clone();
         self.state.tasks.spawn_loop(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
+            let mut minutes = 0u64;
             loop {
                 tick.tick().await;
+                // Hourly, from the first minute on.
+                if minutes.is_multiple_of(60) {
+                    match state.media.sweep().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(objects = n, "deleted unused media objects"),
+                        Err(e) => tracing::error!(error = %e, "sweeping media objects failed"),
+                    }
+                }
+                minutes += 1;
                 for l in [
                     &state.limits.login,
                     &state.limits.register,
@@ -325,6 +340,7 @@ fn app_routes() -> Routes {
         .merge(discovery::routes::router())
         .merge(gateway::routes::router())
         .merge(chat::routes::router())
+        .merge(media::routes::router())
 }
 
 /// `GET /.well-known/polyproto-core` (OP-27): the core API of this server, which is here.

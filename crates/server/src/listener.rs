@@ -29,7 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::config::Config;
-use crate::http::{ApiError, ClientAddr, ConnectionSlot, client_addr};
+use crate::http::{ApiError, ClientAddr, ConnectionSlot, client_addr, routed_uri};
 
 /// Connections beyond the cap that may be answered 503 at once; further ones are dropped.
 const REFUSALS_AT_ONCE: usize = 64;
@@ -80,6 +80,9 @@ pub(crate) async fn serve(
         let request_slot = slot.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let client = client_addr(peer, req.headers(), &trusted);
+            if let Some(uri) = routed_uri(req.uri()) {
+                *req.uri_mut() = uri;
+            }
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(ClientAddr(client));
             // An upgraded connection outlives this one: the gateway keeps the slot.

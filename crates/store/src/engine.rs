@@ -166,6 +166,12 @@ pub enum Conflict {
     /// The channel has as many pinned messages as allowed.
     #[error("too many pinned messages")]
     PinsFull,
+    /// The actor's resources would take more storage than its quota.
+    #[error("storage quota exceeded")]
+    QuotaExceeded,
+    /// The resource does not exist (or is not the actor's).
+    #[error("no such resource")]
+    ResourceMissing,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -399,6 +399,37 @@ INSERT INTO reaction_nonces (message_id, actor_id, nonce, channel_id, emoji, add
 DELETE FROM channel_pins WHERE message_id IN (SELECT id FROM messages WHERE deleted_at IS NOT NULL);
 "#,
     ),
+    (
+        16,
+        // RawR resources (core §7.3.1). Their bytes are stored once per content
+        // (`media_blobs`, by SHA-256, counted by the resources that use them) under an
+        // object key of their own: a key is never used for other bytes, so the object of a
+        // blob whose last resource went can be deleted without racing a new upload of the
+        // same content, which gets a new key.
+        r#"
+CREATE TABLE media_blobs (
+    hash BLOB PRIMARY KEY,
+    object_key TEXT NOT NULL UNIQUE,
+    size BIGINT NOT NULL,
+    refs BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE resources (
+    rid TEXT PRIMARY KEY,
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    hash BLOB NOT NULL REFERENCES media_blobs(hash),
+    size BIGINT NOT NULL,
+    content_type TEXT NOT NULL,
+    is_private BIGINT NOT NULL,
+    is_public BIGINT NOT NULL,
+    allowlist TEXT NOT NULL,
+    denylist TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX resources_actor ON resources (actor_id, created_at);
+CREATE INDEX resources_hash ON resources (hash);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -215,6 +215,8 @@ impl TestServer {
             .expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let mut config = test_config(addr);
+        // Each node its own media directory, as each machine has its own disk.
+        config.media.dir = Some(dir.path().join("media"));
         tweak(&mut config);
         let domain = config.domain.clone();
         let server = Server::new(
@@ -291,6 +293,11 @@ impl TestServer {
             .await
             .expect("publish")
             .seq
+    }
+
+    /// Where this server keeps its resource files.
+    pub fn media_dir(&self) -> std::path::PathBuf {
+        self._dirs[0].path().join("media")
     }
 
     pub fn client(&self) -> Client {

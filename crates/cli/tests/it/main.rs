@@ -10,4 +10,5 @@ mod chat;
 mod commands;
 mod community;
 mod conversations;
+mod media;
 mod support;

@@ -306,7 +306,72 @@ endpoints! {
     /// A foreign session's certificate changed or was revoked (OP-39; body: the caller's
     /// new ID-Cert, PEM).
     idcert_extern = PUT "v1/session/idcert/extern", auth AnySession {}
+
+    /// A resource's bytes (core §7.3.1). Public ones need no session; without a session
+    /// anything else answers 401, with one a resource the caller may not read answers 404
+    /// as an absent one does.
+    get_resource = GET "v1/resource/{rid}" (rid: &str), auth Optional {}
+
+    /// Uploads a resource under `rid` (body: its bytes; `Content-Length` required).
+    upload_resource = POST "v1/resource/{rid}" (rid: &crate::rawr::ResourceId), auth Session {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct Query {
+            /// [`AccessProperties`](crate::rawr::AccessProperties) in the SDK's form style
+            /// or as JSON (OP-29); absent = neither private nor public.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub resource_access_properties: Option<String>,
+        }
+    }
+
+    /// Replaces a resource's access properties.
+    set_resource_access = PUT "v1/resource/{rid}" (rid: &crate::rawr::ResourceId), auth Session {
+        pub type Request = crate::rawr::AccessProperties;
+    }
+
+    /// Deletes a resource of the caller.
+    delete_resource = DELETE "v1/resource/{rid}" (rid: &crate::rawr::ResourceId), auth Session {}
+
+    /// A resource's information, as a one-element list (OP-36); who may read the resource
+    /// may read this.
+    resource_info = GET "v1/resource/{rid}/info" (rid: &str), auth Optional {
+        pub type Response = Vec<crate::rawr::ResourceInformation>;
+    }
+
+    /// The caller's resources; 204 when there are none.
+    list_resources = GET "v1/resource/resources", auth Session {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        pub struct Query {
+            /// At most this many (default 50, at most 1,000).
+            #[serde(
+                default,
+                with = "crate::wire::u64_string::option",
+                skip_serializing_if = "Option::is_none"
+            )]
+            pub limit: Option<u64>,
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub sort: Option<crate::rawr::ResourceSort>,
+            /// With a preview of each image small enough (base64).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub previews: Option<bool>,
+        }
+        pub type Response = Vec<crate::rawr::ResourceListEntry>;
+    }
+
+    /// The caller's storage limit and use, in bytes.
+    resource_usage = GET "v1/resource/usage", auth Session {
+        pub type Response = crate::rawr::Usage;
+    }
 }
+
+/// Where core §7.3.1's prose puts resources, without `v1` (OP-28): served as the `v1` path.
+pub const UNVERSIONED_RESOURCES: &str = "/.p2/core/resource/";
+/// Where the `v1` resource paths start.
+pub const RESOURCES: &str = "/.p2/core/v1/resource/";
 
 /// Encrypted private key material (core §6.3): the types the four key material endpoints
 /// share.

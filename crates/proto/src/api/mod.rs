@@ -22,6 +22,9 @@ use http::Method;
 pub enum Auth {
     /// Anyone.
     None,
+    /// Anyone; a session token, when one is sent, must be valid and may show more (DIGEST
+    /// §1.1 "N/B": a RawR resource that is not public).
+    Optional,
     /// A session token of this server, of an actor registered here (DIGEST §1.1 "R").
     Session,
     /// A session token of this server, also one of a foreign actor (DIGEST §1.1 "B").

@@ -58,6 +58,23 @@ impl FromRequestParts<AppState> for AnySession {
     }
 }
 
+/// A session when the request names one (`Authorization`), as [`AnySession`]; `None`
+/// without (DIGEST §1.1 "N/B"). A token that is sent must be valid.
+pub struct MaybeSession(pub Option<Authed>);
+
+impl FromRequestParts<AppState> for MaybeSession {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
+        if !parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            return Ok(Self(None));
+        }
+        Ok(Self(Some(app.sessions.authenticate(bearer(parts)).await?)))
+    }
+}
+
 /// Any session, as [`AnySession`], for a write that stores only while the session still
 /// holds: as this node found it lately (no read), with the guard to make the write under.
 pub struct PresumedSession(pub Authed, pub fugue_store::SessionGuard);

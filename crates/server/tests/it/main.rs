@@ -23,6 +23,7 @@ mod gateway_client;
 mod hardening;
 mod interop;
 mod keymaterial;
+mod rawr;
 mod services;
 mod sessions;
 mod streams;

@@ -351,6 +351,7 @@ fn nobodys(endpoint: &'static api::Endpoint) -> api::Target {
             }
             "invite_code" => "nocode",
             "emoji" => "👍",
+            "rid" => "no-such-resource",
             other => panic!("no sample value for {{{other}}}"),
         })
         .collect();
@@ -430,7 +431,9 @@ async fn every_endpoint_asks_for_the_session_it_declares() {
         let what = format!("{} {} ({:?})", endpoint.method, target.path, endpoint.auth);
         match endpoint.auth {
             api::Auth::None => assert_ne!(status, 401, "{what} asks for a session"),
-            api::Auth::Session | api::Auth::AnySession | api::Auth::Admin => {
+            // `Optional`: what is not public, absent included, needs a session (core
+            // §7.3.1's 401).
+            api::Auth::Optional | api::Auth::Session | api::Auth::AnySession | api::Auth::Admin => {
                 let problem = assert_raw_problem(anonymous, 401, ErrorCode::Unauthenticated);
                 problem.await;
             }

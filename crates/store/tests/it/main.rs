@@ -7,6 +7,7 @@
 mod chat;
 mod community;
 mod conversations;
+mod media;
 
 use rand_core::{OsRng, RngCore};
 

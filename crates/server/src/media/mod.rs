@@ -1,0 +1,435 @@
+//! Uploaded resources (RawR, core §7.3.1): who may upload, store, read, list and delete
+//! them, and where their bytes go.
+//!
+//! Rules: only actors registered here upload; a resource ID is the uploader's choice,
+//! unique on this server; an upload says its size first (`Content-Length`) and is refused
+//! before a byte is read when it is larger than one upload may be or than the actor's
+//! storage left; its bytes stream to an object while they are hashed, and become a resource
+//! only when all arrived and are on disk. The media type is the one the bytes show
+//! ([`sniff`]). Reading follows the access properties ([`AccessProperties::admits`]); a
+//! reader who may not read a resource is told the same as for an absent one. HTTP lives in
+//! `routes.rs`; the objects in [`objects`].
+
+mod error;
+pub mod objects;
+pub mod routes;
+pub mod sniff;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+
+use fugue_proto::rawr::{
+    AccessEntry, AccessProperties, Preview, Reader, ResourceId, ResourceInformation,
+    ResourceListEntry, ResourceSort, Usage,
+};
+use fugue_proto::{DomainName, FederationId, LocalName};
+use fugue_store::{NewResource, ResourceOrder, ResourceRow, Store};
+
+pub use error::Error;
+pub use objects::Objects;
+
+use crate::config;
+use crate::ids::{from_store, to_store};
+use crate::sessions::Authed;
+use crate::time::UnixTime;
+
+/// Resources listed at once by default, and at most.
+pub const LIST_DEFAULT: u64 = 50;
+pub const LIST_MAX: u64 = 1000;
+/// Largest resource whose whole content a list shows as its preview.
+pub const PREVIEW_MAX: u64 = 64 * 1024;
+/// How old an object must be before a sweep may delete it for being unnamed: far longer
+/// than any upload takes from finishing its object to storing its row.
+const SWEEP_AGE: Duration = Duration::from_secs(3600);
+
+/// The media domain.
+#[derive(Clone)]
+pub struct Media {
+    store: Store,
+    domain: DomainName,
+    config: config::Media,
+    /// `None` when the server offers no RawR (no media directory configured).
+    objects: Option<Arc<Objects>>,
+}
+
+/// A resource to send: its bytes and what the response says about them.
+pub struct Download {
+    pub object: objects::ObjectReader,
+    pub rid: ResourceId,
+    pub size: u64,
+    pub content_type: String,
+    /// SHA-256 of the bytes, hex: the entity tag.
+    pub hash: String,
+    pub public: bool,
+}
+
+impl Media {
+    /// Opens the object store of `config.dir`, if one is configured.
+    pub async fn open(
+        store: Store,
+        domain: DomainName,
+        config: config::Media,
+    ) -> std::io::Result<Self> {
+        let objects = match &config.dir {
+            Some(dir) => Some(Arc::new(Objects::open(dir).await?)),
+            None => None,
+        };
+        Ok(Self {
+            store,
+            domain,
+            config,
+            objects,
+        })
+    }
+
+    fn objects(&self) -> Result<&Objects, Error> {
+        self.objects.as_deref().ok_or(Error::Disabled)
+    }
+
+    /// `POST /resource/{rid}`: stores `body` (announced as `length` bytes) as resource
+    /// `rid` of the caller.
+    pub async fn upload<S, E>(
+        &self,
+        authed: &Authed,
+        rid: &str,
+        access: Option<&str>,
+        length: Option<u64>,
+        mut body: S,
+        now: UnixTime,
+    ) -> Result<(), Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let objects = self.objects()?;
+        if !authed.actor.is_local() {
+            return Err(Error::UploadForbidden);
+        }
+        let rid: ResourceId = rid.parse()?;
+        let access = match access {
+            Some(raw) => AccessProperties::from_query(raw).map_err(Error::InvalidAccess)?,
+            None => AccessProperties::default(),
+        };
+        let length = length.ok_or(Error::LengthRequired)?;
+        let actor = authed.actor.id.to_store();
+        let left = self.left(actor).await?;
+        if length > self.config.max_upload_bytes || length > left {
+            return Err(self.too_large(left));
+        }
+        if self.store.resource(rid.as_str()).await?.is_some() {
+            return Err(Error::DuplicateRid);
+        }
+
+        let mut object = objects.create().await?;
+        let mut hasher = Sha256::new();
+        let mut head = Vec::with_capacity(sniff::HEAD);
+        let mut received = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| Error::BodyFailed(e.to_string()))?;
+            received += chunk.len() as u64;
+            if received > length {
+                return Err(Error::LengthMismatch);
+            }
+            let room = sniff::HEAD.saturating_sub(head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..room]);
+            hasher.update(&chunk);
+            object.write(&chunk).await?;
+        }
+        if received != length {
+            return Err(Error::LengthMismatch);
+        }
+        let key = objects.finish(object).await?;
+        let new = NewResource {
+            rid: rid.to_string(),
+            actor_id: actor,
+            hash: hasher.finalize().to_vec(),
+            size: to_store(length),
+            content_type: sniff::sniff(&head).to_owned(),
+            private: access.private,
+            public: access.public,
+            allowlist: access.allowlist.iter().map(ToString::to_string).collect(),
+            denylist: access.denylist.iter().map(ToString::to_string).collect(),
+            created_at: now.to_store(),
+            object_key: key.clone(),
+        };
+        let stored = self
+            .store
+            .insert_resource(&new, to_store(self.config.quota_bytes))
+            .await;
+        if stored.as_ref().map_or(true, |s| s.object_key != key) {
+            // Refused, or the same content is stored already: this copy is not needed.
+            objects.delete(&key).await?;
+        }
+        match stored {
+            Ok(_) => Ok(()),
+            Err(fugue_store::Error::Unique(_)) => Err(Error::DuplicateRid),
+            Err(fugue_store::Error::Conflict(fugue_store::Conflict::QuotaExceeded)) => {
+                Err(self.too_large(self.left(actor).await?))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The bytes an actor may still store.
+    async fn left(&self, actor: i64) -> Result<u64, Error> {
+        let used = from_store(self.store.resource_usage(actor).await?);
+        Ok(self.config.quota_bytes.saturating_sub(used))
+    }
+
+    fn too_large(&self, left: u64) -> Error {
+        Error::TooLarge {
+            max_upload: self.config.max_upload_bytes,
+            remaining: left,
+        }
+    }
+
+    /// The resource `rid` if `reader` may read it. Without a session, anything that is not
+    /// public answers [`Error::AuthRequired`], whether it exists or not; with one, a resource
+    /// the reader may not read answers [`Error::NotFound`], as an absent one does.
+    async fn readable(&self, reader: Option<&Authed>, rid: &str) -> Result<ResourceRow, Error> {
+        self.objects()?;
+        let row = match self.store.resource(rid).await? {
+            Some(row) => Some(row),
+            // `<rid>.<ext>`, the extension of its type (core §7.3.2's example).
+            None => match rid.rsplit_once('.') {
+                Some((base, ext)) => self.store.resource(base).await?.filter(|row| {
+                    sniff::extension(&row.content_type).is_some_and(|e| e.eq_ignore_ascii_case(ext))
+                }),
+                None => None,
+            },
+        };
+        let who = match reader {
+            Some(authed) => Reader::Actor(&authed.actor.fid),
+            None => Reader::Anonymous,
+        };
+        let Some(row) = row else {
+            return Err(if reader.is_some() {
+                Error::NotFound
+            } else {
+                Error::AuthRequired
+            });
+        };
+        let access = access_of(&row)?;
+        if access.admits(&self.owner(&row)?, who) {
+            Ok(row)
+        } else if reader.is_some() {
+            Err(Error::NotFound)
+        } else {
+            Err(Error::AuthRequired)
+        }
+    }
+
+    fn owner(&self, row: &ResourceRow) -> Result<FederationId, Error> {
+        let local: LocalName = row.owner.parse().map_err(|_| corrupt(row, "owner name"))?;
+        Ok(FederationId::new(local, self.domain.clone()))
+    }
+
+    /// `GET /resource/{rid}`.
+    pub async fn download(&self, reader: Option<&Authed>, rid: &str) -> Result<Download, Error> {
+        let row = self.readable(reader, rid).await?;
+        let object = self.objects()?.open_read(&row.object_key).await?;
+        Ok(Download {
+            object,
+            rid: rid_of(&row)?,
+            size: from_store(row.size),
+            content_type: row.content_type,
+            hash: hex::encode(&row.hash),
+            public: row.public,
+        })
+    }
+
+    /// `GET /resource/{rid}/info`.
+    pub async fn info(
+        &self,
+        reader: Option<&Authed>,
+        rid: &str,
+    ) -> Result<ResourceInformation, Error> {
+        information(&self.readable(reader, rid).await?)
+    }
+
+    /// `GET /resource/resources`: the caller's resources.
+    pub async fn list(
+        &self,
+        authed: &Authed,
+        limit: Option<u64>,
+        sort: ResourceSort,
+        previews: bool,
+    ) -> Result<Vec<ResourceListEntry>, Error> {
+        self.objects()?;
+        let limit = limit.unwrap_or(LIST_DEFAULT);
+        if !(1..=LIST_MAX).contains(&limit) {
+            return Err(Error::InvalidRequest(format!(
+                "limit must be 1 to {LIST_MAX}"
+            )));
+        }
+        let order = match sort {
+            ResourceSort::SizeAsc => ResourceOrder::SizeAsc,
+            ResourceSort::SizeDesc => ResourceOrder::SizeDesc,
+            ResourceSort::NewestFirst => ResourceOrder::NewestFirst,
+            ResourceSort::OldestFirst => ResourceOrder::OldestFirst,
+        };
+        let rows = self
+            .store
+            .resources_of(authed.actor.id.to_store(), order, to_store(limit))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let preview = if previews {
+                self.preview(&row).await?
+            } else {
+                None
+            };
+            out.push(ResourceListEntry {
+                resource_information: information(&row)?,
+                preview,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A small image or text, whole, as its preview.
+    async fn preview(&self, row: &ResourceRow) -> Result<Option<Preview>, Error> {
+        use base64::Engine;
+        let previewable =
+            row.content_type.starts_with("image/") || row.content_type == "text/plain";
+        if !previewable
+            || !sniff::inline_safe(&row.content_type)
+            || from_store(row.size) > PREVIEW_MAX
+        {
+            return Ok(None);
+        }
+        let bytes = self
+            .objects()?
+            .open_read(&row.object_key)
+            .await?
+            .read_all()
+            .await?;
+        Ok(Some(Preview {
+            content_type: Some(row.content_type.clone()),
+            filename: Some(row.rid.clone()),
+            contents: base64::engine::general_purpose::STANDARD.encode(bytes),
+        }))
+    }
+
+    /// `GET /resource/usage`.
+    pub async fn usage(&self, authed: &Authed) -> Result<Usage, Error> {
+        self.objects()?;
+        let used = from_store(
+            self.store
+                .resource_usage(authed.actor.id.to_store())
+                .await?,
+        );
+        Ok(Usage {
+            limit: self.config.quota_bytes,
+            used,
+        })
+    }
+
+    /// `PUT /resource/{rid}`: replaces the access properties of a resource of the caller.
+    pub async fn set_access(
+        &self,
+        authed: &Authed,
+        rid: &str,
+        access: AccessProperties,
+    ) -> Result<(), Error> {
+        self.objects()?;
+        let access = access.normalized().map_err(Error::InvalidAccess)?;
+        let names = |list: &[AccessEntry]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+        match self
+            .store
+            .set_resource_access(
+                rid,
+                authed.actor.id.to_store(),
+                access.private,
+                access.public,
+                &names(&access.allowlist),
+                &names(&access.denylist),
+            )
+            .await
+        {
+            Err(fugue_store::Error::Conflict(fugue_store::Conflict::ResourceMissing)) => {
+                Err(Error::NotFound)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// `DELETE /resource/{rid}`: deletes a resource of the caller, and its bytes when no
+    /// other resource has the same.
+    pub async fn delete(&self, authed: &Authed, rid: &str) -> Result<(), Error> {
+        let objects = self.objects()?;
+        let unused = match self
+            .store
+            .delete_resource(rid, authed.actor.id.to_store())
+            .await
+        {
+            Err(fugue_store::Error::Conflict(fugue_store::Conflict::ResourceMissing)) => {
+                return Err(Error::NotFound);
+            }
+            other => other?,
+        };
+        for key in unused {
+            // A failure leaves an unnamed object, which the sweep deletes.
+            if let Err(e) = objects.delete(&key).await {
+                tracing::warn!(error = %e, key, "deleting an unused object failed");
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes objects that no blob names and that are older than an upload can take:
+    /// what crashes between writing an object and storing its row, or between deleting a
+    /// row and its object, left behind. Returns how many went.
+    pub async fn sweep(&self) -> Result<usize, Error> {
+        let Some(objects) = self.objects.as_deref() else {
+            return Ok(0);
+        };
+        let mut deleted = 0;
+        for key in objects.older_than(SWEEP_AGE).await? {
+            if !self.store.object_in_use(&key).await? {
+                objects.delete(&key).await?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+}
+
+fn corrupt(row: &ResourceRow, what: &str) -> Error {
+    Error::Store(fugue_store::Error::Decode(format!(
+        "stored resource {}: {what} does not parse",
+        row.rid
+    )))
+}
+
+fn rid_of(row: &ResourceRow) -> Result<ResourceId, Error> {
+    row.rid.parse().map_err(|_| corrupt(row, "ID"))
+}
+
+fn access_of(row: &ResourceRow) -> Result<AccessProperties, Error> {
+    let entries = |list: &[String]| -> Result<Vec<AccessEntry>, Error> {
+        list.iter()
+            .map(|e| e.parse().map_err(|_| corrupt(row, "access entry")))
+            .collect()
+    };
+    Ok(AccessProperties {
+        private: row.private,
+        public: row.public,
+        allowlist: entries(&row.allowlist)?,
+        denylist: entries(&row.denylist)?,
+    })
+}
+
+fn information(row: &ResourceRow) -> Result<ResourceInformation, Error> {
+    Ok(ResourceInformation {
+        resource_id: rid_of(row)?,
+        size: from_store(row.size),
+        access: access_of(row)?,
+        content_type: Some(row.content_type.clone()),
+        created_at: Some(from_store(row.created_at)),
+    })
+}
