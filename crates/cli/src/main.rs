@@ -1,5 +1,6 @@
 //! `fugue`: the home server (`fugue serve`), its administration, and a command-line client.
 
+mod backup;
 mod client_cmds;
 mod serve;
 mod settings;
@@ -63,6 +64,12 @@ enum AdminCmd {
     /// Accounts: list, suspend, delete, reset passwords.
     #[command(subcommand)]
     Account(AccountCmd),
+    /// Write a consistent copy of the server (SQLite database, server key, uploaded files)
+    /// to a new directory, also while it runs; `fugue serve --data-dir DIR` starts from it.
+    Backup {
+        /// The directory to write (new or empty).
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -119,6 +126,16 @@ async fn admin(settings: ServeArgs, command: AdminCmd) -> Result<(), String> {
     let now = fugue_server::clock::unix_now();
     match command {
         AdminCmd::Account(cmd) => admin_account(settings, cmd, now).await,
+        AdminCmd::Backup { dir } => {
+            let written = backup::backup(&settings, &dir).await?;
+            println!(
+                "backup in {}: database {} bytes, {} uploaded files, server key",
+                dir.display(),
+                written.database_bytes,
+                written.objects
+            );
+            Ok(())
+        }
         // Through the account rules: a deleted (retired) account cannot be promoted.
         AdminCmd::Promote { local_name, revoke } => {
             let server = serve::admin_server(settings).await?;

@@ -191,6 +191,25 @@ impl Store {
         Ok(())
     }
 
+    /// Writes a consistent copy of the database, as it is at one moment, to `path` (a file
+    /// that must not exist) while the database is in use: SQLite's `VACUUM INTO`, which a
+    /// server started on the copy opens as it would the original. PostgreSQL has its own
+    /// tools for that (`pg_dump`), so there this is an error.
+    pub async fn snapshot_to(&self, path: &Path) -> Result<()> {
+        let Some(target) = path.to_str() else {
+            return Err(Error::Backend(format!(
+                "{} is not a UTF-8 path",
+                path.display()
+            )));
+        };
+        match &self.engine {
+            Engine::Sqlite(e) => e.query("VACUUM INTO $1", params![target]).await.map(|_| ()),
+            Engine::Postgres(_) => Err(Error::Backend(
+                "a PostgreSQL database is backed up with pg_dump".into(),
+            )),
+        }
+    }
+
     /// Round trip to the database, for health checks.
     pub async fn ping(&self) -> Result<()> {
         self.query("SELECT 1", vec![]).await.map(|_| ())

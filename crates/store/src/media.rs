@@ -282,6 +282,17 @@ impl Store {
             .unwrap_or_else(|| Ok(Vec::new()))
     }
 
+    /// Every object key a blob names (a backup checks that it holds them all).
+    pub async fn object_keys(&self) -> Result<Vec<String>> {
+        let rows = self
+            .query(
+                "SELECT object_key FROM media_blobs ORDER BY object_key",
+                params![],
+            )
+            .await?;
+        rows.iter().map(|r| r.string(0)).collect()
+    }
+
     /// Whether some blob is stored under `object_key` (objects that none is are left over
     /// from interrupted uploads or deletions).
     pub async fn object_in_use(&self, object_key: &str) -> Result<bool> {

@@ -1393,3 +1393,96 @@ async fn every_message_acknowledged_before_a_sigkill_is_there_exactly_once_after
     let m: fugue_proto::chat::Message = again.json().await.unwrap();
     assert_eq!(m.id, *id);
 }
+
+#[tokio::test]
+async fn a_backup_of_a_running_server_starts_as_that_server() {
+    use fugue_proto::rawr::{AccessProperties, ResourceId};
+
+    let data = tempfile::tempdir().unwrap();
+    let child = Child::serve_ready(data.path(), &[]).await;
+    let client = child.client();
+    client
+        .register("alice", PASSWORD, None, None)
+        .await
+        .unwrap();
+    let alice = login_as(&client, "alice", PASSWORD, "laptop")
+        .await
+        .unwrap();
+    let server_pem = client.server_cert(None).await.unwrap().id_cert_pem;
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let keep: ResourceId = "keep".parse().unwrap();
+    let gone: ResourceId = "gone".parse().unwrap();
+    for rid in [&keep, &gone] {
+        alice
+            .upload_resource(
+                rid,
+                &AccessProperties::default(),
+                bytes.clone(),
+                bytes.len() as u64,
+            )
+            .await
+            .unwrap();
+    }
+    alice.delete_resource(&gone).await.unwrap();
+    alice
+        .upload_resource(&gone, &AccessProperties::default(), b"other".to_vec(), 5)
+        .await
+        .unwrap();
+
+    // While it serves.
+    let backup = tempfile::tempdir().unwrap();
+    let dir = backup.path().join("copy");
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let dir_arg = dir.to_str().unwrap().to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        run(&["admin", "backup", &dir_arg, "--data-dir", &data_dir], &[])
+    })
+    .await
+    .unwrap();
+    let printed = assert_success(&out, "admin backup");
+    assert!(printed.contains("2 uploaded files"), "{printed}");
+    assert_mode(&dir, 0o700);
+    assert_mode(&dir.join("server-key.pem"), 0o600);
+    assert_mode(&dir.join("fugue.db"), 0o600);
+
+    // What happens after the backup is not in it; what was, stays, also what is deleted now.
+    alice.delete_resource(&keep).await.unwrap();
+    client.register("bob", PASSWORD, None, None).await.unwrap();
+    drop(child);
+
+    let restored = Child::serve_ready(&dir, &[]).await;
+    let client = restored.client();
+    assert_eq!(
+        client.server_cert(None).await.unwrap().id_cert_pem,
+        server_pem
+    );
+    let alice = login_as(&client, "alice", PASSWORD, "phone").await.unwrap();
+    let mut got = Vec::new();
+    alice.download_resource("keep", &mut got).await.unwrap();
+    assert_eq!(got, bytes);
+    let mut other = Vec::new();
+    alice.download_resource("gone", &mut other).await.unwrap();
+    assert_eq!(other, b"other");
+    assert_problem(
+        login_as(&client, "bob", PASSWORD, "x").await,
+        401,
+        ErrorCode::InvalidCredentials,
+    );
+
+    // A backup never writes into a directory that holds something.
+    let data_dir = dir.to_str().unwrap().to_owned();
+    let again = tokio::task::spawn_blocking(move || {
+        run(
+            &["admin", "backup", &data_dir, "--data-dir", &data_dir],
+            &[],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(!again.status.success());
+    assert!(
+        stderr_of(&again).contains("not empty"),
+        "{}",
+        stderr_of(&again)
+    );
+}

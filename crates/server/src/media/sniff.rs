@@ -12,7 +12,11 @@ pub const HEAD: usize = 8192;
 
 /// The media type of content starting with `head` (its first [`HEAD`] bytes, or all of it).
 pub fn sniff(head: &[u8]) -> &'static str {
-    if let Some(kind) = infer::get(head) {
+    // Markup is told apart by the text rules below (an SVG often starts as XML does).
+    if let Some(kind) = infer::get(head)
+        && !kind.mime_type().starts_with("text/")
+        && kind.mime_type() != "application/xml"
+    {
         return kind.mime_type();
     }
     if head.is_empty() {
