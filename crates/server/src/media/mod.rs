@@ -160,9 +160,12 @@ impl Media {
             .store
             .insert_resource(&new, to_store(self.config.quota_bytes))
             .await;
-        if stored.as_ref().map_or(true, |s| s.object_key != key) {
-            // Refused, or the same content is stored already: this copy is not needed.
-            objects.delete(&key).await?;
+        if stored.as_ref().map_or(true, |s| s.object_key != key)
+            && let Err(e) = objects.delete(&key).await
+        {
+            // Refused, or the same content is stored already: this copy is not needed. The
+            // answer is the insert's either way; an object left here is swept.
+            tracing::warn!(error = %e, key, "deleting an unneeded object failed");
         }
         match stored {
             Ok(_) => Ok(()),
@@ -202,24 +205,13 @@ impl Media {
                 None => None,
             },
         };
-        let who = match reader {
-            Some(authed) => Reader::Actor(&authed.actor.fid),
-            None => Reader::Anonymous,
+        let (who, hidden) = match reader {
+            Some(authed) => (Reader::Actor(&authed.actor.fid), Error::NotFound),
+            None => (Reader::Anonymous, Error::AuthRequired),
         };
-        let Some(row) = row else {
-            return Err(if reader.is_some() {
-                Error::NotFound
-            } else {
-                Error::AuthRequired
-            });
-        };
-        let access = access_of(&row)?;
-        if access.admits(&self.owner(&row)?, who) {
-            Ok(row)
-        } else if reader.is_some() {
-            Err(Error::NotFound)
-        } else {
-            Err(Error::AuthRequired)
+        match row {
+            Some(row) if access_of(&row)?.admits(&self.owner(&row)?, who) => Ok(row),
+            _ => Err(hidden),
         }
     }
 

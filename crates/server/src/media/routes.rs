@@ -7,7 +7,7 @@
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use fugue_proto::api::{self, list_resources, upload_resource};
@@ -61,7 +61,7 @@ pub async fn upload_resource(
             UnixTime(app.config.clock.now()),
         )
         .await?;
-    Ok(no_content())
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /.p2/core/v1/resource/{rid}`
@@ -144,7 +144,7 @@ pub async fn set_resource_access(
     Json(access): Json<api::set_resource_access::Request>,
 ) -> ApiResult<Response> {
     app.media.set_access(&authed, &rid, access).await?;
-    Ok(no_content())
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `DELETE /.p2/core/v1/resource/{rid}`
@@ -154,7 +154,7 @@ pub async fn delete_resource(
     Path(rid): Path<String>,
 ) -> ApiResult<Response> {
     app.media.delete(&authed, &rid).await?;
-    Ok(no_content())
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// `GET /.p2/core/v1/resource/resources?limit=&sort=&previews=` — 204 when there are none.
@@ -173,7 +173,7 @@ pub async fn list_resources(
         )
         .await?;
     if list.is_empty() {
-        return Ok(no_content());
+        return Ok(StatusCode::NO_CONTENT.into_response());
     }
     Ok(ok(list).into_response())
 }
@@ -181,13 +181,4 @@ pub async fn list_resources(
 /// `GET /.p2/core/v1/resource/usage`
 pub async fn resource_usage(State(app): State<AppState>, authed: Authed) -> ApiResult<Response> {
     Ok(ok(app.media.usage(&authed).await?).into_response())
-}
-
-/// 204 with `Content-Length: 0`, as the spec's 204s say.
-fn no_content() -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        [(header::CONTENT_LENGTH, HeaderValue::from_static("0"))],
-    )
-        .into_response()
 }

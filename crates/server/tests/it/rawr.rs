@@ -281,7 +281,7 @@ async fn access_properties_decide_who_reads_and_absent_looks_like_forbidden() {
     // Public: anyone, no session, lists ignored.
     let public = AccessProperties {
         public: true,
-        denylist: vec![eve.fid().clone().into_entry()],
+        denylist: vec![fugue_proto::rawr::AccessEntry::Actor(eve.fid().clone())],
         ..Default::default()
     };
     alice
@@ -338,16 +338,6 @@ async fn server_put_raw(
         .send()
         .await
         .unwrap()
-}
-
-trait IntoEntry {
-    fn into_entry(self) -> fugue_proto::rawr::AccessEntry;
-}
-
-impl IntoEntry for fugue_proto::FederationId {
-    fn into_entry(self) -> fugue_proto::rawr::AccessEntry {
-        fugue_proto::rawr::AccessEntry::Actor(self)
-    }
 }
 
 #[tokio::test]
