@@ -390,6 +390,23 @@ async fn chat(opts: &ChatOpts) -> Result<Chat, String> {
     Ok(chat)
 }
 
+/// Chat on the server at `base` (a URL): the home server, or one signed in on with
+/// `fugue federation login`.
+async fn chat_at(opts: &ClientOpts, base: &str) -> Result<Chat, String> {
+    let store = open_store(opts)?;
+    let (session, _) = restore_session(&store)?;
+    let base = base.trim_end_matches('/');
+    if session.client().base_url().trim_end_matches('/') == base {
+        return Ok(session.chat());
+    }
+    let foreign = current(&store)?
+        .foreign_session(base)
+        .map_err(e)?
+        .ok_or_else(|| format!("not signed in on {base}: run `fugue federation login` first"))?;
+    let domain = server_domain(foreign.client()).await?;
+    Ok(session.chat_on(&foreign, domain))
+}
+
 /// The home servers named by `--home DOMAIN=URL`.
 fn homes(opts: &ChatOpts) -> Result<Vec<(fugue_proto::DomainName, fugue_client::Client)>, String> {
     let mut homes = Vec::new();

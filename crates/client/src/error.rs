@@ -34,6 +34,9 @@ pub enum Error {
     Verification(String),
     #[error("key store: {0}")]
     KeyStore(String),
+    /// What the caller asked for cannot be done as asked (the message says why).
+    #[error("{0}")]
+    Invalid(String),
     /// The gateway handshake went wrong, or the gateway connection has ended.
     #[error("gateway: {0}")]
     Gateway(String),

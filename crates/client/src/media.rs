@@ -43,38 +43,11 @@ impl Client {
         rid: &str,
         out: &mut (impl tokio::io::AsyncWrite + Unpin),
     ) -> Result<Downloaded> {
-        let mut request = self
-            .request(get_resource::target(rid))?
-            .timeout(TRANSFER_TIMEOUT);
+        let mut request = self.request(get_resource::target(rid))?;
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let mut response = send(request).await?;
-        let content_type = response
-            .headers()
-            .get(reqwest::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let announced = response.content_length();
-        let mut bytes = 0u64;
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            bytes += chunk.len() as u64;
-            out.write_all(&chunk)
-                .await
-                .map_err(|e| Error::Transport(format!("cannot write the download: {e}")))?;
-        }
-        out.flush()
-            .await
-            .map_err(|e| Error::Transport(format!("cannot write the download: {e}")))?;
-        if announced.is_some_and(|n| n != bytes) {
-            return Err(Error::UnexpectedResponse(format!(
-                "the download of {rid} ended after {bytes} of {announced:?} bytes"
-            )));
-        }
-        Ok(Downloaded {
-            bytes,
-            content_type,
-        })
+        receive(request, rid, out).await
     }
 
     /// Information about resource `rid`, as the holder of `token` sees it.
@@ -109,12 +82,8 @@ impl Session {
         let query = upload_resource::Query {
             resource_access_properties: Some(access.to_query()),
         };
-        let request = self
-            .authed_query(upload_resource::target(rid), &query)?
-            .timeout(TRANSFER_TIMEOUT)
-            .header(reqwest::header::CONTENT_LENGTH, length)
-            .body(body);
-        send(request).await?;
+        let request = self.authed_query(upload_resource::target(rid), &query)?;
+        send(with_body(request, body, length)).await?;
         Ok(())
     }
 
@@ -125,12 +94,8 @@ impl Session {
         access: &AccessProperties,
         path: &Path,
     ) -> Result<()> {
-        let io = |e: std::io::Error| Error::Transport(format!("{}: {e}", path.display()));
-        let file = tokio::fs::File::open(path).await.map_err(io)?;
-        let length = file.metadata().await.map_err(io)?.len();
-        let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
-        self.upload_resource(rid, access, reqwest::Body::wrap_stream(stream), length)
-            .await
+        let (body, length) = file_body(path).await?;
+        self.upload_resource(rid, access, body, length).await
     }
 
     /// Writes resource `rid` to `out`.
@@ -189,4 +154,60 @@ impl Session {
         send(self.authed(delete_resource::target(rid))?).await?;
         Ok(())
     }
+}
+
+/// Sends `request` and writes the bytes of its answer (`what`, for errors) to `out`,
+/// checking that as many arrived as were announced.
+pub(crate) async fn receive(
+    request: reqwest::RequestBuilder,
+    what: &str,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<Downloaded> {
+    let mut response = send(request.timeout(TRANSFER_TIMEOUT)).await?;
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let announced = response.content_length();
+    let mut bytes = 0u64;
+    while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        bytes += chunk.len() as u64;
+        out.write_all(&chunk)
+            .await
+            .map_err(|e| Error::Transport(format!("cannot write the download: {e}")))?;
+    }
+    out.flush()
+        .await
+        .map_err(|e| Error::Transport(format!("cannot write the download: {e}")))?;
+    if announced.is_some_and(|n| n != bytes) {
+        return Err(Error::UnexpectedResponse(format!(
+            "the download of {what} ended after {bytes} of {announced:?} bytes"
+        )));
+    }
+    Ok(Downloaded {
+        bytes,
+        content_type,
+    })
+}
+
+/// The file at `path`, opened to stream, and its length.
+pub(crate) async fn file_body(path: &Path) -> Result<(reqwest::Body, u64)> {
+    let io = |e: std::io::Error| Error::Transport(format!("{}: {e}", path.display()));
+    let file = tokio::fs::File::open(path).await.map_err(io)?;
+    let length = file.metadata().await.map_err(io)?.len();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
+    Ok((reqwest::Body::wrap_stream(stream), length))
+}
+
+/// An upload's request: `length` bytes from `body`, within [`TRANSFER_TIMEOUT`].
+pub(crate) fn with_body(
+    request: reqwest::RequestBuilder,
+    body: impl Into<reqwest::Body>,
+    length: u64,
+) -> reqwest::RequestBuilder {
+    request
+        .timeout(TRANSFER_TIMEOUT)
+        .header(reqwest::header::CONTENT_LENGTH, length)
+        .body(body)
 }

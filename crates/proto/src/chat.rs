@@ -28,6 +28,10 @@ pub const MAX_DESCRIPTION: usize = 1024;
 pub const MAX_CONTENT: usize = 4000;
 /// Most attachments of one message.
 pub const MAX_ATTACHMENTS: usize = 10;
+/// The longest side of an attachment's thumbnail, in pixels.
+pub const THUMBNAIL_SIZE: u32 = 400;
+/// Longest attachment file name, in characters.
+pub const MAX_FILENAME: usize = 255;
 /// Longest client nonce.
 pub const MAX_NONCE: usize = 64;
 /// Most messages one history page returns.
@@ -331,6 +335,60 @@ pub struct Invite {
     pub created_at: u64,
 }
 
+/// An uploaded attachment, as its upload answers and as messages that reference it describe
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Its resource ID.
+    pub id: String,
+    /// What a message's `attachments` names it by.
+    pub url: String,
+    #[serde(with = "u64_string")]
+    pub size: u64,
+    /// The type its bytes show (the uploader's claim is not asked).
+    pub content_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// Pixel dimensions of an image, as it is shown (orientation applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// A BlurHash of an image, to show while it loads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    /// Where its thumbnail is, for an image larger than [`THUMBNAIL_SIZE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
+}
+
+/// The URL of attachment `rid` of the server at `public_url`.
+pub fn attachment_url(public_url: &str, rid: &str) -> String {
+    format!(
+        "{}{}",
+        public_url.trim_end_matches('/'),
+        crate::api::get_attachment::path(rid)
+    )
+}
+
+/// The resource ID in `url` when it names an attachment of the server at `public_url`.
+pub fn attachment_rid<'a>(public_url: &str, url: &'a str) -> Option<&'a str> {
+    match split_attachment_url(url) {
+        Some((base, rid)) if base == public_url.trim_end_matches('/') => Some(rid),
+        _ => None,
+    }
+}
+
+/// The server's URL and the resource ID of an attachment's URL.
+pub fn split_attachment_url(url: &str) -> Option<(&str, &str)> {
+    let marker = crate::api::get_attachment::path("");
+    let at = url.find(marker.as_str())?;
+    let rid = &url[at + marker.len()..];
+    rid.parse::<crate::rawr::ResourceId>()
+        .is_ok()
+        .then_some((&url[..at], rid))
+}
+
 /// An embed (OpenAPI `models.message.Embed`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Embed {
@@ -408,6 +466,10 @@ pub struct Message {
     pub serial: crate::Serial,
     #[serde(default)]
     pub attachments: Vec<String>,
+    /// What the server knows of those of `attachments` that it stores, in their order:
+    /// not signed, not part of the message (dimensions, placeholders, thumbnails).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachment_details: Vec<Attachment>,
     #[serde(default)]
     pub embeds: Vec<Embed>,
     #[serde(default)]
@@ -653,6 +715,30 @@ pub struct TypingStart {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attachment_urls_name_attachments_of_one_server() {
+        let url = attachment_url("https://chat.example.com/", "ab12");
+        assert_eq!(url, "https://chat.example.com/.p2/chat/v1/attachments/ab12");
+        assert_eq!(
+            attachment_rid("https://chat.example.com", &url),
+            Some("ab12")
+        );
+        for other in [
+            "https://other.example/.p2/chat/v1/attachments/ab12",
+            "https://chat.example.com/.p2/core/v1/resource/ab12",
+            "https://chat.example.com/.p2/chat/v1/attachments/",
+            "https://chat.example.com/.p2/chat/v1/attachments/a/b",
+            "https://chat.example.com/.p2/chat/v1/attachments/.hidden",
+            "https://chat.example.com.evil/.p2/chat/v1/attachments/ab12",
+        ] {
+            assert_eq!(
+                attachment_rid("https://chat.example.com", other),
+                None,
+                "{other}"
+            );
+        }
+    }
 
     fn payload(conversation: u64, nonce: &str) -> SignedPayload {
         SignedPayload::message(

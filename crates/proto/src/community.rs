@@ -239,7 +239,7 @@ pub struct Actor {
     pub pronouns: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub about: Option<String>,
-    /// Arrives with media.
+    /// The URL of a public image resource of the actor's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar: Option<String>,
     pub availability: u8,

@@ -165,17 +165,25 @@ impl Server {
             config.domain.clone(),
             &config.public_url,
         );
-        let chat = chat::Chat::new(
+        let media = media::Media::open(
             store.clone(),
-            events.clone(),
-            federation.clone(),
-            sessions.clone(),
+            config.domain.clone(),
+            &config.public_url,
+            config.media.clone(),
+        )
+        .await?;
+        let chat = chat::Chat::new(
+            chat::Deps {
+                store: store.clone(),
+                events: events.clone(),
+                federation: federation.clone(),
+                sessions: sessions.clone(),
+                media: media.clone(),
+                tasks: tasks.clone(),
+            },
             config.domain.clone(),
             &config.rate_limits,
-            tasks.clone(),
         );
-        let media =
-            media::Media::open(store.clone(), config.domain.clone(), config.media.clone()).await?;
         gateway.register_service(Arc::new(chat.clone()));
         gateway.register_service(Arc::new(chat::FugueChatChannel(chat.clone())));
         let rl = &config.rate_limits;

@@ -49,7 +49,9 @@ pub use engine::{Conflict, Error, Result, Row, Stmt, Value};
 pub use events::{EventRow, NewEvent, PositionRow};
 pub use federation::{KeyTrialQuery, KeyTrialRow, NewForeignSession, TrialRef};
 pub use keymaterial::KeyMaterialRow;
-pub use media::{NewResource, ResourceOrder, ResourceRow, Stored};
+pub use media::{
+    AttachmentMeta, AttachmentRow, NewResource, ResourceOrder, ResourceRow, Stored, Thumbnail,
+};
 pub use server_certs::ServerCertRow;
 pub use services::ServiceRow;
 pub use sessions::{NewSession, SessionGuard, SessionRow};

@@ -47,6 +47,35 @@ pub struct NewResource {
     /// The object the upload wrote. Unused when the content is stored already: see
     /// [`Stored::object_key`].
     pub object_key: String,
+    /// For a chat attachment, what the server found out about it.
+    pub attachment: Option<AttachmentMeta>,
+}
+
+/// What is known of a chat attachment beyond its resource.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AttachmentMeta {
+    pub filename: Option<String>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    /// A BlurHash of an image.
+    pub placeholder: Option<String>,
+    /// The thumbnail of an image, an object of its own.
+    pub thumbnail: Option<Thumbnail>,
+}
+
+/// A thumbnail's object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Thumbnail {
+    pub object_key: String,
+    pub content_type: String,
+    pub size: i64,
+}
+
+/// A stored chat attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachmentRow {
+    pub resource: ResourceRow,
+    pub meta: AttachmentMeta,
 }
 
 /// The outcome of [`Store::insert_resource`].
@@ -75,6 +104,23 @@ macro_rules! resource_columns {
     };
 }
 
+/// [`resource_columns`] and the attachment's (`t` = attachments), for [`attachment`].
+macro_rules! attachment_columns {
+    () => {
+        concat!(
+            resource_columns!(),
+            ", t.filename, t.width, t.height, t.placeholder, t.thumb_key, t.thumb_type, t.thumb_size"
+        )
+    };
+}
+
+/// The joins [`attachment_columns`] reads from.
+macro_rules! attachment_from {
+    () => {
+        concat!(resource_from!(), "JOIN attachments t ON t.rid = r.rid ")
+    };
+}
+
 /// The joins [`resource_columns`] reads from.
 macro_rules! resource_from {
     () => {
@@ -96,6 +142,27 @@ fn resource(r: &Row) -> Result<ResourceRow> {
         denylist: split_list(&r.string(9)?),
         created_at: r.i64(10)?,
         object_key: r.string(11)?,
+    })
+}
+
+fn attachment(r: &Row) -> Result<AttachmentRow> {
+    let thumbnail = match r.opt_string(16)? {
+        Some(object_key) => Some(Thumbnail {
+            object_key,
+            content_type: r.string(17)?,
+            size: r.i64(18)?,
+        }),
+        None => None,
+    };
+    Ok(AttachmentRow {
+        resource: resource(r)?,
+        meta: AttachmentMeta {
+            filename: r.opt_string(12)?,
+            width: r.opt_i64(13)?,
+            height: r.opt_i64(14)?,
+            placeholder: r.opt_string(15)?,
+            thumbnail,
+        },
     })
 }
 
@@ -121,7 +188,8 @@ impl Store {
     /// [`Conflict::QuotaExceeded`]; [`Conflict::ActorMissing`].
     pub async fn insert_resource(&self, r: &NewResource, quota: i64) -> Result<Stored> {
         let out = self
-            .transaction_rows(vec![
+            .transaction_rows(
+                [
                 lock_actor(r.actor_id),
                 Stmt::new(
                     "INSERT INTO media_blobs (hash, object_key, size, refs, created_at)
@@ -151,7 +219,27 @@ impl Store {
                 )
                 .affects(1)
                 .or(Conflict::QuotaExceeded),
-            ])
+            ]
+            .into_iter()
+            .chain(r.attachment.as_ref().map(|a| {
+                let thumb = a.thumbnail.as_ref();
+                Stmt::new(
+                    "INSERT INTO attachments (rid, filename, width, height, placeholder, thumb_key,
+                         thumb_type, thumb_size)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    params![
+                        r.rid.clone(),
+                        a.filename.clone(),
+                        a.width,
+                        a.height,
+                        a.placeholder.clone(),
+                        thumb.map(|t| t.object_key.clone()),
+                        thumb.map(|t| t.content_type.clone()),
+                        thumb.map(|t| t.size)
+                    ],
+                )
+            }))
+            .collect())
             .await?;
         let object_key = out
             .get(1)
@@ -252,13 +340,24 @@ impl Store {
         .await
     }
 
-    /// Deletes an actor's resource. Answers the objects no resource uses any more, which
-    /// the caller deletes.
+    /// Deletes an actor's resource (with what makes it an attachment). Answers the objects
+    /// no resource uses any more, which the caller deletes.
     ///
     /// Errors: [`Conflict::ResourceMissing`] when the actor has no resource `rid`.
     pub async fn delete_resource(&self, rid: &str, actor_id: i64) -> Result<Vec<String>> {
         let out = self
             .transaction_rows(vec![
+                Stmt::new(
+                    "DELETE FROM attachments
+                     WHERE rid = (SELECT rid FROM resources WHERE rid = $1 AND actor_id = $2)
+                     RETURNING thumb_key",
+                    params![rid, actor_id],
+                ),
+                Stmt::new(
+                    "DELETE FROM message_attachments
+                     WHERE rid = (SELECT rid FROM resources WHERE rid = $1 AND actor_id = $2)",
+                    params![rid, actor_id],
+                ),
                 Stmt::new(
                     "UPDATE media_blobs SET refs = refs - 1
                      WHERE hash = (SELECT hash FROM resources WHERE rid = $1 AND actor_id = $2)",
@@ -277,31 +376,97 @@ impl Store {
                 ),
             ])
             .await?;
-        out.get(2)
-            .map(|(_, rows)| rows.iter().map(|r| r.string(0)).collect())
-            .unwrap_or_else(|| Ok(Vec::new()))
+        // The attachment's thumbnail, then the blobs that went.
+        [0, 4]
+            .iter()
+            .filter_map(|&i| out.get(i))
+            .flat_map(|(_, rows)| rows.iter().map(|r| r.opt_string(0)))
+            .filter_map(Result::transpose)
+            .collect()
     }
 
-    /// Every object key a blob names (a backup checks that it holds them all).
+    /// Every object key a blob or a thumbnail names (a backup checks that it holds them
+    /// all).
     pub async fn object_keys(&self) -> Result<Vec<String>> {
         let rows = self
             .query(
-                "SELECT object_key FROM media_blobs ORDER BY object_key",
+                "SELECT object_key FROM media_blobs
+                 UNION SELECT thumb_key FROM attachments WHERE thumb_key IS NOT NULL
+                 ORDER BY 1",
                 params![],
             )
             .await?;
         rows.iter().map(|r| r.string(0)).collect()
     }
 
-    /// Whether some blob is stored under `object_key` (objects that none is are left over
-    /// from interrupted uploads or deletions).
+    /// Whether some blob or thumbnail is stored under `object_key` (objects that none is
+    /// are left over from interrupted uploads or deletions).
     pub async fn object_in_use(&self, object_key: &str) -> Result<bool> {
         let rows = self
             .query(
-                "SELECT 1 FROM media_blobs WHERE object_key = $1",
+                "SELECT 1 FROM media_blobs WHERE object_key = $1
+                 UNION ALL SELECT 1 FROM attachments WHERE thumb_key = $1",
                 params![object_key],
             )
             .await?;
         Ok(!rows.is_empty())
+    }
+
+    /// The attachment `rid`.
+    pub async fn attachment(&self, rid: &str) -> Result<Option<AttachmentRow>> {
+        let rows = self
+            .query(
+                concat!(
+                    "SELECT ",
+                    attachment_columns!(),
+                    attachment_from!(),
+                    "WHERE r.rid = $1"
+                ),
+                params![rid],
+            )
+            .await?;
+        rows.first().map(attachment).transpose()
+    }
+
+    /// The attachments messages of a channel with ids from `first` to `last` name, with the
+    /// message naming each (one per pair).
+    pub async fn attachments_of_messages(
+        &self,
+        channel_id: i64,
+        first: i64,
+        last: i64,
+    ) -> Result<Vec<(i64, AttachmentRow)>> {
+        let rows = self
+            .query(
+                concat!(
+                    "SELECT ",
+                    attachment_columns!(),
+                    ", m.id",
+                    attachment_from!(),
+                    "JOIN message_attachments ma ON ma.rid = r.rid
+                     JOIN messages m ON m.id = ma.message_id
+                     WHERE m.channel_id = $1 AND m.id BETWEEN $2 AND $3"
+                ),
+                params![channel_id, first, last],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.i64(19)?, attachment(r)?)))
+            .collect()
+    }
+
+    /// The channels of up to `limit` messages, not deleted, that name attachment `rid`
+    /// (whoever may read one of them may read it).
+    pub async fn attachment_channels(&self, rid: &str, limit: i64) -> Result<Vec<i64>> {
+        let rows = self
+            .query(
+                "SELECT DISTINCT m.channel_id FROM message_attachments ma
+                 JOIN messages m ON m.id = ma.message_id
+                 WHERE ma.rid = $1 AND m.deleted_at IS NULL
+                 LIMIT $2",
+                params![rid, limit],
+            )
+            .await?;
+        rows.iter().map(|r| r.i64(0)).collect()
     }
 }

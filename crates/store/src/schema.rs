@@ -430,6 +430,32 @@ CREATE INDEX resources_actor ON resources (actor_id, created_at);
 CREATE INDEX resources_hash ON resources (hash);
 "#,
     ),
+    (
+        17,
+        // Chat attachments: resources with a file name and, for images, dimensions, a
+        // placeholder and a thumbnail (an object of its own, under a key never shared).
+        // `message_attachments` links every version of a message to the attachments it
+        // names: who may read such a message may read them.
+        r#"
+CREATE TABLE attachments (
+    rid TEXT PRIMARY KEY REFERENCES resources(rid),
+    filename TEXT,
+    width BIGINT,
+    height BIGINT,
+    placeholder TEXT,
+    thumb_key TEXT UNIQUE,
+    thumb_type TEXT,
+    thumb_size BIGINT
+);
+CREATE TABLE message_attachments (
+    rid TEXT NOT NULL,
+    message_id BIGINT NOT NULL,
+    PRIMARY KEY (rid, message_id)
+);
+CREATE INDEX message_attachments_message ON message_attachments (message_id);
+ALTER TABLE actor_profiles ADD COLUMN avatar TEXT;
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

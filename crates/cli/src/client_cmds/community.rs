@@ -125,6 +125,10 @@ pub enum ProfileCmd {
         /// Your time zone, an IANA name like Europe/Berlin.
         #[arg(long)]
         timezone: Option<String>,
+        /// An image to show as your avatar (uploaded public to your home server); an empty
+        /// value removes it.
+        #[arg(long, value_name = "FILE")]
+        avatar: Option<String>,
     },
 }
 
@@ -241,6 +245,9 @@ fn print_profile(a: &Actor) {
     }
     if let Some(tz) = &a.timezone {
         out!("time zone: {tz}");
+    }
+    if let Some(avatar) = &a.avatar {
+        out!("avatar: {avatar}");
     }
 }
 
@@ -462,22 +469,34 @@ pub async fn profile(
                 pronouns,
                 about,
                 timezone,
+                avatar,
             }),
         ) => {
+            let avatar = match avatar {
+                Some(path) if path.is_empty() => Some(String::new()),
+                Some(path) => Some(
+                    chat.upload_picture(std::path::Path::new(&path))
+                        .await
+                        .map_err(e)?,
+                ),
+                None => None,
+            };
             let request = update_profile::Request {
                 display_name,
                 pronouns,
                 about,
                 timezone,
+                avatar,
             };
             if request.display_name.is_none()
                 && request.pronouns.is_none()
                 && request.about.is_none()
                 && request.timezone.is_none()
+                && request.avatar.is_none()
             {
                 return Err(
-                    "nothing to change: give --display-name, --pronouns, --about or \
-                            --timezone (an empty value clears one)"
+                    "nothing to change: give --display-name, --pronouns, --about, \
+                            --timezone or --avatar (an empty value clears one)"
                         .into(),
                 );
             }

@@ -13,7 +13,7 @@ use clap::Subcommand;
 
 use fugue_client::Chat;
 use fugue_proto::FederationId;
-use fugue_proto::api::{create_guild, create_invite, list_members};
+use fugue_proto::api::{create_guild, create_invite, list_members, update_guild};
 use fugue_proto::chat::{Guild, channel_type};
 
 use super::{ChatOpts, chat, date, e, keystore_path, secret};
@@ -29,6 +29,17 @@ pub enum GuildCmd {
         /// Anyone may join without an invite.
         #[arg(long)]
         public: bool,
+        /// An image to show as the guild's icon (uploaded public to your home server).
+        #[arg(long, value_name = "FILE")]
+        icon: Option<PathBuf>,
+    },
+    /// Set GUILD's icon to the image FILE (MANAGE_GUILD); `--clear` removes it.
+    Icon {
+        guild: u64,
+        #[arg(required_unless_present = "clear")]
+        file: Option<PathBuf>,
+        #[arg(long, conflicts_with = "file")]
+        clear: bool,
     },
     /// The guilds you created or joined from this key store.
     List,
@@ -141,8 +152,13 @@ impl KnownGuilds {
 
 fn guild_line(g: &Guild) -> String {
     let visibility = if g.private { "private" } else { "public" };
+    let icon = g
+        .icon
+        .as_deref()
+        .map(|i| format!(", icon {i}"))
+        .unwrap_or_default();
     format!(
-        "{}  {}  ({visibility}, {} members, owner {})",
+        "{}  {}  ({visibility}, {} members, owner {}{icon})",
         g.id, g.name, g.member_count, g.owner_id
     )
 }
@@ -166,11 +182,16 @@ pub async fn run(opts: ChatOpts, cmd: GuildCmd) -> Result<(), String> {
             name,
             description,
             public,
+            icon,
         } => {
+            let icon = match icon {
+                Some(path) => Some(chat.upload_picture(&path).await.map_err(e)?),
+                None => None,
+            };
             let request = create_guild::Request {
                 name,
                 description,
-                icon: None,
+                icon,
                 private: Some(!public),
             };
             let guild = chat.create_guild(&request).await.map_err(e)?;
@@ -179,6 +200,18 @@ pub async fn run(opts: ChatOpts, cmd: GuildCmd) -> Result<(), String> {
             for c in chat.channels(guild.id).await.map_err(e)? {
                 out!("channel {}  #{}", c.id, c.name);
             }
+        }
+        GuildCmd::Icon { guild, file, clear } => {
+            let icon = match (file, clear) {
+                (Some(path), false) => chat.upload_picture(&path).await.map_err(e)?,
+                _ => String::new(),
+            };
+            let request = update_guild::Request {
+                icon: Some(icon),
+                ..update_guild::Request::default()
+            };
+            let g = chat.update_guild(guild, &request).await.map_err(e)?;
+            out!("{}", guild_line(&g));
         }
         GuildCmd::List => {
             let ids = known.ids();

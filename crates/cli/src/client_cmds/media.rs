@@ -8,9 +8,10 @@ use clap::{Args, Subcommand};
 use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 
+use fugue_proto::chat::split_attachment_url;
 use fugue_proto::rawr::{AccessEntry, AccessProperties, ResourceId, ResourceSort};
 
-use super::{ClientOpts, e, open_store, restore_session};
+use super::{ClientOpts, chat_at, e, open_store, restore_session};
 use crate::terminal::out;
 
 /// Who may read a resource, as flags.
@@ -58,8 +59,11 @@ pub struct UploadArgs {
 
 #[derive(Args)]
 pub struct DownloadArgs {
-    /// The resource ID.
+    /// The resource ID, or an attachment's URL (as `fugue read` shows it).
     rid: String,
+    /// An attachment's thumbnail instead of the attachment.
+    #[arg(long)]
+    thumbnail: bool,
     /// Where to write it ("-": standard output; default: a file named after the ID in the
     /// current directory).
     #[arg(short, long)]
@@ -188,35 +192,81 @@ pub async fn upload(opts: ClientOpts, args: UploadArgs) -> Result<(), String> {
 }
 
 pub async fn download(opts: ClientOpts, args: DownloadArgs) -> Result<(), String> {
-    let to_stdout = args.output.as_deref() == Some(Path::new("-"));
+    if let Some((base, rid)) = split_attachment_url(&args.rid) {
+        return download_attachment(&opts, &args, base, rid).await;
+    }
+    if args.thumbnail {
+        return Err("only attachments have thumbnails: give an attachment's URL".into());
+    }
     let path = args
         .output
         .clone()
         .unwrap_or_else(|| PathBuf::from(&args.rid));
+    save(&path, async |sink| match &args.from {
+        Some(url) => {
+            let client = fugue_client::Client::new(url)?;
+            client.download_resource(None, &args.rid, sink).await
+        }
+        None => {
+            let store = open_store(&opts).map_err(fugue_client::Error::Transport)?;
+            let (session, _) = restore_session(&store).map_err(fugue_client::Error::Transport)?;
+            session.download_resource(&args.rid, sink).await
+        }
+    })
+    .await
+}
+
+/// `fugue download URL` of an attachment: from the server in the URL (home, or one signed
+/// in on), saved under its file name unless `-o` says otherwise.
+async fn download_attachment(
+    opts: &ClientOpts,
+    args: &DownloadArgs,
+    base: &str,
+    rid: &str,
+) -> Result<(), String> {
+    let chat = chat_at(opts, base).await?;
+    let path = match &args.output {
+        Some(path) => path.clone(),
+        None => {
+            let a = chat.attachment(rid).await.map_err(e)?;
+            let name = a
+                .filename
+                .filter(|n| !n.starts_with('.') && Path::new(n).file_name() == Some(n.as_ref()))
+                .unwrap_or(a.id);
+            PathBuf::from(if args.thumbnail {
+                format!("thumbnail-{name}")
+            } else {
+                name
+            })
+        }
+    };
+    save(&path, async |sink| {
+        chat.download_attachment(rid, args.thumbnail, sink).await
+    })
+    .await
+}
+
+/// Writes what `fetch` downloads to `path` ("-": standard output): a new file only, never
+/// overwriting one, and none left behind when the download fails.
+async fn save(
+    path: &Path,
+    fetch: impl AsyncFnOnce(
+        &mut Box<dyn tokio::io::AsyncWrite + Unpin>,
+    ) -> fugue_client::Result<fugue_client::Downloaded>,
+) -> Result<(), String> {
+    let to_stdout = path == Path::new("-");
     let mut sink: Box<dyn tokio::io::AsyncWrite + Unpin> = if to_stdout {
         Box::new(tokio::io::stdout())
     } else {
-        // A new file only: a download never overwrites what is there.
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&path)
+            .open(path)
             .await
             .map_err(|err| format!("{}: {err}", path.display()))?;
         Box::new(file)
     };
-    let result = match &args.from {
-        Some(url) => {
-            let client = fugue_client::Client::new(url).map_err(e)?;
-            client.download_resource(None, &args.rid, &mut sink).await
-        }
-        None => {
-            let store = open_store(&opts)?;
-            let (session, _) = restore_session(&store)?;
-            session.download_resource(&args.rid, &mut sink).await
-        }
-    };
-    match result {
+    match fetch(&mut sink).await {
         Ok(got) if !to_stdout => {
             eprintln!("{}: {} bytes", path.display(), got.bytes);
             Ok(())
@@ -225,8 +275,7 @@ pub async fn download(opts: ClientOpts, args: DownloadArgs) -> Result<(), String
         Err(err) => {
             drop(sink);
             if !to_stdout {
-                // No half file stays behind.
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(path);
             }
             Err(e(err))
         }

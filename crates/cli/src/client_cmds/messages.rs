@@ -20,10 +20,14 @@ use crate::terminal::{note, out};
 pub struct SendArgs {
     /// The channel's id.
     channel: u64,
+    /// The text (may be empty when files are attached).
     text: String,
     /// The id of the message this answers.
     #[arg(long)]
     reply_to: Option<u64>,
+    /// A file to attach (uploaded first); repeatable, at most 10.
+    #[arg(long = "attach", value_name = "FILE")]
+    attach: Vec<std::path::PathBuf>,
 }
 
 #[derive(Args)]
@@ -110,20 +114,58 @@ pub(super) fn line(m: &Message, verdict: &Verdict) -> String {
     } else {
         format!(" [{reactions}]")
     };
+    let files = if m.deleted_timestamp.is_some() {
+        String::new()
+    } else {
+        attachments(m)
+    };
     format!(
-        "{mark} {}  {}  [{}]  {text}{reply}{edited}{reactions}{why}",
+        "{mark} {}  {}  [{}]  {text}{reply}{edited}{reactions}{files}{why}",
         date(m.timestamp),
         m.author,
         m.id
     )
 }
 
+/// A message's attachments, e.g. ` [file: photo.jpg (84,213 bytes, 1000×600) <URL>]`: what the
+/// server describes by name, size and dimensions, anything else by its URL.
+fn attachments(m: &Message) -> String {
+    m.attachments
+        .iter()
+        .map(
+            |url| match m.attachment_details.iter().find(|a| &a.url == url) {
+                Some(a) => {
+                    let name = a.filename.as_deref().unwrap_or(&a.id);
+                    let dims = match (a.width, a.height) {
+                        (Some(w), Some(h)) => format!(", {w}×{h}"),
+                        _ => String::new(),
+                    };
+                    format!(" [file: {name} ({} bytes{dims}) {url}]", a.size)
+                }
+                None => format!(" [file: {url}]"),
+            },
+        )
+        .collect()
+}
+
 pub async fn send(opts: ChatOpts, args: SendArgs) -> Result<(), String> {
     let chat = chat(&opts).await?;
+    if args.attach.len() > fugue_proto::chat::MAX_ATTACHMENTS {
+        return Err(format!(
+            "at most {} files per message",
+            fugue_proto::chat::MAX_ATTACHMENTS
+        ));
+    }
+    let mut attachments = Vec::with_capacity(args.attach.len());
+    for path in &args.attach {
+        let a = chat.upload_attachment_file(path).await.map_err(e)?;
+        note!("attached {} ({} bytes)", path.display(), a.size);
+        attachments.push(a.url);
+    }
     let body = MessageBody {
         content: args.text,
         reply_to: args.reply_to,
-        attachments: Vec::new(),
+        attachments,
     };
     let sent = chat.send_message(args.channel, body).await.map_err(e)?;
     let again = if sent.created {

@@ -133,3 +133,98 @@ async fn files_go_up_come_back_and_are_shared_listed_and_deleted() {
         .await;
     assert!(!ok && err.contains("resource ID"), "{err}");
 }
+
+/// The first bytes of a PNG (what the server types an upload by).
+const PNG: &[u8] = &[
+    0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 0x0d, b'I', b'H', b'D', b'R', 0, 0, 0,
+    1, 0, 0, 0, 1, 8, 6, 0, 0, 0,
+];
+
+#[tokio::test]
+async fn files_are_attached_to_messages_and_pictures_to_profiles_and_guilds() {
+    let server = TestServer::start().await;
+    server
+        .client()
+        .register("alice", PASSWORD, None, None)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let downloads = dir.path().join("downloads");
+    std::fs::create_dir(&downloads).unwrap();
+    let alice = Cli {
+        url: server.url.clone(),
+        keystore: dir.path().join("alice.json"),
+        cwd: dir.path().to_owned(),
+    };
+    alice.ok(&["account", "login", "alice"]).await;
+    std::fs::write(dir.path().join("notes.txt"), b"meeting at noon").unwrap();
+    std::fs::write(dir.path().join("face.png"), PNG).unwrap();
+
+    // A guild with an icon; a message with a file.
+    let out = alice
+        .ok(&["guild", "create", "club", "--icon", "face.png"])
+        .await;
+    assert!(out.contains(", icon http"), "{out}");
+    let channel = out
+        .lines()
+        .find_map(|l| l.strip_prefix("channel "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    let (ok, out, err) = alice
+        .run(&["send", &channel, "the notes", "--attach", "notes.txt"])
+        .await;
+    assert!(ok, "{err}");
+    assert!(out.starts_with("sent message"), "{out}");
+    assert!(err.contains("attached notes.txt (15 bytes)"), "{err}");
+
+    // Reading shows it by name, size and URL; the URL downloads it under its name.
+    let read = alice.ok(&["read", &channel]).await;
+    let line = read.lines().find(|l| l.contains("the notes")).unwrap();
+    assert!(line.contains("[file: notes.txt (15 bytes) http"), "{line}");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.contains("/.p2/chat/v1/attachments/"))
+        .unwrap()
+        .trim_end_matches(']');
+    let fetcher = Cli {
+        cwd: downloads.clone(),
+        ..alice
+    };
+    fetcher.ok(&["download", url]).await;
+    assert_eq!(
+        std::fs::read(downloads.join("notes.txt")).unwrap(),
+        b"meeting at noon"
+    );
+    // Never over an existing file; a text has no thumbnail.
+    let (ok, _, err) = fetcher.run(&["download", url]).await;
+    assert!(!ok && err.contains("exists"), "{err}");
+    let (ok, _, err) = fetcher
+        .run(&["download", url, "--thumbnail", "-o", "t.jpg"])
+        .await;
+    assert!(!ok, "{err}");
+    assert!(!downloads.join("t.jpg").exists(), "no half file");
+
+    // An avatar: uploaded public, shown in the profile; an empty value removes it.
+    fetcher
+        .ok(&["profile", "set", "--avatar", "../face.png"])
+        .await;
+    let profile = fetcher.ok(&["profile"]).await;
+    assert!(profile.contains("avatar: http"), "{profile}");
+    fetcher.ok(&["profile", "set", "--avatar", ""]).await;
+    let profile = fetcher.ok(&["profile"]).await;
+    assert!(!profile.contains("avatar:"), "{profile}");
+    // Something that is no image is refused, in words.
+    let (ok, _, err) = fetcher
+        .run(&["profile", "set", "--avatar", "../notes.txt"])
+        .await;
+    assert!(
+        !ok && err.contains("is no PNG, JPEG, GIF or WebP image"),
+        "{err}"
+    );
+    let resources = fetcher.ok(&["resources", "list"]).await;
+    assert!(
+        !resources.contains("text/plain\tpublic"),
+        "nothing left behind: {resources}"
+    );
+}

@@ -14,6 +14,7 @@
 //! gateway's chat events in `events`, DMs and groups in `conversations`, and reactions (signed
 //! the same way), pins, read states, presence and profiles in `community`.
 
+mod attachments;
 mod community;
 mod conversations;
 mod events;

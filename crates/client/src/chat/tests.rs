@@ -51,6 +51,7 @@ fn stored(chat: &Chat, prepared: &PreparedMessage, id: u64) -> Message {
         id_cert: r.id_cert.clone().unwrap(),
         serial: Serial(7),
         attachments: r.attachments.clone(),
+        attachment_details: Vec::new(),
         embeds: vec![],
         reactions: vec![],
     }

@@ -1,5 +1,5 @@
 //! polyproto-chat (`/.p2/chat/v1/`): the routes of chat.md and the chat OpenAPI (both guild
-//! reads, OP-46), with the model supersets of [`crate::chat`]. Attachments come with media.
+//! reads, OP-46), with the model supersets of [`crate::chat`].
 //! Fugue's additions are in [`super::fugue_chat`].
 
 endpoints! {
@@ -264,4 +264,24 @@ endpoints! {
     /// Revokes an invite (its creator, or MANAGE_GUILD); by code, or by the `id` listings
     /// show.
     delete_invite = DELETE "v1/invites/{invite_code}" (invite_code: &str), auth AnySession {}
+
+    /// Uploads an attachment (body: its bytes, `Content-Length` required), stored as a
+    /// resource of the caller (core §7.3.1) under an ID the server draws. Any session of
+    /// this server, also a foreign actor's: a message is sent to the server that stores
+    /// it, and so are its attachments.
+    upload_attachment = POST "v1/attachments", auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        pub struct Query {
+            /// The file's name, shown to readers and offered when they save it.
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub filename: Option<String>,
+        }
+        pub type Response = crate::chat::Attachment;
+    }
+
+    /// An attachment's bytes: to its uploader and to whoever may read a message that
+    /// references it; 404 to everyone else, as for an absent one.
+    get_attachment = GET "v1/attachments/{resource_id}" (resource_id: &str), auth AnySession {}
 }

@@ -1,7 +1,7 @@
 //! Fugue's own chat namespace (`/.p2/fugue-chat/v1/`, core §8.2, §8.6): what a chat server
 //! needs beyond the chat spec — roles, member roles, channel permission overwrites, bans,
 //! history around a message, edit histories and guild ownership; reactions, pins, read
-//! states, presence and profiles.
+//! states, presence and profiles; attachment details and thumbnails.
 
 endpoints! {
     /// Every endpoint of Fugue's chat additions.
@@ -309,6 +309,9 @@ endpoints! {
             pub about: Option<String>,
             #[serde(default, skip_serializing_if = "Option::is_none")]
             pub timezone: Option<String>,
+            /// The URL of a public image resource of the caller's (empty: none).
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub avatar: Option<String>,
         }
         pub type Response = crate::community::Actor;
     }
@@ -317,6 +320,17 @@ endpoints! {
     get_profile = GET "v1/users/{fid}/profile" (fid: &crate::FederationId), auth AnySession {
         pub type Response = crate::community::Actor;
     }
+
+    /// What the server knows of an attachment: size, type, name, image dimensions,
+    /// placeholder and thumbnail (who may read the attachment may read this).
+    attachment_details = GET "v1/attachments/{resource_id}" (resource_id: &str), auth AnySession {
+        pub type Response = crate::chat::Attachment;
+    }
+
+    /// An image attachment's thumbnail (at most [`crate::chat::THUMBNAIL_SIZE`] pixels
+    /// each way); 404 when it has none.
+    attachment_thumbnail = GET "v1/attachments/{resource_id}/thumbnail" (resource_id: &str),
+        auth AnySession {}
 }
 
 /// A reaction's addition or removal, signed by its author over

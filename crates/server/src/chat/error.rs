@@ -58,6 +58,8 @@ pub enum Error {
     #[error(transparent)]
     Federation(#[from] federation::Error),
     #[error(transparent)]
+    Media(#[from] crate::media::Error),
+    #[error(transparent)]
     Store(#[from] fugue_store::Error),
 }
 
@@ -91,6 +93,7 @@ impl From<Error> for ApiError {
             Error::UserNotFound(_) => (S::NOT_FOUND, ErrorCode::UserNotFound),
             Error::Sessions(e) => return e.into(),
             Error::Federation(e) => return foreign_cert(e),
+            Error::Media(e) => return e.into(),
             Error::Store(e) => return ApiError::internal(&e),
         };
         ApiError::new(status, code, detail)

@@ -109,6 +109,7 @@ impl Chat {
             id_cert: m.cert_pem.clone(),
             serial: Serial(from_store(m.cert_serial)),
             attachments: body.attachments,
+            attachment_details: Vec::new(),
             embeds: Vec::new(),
             reactions: Vec::new(),
         })
@@ -338,6 +339,7 @@ impl Chat {
                 now,
             )
             .await?;
+        let (rids, details) = self.attached(actor, &body.attachments).await?;
         let content = serde_json::to_string(body).map_err(|e| Error::Invalid(e.to_string()))?;
         for _ in 0..ID_ATTEMPTS {
             let row = MessageRow {
@@ -359,7 +361,8 @@ impl Chat {
                 deleted_by: None,
                 version: 1,
             };
-            let message = self.message_view(&row)?;
+            let mut message = self.message_view(&row)?;
+            message.attachment_details.clone_from(&details);
             let e = Publish::new(
                 Self::guild_stream(c.guild_id),
                 CHAT,
@@ -370,7 +373,7 @@ impl Chat {
             .about(row.id);
             match self
                 .store
-                .insert_message(&row, &e.to_new(now), Some(s.version), Some(guard))
+                .insert_message_attaching(&row, &rids, &e.to_new(now), Some(s.version), Some(guard))
                 .await
             {
                 Ok(Sent::New(seq)) => {
@@ -471,6 +474,7 @@ impl Chat {
                 now,
             )
             .await?;
+        let (rids, details) = self.attached(actor, &body.attachments).await?;
         let v = MessageVersionRow {
             message_id: m.id,
             version: m.version + 1,
@@ -492,7 +496,8 @@ impl Chat {
             version: v.version,
             ..m
         };
-        let message = self.message_view(&edited)?;
+        let mut message = self.message_view(&edited)?;
+        message.attachment_details = details;
         let e = Publish::new(
             Self::guild_stream(c.guild_id),
             CHAT,
@@ -503,7 +508,7 @@ impl Chat {
         .about(edited.id);
         let seq = self
             .store
-            .edit_message(&v, &e.to_new(now))
+            .edit_message_attaching(&v, &rids, &e.to_new(now))
             .await
             .map_err(|e| match e {
                 fugue_store::Error::Conflict(Conflict::MessageChanged) => Error::Changed,
@@ -635,7 +640,8 @@ impl Chat {
             .iter()
             .map(|m| self.message_view(m))
             .collect::<Result<Vec<_>, _>>()?;
-        self.with_reactions(c.id, page).await
+        let page = self.with_reactions(c.id, page).await?;
+        self.with_attachments(c.id, page).await
     }
 
     /// Every version of a message, oldest first (none once deleted).

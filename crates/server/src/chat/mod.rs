@@ -1,7 +1,7 @@
 //! Chat (polyproto-chat and Fugue's `fugue-chat` additions, DIGEST §11): guilds, channels,
 //! members, invites, roles and overwrites, bans, and signed messages (`messages.rs`);
 //! reactions and pins (`reactions.rs`), mentions and read states (`reads.rs`), presence and
-//! profiles (`presence.rs`).
+//! profiles (`presence.rs`), attachments, avatars and icons (`attachments.rs`).
 //!
 //! Rules: everything inside a guild that the caller may not see answers 404 as if it did not
 //! exist (a private guild for a non-member, a channel without VIEW_CHANNEL); a member lacking
@@ -13,6 +13,7 @@
 //! (`follow.rs`). Foreign actors signed in by key trial are members like local ones.
 //! HTTP lives in `routes.rs`; the store holds no rule.
 
+mod attachments;
 mod community_routes;
 mod conversation_routes;
 mod conversations;
@@ -56,6 +57,7 @@ use crate::config::RateLimits;
 use crate::events::{Audience, Events, Publish};
 use crate::federation::Federation;
 use crate::ids::{ActorId, StreamId, from_store, to_store};
+use crate::media::Media;
 use crate::principal::{Actor, stored_name};
 use crate::ratelimit::Window;
 use crate::sessions::{Authed, Sessions};
@@ -135,6 +137,8 @@ pub struct Inner {
     events: Events,
     federation: Federation,
     sessions: Sessions,
+    /// Attachments, avatars and icons are resources.
+    media: Media,
     domain: DomainName,
     /// Owns the writes started off a request (presence).
     tasks: crate::tasks::Tasks,
@@ -219,21 +223,34 @@ fn optional_text(field: &str, value: Option<&str>, max: usize) -> Result<(), Err
     value.map_or(Ok(()), |v| text(field, v, max, true))
 }
 
+/// What the chat domain works with: the other domains it calls.
+pub struct Deps {
+    pub store: Store,
+    pub events: Events,
+    pub federation: Federation,
+    pub sessions: Sessions,
+    /// Attachments, avatars and icons are resources.
+    pub media: Media,
+    /// Owns the writes started off a request (presence).
+    pub tasks: crate::tasks::Tasks,
+}
+
 impl Chat {
-    pub fn new(
-        store: Store,
-        events: Events,
-        federation: Federation,
-        sessions: Sessions,
-        domain: DomainName,
-        limits: &RateLimits,
-        tasks: crate::tasks::Tasks,
-    ) -> Self {
+    pub fn new(deps: Deps, domain: DomainName, limits: &RateLimits) -> Self {
+        let Deps {
+            store,
+            events,
+            federation,
+            sessions,
+            media,
+            tasks,
+        } = deps;
         Self(Arc::new(Inner {
             store,
             events,
             federation,
             sessions,
+            media,
             domain,
             tasks,
             snapshots: Mutex::new(HashMap::new()),
@@ -511,14 +528,14 @@ impl Chat {
             req.description.as_deref(),
             chat::MAX_DESCRIPTION,
         )?;
-        optional_text("icon", req.icon.as_deref(), chat::MAX_DESCRIPTION)?;
-        let now = self.events.now();
         let actor = &authed.actor;
+        let icon = self.picture(actor, req.icon).await?.flatten();
+        let now = self.events.now();
         let g = GuildRow {
             id: random_id(),
             name: req.name.trim().to_owned(),
             description: req.description,
-            icon: req.icon,
+            icon,
             owner_id: actor.id.to_store(),
             private: req.private.unwrap_or(true),
             created_at: now.to_store(),
@@ -615,7 +632,7 @@ impl Chat {
             req.description.as_deref(),
             chat::MAX_DESCRIPTION,
         )?;
-        optional_text("icon", req.icon.as_deref(), chat::MAX_DESCRIPTION)?;
+        let icon = self.picture(&authed.actor, req.icon).await?;
         let mut g = self
             .store
             .guild(to_store(guild_id))
@@ -627,8 +644,8 @@ impl Chat {
         if req.description.is_some() {
             g.description = req.description.filter(|d| !d.is_empty());
         }
-        if req.icon.is_some() {
-            g.icon = req.icon.filter(|i| !i.is_empty());
+        if let Some(icon) = icon {
+            g.icon = icon;
         }
         if let Some(private) = req.private {
             g.private = private;

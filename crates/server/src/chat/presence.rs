@@ -11,7 +11,7 @@
 //! ephemeral `fugue-chat` op 34 events to every guild the actor is in; only the actor
 //! itself and those sharing a guild with it learn its presence over HTTP.
 //!
-//! **Profiles** (display name, pronouns, about, time zone; the avatar comes with media) are
+//! **Profiles** (display name, pronouns, about, time zone, avatar) are
 //! one row per actor with the presence setting; a change appends `fugue-chat` op 35 to the
 //! actor's own stream and to each of its guilds' streams (collapse key `profile:<fid>`).
 
@@ -261,7 +261,7 @@ impl Chat {
             display_name: row.display_name,
             pronouns: row.pronouns,
             about: row.about,
-            avatar: None,
+            avatar: row.avatar,
             availability: presence
                 .as_ref()
                 .map_or(availability::OFFLINE, |p| p.availability),
@@ -326,7 +326,11 @@ impl Chat {
                 "timezone is an IANA name like Europe/Berlin".into(),
             ));
         }
+        let avatar = self.picture(actor, req.avatar).await?;
         let mut row = self.profile_row(actor.id).await?;
+        if let Some(avatar) = avatar {
+            row.avatar = avatar;
+        }
         let set = |old: &mut Option<String>, new: Option<String>| {
             if let Some(v) = new {
                 *old = Some(v).filter(|v| !v.trim().is_empty());
@@ -344,6 +348,7 @@ impl Chat {
         view.pronouns.clone_from(&row.pronouns);
         view.about.clone_from(&row.about);
         view.timezone.clone_from(&row.timezone);
+        view.avatar.clone_from(&row.avatar);
         let key = format!("profile:{}", actor.fid);
         let mut publishes = vec![
             Publish::to_actor(

@@ -281,8 +281,10 @@ impl Chat {
         let mut out = Vec::new();
         for p in self.store.pinned_messages(c.id).await? {
             let view = self.message_view(&p.message)?;
-            // Reactions per message: pins may lie far apart, a range read could be long.
-            for message in self.with_reactions(c.id, vec![view]).await? {
+            // Reactions and attachments per message: pins may lie far apart, a range read
+            // could be long.
+            let viewed = self.with_reactions(c.id, vec![view]).await?;
+            for message in self.with_attachments(c.id, viewed).await? {
                 out.push(Pinned {
                     message,
                     pinned_by: self.fid_of(&p.pinned_by)?,

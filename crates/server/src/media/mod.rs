@@ -11,6 +11,7 @@
 //! `routes.rs`; the objects in [`objects`].
 
 mod error;
+pub mod images;
 pub mod objects;
 pub mod routes;
 pub mod sniff;
@@ -22,12 +23,15 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 
+use fugue_proto::chat::{self, Attachment};
 use fugue_proto::rawr::{
     AccessEntry, AccessProperties, Preview, Reader, ResourceId, ResourceInformation,
     ResourceListEntry, ResourceSort, Usage,
 };
 use fugue_proto::{DomainName, FederationId, LocalName};
-use fugue_store::{NewResource, ResourceOrder, ResourceRow, Store};
+use fugue_store::{
+    AttachmentMeta, AttachmentRow, NewResource, ResourceOrder, ResourceRow, Store, Thumbnail,
+};
 
 pub use error::Error;
 pub use objects::Objects;
@@ -51,9 +55,21 @@ const SWEEP_AGE: Duration = Duration::from_secs(3600);
 pub struct Media {
     store: Store,
     domain: DomainName,
+    /// Where this server is reached: attachments are named by URLs below it.
+    public_url: String,
     config: config::Media,
     /// `None` when the server offers no RawR (no media directory configured).
     objects: Option<Arc<Objects>>,
+    /// One image is decoded at a time: each may take up to [`images::MAX_ALLOC`].
+    decoding: Arc<tokio::sync::Semaphore>,
+}
+
+/// An upload's bytes, written whole to an object.
+struct Received {
+    key: String,
+    hash: Vec<u8>,
+    length: u64,
+    content_type: &'static str,
 }
 
 /// A resource to send: its bytes and what the response says about them.
@@ -72,6 +88,7 @@ impl Media {
     pub async fn open(
         store: Store,
         domain: DomainName,
+        public_url: &str,
         config: config::Media,
     ) -> std::io::Result<Self> {
         let objects = match &config.dir {
@@ -81,8 +98,10 @@ impl Media {
         Ok(Self {
             store,
             domain,
+            public_url: public_url.trim_end_matches('/').to_owned(),
             config,
             objects,
+            decoding: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -98,14 +117,14 @@ impl Media {
         rid: &str,
         access: Option<&str>,
         length: Option<u64>,
-        mut body: S,
+        body: S,
         now: UnixTime,
     ) -> Result<(), Error>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let objects = self.objects()?;
+        self.objects()?;
         if !authed.actor.is_local() {
             return Err(Error::UploadForbidden);
         }
@@ -114,16 +133,144 @@ impl Media {
             Some(raw) => AccessProperties::from_query(raw).map_err(Error::InvalidAccess)?,
             None => AccessProperties::default(),
         };
-        let length = length.ok_or(Error::LengthRequired)?;
         let actor = authed.actor.id.to_store();
+        let length = self.admit(actor, length).await?;
+        if self.store.resource(rid.as_str()).await?.is_some() {
+            return Err(Error::DuplicateRid);
+        }
+        let got = self.receive(length, body).await?;
+        let new = NewResource {
+            rid: rid.to_string(),
+            actor_id: actor,
+            hash: got.hash,
+            size: to_store(got.length),
+            content_type: got.content_type.to_owned(),
+            private: access.private,
+            public: access.public,
+            allowlist: access.allowlist.iter().map(ToString::to_string).collect(),
+            denylist: access.denylist.iter().map(ToString::to_string).collect(),
+            created_at: now.to_store(),
+            object_key: got.key,
+            attachment: None,
+        };
+        self.keep(&new).await
+    }
+
+    /// `POST /.p2/chat/v1/attachments`: stores `body` as an attachment of the caller (any
+    /// actor with a session here), private to the RawR routes — who else may read it is
+    /// the chat's to say — and describes it when it is an image.
+    pub async fn upload_attachment<S, E>(
+        &self,
+        authed: &Authed,
+        filename: Option<&str>,
+        length: Option<u64>,
+        body: S,
+        now: UnixTime,
+    ) -> Result<Attachment, Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.objects()?;
+        let filename = filename.map(valid_filename).transpose()?;
+        let actor = authed.actor.id.to_store();
+        let length = self.admit(actor, length).await?;
+        let got = self.receive(length, body).await?;
+        let mut meta = AttachmentMeta {
+            filename: filename.map(str::to_owned),
+            ..AttachmentMeta::default()
+        };
+        if let Some(format) = images::format_of(got.content_type) {
+            self.describe(&got.key, format, &mut meta).await?;
+        }
+        let mut raw = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut raw);
+        let new = NewResource {
+            rid: hex::encode(raw),
+            actor_id: actor,
+            hash: got.hash,
+            size: to_store(got.length),
+            content_type: got.content_type.to_owned(),
+            private: true,
+            public: false,
+            allowlist: Vec::new(),
+            denylist: Vec::new(),
+            created_at: now.to_store(),
+            object_key: got.key,
+            attachment: Some(meta),
+        };
+        let kept = self.keep(&new).await;
+        if kept.is_err()
+            && let Some(t) = new.attachment.as_ref().and_then(|a| a.thumbnail.as_ref())
+        {
+            self.drop_object(&t.object_key).await;
+        }
+        kept?;
+        let row = self
+            .store
+            .attachment(&new.rid)
+            .await?
+            .ok_or(Error::NotFound)?;
+        Ok(self.attachment_view(&row))
+    }
+
+    /// Dimensions, placeholder and thumbnail of the image in object `key`; an image that
+    /// does not decode within the limits gets what could be found (or nothing).
+    async fn describe(
+        &self,
+        key: &str,
+        format: image::ImageFormat,
+        meta: &mut AttachmentMeta,
+    ) -> Result<(), Error> {
+        let objects = self.objects()?;
+        let reader = objects.open_read(key).await?.into_blocking();
+        let _permit = self
+            .decoding
+            .acquire()
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let described = tokio::task::spawn_blocking(move || images::describe(reader, format))
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
+        let d = match described {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, key, "an image attachment is kept undescribed");
+                return Ok(());
+            }
+        };
+        meta.width = Some(i64::from(d.width));
+        meta.height = Some(i64::from(d.height));
+        meta.placeholder = d.placeholder;
+        if let Some(t) = d.thumbnail {
+            let mut object = objects.create().await?;
+            object.write(&t.bytes).await?;
+            meta.thumbnail = Some(Thumbnail {
+                object_key: objects.finish(object).await?,
+                content_type: t.content_type.to_owned(),
+                size: to_store(t.bytes.len() as u64),
+            });
+        }
+        Ok(())
+    }
+
+    /// The announced length of an upload by `actor`, if it may store that much.
+    async fn admit(&self, actor: i64, length: Option<u64>) -> Result<u64, Error> {
+        let length = length.ok_or(Error::LengthRequired)?;
         let left = self.left(actor).await?;
         if length > self.config.max_upload_bytes || length > left {
             return Err(self.too_large(left));
         }
-        if self.store.resource(rid.as_str()).await?.is_some() {
-            return Err(Error::DuplicateRid);
-        }
+        Ok(length)
+    }
 
+    /// Streams `body` (announced as `length` bytes) into a new object while hashing it.
+    async fn receive<S, E>(&self, length: u64, mut body: S) -> Result<Received, Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let objects = self.objects()?;
         let mut object = objects.create().await?;
         let mut hasher = Sha256::new();
         let mut head = Vec::with_capacity(sniff::HEAD);
@@ -142,38 +289,44 @@ impl Media {
         if received != length {
             return Err(Error::LengthMismatch);
         }
-        let key = objects.finish(object).await?;
-        let new = NewResource {
-            rid: rid.to_string(),
-            actor_id: actor,
+        Ok(Received {
+            key: objects.finish(object).await?,
             hash: hasher.finalize().to_vec(),
-            size: to_store(length),
-            content_type: sniff::sniff(&head).to_owned(),
-            private: access.private,
-            public: access.public,
-            allowlist: access.allowlist.iter().map(ToString::to_string).collect(),
-            denylist: access.denylist.iter().map(ToString::to_string).collect(),
-            created_at: now.to_store(),
-            object_key: key.clone(),
-        };
+            length,
+            content_type: sniff::sniff(&head),
+        })
+    }
+
+    /// Stores the resource `new` names; its object goes when it is not needed (refused, or
+    /// the same content is stored already).
+    async fn keep(&self, new: &NewResource) -> Result<(), Error> {
         let stored = self
             .store
-            .insert_resource(&new, to_store(self.config.quota_bytes))
+            .insert_resource(new, to_store(self.config.quota_bytes))
             .await;
-        if stored.as_ref().map_or(true, |s| s.object_key != key)
-            && let Err(e) = objects.delete(&key).await
+        if stored
+            .as_ref()
+            .map_or(true, |s| s.object_key != new.object_key)
         {
-            // Refused, or the same content is stored already: this copy is not needed. The
-            // answer is the insert's either way; an object left here is swept.
-            tracing::warn!(error = %e, key, "deleting an unneeded object failed");
+            self.drop_object(&new.object_key).await;
         }
         match stored {
             Ok(_) => Ok(()),
             Err(fugue_store::Error::Unique(_)) => Err(Error::DuplicateRid),
             Err(fugue_store::Error::Conflict(fugue_store::Conflict::QuotaExceeded)) => {
-                Err(self.too_large(self.left(actor).await?))
+                Err(self.too_large(self.left(new.actor_id).await?))
             }
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes an object nothing names; the answer stands either way (what is left here
+    /// is swept).
+    async fn drop_object(&self, key: &str) {
+        if let Ok(objects) = self.objects()
+            && let Err(e) = objects.delete(key).await
+        {
+            tracing::warn!(error = %e, key, "deleting an unneeded object failed");
         }
     }
 
@@ -373,6 +526,97 @@ impl Media {
         Ok(())
     }
 
+    /// The attachment `rid` (who may read it is the chat's to say).
+    pub async fn attachment(&self, rid: &str) -> Result<AttachmentRow, Error> {
+        self.objects()?;
+        self.store.attachment(rid).await?.ok_or(Error::NotFound)
+    }
+
+    /// An attachment's bytes, or its thumbnail's ([`Error::NotFound`] when it has none).
+    pub async fn open_attachment(
+        &self,
+        row: &AttachmentRow,
+        thumbnail: bool,
+    ) -> Result<Download, Error> {
+        let r = &row.resource;
+        let (key, size, content_type, hash) = match (&row.meta.thumbnail, thumbnail) {
+            (_, false) => (
+                &r.object_key,
+                from_store(r.size),
+                r.content_type.clone(),
+                hex::encode(&r.hash),
+            ),
+            (Some(t), true) => (
+                &t.object_key,
+                from_store(t.size),
+                t.content_type.clone(),
+                format!("{}-thumbnail", hex::encode(&r.hash)),
+            ),
+            (None, true) => return Err(Error::NotFound),
+        };
+        Ok(Download {
+            object: self.objects()?.open_read(key).await?,
+            rid: rid_of(r)?,
+            size,
+            content_type,
+            hash,
+            public: false,
+        })
+    }
+
+    /// An attachment as uploads and messages describe it.
+    pub fn attachment_view(&self, row: &AttachmentRow) -> Attachment {
+        let r = &row.resource;
+        let url = chat::attachment_url(&self.public_url, &r.rid);
+        let dimension = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok());
+        Attachment {
+            id: r.rid.clone(),
+            size: from_store(r.size),
+            content_type: r.content_type.clone(),
+            filename: row.meta.filename.clone(),
+            width: dimension(row.meta.width),
+            height: dimension(row.meta.height),
+            placeholder: row.meta.placeholder.clone(),
+            thumbnail: row.meta.thumbnail.as_ref().map(|_| {
+                format!(
+                    "{}{}",
+                    self.public_url,
+                    fugue_proto::api::attachment_thumbnail::path(&r.rid)
+                )
+            }),
+            url,
+        }
+    }
+
+    /// The resource ID of `url` when it names an attachment of this server.
+    pub fn attachment_rid<'a>(&self, url: &'a str) -> Option<&'a str> {
+        chat::attachment_rid(&self.public_url, url)
+    }
+
+    /// The resource ID of `url` when it names a public image resource of this server that
+    /// `owner` uploaded (what an avatar or a guild icon must be).
+    pub async fn public_image_of(&self, owner: i64, url: &str) -> Result<String, Error> {
+        let not_one = || {
+            Error::InvalidRequest(format!(
+                "{url} is no public image of yours on this server: upload one with public access"
+            ))
+        };
+        let rid = url
+            .strip_prefix(self.public_url.as_str())
+            .and_then(|rest| rest.strip_prefix(fugue_proto::api::RESOURCES))
+            .ok_or_else(not_one)?;
+        match self.store.resource(rid).await? {
+            Some(row)
+                if row.actor_id == owner
+                    && row.public
+                    && images::format_of(&row.content_type).is_some() =>
+            {
+                Ok(row.rid)
+            }
+            _ => Err(not_one()),
+        }
+    }
+
     /// Deletes objects that no blob names and that are older than an upload can take:
     /// what crashes between writing an object and storing its row, or between deleting a
     /// row and its object, left behind. Returns how many went.
@@ -388,6 +632,26 @@ impl Media {
             }
         }
         Ok(deleted)
+    }
+}
+
+/// A file name as given, if it is one: 1 to [`chat::MAX_FILENAME`] characters, no control
+/// characters, no path.
+fn valid_filename(name: &str) -> Result<&str, Error> {
+    let ok = !name.trim().is_empty()
+        && name.chars().count() <= chat::MAX_FILENAME
+        && !name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\')
+        && name != "."
+        && name != "..";
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::InvalidRequest(format!(
+            "a file name has 1 to {} characters, none of them control characters or slashes",
+            chat::MAX_FILENAME
+        )))
     }
 }
 

@@ -238,6 +238,12 @@ impl ObjectReader {
         }))
     }
 
+    /// A buffered blocking reader of the object, for work on a blocking thread (decoding an
+    /// image).
+    pub fn into_blocking(self) -> std::io::BufReader<std::fs::File> {
+        std::io::BufReader::with_capacity(64 * 1024, self.0)
+    }
+
     /// The whole object (small ones: previews, thumbnails).
     pub async fn read_all(mut self) -> std::io::Result<Vec<u8>> {
         tokio::task::spawn_blocking(move || {

@@ -1390,6 +1390,8 @@ pub(crate) fn sample_body(name: &str, who: &Who<'_>, channel: u64, message: u64)
         "set_read_state" => json!({"last_read": message.to_string()}),
         "set_presence" => json!({"availability": 1}),
         "update_profile" => json!({}),
+        // Any bytes do (these are a JSON text's).
+        "upload_attachment" => json!({"probe": true}),
         _ => return None,
     })
 }
@@ -1424,6 +1426,15 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
     .await;
     let fid = alice.fid();
     let role_target = fugue_proto::chat::OverwriteTarget::Role(role.id);
+    let secret: fugue_proto::chat::Attachment =
+        ok(alice.upload_attachment(b"minutes", None).await, 201).await;
+    let shared: Message = ok(
+        alice
+            .send_attached(general.id, "files", &[&secret.url])
+            .await,
+        201,
+    )
+    .await;
 
     for who in [&stranger, &banned] {
         for endpoint in api::CHAT_ENDPOINTS.iter().chain(api::FUGUE_CHAT_ENDPOINTS) {
@@ -1438,6 +1449,7 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
                     "user_id" | "fid" => fid.to_string(),
                     "invite_code" => code.clone(),
                     "emoji" => "👍".to_owned(),
+                    "resource_id" => secret.id.clone(),
                     other => panic!("no value for {other}"),
                 })
                 .collect();
@@ -1460,7 +1472,7 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
             );
             match endpoint.name {
                 // Open to anyone signed in, and about nothing of this guild.
-                "create_guild" | "create_dm" | "create_group" => {
+                "create_guild" | "create_dm" | "create_group" | "upload_attachment" => {
                     assert_eq!(got, 201, "{what}");
                 }
                 "list_dms" => assert_eq!(got, 200, "{what}"),
@@ -1482,7 +1494,10 @@ async fn strangers_and_banned_actors_learn_nothing_about_a_private_guild() {
     problem(banned.join(g.id, Some(&code)).await, 403, ErrorCode::Banned).await;
     // Nothing the probes sent reached the guild.
     let history = alice.history(general.id, &[]).await;
-    assert_eq!(history.iter().map(|m| m.id).collect::<Vec<_>>(), vec![m.id]);
+    assert_eq!(
+        history.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![shared.id, m.id]
+    );
     let members: Vec<Member> = ok(
         alice.call(api::list_members::target(g.id), &[], None).await,
         200,

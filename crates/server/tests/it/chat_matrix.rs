@@ -8,11 +8,13 @@
 use serde_json::{Value, json};
 
 use fugue_proto::api::{self, Endpoint};
-use fugue_proto::chat::{Channel, Guild, Member, Message, OverwriteTarget, Permissions, Role};
+use fugue_proto::chat::{
+    Attachment, Channel, Guild, Member, Message, OverwriteTarget, Permissions, Role,
+};
 use fugue_testkit::{TestServer, ws};
 
 use crate::chat::sample_body;
-use crate::chat_support::{Who, next_chat, ok};
+use crate::chat_support::{Who, next_chat, ok, png};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Caller {
@@ -92,6 +94,9 @@ fn need(endpoint: &Endpoint) -> Need {
         "read_states" | "set_presence" | "get_presences" | "get_own_profile" | "update_profile"
         | "get_profile" => Session,
         "list_reactions" | "list_pins" | "set_read_state" => Member,
+        // Anyone signed in uploads; who reads is who may read a message naming it.
+        "upload_attachment" => Session,
+        "get_attachment" | "attachment_details" | "attachment_thumbnail" => Member,
         // Taking back one's own reaction: there is none to take back, which changes nothing.
         "add_reaction" | "remove_reaction" => Permission(Permissions::ADD_REACTIONS),
         "pin_message" | "unpin_message" => Permission(Permissions::MANAGE_MESSAGES),
@@ -150,6 +155,8 @@ struct Fixture {
     message: Message,
     role: Role,
     code: String,
+    /// An image of the owner's, named in a message in `general`.
+    attachment: String,
 }
 
 async fn fixture(actors: &Actors<'_>) -> Fixture {
@@ -252,6 +259,20 @@ async fn fixture(actors: &Actors<'_>) -> Fixture {
         201,
     )
     .await;
+    let attachment: Attachment = ok(
+        owner
+            .upload_attachment(&png(500, 20, false), Some("wide.png"))
+            .await,
+        201,
+    )
+    .await;
+    ok::<Message>(
+        owner
+            .send_attached(general.id, "pictured", &[&attachment.url])
+            .await,
+        201,
+    )
+    .await;
     ok::<Value>(
         owner
             .call(
@@ -292,6 +313,7 @@ async fn fixture(actors: &Actors<'_>) -> Fixture {
         message,
         role: scratch,
         code,
+        attachment: attachment.id,
     }
 }
 
@@ -349,6 +371,7 @@ async fn probe(
             "user_id" | "fid" => victim.clone(),
             "invite_code" => f.code.clone(),
             "emoji" => "👍".to_owned(),
+            "resource_id" => f.attachment.clone(),
             other => panic!("no value for {other}"),
         })
         .collect();

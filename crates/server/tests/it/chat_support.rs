@@ -137,6 +137,52 @@ impl<'a> Who<'a> {
         })
     }
 
+    /// Sends a signed message naming the attachments `urls` to `channel`.
+    pub(crate) async fn send_attached(
+        &self,
+        channel: u64,
+        nonce: &str,
+        urls: &[&str],
+    ) -> reqwest::Response {
+        let body = MessageBody {
+            content: "look".into(),
+            reply_to: None,
+            attachments: urls.iter().map(|u| (*u).to_owned()).collect(),
+        };
+        let request = json!({
+            "content": body.content,
+            "attachments": body.attachments,
+            "nonce": nonce,
+            "signature": self.signed(channel, nonce, &body, None),
+            "id_cert": self.session.cert_pem(),
+        });
+        self.call(api::send_message::target(channel), &[], Some(request))
+            .await
+    }
+
+    /// Uploads `bytes` as an attachment named `filename`.
+    pub(crate) async fn upload_attachment(
+        &self,
+        bytes: &[u8],
+        filename: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .server
+            .client()
+            .raw()
+            .post(format!(
+                "{}{}",
+                self.server.url,
+                api::upload_attachment::path()
+            ))
+            .bearer_auth(self.token())
+            .body(bytes.to_vec());
+        if let Some(name) = filename {
+            req = req.query(&[("filename", name)]);
+        }
+        req.send().await.unwrap()
+    }
+
     /// Sends a signed message to `channel` (a guild channel or a conversation).
     pub(crate) async fn send(&self, channel: u64, nonce: &str, text: &str) -> reqwest::Response {
         self.call(
@@ -577,4 +623,21 @@ pub(crate) async fn resume(server: &TestServer, who: &Who<'_>, s: u64) -> Vec<Va
         }
         replayed.push(f);
     }
+}
+
+/// A PNG of `width` × `height` (with transparency when `alpha`).
+pub(crate) fn png(width: u32, height: u32, alpha: bool) -> Vec<u8> {
+    let img = if alpha {
+        image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(width, height, |x, y| {
+            image::Rgba([(x % 256) as u8, (y % 256) as u8, 200, 100])
+        }))
+    } else {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 200])
+        }))
+    };
+    let mut out = Vec::new();
+    img.write_with_encoder(image::codecs::png::PngEncoder::new(&mut out))
+        .unwrap();
+    out
 }

@@ -7,6 +7,7 @@
 
 mod account_management;
 mod accounts;
+mod attachments;
 mod chaos;
 mod chat;
 mod chat_matrix;

@@ -351,7 +351,7 @@ fn nobodys(endpoint: &'static api::Endpoint) -> api::Target {
             }
             "invite_code" => "nocode",
             "emoji" => "👍",
-            "rid" => "no-such-resource",
+            "rid" | "resource_id" => "no-such-resource",
             other => panic!("no sample value for {{{other}}}"),
         })
         .collect();

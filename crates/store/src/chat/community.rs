@@ -108,6 +108,8 @@ pub struct ProfileRow {
     pub availability: i64,
     pub status: Option<String>,
     pub updated_at: i64,
+    /// The URL of a public image resource of the actor's.
+    pub avatar: Option<String>,
 }
 
 fn profile(r: &Row) -> Result<ProfileRow> {
@@ -120,6 +122,7 @@ fn profile(r: &Row) -> Result<ProfileRow> {
         availability: r.i64(5)?,
         status: r.opt_string(6)?,
         updated_at: r.i64(7)?,
+        avatar: r.opt_string(8)?,
     })
 }
 
@@ -433,7 +436,8 @@ impl Store {
     /// An actor's profile, if it ever set one.
     pub async fn profile(&self, actor_id: i64) -> Result<Option<ProfileRow>> {
         self.query(
-            "SELECT actor_id, display_name, pronouns, about, timezone, availability, status, updated_at
+            "SELECT actor_id, display_name, pronouns, about, timezone, availability, status, updated_at,
+                 avatar
              FROM actor_profiles WHERE actor_id = $1",
             params![actor_id],
         )
@@ -447,11 +451,12 @@ impl Store {
     /// in one transaction; their positions, in order.
     pub async fn set_profile(&self, p: &ProfileRow, events: &[NewEvent]) -> Result<Vec<i64>> {
         let mut stmts = vec![Stmt::new(
-            "INSERT INTO actor_profiles (actor_id, display_name, pronouns, about, timezone, availability, status, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            "INSERT INTO actor_profiles (actor_id, display_name, pronouns, about, timezone, availability, status, updated_at, avatar)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (actor_id) DO UPDATE SET display_name = excluded.display_name,
              pronouns = excluded.pronouns, about = excluded.about, timezone = excluded.timezone,
-             availability = excluded.availability, status = excluded.status, updated_at = excluded.updated_at",
+             availability = excluded.availability, status = excluded.status, updated_at = excluded.updated_at,
+             avatar = excluded.avatar",
             params![
                 p.actor_id,
                 p.display_name.clone(),
@@ -460,7 +465,8 @@ impl Store {
                 p.timezone.clone(),
                 p.availability,
                 p.status.clone(),
-                p.updated_at
+                p.updated_at,
+                p.avatar.clone()
             ],
         )];
         let ats: Vec<usize> = events.iter().map(|e| push_append(&mut stmts, e)).collect();

@@ -253,6 +253,18 @@ fn guard_values(session: Option<&SessionGuard>) -> [Value; 2] {
     ]
 }
 
+/// Links message `id` to the attachments `rids` (after the statement that stored it: a
+/// refused send links nothing).
+fn link_attachments(id: i64, rids: &[String]) -> impl Iterator<Item = Stmt> + '_ {
+    rids.iter().map(move |rid| {
+        Stmt::new(
+            "INSERT INTO message_attachments (rid, message_id) VALUES ($1, $2)
+             ON CONFLICT (rid, message_id) DO NOTHING",
+            params![rid.clone(), id],
+        )
+    })
+}
+
 /// What a send did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Sent {
@@ -279,17 +291,31 @@ impl Store {
         access_version: Option<i64>,
         session: Option<&SessionGuard>,
     ) -> Result<Sent> {
+        self.insert_message_attaching(m, &[], e, access_version, session)
+            .await
+    }
+
+    /// [`Store::insert_message`], linking the message to the attachments `rids` in the same
+    /// transaction.
+    pub async fn insert_message_attaching(
+        &self,
+        m: &MessageRow,
+        rids: &[String],
+        e: &NewEvent,
+        access_version: Option<i64>,
+        session: Option<&SessionGuard>,
+    ) -> Result<Sent> {
         let stored = match self.postgres() {
             // Sends to one busy channel queue behind its stream's row: committed as a group,
             // on PostgreSQL as one statement per group (`BULK_SEND`).
-            Some(pg) => pg
+            Some(pg) if rids.is_empty() => pg
                 .bulk(bulk_send(m, e, access_version, session))
                 .await?
                 .first()
                 .map(|r| r.i64(0))
                 .transpose()?
                 .ok_or(Error::Conflict(Conflict::MessageRefused)),
-            None => {
+            _ => {
                 let mut stmts = vec![
                     Stmt::new(
                         concat!(
@@ -311,6 +337,7 @@ impl Store {
                     .affects(1)
                     .or(Conflict::MessageRefused),
                 ];
+                stmts.extend(link_attachments(m.id, rids));
                 let at = push_append(&mut stmts, &about_message(m, e));
                 self.grouped_rows(stmts)
                     .await
@@ -450,7 +477,18 @@ impl Store {
     /// ([`Conflict::MessageChanged`] when it was deleted or edited meanwhile;
     /// [`Conflict::NonceUsed`] when the author signed a version of it with this nonce before).
     pub async fn edit_message(&self, v: &MessageVersionRow, e: &NewEvent) -> Result<i64> {
-        let stmts = vec![
+        self.edit_message_attaching(v, &[], e).await
+    }
+
+    /// [`Store::edit_message`], linking the message to the attachments `rids` (its earlier
+    /// versions keep theirs: they stay readable in its history).
+    pub async fn edit_message_attaching(
+        &self,
+        v: &MessageVersionRow,
+        rids: &[String],
+        e: &NewEvent,
+    ) -> Result<i64> {
+        let mut stmts = vec![
             Stmt::new(
                 concat!(
                     "INSERT INTO message_versions (",
@@ -482,6 +520,7 @@ impl Store {
             .affects(1)
             .or(Conflict::NonceUsed),
         ];
+        stmts.extend(link_attachments(v.message_id, rids));
         match self.transaction_with_event(stmts, e).await {
             // Another edit of the same version won (PostgreSQL: the history's key).
             Err(Error::Unique(_)) => Err(Error::Conflict(Conflict::MessageChanged)),
@@ -523,6 +562,11 @@ impl Store {
             Stmt::new(
                 "UPDATE events SET payload = $3 WHERE stream_id = $1 AND ref_id = $2",
                 params![guild_id, id, scrubbed.to_owned()],
+            ),
+            // Who may read the message no longer reads its attachments through it.
+            Stmt::new(
+                "DELETE FROM message_attachments WHERE message_id = $1",
+                params![id],
             ),
         ];
         self.transaction_with_event(stmts, e).await

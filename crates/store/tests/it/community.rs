@@ -270,6 +270,7 @@ async fn a_profile_is_written_with_its_events() {
             display_name: Some("Owner".into()),
             availability: 1,
             updated_at: 70,
+            avatar: Some("https://example.com/.p2/core/v1/resource/face".into()),
             ..ProfileRow::default()
         };
         let seqs = store

@@ -1,8 +1,12 @@
 //! RawR resources and their blobs on both engines: unique IDs, the quota, one blob per
 //! content counted by its resources, and the objects a deletion frees.
 
-use fugue_store::{Conflict, Error, NewResource, ResourceOrder, Store};
+use fugue_store::{
+    AttachmentMeta, Conflict, Error, MessageVersionRow, NewEvent, NewResource, ResourceOrder,
+    Store, Thumbnail,
+};
 
+use super::chat::{ev, guild, message};
 use super::{actor, engines};
 
 fn new(rid: &str, actor_id: i64, hash: u8, size: i64, at: i64) -> NewResource {
@@ -18,6 +22,7 @@ fn new(rid: &str, actor_id: i64, hash: u8, size: i64, at: i64) -> NewResource {
         denylist: vec![],
         created_at: at,
         object_key: format!("key-{rid}"),
+        attachment: None,
     }
 }
 
@@ -148,5 +153,127 @@ async fn resources_share_blobs_keep_the_quota_and_free_their_objects() {
             .await
             .unwrap();
         assert_eq!(fresh.object_key, "key-e", "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn attachments_are_linked_to_the_messages_that_name_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let engine = store.engine_name();
+        let f = guild(&store, "owner").await;
+        let meta = AttachmentMeta {
+            filename: Some("cat.png".into()),
+            width: Some(1000),
+            height: Some(600),
+            placeholder: Some("LEHV6nWB2yk8pyo0adR*.7kCMdnj".into()),
+            thumbnail: Some(Thumbnail {
+                object_key: "thumb-p".into(),
+                content_type: "image/jpeg".into(),
+                size: 9,
+            }),
+        };
+        let photo = NewResource {
+            attachment: Some(meta.clone()),
+            ..new("p", f.owner, 7, 100, 10)
+        };
+        store.insert_resource(&photo, 1000).await.unwrap();
+        store
+            .insert_resource(&new("plain", f.owner, 8, 5, 10), 1000)
+            .await
+            .unwrap();
+        let row = store.attachment("p").await.unwrap().unwrap();
+        assert_eq!(
+            (row.resource.rid.as_str(), &row.meta),
+            ("p", &meta),
+            "{engine}"
+        );
+        // A resource that is no attachment is not one.
+        assert_eq!(store.attachment("plain").await.unwrap(), None, "{engine}");
+        assert!(store.object_in_use("thumb-p").await.unwrap(), "{engine}");
+        assert!(
+            store
+                .object_keys()
+                .await
+                .unwrap()
+                .contains(&"thumb-p".to_owned())
+        );
+
+        // A send links; one refused (a repeated nonce) links nothing more.
+        let m = message(&f, f.owner, "n1", "look");
+        let about = |id, op| NewEvent {
+            ref_id: Some(id),
+            ..ev(f.guild.id, op)
+        };
+        let rids = vec!["p".to_owned()];
+        store
+            .insert_message_attaching(&m, &rids, &about(m.id, 0), None, None)
+            .await
+            .unwrap();
+        let other = message(&f, f.owner, "n2", "no files");
+        store
+            .insert_message(&other, &about(other.id, 0), None, None)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.attachment_channels("p", 10).await.unwrap(),
+            vec![f.channel.id],
+            "{engine}"
+        );
+        let (first, last) = (m.id.min(other.id), m.id.max(other.id));
+        let linked = store
+            .attachments_of_messages(f.channel.id, first, last)
+            .await
+            .unwrap();
+        assert_eq!(linked.len(), 1, "{engine}");
+        assert_eq!(
+            (linked[0].0, linked[0].1.resource.rid.as_str()),
+            (m.id, "p")
+        );
+
+        // An edit that names it too links the other message; a deletion unlinks one.
+        let v2 = MessageVersionRow {
+            message_id: other.id,
+            version: 2,
+            nonce: "n3".into(),
+            content: "{}".into(),
+            signature: "cd".into(),
+            cert_pem: "PEM".into(),
+            cert_serial: 5,
+            edit_of: Some(other.id),
+            created_at: 25,
+        };
+        store
+            .edit_message_attaching(&v2, &rids, &about(other.id, 1))
+            .await
+            .unwrap();
+        let linked = store
+            .attachments_of_messages(f.channel.id, first, last)
+            .await
+            .unwrap();
+        assert_eq!(linked.len(), 2, "{engine}");
+        store
+            .delete_message(m.id, f.guild.id, f.owner, 30, "{}", &about(m.id, 2))
+            .await
+            .unwrap();
+        store
+            .delete_message(other.id, f.guild.id, f.owner, 30, "{}", &about(other.id, 2))
+            .await
+            .unwrap();
+        assert!(
+            store.attachment_channels("p", 10).await.unwrap().is_empty(),
+            "{engine}"
+        );
+
+        // Deleting the resource frees its thumbnail with its blob.
+        let mut freed = store.delete_resource("p", f.owner).await.unwrap();
+        freed.sort();
+        assert_eq!(
+            freed,
+            vec!["key-p".to_owned(), "thumb-p".to_owned()],
+            "{engine}"
+        );
+        assert_eq!(store.attachment("p").await.unwrap(), None, "{engine}");
+        assert!(!store.object_in_use("thumb-p").await.unwrap(), "{engine}");
     }
 }
