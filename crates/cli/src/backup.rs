@@ -20,6 +20,9 @@ use crate::settings::{Database, Settings};
 pub struct Written {
     pub objects: usize,
     pub database_bytes: u64,
+    /// The bucket that keeps the uploaded files, when they are in an object store (it is
+    /// backed up by the store's own means, not here).
+    pub bucket: Option<String>,
 }
 
 pub async fn backup(settings: &Settings, dest: &Path) -> Result<Written, String> {
@@ -37,7 +40,19 @@ pub async fn backup(settings: &Settings, dest: &Path) -> Result<Written, String>
         return Err(format!("{} exists and is not empty", dest.display()));
     }
     create_private_dir(dest)?;
-    let media = settings.config.media.dir.clone();
+    // Files in an object store stay there: the store keeps its own copies.
+    let bucket = settings
+        .config
+        .media
+        .s3_bucket
+        .clone()
+        .filter(|_| settings.config.media.s3_endpoint.is_some());
+    let media = settings
+        .config
+        .media
+        .dir
+        .clone()
+        .filter(|_| bucket.is_none());
     let media_dest = dest.join("media");
     if let Some(media) = &media {
         link_objects(media, &media_dest)?;
@@ -59,10 +74,13 @@ pub async fn backup(settings: &Settings, dest: &Path) -> Result<Written, String>
     let copy = Store::open_sqlite(&db_dest, SqliteSync::Full)
         .await
         .map_err(|e| format!("the copy does not open: {e}"))?;
-    let keys = copy
-        .object_keys()
-        .await
-        .map_err(|e| format!("reading the copy: {e}"))?;
+    let keys = match bucket {
+        Some(_) => Vec::new(),
+        None => copy
+            .object_keys()
+            .await
+            .map_err(|e| format!("reading the copy: {e}"))?,
+    };
     let missing: Vec<&String> = keys
         .iter()
         .filter(|k| !object_path(&media_dest, k).exists())
@@ -79,6 +97,7 @@ pub async fn backup(settings: &Settings, dest: &Path) -> Result<Written, String>
     Ok(Written {
         objects: keys.len(),
         database_bytes,
+        bucket,
     })
 }
 

@@ -128,12 +128,20 @@ async fn admin(settings: ServeArgs, command: AdminCmd) -> Result<(), String> {
         AdminCmd::Account(cmd) => admin_account(settings, cmd, now).await,
         AdminCmd::Backup { dir } => {
             let written = backup::backup(&settings, &dir).await?;
-            println!(
-                "backup in {}: database {} bytes, {} uploaded files, server key",
-                dir.display(),
-                written.database_bytes,
-                written.objects
-            );
+            match &written.bucket {
+                None => println!(
+                    "backup in {}: database {} bytes, {} uploaded files, server key",
+                    dir.display(),
+                    written.database_bytes,
+                    written.objects
+                ),
+                Some(bucket) => println!(
+                    "backup in {}: database {} bytes, server key; uploaded files stay in bucket \
+                     {bucket} (back it up with the object store's own means)",
+                    dir.display(),
+                    written.database_bytes,
+                ),
+            }
             Ok(())
         }
         // Through the account rules: a deleted (retired) account cannot be promoted.

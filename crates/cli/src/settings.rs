@@ -288,6 +288,7 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
     if config.media.dir.is_none() {
         config.media.dir = Some(data_dir.join("media"));
     }
+    config.media.s3().map_err(|e| e.to_string())?;
     if config.media.max_upload_bytes == 0 {
         return Err("media.max_upload_bytes must be positive".into());
     }
@@ -460,6 +461,13 @@ max_in_flight_per_server = 8  # concurrent requests to one other server
 # dir = "fugue-data/media"    # default: <data_dir>/media
 max_upload_bytes = 268435456  # largest single upload (256 MiB)
 quota_bytes = 2147483648      # storage per actor (2 GiB)
+# An S3-compatible object store instead of the directory (what several nodes need):
+# s3_endpoint = "http://127.0.0.1:3900"   # Garage, MinIO, AWS S3, …
+# s3_bucket = "fugue"
+# s3_region = "garage"                    # default us-east-1
+# s3_access_key = "GK…"
+# s3_secret_key = "…"
+# s3_path_style = true                    # <endpoint>/<bucket>/…; false: <bucket>.<host>
 
 [cluster]                     # several nodes on one PostgreSQL database
 # nats_url = "nats://127.0.0.1:4222"  # a user and password may go in it: nats://user:pass@host:4222

@@ -226,6 +226,19 @@ pub struct Media {
     pub max_upload_bytes: u64,
     /// Bytes of resources one actor may store (413 with `remainingStorageBytes` beyond).
     pub quota_bytes: u64,
+    /// An S3-compatible object store (Garage, MinIO, AWS S3, …) for the bytes instead of
+    /// `dir`: what several nodes need, since they share no disk. Its URL, e.g.
+    /// `http://127.0.0.1:3900`; with it `s3_bucket`, `s3_access_key` and `s3_secret_key`
+    /// are required.
+    pub s3_endpoint: Option<String>,
+    pub s3_bucket: Option<String>,
+    /// The store's region (Garage's default is `garage`).
+    pub s3_region: String,
+    pub s3_access_key: Option<String>,
+    pub s3_secret_key: Option<String>,
+    /// Buckets addressed as `<endpoint>/<bucket>/…` (Garage, MinIO) rather than
+    /// `<bucket>.<endpoint host>/…`.
+    pub s3_path_style: bool,
 }
 
 impl Default for Media {
@@ -234,7 +247,50 @@ impl Default for Media {
             dir: None,
             max_upload_bytes: 256 * 1024 * 1024,
             quota_bytes: 2 * 1024 * 1024 * 1024,
+            s3_endpoint: None,
+            s3_bucket: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key: None,
+            s3_secret_key: None,
+            s3_path_style: true,
         }
+    }
+}
+
+/// An S3-compatible bucket, as [`Media::s3`] checks it.
+#[derive(Debug, Clone)]
+pub struct S3 {
+    pub endpoint: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub path_style: bool,
+}
+
+impl Media {
+    /// The bucket the `s3_*` settings name, if `s3_endpoint` is set; an error names what
+    /// is missing.
+    pub fn s3(&self) -> std::io::Result<Option<S3>> {
+        let Some(endpoint) = &self.s3_endpoint else {
+            return Ok(None);
+        };
+        let need = |value: &Option<String>, name: &str| {
+            value.clone().filter(|v| !v.is_empty()).ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("media.s3_endpoint is set, so media.{name} is required"),
+                )
+            })
+        };
+        Ok(Some(S3 {
+            endpoint: endpoint.clone(),
+            bucket: need(&self.s3_bucket, "s3_bucket")?,
+            region: self.s3_region.clone(),
+            access_key: need(&self.s3_access_key, "s3_access_key")?,
+            secret_key: need(&self.s3_secret_key, "s3_secret_key")?,
+            path_style: self.s3_path_style,
+        }))
     }
 }
 

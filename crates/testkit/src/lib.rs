@@ -30,8 +30,17 @@ use fugue_server::{
 use fugue_store::{SqliteSync, Store};
 
 pub mod fakes;
+pub mod garage;
 pub mod totp;
 pub mod ws;
+
+/// A loopback port that was free a moment ago (for processes a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
 
 /// Password every test actor gets.
 pub const PASSWORD: &str = "correct horse battery staple";

@@ -21,14 +21,7 @@ use fugue_testkit::ws;
 
 use crate::support::{assert_problem, fugue};
 
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use fugue_testkit::free_port;
 
 fn mode(path: &Path) -> u32 {
     fs::metadata(path)
@@ -173,6 +166,23 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
         .envs(envs.iter().copied())
         .output()
         .unwrap()
+}
+
+/// `name` registered on `client`'s server and logged in (session `laptop`).
+async fn signed_up(client: &Client, name: &str) -> fugue_client::Session {
+    client.register(name, PASSWORD, None, None).await.unwrap();
+    login_as(client, name, PASSWORD, "laptop").await.unwrap()
+}
+
+/// [`run`] without environment, off the test's runtime threads.
+async fn run_off(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&args, &[])
+    })
+    .await
+    .unwrap()
 }
 
 fn stdout_of(output: &Output) -> String {
@@ -363,13 +373,7 @@ async fn sigterm_closes_gateway_connections_with_4000_before_exiting() {
     let data = tempfile::tempdir().unwrap();
     let mut child = Child::serve_ready(data.path(), &[]).await;
     let client = child.client();
-    client
-        .register("alice", PASSWORD, None, None)
-        .await
-        .unwrap();
-    let session = login_as(&client, "alice", PASSWORD, "laptop")
-        .await
-        .unwrap();
+    let session = signed_up(&client, "alice").await;
     // Hello, then op 12: the connection is identified.
     let mut ws = ws::identified_at(&ws::url(&child.url), session.token()).await;
     let kill = Command::new("kill")
@@ -1257,13 +1261,7 @@ async fn every_message_acknowledged_before_a_sigkill_is_there_exactly_once_after
     let config = config.to_str().unwrap().to_owned();
     let mut child = Child::serve_ready(data.path(), &["--config", &config]).await;
     let client = child.client();
-    client
-        .register("alice", PASSWORD, None, None)
-        .await
-        .unwrap();
-    let session = login_as(&client, "alice", PASSWORD, "laptop")
-        .await
-        .unwrap();
+    let session = signed_up(&client, "alice").await;
     let http = client.raw().clone();
     let guild: fugue_proto::chat::Guild = http
         .post(format!("{}{}", child.url, api::create_guild::PATH))
@@ -1401,13 +1399,7 @@ async fn a_backup_of_a_running_server_starts_as_that_server() {
     let data = tempfile::tempdir().unwrap();
     let child = Child::serve_ready(data.path(), &[]).await;
     let client = child.client();
-    client
-        .register("alice", PASSWORD, None, None)
-        .await
-        .unwrap();
-    let alice = login_as(&client, "alice", PASSWORD, "laptop")
-        .await
-        .unwrap();
+    let alice = signed_up(&client, "alice").await;
     let server_pem = client.server_cert(None).await.unwrap().id_cert_pem;
     let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
     let keep: ResourceId = "keep".parse().unwrap();
@@ -1434,11 +1426,7 @@ async fn a_backup_of_a_running_server_starts_as_that_server() {
     let dir = backup.path().join("copy");
     let data_dir = data.path().to_str().unwrap().to_owned();
     let dir_arg = dir.to_str().unwrap().to_owned();
-    let out = tokio::task::spawn_blocking(move || {
-        run(&["admin", "backup", &dir_arg, "--data-dir", &data_dir], &[])
-    })
-    .await
-    .unwrap();
+    let out = run_off(&["admin", "backup", &dir_arg, "--data-dir", &data_dir]).await;
     let printed = assert_success(&out, "admin backup");
     assert!(printed.contains("2 uploaded files"), "{printed}");
     assert_mode(&dir, 0o700);
@@ -1471,18 +1459,78 @@ async fn a_backup_of_a_running_server_starts_as_that_server() {
 
     // A backup never writes into a directory that holds something.
     let data_dir = dir.to_str().unwrap().to_owned();
-    let again = tokio::task::spawn_blocking(move || {
-        run(
-            &["admin", "backup", &data_dir, "--data-dir", &data_dir],
-            &[],
-        )
-    })
-    .await
-    .unwrap();
+    let again = run_off(&["admin", "backup", &data_dir, "--data-dir", &data_dir]).await;
     assert!(!again.status.success());
     assert!(
         stderr_of(&again).contains("not empty"),
         "{}",
         stderr_of(&again)
+    );
+}
+
+#[tokio::test]
+async fn serve_keeps_uploads_in_an_object_store_when_configured() {
+    use fugue_proto::rawr::{AccessProperties, ResourceId};
+    use fugue_testkit::garage::{ACCESS_KEY, BUCKET, Garage, REGION, SECRET_KEY};
+
+    let garage = Garage::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("fugue.toml");
+    let media = format!(
+        "[media]\ns3_endpoint = \"{}\"\ns3_bucket = \"{BUCKET}\"\ns3_region = \"{REGION}\"\n\
+         s3_access_key = \"{ACCESS_KEY}\"\ns3_secret_key = \"{SECRET_KEY}\"\n",
+        garage.endpoint
+    );
+    fs::write(&config, &media).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+
+    // Half a setting is refused at start, in words.
+    let broken = data.path().join("broken.toml");
+    fs::write(&broken, media.replace("s3_bucket", "# s3_bucket")).unwrap();
+    let broken = broken.to_str().unwrap().to_owned();
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let out = run_off(&["serve", "--data-dir", &data_dir, "--config", &broken]).await;
+    assert!(!out.status.success());
+    assert!(
+        stderr_of(&out).contains("media.s3_bucket is required"),
+        "{}",
+        stderr_of(&out)
+    );
+
+    let child = Child::serve_ready(data.path(), &["--config", &config]).await;
+    let client = child.client();
+    let alice = signed_up(&client, "alice").await;
+    let rid: ResourceId = "kept".parse().unwrap();
+    let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    alice
+        .upload_resource(&rid, &AccessProperties::default(), bytes.clone(), 100_000)
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    alice.download_resource("kept", &mut got).await.unwrap();
+    assert_eq!(got, bytes);
+    assert!(
+        !data.path().join("media").join("objects").exists(),
+        "the bytes went to the bucket, not the data directory"
+    );
+
+    // A backup copies the database and says where the files stay.
+    let backup = tempfile::tempdir().unwrap();
+    let dir = backup.path().join("copy").to_str().unwrap().to_owned();
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let out = run_off(&[
+        "admin",
+        "backup",
+        &dir,
+        "--data-dir",
+        &data_dir,
+        "--config",
+        &config,
+    ])
+    .await;
+    let printed = assert_success(&out, "admin backup");
+    assert!(
+        printed.contains(&format!("uploaded files stay in bucket {BUCKET}")),
+        "{printed}"
     );
 }

@@ -21,6 +21,9 @@ pub const MAX_SIDE: u32 = 16_384;
 pub const MAX_PIXELS: u64 = 40_000_000;
 /// The most a decoder may allocate: 40 MP of RGBA and some room.
 pub const MAX_ALLOC: u64 = 192 * 1024 * 1024;
+/// The largest file described when it must be read into memory first (from an object
+/// store): any photo or screenshot is smaller.
+pub const MAX_READ: u64 = 64 * 1024 * 1024;
 /// JPEG quality of thumbnails of opaque images.
 const JPEG_QUALITY: u8 = 80;
 

@@ -91,10 +91,7 @@ impl Media {
         public_url: &str,
         config: config::Media,
     ) -> std::io::Result<Self> {
-        let objects = match &config.dir {
-            Some(dir) => Some(Arc::new(Objects::open(dir).await?)),
-            None => None,
-        };
+        let objects = Objects::open(&config).await?.map(Arc::new);
         Ok(Self {
             store,
             domain,
@@ -223,7 +220,16 @@ impl Media {
         meta: &mut AttachmentMeta,
     ) -> Result<(), Error> {
         let objects = self.objects()?;
-        let reader = objects.open_read(key).await?.into_blocking();
+        let reader = match objects
+            .open_read(key)
+            .await?
+            .into_blocking(images::MAX_READ)
+            .await
+        {
+            Ok(reader) => reader,
+            Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
         let _permit = self
             .decoding
             .acquire()

@@ -36,6 +36,15 @@ impl<'a> Who<'a> {
         }
     }
 
+    /// An actor's own session on its server.
+    pub(crate) fn of(server: &'a TestServer, session: Session) -> Self {
+        Self {
+            server,
+            session,
+            foreign_token: None,
+        }
+    }
+
     /// Another session of an actor registered before.
     pub(crate) async fn again(server: &'a TestServer, name: &str, session_id: &str) -> Self {
         Self {

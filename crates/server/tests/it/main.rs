@@ -25,6 +25,7 @@ mod hardening;
 mod interop;
 mod keymaterial;
 mod rawr;
+mod s3;
 mod services;
 mod sessions;
 mod streams;

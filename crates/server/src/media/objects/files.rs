@@ -1,9 +1,7 @@
-//! Where resource bytes live: immutable objects under keys that are never reused.
-//!
-//! Files in the media directory: an upload is written to `tmp/<key>`, synced, and renamed
+//! Files as files in the media directory: an upload is written to `tmp/<key>`, synced, and renamed
 //! to `objects/<key[..2]>/<key>` (the directory synced too) before the database names it,
 //! so no half-written object is ever served and an interrupted upload leaves at most a
-//! file in `tmp/` (cleared at start) or an object no blob names (swept). Objects are never
+//! file in `tmp/` (cleared at start) or an object no blob names (swept). Files are never
 //! changed after the rename.
 //!
 //! Transfers are pipelined: a blocking thread writes (and syncs every few MiB) while the
@@ -16,14 +14,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use rand_core::{OsRng, RngCore};
 use tokio::fs;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// The object store of one server (or node).
+/// The object files of one server (or node).
 #[derive(Debug)]
-pub struct Objects {
+pub struct Files {
     dir: PathBuf,
 }
 
@@ -36,7 +33,7 @@ const IN_FLIGHT: usize = 6;
 const SYNC_EVERY: u64 = 8 * 1024 * 1024;
 
 /// An object being written; dropped unfinished, its temporary file is removed.
-pub struct ObjectWriter {
+pub struct FileWriter {
     key: String,
     tmp: PathBuf,
     buf: Vec<u8>,
@@ -46,9 +43,9 @@ pub struct ObjectWriter {
 }
 
 /// An object opened for reading.
-pub struct ObjectReader(std::fs::File);
+pub struct FileReader(std::fs::File);
 
-impl Objects {
+impl Files {
     /// Opens (creating) the store in `dir` and clears what interrupted uploads left in
     /// `tmp/`.
     pub async fn open(dir: &Path) -> std::io::Result<Self> {
@@ -70,10 +67,8 @@ impl Objects {
     }
 
     /// Starts a new object under a fresh key.
-    pub async fn create(&self) -> std::io::Result<ObjectWriter> {
-        let mut raw = [0u8; 16];
-        OsRng.fill_bytes(&mut raw);
-        let key = hex::encode(raw);
+    pub async fn create(&self) -> std::io::Result<FileWriter> {
+        let key = super::new_key();
         let tmp = self.dir.join("tmp").join(&key);
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -95,7 +90,7 @@ impl Objects {
             }
             file.sync_all()
         });
-        Ok(ObjectWriter {
+        Ok(FileWriter {
             key,
             tmp,
             buf: Vec::with_capacity(IO_CHUNK),
@@ -107,7 +102,7 @@ impl Objects {
 
     /// Makes a written object permanent under its key: synced, renamed into place, the
     /// directory synced. Returns the key.
-    pub async fn finish(&self, mut w: ObjectWriter) -> std::io::Result<String> {
+    pub async fn finish(&self, mut w: FileWriter) -> std::io::Result<String> {
         let rest = std::mem::take(&mut w.buf);
         if !rest.is_empty() {
             w.send(rest).await?;
@@ -124,8 +119,8 @@ impl Objects {
     }
 
     /// The object, to read.
-    pub async fn open_read(&self, key: &str) -> std::io::Result<ObjectReader> {
-        Ok(ObjectReader(
+    pub async fn open_read(&self, key: &str) -> std::io::Result<FileReader> {
+        Ok(FileReader(
             fs::File::open(self.path(key)).await?.into_std().await,
         ))
     }
@@ -164,7 +159,7 @@ impl Objects {
     }
 }
 
-impl ObjectWriter {
+impl FileWriter {
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= IO_CHUNK {
@@ -196,7 +191,7 @@ impl ObjectWriter {
     }
 }
 
-impl Drop for ObjectWriter {
+impl Drop for FileWriter {
     fn drop(&mut self) {
         if !self.done {
             // Ends the file thread; the file goes with its name. Best effort: a leftover is
@@ -207,7 +202,7 @@ impl Drop for ObjectWriter {
     }
 }
 
-impl ObjectReader {
+impl FileReader {
     /// The bytes, read ahead on a blocking thread while earlier ones are sent.
     pub fn into_stream(self) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> {
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(IN_FLIGHT);
@@ -285,7 +280,7 @@ mod tests {
     #[tokio::test]
     async fn an_object_appears_only_when_finished_and_an_abandoned_one_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let objects = Objects::open(dir.path()).await.unwrap();
+        let objects = Files::open(dir.path()).await.unwrap();
         let mut w = objects.create().await.unwrap();
         w.write(b"hello ").await.unwrap();
         w.write(b"world").await.unwrap();
@@ -346,10 +341,10 @@ mod tests {
     #[tokio::test]
     async fn opening_clears_what_interrupted_uploads_left() {
         let dir = tempfile::tempdir().unwrap();
-        Objects::open(dir.path()).await.unwrap();
+        Files::open(dir.path()).await.unwrap();
         // What a crash in the middle of an upload leaves.
         std::fs::write(dir.path().join("tmp").join("0123abcd"), b"half").unwrap();
-        Objects::open(dir.path()).await.unwrap();
+        Files::open(dir.path()).await.unwrap();
         assert_eq!(
             std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
             0
