@@ -26,6 +26,7 @@ mod guild;
 mod keys;
 mod media;
 mod messages;
+mod migrate;
 mod role;
 mod services;
 mod sessions;
@@ -303,6 +304,13 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: federation::FederationCmd,
     },
+    /// Move your identity: redirects from an old identity to a new one (core §7).
+    Migrate {
+        #[command(flatten)]
+        opts: ClientOpts,
+        #[command(subcommand)]
+        cmd: migrate::MigrateCmd,
+    },
 }
 
 pub(crate) fn secret(var: &str, prompt: &str) -> Result<String, String> {
@@ -490,6 +498,7 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::Resources { opts, cmd } => media::run(opts, cmd).await,
         ClientCommand::Services { opts, cmd } => services::run(opts, cmd).await,
         ClientCommand::Federation { opts, cmd } => federation::run(opts, cmd).await,
+        ClientCommand::Migrate { opts, cmd } => migrate::run(opts, cmd).await,
     }
 }
 

@@ -91,10 +91,6 @@ fn check_names_server(trial: &str, server: &str) -> Result<()> {
     Ok(())
 }
 
-fn lower_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Session {
     /// Signs in on the home server at `server_url` (not this actor's own) with a key trial
     /// signed by this session's key and certificate. The server fetches that certificate
@@ -120,7 +116,7 @@ impl Session {
         check_trial(&trial.trial)?;
         check_names_server(&trial.trial, domain)?;
         let completed = sign_in::KeyTrialCompleted {
-            signature: lower_hex(&self.key().sign(trial.trial.as_bytes())),
+            signature: crate::chat::hex(&self.key().sign(trial.trial.as_bytes())),
             serial_number: serial.0,
             fid: self.fid().to_string(),
             trial: Some(trial.trial),

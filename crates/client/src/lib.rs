@@ -14,6 +14,7 @@ mod http;
 mod keys;
 mod keystore;
 mod media;
+pub mod migration;
 mod services;
 mod session;
 mod verify;

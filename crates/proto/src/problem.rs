@@ -112,6 +112,13 @@ pub enum ErrorCode {
     ResourceNotFound = 65,
     /// The body ended before (or went past) the size `Content-Length` announced.
     LengthMismatch = 66,
+    /// The route needs completed key trials (`X-P2-core-keytrial`) for keys the caller has
+    /// not proven; `detail` names them.
+    KeyTrialRequired = 67,
+    /// A redirect's target is no actor whose home server answers for it.
+    RedirectTargetInvalid = 68,
+    /// The redirect of that actor names another target.
+    RedirectElsewhere = 69,
     // Chat (polyproto-chat and fugue-chat)
     GuildNotFound = 100,
     ChannelNotFound = 101,

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod ids;
 mod listener;
 pub mod media;
+pub mod migration;
 pub mod principal;
 mod ratelimit;
 mod routes;
@@ -75,6 +76,7 @@ pub struct Inner {
     pub(crate) discovery: discovery::Discovery,
     pub(crate) chat: chat::Chat,
     pub(crate) media: media::Media,
+    pub(crate) migration: migration::Migration,
     pub(crate) limits: RateLimiters,
     pub(crate) tasks: Tasks,
 }
@@ -165,6 +167,13 @@ impl Server {
             config.domain.clone(),
             &config.public_url,
         );
+        let migration = migration::Migration::new(
+            store.clone(),
+            sessions.clone(),
+            federation.clone(),
+            config.domain.clone(),
+            &config.public_url,
+        );
         let media = media::Media::open(
             store.clone(),
             config.domain.clone(),
@@ -204,6 +213,7 @@ impl Server {
                 discovery,
                 chat,
                 media,
+                migration,
                 limits,
                 tasks,
             })),
@@ -349,6 +359,7 @@ fn app_routes() -> Routes {
         .merge(gateway::routes::router())
         .merge(chat::routes::router())
         .merge(media::routes::router())
+        .merge(migration::routes::router())
 }
 
 /// `GET /.well-known/polyproto-core` (OP-27): the core API of this server, which is here.

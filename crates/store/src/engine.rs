@@ -172,6 +172,9 @@ pub enum Conflict {
     /// The resource does not exist (or is not the actor's).
     #[error("no such resource")]
     ResourceMissing,
+    /// The redirect of this source names another target.
+    #[error("the redirect names another actor")]
+    RedirectElsewhere,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

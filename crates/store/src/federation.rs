@@ -13,8 +13,19 @@ pub struct KeyTrialRow {
     pub expires_at: i64,
     pub created_at: i64,
     pub completed_at: Option<i64>,
-    /// The completion as received (JSON), once completed.
+    /// The completion as received (JSON), once completed (a sign-in's single answer).
     pub completion: Option<String>,
+    /// The signed-in actor a proof trial was issued to (the migration routes); `None` for
+    /// a sign-in trial.
+    pub actor_id: Option<i64>,
+}
+
+/// A completed trial as the public record shows it: the trial and every verified answer,
+/// `(serial, signature)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKeyTrial {
+    pub trial: KeyTrialRow,
+    pub completions: Vec<(i64, String)>,
 }
 
 /// Which trial a completion answers. Always named: a completion that named none could spend
@@ -55,7 +66,7 @@ pub struct NewForeignSession {
 /// The columns [`key_trial`] decodes, in its order.
 macro_rules! key_trial_columns {
     () => {
-        "id, fid, trial, expires_at, created_at, completed_at, completion"
+        "id, fid, trial, expires_at, created_at, completed_at, completion, actor_id"
     };
 }
 
@@ -68,6 +79,7 @@ fn key_trial(r: &Row) -> Result<KeyTrialRow> {
         created_at: r.i64(4)?,
         completed_at: r.opt_i64(5)?,
         completion: r.opt_string(6)?,
+        actor_id: r.opt_i64(7)?,
     })
 }
 
@@ -77,14 +89,15 @@ impl Store {
             concat!(
                 "INSERT INTO key_trials (",
                 key_trial_columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, NULL, NULL)"
+                ") VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6)"
             ),
             params![
                 t.id.clone(),
                 t.fid.clone(),
                 t.trial.clone(),
                 t.expires_at,
-                t.created_at
+                t.created_at,
+                t.actor_id
             ],
         )
         .await
@@ -106,7 +119,7 @@ impl Store {
                     concat!(
                         "UPDATE key_trials SET completed_at = $3
                          WHERE id = $1 AND fid = $2 AND completed_at IS NULL AND expires_at >= $3
-                           AND ($4 IS NULL OR trial = $4)
+                           AND ($4 IS NULL OR trial = $4) AND actor_id IS NULL
                          RETURNING ",
                         key_trial_columns!()
                     ),
@@ -121,7 +134,7 @@ impl Store {
                          WHERE completed_at IS NULL AND expires_at >= $3 AND id =
                            (SELECT id FROM key_trials
                             WHERE fid = $1 AND completed_at IS NULL AND expires_at >= $3
-                              AND trial = $2
+                              AND trial = $2 AND actor_id IS NULL
                             ORDER BY created_at DESC, id LIMIT 1)
                          RETURNING ",
                         key_trial_columns!()
@@ -139,7 +152,8 @@ impl Store {
     /// Returns how many went.
     pub async fn delete_unanswered_key_trials(&self, now: i64) -> Result<u64> {
         self.execute(
-            "DELETE FROM key_trials WHERE completion IS NULL AND expires_at < $1",
+            "DELETE FROM key_trials WHERE completion IS NULL AND expires_at < $1
+             AND NOT EXISTS (SELECT 1 FROM key_trial_completions c WHERE c.trial_id = key_trials.id)",
             params![now],
         )
         .await
@@ -155,30 +169,100 @@ impl Store {
     }
 
     /// Completed key trials of `fid` whose lifetime is over (they are public then), oldest
-    /// first.
+    /// first, each with every verified answer.
     pub async fn public_key_trials(
         &self,
         fid: &str,
         q: &KeyTrialQuery,
         now: i64,
-    ) -> Result<Vec<KeyTrialRow>> {
+    ) -> Result<Vec<PublicKeyTrial>> {
         let limit = if q.limit <= 0 { i64::MAX } else { q.limit };
+        let trials: Vec<KeyTrialRow> = self
+            .query(
+                concat!(
+                    "SELECT ",
+                    key_trial_columns!(),
+                    " FROM key_trials
+                 WHERE fid = $1 AND completed_at IS NOT NULL AND expires_at < $2
+                   AND (completion IS NOT NULL OR actor_id IS NOT NULL)
+                   AND ($3 IS NULL OR id = $3)
+                   AND ($4 IS NULL OR completed_at >= $4) AND ($5 IS NULL OR completed_at <= $5)
+                 ORDER BY completed_at, id LIMIT $6"
+                ),
+                params![fid, now, q.id.clone(), q.not_before, q.not_after, limit],
+            )
+            .await?
+            .iter()
+            .map(key_trial)
+            .collect::<Result<_>>()?;
+        let answers = self
+            .query(
+                "SELECT c.trial_id, c.serial, c.signature FROM key_trial_completions c
+                 JOIN key_trials t ON t.id = c.trial_id
+                 WHERE t.fid = $1 AND t.expires_at < $2 ORDER BY c.trial_id, c.serial",
+                params![fid, now],
+            )
+            .await?;
+        let mut by_trial: std::collections::HashMap<String, Vec<(i64, String)>> =
+            std::collections::HashMap::new();
+        for r in &answers {
+            by_trial
+                .entry(r.string(0)?)
+                .or_default()
+                .push((r.i64(1)?, r.string(2)?));
+        }
+        Ok(trials
+            .into_iter()
+            .map(|trial| PublicKeyTrial {
+                completions: by_trial.remove(&trial.id).unwrap_or_default(),
+                trial,
+            })
+            .collect())
+    }
+
+    /// The open proof trial of `actor_id` (issued to it while signed in): the one named
+    /// `id`, or its newest; unexpired at `now`.
+    pub async fn proof_trial(
+        &self,
+        actor_id: i64,
+        id: Option<&str>,
+        now: i64,
+    ) -> Result<Option<KeyTrialRow>> {
         self.query(
             concat!(
                 "SELECT ",
                 key_trial_columns!(),
-                " FROM key_trials
-             WHERE fid = $1 AND completion IS NOT NULL AND expires_at < $2
-               AND ($3 IS NULL OR id = $3)
-               AND ($4 IS NULL OR completed_at >= $4) AND ($5 IS NULL OR completed_at <= $5)
-             ORDER BY completed_at, id LIMIT $6"
+                " FROM key_trials WHERE actor_id = $1 AND expires_at >= $2 AND ($3 IS NULL OR id = $3)
+                 ORDER BY created_at DESC, id LIMIT 1"
             ),
-            params![fid, now, q.id.clone(), q.not_before, q.not_after, limit],
+            params![actor_id, now, id.map(str::to_owned)],
         )
         .await?
-        .iter()
+        .first()
         .map(key_trial)
-        .collect()
+        .transpose()
+    }
+
+    /// Records verified answers `(serial, signature)` of a proof trial (an answer recorded
+    /// before stays as it was).
+    pub async fn record_proof_completions(
+        &self,
+        trial_id: &str,
+        completions: &[(i64, String)],
+        now: i64,
+    ) -> Result<()> {
+        let mut stmts = vec![Stmt::new(
+            "UPDATE key_trials SET completed_at = COALESCE(completed_at, $2) WHERE id = $1",
+            params![trial_id, now],
+        )];
+        for (serial, signature) in completions {
+            stmts.push(Stmt::new(
+                "INSERT INTO key_trial_completions (trial_id, serial, signature) VALUES ($1, $2, $3)
+                 ON CONFLICT (trial_id, serial) DO NOTHING",
+                params![trial_id, *serial, signature.clone()],
+            ));
+        }
+        self.commit(stmts).await
     }
 
     /// The row standing for an actor of another home server (its local name is the whole

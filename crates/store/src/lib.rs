@@ -29,6 +29,7 @@ mod events;
 mod federation;
 mod keymaterial;
 mod media;
+mod migration;
 mod postgres;
 mod schema;
 mod server_certs;
@@ -47,11 +48,12 @@ pub use chat::{
 };
 pub use engine::{Conflict, Error, Result, Row, Stmt, Value};
 pub use events::{EventRow, NewEvent, PositionRow};
-pub use federation::{KeyTrialQuery, KeyTrialRow, NewForeignSession, TrialRef};
+pub use federation::{KeyTrialQuery, KeyTrialRow, NewForeignSession, PublicKeyTrial, TrialRef};
 pub use keymaterial::KeyMaterialRow;
 pub use media::{
     AttachmentMeta, AttachmentRow, NewResource, ResourceOrder, ResourceRow, Stored, Thumbnail,
 };
+pub use migration::RedirectRow;
 pub use server_certs::ServerCertRow;
 pub use services::ServiceRow;
 pub use sessions::{NewSession, SessionGuard, SessionRow};

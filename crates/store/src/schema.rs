@@ -456,6 +456,29 @@ CREATE INDEX message_attachments_message ON message_attachments (message_id);
 ALTER TABLE actor_profiles ADD COLUMN avatar TEXT;
 "#,
     ),
+    (
+        18,
+        // Key trials a signed-in actor takes to prove its keys on the migration routes
+        // (`actor_id` set): answered with one completion per key, usable until they expire;
+        // and redirects from an actor of this server to its new identity (core §7.1.1).
+        r#"
+ALTER TABLE key_trials ADD COLUMN actor_id BIGINT;
+CREATE INDEX key_trials_actor ON key_trials (actor_id, created_at);
+CREATE TABLE key_trial_completions (
+    trial_id TEXT NOT NULL REFERENCES key_trials(id),
+    serial BIGINT NOT NULL,
+    signature TEXT NOT NULL,
+    PRIMARY KEY (trial_id, serial)
+);
+CREATE TABLE redirects (
+    source_id BIGINT PRIMARY KEY REFERENCES actors(id),
+    target_fid TEXT NOT NULL,
+    source_confirmed_at BIGINT,
+    target_confirmed_at BIGINT,
+    created_at BIGINT NOT NULL
+);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -11,4 +11,5 @@ mod commands;
 mod community;
 mod conversations;
 mod media;
+mod migrate;
 mod support;

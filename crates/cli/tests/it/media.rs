@@ -6,15 +6,15 @@ use fugue_testkit::{PASSWORD, TestServer};
 
 use crate::support::{blocking, fugue_as_client};
 
-struct Cli {
-    url: String,
-    keystore: std::path::PathBuf,
-    cwd: std::path::PathBuf,
+pub(crate) struct Cli {
+    pub(crate) url: String,
+    pub(crate) keystore: std::path::PathBuf,
+    pub(crate) cwd: std::path::PathBuf,
 }
 
 impl Cli {
     /// Runs `fugue ARGS` in the test's directory: (success, stdout, stderr).
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+    pub(crate) async fn run(&self, args: &[&str]) -> (bool, String, String) {
         let mut cmd = fugue_as_client(&self.url, &self.keystore);
         cmd.args(args).current_dir(&self.cwd);
         let out = blocking(move || cmd.output().unwrap()).await;
@@ -25,7 +25,7 @@ impl Cli {
         )
     }
 
-    async fn ok(&self, args: &[&str]) -> String {
+    pub(crate) async fn ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.run(args).await;
         assert!(ok, "fugue {args:?} failed: {err}");
         out

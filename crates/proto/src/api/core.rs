@@ -216,7 +216,9 @@ endpoints! {
     /// Events over HTTP (OP-37): a JSON array of envelopes, or 204.
     events = GET "v1/events", auth AnySession {}
 
-    /// A key trial for an actor of another server (`?fid=`, OP-20).
+    /// A key trial (`?fid=`, OP-20): without a session, for an actor of another server to
+    /// sign in with; with one, for the signed-in actor itself to prove its keys on the
+    /// migration routes ([`KEYTRIAL_HEADER`](crate::api::KEYTRIAL_HEADER)).
     key_trial = GET "v1/session/auth", auth None {
         use serde::{Deserialize, Serialize};
 
@@ -365,6 +367,41 @@ endpoints! {
     /// The caller's storage limit and use, in bytes.
     resource_usage = GET "v1/resource/usage", auth Session {
         pub type Response = crate::rawr::Usage;
+    }
+
+    /// The old actor asks for a redirect to its new identity (body: the new FID, as text or
+    /// a JSON string), proving every key it signed messages here with
+    /// ([`KEYTRIAL_HEADER`](crate::api::KEYTRIAL_HEADER)). 200 once both sides confirmed,
+    /// 202 while the new actor has not.
+    set_up_redirect = POST "v1/migration/redirect", auth Session {}
+
+    /// The old actor gives up its redirect to `removeActorFid`.
+    remove_redirect = DELETE "v1/migration/redirect", auth Session {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct Query {
+            pub remove_actor_fid: String,
+        }
+    }
+
+    /// The new actor (signed in here, from any server) confirms the redirect of
+    /// `redirectSourceFid` to it. 200 once both sides confirmed, 202 while the old actor has
+    /// not.
+    set_up_redirect_extern = POST "v1/redirect/extern", auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct Query {
+            pub redirect_source_fid: String,
+        }
+    }
+
+    /// The new actor withdraws its confirmation.
+    remove_redirect_extern = DELETE "v1/redirect/extern", auth AnySession {
+        pub type Query = super::set_up_redirect_extern::Query;
     }
 }
 

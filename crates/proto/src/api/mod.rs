@@ -127,6 +127,24 @@ pub fn query_pairs(query: &impl serde::Serialize) -> Result<Vec<(String, String)
 
 /// Header carrying the second factor for sensitive actions.
 pub const SENSITIVE_HEADER: &str = "x-p2-sensitive-solution";
+
+/// Completed key trials on the migration routes (core §7, OP-22): a one-line JSON array of
+/// [`TrialCompletion`], one per key the caller proves.
+pub const KEYTRIAL_HEADER: &str = "x-p2-core-keytrial";
+
+/// One completion in [`KEYTRIAL_HEADER`]: the trial text signed with the key of certificate
+/// `serialNumber` (number or string). `id` names the trial; without it the caller's newest
+/// open trial is meant (the reference SDK names none).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialCompletion {
+    /// Lowercase hex Ed25519 signature of the trial text (OP-23).
+    pub signature: String,
+    #[serde(with = "crate::wire::u64_string")]
+    pub serial_number: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
 /// Header announcing the largest encrypted key material element.
 pub const MAX_PAYLOAD_HEADER: &str = "x-max-payload-size";
 

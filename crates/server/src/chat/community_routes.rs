@@ -10,6 +10,7 @@ use fugue_proto::api;
 
 use crate::AppState;
 use crate::http::{ApiResult, Json, Path, Query, ok};
+use crate::migration::routes::redirected;
 use crate::routes::Routes;
 use crate::sessions::routes::AnySession;
 
@@ -159,11 +160,14 @@ async fn update_profile(
     Ok(ok(app.chat.update_profile(&authed, req).await?).into_response())
 }
 
-/// `GET /users/{fid}/profile`
+/// `GET /users/{fid}/profile` (an actor that moved: 307 to its new profile)
 async fn get_profile(
     State(app): State<AppState>,
     AnySession(authed): AnySession,
     Path(fid): Path<FederationId>,
 ) -> ApiResult<Response> {
+    if let Some(moved) = redirected(&app, &fid.to_string(), api::get_profile::path).await? {
+        return Ok(moved);
+    }
     Ok(ok(app.chat.profile(&authed, &fid).await?).into_response())
 }

@@ -10,6 +10,7 @@ use fugue_proto::services::{Service, parse_delete_query};
 use super::Error;
 use crate::AppState;
 use crate::http::{ApiResult, ClientIp, Json, Path, Query, Sensitive, Solution, created, ok};
+use crate::migration::routes::redirected;
 use crate::routes::Routes;
 use crate::sessions::Authed;
 
@@ -86,6 +87,14 @@ pub async fn discover_services(
     Path(fid): Path<String>,
     Query(q): Query<discover_services::Query>,
 ) -> ApiResult<Response> {
+    let limit = limit_query(&q);
+    if let Some(moved) = redirected(&app, &fid, |to| {
+        format!("{}{limit}", api::discover_services::path(to))
+    })
+    .await?
+    {
+        return Ok(moved);
+    }
     Ok(listing(app.discovery.discover(&fid, None, q.limit).await?))
 }
 
@@ -95,11 +104,26 @@ pub async fn discover_service(
     Path((fid, service)): Path<(String, String)>,
     Query(q): Query<discover_services::Query>,
 ) -> ApiResult<Response> {
+    if let Ok(name) = service.parse::<fugue_proto::services::ServiceName>() {
+        let limit = limit_query(&q);
+        if let Some(moved) = redirected(&app, &fid, |to| {
+            format!("{}{limit}", api::discover_service::path(to, &name))
+        })
+        .await?
+        {
+            return Ok(moved);
+        }
+    }
     let found = app
         .discovery
         .discover(&fid, Some(&service), q.limit)
         .await?;
     Ok(listing(found))
+}
+
+/// The query a redirected lookup keeps.
+fn limit_query(q: &discover_services::Query) -> String {
+    q.limit.map(|l| format!("?limit={l}")).unwrap_or_default()
 }
 
 /// 200 with the list, or 204 when it is empty.

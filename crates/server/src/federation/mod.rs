@@ -185,6 +185,12 @@ impl Federation {
         Ok(h)
     }
 
+    /// The base URL of the home server of `domain` (core §3.1), found as [`Self::home`]
+    /// finds it.
+    pub async fn home_base(&self, domain: &DomainName, now: u64) -> Result<String, Error> {
+        Ok(self.home(domain, now).await?.base)
+    }
+
     /// Fetches and checks the current root at `base` for `domain`.
     async fn fetch_root(&self, domain: &DomainName, base: &str, now: u64) -> Result<Root, Error> {
         let cacheable: CacheableIdCert = self

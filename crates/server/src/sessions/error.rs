@@ -75,6 +75,10 @@ pub enum Error {
     KeyTrialUnnamed,
     #[error("the key trial signature does not verify against certificate {0}")]
     KeyTrialSignature(u64),
+    #[error("{0}")]
+    KeyTrialHeader(String),
+    #[error("{0}")]
+    KeyTrialRequired(String),
     #[error("this route is for sessions of actors of other home servers")]
     NotForeign,
     #[error("this route is for actors registered on this server")]
@@ -167,6 +171,8 @@ impl From<Error> for ApiError {
                 (S::BAD_REQUEST, ErrorCode::KeyTrialInvalid)
             }
             Error::KeyTrialSignature(_) => (S::FORBIDDEN, ErrorCode::SignatureInvalid),
+            Error::KeyTrialHeader(_) => (S::BAD_REQUEST, ErrorCode::KeyTrialInvalid),
+            Error::KeyTrialRequired(_) => (S::FORBIDDEN, ErrorCode::KeyTrialRequired),
             Error::NotForeign | Error::ForeignSession => (S::FORBIDDEN, ErrorCode::Forbidden),
             Error::ForeignCertMismatch(_) => (S::FORBIDDEN, ErrorCode::ForeignCertInvalid),
             Error::ActorNotFound(_) => (S::NOT_FOUND, ErrorCode::ActorNotFound),

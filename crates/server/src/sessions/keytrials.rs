@@ -5,7 +5,7 @@
 use rand_core::{OsRng, RngCore};
 
 use fugue_proto::FederationId;
-use fugue_proto::api::{key_trial, keytrials, sign_in};
+use fugue_proto::api::{TrialCompletion, key_trial, keytrials, sign_in};
 use fugue_proto::cache::MAX_WINDOW_S;
 use fugue_proto::certs::{IdCert, verify_strict};
 use fugue_store::{KeyTrialQuery, KeyTrialRow, NewForeignSession, TrialRef};
@@ -14,6 +14,16 @@ use super::{Authed, Error, Sessions, hash_secret, new_token, random_id};
 use crate::events::BusMsg;
 use crate::ids::{ActorId, SessionPk, from_store, to_store};
 use crate::principal::{Actor, stored_name};
+
+/// Most keys one `X-P2-core-keytrial` header proves.
+const MAX_PROOFS: usize = 64;
+
+/// A key the caller proved with a completed key trial.
+#[derive(Debug, Clone)]
+pub struct ProvenKey {
+    pub serial: u64,
+    pub cert: IdCert,
+}
 
 /// Random characters of a key trial (32–256 characters allowed, ≥ 64 recommended).
 const TRIAL_RANDOM: usize = 64;
@@ -55,16 +65,28 @@ impl Sessions {
     /// `GET /session/auth?fid=`: a single-use key trial for an actor of another server.
     pub async fn key_trial(&self, fid: &str, now: u64) -> Result<key_trial::KeyTrial, Error> {
         let fid = self.federation.foreign_fid(fid)?;
+        self.issue_trial(fid.to_string(), None, now).await
+    }
+
+    /// A new trial for `fid`: a sign-in trial, or the proof trial of the signed-in
+    /// `actor_id`.
+    async fn issue_trial(
+        &self,
+        fid: String,
+        actor_id: Option<i64>,
+        now: u64,
+    ) -> Result<key_trial::KeyTrial, Error> {
         let mut id = [0u8; 16];
         OsRng.fill_bytes(&mut id);
         let row = KeyTrialRow {
             id: hex::encode(id),
-            fid: fid.to_string(),
+            fid,
             trial: trial_text(self.identity.domain().as_str()),
             expires_at: to_store(now + self.config.federation.key_trial_lifetime_s),
             created_at: to_store(now),
             completed_at: None,
             completion: None,
+            actor_id,
         };
         self.store.insert_key_trial(&row).await?;
         Ok(key_trial::KeyTrial {
@@ -72,6 +94,126 @@ impl Sessions {
             expires: from_store(row.expires_at),
             id: Some(row.id),
         })
+    }
+
+    /// `GET /session/auth?fid=` by a signed-in actor (local or foreign): a trial for the
+    /// actor itself, which it answers with one completion per key it proves on the
+    /// migration routes (`X-P2-core-keytrial`), as often as it likes until it expires.
+    pub async fn proof_trial(
+        &self,
+        authed: &Authed,
+        fid: &str,
+        now: u64,
+    ) -> Result<key_trial::KeyTrial, Error> {
+        if fid != authed.actor.fid.to_string() {
+            return Err(Error::KeyTrialHeader(format!(
+                "signed in as {}, you get key trials for yourself only (not {fid})",
+                authed.actor.fid
+            )));
+        }
+        self.issue_trial(fid.to_owned(), Some(authed.actor.id.to_store()), now)
+            .await
+    }
+
+    /// The keys the completions of `header` (`X-P2-core-keytrial`) prove for the caller's
+    /// actor: each names a certificate of the actor — in any state, expired and revoked ones
+    /// included (migration proves old keys; no cache information is needed, core §6.4.1) —
+    /// whose key signed the trial text of the caller's open proof trial. Every completion
+    /// must verify; the verified ones become part of the trial's public record.
+    pub async fn proven_keys(
+        &self,
+        authed: &Authed,
+        header: Option<&str>,
+        now: u64,
+    ) -> Result<Vec<ProvenKey>, Error> {
+        let header = header.ok_or_else(|| {
+            Error::KeyTrialRequired(
+                "this route needs completed key trials in X-P2-core-keytrial: get a trial at \
+                 GET /session/auth?fid=<you> and sign it with each key"
+                    .into(),
+            )
+        })?;
+        let completions: Vec<TrialCompletion> = serde_json::from_str(header).map_err(|e| {
+            Error::KeyTrialHeader(format!(
+                "X-P2-core-keytrial is a JSON array of {{signature, serialNumber}}: {e}"
+            ))
+        })?;
+        if completions.is_empty() || completions.len() > MAX_PROOFS {
+            return Err(Error::KeyTrialHeader(format!(
+                "X-P2-core-keytrial holds 1 to {MAX_PROOFS} completions"
+            )));
+        }
+        let named = completions.iter().find_map(|c| c.id.as_deref());
+        if completions
+            .iter()
+            .any(|c| c.id.is_some() && c.id.as_deref() != named)
+        {
+            return Err(Error::KeyTrialHeader(
+                "the completions answer different trials".into(),
+            ));
+        }
+        let actor = &authed.actor;
+        let trial = self
+            .store
+            .proof_trial(actor.id.to_store(), named, to_store(now))
+            .await?
+            .ok_or(Error::KeyTrialInvalid)?;
+        let mut proven: Vec<ProvenKey> = Vec::with_capacity(completions.len());
+        for c in &completions {
+            let signature =
+                hex::decode(&c.signature).map_err(|_| Error::KeyTrialSignature(c.serial_number))?;
+            let cert = self.any_cert_of(actor, c.serial_number, now).await?;
+            verify_strict(&cert.key, trial.trial.as_bytes(), &signature)
+                .map_err(|_| Error::KeyTrialSignature(c.serial_number))?;
+            if !proven.iter().any(|p| p.serial == c.serial_number) {
+                proven.push(ProvenKey {
+                    serial: c.serial_number,
+                    cert,
+                });
+            }
+        }
+        let record: Vec<(i64, String)> = completions
+            .iter()
+            .map(|c| (to_store(c.serial_number), c.signature.to_ascii_lowercase()))
+            .collect();
+        self.store
+            .record_proof_completions(&trial.id, &record, to_store(now))
+            .await?;
+        Ok(proven)
+    }
+
+    /// Certificate `serial` of `actor`, whatever its state: ours for a local actor; for a
+    /// foreign one the certificate it signed messages here with (checked when they
+    /// arrived), or else one its home server lists.
+    async fn any_cert_of(&self, actor: &Actor, serial: u64, now: u64) -> Result<IdCert, Error> {
+        let not_its = || Error::KeyTrialSignature(serial);
+        let pem = if actor.is_local() {
+            self.store
+                .cert_by_serial(to_store(serial))
+                .await?
+                .filter(|c| c.actor_id == actor.id.to_store())
+                .map(|c| c.cert_pem)
+        } else {
+            self.store
+                .signing_cert(actor.id.to_store(), to_store(serial))
+                .await?
+        };
+        let cert = match pem {
+            Some(pem) => IdCert::parse(pem.as_bytes()).map_err(|_| not_its())?,
+            None if actor.is_local() => return Err(not_its()),
+            None => self
+                .federation
+                .fetch_certs(&actor.fid, now)
+                .await?
+                .into_iter()
+                .find(|c| c.cert.serial.0 == serial)
+                .map(|c| c.cert)
+                .ok_or_else(not_its)?,
+        };
+        if cert.fid().as_ref() != Some(&actor.fid) {
+            return Err(not_its());
+        }
+        Ok(cert)
     }
 
     /// `POST /session/auth`: spends the trial, fetches and checks the certificate at the
@@ -324,16 +466,26 @@ impl Sessions {
             .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|r| {
-                let completion: keytrials::Completion =
-                    serde_json::from_str(r.completion.as_deref()?).ok()?;
+            .filter_map(|p| {
+                // A sign-in's single answer, or every key a proof trial proved.
+                let completions = match p.trial.completion.as_deref() {
+                    Some(one) => vec![serde_json::from_str(one).ok()?],
+                    None => p
+                        .completions
+                        .into_iter()
+                        .map(|(serial, signature)| keytrials::Completion {
+                            signature,
+                            serial_number: from_store(serial),
+                        })
+                        .collect(),
+                };
                 Some(keytrials::Entry {
                     key_trial: key_trial::KeyTrial {
-                        trial: r.trial,
-                        expires: from_store(r.expires_at),
-                        id: Some(r.id),
+                        trial: p.trial.trial,
+                        expires: from_store(p.trial.expires_at),
+                        id: Some(p.trial.id),
                     },
-                    key_trial_completion: vec![completion],
+                    key_trial_completion: completions,
                 })
             })
             .collect())

@@ -26,7 +26,7 @@ use fugue_store::{ActorRow, NewSession, SessionGuard, SessionRow, Store};
 
 pub use accounts::{AccountState, AccountSummary, generate_password};
 pub use error::Error;
-pub use keytrials::ExternOutcome;
+pub use keytrials::{ExternOutcome, ProvenKey};
 
 use crate::config::{Config, Registration};
 use crate::events::{BusMsg, Events, Publish};

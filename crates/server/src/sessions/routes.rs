@@ -87,17 +87,20 @@ impl FromRequestParts<AppState> for PresumedSession {
     }
 }
 
-/// `GET /.p2/core/v1/session/auth?fid=`: a key trial for an actor of another server.
+/// `GET /.p2/core/v1/session/auth?fid=`: a key trial for an actor of another server to sign
+/// in with, or — with a session — one for the signed-in actor to prove its keys.
 pub async fn key_trial(
     State(app): State<AppState>,
     ClientIp(ip): ClientIp,
+    MaybeSession(authed): MaybeSession,
     Query(q): Query<key_trial::Query>,
 ) -> ApiResult<Response> {
     app.limits.login.check(&ip)?;
-    let trial = app
-        .sessions
-        .key_trial(&q.fid, app.config.clock.now())
-        .await?;
+    let now = app.config.clock.now();
+    let trial = match authed {
+        Some(authed) => app.sessions.proof_trial(&authed, &q.fid, now).await?,
+        None => app.sessions.key_trial(&q.fid, now).await?,
+    };
     Ok(ok(trial).into_response())
 }
 

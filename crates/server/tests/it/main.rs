@@ -24,6 +24,7 @@ mod gateway_client;
 mod hardening;
 mod interop;
 mod keymaterial;
+mod migration;
 mod rawr;
 mod s3;
 mod services;

@@ -8,6 +8,7 @@ mod chat;
 mod community;
 mod conversations;
 mod media;
+mod migration;
 
 use rand_core::{OsRng, RngCore};
 
@@ -1243,6 +1244,7 @@ fn key_trial(id: &str, fid: &str, expires_at: i64) -> KeyTrialRow {
         created_at: expires_at - 300,
         completed_at: None,
         completion: None,
+        actor_id: None,
     }
 }
 
@@ -1313,7 +1315,7 @@ async fn key_trials_are_spent_only_when_named_and_unanswered_ones_are_swept() {
             .await
             .unwrap();
         assert_eq!(public.len(), 1, "{engine}");
-        assert_eq!(public[0].id, "done");
+        assert_eq!(public[0].trial.id, "done");
         let open = TrialRef::Text("beta.test.open-new");
         assert!(
             store
@@ -1322,6 +1324,82 @@ async fn key_trials_are_spent_only_when_named_and_unanswered_ones_are_swept() {
                 .unwrap()
                 .is_some()
         );
+    }
+}
+
+#[tokio::test]
+async fn proof_trials_take_many_answers_and_are_never_spent_by_a_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in engines(&dir).await {
+        let engine = store.engine_name();
+        let alice = actor("alice");
+        store.insert_actor(&alice, None, 1).await.unwrap();
+        let fid = "alice@localhost";
+        for (id, created) in [("older", 700), ("newer", 800), ("unanswered", 600)] {
+            store
+                .insert_key_trial(&KeyTrialRow {
+                    created_at: created,
+                    actor_id: Some(alice.id),
+                    ..key_trial(id, fid, 1000)
+                })
+                .await
+                .unwrap();
+        }
+        // The newest open one, or the one named; none once expired, none of another actor.
+        let newest = store
+            .proof_trial(alice.id, None, 900)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(newest.id, "newer", "{engine}");
+        let named = store
+            .proof_trial(alice.id, Some("older"), 900)
+            .await
+            .unwrap();
+        assert_eq!(named.unwrap().id, "older", "{engine}");
+        assert_eq!(store.proof_trial(alice.id, None, 1001).await.unwrap(), None);
+        assert_eq!(
+            store.proof_trial(alice.id + 1, None, 900).await.unwrap(),
+            None
+        );
+        // A sign-in cannot spend a proof trial.
+        assert_eq!(
+            store
+                .claim_key_trial(fid, TrialRef::Text("beta.test.newer"), 900)
+                .await
+                .unwrap(),
+            None
+        );
+        // Answers for several keys, recorded again without harm.
+        let answers = vec![(5, "aa".to_owned()), (7, "bb".to_owned())];
+        for _ in 0..2 {
+            store
+                .record_proof_completions("newer", &answers, 910)
+                .await
+                .unwrap();
+        }
+        assert!(
+            store
+                .public_key_trials(fid, &KeyTrialQuery::default(), 900)
+                .await
+                .unwrap()
+                .is_empty(),
+            "public only once expired"
+        );
+        // Expired: the answered ones are public with every answer; the others are swept.
+        assert_eq!(
+            store.delete_unanswered_key_trials(2000).await.unwrap(),
+            2,
+            "{engine}"
+        );
+        let public = store
+            .public_key_trials(fid, &KeyTrialQuery::default(), 2000)
+            .await
+            .unwrap();
+        assert_eq!(public.len(), 1, "{engine}");
+        assert_eq!(public[0].trial.id, "newer");
+        assert_eq!(public[0].trial.completed_at, Some(910));
+        assert_eq!(public[0].completions, answers);
     }
 }
 

@@ -1,0 +1,44 @@
+use axum::http::StatusCode;
+use fugue_proto::ErrorCode;
+
+use crate::http::ApiError;
+use crate::{federation, sessions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(String),
+    /// The source has not proven keys it signed messages here with.
+    #[error("prove every key you signed messages here with; missing: certificates {0}")]
+    KeysUnproven(String),
+    #[error("{0}")]
+    TargetInvalid(String),
+    #[error("the redirect of {0} names another actor")]
+    Elsewhere(String),
+    #[error("no redirect of {0} to you")]
+    NoRedirect(String),
+    #[error(transparent)]
+    Sessions(#[from] sessions::Error),
+    #[error(transparent)]
+    Federation(#[from] federation::Error),
+    #[error(transparent)]
+    Store(#[from] fugue_store::Error),
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        use StatusCode as S;
+        let detail = err.to_string();
+        let (status, code) = match err {
+            Error::Invalid(_) => (S::BAD_REQUEST, ErrorCode::MalformedRequest),
+            Error::KeysUnproven(_) => (S::FORBIDDEN, ErrorCode::KeyTrialRequired),
+            Error::TargetInvalid(_) => (S::BAD_REQUEST, ErrorCode::RedirectTargetInvalid),
+            Error::Elsewhere(_) => (S::CONFLICT, ErrorCode::RedirectElsewhere),
+            Error::NoRedirect(_) => (S::NOT_FOUND, ErrorCode::NotFound),
+            Error::Sessions(e) => return e.into(),
+            Error::Federation(e) => return e.into(),
+            Error::Store(e) => return ApiError::internal(&e),
+        };
+        ApiError::new(status, code, detail)
+    }
+}

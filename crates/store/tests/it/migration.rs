@@ -1,0 +1,146 @@
+//! Migrations on both engines: redirects confirmed by both sides in either order, one target
+//! at a time; the keys an actor signed its messages with.
+
+use fugue_store::{Conflict, Error, MessageVersionRow, NewEvent};
+
+use super::chat::{ev, guild, message};
+
+#[tokio::test]
+async fn a_redirect_is_confirmed_by_both_sides_in_either_order() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in super::engines(&dir).await {
+        let engine = store.engine_name();
+        let f = guild(&store, "old").await;
+        let src = f.owner;
+        assert_eq!(store.redirect(src).await.unwrap(), None);
+
+        // Source first, then target.
+        let r = store
+            .confirm_redirect_source(src, "new@b.example", 10)
+            .await
+            .unwrap();
+        assert!(!r.confirmed(), "{engine}");
+        let r = store
+            .confirm_redirect_target(src, "new@b.example", 11)
+            .await
+            .unwrap();
+        assert!(r.confirmed(), "{engine}");
+        assert_eq!(
+            (r.source_confirmed_at, r.target_confirmed_at),
+            (Some(10), Some(11))
+        );
+        // Another target cannot confirm; naming another target drops the old confirmation.
+        assert!(matches!(
+            store
+                .confirm_redirect_target(src, "other@c.example", 12)
+                .await,
+            Err(Error::Conflict(Conflict::RedirectElsewhere))
+        ));
+        let r = store
+            .confirm_redirect_source(src, "other@c.example", 13)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.target_fid.as_str(), r.target_confirmed_at),
+            ("other@c.example", None)
+        );
+        // Naming the same target again keeps its confirmation.
+        store
+            .confirm_redirect_target(src, "other@c.example", 14)
+            .await
+            .unwrap();
+        let r = store
+            .confirm_redirect_source(src, "other@c.example", 15)
+            .await
+            .unwrap();
+        assert!(r.confirmed(), "{engine}");
+
+        // The target withdraws: pending again; the source removes it: gone.
+        assert!(
+            store
+                .withdraw_redirect_target(src, "other@c.example")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .withdraw_redirect_target(src, "other@c.example")
+                .await
+                .unwrap()
+        );
+        assert!(!store.redirect(src).await.unwrap().unwrap().confirmed());
+        assert!(!store.remove_redirect(src, "new@b.example").await.unwrap());
+        assert!(store.remove_redirect(src, "other@c.example").await.unwrap());
+        assert_eq!(store.redirect(src).await.unwrap(), None);
+
+        // Target first: pending until the source names it; withdrawn alone, it goes.
+        store
+            .confirm_redirect_target(src, "new@b.example", 20)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .withdraw_redirect_target(src, "new@b.example")
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.redirect(src).await.unwrap(), None, "{engine}");
+        store
+            .confirm_redirect_target(src, "new@b.example", 21)
+            .await
+            .unwrap();
+        let r = store
+            .confirm_redirect_source(src, "new@b.example", 22)
+            .await
+            .unwrap();
+        assert!(r.confirmed(), "{engine}");
+    }
+}
+
+#[tokio::test]
+async fn the_keys_an_actor_signed_with_include_earlier_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in super::engines(&dir).await {
+        let engine = store.engine_name();
+        let f = guild(&store, "writer").await;
+        assert!(store.signing_serials(f.owner).await.unwrap().is_empty());
+        let m = message(&f, f.owner, "n1", "hi");
+        let about = |op| NewEvent {
+            ref_id: Some(m.id),
+            ..ev(f.guild.id, op)
+        };
+        store
+            .insert_message(&m, &about(0), None, None)
+            .await
+            .unwrap();
+        // Edited with a newer certificate: both keys signed a version of it.
+        let v2 = MessageVersionRow {
+            message_id: m.id,
+            version: 2,
+            nonce: "n2".into(),
+            content: "{}".into(),
+            signature: "cd".into(),
+            cert_pem: "PEM-9".into(),
+            cert_serial: 9,
+            edit_of: Some(m.id),
+            created_at: 25,
+        };
+        store.edit_message(&v2, &about(1)).await.unwrap();
+        assert_eq!(
+            store.signing_serials(f.owner).await.unwrap(),
+            vec![5, 9],
+            "{engine}"
+        );
+        assert_eq!(
+            store.signing_cert(f.owner, 5).await.unwrap().as_deref(),
+            Some("PEM"),
+            "{engine}"
+        );
+        assert_eq!(
+            store.signing_cert(f.owner, 9).await.unwrap().as_deref(),
+            Some("PEM-9")
+        );
+        assert_eq!(store.signing_cert(f.owner, 6).await.unwrap(), None);
+        assert_eq!(store.signing_cert(f.owner + 1, 5).await.unwrap(), None);
+    }
+}
