@@ -1,18 +1,20 @@
-//! Migrations (core §7): proving keys with key trials, and redirects from an old identity to
-//! a new one.
+//! Migrations (core §7): proving keys with key trials, redirects from an old identity to a
+//! new one, and re-signing the old identity's messages with the new one's keys.
 //!
 //! A redirect takes both sides: the old actor asks its home server for it and proves every
 //! key it signed messages there with ([`Session::set_up_redirect`]); the new actor, signed in
 //! on that server (by key trial when it lives elsewhere), confirms ([`confirm_redirect`]).
 
 use fugue_proto::api::{
-    self, TrialCompletion, key_trial, remove_redirect, remove_redirect_extern, set_up_redirect,
-    set_up_redirect_extern,
+    self, BatchMessage, MessageBatch, TrialCompletion, abort_resigning, commit_resigned, key_trial,
+    messages_to_resign, remove_redirect, remove_redirect_extern, request_resigning,
+    set_up_redirect, set_up_redirect_extern,
 };
+use fugue_proto::certs::{IdCert, verify_strict};
 use fugue_proto::{FederationId, Serial};
 use reqwest::StatusCode;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::{Client, send};
 use crate::keys::IdentityKey;
 use crate::session::Session;
@@ -99,4 +101,146 @@ pub async fn withdraw_redirect(server: &Client, token: &str, source: &Federation
         .bearer_auth(token);
     send(request).await?;
     Ok(())
+}
+
+/// `GET /session/auth?fid=` on `server` as the holder of `token` there (the actor `fid`): a
+/// trial for that actor to prove its keys with on that server.
+pub async fn proof_trial_on(
+    server: &Client,
+    token: &str,
+    fid: &FederationId,
+) -> Result<key_trial::KeyTrial> {
+    let query = key_trial::Query {
+        fid: fid.to_string(),
+    };
+    let request = server
+        .request_with_query(key_trial::target(), &query)?
+        .bearer_auth(token);
+    server.send_json(request).await
+}
+
+/// `POST /messages` on `server` (where the old actor's messages are), as the old actor
+/// (`token`): lets `new` re-sign the messages signed with the keys `proof` proves, signing
+/// with `allowed` (PEM public keys). Until when.
+pub async fn grant_resigning(
+    server: &Client,
+    token: &str,
+    proof: &str,
+    new: &FederationId,
+    allowed: &[String],
+) -> Result<u64> {
+    let body = request_resigning::Request {
+        new_actor_fid: new.to_string(),
+        allowed_resigning_keys: allowed.to_vec(),
+    };
+    let request = server
+        .request(request_resigning::target())?
+        .bearer_auth(token)
+        .header(api::KEYTRIAL_HEADER, proof)
+        .json(&body);
+    let answer: request_resigning::Response = server.send_json(request).await?;
+    Ok(answer.expires)
+}
+
+/// `DELETE /messages?removeActorFid=`: ends the grant to `new`.
+pub async fn abort_resigning_on(server: &Client, token: &str, new: &FederationId) -> Result<()> {
+    let query = abort_resigning::Query {
+        remove_actor_fid: new.to_string(),
+    };
+    let request = server
+        .request_with_query(abort_resigning::target(), &query)?
+        .bearer_auth(token);
+    send(request).await?;
+    Ok(())
+}
+
+/// `GET /messages`: the messages the new actor (`token`) may re-sign on `server`.
+pub async fn messages_to_resign_on(
+    server: &Client,
+    token: &str,
+    limit: Option<u64>,
+    serial: Option<Serial>,
+) -> Result<Vec<MessageBatch>> {
+    let query = messages_to_resign::Query {
+        limit,
+        serial_number: serial.map(|s| s.0),
+    };
+    let request = server
+        .request_with_query(messages_to_resign::target(), &query)?
+        .bearer_auth(token);
+    server.send_json(request).await
+}
+
+/// `POST /messages/commit`: sends re-signed batches; answers the next batches to re-sign
+/// (none when done) and the seconds to wait before the next commit.
+pub async fn commit_resigned_on(
+    server: &Client,
+    token: &str,
+    batches: &[MessageBatch],
+) -> Result<(Vec<MessageBatch>, u64)> {
+    let request = server
+        .request(commit_resigned::target())?
+        .bearer_auth(token)
+        .json(batches);
+    let response = send(request).await?;
+    let wait = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let next: serde_json::Value = server.read_json(response).await?;
+    let next = match next {
+        serde_json::Value::Array(_) => serde_json::from_value(next)
+            .map_err(|e| Error::UnexpectedResponse(format!("a message batch: {e}")))?,
+        _ => Vec::new(),
+    };
+    Ok((next, wait))
+}
+
+/// `batch` re-signed by `new` with `key` and its certificate `cert_pem`: each message's
+/// old signature is checked against the batch's certificate first (the server holding them
+/// must not have changed them), then its content, with `new` as author, is signed.
+pub fn resign_batch(
+    batch: &MessageBatch,
+    new: &FederationId,
+    key: &crate::IdentityKey,
+    cert_pem: &str,
+) -> Result<MessageBatch> {
+    let old = IdCert::parse(batch.id_cert.as_bytes())?;
+    let mut messages = Vec::with_capacity(batch.messages.len());
+    for m in &batch.messages {
+        let canonical = |v: &serde_json::Value| {
+            fugue_proto::wire::to_canonical_vec(v)
+                .map_err(|e| Error::UnexpectedResponse(e.to_string()))
+        };
+        let signature = hex::decode(&m.signature).map_err(|_| {
+            Error::Verification(format!("message {}: its signature is not hex", m.id))
+        })?;
+        verify_strict(&old.key, &canonical(&m.content)?, &signature).map_err(|_| {
+            Error::Verification(format!(
+                "message {}: its signature does not verify with certificate {}",
+                m.id, old.serial
+            ))
+        })?;
+        let mut content = m.content.clone();
+        match content.get_mut("author") {
+            Some(author) => *author = serde_json::Value::String(new.to_string()),
+            None => {
+                return Err(Error::UnexpectedResponse(format!(
+                    "message {}: content names no author",
+                    m.id
+                )));
+            }
+        }
+        messages.push(BatchMessage {
+            id: m.id,
+            signature: crate::chat::hex(&key.sign(&canonical(&content)?)),
+            content,
+        });
+    }
+    Ok(MessageBatch {
+        id_cert: cert_pem.to_owned(),
+        messages,
+    })
 }

@@ -510,6 +510,10 @@ pub struct MessageVersion {
     pub signature: String,
     pub id_cert: String,
     pub serial: crate::Serial,
+    /// Who signed this version (its certificate's actor): the message's author, but for the
+    /// versions before a re-signing (core §7.2), which keep their old author.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<FederationId>,
     #[serde(with = "u64_string")]
     pub created_at: u64,
 }

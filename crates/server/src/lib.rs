@@ -167,13 +167,6 @@ impl Server {
             config.domain.clone(),
             &config.public_url,
         );
-        let migration = migration::Migration::new(
-            store.clone(),
-            sessions.clone(),
-            federation.clone(),
-            config.domain.clone(),
-            &config.public_url,
-        );
         let media = media::Media::open(
             store.clone(),
             config.domain.clone(),
@@ -192,6 +185,14 @@ impl Server {
             },
             config.domain.clone(),
             &config.rate_limits,
+        );
+        let migration = migration::Migration::new(
+            store.clone(),
+            sessions.clone(),
+            federation.clone(),
+            chat.clone(),
+            config.domain.clone(),
+            &config.public_url,
         );
         gateway.register_service(Arc::new(chat.clone()));
         gateway.register_service(Arc::new(chat::FugueChatChannel(chat.clone())));

@@ -53,7 +53,7 @@ pub use keymaterial::KeyMaterialRow;
 pub use media::{
     AttachmentMeta, AttachmentRow, NewResource, ResourceOrder, ResourceRow, Stored, Thumbnail,
 };
-pub use migration::RedirectRow;
+pub use migration::{GrantRow, RedirectRow};
 pub use server_certs::ServerCertRow;
 pub use services::ServiceRow;
 pub use sessions::{NewSession, SessionGuard, SessionRow};

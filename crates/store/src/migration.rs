@@ -21,6 +21,19 @@ impl RedirectRow {
     }
 }
 
+/// A grant of re-signing (core §7.2): `new_fid` may re-sign the messages `old_actor_id`
+/// signed here with certificates `serials`, with the keys `allowed_keys` (raw Ed25519 public
+/// keys, hex), until `expires_at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub old_actor_id: i64,
+    pub new_fid: String,
+    pub serials: Vec<i64>,
+    pub allowed_keys: Vec<String>,
+    pub expires_at: i64,
+    pub created_at: i64,
+}
+
 macro_rules! redirect_columns {
     () => {
         "source_id, target_fid, source_confirmed_at, target_confirmed_at, created_at"
@@ -172,5 +185,91 @@ impl Store {
         .first()
         .map(|r| r.string(0))
         .transpose()
+    }
+
+    /// Stores a grant of re-signing; one for the same two actors is replaced.
+    pub async fn insert_resign_grant(&self, g: &GrantRow) -> Result<()> {
+        let mut stmts = vec![
+            Stmt::new(
+                "DELETE FROM resign_grant_serials WHERE old_actor_id = $1 AND new_fid = $2",
+                params![g.old_actor_id, g.new_fid.clone()],
+            ),
+            Stmt::new(
+                "INSERT INTO resign_grants (old_actor_id, new_fid, allowed_keys, expires_at, created_at)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (old_actor_id, new_fid) DO UPDATE SET allowed_keys = excluded.allowed_keys,
+                   expires_at = excluded.expires_at, created_at = excluded.created_at",
+                params![
+                    g.old_actor_id,
+                    g.new_fid.clone(),
+                    g.allowed_keys.join(","),
+                    g.expires_at,
+                    g.created_at
+                ],
+            ),
+        ];
+        for serial in &g.serials {
+            stmts.push(Stmt::new(
+                "INSERT INTO resign_grant_serials (old_actor_id, new_fid, serial) VALUES ($1, $2, $3)",
+                params![g.old_actor_id, g.new_fid.clone(), *serial],
+            ));
+        }
+        self.commit(stmts).await
+    }
+
+    /// Ends a grant; whether there was one.
+    pub async fn delete_resign_grant(&self, old_actor_id: i64, new_fid: &str) -> Result<bool> {
+        let out = self
+            .transaction_rows(vec![
+                Stmt::new(
+                    "DELETE FROM resign_grants WHERE old_actor_id = $1 AND new_fid = $2",
+                    params![old_actor_id, new_fid],
+                ),
+                Stmt::new(
+                    "DELETE FROM resign_grant_serials WHERE old_actor_id = $1 AND new_fid = $2",
+                    params![old_actor_id, new_fid],
+                ),
+            ])
+            .await?;
+        Ok(out.first().is_some_and(|(n, _)| *n > 0))
+    }
+
+    /// The grants to `new_fid` that have not expired at `now`.
+    pub async fn resign_grants_to(&self, new_fid: &str, now: i64) -> Result<Vec<GrantRow>> {
+        let grants = self
+            .query(
+                "SELECT old_actor_id, new_fid, allowed_keys, expires_at, created_at FROM resign_grants
+                 WHERE new_fid = $1 AND expires_at > $2 ORDER BY old_actor_id",
+                params![new_fid, now],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(grants.len());
+        for g in &grants {
+            let old_actor_id = g.i64(0)?;
+            let serials = self
+                .query(
+                    "SELECT serial FROM resign_grant_serials
+                     WHERE old_actor_id = $1 AND new_fid = $2 ORDER BY serial",
+                    params![old_actor_id, new_fid],
+                )
+                .await?
+                .iter()
+                .map(|r| r.i64(0))
+                .collect::<Result<_>>()?;
+            out.push(GrantRow {
+                old_actor_id,
+                new_fid: g.string(1)?,
+                serials,
+                allowed_keys: g
+                    .string(2)?
+                    .split(',')
+                    .filter(|k| !k.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                expires_at: g.i64(3)?,
+                created_at: g.i64(4)?,
+            });
+        }
+        Ok(out)
     }
 }

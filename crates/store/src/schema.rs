@@ -479,6 +479,30 @@ CREATE TABLE redirects (
 );
 "#,
     ),
+    (
+        19,
+        // Re-signing (core §7.2): an old actor lets a new one re-sign the messages it
+        // signed here with the keys it proved, with the keys the grant allows, until it
+        // expires. One grant per (old actor, new actor); its proven serials beside it.
+        r#"
+CREATE TABLE resign_grants (
+    old_actor_id BIGINT NOT NULL REFERENCES actors(id),
+    new_fid TEXT NOT NULL,
+    allowed_keys TEXT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (old_actor_id, new_fid)
+);
+CREATE INDEX resign_grants_new ON resign_grants (new_fid);
+CREATE TABLE resign_grant_serials (
+    old_actor_id BIGINT NOT NULL,
+    new_fid TEXT NOT NULL,
+    serial BIGINT NOT NULL,
+    PRIMARY KEY (old_actor_id, new_fid, serial)
+);
+CREATE INDEX messages_author ON messages (author_id, id);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

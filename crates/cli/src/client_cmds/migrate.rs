@@ -1,11 +1,16 @@
 //! `fugue migrate`: moving an identity (core §7) — a redirect from the old identity to the
 //! new one, asked for by the old one (proving every key it holds) and confirmed by the new
-//! one on the old one's home server.
+//! one on the old one's home server; and re-signing the old identity's messages, granted by
+//! the old one and done by the new one, batch by batch.
 
 use clap::Subcommand;
 
-use fugue_client::migration::{confirm_redirect, withdraw_redirect};
-use fugue_proto::FederationId;
+use fugue_client::migration::{
+    commit_resigned_on, confirm_redirect, grant_resigning, messages_to_resign_on, proof_trial_on,
+    prove_keys, resign_batch, withdraw_redirect,
+};
+use fugue_client::{IdentityKey, KeyStore, Session};
+use fugue_proto::{FederationId, Serial};
 
 use super::federation::server_url;
 use super::{ClientOpts, current, e, open_store, restore_session};
@@ -31,6 +36,25 @@ pub enum MigrateCmd {
         #[arg(long)]
         on: Option<String>,
     },
+    /// As the new identity: print your current public key (PEM), for the old identity's
+    /// `fugue migrate grant --key`.
+    PublicKey,
+    /// As the old identity: let NEW_FID re-sign the messages you signed on the server (`--on`,
+    /// or your home server) with the keys this key store holds, signing with the public key
+    /// in FILE.
+    Grant {
+        new_fid: String,
+        #[arg(long, value_name = "FILE")]
+        key: std::path::PathBuf,
+        #[arg(long)]
+        on: Option<String>,
+    },
+    /// As the new identity: re-sign every message you were granted on the server (`--on`,
+    /// or your home server), checking each old signature first.
+    Resign {
+        #[arg(long)]
+        on: Option<String>,
+    },
 }
 
 fn fid(s: &str) -> Result<FederationId, String> {
@@ -43,15 +67,8 @@ pub async fn run(opts: ClientOpts, cmd: MigrateCmd) -> Result<(), String> {
     match cmd {
         MigrateCmd::Redirect { new_fid } => {
             let target = fid(&new_fid)?;
-            let account = current(&store)?;
-            let old: Vec<_> = account
-                .old_keys
-                .iter()
-                .map(|k| Ok((k.key(pass.as_deref())?, k.serial)))
-                .collect::<fugue_client::Result<_>>()
-                .map_err(e)?;
-            let mut keys = vec![(session.key(), session.current_serial().map_err(e)?)];
-            keys.extend(old.iter().map(|(k, s)| (k, *s)));
+            let old = old_keys(&store, pass.as_deref())?;
+            let keys = held_keys(&session, &old)?;
             let proof = session.prove(&keys).await.map_err(e)?;
             let confirmed = session.set_up_redirect(&target, &proof).await.map_err(e)?;
             if confirmed {
@@ -91,14 +108,93 @@ pub async fn run(opts: ClientOpts, cmd: MigrateCmd) -> Result<(), String> {
                 .map_err(e)?;
             out!("{old_fid} no longer redirects to {}", session.fid());
         }
+        MigrateCmd::PublicKey => {
+            use ed25519_dalek::pkcs8::EncodePublicKey;
+            let pem = session
+                .key()
+                .verifying_key()
+                .to_public_key_pem(Default::default())
+                .map_err(|err| err.to_string())?;
+            for line in pem.lines() {
+                out!("{line}");
+            }
+        }
+        MigrateCmd::Grant { new_fid, key, on } => {
+            let new = fid(&new_fid)?;
+            let allowed =
+                std::fs::read_to_string(&key).map_err(|err| format!("{}: {err}", key.display()))?;
+            let (client, token) = signed_in_on(&store, &session, on.as_deref())?;
+            let old = old_keys(&store, pass.as_deref())?;
+            let keys = held_keys(&session, &old)?;
+            let trial = proof_trial_on(&client, &token, session.fid())
+                .await
+                .map_err(e)?;
+            let proof = prove_keys(&trial, &keys);
+            let expires = grant_resigning(&client, &token, &proof, &new, &[allowed])
+                .await
+                .map_err(e)?;
+            out!(
+                "{new} may re-sign your messages on {} signed with {} of your keys until {}",
+                client.base_url(),
+                keys.len(),
+                super::date(expires)
+            );
+        }
+        MigrateCmd::Resign { on } => {
+            let (client, token) = signed_in_on(&store, &session, on.as_deref())?;
+            let mut batches = messages_to_resign_on(&client, &token, None, None)
+                .await
+                .map_err(e)?;
+            let mut done = 0usize;
+            // Bounded: each round commits what it got, and the server offers none twice.
+            for _ in 0..10_000 {
+                if batches.is_empty() {
+                    break;
+                }
+                let resigned = batches
+                    .iter()
+                    .map(|b| resign_batch(b, session.fid(), session.key(), session.cert_pem()))
+                    .collect::<fugue_client::Result<Vec<_>>>()
+                    .map_err(e)?;
+                done += resigned.iter().map(|b| b.messages.len()).sum::<usize>();
+                let (next, wait) = commit_resigned_on(&client, &token, &resigned)
+                    .await
+                    .map_err(e)?;
+                if wait > 0 && !next.is_empty() {
+                    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+                }
+                batches = next;
+            }
+            out!("re-signed {done} messages on {}", client.base_url());
+        }
     }
     Ok(())
 }
 
+/// The older keys this key store holds for the current account.
+fn old_keys(store: &KeyStore, pass: Option<&str>) -> Result<Vec<(IdentityKey, Serial)>, String> {
+    current(store)?
+        .old_keys
+        .iter()
+        .map(|k| Ok((k.key(pass)?, k.serial)))
+        .collect::<fugue_client::Result<_>>()
+        .map_err(e)
+}
+
+/// Every key this key store holds for the current account: the session's and `old`.
+fn held_keys<'a>(
+    session: &'a Session,
+    old: &'a [(IdentityKey, Serial)],
+) -> Result<Vec<(&'a IdentityKey, Serial)>, String> {
+    let mut keys = vec![(session.key(), session.current_serial().map_err(e)?)];
+    keys.extend(old.iter().map(|(k, s)| (k, *s)));
+    Ok(keys)
+}
+
 /// The server `on` names (signed in there before), or the home server, with the token there.
 fn signed_in_on(
-    store: &fugue_client::KeyStore,
-    session: &fugue_client::Session,
+    store: &KeyStore,
+    session: &Session,
     on: Option<&str>,
 ) -> Result<(fugue_client::Client, String), String> {
     let Some(server) = on else {

@@ -54,4 +54,22 @@ async fn an_identity_moves_with_a_redirect_both_sides_confirm() {
     old.ok(&["migrate", "cancel", "alice2@localhost"]).await;
     let (ok, _, err) = old.run(&["migrate", "cancel", "alice2@localhost"]).await;
     assert!(!ok && err.contains("no redirect"), "{err}");
+
+    // Re-signing: the new identity hands over its public key, the old one grants, the new
+    // one re-signs; the message is then the new identity's and verifies as such.
+    let key = new.ok(&["migrate", "public-key"]).await;
+    assert!(key.starts_with("-----BEGIN PUBLIC KEY-----"), "{key}");
+    std::fs::write(dir.path().join("new.pem"), &key).unwrap();
+    let granted = old
+        .ok(&["migrate", "grant", "alice2@localhost", "--key", "new.pem"])
+        .await;
+    assert!(granted.contains("with 1 of your keys"), "{granted}");
+    let resigned = new.ok(&["migrate", "resign"]).await;
+    assert!(resigned.starts_with("re-signed 1 messages"), "{resigned}");
+    let again = new.ok(&["migrate", "resign"]).await;
+    assert!(again.starts_with("re-signed 0 messages"), "{again}");
+    let read = old.ok(&["read", &channel]).await;
+    let line = read.lines().find(|l| l.contains("moving soon")).unwrap();
+    assert!(line.starts_with("✓"), "{line}");
+    assert!(line.contains("alice2@localhost"), "{line}");
 }

@@ -106,7 +106,7 @@ pub fn new_nonce() -> String {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// Runs `post` again (at most [`SEND_ATTEMPTS`] times in all) while the connection fails

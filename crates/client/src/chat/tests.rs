@@ -89,13 +89,17 @@ fn a_signed_message_verifies_and_every_tampering_fails() {
     let mut moved = m.clone();
     moved.channel_id = 43;
     fails(&moved, Some(43), "does not verify");
-    // Replayed under another nonce, or claimed to be a later version.
+    // Replayed under another nonce, or claimed to be an edit.
     let mut renonced = m.clone();
     renonced.nonce = "other".into();
     fails(&renonced, None, "does not verify");
     let mut edited = m.clone();
-    edited.version = 2;
+    edited.edited_timestamp = Some(NOW);
     fails(&edited, None, "does not verify");
+    // A later version that is no edit (re-signed, core §7.2) still verifies as a first one.
+    let mut resigned = m.clone();
+    resigned.version = 2;
+    check_signature(&domain, Some(42), &resigned).unwrap();
     // Signed for another server.
     let other: DomainName = "example.org".parse().unwrap();
     assert!(check_signature(&other, None, &m).is_err());
@@ -122,8 +126,9 @@ fn an_edit_signs_its_message_id() {
     m.nonce = nonce;
     m.content = edited.content;
     m.version = 2;
+    m.edited_timestamp = Some(NOW);
     check_signature(chat.domain(), Some(42), &m).unwrap();
-    m.version = 1;
+    m.edited_timestamp = None;
     assert!(check_signature(chat.domain(), Some(42), &m).is_err());
 }
 

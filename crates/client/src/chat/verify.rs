@@ -97,8 +97,9 @@ struct Signed<'a> {
 impl<'a> Signed<'a> {
     /// The current version of message `m`, as this server's domain `domain` hosts it.
     fn message(domain: &DomainName, m: &'a Message) -> Self {
-        // The first version signed `edit_of: null`, every later one the message's own id.
-        let edit_of = (m.version > 1).then_some(m.id);
+        // A first version signed `edit_of: null`, an edit the message's own id (a re-signed
+        // first version is still a first version).
+        let edit_of = m.edited_timestamp.is_some().then_some(m.id);
         Signed {
             author: &m.author,
             id_cert: &m.id_cert,
@@ -200,13 +201,7 @@ fn check_vouched(
 }
 
 pub(super) fn decode_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    hex::decode(text).ok()
 }
 
 impl Chat {
@@ -382,8 +377,7 @@ impl Chat {
     ) -> Vec<Verdict> {
         let mut verdicts = Vec::with_capacity(versions.len());
         for v in versions {
-            let expected_edit_of = (v.version > 1).then_some(m.id);
-            let verdict = if v.message_id != m.id || v.edit_of != expected_edit_of {
+            let verdict = if v.message_id != m.id || v.edit_of.is_some_and(|e| e != m.id) {
                 Verdict::Failed(format!(
                     "version {} is not a version of message {}",
                     v.version, m.id
@@ -394,7 +388,8 @@ impl Chat {
                     content: v.content.clone(),
                     reply_to: v.reply_to,
                     timestamp: v.created_at,
-                    edited_timestamp: None,
+                    edited_timestamp: v.edit_of.map(|_| v.created_at),
+                    author: v.author.clone().unwrap_or_else(|| m.author.clone()),
                     deleted_timestamp: None,
                     nonce: v.nonce.clone(),
                     signature: v.signature.clone(),

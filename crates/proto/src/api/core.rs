@@ -403,6 +403,64 @@ endpoints! {
     remove_redirect_extern = DELETE "v1/redirect/extern", auth AnySession {
         pub type Query = super::set_up_redirect_extern::Query;
     }
+
+    /// The old actor lets `newActorFid` re-sign the messages it signed here with the keys
+    /// it proves ([`KEYTRIAL_HEADER`](crate::api::KEYTRIAL_HEADER)), with the keys
+    /// `allowedResigningKeys` (PEM public keys); answers until when (OP-33).
+    request_resigning = POST "v1/messages", auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct Request {
+            pub new_actor_fid: String,
+            pub allowed_resigning_keys: Vec<String>,
+        }
+
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        pub struct Response {
+            /// Re-signed messages are accepted until this UNIX time.
+            #[serde(with = "crate::wire::u64_string")]
+            pub expires: u64,
+        }
+    }
+
+    /// The old actor ends its grant to `removeActorFid`.
+    abort_resigning = DELETE "v1/messages", auth AnySession {
+        pub type Query = super::remove_redirect::Query;
+    }
+
+    /// The new actor fetches messages it may re-sign, in batches by signing certificate;
+    /// uncommitted ones come again.
+    messages_to_resign = GET "v1/messages", auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct Query {
+            /// 1 to 1,000; 300 without.
+            #[serde(
+                default,
+                with = "crate::wire::u64_string::option",
+                skip_serializing_if = "Option::is_none"
+            )]
+            pub limit: Option<u64>,
+            /// Only messages signed with this certificate.
+            #[serde(
+                default,
+                with = "crate::wire::u64_string::option",
+                skip_serializing_if = "Option::is_none"
+            )]
+            pub serial_number: Option<u64>,
+        }
+        pub type Response = Vec<crate::api::MessageBatch>;
+    }
+
+    /// The new actor sends re-signed messages; answers the next batch (`{}` when none is
+    /// left) and `Retry-After`.
+    commit_resigned = POST "v1/messages/commit", auth AnySession {
+        pub type Request = Vec<crate::api::MessageBatch>;
+    }
 }
 
 /// Where core §7.3.1's prose puts resources, without `v1` (OP-28): served as the `v1` path.

@@ -132,6 +132,30 @@ pub const SENSITIVE_HEADER: &str = "x-p2-sensitive-solution";
 /// [`TrialCompletion`], one per key the caller proves.
 pub const KEYTRIAL_HEADER: &str = "x-p2-core-keytrial";
 
+/// The largest body `POST /messages/commit` takes, in bytes (core §7.2.2.1, OP-31).
+pub const RETURN_BODY_SIZE_LIMIT_HEADER: &str = "x-p2-return-body-size-limit";
+
+/// Messages signed with one certificate, to re-sign or re-signed (core §7.2.1, OP-34).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MessageBatch {
+    /// The certificate (PEM) the messages' signatures verify with.
+    #[serde(rename = "idCert", alias = "id_cert")]
+    pub id_cert: String,
+    pub messages: Vec<BatchMessage>,
+}
+
+/// One message of a [`MessageBatch`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BatchMessage {
+    /// The message's id on this server.
+    #[serde(with = "crate::wire::u64_string")]
+    pub id: u64,
+    /// Lowercase hex Ed25519 signature over the JCS form of `content`.
+    pub signature: String,
+    /// What was signed: for chat messages a [`crate::chat::SignedPayload`].
+    pub content: serde_json::Value,
+}
+
 /// One completion in [`KEYTRIAL_HEADER`]: the trial text signed with the key of certificate
 /// `serialNumber` (number or string). `id` names the trial; without it the caller's newest
 /// open trial is meant (the reference SDK names none).

@@ -673,6 +673,9 @@ impl Chat {
                     signature: v.signature.clone(),
                     id_cert: v.cert_pem.clone(),
                     serial: Serial(from_store(v.cert_serial)),
+                    author: IdCert::parse(v.cert_pem.as_bytes())
+                        .ok()
+                        .and_then(|c| c.fid()),
                     created_at: from_store(v.created_at),
                 })
             })

@@ -24,6 +24,7 @@ pub mod permissions;
 mod presence;
 mod reactions;
 mod reads;
+mod resign;
 pub mod routes;
 
 use std::collections::HashMap;

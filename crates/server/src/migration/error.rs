@@ -17,6 +17,16 @@ pub enum Error {
     Elsewhere(String),
     #[error("no redirect of {0} to you")]
     NoRedirect(String),
+    #[error("{0}")]
+    NoGrant(String),
+    #[error("message {0} is not one you may re-sign")]
+    NotYours(u64),
+    #[error("certificate {0} is not a valid certificate of yours from your home server")]
+    CertNotYours(u64),
+    #[error("the grant does not allow the key of certificate {0}")]
+    KeyNotAllowed(u64),
+    #[error(transparent)]
+    Chat(#[from] crate::chat::Error),
     #[error(transparent)]
     Sessions(#[from] sessions::Error),
     #[error(transparent)]
@@ -35,6 +45,11 @@ impl From<Error> for ApiError {
             Error::TargetInvalid(_) => (S::BAD_REQUEST, ErrorCode::RedirectTargetInvalid),
             Error::Elsewhere(_) => (S::CONFLICT, ErrorCode::RedirectElsewhere),
             Error::NoRedirect(_) => (S::NOT_FOUND, ErrorCode::NotFound),
+            Error::NoGrant(_)
+            | Error::NotYours(_)
+            | Error::CertNotYours(_)
+            | Error::KeyNotAllowed(_) => (S::FORBIDDEN, ErrorCode::Forbidden),
+            Error::Chat(e) => return e.into(),
             Error::Sessions(e) => return e.into(),
             Error::Federation(e) => return e.into(),
             Error::Store(e) => return ApiError::internal(&e),

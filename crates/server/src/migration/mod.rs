@@ -1,5 +1,6 @@
 //! Migrations (core §7): redirects from an actor of this server to its new identity
-//! (§7.1.1). Re-signing, export and import follow.
+//! (§7.1.1), and re-signing the messages an actor signed here (§7.2). Export and import
+//! follow.
 //!
 //! Rules: a redirect is confirmed by both sides, in either order — the old actor (the
 //! source, registered here) proving with key trials every key it signed messages here with,
@@ -8,19 +9,42 @@
 //! confirmed, lookups of the source (service discovery, profiles) answer 307 to the same
 //! lookup of the target on its home server — 308 once the source's account is deleted.
 //! Certificates and key trials of the source are never redirected: its old messages must
-//! stay verifiable. HTTP lives in `routes.rs`.
+//! stay verifiable.
+//!
+//! Re-signing: the old actor (any session here) grants a new actor the messages it signed
+//! with the keys it proves, naming the keys the new actor may sign with; the grant lasts
+//! [`GRANT_LIFETIME_S`]. The new actor fetches them in batches by certificate and commits
+//! them re-signed; each commit is checked — content unchanged but for the author, signer's
+//! certificate the new actor's and issued by its home server, key allowed, grant not
+//! expired — and stored as the message's next version (chat's `resign.rs`). A message
+//! already re-signed is not offered again, and committing it again changes nothing.
+//! HTTP lives in `routes.rs`.
 
 mod error;
 pub mod routes;
 
+use fugue_proto::api::{BatchMessage, MessageBatch, request_resigning};
+use fugue_proto::certs::IdCert;
 use fugue_proto::{DomainName, FederationId};
-use fugue_store::{Conflict, Store};
+use fugue_store::{Conflict, GrantRow, MessageRow, Store};
 
 pub use error::Error;
 
+use crate::chat::Chat;
 use crate::federation::Federation;
-use crate::ids::to_store;
+use crate::ids::{from_store, to_store};
 use crate::sessions::{Authed, Sessions};
+
+/// How long a grant of re-signing lasts: re-signed messages are accepted until then.
+pub const GRANT_LIFETIME_S: u64 = 24 * 3600;
+/// Messages offered for re-signing at once by default, and at most.
+pub const RESIGN_PAGE: u64 = 300;
+pub const RESIGN_PAGE_MAX: u64 = 1000;
+/// Seconds a client waits between commits of re-signed batches (core §7.2.2.2): none — a
+/// batch is checked and stored within its request, so the server needs no pause.
+pub const RESIGN_INTERVAL_S: u16 = 0;
+/// Most keys a grant allows the new actor to sign with.
+const MAX_ALLOWED_KEYS: usize = 16;
 
 /// The migration domain.
 #[derive(Clone)]
@@ -28,6 +52,7 @@ pub struct Migration {
     store: Store,
     sessions: Sessions,
     federation: Federation,
+    chat: Chat,
     domain: DomainName,
     public_url: String,
 }
@@ -45,6 +70,7 @@ impl Migration {
         store: Store,
         sessions: Sessions,
         federation: Federation,
+        chat: Chat,
         domain: DomainName,
         public_url: &str,
     ) -> Self {
@@ -52,6 +78,7 @@ impl Migration {
             store,
             sessions,
             federation,
+            chat,
             domain,
             public_url: public_url.trim_end_matches('/').to_owned(),
         }
@@ -216,6 +243,237 @@ impl Migration {
             return Ok(self.public_url.clone());
         }
         Ok(self.federation.home_base(target.domain(), now).await?)
+    }
+}
+
+impl Migration {
+    /// `POST /messages`: the caller lets `new_actor_fid` re-sign the messages it signed here
+    /// with the keys it proves, signing with `allowed_resigning_keys`. Until when.
+    pub async fn grant_resigning(
+        &self,
+        authed: &Authed,
+        keytrial: Option<&str>,
+        req: request_resigning::Request,
+        now: u64,
+    ) -> Result<u64, Error> {
+        let new: FederationId = req
+            .new_actor_fid
+            .parse()
+            .map_err(|e: fugue_proto::ids::IdError| Error::Invalid(format!("newActorFid: {e}")))?;
+        if new == authed.actor.fid {
+            return Err(Error::Invalid("an actor cannot re-sign to itself".into()));
+        }
+        if req.allowed_resigning_keys.is_empty()
+            || req.allowed_resigning_keys.len() > MAX_ALLOWED_KEYS
+        {
+            return Err(Error::Invalid(format!(
+                "allowedResigningKeys holds 1 to {MAX_ALLOWED_KEYS} public keys"
+            )));
+        }
+        let allowed = req
+            .allowed_resigning_keys
+            .iter()
+            .map(|pem| {
+                use ed25519_dalek::pkcs8::DecodePublicKey;
+                ed25519_dalek::VerifyingKey::from_public_key_pem(pem.trim())
+                    .map(|k| hex::encode(k.as_bytes()))
+                    .map_err(|e| {
+                        Error::Invalid(format!(
+                            "allowedResigningKeys: not an Ed25519 public key (PEM): {e}"
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let proven = self.sessions.proven_keys(authed, keytrial, now).await?;
+        let expires = now + GRANT_LIFETIME_S;
+        self.store
+            .insert_resign_grant(&GrantRow {
+                old_actor_id: authed.actor.id.to_store(),
+                new_fid: new.to_string(),
+                serials: proven.iter().map(|p| to_store(p.serial)).collect(),
+                allowed_keys: allowed,
+                expires_at: to_store(expires),
+                created_at: to_store(now),
+            })
+            .await?;
+        tracing::info!(old = %authed.actor.fid, %new, keys = proven.len(), "re-signing granted");
+        Ok(expires)
+    }
+
+    /// `DELETE /messages?removeActorFid=`.
+    pub async fn abort_resigning(&self, authed: &Authed, new: &str) -> Result<(), Error> {
+        if self
+            .store
+            .delete_resign_grant(authed.actor.id.to_store(), new)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::NoGrant(format!(
+                "you have not granted re-signing to {new}"
+            )))
+        }
+    }
+
+    /// The grants to the caller that are still open.
+    async fn grants(&self, authed: &Authed, now: u64) -> Result<Vec<GrantRow>, Error> {
+        let grants = self
+            .store
+            .resign_grants_to(&authed.actor.fid.to_string(), to_store(now))
+            .await?;
+        if grants.is_empty() {
+            return Err(Error::NoGrant(
+                "nobody lets you re-sign messages here (or the grant expired)".into(),
+            ));
+        }
+        Ok(grants)
+    }
+
+    /// `GET /messages?limit=&serialNumber=`: messages the caller may re-sign, by certificate.
+    pub async fn to_resign(
+        &self,
+        authed: &Authed,
+        limit: Option<u64>,
+        serial: Option<u64>,
+        now: u64,
+    ) -> Result<Vec<MessageBatch>, Error> {
+        let limit = limit.unwrap_or(RESIGN_PAGE);
+        if !(1..=RESIGN_PAGE_MAX).contains(&limit) {
+            return Err(Error::Invalid(format!(
+                "limit must be 1 to {RESIGN_PAGE_MAX}"
+            )));
+        }
+        let grants = self.grants(authed, now).await?;
+        self.batches(authed, &grants, limit, serial).await
+    }
+
+    async fn batches(
+        &self,
+        authed: &Authed,
+        grants: &[GrantRow],
+        limit: u64,
+        serial: Option<u64>,
+    ) -> Result<Vec<MessageBatch>, Error> {
+        let mut rows: Vec<MessageRow> = Vec::new();
+        for g in grants {
+            let left = limit.saturating_sub(rows.len() as u64);
+            if left == 0 {
+                break;
+            }
+            rows.extend(
+                self.store
+                    .messages_to_resign(
+                        g.old_actor_id,
+                        &authed.actor.fid.to_string(),
+                        serial.map(to_store),
+                        to_store(left),
+                    )
+                    .await?,
+            );
+        }
+        let mut batches: Vec<(i64, MessageBatch)> = Vec::new();
+        for m in rows {
+            let message = BatchMessage {
+                id: from_store(m.id),
+                signature: m.signature.clone(),
+                content: self.chat.resign_content(&m)?,
+            };
+            match batches.iter_mut().find(|(s, _)| *s == m.cert_serial) {
+                Some((_, batch)) => batch.messages.push(message),
+                None => batches.push((
+                    m.cert_serial,
+                    MessageBatch {
+                        id_cert: m.cert_pem.clone(),
+                        messages: vec![message],
+                    },
+                )),
+            }
+        }
+        Ok(batches.into_iter().map(|(_, b)| b).collect())
+    }
+
+    /// `POST /messages/commit`: stores re-signed messages after the four checks of core
+    /// §7.2; answers the next batch.
+    pub async fn commit(
+        &self,
+        authed: &Authed,
+        batches: Vec<MessageBatch>,
+        now: u64,
+    ) -> Result<Vec<MessageBatch>, Error> {
+        let grants = self.grants(authed, now).await?;
+        let me = &authed.actor;
+        // Every message is checked before any is stored: a batch is taken whole or not.
+        let mut due = Vec::new();
+        for batch in &batches {
+            let cert = self.signer_cert(authed, &batch.id_cert, now).await?;
+            let key = hex::encode(cert.key.as_bytes());
+            for msg in &batch.messages {
+                let Some(row) = self.store.message(to_store(msg.id)).await? else {
+                    return Err(Error::NotYours(msg.id));
+                };
+                // Committed before (a retry): nothing to do.
+                if row.author_id == me.id.to_store()
+                    && row.signature.eq_ignore_ascii_case(&msg.signature)
+                {
+                    continue;
+                }
+                let grant = grants
+                    .iter()
+                    .find(|g| {
+                        g.old_actor_id == row.author_id && g.serials.contains(&row.cert_serial)
+                    })
+                    .filter(|_| row.deleted_at.is_none())
+                    .ok_or(Error::NotYours(msg.id))?;
+                if !grant.allowed_keys.contains(&key) {
+                    return Err(Error::KeyNotAllowed(cert.serial.0));
+                }
+                self.chat
+                    .check_resigned(&row, &me.fid, &msg.content, &msg.signature, &cert)?;
+                due.push((row, msg, cert.clone(), &batch.id_cert));
+            }
+        }
+        for (row, msg, cert, pem) in due {
+            self.chat
+                .store_resigned(
+                    &row,
+                    (me.id, &me.fid),
+                    &msg.content,
+                    &msg.signature,
+                    &cert,
+                    pem,
+                )
+                .await?;
+        }
+        self.batches(authed, &grants, RESIGN_PAGE, None).await
+    }
+
+    /// The caller's certificate `pem`, valid now and issued by its home server: ours for a
+    /// local actor, its home server's for a foreign one.
+    async fn signer_cert(&self, authed: &Authed, pem: &str, now: u64) -> Result<IdCert, Error> {
+        let cert = IdCert::parse(pem.as_bytes())
+            .map_err(|e| Error::Invalid(format!("idCert does not parse: {e}")))?;
+        let me = &authed.actor;
+        if cert.fid().as_ref() != Some(&me.fid) {
+            return Err(Error::CertNotYours(cert.serial.0));
+        }
+        let home_der = if me.is_local() {
+            self.store
+                .cert_by_serial(to_store(cert.serial.0))
+                .await?
+                .filter(|c| c.actor_id == me.id.to_store() && c.revoked_at.is_none())
+                .and_then(|c| IdCert::parse(c.cert_pem.as_bytes()).ok())
+                .map(|c| c.der)
+        } else {
+            self.federation
+                .verified_cert(&me.fid, cert.serial.0, now, false)
+                .await
+                .ok()
+                .map(|c| c.cert.der)
+        };
+        if home_der.as_ref() != Some(&cert.der) || cert.valid_at(now).is_err() {
+            return Err(Error::CertNotYours(cert.serial.0));
+        }
+        Ok(cert)
     }
 }
 

@@ -5,10 +5,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use fugue_proto::api::{self, remove_redirect, set_up_redirect_extern};
+use fugue_proto::api::{
+    self, MessageBatch, abort_resigning, messages_to_resign, remove_redirect, request_resigning,
+    set_up_redirect_extern,
+};
 
 use crate::AppState;
-use crate::http::{ApiResult, Query};
+use crate::http::{ApiResult, Json, Query, ok};
 use crate::routes::Routes;
 use crate::sessions::Authed;
 use crate::sessions::routes::AnySession;
@@ -26,6 +29,10 @@ pub(crate) fn router() -> Routes {
             &api::remove_redirect_extern::ENDPOINT,
             remove_redirect_extern,
         )
+        .at(&api::request_resigning::ENDPOINT, request_resigning)
+        .at(&api::abort_resigning::ENDPOINT, abort_resigning)
+        .at(&api::messages_to_resign::ENDPOINT, messages_to_resign)
+        .at(&api::commit_resigned::ENDPOINT, commit_resigned)
 }
 
 /// The `X-P2-core-keytrial` header, if one is sent.
@@ -93,6 +100,77 @@ pub async fn remove_redirect_extern(
         .withdraw_as_target(&authed, &q.redirect_source_fid)
         .await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// `POST /.p2/core/v1/messages`: a grant of re-signing; `{"expires"}` (OP-33).
+pub async fn request_resigning(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    headers: HeaderMap,
+    Json(req): Json<request_resigning::Request>,
+) -> ApiResult<Response> {
+    let expires = app
+        .migration
+        .grant_resigning(&authed, keytrial(&headers), req, app.config.clock.now())
+        .await?;
+    Ok(ok(request_resigning::Response { expires }).into_response())
+}
+
+/// `DELETE /.p2/core/v1/messages?removeActorFid=`
+pub async fn abort_resigning(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Query(q): Query<abort_resigning::Query>,
+) -> ApiResult<Response> {
+    app.migration
+        .abort_resigning(&authed, &q.remove_actor_fid)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /.p2/core/v1/messages?limit=&serialNumber=`
+pub async fn messages_to_resign(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Query(q): Query<messages_to_resign::Query>,
+) -> ApiResult<Response> {
+    let batches = app
+        .migration
+        .to_resign(&authed, q.limit, q.serial_number, app.config.clock.now())
+        .await?;
+    Ok(with_limit(&app, ok(batches).into_response()))
+}
+
+/// `POST /.p2/core/v1/messages/commit`: the next batch, or `{}` when none is left (never an
+/// empty body: clients read JSON); `Retry-After` always (core §7.2.2.2).
+pub async fn commit_resigned(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Json(batches): Json<Vec<MessageBatch>>,
+) -> ApiResult<Response> {
+    let next = app
+        .migration
+        .commit(&authed, batches, app.config.clock.now())
+        .await?;
+    let mut response = if next.is_empty() {
+        ok(serde_json::Map::<String, serde_json::Value>::new()).into_response()
+    } else {
+        ok(next).into_response()
+    };
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from(super::RESIGN_INTERVAL_S),
+    );
+    Ok(with_limit(&app, response))
+}
+
+/// Adds the largest body a commit takes (core §7.2.2.1).
+fn with_limit(app: &AppState, mut response: Response) -> Response {
+    response.headers_mut().insert(
+        api::RETURN_BODY_SIZE_LIMIT_HEADER,
+        axum::http::HeaderValue::from(app.config.limits.json_body_bytes),
+    );
+    response
 }
 
 /// The answer to a lookup of `fid` when it is redirected: 307 (308 once the source's

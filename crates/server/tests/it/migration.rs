@@ -11,12 +11,12 @@ use fugue_testkit::{PASSWORD, TestServer, assert_problem};
 
 use crate::support::url;
 
-/// Sends one signed chat message as `who` in a guild of its own.
-async fn say(who: &Session, text: &str) {
+/// A private guild of `who`'s own: its chat and the guild's first channel.
+async fn own_channel(who: &Session, name: &str) -> (fugue_client::Chat, u64) {
     let chat = who.chat();
     let guild = chat
         .create_guild(&api::create_guild::Request {
-            name: text.into(),
+            name: name.into(),
             description: None,
             icon: None,
             private: Some(true),
@@ -24,12 +24,21 @@ async fn say(who: &Session, text: &str) {
         .await
         .unwrap();
     let channel = chat.channels(guild.id).await.unwrap()[0].id;
-    let body = MessageBody {
+    (chat, channel)
+}
+
+fn body(text: &str) -> MessageBody {
+    MessageBody {
         content: text.into(),
         reply_to: None,
         attachments: vec![],
-    };
-    chat.send_message(channel, body).await.unwrap();
+    }
+}
+
+/// Sends one signed chat message as `who` in a guild of its own.
+async fn say(who: &Session, text: &str) {
+    let (chat, channel) = own_channel(who, text).await;
+    chat.send_message(channel, body(text)).await.unwrap();
 }
 
 /// The status and `Location` of a lookup on `server`.
@@ -270,5 +279,243 @@ async fn the_reference_sdk_sets_up_and_removes_a_redirect() {
     assert_eq!(
         public[0].key_trial_completion[0].serial_number,
         old.current_serial().unwrap().0
+    );
+}
+
+/// Signs in `who` on `server` by key trial: its token there.
+async fn signed_in(who: &Session, server: &TestServer) -> String {
+    who.sign_in_on(server.client(), &server.domain)
+        .await
+        .unwrap()
+        .token()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn messages_are_re_signed_to_a_new_identity_with_every_check_and_the_old_variant_kept() {
+    use fugue_client::migration::{
+        abort_resigning_on, commit_resigned_on, grant_resigning, messages_to_resign_on,
+        proof_trial_on, resign_batch,
+    };
+    use fugue_proto::api::MessageBatch;
+
+    // The messages are on beta, signed by its actor `old`; the new identity lives on alpha.
+    let (alpha, beta) = fugue_testkit::federated_pair().await;
+    let laptop = beta.register("old").await;
+    let phone = beta.login("old", "phone").await.unwrap();
+    let (chat, channel) = own_channel(&laptop, "history").await;
+    let first = chat
+        .send_message(channel, body("one"))
+        .await
+        .unwrap()
+        .message;
+    let second = chat
+        .send_message(channel, body("two"))
+        .await
+        .unwrap()
+        .message;
+    chat.edit_message(channel, second.id, "two, edited".into(), vec![])
+        .await
+        .unwrap();
+    let by_phone = phone
+        .chat()
+        .send_message(channel, body("from the phone"))
+        .await
+        .unwrap()
+        .message;
+    let new = alpha.register("new").await;
+    let new_fid = new.fid().clone();
+    let new_key_pem = {
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        new.key()
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .unwrap()
+    };
+
+    // The old identity proves only the laptop's key and grants re-signing to `new`.
+    let trial = proof_trial_on(&beta.client(), laptop.token(), laptop.fid())
+        .await
+        .unwrap();
+    let proof = prove_keys(&trial, &[(laptop.key(), laptop.current_serial().unwrap())]);
+    let expires = grant_resigning(
+        &beta.client(),
+        laptop.token(),
+        &proof,
+        &new_fid,
+        std::slice::from_ref(&new_key_pem),
+    )
+    .await
+    .unwrap();
+    assert!(expires > crate::support::unix_now());
+
+    // The new identity, signed in on beta, gets exactly the laptop's messages.
+    let token = signed_in(&new, &beta).await;
+    let batches = messages_to_resign_on(&beta.client(), &token, None, None)
+        .await
+        .unwrap();
+    assert_eq!(batches.len(), 1);
+    let mut ids: Vec<u64> = batches[0].messages.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, [first.id.min(second.id), first.id.max(second.id)]);
+    assert!(!ids.contains(&by_phone.id));
+    assert_eq!(batches[0].id_cert, laptop.cert_pem());
+    // The limit and the size header.
+    let raw = beta
+        .client()
+        .raw()
+        .get(url(&beta, &api::messages_to_resign::path()))
+        .query(&[("limit", "1")])
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.headers()[api::RETURN_BODY_SIZE_LIMIT_HEADER], "1048576");
+    let one: Vec<MessageBatch> = raw.json().await.unwrap();
+    assert_eq!(one[0].messages.len(), 1);
+
+    // Each of the four checks refuses on its own, storing nothing.
+    let resigned = resign_batch(&batches[0], &new_fid, new.key(), new.cert_pem()).unwrap();
+    let mut changed = resigned.clone();
+    // The last message changed: the first, valid one is not stored either.
+    changed.messages[1].content["body"]["content"] = "not what was said".into();
+    assert_problem(
+        commit_resigned_on(&beta.client(), &token, &[changed]).await,
+        403,
+        ErrorCode::Forbidden,
+    );
+    let other_key = alpha.login("new", "tablet").await.unwrap();
+    let unallowed =
+        resign_batch(&batches[0], &new_fid, other_key.key(), other_key.cert_pem()).unwrap();
+    assert_problem(
+        commit_resigned_on(&beta.client(), &token, &[unallowed]).await,
+        403,
+        ErrorCode::Forbidden,
+    );
+    let stranger = alpha.register("stranger").await;
+    let not_theirs =
+        resign_batch(&batches[0], &new_fid, stranger.key(), stranger.cert_pem()).unwrap();
+    assert_problem(
+        commit_resigned_on(&beta.client(), &token, &[not_theirs]).await,
+        403,
+        ErrorCode::Forbidden,
+    );
+    let mut phone_batch = resigned.clone();
+    phone_batch.messages[0].id = by_phone.id;
+    assert_problem(
+        commit_resigned_on(&beta.client(), &token, &[phone_batch]).await,
+        403,
+        ErrorCode::Forbidden,
+    );
+    assert_eq!(
+        messages_to_resign_on(&beta.client(), &token, None, None)
+            .await
+            .unwrap()[0]
+            .messages
+            .len(),
+        2,
+        "nothing was stored"
+    );
+
+    // Committed: nothing left, no wait; again, it changes nothing.
+    let (next, wait) = commit_resigned_on(&beta.client(), &token, std::slice::from_ref(&resigned))
+        .await
+        .unwrap();
+    assert!(next.is_empty());
+    assert_eq!(wait, 0);
+    let (next, _) = commit_resigned_on(&beta.client(), &token, &[resigned])
+        .await
+        .unwrap();
+    assert!(next.is_empty());
+
+    // The messages are the new identity's now, and verify as its; the first variant keeps
+    // the old signature and verifies as the old identity's.
+    let reader = laptop
+        .chat()
+        .with_home_server(alpha.domain.clone(), alpha.client());
+    let page = reader
+        .message_history(channel, &api::message_history::Query::default())
+        .await
+        .unwrap();
+    for m in &page {
+        let expected = if m.id == by_phone.id {
+            laptop.fid()
+        } else {
+            &new_fid
+        };
+        assert_eq!(&m.author, expected, "{}", m.content);
+    }
+    let verdicts = reader.verify_messages(channel, &page).await;
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| *v == fugue_client::Verdict::Verified),
+        "{verdicts:?}"
+    );
+    let edited = page.iter().find(|m| m.id == second.id).unwrap();
+    let versions = reader.message_versions(channel, second.id).await.unwrap();
+    assert_eq!(
+        versions.len(),
+        3,
+        "the first version, the edit, its re-signed variant"
+    );
+    assert_eq!(versions[1].author.as_ref(), Some(laptop.fid()));
+    assert_eq!(versions[2].author.as_ref(), Some(&new_fid));
+    let verdicts = reader.verify_versions(channel, edited, &versions).await;
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| *v == fugue_client::Verdict::Verified),
+        "{verdicts:?}"
+    );
+
+    // Ended, the grant opens nothing.
+    abort_resigning_on(&beta.client(), laptop.token(), &new_fid)
+        .await
+        .unwrap();
+    assert_problem(
+        messages_to_resign_on(&beta.client(), &token, None, None).await,
+        403,
+        ErrorCode::Forbidden,
+    );
+    assert_problem(
+        abort_resigning_on(&beta.client(), laptop.token(), &new_fid).await,
+        403,
+        ErrorCode::Forbidden,
+    );
+}
+
+#[tokio::test]
+async fn a_grant_expires() {
+    use fugue_client::migration::{
+        commit_resigned_on, grant_resigning, messages_to_resign_on, resign_batch,
+    };
+    let (server, clock) = TestServer::start_with_clock().await;
+    let old = server.register("old").await;
+    let new = server.register("new").await;
+    say(&old, "before the move").await;
+    let proof = old
+        .prove(&[(old.key(), old.current_serial().unwrap())])
+        .await
+        .unwrap();
+    let key = {
+        use ed25519_dalek::pkcs8::EncodePublicKey;
+        new.key()
+            .verifying_key()
+            .to_public_key_pem(Default::default())
+            .unwrap()
+    };
+    grant_resigning(&server.client(), old.token(), &proof, new.fid(), &[key])
+        .await
+        .unwrap();
+    let batches = messages_to_resign_on(&server.client(), new.token(), None, None)
+        .await
+        .unwrap();
+    let resigned = resign_batch(&batches[0], new.fid(), new.key(), new.cert_pem()).unwrap();
+    clock.advance(25 * 3600);
+    assert_problem(
+        commit_resigned_on(&server.client(), new.token(), &[resigned]).await,
+        403,
+        ErrorCode::Forbidden,
     );
 }

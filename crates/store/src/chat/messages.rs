@@ -118,7 +118,7 @@ fn version(r: &Row) -> Result<MessageVersionRow> {
 macro_rules! current_version {
     () => {
         "SELECT id, version, version_nonce, content, signature, cert_pem, cert_serial,
-         CASE WHEN version = 1 THEN NULL ELSE id END, COALESCE(edited_at, created_at)
+         CASE WHEN edited_at IS NULL THEN NULL ELSE id END, COALESCE(edited_at, created_at)
          FROM messages WHERE id = $1 AND deleted_at IS NULL"
     };
 }
@@ -588,5 +588,84 @@ impl Store {
         .iter()
         .map(version)
         .collect()
+    }
+
+    /// Up to `limit` messages (not deleted) that a grant lets `new_fid` re-sign: by its old
+    /// actor, signed with a granted certificate (only `serial`, when given), oldest first.
+    pub async fn messages_to_resign(
+        &self,
+        old_actor_id: i64,
+        new_fid: &str,
+        serial: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
+        self.query(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages m JOIN actors a ON a.id = m.author_id
+                 JOIN resign_grant_serials s ON s.old_actor_id = m.author_id AND s.serial = m.cert_serial
+                 WHERE m.author_id = $1 AND s.new_fid = $2 AND m.deleted_at IS NULL
+                   AND ($3 IS NULL OR m.cert_serial = $3)
+                 ORDER BY m.id LIMIT $4"
+            ),
+            params![old_actor_id, new_fid, serial, limit],
+        )
+        .await?
+        .iter()
+        .map(message)
+        .collect()
+    }
+
+    /// Stores `resigned` — message `resigned.id` of `old_author_id` (not deleted), now by
+    /// `resigned.author_id` with its `signature`, `cert_pem` and `cert_serial` — as the
+    /// message's next version; the one it replaces stays as an earlier variant with its
+    /// signature (core §7.4). Appends `e`. [`Conflict::MessageChanged`] when the message is no
+    /// longer the old author's (deleted, or re-signed meanwhile).
+    pub async fn resign_message(
+        &self,
+        resigned: &MessageRow,
+        old_author_id: i64,
+        e: &NewEvent,
+    ) -> Result<i64> {
+        let (id, new_author_id) = (resigned.id, resigned.author_id);
+        let (signature, cert_pem, cert_serial) = (
+            resigned.signature.as_str(),
+            resigned.cert_pem.as_str(),
+            resigned.cert_serial,
+        );
+        let stmts = vec![
+            Stmt::new(
+                concat!(
+                    "INSERT INTO message_versions (",
+                    version_columns!(),
+                    ") ",
+                    current_version!(),
+                    " AND author_id = $2"
+                ),
+                params![id, old_author_id],
+            )
+            .affects(1)
+            .or(Conflict::MessageChanged),
+            Stmt::new(
+                "UPDATE messages SET author_id = $3, signature = $4, cert_pem = $5, cert_serial = $6,
+                 version = version + 1 WHERE id = $1 AND author_id = $2",
+                params![
+                    id,
+                    old_author_id,
+                    new_author_id,
+                    signature.to_owned(),
+                    cert_pem.to_owned(),
+                    cert_serial
+                ],
+            )
+            .affects(1)
+            .or(Conflict::MessageChanged),
+        ];
+        match self.transaction_with_event(stmts, e).await {
+            // The new author used the message's nonce in its channel already.
+            Err(crate::Error::Unique(_)) => Err(crate::Error::Conflict(Conflict::NonceUsed)),
+            done => done,
+        }
     }
 }

@@ -144,3 +144,136 @@ async fn the_keys_an_actor_signed_with_include_earlier_versions() {
         assert_eq!(store.signing_cert(f.owner + 1, 5).await.unwrap(), None);
     }
 }
+
+#[tokio::test]
+async fn a_grant_names_what_may_be_re_signed_and_a_re_signed_message_keeps_its_old_variant() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in super::engines(&dir).await {
+        let engine = store.engine_name();
+        let f = guild(&store, "old").await;
+        let new = super::actor("new");
+        store.insert_actor(&new, None, 1).await.unwrap();
+        let about = |id, op| NewEvent {
+            ref_id: Some(id),
+            ..ev(f.guild.id, op)
+        };
+        // Two messages signed with certificate 5, one with 6.
+        let mut sent = Vec::new();
+        for (nonce, serial) in [("a", 5), ("b", 5), ("c", 6)] {
+            let m = fugue_store::MessageRow {
+                cert_serial: serial,
+                ..message(&f, f.owner, nonce, nonce)
+            };
+            store
+                .insert_message(&m, &about(m.id, 0), None, None)
+                .await
+                .unwrap();
+            sent.push(m);
+        }
+        let grant = fugue_store::GrantRow {
+            old_actor_id: f.owner,
+            new_fid: "new@localhost".into(),
+            serials: vec![5],
+            allowed_keys: vec!["ab".repeat(32)],
+            expires_at: 100,
+            created_at: 10,
+        };
+        store.insert_resign_grant(&grant).await.unwrap();
+        assert_eq!(
+            store.resign_grants_to("new@localhost", 50).await.unwrap(),
+            vec![grant.clone()]
+        );
+        assert!(
+            store
+                .resign_grants_to("new@localhost", 100)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{engine}"
+        );
+        let due = store
+            .messages_to_resign(f.owner, "new@localhost", None, 10)
+            .await
+            .unwrap();
+        let mut nonces: Vec<&str> = due.iter().map(|m| m.nonce.as_str()).collect();
+        nonces.sort_unstable();
+        assert_eq!(nonces, ["a", "b"], "{engine}");
+        assert!(due[0].id < due[1].id, "oldest (lowest id) first");
+        assert!(
+            store
+                .messages_to_resign(f.owner, "new@localhost", Some(6), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // Re-signed: the new author and signature; the old variant stays as version 1.
+        let resigned = fugue_store::MessageRow {
+            author_id: new.id,
+            signature: "ee".into(),
+            cert_pem: "NEW-PEM".into(),
+            cert_serial: 9,
+            ..sent[0].clone()
+        };
+        store
+            .resign_message(&resigned, f.owner, &about(sent[0].id, 1))
+            .await
+            .unwrap();
+        let now = store.message(sent[0].id).await.unwrap().unwrap();
+        assert_eq!(
+            (now.author_id, now.version, now.cert_serial),
+            (new.id, 2, 9)
+        );
+        assert_eq!((now.signature.as_str(), now.nonce.as_str()), ("ee", "a"));
+        let versions = store.message_versions(sent[0].id).await.unwrap();
+        assert_eq!(versions.len(), 2, "{engine}");
+        assert_eq!(
+            (versions[0].signature.as_str(), versions[0].cert_serial),
+            ("ab", 5)
+        );
+        // Once only: it is no longer the old author's.
+        assert!(matches!(
+            store
+                .resign_message(&resigned, f.owner, &about(sent[0].id, 1))
+                .await,
+            Err(Error::Conflict(Conflict::MessageChanged))
+        ));
+        let due = store
+            .messages_to_resign(f.owner, "new@localhost", None, 10)
+            .await
+            .unwrap();
+        assert_eq!(due.len(), 1, "{engine}");
+
+        // A new grant replaces the old; ended, it grants nothing.
+        store
+            .insert_resign_grant(&fugue_store::GrantRow {
+                serials: vec![6],
+                ..grant.clone()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.resign_grants_to("new@localhost", 50).await.unwrap()[0].serials,
+            vec![6]
+        );
+        assert!(
+            store
+                .delete_resign_grant(f.owner, "new@localhost")
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .delete_resign_grant(f.owner, "new@localhost")
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .messages_to_resign(f.owner, "new@localhost", None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
