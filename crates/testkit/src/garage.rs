@@ -25,10 +25,21 @@ pub struct Garage {
     pub endpoint: String,
 }
 
+/// Whether a `garage` binary is there to start (benchmarks skip what needs one).
+pub fn available() -> bool {
+    find_garage().is_some()
+}
+
 /// `TEST_GARAGE`, or `garage` on the `PATH` or in Cargo's bin directory.
 fn garage_bin() -> PathBuf {
+    find_garage().expect(
+        "garage not found: `cargo install garage --locked` (.ci/run does) or set TEST_GARAGE",
+    )
+}
+
+fn find_garage() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("TEST_GARAGE").filter(|p| !p.is_empty()) {
-        return path.into();
+        return Some(path.into());
     }
     let cargo_bin = std::env::var_os("CARGO_HOME")
         .map(PathBuf::from)
@@ -39,9 +50,6 @@ fn garage_bin() -> PathBuf {
         .chain(cargo_bin)
         .map(|dir| dir.join("garage"))
         .find(|p| p.is_file())
-        .expect(
-            "garage not found: `cargo install garage --locked` (.ci/run does) or set TEST_GARAGE",
-        )
 }
 
 impl Garage {

@@ -188,12 +188,21 @@ async fn checked(answer: reqwest::Response, what: &str) -> std::io::Result<reqwe
 }
 
 impl S3Writer {
-    pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.buf.extend_from_slice(bytes);
-        while self.buf.len() >= PART {
-            let rest = self.buf.split_off(PART);
-            let part = std::mem::replace(&mut self.buf, rest);
-            self.send_part(part).await?;
+    pub async fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let take = (PART - self.buf.len()).min(bytes.len());
+            // Grown by doubling, but never past one part: an upload holds at most that.
+            if self.buf.len() + take > self.buf.capacity() {
+                let want = (self.buf.capacity() * 2).clamp(64 * 1024, PART);
+                self.buf
+                    .reserve_exact(want.max(self.buf.len() + take) - self.buf.len());
+            }
+            self.buf.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+            if self.buf.len() == PART {
+                let part = std::mem::take(&mut self.buf);
+                self.send_part(part).await?;
+            }
         }
         Ok(())
     }
