@@ -288,7 +288,7 @@ pub async fn bench(quick: bool) {
         100.0 * sd / d
     );
     println!(
-        "server RSS growth with the bucket, largest of 3: upload {:.1} MiB, download {:.1} MiB (an upload holds one 8 MiB part)",
+        "server RSS growth with the bucket, largest of 3: upload {:.1} MiB, download {:.1} MiB (target ≤ 16 MiB)",
         s3.up_rss as f64 / 1024.0,
         s3.down_rss as f64 / 1024.0
     );

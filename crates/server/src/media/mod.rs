@@ -249,7 +249,7 @@ impl Media {
         meta.height = Some(i64::from(d.height));
         meta.placeholder = d.placeholder;
         if let Some(t) = d.thumbnail {
-            let mut object = objects.create().await?;
+            let mut object = objects.create(t.bytes.len() as u64).await?;
             object.write(&t.bytes).await?;
             meta.thumbnail = Some(Thumbnail {
                 object_key: objects.finish(object).await?,
@@ -277,7 +277,7 @@ impl Media {
         E: std::fmt::Display,
     {
         let objects = self.objects()?;
-        let mut object = objects.create().await?;
+        let mut object = objects.create(length).await?;
         let mut hasher = Sha256::new();
         let mut head = Vec::with_capacity(sniff::HEAD);
         let mut received = 0u64;

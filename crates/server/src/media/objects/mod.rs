@@ -59,11 +59,11 @@ impl Objects {
         })
     }
 
-    /// Starts a new object under a fresh key.
-    pub async fn create(&self) -> std::io::Result<ObjectWriter> {
+    /// Starts a new object of `length` bytes under a fresh key.
+    pub async fn create(&self, length: u64) -> std::io::Result<ObjectWriter> {
         Ok(match self {
             Self::Files(f) => ObjectWriter::File(f.create().await?),
-            Self::S3(b) => ObjectWriter::S3(b.create()),
+            Self::S3(b) => ObjectWriter::S3(b.create(length)),
         })
     }
 

@@ -5,6 +5,8 @@
 //! An object of at most [`PART`] bytes goes up in one `PUT`; a larger one as a multipart
 //! upload of [`PART`]-sized parts, which the bucket shows only once it is completed — an
 //! upload dropped unfinished is aborted, and one a crash cut off never becomes an object.
+//! Its length is known in advance (an upload announces it), so each request streams its
+//! bytes as they arrive, with its `Content-Length`: a few chunks in flight, no part held.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,13 +36,28 @@ struct Inner {
     credentials: Credentials,
 }
 
+/// Chunks queued between an upload and the request that streams them.
+const IN_FLIGHT: usize = 8;
+
 /// An object being uploaded.
 pub struct S3Writer {
     inner: Arc<Inner>,
     key: String,
-    buf: Vec<u8>,
+    /// Its announced length, and how much of it arrived.
+    length: u64,
+    written: u64,
+    /// The request streaming the current part (or the whole object) and its feed.
+    sending: Option<Sending>,
     multipart: Option<Multipart>,
     done: bool,
+}
+
+/// A request under way: its body's feed, the bytes it still takes, and its answer (the
+/// part's entity tag).
+struct Sending {
+    feed: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+    left: u64,
+    answer: tokio::task::JoinHandle<std::io::Result<String>>,
 }
 
 /// A multipart upload under way: its id and the entity tags of the parts sent.
@@ -99,12 +116,15 @@ impl Bucket {
         Ok(Self(Arc::new(inner)))
     }
 
-    /// Starts a new object under a fresh key (nothing is sent before its first part).
-    pub fn create(&self) -> S3Writer {
+    /// Starts a new object of `length` bytes under a fresh key (nothing is sent before its
+    /// first bytes).
+    pub fn create(&self, length: u64) -> S3Writer {
         S3Writer {
             inner: self.0.clone(),
             key: super::new_key(),
-            buf: Vec::new(),
+            length,
+            written: 0,
+            sending: None,
             multipart: None,
             done: false,
         }
@@ -189,85 +209,138 @@ async fn checked(answer: reqwest::Response, what: &str) -> std::io::Result<reqwe
 
 impl S3Writer {
     pub async fn write(&mut self, mut bytes: &[u8]) -> std::io::Result<()> {
+        if self.written + bytes.len() as u64 > self.length {
+            return Err(io("more bytes than the object's length"));
+        }
         while !bytes.is_empty() {
-            let take = (PART - self.buf.len()).min(bytes.len());
-            // Grown by doubling, but never past one part: an upload holds at most that.
-            if self.buf.len() + take > self.buf.capacity() {
-                let want = (self.buf.capacity() * 2).clamp(64 * 1024, PART);
-                self.buf
-                    .reserve_exact(want.max(self.buf.len() + take) - self.buf.len());
+            if self.sending.is_none() {
+                self.start_request().await?;
             }
-            self.buf.extend_from_slice(&bytes[..take]);
+            let Some(sending) = self.sending.as_mut() else {
+                return Err(io("no request under way"));
+            };
+            let take = usize::try_from(sending.left)
+                .unwrap_or(usize::MAX)
+                .min(bytes.len());
+            let chunk = Bytes::copy_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
-            if self.buf.len() == PART {
-                let part = std::mem::take(&mut self.buf);
-                self.send_part(part).await?;
+            sending.left -= take as u64;
+            self.written += take as u64;
+            if sending.feed.send(Ok(chunk)).await.is_err() {
+                // The request ended early: its answer says why.
+                return Err(self
+                    .end_request()
+                    .await
+                    .err()
+                    .unwrap_or_else(|| io("the request ended early")));
+            }
+            if self.sending.as_ref().is_some_and(|s| s.left == 0) {
+                self.end_request().await?;
             }
         }
         Ok(())
     }
 
-    /// Sends one part, starting the multipart upload with the first.
-    async fn send_part(&mut self, part: Vec<u8>) -> std::io::Result<()> {
+    /// Starts the request for the next bytes: the whole object in one `PUT`, or its next
+    /// part (starting the multipart upload with the first).
+    async fn start_request(&mut self) -> std::io::Result<()> {
         let inner = self.inner.clone();
         let name = object(&self.key);
-        if self.multipart.is_none() {
+        let left_total = self.length - self.written;
+        let (url, size) = if self.length <= PART as u64 {
             let url = inner
                 .bucket
-                .create_multipart_upload(Some(&inner.credentials), &name)
+                .put_object(Some(&inner.credentials), &name)
                 .sign(SIGNED_FOR);
-            let answer = inner.http.post(url).send().await.map_err(io)?;
-            let text = checked(answer, "multipart start")
-                .await?
-                .text()
+            (url, left_total)
+        } else {
+            if self.multipart.is_none() {
+                let url = inner
+                    .bucket
+                    .create_multipart_upload(Some(&inner.credentials), &name)
+                    .sign(SIGNED_FOR);
+                let answer = inner.http.post(url).send().await.map_err(io)?;
+                let text = checked(answer, "multipart start")
+                    .await?
+                    .text()
+                    .await
+                    .map_err(io)?;
+                let started =
+                    rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(io)?;
+                self.multipart = Some(Multipart {
+                    id: started.upload_id().to_owned(),
+                    etags: Vec::new(),
+                });
+            }
+            let Some(m) = self.multipart.as_ref() else {
+                return Err(io("no multipart upload"));
+            };
+            let number = u16::try_from(m.etags.len() + 1).map_err(io)?;
+            let url = inner
+                .bucket
+                .upload_part(Some(&inner.credentials), &name, number, &m.id)
+                .sign(SIGNED_FOR);
+            (url, left_total.min(PART as u64))
+        };
+        let (feed, rx) = tokio::sync::mpsc::channel(IN_FLIGHT);
+        let body =
+            reqwest::Body::wrap_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }));
+        let answer = tokio::spawn(async move {
+            let answer = inner
+                .http
+                .put(url)
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(body)
+                .send()
                 .await
                 .map_err(io)?;
-            let started =
-                rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(io)?;
-            self.multipart = Some(Multipart {
-                id: started.upload_id().to_owned(),
-                etags: Vec::new(),
-            });
-        }
-        let Some(m) = self.multipart.as_mut() else {
-            return Err(io("no multipart upload"));
+            let answer = checked(answer, "PUT").await?;
+            Ok(answer
+                .headers()
+                .get(reqwest::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned())
+        });
+        self.sending = Some(Sending {
+            feed,
+            left: size,
+            answer,
+        });
+        Ok(())
+    }
+
+    /// Waits for the current request's answer; a part's entity tag is kept for the end.
+    async fn end_request(&mut self) -> std::io::Result<()> {
+        let Some(sending) = self.sending.take() else {
+            return Ok(());
         };
-        let number = u16::try_from(m.etags.len() + 1).map_err(io)?;
-        let url = inner
-            .bucket
-            .upload_part(Some(&inner.credentials), &name, number, &m.id)
-            .sign(SIGNED_FOR);
-        let answer = inner.http.put(url).body(part).send().await.map_err(io)?;
-        let answer = checked(answer, "part upload").await?;
-        let etag = answer
-            .headers()
-            .get(reqwest::header::ETAG)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| io("a part upload answered no ETag"))?;
-        m.etags.push(etag.to_owned());
+        drop(sending.feed);
+        let etag = sending.answer.await.map_err(io)??;
+        if let Some(m) = self.multipart.as_mut() {
+            if etag.is_empty() {
+                return Err(io("a part upload answered no ETag"));
+            }
+            m.etags.push(etag);
+        }
         Ok(())
     }
 
     /// Makes the object visible under its key, which it answers.
     pub async fn finish(mut self) -> std::io::Result<String> {
-        let inner = self.inner.clone();
-        let name = object(&self.key);
-        if self.multipart.is_none() {
-            let url = inner
-                .bucket
-                .put_object(Some(&inner.credentials), &name)
-                .sign(SIGNED_FOR);
-            let body = std::mem::take(&mut self.buf);
-            let answer = inner.http.put(url).body(body).send().await.map_err(io)?;
-            checked(answer, "PUT").await?;
-        } else {
-            let last = std::mem::take(&mut self.buf);
-            if !last.is_empty() {
-                self.send_part(last).await?;
-            }
-            let Some(m) = self.multipart.as_ref() else {
-                return Err(io("no multipart upload"));
-            };
+        if self.written != self.length {
+            return Err(io("the object ended before its length"));
+        }
+        if self.length == 0 {
+            // Nothing was written, so no request began: an empty object.
+            self.start_request().await?;
+        }
+        self.end_request().await?;
+        if let Some(m) = self.multipart.as_ref() {
+            let inner = self.inner.clone();
+            let name = object(&self.key);
             let complete = inner.bucket.complete_multipart_upload(
                 Some(&inner.credentials),
                 &name,
@@ -293,8 +366,12 @@ impl S3Writer {
 }
 
 impl Drop for S3Writer {
-    /// An unfinished multipart upload is aborted, so that its parts do not linger.
+    /// An unfinished multipart upload is aborted, so that its parts do not linger (a single
+    /// `PUT` cut short never completes).
     fn drop(&mut self) {
+        if let Some(sending) = self.sending.take() {
+            sending.answer.abort();
+        }
         let (Some(m), false) = (self.multipart.take(), self.done) else {
             return;
         };
