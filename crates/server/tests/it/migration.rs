@@ -113,6 +113,11 @@ async fn a_redirect_needs_both_sides_and_every_signing_key_and_lookups_follow_it
         .unwrap();
     crate::support::assert_raw_problem(for_other, 400, ErrorCode::KeyTrialInvalid).await;
     // A target that is no actor, or the source itself: refused.
+    // The phone's session ends (its certificate revoked): its key still proves itself.
+    laptop
+        .revoke_session(phone.session_id(), PASSWORD)
+        .await
+        .unwrap();
     let both = laptop.prove(&[laptop_key, phone_key]).await.unwrap();
     let nobody: FederationId = "nobody@beta.test".parse().unwrap();
     assert_problem(
