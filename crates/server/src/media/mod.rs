@@ -235,13 +235,16 @@ impl Media {
             .acquire()
             .await
             .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let described = tokio::task::spawn_blocking(move || images::describe(reader, format))
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
-        let d = match described {
-            Ok(d) => d,
-            Err(e) => {
+        // A decoder that fails — or panics on hostile bytes — leaves the file undescribed,
+        // never the upload failed.
+        let d = match tokio::task::spawn_blocking(move || images::describe(reader, format)).await {
+            Ok(Ok(d)) => d,
+            Ok(Err(e)) => {
                 tracing::debug!(error = %e, key, "an image attachment is kept undescribed");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, key, "describing an image attachment failed");
                 return Ok(());
             }
         };
