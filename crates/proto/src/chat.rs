@@ -457,6 +457,14 @@ pub struct Message {
         skip_serializing_if = "Option::is_none"
     )]
     pub deleted_timestamp: Option<u64>,
+    /// When the current version was re-signed to its author (core §7.2): the time its
+    /// certificate was valid at, rather than the sending's.
+    #[serde(
+        default,
+        with = "u64_string::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub resigned_timestamp: Option<u64>,
     /// The nonce the current version was signed with.
     pub nonce: String,
     /// Hex Ed25519 signature over [`SignedPayload::signed_bytes`] of the current version.

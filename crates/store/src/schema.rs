@@ -503,6 +503,14 @@ CREATE TABLE resign_grant_serials (
 CREATE INDEX messages_author ON messages (author_id, id);
 "#,
     ),
+    (
+        20,
+        // When a message's current version was re-signed (core §7.2): the time its new
+        // signature's certificate must have been valid at.
+        r#"
+ALTER TABLE messages ADD COLUMN resigned_at BIGINT;
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

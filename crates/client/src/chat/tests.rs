@@ -46,6 +46,7 @@ fn stored(chat: &Chat, prepared: &PreparedMessage, id: u64) -> Message {
         timestamp: NOW,
         edited_timestamp: None,
         deleted_timestamp: None,
+        resigned_timestamp: None,
         nonce: r.nonce.clone(),
         signature: r.signature.clone(),
         id_cert: r.id_cert.clone().unwrap(),

@@ -167,7 +167,10 @@ pub(super) fn check_published(
     m: &Message,
     published: &[VerifiedCert],
 ) -> Result<(), String> {
-    let sent = m.edited_timestamp.unwrap_or(m.timestamp);
+    let sent = m
+        .resigned_timestamp
+        .or(m.edited_timestamp)
+        .unwrap_or(m.timestamp);
     check_vouched(cert, &m.author, sent, "message", published)
 }
 
@@ -389,6 +392,7 @@ impl Chat {
                     reply_to: v.reply_to,
                     timestamp: v.created_at,
                     edited_timestamp: v.edit_of.map(|_| v.created_at),
+                    resigned_timestamp: None,
                     author: v.author.clone().unwrap_or_else(|| m.author.clone()),
                     deleted_timestamp: None,
                     nonce: v.nonce.clone(),

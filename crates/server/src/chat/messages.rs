@@ -104,6 +104,7 @@ impl Chat {
             timestamp: from_store(m.created_at),
             edited_timestamp: m.edited_at.map(from_store),
             deleted_timestamp: m.deleted_at.map(from_store),
+            resigned_timestamp: m.resigned_at.map(from_store),
             nonce: m.version_nonce.clone(),
             signature: m.signature.clone(),
             id_cert: m.cert_pem.clone(),
@@ -360,6 +361,7 @@ impl Chat {
                 deleted_at: None,
                 deleted_by: None,
                 version: 1,
+                resigned_at: None,
             };
             let mut message = self.message_view(&row)?;
             message.attachment_details.clone_from(&details);

@@ -97,6 +97,7 @@ impl Chat {
             cert_pem: pem.to_owned(),
             cert_serial: to_store(cert.serial.0),
             version: m.version + 1,
+            resigned_at: Some(now.to_store()),
             ..m.clone()
         };
         let message = self.message_view(&resigned)?;

@@ -449,6 +449,10 @@ async fn messages_are_re_signed_to_a_new_identity_with_every_check_and_the_old_v
             &new_fid
         };
         assert_eq!(&m.author, expected, "{}", m.content);
+        // A re-signed message says when: its new certificate was valid then, not
+        // necessarily when it was first sent.
+        assert_eq!(m.resigned_timestamp.is_some(), m.id != by_phone.id);
+        assert!(m.resigned_timestamp.is_none_or(|t| t >= m.timestamp));
     }
     let verdicts = reader.verify_messages(channel, &page).await;
     assert!(

@@ -36,16 +36,18 @@ pub struct MessageRow {
     pub deleted_at: Option<i64>,
     pub deleted_by: Option<i64>,
     pub version: i64,
+    /// When the current version was re-signed (core §7.2), if it was.
+    pub resigned_at: Option<i64>,
 }
 
 macro_rules! message_columns {
     () => {
-        "m.id, m.guild_id, m.channel_id, m.author_id, a.local_name, m.nonce, m.content, m.signature, m.cert_pem, m.cert_serial, m.version_nonce, m.reply_to, m.created_at, m.edited_at, m.deleted_at, m.deleted_by, m.version"
+        "m.id, m.guild_id, m.channel_id, m.author_id, a.local_name, m.nonce, m.content, m.signature, m.cert_pem, m.cert_serial, m.version_nonce, m.reply_to, m.created_at, m.edited_at, m.deleted_at, m.deleted_by, m.version, m.resigned_at"
     };
 }
 
 /// How many columns [`message`] decodes.
-const MESSAGE_COLUMNS: usize = 17;
+const MESSAGE_COLUMNS: usize = 18;
 
 /// A pinned message with who pinned it (stored name, as `author_name`) and when.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +75,7 @@ fn message(r: &Row) -> Result<MessageRow> {
         edited_at: r.opt_i64(13)?,
         deleted_at: r.opt_i64(14)?,
         deleted_by: r.opt_i64(15)?,
+        resigned_at: r.opt_i64(17)?,
         version: r.i64(16)?,
     })
 }
@@ -118,7 +121,8 @@ fn version(r: &Row) -> Result<MessageVersionRow> {
 macro_rules! current_version {
     () => {
         "SELECT id, version, version_nonce, content, signature, cert_pem, cert_serial,
-         CASE WHEN edited_at IS NULL THEN NULL ELSE id END, COALESCE(edited_at, created_at)
+         CASE WHEN edited_at IS NULL THEN NULL ELSE id END,
+         COALESCE(resigned_at, edited_at, created_at)
          FROM messages WHERE id = $1 AND deleted_at IS NULL"
     };
 }
@@ -649,14 +653,15 @@ impl Store {
             .or(Conflict::MessageChanged),
             Stmt::new(
                 "UPDATE messages SET author_id = $3, signature = $4, cert_pem = $5, cert_serial = $6,
-                 version = version + 1 WHERE id = $1 AND author_id = $2",
+                 version = version + 1, resigned_at = $7 WHERE id = $1 AND author_id = $2",
                 params![
                     id,
                     old_author_id,
                     new_author_id,
                     signature.to_owned(),
                     cert_pem.to_owned(),
-                    cert_serial
+                    cert_serial,
+                    resigned.resigned_at
                 ],
             )
             .affects(1)

@@ -93,6 +93,7 @@ pub(super) fn message_in(
         deleted_at: None,
         deleted_by: None,
         version: 1,
+        resigned_at: None,
     }
 }
 
