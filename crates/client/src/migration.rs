@@ -41,15 +41,7 @@ fn both_confirmed(status: StatusCode) -> bool {
 impl Session {
     /// `GET /session/auth?fid=` with this session: a trial for this actor to prove its keys.
     pub async fn proof_trial(&self) -> Result<key_trial::KeyTrial> {
-        let query = key_trial::Query {
-            fid: self.fid().to_string(),
-        };
-        // The route needs no session; this one's token makes the trial this actor's.
-        let request = self
-            .client()
-            .request_with_query(key_trial::target(), &query)?
-            .bearer_auth(self.token());
-        self.client().send_json(request).await
+        proof_trial_on(self.client(), self.token(), self.fid()).await
     }
 
     /// A fresh proof of `keys` for this actor (a trial, signed with each).
@@ -104,7 +96,8 @@ pub async fn withdraw_redirect(server: &Client, token: &str, source: &Federation
 }
 
 /// `GET /session/auth?fid=` on `server` as the holder of `token` there (the actor `fid`): a
-/// trial for that actor to prove its keys with on that server.
+/// trial for that actor to prove its keys with on that server (the route needs no session;
+/// the token makes the trial the actor's).
 pub async fn proof_trial_on(
     server: &Client,
     token: &str,

@@ -51,19 +51,21 @@ fn redirect(r: &Row) -> Result<RedirectRow> {
 }
 
 impl Store {
-    /// The redirect of `source_id`, confirmed or not.
-    pub async fn redirect(&self, source_id: i64) -> Result<Option<RedirectRow>> {
+    /// The redirect of the actor registered as `local_name`, confirmed or not, and when the
+    /// actor's account was deleted (if it was): one read, as lookups of any actor make it.
+    pub async fn redirect_of_name(
+        &self,
+        local_name: &str,
+    ) -> Result<Option<(RedirectRow, Option<i64>)>> {
         self.query(
-            concat!(
-                "SELECT ",
-                redirect_columns!(),
-                " FROM redirects WHERE source_id = $1"
-            ),
-            params![source_id],
+            "SELECT r.source_id, r.target_fid, r.source_confirmed_at, r.target_confirmed_at,
+                 r.created_at, a.deleted_at
+             FROM redirects r JOIN actors a ON a.id = r.source_id WHERE a.local_name = $1",
+            params![local_name],
         )
         .await?
         .first()
-        .map(redirect)
+        .map(|r| Ok((redirect(r)?, r.opt_i64(5)?)))
         .transpose()
     }
 

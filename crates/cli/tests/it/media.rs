@@ -4,17 +4,18 @@
 
 use fugue_testkit::{PASSWORD, TestServer};
 
+use crate::chat::word_after;
 use crate::support::{blocking, fugue_as_client};
 
-pub(crate) struct Cli {
-    pub(crate) url: String,
-    pub(crate) keystore: std::path::PathBuf,
-    pub(crate) cwd: std::path::PathBuf,
+struct Cli {
+    url: String,
+    keystore: std::path::PathBuf,
+    cwd: std::path::PathBuf,
 }
 
 impl Cli {
     /// Runs `fugue ARGS` in the test's directory: (success, stdout, stderr).
-    pub(crate) async fn run(&self, args: &[&str]) -> (bool, String, String) {
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
         let mut cmd = fugue_as_client(&self.url, &self.keystore);
         cmd.args(args).current_dir(&self.cwd);
         let out = blocking(move || cmd.output().unwrap()).await;
@@ -25,7 +26,7 @@ impl Cli {
         )
     }
 
-    pub(crate) async fn ok(&self, args: &[&str]) -> String {
+    async fn ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.run(args).await;
         assert!(ok, "fugue {args:?} failed: {err}");
         out
@@ -165,12 +166,7 @@ async fn files_are_attached_to_messages_and_pictures_to_profiles_and_guilds() {
         .ok(&["guild", "create", "club", "--icon", "face.png"])
         .await;
     assert!(out.contains(", icon http"), "{out}");
-    let channel = out
-        .lines()
-        .find_map(|l| l.strip_prefix("channel "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let channel = word_after(&out, "channel ");
     let (ok, out, err) = alice
         .run(&["send", &channel, "the notes", "--attach", "notes.txt"])
         .await;

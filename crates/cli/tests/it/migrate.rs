@@ -2,37 +2,19 @@
 //! keys, the new one accepts, and lookups of the old identity (here `fugue services
 //! discover`) arrive at the new one.
 
-use fugue_testkit::{PASSWORD, TestServer};
+use fugue_testkit::TestServer;
 
-use crate::media::Cli;
+use crate::chat::{Person, word_after};
 
 #[tokio::test]
 async fn an_identity_moves_with_a_redirect_both_sides_confirm() {
     let server = TestServer::start().await;
-    for name in ["alice", "alice2"] {
-        server
-            .client()
-            .register(name, PASSWORD, None, None)
-            .await
-            .unwrap();
-    }
     let dir = tempfile::tempdir().unwrap();
-    let cli = |name: &str| Cli {
-        url: server.url.clone(),
-        keystore: dir.path().join(format!("{name}.json")),
-        cwd: dir.path().to_owned(),
-    };
-    let (old, new) = (cli("alice"), cli("alice2"));
-    old.ok(&["account", "login", "alice"]).await;
-    new.ok(&["account", "login", "alice2"]).await;
+    let old = Person::new(&server, dir.path(), "alice").await;
+    let new = Person::new(&server, dir.path(), "alice2").await;
     // The old identity signed a message: that key must be proven.
     let out = old.ok(&["guild", "create", "club"]).await;
-    let channel = out
-        .lines()
-        .find_map(|l| l.strip_prefix("channel "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let channel = word_after(&out, "channel ");
     old.ok(&["send", &channel, "moving soon"]).await;
     new.ok(&["services", "add", "chat", "https://chat.new.example"])
         .await;
@@ -59,9 +41,16 @@ async fn an_identity_moves_with_a_redirect_both_sides_confirm() {
     // one re-signs; the message is then the new identity's and verifies as such.
     let key = new.ok(&["migrate", "public-key"]).await;
     assert!(key.starts_with("-----BEGIN PUBLIC KEY-----"), "{key}");
-    std::fs::write(dir.path().join("new.pem"), &key).unwrap();
+    let pem = dir.path().join("new.pem");
+    std::fs::write(&pem, &key).unwrap();
     let granted = old
-        .ok(&["migrate", "grant", "alice2@localhost", "--key", "new.pem"])
+        .ok(&[
+            "migrate",
+            "grant",
+            "alice2@localhost",
+            "--key",
+            pem.to_str().unwrap(),
+        ])
         .await;
     assert!(granted.contains("with 1 of your keys"), "{granted}");
     let resigned = new.ok(&["migrate", "resign"]).await;

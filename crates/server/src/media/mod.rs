@@ -60,7 +60,8 @@ pub struct Media {
     config: config::Media,
     /// `None` when the server offers no RawR (no media directory configured).
     objects: Option<Arc<Objects>>,
-    /// One image is decoded at a time: each may take up to [`images::MAX_ALLOC`].
+    /// One image is read and decoded at a time: each may take up to [`images::MAX_ALLOC`]
+    /// (and [`images::MAX_READ`] first, from a bucket).
     decoding: Arc<tokio::sync::Semaphore>,
 }
 
@@ -220,6 +221,12 @@ impl Media {
         meta: &mut AttachmentMeta,
     ) -> Result<(), Error> {
         let objects = self.objects()?;
+        // The turn first: an object from a bucket is read into memory before it is decoded.
+        let _permit = self
+            .decoding
+            .acquire()
+            .await
+            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         let reader = match objects
             .open_read(key)
             .await?
@@ -230,11 +237,6 @@ impl Media {
             Err(e) if e.kind() == std::io::ErrorKind::FileTooLarge => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let _permit = self
-            .decoding
-            .acquire()
-            .await
-            .map_err(|e| Error::Io(std::io::Error::other(e)))?;
         // A decoder that fails — or panics on hostile bytes — leaves the file undescribed,
         // never the upload failed.
         let d = match tokio::task::spawn_blocking(move || images::describe(reader, format)).await {

@@ -219,22 +219,20 @@ impl Migration {
         if fid.domain() != &self.domain {
             return Ok(None);
         }
-        let Some(actor) = self.store.actor_by_name(fid.local_name().as_str()).await? else {
+        let Some((row, deleted_at)) = self
+            .store
+            .redirect_of_name(fid.local_name().as_str())
+            .await?
+        else {
             return Ok(None);
         };
-        let Some(row) = self.store.redirect(actor.id).await? else {
-            return Ok(None);
-        };
-        if !row.confirmed() {
-            return Ok(None);
+        match row.target_fid.parse() {
+            Ok(target) if row.confirmed() => Ok(Some(Redirected {
+                target,
+                permanent: deleted_at.is_some(),
+            })),
+            _ => Ok(None),
         }
-        let Ok(target) = row.target_fid.parse() else {
-            return Ok(None);
-        };
-        Ok(Some(Redirected {
-            target,
-            permanent: actor.deleted_at.is_some(),
-        }))
     }
 
     /// The base URL of `target`'s home server.

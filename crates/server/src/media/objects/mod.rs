@@ -13,8 +13,6 @@ use bytes::Bytes;
 use futures_util::Stream;
 use rand_core::{OsRng, RngCore};
 
-pub use files::IO_CHUNK;
-
 use crate::config;
 
 /// The objects of one server.
