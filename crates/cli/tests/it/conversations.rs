@@ -378,11 +378,16 @@ async fn the_sdk_merges_both_sides_of_a_dm_and_sees_conversation_events() {
         .unwrap();
     let bob_dm = with_homes(bob_dm);
 
+    // Ids order messages by each server's millisecond clock: two servers' messages within
+    // one millisecond have no order between them, so the sends here are a few apart.
+    let apart = || tokio::time::sleep(std::time::Duration::from_millis(5));
     let one = alice_dm.send(text("one")).await.unwrap();
     assert_eq!(one.server, beta.domain);
+    apart().await;
     let two = bob_dm.send(text("two")).await.unwrap();
     assert_eq!(two.server, alpha.domain);
     assert_ne!(one.conversation.id, two.conversation.id);
+    apart().await;
     let three = alice_dm.send(text("three")).await.unwrap();
     assert_eq!(three.conversation.id, one.conversation.id);
 
