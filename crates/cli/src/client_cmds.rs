@@ -313,6 +313,15 @@ pub enum ClientCommand {
     },
 }
 
+/// The second factor of a sensitive action: a TOTP code given on the command line, or the
+/// password.
+pub(crate) fn solution(totp: Option<String>) -> Result<String, String> {
+    match totp {
+        Some(code) => Ok(code),
+        None => secret("FUGUE_PASSWORD", "Password (or TOTP code): "),
+    }
+}
+
 pub(crate) fn secret(var: &str, prompt: &str) -> Result<String, String> {
     if let Ok(v) = std::env::var(var) {
         return Ok(v);

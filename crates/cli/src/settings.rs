@@ -411,6 +411,7 @@ max_connections = 20000       # open TCP connections, gateway included (503 beyo
 header_timeout_s = 10         # to send a request head, also between kept-alive requests
 body_timeout_s = 30           # to send a request body
 max_sessions_per_actor = 100  # live sessions per account (409 beyond)
+export_wait_ms = 2000         # a data export request waits this long for its archive, then 204
 
 [rate_limits]                 # per client address and minute; 0 disables
 login_per_minute = 10

@@ -6,6 +6,7 @@
 //! routes. The SDK trusts no certificate it has not checked itself ([`Client::verified_actor_certs`])
 //! and writes secrets to disk only through [`KeyStore`], which keeps its file private.
 
+pub mod archive;
 mod chat;
 mod error;
 mod foreign;

@@ -23,7 +23,7 @@ use crate::http::{Client, send};
 use crate::session::Session;
 
 /// How long one upload or download may take: long enough for large files on slow links.
-const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
+pub(crate) const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// What a download wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,14 +156,23 @@ impl Session {
     }
 }
 
-/// Sends `request` and writes the bytes of its answer (`what`, for errors) to `out`,
-/// checking that as many arrived as were announced.
+/// Sends `request` and writes the bytes of its answer (`what`, for errors) to `out`.
 pub(crate) async fn receive(
     request: reqwest::RequestBuilder,
     what: &str,
     out: &mut (impl tokio::io::AsyncWrite + Unpin),
 ) -> Result<Downloaded> {
-    let mut response = send(request.timeout(TRANSFER_TIMEOUT)).await?;
+    let response = send(request.timeout(TRANSFER_TIMEOUT)).await?;
+    write_body(response, what, out).await
+}
+
+/// Writes the body of `response` (`what`, for errors) to `out`, checking that as many
+/// bytes arrived as were announced.
+pub(crate) async fn write_body(
+    mut response: reqwest::Response,
+    what: &str,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<Downloaded> {
     let content_type = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)

@@ -6,9 +6,9 @@
 //! on that server (by key trial when it lives elsewhere), confirms ([`confirm_redirect`]).
 
 use fugue_proto::api::{
-    self, BatchMessage, MessageBatch, TrialCompletion, abort_resigning, commit_resigned, key_trial,
-    messages_to_resign, remove_redirect, remove_redirect_extern, request_resigning,
-    set_up_redirect, set_up_redirect_extern,
+    self, BatchMessage, MessageBatch, TrialCompletion, abort_resigning, commit_resigned,
+    delete_data, export_data, key_trial, messages_to_resign, remove_redirect,
+    remove_redirect_extern, request_resigning, set_up_redirect, set_up_redirect_extern,
 };
 use fugue_proto::certs::{IdCert, verify_strict};
 use fugue_proto::{FederationId, Serial};
@@ -191,6 +191,74 @@ pub async fn commit_resigned_on(
     Ok((next, wait))
 }
 
+/// What `GET /data` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exported {
+    /// The archive, written; its name (core §7.3.2) as the server gave it.
+    Written {
+        download: crate::media::Downloaded,
+        file_name: Option<String>,
+    },
+    /// Being built: ask again after this many seconds.
+    Building { retry_after: u64 },
+}
+
+/// `GET /data` on `server` as the holder of `token` there, proving keys with `proof`:
+/// writes the archive of the data tied to them to `out` once it is built.
+pub async fn export_data_on(
+    server: &Client,
+    token: &str,
+    proof: &str,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<Exported> {
+    let request = server
+        .request(export_data::target())?
+        .timeout(crate::media::TRANSFER_TIMEOUT)
+        .bearer_auth(token)
+        .header(api::KEYTRIAL_HEADER, proof);
+    let response = send(request).await?;
+    if response.status() == StatusCode::NO_CONTENT {
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(1);
+        return Ok(Exported::Building { retry_after });
+    }
+    let file_name = response
+        .headers()
+        .get(reqwest::header::CONTENT_DISPOSITION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("filename=\"").nth(1))
+        .and_then(|v| v.split('"').next())
+        .map(str::to_owned);
+    let download = crate::media::write_body(response, "the export", out).await?;
+    Ok(Exported::Written {
+        download,
+        file_name,
+    })
+}
+
+/// `DELETE /data` on `server` as the holder of `token` there: deletes the data tied to the
+/// keys `proof` proves; with `break_redirect`, also the redirect.
+pub async fn delete_data_on(
+    server: &Client,
+    token: &str,
+    proof: &str,
+    break_redirect: bool,
+) -> Result<()> {
+    let query = delete_data::Query {
+        break_redirect: Some(break_redirect),
+    };
+    let request = server
+        .request_with_query(delete_data::target(), &query)?
+        .bearer_auth(token)
+        .header(api::KEYTRIAL_HEADER, proof);
+    send(request).await?;
+    Ok(())
+}
+
 /// `batch` re-signed by `new` with `key` and its certificate `cert_pem`: each message's
 /// old signature is checked against the batch's certificate first (the server holding them
 /// must not have changed them), then its content, with `new` as author, is signed.
@@ -203,19 +271,7 @@ pub fn resign_batch(
     let old = IdCert::parse(batch.id_cert.as_bytes())?;
     let mut messages = Vec::with_capacity(batch.messages.len());
     for m in &batch.messages {
-        let canonical = |v: &serde_json::Value| {
-            fugue_proto::wire::to_canonical_vec(v)
-                .map_err(|e| Error::UnexpectedResponse(e.to_string()))
-        };
-        let signature = hex::decode(&m.signature).map_err(|_| {
-            Error::Verification(format!("message {}: its signature is not hex", m.id))
-        })?;
-        verify_strict(&old.key, &canonical(&m.content)?, &signature).map_err(|_| {
-            Error::Verification(format!(
-                "message {}: its signature does not verify with certificate {}",
-                m.id, old.serial
-            ))
-        })?;
+        check_signed(&old, m)?;
         let mut content = m.content.clone();
         match content.get_mut("author") {
             Some(author) => *author = serde_json::Value::String(new.to_string()),
@@ -230,10 +286,29 @@ pub fn resign_batch(
             id: m.id,
             signature: crate::chat::hex(&key.sign(&canonical(&content)?)),
             content,
+            peer: None,
         });
     }
     Ok(MessageBatch {
         id_cert: cert_pem.to_owned(),
         messages,
+    })
+}
+
+/// The JCS form of a message's content: what its signature covers.
+fn canonical(v: &serde_json::Value) -> Result<Vec<u8>> {
+    fugue_proto::wire::to_canonical_vec(v).map_err(|e| Error::UnexpectedResponse(e.to_string()))
+}
+
+/// Checks that message `m` of a batch was signed with `cert`, as the server holding it
+/// claims (it must not have changed it).
+pub(crate) fn check_signed(cert: &IdCert, m: &BatchMessage) -> Result<()> {
+    let signature = hex::decode(&m.signature)
+        .map_err(|_| Error::Verification(format!("message {}: its signature is not hex", m.id)))?;
+    verify_strict(&cert.key, &canonical(&m.content)?, &signature).map_err(|_| {
+        Error::Verification(format!(
+            "message {}: its signature does not verify with certificate {}",
+            m.id, cert.serial
+        ))
     })
 }

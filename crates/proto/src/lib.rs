@@ -10,6 +10,7 @@ pub mod certs;
 pub mod chat;
 pub mod community;
 pub mod conversation;
+pub mod export;
 pub mod gateway;
 pub mod ids;
 pub mod problem;

@@ -119,6 +119,10 @@ pub enum ErrorCode {
     RedirectTargetInvalid = 68,
     /// The redirect of that actor names another target.
     RedirectElsewhere = 69,
+    /// A data archive (core §7.3.2) is not one this server takes; `detail` says why.
+    ArchiveInvalid = 70,
+    /// The server keeps no files, so it cannot build or take a data archive.
+    StorageUnavailable = 71,
     // Chat (polyproto-chat and fugue-chat)
     GuildNotFound = 100,
     ChannelNotFound = 101,

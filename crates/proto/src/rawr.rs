@@ -17,11 +17,13 @@ use crate::{DomainName, FederationId};
 pub const RID_MAX: usize = 64;
 /// The most entries an allow- or denylist holds.
 pub const ACCESS_LIST_MAX: usize = 256;
-/// Path segments below `resource/` that name other endpoints, never a resource.
-const RESERVED: [&str; 2] = ["resources", "usage"];
+/// Names that are never a resource: path segments below `resource/` that name other
+/// endpoints, and the access file beside resources in an export.
+const RESERVED: [&str; 3] = ["resources", "usage", crate::export::ACCESS_FILE];
 
 /// A resource ID: 1 to [`RID_MAX`] characters of `A–Z a–z 0–9 . _ -`, not starting with a
-/// dot, and not one of the endpoint names beside it (`resources`, `usage`). Unique on the
+/// dot, and not one of the endpoint names beside it (`resources`, `usage`) nor the name of
+/// an export's access file (`access_properties.p2al`, core §7.3.2). Unique on the
 /// server that stores the resource, and the same after a move to another server.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]

@@ -38,6 +38,9 @@ pub struct Limits {
     /// Live sessions per actor at most: every session has a certificate, and all of them
     /// are in the public `GET /idcert/actor/{fid}` answer (409 beyond; end one first).
     pub max_sessions_per_actor: usize,
+    /// How long `GET /data` waits for an archive being built before it answers 204 with
+    /// `Retry-After`, milliseconds.
+    pub export_wait_ms: u64,
 }
 
 impl Default for Limits {
@@ -52,6 +55,7 @@ impl Default for Limits {
             header_timeout_s: 10,
             body_timeout_s: 30,
             max_sessions_per_actor: 100,
+            export_wait_ms: 2000,
         }
     }
 }

@@ -187,10 +187,15 @@ impl Server {
             &config.rate_limits,
         );
         let migration = migration::Migration::new(
-            store.clone(),
-            sessions.clone(),
-            federation.clone(),
-            chat.clone(),
+            migration::Deps {
+                store: store.clone(),
+                sessions: sessions.clone(),
+                federation: federation.clone(),
+                chat: chat.clone(),
+                media: media.clone(),
+                identity: identity.clone(),
+                export_wait: Duration::from_millis(config.limits.export_wait_ms),
+            },
             config.domain.clone(),
             &config.public_url,
         );
@@ -294,6 +299,12 @@ impl Server {
                 tick.tick().await;
                 // Hourly, from the first minute on.
                 if minutes.is_multiple_of(60) {
+                    let now = state.config.clock.now();
+                    match state.migration.drop_exports(None, now).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(exports = n, "deleted expired data exports"),
+                        Err(e) => tracing::error!(error = %e, "deleting data exports failed"),
+                    }
                     match state.media.sweep().await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(objects = n, "deleted unused media objects"),

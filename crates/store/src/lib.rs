@@ -26,6 +26,7 @@ mod certs;
 mod chat;
 pub mod engine;
 mod events;
+mod exports;
 mod federation;
 mod keymaterial;
 mod media;
@@ -48,6 +49,7 @@ pub use chat::{
 };
 pub use engine::{Conflict, Error, Result, Row, Stmt, Value};
 pub use events::{EventRow, NewEvent, PositionRow};
+pub use exports::{ExportRow, ImportRow};
 pub use federation::{KeyTrialQuery, KeyTrialRow, NewForeignSession, PublicKeyTrial, TrialRef};
 pub use keymaterial::KeyMaterialRow;
 pub use media::{

@@ -399,13 +399,14 @@ impl Store {
         rows.iter().map(|r| r.string(0)).collect()
     }
 
-    /// Whether some blob or thumbnail is stored under `object_key` (objects that none is
+    /// Whether some blob, thumbnail or data export is stored under `object_key` (objects that none is
     /// are left over from interrupted uploads or deletions).
     pub async fn object_in_use(&self, object_key: &str) -> Result<bool> {
         let rows = self
             .query(
                 "SELECT 1 FROM media_blobs WHERE object_key = $1
-                 UNION ALL SELECT 1 FROM attachments WHERE thumb_key = $1",
+                 UNION ALL SELECT 1 FROM attachments WHERE thumb_key = $1
+                 UNION ALL SELECT 1 FROM data_exports WHERE object_key = $1",
                 params![object_key],
             )
             .await?;

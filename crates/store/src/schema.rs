@@ -511,6 +511,38 @@ CREATE INDEX messages_author ON messages (author_id, id);
 ALTER TABLE messages ADD COLUMN resigned_at BIGINT;
 "#,
     ),
+    (
+        21,
+        // Data exports (core §7.3.2): archives built in the background for an actor and the
+        // keys it proved, kept as objects for a day; and the imports of actors with their
+        // outcome.
+        r#"
+CREATE TABLE data_exports (
+    id TEXT PRIMARY KEY,
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    serials TEXT NOT NULL,
+    state TEXT NOT NULL,
+    object_key TEXT,
+    size BIGINT,
+    file_name TEXT NOT NULL,
+    error TEXT,
+    created_at BIGINT NOT NULL,
+    finished_at BIGINT
+);
+CREATE INDEX data_exports_actor ON data_exports (actor_id, serials, created_at);
+CREATE TABLE data_imports (
+    id TEXT PRIMARY KEY,
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    state TEXT NOT NULL,
+    messages BIGINT NOT NULL,
+    resources BIGINT NOT NULL,
+    report TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    finished_at BIGINT
+);
+CREATE INDEX data_imports_actor ON data_imports (actor_id, created_at);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -404,6 +404,83 @@ pub async fn federated_pair() -> (TestServer, TestServer) {
     (alpha, beta)
 }
 
+/// A loopback address that forwards connections to a server started later: for servers
+/// that must resolve each other, one of which starts first.
+pub struct Forward {
+    pub url: String,
+    listener: tokio::net::TcpListener,
+}
+
+impl Forward {
+    pub async fn bind() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        Self { url, listener }
+    }
+
+    /// Forwards every connection to the server at `target_url` from now on.
+    pub fn to(self, target_url: &str) {
+        let target = target_url.trim_start_matches("http://").to_owned();
+        let listener = self.listener;
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// alpha.test and beta.test resolving each other (a DM's answer goes the other way).
+pub async fn two_way_pair() -> (TestServer, TestServer) {
+    let (alpha, beta, _) = servers(&["alpha.test", "beta.test"]).await;
+    (alpha, beta)
+}
+
+/// alpha.test, beta.test and gamma.test, each resolving the others.
+pub async fn federated_trio() -> (TestServer, TestServer, TestServer) {
+    let (alpha, beta, gamma) = servers(&["alpha.test", "beta.test", "gamma.test"]).await;
+    (alpha, beta, gamma.unwrap())
+}
+
+/// Two or three servers of `domains`, each resolving the others through forwarders bound
+/// before any starts.
+async fn servers(domains: &[&str]) -> (TestServer, TestServer, Option<TestServer>) {
+    let mut forwards = Vec::new();
+    for _ in domains {
+        forwards.push(Forward::bind().await);
+    }
+    let urls: Vec<String> = forwards.iter().map(|f| f.url.clone()).collect();
+    let mut started = Vec::new();
+    for (i, domain) in domains.iter().enumerate() {
+        let (domain, urls) = (domain.to_string(), urls.clone());
+        let others: Vec<(String, String)> = domains
+            .iter()
+            .zip(urls)
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, (d, u))| (d.to_string(), u))
+            .collect();
+        started.push(
+            TestServer::start_with(move |c| {
+                c.domain = domain.parse().unwrap();
+                c.federation.resolve.extend(others);
+            })
+            .await,
+        );
+    }
+    for (forward, server) in forwards.into_iter().zip(&started) {
+        forward.to(&server.url);
+    }
+    let mut started = started.into_iter();
+    let (a, b) = (started.next().unwrap(), started.next().unwrap());
+    (a, b, started.next())
+}
+
 /// Logs in `local_name` with `password` (and `totp`) as a new session with a fresh key.
 pub async fn login_with(
     server: &TestServer,

@@ -7,7 +7,9 @@ use clap::Subcommand;
 use fugue_client::{Account, Client, IdentityKey};
 use fugue_proto::{FederationId, SessionId};
 
-use super::{ClientOpts, e, open_store, passphrase_if, read_line, restore_session, secret};
+use super::{
+    ClientOpts, e, open_store, passphrase_if, read_line, restore_session, secret, solution,
+};
 use crate::terminal::out;
 
 #[derive(Subcommand)]
@@ -76,15 +78,6 @@ pub enum TotpCmd {
         #[arg(long)]
         totp: Option<String>,
     },
-}
-
-/// The second factor of a sensitive action: a TOTP code given on the command line, or the
-/// password.
-fn solution(totp: Option<String>) -> Result<String, String> {
-    match totp {
-        Some(code) => Ok(code),
-        None => secret("FUGUE_PASSWORD", "Password (or TOTP code): "),
-    }
 }
 
 /// A new password: FUGUE_NEW_PASSWORD, or typed twice.

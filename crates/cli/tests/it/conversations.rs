@@ -17,36 +17,6 @@ fn fid(s: &str) -> FederationId {
     s.parse().unwrap()
 }
 
-/// alpha.test and beta.test, each resolving the other (a DM's answer goes the other way):
-/// alpha learns beta's address before beta starts, through a forwarder bound first.
-async fn two_way_pair() -> (TestServer, TestServer) {
-    let forward = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let forward_url = format!("http://{}", forward.local_addr().unwrap());
-    let alpha = TestServer::start_with(move |c| {
-        c.domain = "alpha.test".parse().unwrap();
-        c.federation.resolve.insert("beta.test".into(), forward_url);
-    })
-    .await;
-    let alpha_url = alpha.url.clone();
-    let beta = TestServer::start_with(move |c| {
-        c.domain = "beta.test".parse().unwrap();
-        c.federation.resolve.insert("alpha.test".into(), alpha_url);
-    })
-    .await;
-    let target = beta.url.trim_start_matches("http://").to_owned();
-    tokio::spawn(async move {
-        while let Ok((mut inbound, _)) = forward.accept().await {
-            let target = target.clone();
-            tokio::spawn(async move {
-                if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                }
-            });
-        }
-    });
-    (alpha, beta)
-}
-
 #[tokio::test]
 async fn a_dm_between_two_local_people_reads_as_one_conversation() {
     let server = TestServer::start().await;
@@ -149,7 +119,7 @@ async fn a_dm_between_two_local_people_reads_as_one_conversation() {
 /// both as one conversation, every message verified.
 #[tokio::test]
 async fn a_dm_across_two_servers_goes_to_the_recipients_server_both_ways() {
-    let (alpha, beta) = two_way_pair().await;
+    let (alpha, beta) = fugue_testkit::two_way_pair().await;
     let dir = tempfile::tempdir().unwrap();
     let alice = Person::new(&alpha, dir.path(), "alice").await;
     let bob = Person::new(&beta, dir.path(), "bob").await;
@@ -350,7 +320,7 @@ async fn the_events_command_shows_conversation_events() {
 /// conversation, and the conversation events of a group over the gateway.
 #[tokio::test]
 async fn the_sdk_merges_both_sides_of_a_dm_and_sees_conversation_events() {
-    let (alpha, beta) = two_way_pair().await;
+    let (alpha, beta) = fugue_testkit::two_way_pair().await;
     let alice = alpha.register("alice").await;
     let bob = beta.register("bob").await;
     let with_homes = |servers: fugue_client::DmServers| fugue_client::DmServers {

@@ -461,6 +461,30 @@ endpoints! {
     commit_resigned = POST "v1/messages/commit", auth AnySession {
         pub type Request = Vec<crate::api::MessageBatch>;
     }
+
+    /// The caller's data tied to the keys it proves
+    /// ([`KEYTRIAL_HEADER`](crate::api::KEYTRIAL_HEADER)), as an archive of core §7.3.2
+    /// ([`crate::export`]): 200 with it, or 204 with `Retry-After` while it is built.
+    export_data = GET "v1/data", auth AnySession {}
+
+    /// Deletes the caller's data tied to the keys it proves; `breakRedirect` also removes
+    /// its redirect.
+    delete_data = DELETE "v1/data", auth AnySession {
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        pub struct Query {
+            #[serde(default, skip_serializing_if = "Option::is_none")]
+            pub break_redirect: Option<bool>,
+        }
+    }
+
+    /// Imports an archive of core §7.3.2 (the body, `application/gzip`): messages re-signed
+    /// by the caller that are not tied to a context elsewhere, and resources under their
+    /// IDs. 202 once the archive is checked; the outcome is Fugue's
+    /// [`data_imports`](crate::api::data_imports).
+    import_data = POST "v1/migration/data", auth Session, sensitive Always {}
 }
 
 /// Where core §7.3.1's prose puts resources, without `v1` (OP-28): served as the `v1` path.

@@ -1,4 +1,4 @@
-//! The HTTP API: one module per namespace (`core`, `auth`, `chat`, `fugue_chat`, and `origin` for the two paths
+//! The HTTP API: one module per namespace (`core`, `auth`, `chat`, `fugue_chat`, `fugue_core`, and `origin` for the two paths
 //! outside `/.p2/`), one module per endpoint, and an endpoint is one (method, path).
 //!
 //! Each endpoint is declared once, with [`endpoints!`]: its method, its path template below
@@ -154,6 +154,15 @@ pub struct BatchMessage {
     pub signature: String,
     /// What was signed: for chat messages a [`crate::chat::SignedPayload`].
     pub content: serde_json::Value,
+    /// In an export (core §7.3.2), Fugue's note of the other member of the DM the message
+    /// was sent in, so that an import can place it in the DM with the same actor; not
+    /// signed, and absent for any other message.
+    #[serde(
+        rename = "fugue:peer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub peer: Option<crate::FederationId>,
 }
 
 /// One completion in [`KEYTRIAL_HEADER`]: the trial text signed with the key of certificate
@@ -310,6 +319,8 @@ namespaces! {
     chat: CHAT_ENDPOINTS,
     /// Fugue's chat additions (`/.p2/fugue-chat/`).
     fugue_chat: FUGUE_CHAT_ENDPOINTS,
+    /// Fugue's core additions (`/.p2/fugue-core/`).
+    fugue_core: FUGUE_CORE_ENDPOINTS,
 }
 
 #[cfg(test)]
@@ -351,6 +362,10 @@ mod tests {
         for e in FUGUE_CHAT_ENDPOINTS {
             assert!(e.path.starts_with("/.p2/fugue-chat/v1/"), "{}", e.path);
             assert!(e.path.starts_with(FUGUE_CHAT_API), "{}", e.path);
+        }
+        for e in FUGUE_CORE_ENDPOINTS {
+            assert!(e.path.starts_with("/.p2/fugue-core/v1/"), "{}", e.path);
+            assert!(e.path.starts_with(FUGUE_CORE_API), "{}", e.path);
         }
     }
 

@@ -317,8 +317,11 @@ impl Chat {
         Ok(view)
     }
 
-    /// `POST /users/@me/channels`: the caller's DM with an actor registered here — the one
-    /// the pair has (`false`), or a new one (`true`).
+    /// `POST /users/@me/channels`: the caller's DM with an actor registered here — or, for
+    /// a caller registered here, with an actor of another server whose home server answers
+    /// for it: the DM where that actor's messages to the caller arrive (and where the
+    /// caller's own DMs with it are imported, core §7.3). The one the pair has (`false`), or
+    /// a new one (`true`).
     pub async fn create_dm(
         &self,
         authed: &Authed,
@@ -326,10 +329,13 @@ impl Chat {
     ) -> Result<(Conversation, bool), Error> {
         let me = &authed.actor;
         let not_found = || Error::UserNotFound(recipient.to_string());
-        if recipient.domain() != &self.domain {
+        let other = if recipient.domain() == &self.domain {
+            self.actor_id(recipient).await?.ok_or_else(not_found)?
+        } else if me.is_local() {
+            self.member_actor(recipient, self.events.now()).await?
+        } else {
             return Err(not_found());
-        }
-        let other = self.actor_id(recipient).await?.ok_or_else(not_found)?;
+        };
         if other == me.id {
             return Err(Error::Invalid(
                 "a direct message needs another recipient than yourself".into(),

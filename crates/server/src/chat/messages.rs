@@ -11,18 +11,18 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use fugue_proto::Serial;
 use fugue_proto::api::{edit_message, message_history, send_message};
 use fugue_proto::certs::{self, IdCert};
 use fugue_proto::chat::{
     self, CHAT, Message, MessageBody, MessageDelete, MessageVersion, Permissions, SignedPayload,
     channel_type, op,
 };
+use fugue_proto::{FederationId, Serial};
 use fugue_store::{Conflict, MessageRow, MessageVersionRow, Sent, SessionGuard};
 
 use super::{ChannelRef, Chat, Error, LocalCert, Snapshot, cache_get, cache_insert, json};
 use crate::events::{Audience, Publish};
-use crate::ids::{from_store, to_store};
+use crate::ids::{ActorId, from_store, to_store};
 use crate::principal::Actor;
 use crate::sessions::Authed;
 use crate::time::UnixTime;
@@ -116,7 +116,7 @@ impl Chat {
         })
     }
 
-    fn check_body(body: &MessageBody) -> Result<(), Error> {
+    pub(super) fn check_body(body: &MessageBody) -> Result<(), Error> {
         if body.content.chars().count() > chat::MAX_CONTENT {
             return Err(Error::Invalid(format!(
                 "content is longer than {} characters",
@@ -539,37 +539,49 @@ impl Chat {
         if m.author_id != actor.id.to_store() {
             Self::require(p, Permissions::MANAGE_MESSAGES)?;
         }
+        debug_assert_eq!(m.channel_id, c.id);
+        self.tombstone(m, (actor.id, &actor.fid)).await
+    }
+
+    /// Deletes `m` (not deleted yet) as `by` did: its content, signature and versions go,
+    /// events about it are scrubbed, and the channel hears of the deletion.
+    pub(crate) async fn tombstone(
+        &self,
+        m: MessageRow,
+        by: (ActorId, &FederationId),
+    ) -> Result<(), Error> {
+        let message_id = from_store(m.id);
         let now = self.events.now();
         let tomb = MessageRow {
             content: String::new(),
             signature: String::new(),
             cert_pem: String::new(),
             deleted_at: Some(now.to_store()),
-            deleted_by: Some(actor.id.to_store()),
+            deleted_by: Some(by.0.to_store()),
             ..m
         };
         let scrubbed = serde_json::to_string(&self.message_view(&tomb)?)
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let d = MessageDelete {
             id: message_id,
-            channel_id,
-            guild_id: from_store(c.guild_id),
-            deleted_by: actor.fid.clone(),
+            channel_id: from_store(tomb.channel_id),
+            guild_id: from_store(tomb.guild_id),
+            deleted_by: by.1.clone(),
         };
         let e = Publish::new(
-            Self::guild_stream(c.guild_id),
+            Self::guild_stream(tomb.guild_id),
             CHAT,
             op::MESSAGE_DELETE,
             json(&d),
         )
-        .audience(Audience::Channel(c.id))
+        .audience(Audience::Channel(tomb.channel_id))
         .about(tomb.id);
         let seq = self
             .store
             .delete_message(
                 tomb.id,
-                c.guild_id,
-                actor.id.to_store(),
+                tomb.guild_id,
+                by.0.to_store(),
                 now.to_store(),
                 &scrubbed,
                 &e.to_new(now),

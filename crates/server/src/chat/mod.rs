@@ -19,6 +19,7 @@ mod conversation_routes;
 mod conversations;
 mod error;
 mod follow;
+mod imports;
 mod messages;
 pub mod permissions;
 mod presence;
@@ -52,6 +53,7 @@ use fugue_store::{
 
 pub use error::Error;
 pub use follow::FugueChatChannel;
+pub use imports::Importable;
 pub use permissions::Snapshot;
 
 use crate::config::RateLimits;
@@ -508,6 +510,11 @@ impl Chat {
             expires_at: i.expires_at.map(from_store),
             created_at: from_store(i.created_at),
         })
+    }
+
+    /// The time now, by the server's clock.
+    pub fn now(&self) -> crate::time::UnixTime {
+        self.events.now()
     }
 
     fn guild_stream(guild_id: i64) -> StreamId {

@@ -107,6 +107,11 @@ impl Media {
         self.objects.as_deref().ok_or(Error::Disabled)
     }
 
+    /// The objects, shared (`None` when the server stores none).
+    pub fn shared_objects(&self) -> Option<Arc<Objects>> {
+        self.objects.clone()
+    }
+
     /// `POST /resource/{rid}`: stores `body` (announced as `length` bytes) as resource
     /// `rid` of the caller.
     pub async fn upload<S, E>(
@@ -122,15 +127,35 @@ impl Media {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        self.objects()?;
-        if !authed.actor.is_local() {
-            return Err(Error::UploadForbidden);
-        }
         let rid: ResourceId = rid.parse()?;
         let access = match access {
             Some(raw) => AccessProperties::from_query(raw).map_err(Error::InvalidAccess)?,
             None => AccessProperties::default(),
         };
+        self.upload_as(authed, &rid, &access, length, body, now)
+            .await
+    }
+
+    /// Stores `body` (announced as `length` bytes) as resource `rid` of the caller with
+    /// `access`: an upload, or a resource an import brings.
+    pub async fn upload_as<S, E>(
+        &self,
+        authed: &Authed,
+        rid: &ResourceId,
+        access: &AccessProperties,
+        length: Option<u64>,
+        body: S,
+        now: UnixTime,
+    ) -> Result<(), Error>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.objects()?;
+        if !authed.actor.is_local() {
+            return Err(Error::UploadForbidden);
+        }
+        let access = access.clone().normalized().map_err(Error::InvalidAccess)?;
         let actor = authed.actor.id.to_store();
         let length = self.admit(actor, length).await?;
         if self.store.resource(rid.as_str()).await?.is_some() {
@@ -339,6 +364,21 @@ impl Media {
         {
             tracing::warn!(error = %e, key, "deleting an unneeded object failed");
         }
+    }
+
+    /// Whether resources of `largest` bytes at most and `total` bytes together fit one
+    /// upload's limit and the storage `actor` has left (an import brings several).
+    pub async fn admits(&self, actor: i64, largest: u64, total: u64) -> Result<(), Error> {
+        let left = self.left(actor).await?;
+        if largest > self.config.max_upload_bytes || total > left {
+            return Err(self.too_large(left));
+        }
+        Ok(())
+    }
+
+    /// The bytes one actor may store.
+    pub fn quota_bytes(&self) -> u64 {
+        self.config.quota_bytes
     }
 
     /// The bytes an actor may still store.
@@ -677,7 +717,8 @@ fn rid_of(row: &ResourceRow) -> Result<ResourceId, Error> {
     row.rid.parse().map_err(|_| corrupt(row, "ID"))
 }
 
-fn access_of(row: &ResourceRow) -> Result<AccessProperties, Error> {
+/// The access properties of a stored resource.
+pub(crate) fn access_of(row: &ResourceRow) -> Result<AccessProperties, Error> {
     let entries = |list: &[String]| -> Result<Vec<AccessEntry>, Error> {
         list.iter()
             .map(|e| e.parse().map_err(|_| corrupt(row, "access entry")))

@@ -156,7 +156,7 @@ pub async fn attachment_details(
 }
 
 /// The announced size of a body, if it is announced; 411 when it is not a number.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, super::Error> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, super::Error> {
     match headers.get(header::CONTENT_LENGTH) {
         Some(v) => Ok(Some(
             v.to_str()

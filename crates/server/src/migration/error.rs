@@ -25,8 +25,19 @@ pub enum Error {
     CertNotYours(u64),
     #[error("the grant does not allow the key of certificate {0}")]
     KeyNotAllowed(u64),
+    /// Exports need the object store, which a server without a media directory lacks.
+    #[error("this server keeps no files, so it cannot build an export")]
+    NoStorage,
+    #[error("{0}")]
+    Archive(String),
+    #[error("the export could not be built: {0}")]
+    Io(#[from] std::io::Error),
     #[error(transparent)]
     Chat(#[from] crate::chat::Error),
+    #[error(transparent)]
+    Media(#[from] crate::media::Error),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::Error),
     #[error(transparent)]
     Sessions(#[from] sessions::Error),
     #[error(transparent)]
@@ -49,7 +60,12 @@ impl From<Error> for ApiError {
             | Error::NotYours(_)
             | Error::CertNotYours(_)
             | Error::KeyNotAllowed(_) => (S::FORBIDDEN, ErrorCode::Forbidden),
+            Error::NoStorage => (S::SERVICE_UNAVAILABLE, ErrorCode::StorageUnavailable),
+            Error::Archive(_) => (S::BAD_REQUEST, ErrorCode::ArchiveInvalid),
+            Error::Io(e) => return ApiError::internal(&e),
             Error::Chat(e) => return e.into(),
+            Error::Media(e) => return e.into(),
+            Error::Identity(e) => return e.into(),
             Error::Sessions(e) => return e.into(),
             Error::Federation(e) => return e.into(),
             Error::Store(e) => return ApiError::internal(&e),

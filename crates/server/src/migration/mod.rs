@@ -1,6 +1,6 @@
 //! Migrations (core §7): redirects from an actor of this server to its new identity
-//! (§7.1.1), and re-signing the messages an actor signed here (§7.2). Export and import
-//! follow.
+//! (§7.1.1), re-signing the messages an actor signed here (§7.2), and exporting and
+//! deleting its data (§7.3).
 //!
 //! Rules: a redirect is confirmed by both sides, in either order — the old actor (the
 //! source, registered here) proving with key trials every key it signed messages here with,
@@ -18,9 +18,13 @@
 //! certificate the new actor's and issued by its home server, key allowed, grant not
 //! expired — and stored as the message's next version (chat's `resign.rs`). A message
 //! already re-signed is not offered again, and committing it again changes nothing.
+//!
+//! Exports and deletion of an actor's data (core §7.3, §7.3.2) are in `export.rs`.
 //! HTTP lives in `routes.rs`.
 
 mod error;
+pub mod export;
+mod import;
 pub mod routes;
 
 use fugue_proto::api::{BatchMessage, MessageBatch, request_resigning};
@@ -32,7 +36,9 @@ pub use error::Error;
 
 use crate::chat::Chat;
 use crate::federation::Federation;
+use crate::identity::Identity;
 use crate::ids::{from_store, to_store};
+use crate::media::Media;
 use crate::sessions::{Authed, Sessions};
 
 /// How long a grant of re-signing lasts: re-signed messages are accepted until then.
@@ -53,8 +59,23 @@ pub struct Migration {
     sessions: Sessions,
     federation: Federation,
     chat: Chat,
+    media: Media,
+    identity: Identity,
+    /// How long `GET /data` waits for an archive being built.
+    export_wait: std::time::Duration,
     domain: DomainName,
     public_url: String,
+}
+
+/// The services the migration domain works with.
+pub struct Deps {
+    pub store: Store,
+    pub sessions: Sessions,
+    pub federation: Federation,
+    pub chat: Chat,
+    pub media: Media,
+    pub identity: Identity,
+    pub export_wait: std::time::Duration,
 }
 
 /// Where lookups of a redirected actor go.
@@ -66,19 +87,24 @@ pub struct Redirected {
 }
 
 impl Migration {
-    pub fn new(
-        store: Store,
-        sessions: Sessions,
-        federation: Federation,
-        chat: Chat,
-        domain: DomainName,
-        public_url: &str,
-    ) -> Self {
+    pub fn new(deps: Deps, domain: DomainName, public_url: &str) -> Self {
+        let Deps {
+            store,
+            sessions,
+            federation,
+            chat,
+            media,
+            identity,
+            export_wait,
+        } = deps;
         Self {
             store,
             sessions,
             federation,
             chat,
+            media,
+            identity,
+            export_wait,
             domain,
             public_url: public_url.trim_end_matches('/').to_owned(),
         }
@@ -375,6 +401,7 @@ impl Migration {
                 id: from_store(m.id),
                 signature: m.signature.clone(),
                 content: self.chat.resign_content(&m)?,
+                peer: None,
             };
             match batches.iter_mut().find(|(s, _)| *s == m.cert_serial) {
                 Some((_, batch)) => batch.messages.push(message),

@@ -6,12 +6,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use fugue_proto::api::{
-    self, MessageBatch, abort_resigning, messages_to_resign, remove_redirect, request_resigning,
-    set_up_redirect_extern,
+    self, MessageBatch, abort_resigning, delete_data, messages_to_resign, remove_redirect,
+    request_resigning, set_up_redirect_extern,
 };
 
+use super::export::{Export, RETRY_AFTER_S};
 use crate::AppState;
-use crate::http::{ApiResult, Json, Query, ok};
+use crate::http::{ApiResult, Json, Query, Sensitive, ok};
 use crate::routes::Routes;
 use crate::sessions::Authed;
 use crate::sessions::routes::AnySession;
@@ -33,6 +34,10 @@ pub(crate) fn router() -> Routes {
         .at(&api::abort_resigning::ENDPOINT, abort_resigning)
         .at(&api::messages_to_resign::ENDPOINT, messages_to_resign)
         .at(&api::commit_resigned::ENDPOINT, commit_resigned)
+        .at(&api::export_data::ENDPOINT, export_data)
+        .at(&api::delete_data::ENDPOINT, delete_data)
+        .at(&api::import_data::ENDPOINT, import_data)
+        .at(&api::data_imports::ENDPOINT, data_imports)
 }
 
 /// The `X-P2-core-keytrial` header, if one is sent.
@@ -162,6 +167,88 @@ pub async fn commit_resigned(
         axum::http::HeaderValue::from(super::RESIGN_INTERVAL_S),
     );
     Ok(with_limit(&app, response))
+}
+
+/// `GET /.p2/core/v1/data`: the archive (core §7.3.2), or 204 with `Retry-After` while it
+/// is built.
+pub async fn export_data(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let export = app
+        .migration
+        .export(&authed, keytrial(&headers), app.config.clock.now())
+        .await?;
+    Ok(match export {
+        Export::Building => (
+            StatusCode::NO_CONTENT,
+            [(header::RETRY_AFTER, RETRY_AFTER_S.to_string())],
+        )
+            .into_response(),
+        Export::Ready {
+            object,
+            size,
+            file_name,
+        } => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    fugue_proto::export::CONTENT_TYPE.to_owned(),
+                ),
+                (header::CONTENT_LENGTH, size.to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{file_name}\""),
+                ),
+                (header::CACHE_CONTROL, "private, no-store".to_owned()),
+            ],
+            axum::body::Body::from_stream(object.into_stream()),
+        )
+            .into_response(),
+    })
+}
+
+/// `DELETE /.p2/core/v1/data?breakRedirect=`: 204.
+pub async fn delete_data(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    headers: HeaderMap,
+    Query(q): Query<delete_data::Query>,
+) -> ApiResult<Response> {
+    app.migration
+        .delete_data(
+            &authed,
+            keytrial(&headers),
+            q.break_redirect.unwrap_or(false),
+            app.config.clock.now(),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /.p2/core/v1/migration/data` (the archive) — sensitive: 202 once it is checked.
+pub async fn import_data(
+    State(app): State<AppState>,
+    authed: Authed,
+    Sensitive(solution): Sensitive,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    let length = crate::media::routes::content_length(&headers)?;
+    let now = app.config.clock.now();
+    app.sessions
+        .check_sensitive(&authed.actor, solution.as_deref(), now)
+        .await?;
+    app.migration
+        .import(&authed, length, body.into_data_stream(), now)
+        .await?;
+    Ok((StatusCode::ACCEPTED, [(header::CONTENT_LENGTH, "0")]).into_response())
+}
+
+/// `GET /.p2/fugue-core/v1/migration/imports`
+pub async fn data_imports(State(app): State<AppState>, authed: Authed) -> ApiResult<Response> {
+    Ok(ok(app.migration.imports(&authed).await?).into_response())
 }
 
 /// Adds the largest body a commit takes (core §7.2.2.1).

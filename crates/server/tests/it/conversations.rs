@@ -36,8 +36,14 @@ async fn a_dm_between_two_local_actors_is_theirs_alone() {
     .await;
     let nobody: FederationId = "nobody@localhost".parse().unwrap();
     problem(alice.dm(&nobody).await, 404, ErrorCode::UserNotFound).await;
+    // An actor of another server is asked of its home server, which must answer.
     let elsewhere: FederationId = "bob@elsewhere.test".parse().unwrap();
-    problem(alice.dm(&elsewhere).await, 404, ErrorCode::UserNotFound).await;
+    problem(
+        alice.dm(&elsewhere).await,
+        424,
+        ErrorCode::HomeServerUnavailable,
+    )
+    .await;
 
     let hi: Message = ok(alice.send(dm.id, "a1", "hi bob").await, 201).await;
     assert_eq!(hi.channel_id, dm.id);
@@ -140,8 +146,16 @@ async fn a_dm_and_a_group_between_actors_of_two_servers() {
             vec![reply.id, from_alpha.id]
         );
     }
-    // The recipient must be registered on the server asked.
-    problem(bob.dm(&alice.fid()).await, 404, ErrorCode::UserNotFound).await;
+    // An actor registered here opens its DM with an actor of another server here too: the
+    // same conversation, where that actor's messages to it arrive. One the other server
+    // does not know is no recipient.
+    let bobs: Conversation = ok(bob.dm(&alice.fid()).await, 200).await;
+    assert_eq!(bobs.id, dm.id);
+    let ghost: FederationId = "ghost@alpha.test".parse().unwrap();
+    problem(bob.dm(&ghost).await, 404, ErrorCode::UserNotFound).await;
+    // An actor of another server only opens DMs with actors registered here.
+    let dave: FederationId = "dave@alpha.test".parse().unwrap();
+    problem(alice.dm(&dave).await, 404, ErrorCode::UserNotFound).await;
 
     // Bob's group on beta with alice of alpha: alpha answers for her.
     let dave_of_alpha = alpha.register("dave").await;

@@ -12,7 +12,7 @@ use fugue_testkit::{PASSWORD, TestServer, assert_problem};
 use crate::support::url;
 
 /// A private guild of `who`'s own: its chat and the guild's first channel.
-async fn own_channel(who: &Session, name: &str) -> (fugue_client::Chat, u64) {
+pub(crate) async fn own_channel(who: &Session, name: &str) -> (fugue_client::Chat, u64) {
     let chat = who.chat();
     let guild = chat
         .create_guild(&api::create_guild::Request {
@@ -27,7 +27,7 @@ async fn own_channel(who: &Session, name: &str) -> (fugue_client::Chat, u64) {
     (chat, channel)
 }
 
-fn body(text: &str) -> MessageBody {
+pub(crate) fn body(text: &str) -> MessageBody {
     MessageBody {
         content: text.into(),
         reply_to: None,

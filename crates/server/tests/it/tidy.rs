@@ -199,7 +199,9 @@ fn paths_are_written_once_in_proto_api() {
             continue;
         }
         for literal in string_literals(&text) {
-            let spells_a_path = [".p2", "/.well-known", "v1/"]
+            // `/.p2` and `.p2/`, not `.p2` alone: the export format's file names
+            // (`messages.p2mb`) have it too.
+            let spells_a_path = ["/.p2", ".p2/", "/.well-known", "v1/"]
                 .iter()
                 .any(|part| literal.contains(part))
                 || declared.contains(&literal.as_str());

@@ -594,6 +594,31 @@ impl Store {
         .collect()
     }
 
+    /// Up to `limit` live messages of `author_id` whose current version was signed with
+    /// certificate `serial`, with ids above `after`, by id (an export's pages).
+    pub async fn messages_signed_with(
+        &self,
+        author_id: i64,
+        serial: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MessageRow>> {
+        self.query(
+            concat!(
+                "SELECT ",
+                message_columns!(),
+                " FROM messages m JOIN actors a ON a.id = m.author_id
+                 WHERE m.author_id = $1 AND m.cert_serial = $2 AND m.id > $3 AND m.deleted_at IS NULL
+                 ORDER BY m.id LIMIT $4"
+            ),
+            params![author_id, serial, after, limit],
+        )
+        .await?
+        .iter()
+        .map(message)
+        .collect()
+    }
+
     /// Up to `limit` messages (not deleted) that a grant lets `new_fid` re-sign: by its old
     /// actor, signed with a granted certificate (only `serial`, when given), oldest first.
     pub async fn messages_to_resign(

@@ -285,3 +285,162 @@ async fn a_grant_names_what_may_be_re_signed_and_a_re_signed_message_keeps_its_o
         );
     }
 }
+
+#[tokio::test]
+async fn exports_and_imports_are_recorded_and_pages_of_signed_messages_follow_ids() {
+    use fugue_store::{ExportRow, ImportRow};
+    let dir = tempfile::tempdir().unwrap();
+    for store in super::engines(&dir).await {
+        let engine = store.engine_name();
+        let f = guild(&store, "mover").await;
+        let mut ids = Vec::new();
+        for (i, serial) in [5, 5, 9, 5].into_iter().enumerate() {
+            let m = fugue_store::MessageRow {
+                cert_serial: serial,
+                ..message(&f, f.owner, &format!("n{i}"), "hi")
+            };
+            let e = NewEvent {
+                ref_id: Some(m.id),
+                ..ev(f.guild.id, 0)
+            };
+            store.insert_message(&m, &e, None, None).await.unwrap();
+            ids.push((m.id, serial));
+        }
+        let mut signed_5: Vec<i64> = ids
+            .iter()
+            .filter(|(_, s)| *s == 5)
+            .map(|(i, _)| *i)
+            .collect();
+        signed_5.sort_unstable();
+        let first = store.messages_signed_with(f.owner, 5, 0, 2).await.unwrap();
+        assert_eq!(
+            first.iter().map(|m| m.id).collect::<Vec<_>>(),
+            signed_5[..2],
+            "{engine}"
+        );
+        let rest = store
+            .messages_signed_with(f.owner, 5, first[1].id, 2)
+            .await
+            .unwrap();
+        assert_eq!(rest.iter().map(|m| m.id).collect::<Vec<_>>(), signed_5[2..]);
+        assert!(
+            store
+                .messages_signed_with(f.owner, 7, 0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let export = ExportRow {
+            id: "e1".into(),
+            actor_id: f.owner,
+            serials: "5,9".into(),
+            state: "building".into(),
+            object_key: None,
+            size: None,
+            file_name: "export1-mover@x.tar.gz".into(),
+            error: None,
+            created_at: 100,
+            finished_at: None,
+        };
+        store.insert_export(&export).await.unwrap();
+        assert_eq!(
+            store.latest_export(f.owner, "5,9", 50).await.unwrap(),
+            Some(export.clone())
+        );
+        assert_eq!(store.latest_export(f.owner, "5", 50).await.unwrap(), None);
+        assert_eq!(
+            store.latest_export(f.owner, "5,9", 101).await.unwrap(),
+            None
+        );
+        assert!(!store.object_in_use("obj").await.unwrap());
+        store.finish_export("e1", "obj", 42, 110).await.unwrap();
+        let ready = store
+            .latest_export(f.owner, "5,9", 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                ready.state.as_str(),
+                ready.object_key.as_deref(),
+                ready.size,
+                ready.finished_at
+            ),
+            ("ready", Some("obj"), Some(42), Some(110)),
+            "{engine}"
+        );
+        assert!(
+            store.object_in_use("obj").await.unwrap(),
+            "an export's object is named"
+        );
+        store.fail_export("e1", "disk full", 120).await.unwrap();
+        let failed = store
+            .latest_export(f.owner, "5,9", 0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (failed.state.as_str(), failed.error.as_deref()),
+            ("failed", Some("disk full"))
+        );
+        // Old ones, or all of an actor's, are dropped.
+        assert!(store.exports_to_drop(100, None).await.unwrap().is_empty());
+        assert_eq!(store.exports_to_drop(101, None).await.unwrap().len(), 1);
+        assert_eq!(
+            store.exports_to_drop(0, Some(f.owner)).await.unwrap().len(),
+            1
+        );
+        store.delete_export("e1").await.unwrap();
+        assert_eq!(store.latest_export(f.owner, "5,9", 0).await.unwrap(), None);
+
+        for (id, at) in [("i1", 200), ("i2", 300)] {
+            store
+                .insert_import(&ImportRow {
+                    id: id.into(),
+                    actor_id: f.owner,
+                    state: "running".into(),
+                    messages: 0,
+                    resources: 0,
+                    report: "[]".into(),
+                    created_at: at,
+                    finished_at: None,
+                })
+                .await
+                .unwrap();
+        }
+        store
+            .finish_import(&ImportRow {
+                id: "i1".into(),
+                actor_id: 0,
+                state: "done".into(),
+                messages: 3,
+                resources: 1,
+                report: "[\"a note\"]".into(),
+                created_at: 0,
+                finished_at: Some(250),
+            })
+            .await
+            .unwrap();
+        let imports = store.imports_of(f.owner, 10).await.unwrap();
+        assert_eq!(
+            imports.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+            ["i2", "i1"],
+            "newest first"
+        );
+        assert_eq!(
+            (
+                imports[1].state.as_str(),
+                imports[1].messages,
+                imports[1].resources
+            ),
+            ("done", 3, 1)
+        );
+        assert_eq!(imports[1].report, "[\"a note\"]");
+        assert_eq!(
+            (imports[1].created_at, imports[1].finished_at),
+            (200, Some(250))
+        );
+        assert_eq!(store.imports_of(f.owner, 1).await.unwrap().len(), 1);
+    }
+}

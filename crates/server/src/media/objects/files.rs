@@ -251,6 +251,94 @@ impl FileReader {
     }
 }
 
+/// A scratch file for work too large for memory (building or reading a data export):
+/// written and read on a blocking thread, removed when dropped.
+pub struct Spool {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Spool {
+    /// A new empty scratch file in `dir` (the media directory's `tmp/`, or the system's).
+    pub fn create_in(dir: &Path) -> std::io::Result<Self> {
+        let path = dir.join(format!("spool-{}", super::new_key()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Self { file, path })
+    }
+
+    /// Its length now.
+    pub fn size(&self) -> std::io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// Appends `bytes` without blocking the runtime (a request body arriving).
+    pub async fn append(&mut self, bytes: Bytes) -> std::io::Result<()> {
+        let mut file = self.file.try_clone()?;
+        tokio::task::spawn_blocking(move || file.write_all(&bytes))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Back to its start, to be read.
+    pub fn rewind(&mut self) -> std::io::Result<()> {
+        use std::io::Seek;
+        self.file.seek(std::io::SeekFrom::Start(0)).map(|_| ())
+    }
+
+    /// A reader of a copy of its handle, from its start: the bytes, as an object's are read.
+    /// The file is removed when the spool is dropped; the handle keeps its bytes until read.
+    pub fn reader(&self) -> std::io::Result<FileReader> {
+        use std::io::Seek;
+        let mut file = self.file.try_clone()?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        Ok(FileReader(file))
+    }
+}
+
+impl Read for Spool {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Write for Spool {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl std::io::Seek for Spool {
+    fn seek(&mut self, pos: std::io::SeekFrom) -> std::io::Result<u64> {
+        self.file.seek(pos)
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        // Best effort: a leftover in `tmp/` is cleared at the next start.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Files {
+    /// Where scratch files of this store go.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+}
+
+/// The system's directory for scratch files (a bucket has no local directory).
+pub fn system_spool_dir() -> PathBuf {
+    std::env::temp_dir()
+}
+
 /// Reads until `buf` is full or the file ends; the bytes read.
 fn read_full(file: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     let mut n = 0;

@@ -6,6 +6,8 @@
 mod files;
 pub mod s3;
 
+pub use files::Spool;
+
 use std::io::{BufRead, Seek};
 use std::time::Duration;
 
@@ -90,6 +92,26 @@ impl Objects {
         }
     }
 
+    /// A scratch file on this node's disk.
+    pub fn spool(&self) -> std::io::Result<Spool> {
+        match self {
+            Self::Files(f) => Spool::create_in(&f.spool_dir()),
+            Self::S3(_) => Spool::create_in(&files::system_spool_dir()),
+        }
+    }
+
+    /// Stores what `spool` holds as a new object; its key.
+    pub async fn store_spool(&self, spool: &Spool) -> std::io::Result<String> {
+        use futures_util::StreamExt;
+        let length = spool.size()?;
+        let mut w = self.create(length).await?;
+        let mut bytes = std::pin::pin!(spool.reader()?.into_stream());
+        while let Some(chunk) = bytes.next().await {
+            w.write(&chunk?).await?;
+        }
+        self.finish(w).await
+    }
+
     /// The keys of objects older than `age`: the candidates of a sweep for objects no blob
     /// names (an upload finishes its object shortly before the database names it).
     pub async fn older_than(&self, age: Duration) -> std::io::Result<Vec<String>> {
@@ -128,11 +150,46 @@ impl ObjectReader {
         })
     }
 
+    /// A reader on a blocking thread that pulls the bytes as they come, never holding the
+    /// object (an export copying it into its archive); `rt` runs the pulls.
+    pub fn into_pulled(self, rt: tokio::runtime::Handle) -> Box<dyn std::io::Read + Send> {
+        match self {
+            Self::File(r) => Box::new(r.into_blocking()),
+            Self::S3(r) => Box::new(Pulled {
+                stream: Box::pin(r.into_stream()),
+                chunk: Bytes::new(),
+                rt,
+            }),
+        }
+    }
+
     /// The whole object (small ones: previews, thumbnails).
     pub async fn read_all(self) -> std::io::Result<Vec<u8>> {
         match self {
             Self::File(r) => r.read_all().await,
             Self::S3(r) => r.read_all(u64::MAX).await,
         }
+    }
+}
+
+/// A stream read from a blocking thread.
+struct Pulled {
+    stream: std::pin::Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
+    chunk: Bytes,
+    rt: tokio::runtime::Handle,
+}
+
+impl std::io::Read for Pulled {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use futures_util::StreamExt;
+        while self.chunk.is_empty() {
+            match self.rt.block_on(self.stream.next()) {
+                Some(chunk) => self.chunk = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
     }
 }
