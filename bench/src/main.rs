@@ -1,5 +1,5 @@
 //! Fugue benchmarks: `cargo run --release -p fugue-bench --
-//! [http|gateway|federation|flood|chat|media] [--quick]`.
+//! [http|gateway|federation|flood|chat|media|migration] [--quick]`.
 //!
 //! Starts the home server in a child process (this binary re-executed with `--serve`,
 //! `--serve-gateway` or `--serve-federation`) on a loopback port with a fresh database, loads
@@ -9,7 +9,8 @@
 //! `gateway/`), then `federation` (key trial sign-ins on a second server, see
 //! `federation.rs`), then `flood` (a login flood against a loaded gateway, see `flood.rs`), then
 //! `chat` (the chat scenarios S1–S5, see `chat.rs`), then `media` (a 100 MiB upload and
-//! download against the disk's own speed, see `media.rs`).
+//! download against the disk's own speed, see `media.rs`), then `migration` (export and
+//! import of 100,000 messages, re-signing, see `migration.rs`).
 //!
 //! This file keeps what the parts share: the dispatcher, the child server's common set-up,
 //! starting a child and killing it on drop, and the readings (RSS, percentiles, a load loop).
@@ -26,6 +27,7 @@ mod flood;
 mod gateway;
 mod http;
 mod media;
+mod migration;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -39,7 +41,8 @@ use fugue_store::Store;
 
 const PASSWORD: &str = "benchmark password 1";
 
-const USAGE: &str = "usage: fugue-bench [http|gateway|federation|flood|chat|media] [--quick]";
+const USAGE: &str =
+    "usage: fugue-bench [http|gateway|federation|flood|chat|media|migration] [--quick]";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -55,8 +58,8 @@ fn main() {
         Some("--serve-media") => rt.block_on(media::serve(&args[2..])),
         _ => {
             let quick = args.iter().any(|a| a == "--quick");
-            let (mut http, mut gw, mut fed, mut flood, mut chat, mut media) =
-                (false, false, false, false, false, false);
+            let (mut http, mut gw, mut fed, mut flood, mut chat, mut media, mut moving) =
+                (false, false, false, false, false, false, false);
             for a in args.iter().skip(1).filter(|a| *a != "--quick") {
                 match a.as_str() {
                     "http" | "--http" => http = true,
@@ -65,14 +68,16 @@ fn main() {
                     "flood" | "--flood" => flood = true,
                     "chat" | "--chat" => chat = true,
                     "media" | "--media" => media = true,
+                    "migration" | "--migration" => moving = true,
                     _ => {
                         eprintln!("{USAGE}");
                         std::process::exit(2);
                     }
                 }
             }
-            if !http && !gw && !fed && !flood && !chat && !media {
-                (http, gw, fed, flood, chat, media) = (true, true, true, true, true, true);
+            if !http && !gw && !fed && !flood && !chat && !media && !moving {
+                (http, gw, fed, flood, chat, media, moving) =
+                    (true, true, true, true, true, true, true);
             }
             println!(
                 "# fugue-bench ({} mode)",
@@ -95,6 +100,9 @@ fn main() {
             }
             if media {
                 rt.block_on(media::bench(quick));
+            }
+            if moving {
+                rt.block_on(migration::bench(quick));
             }
         }
     }

@@ -48,6 +48,8 @@ pub async fn serve(args: &[String]) {
         SigningKey::generate(&mut OsRng),
         |c| {
             cheap_hashing(c);
+            // The migration benchmark writes a long history first.
+            c.rate_limits.chat_messages_per_5s = 0;
             c.media.dir = Some(dir.join("media"));
             if let Some(endpoint) = s3 {
                 use fugue_testkit::garage::{ACCESS_KEY, BUCKET, REGION, SECRET_KEY};
@@ -136,19 +138,17 @@ fn objects(media: &Path) -> Vec<PathBuf> {
 }
 
 /// A benchmark session on the child at `port`.
-async fn sign_up(port: u16) -> Session {
+/// A new account `name` on the child at `port` (domain `localhost`), signed in.
+pub(crate) async fn sign_up(port: u16, name: &str) -> Session {
     let client = Client::new(&format!("http://127.0.0.1:{port}")).unwrap();
-    client
-        .register("bench", PASSWORD, None, None)
-        .await
-        .unwrap();
+    client.register(name, PASSWORD, None, None).await.unwrap();
     client
         .login(
-            "bench",
+            name,
             PASSWORD,
             None,
             &IdentityKey::generate(),
-            &"bench@localhost".parse().unwrap(),
+            &format!("{name}@localhost").parse().unwrap(),
             &"bench".parse().unwrap(),
         )
         .await
@@ -229,7 +229,7 @@ pub async fn bench(quick: bool) {
         println!("the media child did not start");
         return;
     };
-    let session = sign_up(port).await;
+    let session = sign_up(port, "bench").await;
     let file = tmp.path().join("payload.bin");
     let (mut writes, mut reads) = (vec![], vec![]);
     let media = dir.join("media");
@@ -279,7 +279,7 @@ pub async fn bench(quick: bool) {
         println!("the media child with a bucket did not start");
         return;
     };
-    let session = sign_up(port).await;
+    let session = sign_up(port, "bench").await;
     let s3 = transfers(&session, child.pid(), &file, size, None, || {}).await;
     let (su, sd) = (median(s3.ups), median(s3.downs));
     println!(

@@ -6,28 +6,52 @@
 //! which it may keep wherever it lives. Guild and group messages are bound to their guild
 //! or group and are re-signed in place instead (core §7.2). A signed message names the
 //! server and conversation holding it, so an imported one is signed anew by the importer
-//! for its DM with the same actor here; it is then stored as a send of that message, with
-//! every check a send makes, under its nonce (importing twice stores it once), dated by the
-//! import: an archive carries no time anyone could check.
+//! for its DM with the same actor here. The whole archive is checked before any of it is
+//! stored; then its messages are stored like sends — only while the importer may post in
+//! the DM, under their nonces (importing twice stores them once) —, many to a transaction
+//! and without an event each (an import brings history, not news), dated by the import: an
+//! archive carries no time anyone could check.
 
-use fugue_proto::api::{BatchMessage, send_message};
+use fugue_proto::api::BatchMessage;
 use fugue_proto::certs::{self, IdCert};
 use fugue_proto::chat::{MessageBody, SignedPayload, channel_type};
 use fugue_proto::{FederationId, Serial};
-use fugue_store::SessionGuard;
+use fugue_store::MessageRow;
 
-use super::messages::Outcome;
 use super::{Chat, Error};
 use crate::ids::{ActorId, to_store};
 use crate::principal::Actor;
-use crate::sessions::Authed;
 
 /// A message of an archive that may be imported: where it goes and what it says.
 #[derive(Debug, Clone)]
 pub struct Importable {
+    pub id: u64,
     pub conversation: u64,
     pub nonce: String,
     pub body: MessageBody,
+    payload: SignedPayload,
+    signature: String,
+}
+
+impl Importable {
+    /// Whether its signature verifies with `cert`.
+    pub fn verify(&self, cert: &IdCert) -> Result<(), Error> {
+        let signature = hex::decode(&self.signature)
+            .ok()
+            .filter(|s| s.len() == 64)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "message {}: its signature is not 64 bytes of hex",
+                    self.id
+                ))
+            })?;
+        certs::verify_strict(&cert.key, &self.payload.signed_bytes(), &signature).map_err(|_| {
+            Error::BadSignature(format!(
+                "message {} with certificate {}",
+                self.id, cert.serial
+            ))
+        })
+    }
 }
 
 impl Chat {
@@ -53,15 +77,11 @@ impl Chat {
             .transpose()
     }
 
-    /// Checks message `m` of an archive `actor` imports, signed with `cert` (one of the
-    /// actor's, checked by the caller): it must be a message of the actor's own, signed for
-    /// a DM of the actor on this server, answering nothing and naming no attachment.
-    pub async fn check_import(
-        &self,
-        actor: &Actor,
-        m: &BatchMessage,
-        cert: &IdCert,
-    ) -> Result<Importable, Error> {
+    /// Message `m` of an archive `actor` imports, when it is a new message of the actor's
+    /// own signed for a conversation of this server, answering nothing and naming no
+    /// attachment. Its signature is [`Importable::verify`]'s to check, and its conversation
+    /// [`Chat::check_import_target`]'s.
+    pub fn importable(&self, actor: &Actor, m: &BatchMessage) -> Result<Importable, Error> {
         let refuse = |why: &str| Error::Invalid(format!("message {}: {why}", m.id));
         let field = |name: &str| m.content.get(name).cloned().unwrap_or_default();
         let conversation: u64 = field("conversation")
@@ -78,9 +98,9 @@ impl Chat {
                 "an imported message answers no message and names no attachment",
             ));
         }
-        let expected =
+        let payload =
             SignedPayload::message(&self.domain, conversation, &actor.fid, &nonce, None, &body);
-        let same = serde_json::to_value(&expected).map_err(|e| Error::Invalid(e.to_string()))?;
+        let same = serde_json::to_value(&payload).map_err(|e| Error::Invalid(e.to_string()))?;
         if same != m.content {
             return Err(refuse(&format!(
                 "it is not a new message by you signed for this server ({}); re-sign it for \
@@ -88,14 +108,19 @@ impl Chat {
                 self.domain
             )));
         }
-        let signature = hex::decode(&m.signature)
-            .ok()
-            .filter(|s| s.len() == 64)
-            .ok_or_else(|| refuse("its signature is not 64 bytes of hex"))?;
-        certs::verify_strict(&cert.key, &expected.signed_bytes(), &signature).map_err(|_| {
-            Error::BadSignature(format!("message {} with certificate {}", m.id, cert.serial))
-        })?;
-        // Free of context: a DM of the actor's (a group or a guild channel is bound to it).
+        Ok(Importable {
+            id: m.id,
+            conversation,
+            nonce,
+            body,
+            payload,
+            signature: m.signature.to_ascii_lowercase(),
+        })
+    }
+
+    /// Whether `actor` may import messages into `conversation`: one of its DMs here (free
+    /// of context; a group or a guild channel is bound to it).
+    pub async fn check_import_target(&self, actor: &Actor, conversation: u64) -> Result<(), Error> {
         let dm = self
             .store
             .conversation(to_store(conversation))
@@ -110,43 +135,52 @@ impl Chat {
                 .any(|c| c.actor_id == actor.id.to_store()),
             None => false,
         };
-        if !member {
-            return Err(refuse(
-                "only messages of your DMs on this server can be imported; guild and group \
-                 messages stay where they are and are re-signed there",
-            ));
+        if member {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "conversation {conversation}: only messages of your DMs on this server can be \
+                 imported; guild and group messages stay where they are and are re-signed there"
+            )))
         }
-        Ok(Importable {
-            conversation,
-            nonce,
-            body,
-        })
     }
 
-    /// Stores an imported message `m` as a send by `authed` (with `guard`) of `checked`,
-    /// signed with certificate `pem` (`serial`); whether it is new.
-    pub async fn import_message(
+    /// Stores checked imported messages of `actor`, each with the certificate (PEM and
+    /// serial) it was signed with, in archive order, in one transaction; how many were new
+    /// (one stored before under its nonce is not stored again).
+    pub async fn store_imported(
         &self,
-        (authed, guard): (&Authed, &SessionGuard),
-        checked: Importable,
-        signature: &str,
-        (pem, serial): (&str, Serial),
-    ) -> Result<bool, Error> {
-        let req = send_message::Request {
-            content: checked.body.content,
-            signature: signature.to_owned(),
-            nonce: checked.nonce,
-            id_cert: Some(pem.to_owned()),
-            serial: Some(serial),
-            reply_to: None,
-            attachments: Vec::new(),
-        };
-        match self
-            .send_message(authed, guard, checked.conversation, req)
-            .await?
-        {
-            Outcome::Created(_) => Ok(true),
-            Outcome::Existing(_) => Ok(false),
-        }
+        actor: &Actor,
+        messages: Vec<(Importable, String, Serial)>,
+    ) -> Result<u64, Error> {
+        let now = self.events.now();
+        let rows = messages
+            .iter()
+            .map(|(m, pem, serial)| {
+                let content =
+                    serde_json::to_string(&m.body).map_err(|e| Error::Invalid(e.to_string()))?;
+                Ok(MessageRow {
+                    id: self.message_id(now),
+                    guild_id: to_store(m.conversation),
+                    channel_id: to_store(m.conversation),
+                    author_id: actor.id.to_store(),
+                    author_name: crate::principal::stored_name(&actor.fid, &self.domain),
+                    nonce: m.nonce.clone(),
+                    content,
+                    signature: m.signature.clone(),
+                    cert_pem: pem.clone(),
+                    cert_serial: to_store(serial.0),
+                    version_nonce: m.nonce.clone(),
+                    reply_to: None,
+                    created_at: now.to_store(),
+                    edited_at: None,
+                    deleted_at: None,
+                    deleted_by: None,
+                    version: 1,
+                    resigned_at: None,
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        Ok(self.store.import_messages(&rows).await?)
     }
 }

@@ -49,7 +49,7 @@ pub(super) const MESSAGE_EPOCH: u64 = 1_767_225_600;
 impl Chat {
     /// A new time-ordered message id: `(ms since MESSAGE_EPOCH << 22) | 22 random bits`,
     /// positive, and above every id this node gave out before.
-    fn message_id(&self, now: UnixTime) -> i64 {
+    pub(super) fn message_id(&self, now: UnixTime) -> i64 {
         let sub_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| u64::from(d.subsec_millis()));

@@ -17,9 +17,9 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use fugue_proto::Serial;
 use fugue_proto::api::BatchMessage;
 use fugue_proto::certs::IdCert;
 use fugue_proto::export::{self as format, AccessFile, Entry, ImportReport};
@@ -45,6 +45,10 @@ const MESSAGE_COUNT_MAX: u64 = 2_000_000;
 pub const IMPORTS_LISTED: i64 = 20;
 /// Notes an import keeps at most.
 const NOTES_MAX: usize = 100;
+/// Messages whose signatures are verified together (spread over the cores).
+const VERIFY_CHUNK: usize = 4096;
+/// Messages stored at once.
+const IMPORT_CHUNK: usize = 1000;
 /// Bytes of a resource read at once while it is stored.
 const CHUNK: usize = 256 * 1024;
 
@@ -56,6 +60,13 @@ struct Plan {
     resources: usize,
     messages: u64,
     notes: Vec<String>,
+}
+
+/// The certificates and conversations an import looked up already.
+#[derive(Default)]
+struct Seen {
+    certs: HashMap<String, Arc<IdCert>>,
+    targets: HashSet<u64>,
 }
 
 /// What an import stored, and what it left out.
@@ -152,11 +163,11 @@ impl Migration {
         rt: &tokio::runtime::Handle,
     ) -> Result<Plan, Error> {
         spool.rewind()?;
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut names: HashSet<String> = HashSet::new();
         let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
         let mut present = HashSet::new();
         let mut access: Option<AccessFile> = None;
-        let mut certs: HashMap<String, (IdCert, Serial)> = HashMap::new();
+        let mut seen = Seen::default();
         let mut messages = 0u64;
         let mut notes = Vec::new();
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
@@ -181,7 +192,7 @@ impl Migration {
                 }
             }
             let name = path.trim_start_matches("./").to_owned();
-            if !seen.insert(name.clone()) {
+            if !names.insert(name.clone()) {
                 return Err(Error::Archive(format!("{name:?} is in the archive twice")));
             }
             let size = entry.header().size().map_err(unreadable)?;
@@ -194,12 +205,21 @@ impl Migration {
                             format::MESSAGES
                         )));
                     }
+                    // Signatures are verified a few thousand at a time, on every core.
+                    let mut unverified = Vec::new();
                     messages = format::each_message(&mut entry, |pem, m| {
-                        self.check_message(actor, &mut certs, pem, &m, rt)
-                            .map(drop)
-                            .map_err(|e| e.to_string())
+                        let checked = self
+                            .check_message(actor, &mut seen, (pem, &m), rt)
+                            .map_err(|e| e.to_string())?;
+                        unverified.push(checked);
+                        if unverified.len() >= VERIFY_CHUNK {
+                            verify_all(&std::mem::take(&mut unverified))
+                                .map_err(|e| e.to_string())?;
+                        }
+                        Ok(())
                     })
                     .map_err(Error::Archive)?;
+                    verify_all(&unverified)?;
                     if messages > MESSAGE_COUNT_MAX {
                         return Err(Error::Archive(format!(
                             "an archive brings at most {MESSAGE_COUNT_MAX} messages"
@@ -270,23 +290,28 @@ impl Migration {
         })
     }
 
-    /// Checks one message of an archive: signed by `pem`, a certificate of the importer's
-    /// from this server, and importable as the chat says.
+    /// Checks one message of an archive but for its signature: signed by `pem`, a
+    /// certificate of the importer's from this server (each looked up once, in `seen`), and
+    /// importable as the chat says (each conversation looked up once). The message and the
+    /// certificate its signature must verify with.
     fn check_message(
         &self,
         actor: &Actor,
-        certs: &mut HashMap<String, (IdCert, Serial)>,
-        pem: &str,
-        m: &BatchMessage,
+        seen: &mut Seen,
+        (pem, m): (&str, &BatchMessage),
         rt: &tokio::runtime::Handle,
-    ) -> Result<crate::chat::Importable, Error> {
-        if !certs.contains_key(pem) {
+    ) -> Result<(crate::chat::Importable, Arc<IdCert>), Error> {
+        if !seen.certs.contains_key(pem) {
             let cert = rt.block_on(self.own_cert(actor, pem))?;
-            let serial = cert.serial;
-            certs.insert(pem.to_owned(), (cert, serial));
+            seen.certs.insert(pem.to_owned(), Arc::new(cert));
         }
-        let (cert, _) = &certs[pem];
-        Ok(rt.block_on(self.chat.check_import(actor, m, cert))?)
+        let cert = seen.certs[pem].clone();
+        let checked = self.chat.importable(actor, m)?;
+        if !seen.targets.contains(&checked.conversation) {
+            rt.block_on(self.chat.check_import_target(actor, checked.conversation))?;
+            seen.targets.insert(checked.conversation);
+        }
+        Ok((checked, cert))
     }
 
     /// `pem`, when it is a certificate this server issued to `actor` and did not revoke.
@@ -383,36 +408,50 @@ impl Migration {
         rt: &tokio::runtime::Handle,
         outcome: &mut Outcome,
     ) -> Result<(), Error> {
-        let (authed, guard) = session;
+        let (authed, _) = session;
         spool.rewind()?;
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
             std::io::BufReader::with_capacity(CHUNK, spool),
         ));
-        let mut certs: HashMap<String, (IdCert, Serial)> = HashMap::new();
+        let mut seen = Seen::default();
         for entry in archive.entries().map_err(unreadable)? {
             let mut entry = entry.map_err(unreadable)?;
             let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             match format::entry(&path) {
                 Ok(Entry::Messages) => {
+                    // Checked whole before: only what changed since (a DM left, a
+                    // certificate revoked) is refused now, and noted.
+                    // Stored a chunk at a time as they are read: never all in memory.
+                    let mut due = Vec::new();
+                    let (mut count, mut new) = (0u64, 0u64);
+                    let mut store = |due: &mut Vec<_>| -> Result<(), String> {
+                        count += due.len() as u64;
+                        new += rt
+                            .block_on(self.chat.store_imported(&authed.actor, std::mem::take(due)))
+                            .map_err(|e| e.to_string())?;
+                        Ok(())
+                    };
                     format::each_message(&mut entry, |pem, m| {
-                        let stored = self
-                            .check_message(&authed.actor, &mut certs, pem, &m, rt)
-                            .and_then(|checked| {
-                                let (_, serial) = certs[pem];
-                                Ok(rt.block_on(self.chat.import_message(
-                                    (authed, guard),
-                                    checked,
-                                    &m.signature,
-                                    (pem, serial),
-                                ))?)
-                            });
-                        match stored {
-                            Ok(_) => outcome.messages += 1,
+                        match self.check_message(&authed.actor, &mut seen, (pem, &m), rt) {
+                            Ok((checked, cert)) => {
+                                due.push((checked, pem.to_owned(), cert.serial));
+                            }
                             Err(e) => outcome.note(format!("message {}: {e}", m.id)),
+                        }
+                        if due.len() >= IMPORT_CHUNK {
+                            store(&mut due)?;
                         }
                         Ok(())
                     })
                     .map_err(Error::Archive)?;
+                    store(&mut due).map_err(Error::Archive)?;
+                    outcome.messages += count;
+                    if new < count {
+                        outcome.note(format!(
+                            "{} messages were here already (imported before)",
+                            count - new
+                        ));
+                    }
                 }
                 Ok(Entry::Resource(rid)) => {
                     if plan.present.contains(rid.as_str()) {
@@ -485,6 +524,28 @@ impl Migration {
             })
             .collect())
     }
+}
+
+/// Verifies the signatures of `messages`, spread over the machine's cores.
+fn verify_all(messages: &[(crate::chat::Importable, Arc<IdCert>)]) -> Result<(), Error> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let per = messages.len().div_ceil(cores).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = messages
+            .chunks(per)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter().try_for_each(|(m, cert)| {
+                        m.verify(cert).map_err(|e| Error::Archive(e.to_string()))
+                    })
+                })
+            })
+            .collect();
+        parts.into_iter().try_for_each(|p| {
+            p.join()
+                .unwrap_or_else(|_| Err(Error::Archive("a check failed".into())))
+        })
+    })
 }
 
 fn unreadable(e: std::io::Error) -> Error {

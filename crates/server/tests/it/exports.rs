@@ -439,6 +439,19 @@ async fn a_new_identity_imports_its_dms_and_resources_and_bad_archives_store_not
     let solution = Some(fugue_testkit::PASSWORD);
     let foreign = post_import(&beta, &alice2, export.clone(), solution).await;
     assert_raw_problem(foreign, 400, ErrorCode::ArchiveInvalid).await;
+    // ... a signature or a text changed on the way (in the last message: the first, valid
+    // one is not stored either),
+    let signed: Vec<MessageBatch> = json(&unpack(&archive)["messages.p2mb"]);
+    let mut forged = signed.clone();
+    forged[0].messages[1].signature = "00".repeat(64);
+    let mut changed = signed.clone();
+    changed[0].messages[1].content["body"]["content"] = "not what was said".into();
+    for batches in [forged, changed] {
+        let bytes = serde_json::to_vec(&batches).unwrap();
+        let entries = [(&b"messages.p2mb"[..], tar::EntryType::Regular, &bytes[..])];
+        let resp = post_import(&beta, &alice2, craft(&entries), solution).await;
+        assert_raw_problem(resp, 400, ErrorCode::ArchiveInvalid).await;
+    }
     // ... truncated, or not an archive at all,
     let cut = archive[..archive.len() / 2].to_vec();
     for bad in [cut, b"not a tarball".to_vec()] {

@@ -594,6 +594,33 @@ impl Store {
         .collect()
     }
 
+    /// Stores imported messages (core §7.3) in one transaction, each only while its author
+    /// may post in its channel, as a send checks, and not if the author stored one under its
+    /// nonce there before (importing again stores nothing twice). No event is appended: an
+    /// import brings history, not news. How many were new.
+    pub async fn import_messages(&self, rows: &[MessageRow]) -> Result<u64> {
+        let stmts = rows
+            .iter()
+            .map(|m| {
+                Stmt::new(
+                    concat!(
+                        "INSERT INTO messages (id, guild_id, channel_id, author_id, nonce, content, signature, cert_pem, cert_serial, version_nonce, reply_to, created_at, version)
+                         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $5, $10, $11, 1
+                         WHERE ",
+                        may_send!("$3", "$2", "$4", "$12"),
+                        " ON CONFLICT DO NOTHING"
+                    ),
+                    {
+                        let mut p = send_values(m);
+                        p.push(Value::Int(None));
+                        p
+                    },
+                )
+            })
+            .collect();
+        Ok(self.transaction(stmts).await?.iter().sum())
+    }
+
     /// Up to `limit` live messages of `author_id` whose current version was signed with
     /// certificate `serial`, with ids above `after`, by id (an export's pages).
     pub async fn messages_signed_with(
