@@ -70,6 +70,14 @@ enum AdminCmd {
         /// The directory to write (new or empty).
         dir: std::path::PathBuf,
     },
+    /// Copy the whole database into another, empty one — SQLite to PostgreSQL or back —
+    /// then start the server with `--database-url TO`. Stop the server first: what it
+    /// writes during the copy may be missed. Uploaded files stay where they are.
+    ConvertDb {
+        /// The database to fill: `postgres://…` or `sqlite:PATH` (created when missing).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -142,6 +150,36 @@ async fn admin(settings: ServeArgs, command: AdminCmd) -> Result<(), String> {
                     written.database_bytes,
                 ),
             }
+            Ok(())
+        }
+        AdminCmd::ConvertDb { to } => {
+            let full_sync = match &settings.database {
+                settings::Database::Sqlite { full_sync, .. } => *full_sync,
+                settings::Database::Postgres(_) => true,
+            };
+            let target = settings::database(&to, full_sync)?;
+            if target == settings.database {
+                return Err("the destination is the server's own database".into());
+            }
+            let source = serve::open_store(&settings).await?;
+            let dest = serve::open_store(&settings::Settings {
+                database: target,
+                ..settings.clone()
+            })
+            .await?;
+            let counts = source
+                .copy_into(&dest, |table, rows| {
+                    if rows > 0 {
+                        println!("{table}: {rows} rows");
+                    }
+                })
+                .await
+                .map_err(|e| format!("converting: {e}"))?;
+            let total: u64 = counts.iter().map(|(_, n)| n).sum();
+            println!(
+                "copied {total} rows in {} tables; start the server with --database-url {to}",
+                counts.len()
+            );
             Ok(())
         }
         // Through the account rules: a deleted (retired) account cannot be promoted.

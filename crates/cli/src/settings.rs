@@ -191,6 +191,22 @@ pub enum Database {
     Postgres(String),
 }
 
+/// The database a URL names: `postgres://…` (or `postgresql://…`), or `sqlite:PATH`.
+pub fn database(url: &str, full_sync: bool) -> Result<Database, String> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Database::Postgres(url.to_owned()));
+    }
+    match url.strip_prefix("sqlite:") {
+        Some(path) => Ok(Database::Sqlite {
+            path: PathBuf::from(path.trim_start_matches("//")),
+            full_sync,
+        }),
+        None => Err(format!(
+            "database URL must start with postgres:// or sqlite:, got {url:?}"
+        )),
+    }
+}
+
 /// Everything `serve` and the admin commands need.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -248,20 +264,7 @@ pub fn load(args: &ServeArgs) -> Result<Settings, String> {
         }
     };
     let database = match args.database_url.clone().or(file.database_url.clone()) {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Database::Postgres(url)
-        }
-        Some(url) => match url.strip_prefix("sqlite:") {
-            Some(path) => Database::Sqlite {
-                path: PathBuf::from(path.trim_start_matches("//")),
-                full_sync,
-            },
-            None => {
-                return Err(format!(
-                    "database URL must start with postgres:// or sqlite:, got {url:?}"
-                ));
-            }
-        },
+        Some(url) => database(&url, full_sync)?,
         None => Database::Sqlite {
             path: data_dir.join("fugue.db"),
             full_sync,

@@ -24,6 +24,7 @@ mod sessions;
 mod accounts;
 mod certs;
 mod chat;
+mod convert;
 pub mod engine;
 mod events;
 mod exports;
@@ -47,6 +48,7 @@ pub use chat::{
     GuildRow, MemberRow, MessageRow, MessageVersionRow, OverwriteRow, PinnedRow, Positions,
     ProfileRow, ReactionChange, ReactionRow, ReadRow, RoleRow, Sent, TargetKind,
 };
+pub use convert::tables;
 pub use engine::{Conflict, Error, Result, Row, Stmt, Value};
 pub use events::{EventRow, NewEvent, PositionRow};
 pub use exports::{ExportRow, ImportRow};

@@ -193,6 +193,14 @@ fn stderr_of(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
 }
 
+/// Asserts that a run failed, saying `words` on stderr.
+#[track_caller]
+fn assert_failure(output: &Output, words: &str) {
+    assert!(!output.status.success(), "expected a failure");
+    let err = stderr_of(output);
+    assert!(err.contains(words), "{err}");
+}
+
 #[track_caller]
 fn assert_success(output: &Output, what: &str) -> String {
     assert!(
@@ -1144,12 +1152,7 @@ async fn accounts_are_administered_from_the_command_line() {
         ],
         &[],
     );
-    assert!(!output.status.success());
-    assert!(
-        stderr_of(&output).contains("start the server once"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_failure(&output, "start the server once");
 
     let data = tempfile::tempdir().unwrap();
     let child = Child::serve_ready(data.path(), &[]).await;
@@ -1242,12 +1245,7 @@ async fn accounts_are_administered_from_the_command_line() {
     assert_eq!(row(&list, "bob")[3], "active", "{list}");
 
     let output = admin(&["suspend", "nobody"], &[]);
-    assert!(!output.status.success());
-    assert!(
-        stderr_of(&output).contains("nobody"),
-        "{}",
-        stderr_of(&output)
-    );
+    assert_failure(&output, "nobody");
 }
 
 #[tokio::test]
@@ -1460,12 +1458,132 @@ async fn a_backup_of_a_running_server_starts_as_that_server() {
     // A backup never writes into a directory that holds something.
     let data_dir = dir.to_str().unwrap().to_owned();
     let again = run_off(&["admin", "backup", &data_dir, "--data-dir", &data_dir]).await;
-    assert!(!again.status.success());
-    assert!(
-        stderr_of(&again).contains("not empty"),
-        "{}",
-        stderr_of(&again)
-    );
+    assert_failure(&again, "not empty");
+}
+
+#[tokio::test]
+async fn a_server_moves_to_another_database_and_back_with_convert_db() {
+    let data = tempfile::tempdir().unwrap();
+    let child = Child::serve_ready(data.path(), &[]).await;
+    let client = child.client();
+    let alice = signed_up(&client, "alice").await;
+    let chat = alice.chat();
+    let guild = chat
+        .create_guild(&fugue_proto::api::create_guild::Request {
+            name: "moving house".into(),
+            description: None,
+            icon: None,
+            private: None,
+        })
+        .await
+        .unwrap();
+    let channel = chat.channels(guild.id).await.unwrap()[0].id;
+    let hello = chat
+        .send_message(
+            channel,
+            fugue_proto::chat::MessageBody {
+                content: "before the move".into(),
+                reply_to: None,
+                attachments: vec![],
+            },
+        )
+        .await
+        .unwrap()
+        .message;
+    drop(child);
+
+    // To PostgreSQL when one is there, else to another SQLite file; then back to SQLite.
+    let data_dir = data.path().to_str().unwrap().to_owned();
+    let postgres = std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .map(|url| FreshDatabase::new(&url));
+    let schema_db = match &postgres {
+        Some(db) => db.url.clone(),
+        None => format!("sqlite:{}", data.path().join("middle.db").display()),
+    };
+    let back = format!("sqlite:{}", data.path().join("back.db").display());
+    let out = run_off(&[
+        "admin",
+        "convert-db",
+        "--to",
+        &schema_db,
+        "--data-dir",
+        &data_dir,
+    ])
+    .await;
+    let printed = assert_success(&out, "admin convert-db");
+    assert!(printed.contains("messages: 1 rows"), "{printed}");
+    let out = run_off(&[
+        "admin",
+        "convert-db",
+        "--to",
+        &back,
+        "--data-dir",
+        &data_dir,
+        "--database-url",
+        &schema_db,
+    ])
+    .await;
+    assert_success(&out, "admin convert-db back");
+    // Into a database that holds something: refused.
+    let again = run_off(&[
+        "admin",
+        "convert-db",
+        "--to",
+        &back,
+        "--data-dir",
+        &data_dir,
+    ])
+    .await;
+    assert_failure(&again, "not empty");
+
+    // The server runs on the converted database: same account, same message.
+    let moved = Child::serve_ready(data.path(), &["--database-url", &back]).await;
+    let client = moved.client();
+    let alice = login_as(&client, "alice", PASSWORD, "phone").await.unwrap();
+    let again = alice.chat().message(channel, hello.id).await.unwrap();
+    assert_eq!(again.content, "before the move");
+}
+
+/// A new, empty PostgreSQL database beside the one `url` names (made with `psql`, as
+/// `.ci/run` makes that one), dropped with this.
+struct FreshDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl FreshDatabase {
+    fn new(url: &str) -> Self {
+        let name = format!("fugue_convert_{}", std::process::id());
+        let (base, _) = url.rsplit_once('/').unwrap();
+        let admin_url = format!("{base}/postgres");
+        let made = std::process::Command::new("psql")
+            .args([&admin_url, "-qc", &format!("CREATE DATABASE {name}")])
+            .status();
+        assert!(
+            made.is_ok_and(|s| s.success()),
+            "psql: CREATE DATABASE {name}"
+        );
+        Self {
+            url: format!("{base}/{name}"),
+            admin_url,
+            name,
+        }
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .args([
+                &self.admin_url,
+                "-qc",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .status();
+    }
 }
 
 #[tokio::test]
@@ -1490,12 +1608,7 @@ async fn serve_keeps_uploads_in_an_object_store_when_configured() {
     let broken = broken.to_str().unwrap().to_owned();
     let data_dir = data.path().to_str().unwrap().to_owned();
     let out = run_off(&["serve", "--data-dir", &data_dir, "--config", &broken]).await;
-    assert!(!out.status.success());
-    assert!(
-        stderr_of(&out).contains("media.s3_bucket is required"),
-        "{}",
-        stderr_of(&out)
-    );
+    assert_failure(&out, "media.s3_bucket is required");
 
     let child = Child::serve_ready(data.path(), &["--config", &config]).await;
     let client = child.client();

@@ -7,6 +7,7 @@
 mod chat;
 mod community;
 mod conversations;
+mod convert;
 mod media;
 mod migration;
 
