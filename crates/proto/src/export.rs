@@ -57,6 +57,10 @@ pub fn entry(path: &str) -> Result<Entry, EntryError> {
             why,
         })
     };
+    // The root itself (`tar -C dir .` writes `./` first).
+    if matches!(path, "." | "./") {
+        return Ok(Entry::Folder);
+    }
     let trimmed = path.strip_prefix("./").unwrap_or(path);
     let (trimmed, folder) = match trimmed.strip_suffix('/') {
         Some(t) => (t, true),
@@ -297,6 +301,8 @@ mod tests {
         assert_eq!(entry("./messages.p2mb"), Ok(Entry::Messages));
         assert_eq!(entry("crypt_certs.p2epk"), Ok(Entry::KeyMaterial));
         assert_eq!(entry("rawr/"), Ok(Entry::Folder));
+        assert_eq!(entry("./"), Ok(Entry::Folder));
+        assert_eq!(entry("./rawr/"), Ok(Entry::Folder));
         assert_eq!(entry("certs"), Ok(Entry::Folder));
         assert_eq!(
             entry("rawr/access_properties.p2al"),

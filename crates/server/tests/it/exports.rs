@@ -574,3 +574,24 @@ async fn the_reference_sdk_exports_and_deletes_data() {
     let gone = alice.chat().message(channel, id).await.unwrap();
     assert!(gone.deleted_timestamp.is_some());
 }
+
+#[tokio::test]
+async fn an_archive_beyond_the_importers_storage_is_refused_before_anything_is_stored() {
+    let server = TestServer::start_with(|c| c.media.quota_bytes = 1000).await;
+    let alice = server.register("alice").await;
+    let big = vec![7u8; 2000];
+    let small = b"fits".to_vec();
+    let file = tar::EntryType::Regular;
+    let archive = craft(&[
+        (&b"rawr/small.bin"[..], file, &small[..]),
+        (&b"rawr/big.bin"[..], file, &big[..]),
+    ]);
+    let resp = post_import(&server, &alice, archive, Some(fugue_testkit::PASSWORD)).await;
+    assert_raw_problem(resp, 413, ErrorCode::TooLarge).await;
+    assert_problem(
+        alice.resource_info("small.bin").await,
+        404,
+        ErrorCode::ResourceNotFound,
+    );
+    assert!(alice.data_imports().await.unwrap().is_empty());
+}
