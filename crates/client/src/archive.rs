@@ -47,7 +47,8 @@ pub struct Summary {
 pub fn summarize(export: impl Read) -> Result<Summary> {
     let mut summary = Summary::default();
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(export));
-    for entry in archive.entries().map_err(bad)? {
+    // Raw: long-name and extension entries are refused, never read whole into memory.
+    for entry in archive.entries().map_err(bad)?.raw(true) {
         let entry = entry.map_err(bad)?;
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         match format::entry(&path).map_err(bad)? {
@@ -113,7 +114,8 @@ pub fn rebuild_for_import(
     let gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
     let mut certs: HashMap<String, IdCert> = HashMap::new();
-    for entry in archive.entries().map_err(bad)? {
+    // Raw: long-name and extension entries are refused, never read whole into memory.
+    for entry in archive.entries().map_err(bad)?.raw(true) {
         let mut entry = entry.map_err(bad)?;
         let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         match format::entry(&path).map_err(bad)? {

@@ -110,8 +110,8 @@ pub fn file_name(digits: u64, local: &str, domain: &str) -> String {
 }
 
 /// Reads `messages.p2mb` from `reader` one message at a time, handing each with its batch's
-/// certificate (PEM) to `each`; neither the file nor a batch is held whole (but the
-/// messages of a batch that names its certificate after them). The number of messages.
+/// certificate (PEM) to `each`; neither the file nor a batch is held whole, so a batch must
+/// name its certificate (`idCert`) before its messages. The number of messages.
 pub fn each_message<R: std::io::Read>(
     reader: R,
     mut each: impl FnMut(&str, crate::api::BatchMessage) -> Result<(), String>,
@@ -192,8 +192,6 @@ where
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         use serde::de::Error;
         let mut cert: Option<String> = None;
-        // Messages that came before their certificate wait for it.
-        let mut waiting: Vec<crate::api::BatchMessage> = Vec::new();
         let mut seen_messages = false;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
@@ -201,20 +199,20 @@ where
                     if cert.is_some() {
                         return Err(A::Error::custom("a batch names its idCert twice"));
                     }
-                    let pem: String = map.next_value()?;
-                    for m in waiting.drain(..) {
-                        (self.each)(&pem, m).map_err(A::Error::custom)?;
-                    }
-                    cert = Some(pem);
+                    cert = Some(map.next_value()?);
                 }
                 "messages" => {
+                    let Some(pem) = cert.as_deref() else {
+                        return Err(A::Error::custom(
+                            "a batch names its idCert before its messages",
+                        ));
+                    };
                     if seen_messages {
                         return Err(A::Error::custom("a batch has messages twice"));
                     }
                     seen_messages = true;
                     map.next_value_seed(Messages {
-                        cert: cert.as_deref(),
-                        waiting: &mut waiting,
+                        cert: pem,
                         each: &mut *self.each,
                         count: &mut *self.count,
                     })?;
@@ -231,10 +229,9 @@ where
     }
 }
 
-/// The messages of a batch, passed on as they come (or kept until the certificate comes).
+/// The messages of a batch, passed on as they come.
 struct Messages<'a, 'c, F> {
-    cert: Option<&'c str>,
-    waiting: &'a mut Vec<crate::api::BatchMessage>,
+    cert: &'c str,
     each: &'a mut F,
     count: &'a mut u64,
 }
@@ -261,10 +258,7 @@ where
         use serde::de::Error;
         while let Some(m) = seq.next_element::<crate::api::BatchMessage>()? {
             *self.count += 1;
-            match self.cert {
-                Some(pem) => (self.each)(pem, m).map_err(A::Error::custom)?,
-                None => self.waiting.push(m),
-            }
+            (self.each)(self.cert, m).map_err(A::Error::custom)?;
         }
         Ok(())
     }
@@ -340,7 +334,7 @@ mod tests {
     fn messages_are_read_one_by_one_with_their_certificate() {
         let file = r#"[{"idCert":"A","messages":[{"id":"1","signature":"aa","content":{"x":1}},
             {"id":"2","signature":"bb","content":"text","fugue:peer":"bob@b.example"}]},
-            {"messages":[{"id":"3","signature":"cc","content":null}],"id_cert":"B","extra":0}]"#;
+            {"extra":0,"id_cert":"B","messages":[{"id":"3","signature":"cc","content":null}]}]"#;
         let mut seen = Vec::new();
         let n = each_message(file.as_bytes(), |cert, m| {
             seen.push((cert.to_owned(), m.id, m.peer.map(|p| p.to_string())));
@@ -365,6 +359,7 @@ mod tests {
         for bad in [
             "{}",
             "[{\"messages\":[]}]",
+            "[{\"messages\":[],\"idCert\":\"A\"}]",
             "[{\"idCert\":\"A\",\"idCert\":\"B\",\"messages\":[]}]",
             "[{\"idCert\":\"A\",\"messages\":[{\"id\":\"x\"}]}]",
             "[] trailing",

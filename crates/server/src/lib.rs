@@ -268,8 +268,10 @@ impl Server {
             .layer(DefaultBodyLimit::max(
                 self.state.config.limits.json_body_bytes,
             ))
-            // zstd and gzip by Accept-Encoding (OP-40); small bodies stay as they are.
-            .layer(tower_http::compression::CompressionLayer::new())
+            // zstd and gzip by Accept-Encoding (OP-40); small bodies stay as they are, and
+            // so do what is compressed already or a file as stored (its length kept, for the
+            // client's check that it arrived whole).
+            .layer(tower_http::compression::CompressionLayer::new().compress_when(compressible()))
             .layer(TraceLayer::new_for_http())
             .with_state(self.state.clone())
     }
@@ -304,6 +306,11 @@ impl Server {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(exports = n, "deleted expired data exports"),
                         Err(e) => tracing::error!(error = %e, "deleting data exports failed"),
+                    }
+                    match state.migration.fail_stale_imports(now).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(imports = n, "imports stopped by a restart"),
+                        Err(e) => tracing::error!(error = %e, "ending stale imports failed"),
                     }
                     match state.media.sweep().await {
                         Ok(0) => {}
@@ -356,6 +363,18 @@ impl Server {
         self.stop().await;
         result
     }
+}
+
+/// Which responses the compression layer compresses: not images (the default), archives,
+/// audio, video or files served as downloads.
+fn compressible() -> impl tower_http::compression::Predicate {
+    use tower_http::compression::Predicate;
+    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType};
+    DefaultPredicate::new()
+        .and(NotForContentType::const_new("application/gzip"))
+        .and(NotForContentType::const_new("application/octet-stream"))
+        .and(NotForContentType::const_new("audio/"))
+        .and(NotForContentType::const_new("video/"))
 }
 
 /// Every domain's routes, and the two at the origin. Each domain's router answers the

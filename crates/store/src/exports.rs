@@ -214,6 +214,17 @@ impl Store {
         .await
     }
 
+    /// Imports started before `before` and still running — their node stopped — end as
+    /// failed with `note`, at `now`. How many.
+    pub async fn fail_stale_imports(&self, before: i64, now: i64, note: &str) -> Result<u64> {
+        self.execute(
+            "UPDATE data_imports SET state = 'failed', report = $3, finished_at = $2
+             WHERE state = 'running' AND created_at < $1",
+            params![before, now, note],
+        )
+        .await
+    }
+
     /// The newest `limit` imports of `actor_id`, newest first.
     pub async fn imports_of(&self, actor_id: i64, limit: i64) -> Result<Vec<ImportRow>> {
         self.query(

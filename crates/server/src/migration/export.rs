@@ -149,25 +149,34 @@ impl Migration {
         let rt = tokio::runtime::Handle::current();
         let this = self.clone();
         let shared = objects.clone();
-        let built =
-            tokio::task::spawn_blocking(move || this.write_archive(&owner, &shared, &rt, now))
-                .await
-                .map_err(|e| Error::Io(std::io::Error::other(e)))
-                .and_then(|r| r);
+        let stored = async {
+            let spool =
+                tokio::task::spawn_blocking(move || this.write_archive(&owner, &shared, &rt, now))
+                    .await
+                    .map_err(|e| Error::Io(std::io::Error::other(e)))??;
+            let key = objects.store_spool(&spool).await?;
+            Ok::<_, Error>((key, spool.size()?))
+        }
+        .await;
         let now = to_store(now);
-        let spool = match built {
-            Ok(spool) => spool,
+        // Whatever fails, the export says so: a request finding it asks for a new one.
+        let (key, size) = match stored {
+            Ok(done) => done,
             Err(e) => {
                 tracing::warn!(error = %e, "an export failed");
                 self.store.fail_export(id, &e.to_string(), now).await?;
                 return Err(e);
             }
         };
-        let key = objects.store_spool(&spool).await?;
-        let size = spool.size()?;
-        self.store
+        if let Err(e) = self
+            .store
             .finish_export(id, &key, to_store(size), now)
-            .await?;
+            .await
+        {
+            // Unnamed, the object goes with the next sweep.
+            self.store.fail_export(id, &e.to_string(), now).await?;
+            return Err(e.into());
+        }
         Ok((objects.open_read(&key).await?, size))
     }
 
@@ -201,10 +210,12 @@ impl Migration {
             i64::MAX,
         ))?;
         for r in &resources {
-            let rid = r
-                .rid
-                .parse()
-                .map_err(|_| std::io::Error::other(format!("stored resource ID {:?}", r.rid)))?;
+            // An ID stored before it became reserved (`access_properties.p2al`) cannot be
+            // named in an archive: left out, and logged.
+            let Ok(rid) = r.rid.parse() else {
+                tracing::warn!(rid = r.rid, "a resource an archive cannot name is left out");
+                continue;
+            };
             let object = rt.block_on(objects.open_read(&r.object_key))?;
             append(
                 &mut tar,

@@ -15,7 +15,7 @@
 //! taken over — this server cannot vouch for them; they stay in the person's archive. The
 //! outcome is Fugue's `GET /.p2/fugue-core/v1/migration/imports`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -41,10 +41,17 @@ const SMALL_MAX: u64 = 16 * 1024 * 1024;
 /// Most resources and messages one archive brings.
 const RESOURCES_MAX: usize = 100_000;
 const MESSAGE_COUNT_MAX: u64 = 2_000_000;
+/// An import still running after this long stopped with its node.
+const STALE_IMPORT_S: u64 = 3600;
 /// Imports listed at once.
 pub const IMPORTS_LISTED: i64 = 20;
 /// Notes an import keeps at most.
 const NOTES_MAX: usize = 100;
+/// Bytes an archive may hold unpacked beyond the quota and the messages: its headers,
+/// access properties, certificates and key backups.
+const SLACK: u64 = 256 * 1024 * 1024;
+/// Entries an archive holds at most (files and folders).
+const ENTRIES_MAX: usize = RESOURCES_MAX + 10_000;
 /// Messages whose signatures are verified together (spread over the cores).
 const VERIFY_CHUNK: usize = 4096;
 /// Messages stored at once.
@@ -164,20 +171,38 @@ impl Migration {
     ) -> Result<Plan, Error> {
         spool.rewind()?;
         let mut names: HashSet<String> = HashSet::new();
-        let mut sizes: BTreeMap<String, u64> = BTreeMap::new();
+        let mut sizes: HashMap<String, u64> = HashMap::new();
         let mut present = HashSet::new();
         let mut access: Option<AccessFile> = None;
         let mut seen = Seen::default();
         let mut messages = 0u64;
         let mut notes = Vec::new();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
-            std::io::BufReader::with_capacity(CHUNK, spool),
+        let cap = self
+            .media
+            .quota_bytes()
+            .saturating_add(MESSAGES_MAX + SLACK);
+        let mut archive = tar::Archive::new(Capped::new(
+            flate2::read::GzDecoder::new(std::io::BufReader::with_capacity(CHUNK, spool)),
+            cap,
         ));
-        for entry in archive.entries().map_err(unreadable)? {
+        let mut new_bytes = 0u64;
+        let mut failure: Option<Error> = None;
+        // Raw: long-name and extension entries arrive as entries (and are refused), never
+        // read whole into memory by the reader.
+        for (i, entry) in archive.entries().map_err(unreadable)?.raw(true).enumerate() {
+            if i >= ENTRIES_MAX {
+                return Err(Error::Archive(format!(
+                    "an archive holds at most {ENTRIES_MAX} entries"
+                )));
+            }
             let mut entry = entry.map_err(unreadable)?;
             let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let kind = entry.header().entry_type();
             let what = format::entry(&path).map_err(|e| Error::Archive(e.to_string()))?;
+            let name = path.trim_start_matches("./").to_owned();
+            if !names.insert(name.clone()) {
+                return Err(Error::Archive(format!("{name:?} is in the archive twice")));
+            }
             match (kind, &what) {
                 (tar::EntryType::Directory, Entry::Folder) => continue,
                 (tar::EntryType::Regular, Entry::Folder) => {
@@ -190,10 +215,6 @@ impl Migration {
                          (no links, devices or other entries)"
                     )));
                 }
-            }
-            let name = path.trim_start_matches("./").to_owned();
-            if !names.insert(name.clone()) {
-                return Err(Error::Archive(format!("{name:?} is in the archive twice")));
             }
             let size = entry.header().size().map_err(unreadable)?;
             match what {
@@ -210,15 +231,16 @@ impl Migration {
                     messages = format::each_message(&mut entry, |pem, m| {
                         let checked = self
                             .check_message(actor, &mut seen, (pem, &m), rt)
-                            .map_err(|e| e.to_string())?;
-                        unverified.push(checked);
-                        if unverified.len() >= VERIFY_CHUNK {
-                            verify_all(&std::mem::take(&mut unverified))
-                                .map_err(|e| e.to_string())?;
-                        }
-                        Ok(())
+                            .and_then(|checked| {
+                                unverified.push(checked);
+                                if unverified.len() >= VERIFY_CHUNK {
+                                    verify_all(&std::mem::take(&mut unverified))?;
+                                }
+                                Ok(())
+                            });
+                        carried(checked, &mut failure)
                     })
-                    .map_err(Error::Archive)?;
+                    .map_err(|text| failure.take().unwrap_or(Error::Archive(text)))?;
                     verify_all(&unverified)?;
                     if messages > MESSAGE_COUNT_MAX {
                         return Err(Error::Archive(format!(
@@ -232,17 +254,24 @@ impl Migration {
                             "an archive brings at most {RESOURCES_MAX} resources"
                         )));
                     }
-                    let total = sizes.values().sum::<u64>() + size;
-                    rt.block_on(self.media.admits(actor.id.to_store(), size, total))?;
-                    let hash = hash_of(&mut entry, size, &path)?;
-                    if let Some(row) = rt.block_on(self.store.resource(rid.as_str()))? {
-                        if row.actor_id == actor.id.to_store() && row.hash == hash {
+                    // Already the importer's with the same bytes (an import before): kept,
+                    // and not counted again; else new, within the storage left.
+                    match rt.block_on(self.store.resource(rid.as_str()))? {
+                        Some(row) => {
+                            if row.actor_id != actor.id.to_store()
+                                || row.hash != hash_of(&mut entry, size, &path)?
+                            {
+                                return Err(Error::Archive(format!(
+                                    "resource {rid} exists on this server already (core \
+                                     §7.3.1): its ID cannot move here"
+                                )));
+                            }
                             present.insert(rid.to_string());
-                        } else {
-                            return Err(Error::Archive(format!(
-                                "resource {rid} exists on this server already (core §7.3.1): \
-                                 its ID cannot move here"
-                            )));
+                        }
+                        None => {
+                            new_bytes += size;
+                            rt.block_on(self.media.admits(actor.id.to_store(), size, new_bytes))?;
+                            hash_of(&mut entry, size, &path)?;
                         }
                     }
                     sizes.insert(rid.to_string(), size);
@@ -410,11 +439,12 @@ impl Migration {
     ) -> Result<(), Error> {
         let (authed, _) = session;
         spool.rewind()?;
+        // The same bytes the check read whole.
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
             std::io::BufReader::with_capacity(CHUNK, spool),
         ));
         let mut seen = Seen::default();
-        for entry in archive.entries().map_err(unreadable)? {
+        for entry in archive.entries().map_err(unreadable)?.raw(true) {
             let mut entry = entry.map_err(unreadable)?;
             let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             match format::entry(&path) {
@@ -448,7 +478,8 @@ impl Migration {
                     outcome.messages += count;
                     if new < count {
                         outcome.note(format!(
-                            "{} messages were here already (imported before)",
+                            "{} messages were not stored again: imported before (or their DM \
+                             no longer takes your messages)",
                             count - new
                         ));
                     }
@@ -505,6 +536,23 @@ impl Migration {
         Ok(())
     }
 
+    /// Imports running for longer than any takes ([`STALE_IMPORT_S`]) stopped with their
+    /// node: they end as failed, so the person knows to import again. How many.
+    pub async fn fail_stale_imports(&self, now: u64) -> Result<u64, Error> {
+        let note = serde_json::to_string(&[
+            "the server stopped during the import; import the archive again (nothing is stored twice)",
+        ])
+        .unwrap_or_else(|_| "[]".into());
+        Ok(self
+            .store
+            .fail_stale_imports(
+                to_store(now.saturating_sub(STALE_IMPORT_S)),
+                to_store(now),
+                &note,
+            )
+            .await?)
+    }
+
     /// `GET /.p2/fugue-core/v1/migration/imports`: the caller's imports, newest first.
     pub async fn imports(&self, authed: &Authed) -> Result<Vec<ImportReport>, Error> {
         let rows = self
@@ -546,6 +594,55 @@ fn verify_all(messages: &[(crate::chat::Importable, Arc<IdCert>)]) -> Result<(),
                 .unwrap_or_else(|_| Err(Error::Archive("a check failed".into())))
         })
     })
+}
+
+/// A check's outcome inside a reader's callback: an error that is the archive's goes out as
+/// its text; another (the database failing) waits in `failure` to be answered as what it
+/// is.
+fn carried(result: Result<(), Error>, failure: &mut Option<Error>) -> Result<(), String> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e @ (Error::Store(_) | Error::Io(_))) => {
+            let text = e.to_string();
+            *failure = Some(e);
+            Err(text)
+        }
+        Err(Error::Chat(crate::chat::Error::Store(e))) => {
+            let text = e.to_string();
+            *failure = Some(Error::Store(e));
+            Err(text)
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A reader that refuses to give more than `left` bytes: an archive that unpacks beyond
+/// what it may hold (a decompression bomb) stops there.
+struct Capped<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R> Capped<R> {
+    fn new(inner: R, cap: u64) -> Self {
+        Self { inner, left: cap }
+    }
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other(
+                "it unpacks to more than an archive may hold",
+            ));
+        }
+        let max = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 fn unreadable(e: std::io::Error) -> Error {

@@ -215,6 +215,20 @@ async fn an_export_holds_what_the_proven_keys_signed_and_a_deletion_removes_it()
         .contains(&p.as_str())
             || p.starts_with("certs/")
     }));
+    // Never compressed again on the way, whatever the client accepts: its length stays.
+    let raw = laptop
+        .client()
+        .raw()
+        .get(url(&server, &api::export_data::path()))
+        .bearer_auth(laptop.token())
+        .header(api::KEYTRIAL_HEADER, &proof)
+        .header("accept-encoding", "gzip, zstd")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 200);
+    assert!(raw.headers().get("content-encoding").is_none());
+    assert!(raw.headers().get("content-length").is_some());
     // Asked again: the same archive, at once.
     let (again, again_name, building) = export(&server, &laptop, &proof).await;
     assert!(!building);
@@ -469,6 +483,17 @@ async fn a_new_identity_imports_its_dms_and_resources_and_bad_archives_store_not
             (&b"rawr/a.txt"[..], file, &b"two"[..]),
         ],
         vec![(&b"notes.txt"[..], file, &b"?"[..])],
+        // Long-name and extension entries are refused, not read into memory.
+        vec![(
+            &b"././@LongLink"[..],
+            tar::EntryType::GNULongName,
+            &b"rawr/x"[..],
+        )],
+        vec![(
+            &b"rawr/a.txt"[..],
+            tar::EntryType::XHeader,
+            &b"30 size=999999999999\n"[..],
+        )],
         vec![(
             &b"rawr/access_properties.p2al"[..],
             file,

@@ -442,5 +442,26 @@ async fn exports_and_imports_are_recorded_and_pages_of_signed_messages_follow_id
             (200, Some(250))
         );
         assert_eq!(store.imports_of(f.owner, 1).await.unwrap().len(), 1);
+        // Still running long after it began: its node stopped.
+        assert_eq!(
+            store
+                .fail_stale_imports(300, 900, "[\"stopped\"]")
+                .await
+                .unwrap(),
+            0,
+            "i2 began at 300"
+        );
+        assert_eq!(
+            store
+                .fail_stale_imports(301, 900, "[\"stopped\"]")
+                .await
+                .unwrap(),
+            1
+        );
+        let i2 = store.imports_of(f.owner, 1).await.unwrap().remove(0);
+        assert_eq!(
+            (i2.state.as_str(), i2.report.as_str(), i2.finished_at),
+            ("failed", "[\"stopped\"]", Some(900))
+        );
     }
 }
