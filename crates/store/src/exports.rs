@@ -124,19 +124,21 @@ impl Store {
     }
 
     /// The export `id` is built: its archive is object `object_key` of `size` bytes.
+    /// `false` when the export is gone meanwhile (its data deleted).
     pub async fn finish_export(
         &self,
         id: &str,
         object_key: &str,
         size: i64,
         now: i64,
-    ) -> Result<()> {
-        self.execute_unit(
+    ) -> Result<bool> {
+        self.execute(
             "UPDATE data_exports SET state = 'ready', object_key = $2, size = $3, finished_at = $4
              WHERE id = $1",
             params![id, object_key, size, now],
         )
         .await
+        .map(|n| n > 0)
     }
 
     /// The export `id` failed, for `error`.

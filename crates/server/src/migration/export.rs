@@ -107,11 +107,13 @@ impl Migration {
         let (id, file_name) = (row.id.clone(), row.file_name.clone());
         let job = tokio::spawn(async move { this.build(&id, owner, objects, now).await });
         match tokio::time::timeout(self.export_wait, job).await {
-            Ok(Ok(Ok((object, size)))) => Ok(Export::Ready {
+            Ok(Ok(Ok(Some((object, size))))) => Ok(Export::Ready {
                 object,
                 size,
                 file_name,
             }),
+            // Deleted while built: the next request builds what is left.
+            Ok(Ok(Ok(None))) => Ok(Export::Building),
             Ok(Ok(Err(e))) => Err(e),
             Ok(Err(e)) => Err(Error::Io(std::io::Error::other(e))),
             Err(_) => Ok(Export::Building),
@@ -138,14 +140,15 @@ impl Migration {
     }
 
     /// Builds the archive of export `id` and keeps it as an object; records the outcome.
-    /// The archive, opened for reading, and its size.
+    /// The archive, opened for reading, and its size — `None` when the export was deleted
+    /// meanwhile (with the data it held).
     async fn build(
         &self,
         id: &str,
         owner: Owner,
         objects: Arc<Objects>,
         now: u64,
-    ) -> Result<(ObjectReader, u64), Error> {
+    ) -> Result<Option<(ObjectReader, u64)>, Error> {
         let rt = tokio::runtime::Handle::current();
         let this = self.clone();
         let shared = objects.clone();
@@ -168,16 +171,23 @@ impl Migration {
                 return Err(e);
             }
         };
-        if let Err(e) = self
+        match self
             .store
             .finish_export(id, &key, to_store(size), now)
             .await
         {
-            // Unnamed, the object goes with the next sweep.
-            self.store.fail_export(id, &e.to_string(), now).await?;
-            return Err(e.into());
+            Ok(true) => Ok(Some((objects.open_read(&key).await?, size))),
+            // Its data was deleted while it was built: the archive goes too.
+            Ok(false) => {
+                objects.delete(&key).await?;
+                Ok(None)
+            }
+            Err(e) => {
+                // Unnamed, the object goes with the next sweep.
+                self.store.fail_export(id, &e.to_string(), now).await?;
+                Err(e.into())
+            }
         }
-        Ok((objects.open_read(&key).await?, size))
     }
 
     /// Writes the archive (on a blocking thread; `rt` runs the reads).

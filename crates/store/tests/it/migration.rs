@@ -354,7 +354,8 @@ async fn exports_and_imports_are_recorded_and_pages_of_signed_messages_follow_id
             None
         );
         assert!(!store.object_in_use("obj").await.unwrap());
-        store.finish_export("e1", "obj", 42, 110).await.unwrap();
+        assert!(store.finish_export("e1", "obj", 42, 110).await.unwrap());
+        assert!(!store.finish_export("gone", "obj2", 1, 110).await.unwrap());
         let ready = store
             .latest_export(f.owner, "5,9", 0)
             .await
