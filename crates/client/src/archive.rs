@@ -31,6 +31,14 @@ fn bad(what: impl std::fmt::Display) -> Error {
     Error::Verification(format!("the archive: {what}"))
 }
 
+/// Why an archive's messages were not read through.
+fn read_error(e: format::ReadError<Error>) -> Error {
+    match e {
+        format::ReadError::Format(why) => bad(why),
+        format::ReadError::Refused(e) => e,
+    }
+}
+
 /// What an export holds, at a glance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -59,7 +67,7 @@ pub fn summarize(export: impl Read) -> Result<Summary> {
                     summary.peers.extend(m.peer);
                     Ok(())
                 })
-                .map_err(bad)?;
+                .map_err(read_error)?;
                 for pem in owners {
                     let fid = IdCert::parse(pem.as_bytes())?.fid();
                     match (&summary.owner, fid) {
@@ -121,20 +129,19 @@ pub fn rebuild_for_import(
         match format::entry(&path).map_err(bad)? {
             Entry::Messages => {
                 let mut signed: Vec<BatchMessage> = Vec::new();
-                let mut failure = None;
                 format::each_message(&mut entry, |pem, m| {
-                    match resign(pem, &m, old_fid, signer, dms, &mut certs, &mut rebuilt) {
-                        Ok(Some(m)) => signed.push(m),
-                        Ok(None) => {}
-                        Err(e) => {
-                            let text = e.to_string();
-                            failure = Some(e);
-                            return Err(text);
-                        }
-                    }
+                    signed.extend(resign(
+                        pem,
+                        &m,
+                        old_fid,
+                        signer,
+                        dms,
+                        &mut certs,
+                        &mut rebuilt,
+                    )?);
                     Ok(())
                 })
-                .map_err(|text| failure.take().unwrap_or_else(|| bad(text)))?;
+                .map_err(read_error)?;
                 let batches = if signed.is_empty() {
                     Vec::new()
                 } else {
@@ -146,8 +153,8 @@ pub fn rebuild_for_import(
                 let bytes = serde_json::to_vec(&batches).map_err(bad)?;
                 append(&mut tar, format::MESSAGES, &bytes[..], bytes.len() as u64)?;
             }
-            Entry::Resource(_) | Entry::AccessProperties => {
-                if matches!(format::entry(&path), Ok(Entry::Resource(_))) {
+            what @ (Entry::Resource(_) | Entry::AccessProperties) => {
+                if matches!(what, Entry::Resource(_)) {
                     rebuilt.resources += 1;
                 }
                 let size = entry.header().size().map_err(bad)?;

@@ -109,24 +109,54 @@ pub fn file_name(digits: u64, local: &str, domain: &str) -> String {
     format!("export{digits:020}-{local}@{domain}.tar.gz")
 }
 
+/// Why `messages.p2mb` was not read through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadError<E> {
+    /// It is not the format; what is wrong.
+    Format(String),
+    /// The caller refused a message.
+    Refused(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for ReadError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Format(why) => f.write_str(why),
+            Self::Refused(e) => e.fmt(f),
+        }
+    }
+}
+
 /// Reads `messages.p2mb` from `reader` one message at a time, handing each with its batch's
 /// certificate (PEM) to `each`; neither the file nor a batch is held whole, so a batch must
-/// name its certificate (`idCert`) before its messages. The number of messages.
-pub fn each_message<R: std::io::Read>(
+/// name its certificate (`idCert`) before its messages. The number of messages; the first
+/// refusal of `each` ends the reading.
+pub fn each_message<R: std::io::Read, E>(
     reader: R,
-    mut each: impl FnMut(&str, crate::api::BatchMessage) -> Result<(), String>,
-) -> Result<u64, String> {
+    mut each: impl FnMut(&str, crate::api::BatchMessage) -> Result<(), E>,
+) -> Result<u64, ReadError<E>> {
     use serde::de::DeserializeSeed;
+    // The refusal waits here while the JSON reader unwinds with a text.
+    let mut refused = None;
+    let mut pass_on = |pem: &str, m| {
+        each(pem, m).map_err(|e| {
+            refused = Some(e);
+            "refused".to_owned()
+        })
+    };
     let mut de = serde_json::Deserializer::from_reader(reader);
     let mut count = 0u64;
-    Batches {
-        each: &mut each,
+    let read = Batches {
+        each: &mut pass_on,
         count: &mut count,
     }
     .deserialize(&mut de)
-    .map_err(|e| format!("{MESSAGES}: {e}"))?;
-    de.end().map_err(|e| format!("{MESSAGES}: {e}"))?;
-    Ok(count)
+    .and_then(|()| de.end());
+    match (read, refused) {
+        (_, Some(e)) => Err(ReadError::Refused(e)),
+        (Err(e), None) => Err(ReadError::Format(format!("{MESSAGES}: {e}"))),
+        (Ok(()), None) => Ok(count),
+    }
 }
 
 /// The batches of `messages.p2mb`, each passed on message by message.
@@ -336,7 +366,7 @@ mod tests {
             {"id":"2","signature":"bb","content":"text","fugue:peer":"bob@b.example"}]},
             {"extra":0,"id_cert":"B","messages":[{"id":"3","signature":"cc","content":null}]}]"#;
         let mut seen = Vec::new();
-        let n = each_message(file.as_bytes(), |cert, m| {
+        let n = each_message(file.as_bytes(), |cert, m| -> Result<(), ()> {
             seen.push((cert.to_owned(), m.id, m.peer.map(|p| p.to_string())));
             Ok(())
         })
@@ -351,11 +381,14 @@ mod tests {
             ]
         );
         // What the callback refuses stops the reading, with its reason.
-        let err = each_message(file.as_bytes(), |_, m| {
-            if m.id == 2 { Err("no".into()) } else { Ok(()) }
-        })
+        let err = each_message(
+            file.as_bytes(),
+            |_, m| {
+                if m.id == 2 { Err("no") } else { Ok(()) }
+            },
+        )
         .unwrap_err();
-        assert!(err.contains("no"), "{err}");
+        assert_eq!(err, ReadError::Refused("no"));
         for bad in [
             "{}",
             "[{\"messages\":[]}]",
@@ -365,10 +398,8 @@ mod tests {
             "[] trailing",
             "[",
         ] {
-            assert!(
-                each_message(bad.as_bytes(), |_, _| Ok(())).is_err(),
-                "{bad}"
-            );
+            let read = each_message(bad.as_bytes(), |_, _| Ok::<_, ()>(()));
+            assert!(matches!(read, Err(ReadError::Format(_))), "{bad}");
         }
     }
 

@@ -22,7 +22,7 @@ const PAGE: usize = 1000;
 /// The bookkeeping table: the destination has its own.
 const SKIPPED: &str = "schema_migrations";
 
-/// One column of a table: its name, kind and place in the primary key.
+/// One column of a table: its name and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Column {
     name: String,

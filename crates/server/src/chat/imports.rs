@@ -13,7 +13,7 @@
 //! archive carries no time anyone could check.
 
 use fugue_proto::api::BatchMessage;
-use fugue_proto::certs::{self, IdCert};
+use fugue_proto::certs::IdCert;
 use fugue_proto::chat::{MessageBody, SignedPayload, channel_type};
 use fugue_proto::{FederationId, Serial};
 use fugue_store::MessageRow;
@@ -36,21 +36,7 @@ pub struct Importable {
 impl Importable {
     /// Whether its signature verifies with `cert`.
     pub fn verify(&self, cert: &IdCert) -> Result<(), Error> {
-        let signature = hex::decode(&self.signature)
-            .ok()
-            .filter(|s| s.len() == 64)
-            .ok_or_else(|| {
-                Error::Invalid(format!(
-                    "message {}: its signature is not 64 bytes of hex",
-                    self.id
-                ))
-            })?;
-        certs::verify_strict(&cert.key, &self.payload.signed_bytes(), &signature).map_err(|_| {
-            Error::BadSignature(format!(
-                "message {} with certificate {}",
-                self.id, cert.serial
-            ))
-        })
+        super::resign::check_signature(self.id, &self.payload, &self.signature, cert)
     }
 }
 
@@ -121,21 +107,11 @@ impl Chat {
     /// Whether `actor` may import messages into `conversation`: one of its DMs here (free
     /// of context; a group or a guild channel is bound to it).
     pub async fn check_import_target(&self, actor: &Actor, conversation: u64) -> Result<(), Error> {
-        let dm = self
-            .store
-            .conversation(to_store(conversation))
+        if self
+            .dm_peer(to_store(conversation), actor.id)
             .await?
-            .filter(|c| c.kind == i64::from(channel_type::DM));
-        let member = match dm {
-            Some(_) => self
-                .store
-                .conversation_members(to_store(conversation))
-                .await?
-                .iter()
-                .any(|c| c.actor_id == actor.id.to_store()),
-            None => false,
-        };
-        if member {
+            .is_some()
+        {
             Ok(())
         } else {
             Err(Error::Invalid(format!(

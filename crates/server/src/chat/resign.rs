@@ -67,13 +67,7 @@ impl Chat {
                 m.id
             )));
         }
-        let sig = hex::decode(signature)
-            .ok()
-            .filter(|s| s.len() == 64)
-            .ok_or_else(|| Error::BadSignature(format!("message {}: not 64 bytes of hex", m.id)))?;
-        certs::verify_strict(&cert.key, &expected.signed_bytes(), &sig).map_err(|_| {
-            Error::BadSignature(format!("message {} with certificate {}", m.id, cert.serial))
-        })
+        check_signature(m.id, &expected, signature, cert)
     }
 
     /// Stores `m` re-signed by `new` (its id here and FID) with `signature` by `cert`
@@ -123,4 +117,20 @@ impl Chat {
         self.events.appended(e, seq, now).await;
         Ok(())
     }
+}
+
+/// Checks that `signature` (hex) over `payload` — message `id`, re-signed or imported —
+/// verifies strictly with the key of `cert`.
+pub(super) fn check_signature(
+    id: impl std::fmt::Display,
+    payload: &SignedPayload,
+    signature: &str,
+    cert: &IdCert,
+) -> Result<(), Error> {
+    let sig = hex::decode(signature)
+        .ok()
+        .filter(|s| s.len() == 64)
+        .ok_or_else(|| Error::BadSignature(format!("message {id}: not 64 bytes of hex")))?;
+    certs::verify_strict(&cert.key, &payload.signed_bytes(), &sig)
+        .map_err(|_| Error::BadSignature(format!("message {id} with certificate {}", cert.serial)))
 }

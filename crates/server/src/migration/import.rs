@@ -186,7 +186,6 @@ impl Migration {
             cap,
         ));
         let mut new_bytes = 0u64;
-        let mut failure: Option<Error> = None;
         // Raw: long-name and extension entries arrive as entries (and are refused), never
         // read whole into memory by the reader.
         for (i, entry) in archive.entries().map_err(unreadable)?.raw(true).enumerate() {
@@ -229,18 +228,13 @@ impl Migration {
                     // Signatures are verified a few thousand at a time, on every core.
                     let mut unverified = Vec::new();
                     messages = format::each_message(&mut entry, |pem, m| {
-                        let checked = self
-                            .check_message(actor, &mut seen, (pem, &m), rt)
-                            .and_then(|checked| {
-                                unverified.push(checked);
-                                if unverified.len() >= VERIFY_CHUNK {
-                                    verify_all(&std::mem::take(&mut unverified))?;
-                                }
-                                Ok(())
-                            });
-                        carried(checked, &mut failure)
+                        unverified.push(self.check_message(actor, &mut seen, (pem, &m), rt)?);
+                        if unverified.len() >= VERIFY_CHUNK {
+                            verify_all(&std::mem::take(&mut unverified))?;
+                        }
+                        Ok(())
                     })
-                    .map_err(|text| failure.take().unwrap_or(Error::Archive(text)))?;
+                    .map_err(read_error)?;
                     verify_all(&unverified)?;
                     if messages > MESSAGE_COUNT_MAX {
                         return Err(Error::Archive(format!(
@@ -454,11 +448,11 @@ impl Migration {
                     // Stored a chunk at a time as they are read: never all in memory.
                     let mut due = Vec::new();
                     let (mut count, mut new) = (0u64, 0u64);
-                    let mut store = |due: &mut Vec<_>| -> Result<(), String> {
+                    let mut store = |due: &mut Vec<_>| -> Result<(), Error> {
                         count += due.len() as u64;
-                        new += rt
-                            .block_on(self.chat.store_imported(&authed.actor, std::mem::take(due)))
-                            .map_err(|e| e.to_string())?;
+                        new += rt.block_on(
+                            self.chat.store_imported(&authed.actor, std::mem::take(due)),
+                        )?;
                         Ok(())
                     };
                     format::each_message(&mut entry, |pem, m| {
@@ -473,8 +467,8 @@ impl Migration {
                         }
                         Ok(())
                     })
-                    .map_err(Error::Archive)?;
-                    store(&mut due).map_err(Error::Archive)?;
+                    .map_err(read_error)?;
+                    store(&mut due)?;
                     outcome.messages += count;
                     if new < count {
                         outcome.note(format!(
@@ -596,23 +590,14 @@ fn verify_all(messages: &[(crate::chat::Importable, Arc<IdCert>)]) -> Result<(),
     })
 }
 
-/// A check's outcome inside a reader's callback: an error that is the archive's goes out as
-/// its text; another (the database failing) waits in `failure` to be answered as what it
-/// is.
-fn carried(result: Result<(), Error>, failure: &mut Option<Error>) -> Result<(), String> {
-    match result {
-        Ok(()) => Ok(()),
-        Err(e @ (Error::Store(_) | Error::Io(_))) => {
-            let text = e.to_string();
-            *failure = Some(e);
-            Err(text)
-        }
-        Err(Error::Chat(crate::chat::Error::Store(e))) => {
-            let text = e.to_string();
-            *failure = Some(Error::Store(e));
-            Err(text)
-        }
-        Err(e) => Err(e.to_string()),
+/// Why the messages of an archive were not read through, as a problem: what is wrong with
+/// the archive is `ARCHIVE_INVALID`; the database or the disk failing is what it is.
+fn read_error(e: format::ReadError<Error>) -> Error {
+    match e {
+        format::ReadError::Format(why) => Error::Archive(why),
+        format::ReadError::Refused(e @ (Error::Store(_) | Error::Io(_))) => e,
+        format::ReadError::Refused(Error::Chat(crate::chat::Error::Store(e))) => Error::Store(e),
+        format::ReadError::Refused(e) => Error::Archive(e.to_string()),
     }
 }
 

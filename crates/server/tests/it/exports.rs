@@ -18,23 +18,32 @@ use fugue_testkit::TestServer;
 use crate::migration::{body, own_channel};
 use crate::support::{assert_problem, assert_raw_problem, url};
 
-/// Asks for the export until it is there (at most 50 tries); the archive's entries by path,
-/// its name, and whether the first answer was 204.
-pub(crate) async fn export(
-    server: &TestServer,
-    who: &Session,
+/// An export asked for until it is there (at most 50 tries).
+pub(crate) struct Fetched {
+    pub(crate) bytes: Vec<u8>,
+    /// The archive's name, from `Content-Disposition`.
+    pub(crate) file_name: String,
+    /// The first answer was 204 (being built).
+    pub(crate) waited: bool,
+}
+
+/// Asks the server of `client` (`token` a session there) for the export `proof` ties to,
+/// until it is there; checks its type, `Retry-After` and length on the way.
+pub(crate) async fn fetch_export(
+    client: &fugue_client::Client,
+    token: &str,
     proof: &str,
-) -> (BTreeMap<String, Vec<u8>>, String, bool) {
-    let mut first_building = None;
+) -> Fetched {
+    let mut waited = None;
     for _ in 0..50 {
-        let mut out = Vec::new();
-        match export_data_on(who.client(), who.token(), proof, &mut out)
+        let mut bytes = Vec::new();
+        match export_data_on(client, token, proof, &mut bytes)
             .await
             .unwrap()
         {
             Exported::Building { retry_after } => {
                 assert!((1..=60).contains(&retry_after), "{retry_after}");
-                first_building.get_or_insert(true);
+                waited.get_or_insert(true);
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             Exported::Written {
@@ -42,17 +51,23 @@ pub(crate) async fn export(
                 file_name,
             } => {
                 assert_eq!(download.content_type.as_deref(), Some("application/gzip"));
-                assert_eq!(download.bytes, out.len() as u64);
-                let _ = server;
-                return (
-                    unpack(&out),
-                    file_name.unwrap(),
-                    first_building.unwrap_or(false),
-                );
+                assert_eq!(download.bytes, bytes.len() as u64);
+                return Fetched {
+                    bytes,
+                    file_name: file_name.unwrap(),
+                    waited: waited.unwrap_or(false),
+                };
             }
         }
     }
     panic!("the export was not built in time");
+}
+
+/// `who`'s export on its home server: the archive's entries by path, its name, and whether
+/// the first answer was 204.
+async fn export(who: &Session, proof: &str) -> (BTreeMap<String, Vec<u8>>, String, bool) {
+    let f = fetch_export(who.client(), who.token(), proof).await;
+    (unpack(&f.bytes), f.file_name, f.waited)
 }
 
 /// The entries of a gzipped tar, by path (folders as empty entries ending in `/`).
@@ -78,29 +93,6 @@ async fn say(who: &Session, text: &str) -> (u64, u64) {
     let (chat, channel) = own_channel(who, text).await;
     let sent = chat.send_message(channel, body(text)).await.unwrap();
     (channel, sent.message.id)
-}
-
-/// The archive of the data `proof` ties to `who` on the server of `client` (`token` its
-/// session there), asked for until it is built.
-pub(crate) async fn export_bytes(
-    client: &fugue_client::Client,
-    token: &str,
-    proof: &str,
-) -> Vec<u8> {
-    let mut out = Vec::new();
-    for _ in 0..50 {
-        out.clear();
-        match export_data_on(client, token, proof, &mut out)
-            .await
-            .unwrap()
-        {
-            Exported::Written { .. } => return out,
-            Exported::Building { .. } => {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await
-            }
-        }
-    }
-    panic!("the export was not built in time");
 }
 
 fn backup(serial: Serial) -> EncryptedPkm {
@@ -159,7 +151,7 @@ async fn an_export_holds_what_the_proven_keys_signed_and_a_deletion_removes_it()
         .prove(&[(laptop.key(), laptop_serial)])
         .await
         .unwrap();
-    let (entries, name, building) = export(&server, &laptop, &proof).await;
+    let (entries, name, building) = export(&laptop, &proof).await;
     assert!(
         building,
         "the first answer is 204 while the archive is built"
@@ -230,7 +222,7 @@ async fn an_export_holds_what_the_proven_keys_signed_and_a_deletion_removes_it()
     assert!(raw.headers().get("content-encoding").is_none());
     assert!(raw.headers().get("content-length").is_some());
     // Asked again: the same archive, at once.
-    let (again, again_name, building) = export(&server, &laptop, &proof).await;
+    let (again, again_name, building) = export(&laptop, &proof).await;
     assert!(!building);
     assert_eq!((again, again_name), (entries, name));
 
@@ -254,7 +246,7 @@ async fn an_export_holds_what_the_proven_keys_signed_and_a_deletion_removes_it()
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].serial, phone_serial);
     // A new export holds no message of the laptop's any more.
-    let (after, _, _) = export(&server, &laptop, &proof).await;
+    let (after, _, _) = export(&laptop, &proof).await;
     let batches: Vec<MessageBatch> = json(&after["messages.p2mb"]);
     assert!(batches.is_empty(), "{batches:?}");
     assert!(!after.contains_key("rawr/notes.txt"));
@@ -276,7 +268,11 @@ async fn an_actor_of_another_server_exports_its_messages_there_without_certifica
             .unwrap();
     let proof =
         fugue_client::migration::prove_keys(&trial, &[(bob.key(), bob.current_serial().unwrap())]);
-    let entries = unpack(&export_bytes(on_beta.client(), on_beta.token(), &proof).await);
+    let entries = unpack(
+        &fetch_export(on_beta.client(), on_beta.token(), &proof)
+            .await
+            .bytes,
+    );
     let batches: Vec<MessageBatch> = json(&entries["messages.p2mb"]);
     assert_eq!(batches.len(), 1);
     assert_eq!(batches[0].messages[0].id, sent.message.id);
@@ -399,7 +395,9 @@ async fn a_new_identity_imports_its_dms_and_resources_and_bad_archives_store_not
         .prove(&[(alice.key(), alice.current_serial().unwrap())])
         .await
         .unwrap();
-    let export = export_bytes(alice.client(), alice.token(), &proof).await;
+    let export = fetch_export(alice.client(), alice.token(), &proof)
+        .await
+        .bytes;
     let summary = fugue_client::archive::summarize(&export[..]).unwrap();
     assert_eq!(summary.peers, [carol.fid().clone()].into());
     assert_eq!(summary.owner.as_ref(), Some(alice.fid()));

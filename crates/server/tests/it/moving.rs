@@ -14,7 +14,7 @@ use fugue_proto::api;
 use fugue_proto::rawr::AccessProperties;
 use fugue_testkit::TestServer;
 
-use crate::exports::{export_bytes, import_outcome, signed_for_import};
+use crate::exports::{fetch_export, import_outcome, signed_for_import};
 use crate::migration::body;
 use crate::support::url;
 
@@ -51,7 +51,8 @@ async fn resign_all(new: &Session, there: &ForeignSession, channel: Option<u64>)
     done
 }
 
-/// Lets `new` re-sign what `old` signed on the server of `old_there` (or `old`'s home).
+/// Lets `new` re-sign what `old` signed on the server of `client`, where `token` is `old`'s
+/// session.
 async fn grant(old: &Session, client: &fugue_client::Client, token: &str, new: &Session) {
     let new_key = {
         use ed25519_dalek::pkcs8::EncodePublicKey;
@@ -205,7 +206,9 @@ async fn alice_moves_from_alpha_to_beta_and_every_message_left_verifies() {
         .prove(&[(alice.key(), alice.current_serial().unwrap())])
         .await
         .unwrap();
-    let export = export_bytes(alice.client(), alice.token(), &proof).await;
+    let export = fetch_export(alice.client(), alice.token(), &proof)
+        .await
+        .bytes;
     let new_dm = alice2.chat().open_dm(carol.fid()).await.unwrap();
     let summary = fugue_client::archive::summarize(&export[..]).unwrap();
     assert_eq!(
