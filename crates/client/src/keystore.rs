@@ -142,30 +142,13 @@ impl KeyStore {
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let fail = |why: String| Error::KeyStore(format!("{}: {why}", path.display()));
-        let mut file = match File::open(path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Self {
-                    path: path.to_owned(),
-                    ..Self::default()
-                });
-            }
-            Err(e) => return Err(fail(e.to_string())),
+        let Some(bytes) = read_private(path)? else {
+            return Ok(Self {
+                path: path.to_owned(),
+                ..Self::default()
+            });
         };
-        let mode = file
-            .metadata()
-            .map_err(|e| fail(e.to_string()))?
-            .permissions()
-            .mode();
-        if mode & 0o077 != 0 {
-            return Err(fail(format!(
-                "group or others may access it (mode {:03o}); run chmod 600 on it",
-                mode & 0o777
-            )));
-        }
-        let mut text = String::new();
-        file.read_to_string(&mut text)
-            .map_err(|e| fail(e.to_string()))?;
+        let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8".into()))?;
         let mut store: Self =
             serde_json::from_str(&text).map_err(|e| fail(format!("not a key store: {e}")))?;
         if store.current.is_some_and(|i| i >= store.accounts.len()) {
@@ -258,7 +241,7 @@ impl KeyStore {
 
 /// Writes `bytes` to `path` through a private temp file in the same directory and a rename, so
 /// readers see the old or the new store, never half of one.
-fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -291,6 +274,32 @@ fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// The bytes of a private file (one `write_private` wrote); `None` when it does not exist.
+/// Refused when group or others may access it.
+pub(crate) fn read_private(path: &Path) -> Result<Option<Vec<u8>>> {
+    let fail = |why: String| Error::KeyStore(format!("{}: {why}", path.display()));
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(fail(e.to_string())),
+    };
+    let mode = file
+        .metadata()
+        .map_err(|e| fail(e.to_string()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(fail(format!(
+            "group or others may access it (mode {:03o}); run chmod 600 on it",
+            mode & 0o777
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(Some(bytes))
 }
 
 /// Leaves out the token and keys: accounts end up in logs through `{:?}`.

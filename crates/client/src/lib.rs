@@ -16,6 +16,7 @@ mod keys;
 mod keystore;
 mod media;
 pub mod migration;
+pub mod mls;
 mod services;
 mod session;
 mod verify;

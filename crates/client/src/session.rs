@@ -193,6 +193,19 @@ impl Session {
         Ok(())
     }
 
+    /// Uploads this device's KeyPackages (polyproto-mls), all or none.
+    pub async fn upload_key_packages(
+        &self,
+        packages: &[fugue_proto::mls::KeyPackage],
+    ) -> Result<()> {
+        send(
+            self.authed(api::upload_key_packages::target())?
+                .json(packages),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn upload_key_material(&self, material: Vec<EncryptedPkm>) -> Result<()> {
         send(self.authed(upload_key_material::target())?.json(&material)).await?;
         Ok(())

@@ -13,6 +13,9 @@ pub mod conversation;
 pub mod export;
 pub mod gateway;
 pub mod ids;
+pub mod mls;
+#[cfg(feature = "mls")]
+pub mod mls_wire;
 pub mod problem;
 pub mod rawr;
 pub mod services;

@@ -147,6 +147,27 @@ pub enum ErrorCode {
     /// No actor of that FID is registered on this server (a DM's recipient), or its home
     /// server does not answer for it (a group's foreign member).
     UserNotFound = 120,
+    // MLS (polyproto-mls)
+    /// KeyPackages of an upload were refused; `invalid` lists `{id, reason}` per package
+    /// (the OpenAPI's 400 body).
+    KeyPackageInvalid = 130,
+    /// The device keeps as many KeyPackages as it may.
+    KeyPackagesFull = 131,
+    /// No MLS group of that id that the caller has a device in.
+    GroupNotFound = 132,
+    /// The group is at another epoch than the proposal or commit was made for; `epoch`
+    /// names the current one.
+    StaleEpoch = 133,
+    /// An MLS object does not parse, verify or apply; `detail` says why.
+    MlsMessageInvalid = 134,
+    /// Too many KeyPackage claims for this actor; retry after `Retry-After`.
+    ClaimsThrottled = 135,
+    /// The group's rules do not let the caller do this; `detail` says which.
+    MlsForbidden = 136,
+    /// An MLS group of that id exists.
+    GroupExists = 137,
+    /// A proposal of that id is pending in the epoch.
+    ProposalExists = 138,
     /// A code this version does not know (sent by a newer server).
     #[serde(other)]
     Unknown = 999,

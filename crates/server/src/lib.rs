@@ -17,6 +17,7 @@ pub mod ids;
 mod listener;
 pub mod media;
 pub mod migration;
+pub mod mls;
 pub mod principal;
 mod ratelimit;
 mod routes;
@@ -77,6 +78,7 @@ pub struct Inner {
     pub(crate) chat: chat::Chat,
     pub(crate) media: media::Media,
     pub(crate) migration: migration::Migration,
+    pub(crate) mls: mls::Mls,
     pub(crate) limits: RateLimiters,
     pub(crate) tasks: Tasks,
 }
@@ -199,8 +201,15 @@ impl Server {
             config.domain.clone(),
             &config.public_url,
         );
+        let mls = mls::Mls::new(
+            store.clone(),
+            events.clone(),
+            federation.clone(),
+            config.domain.clone(),
+        );
         gateway.register_service(Arc::new(chat.clone()));
         gateway.register_service(Arc::new(chat::FugueChatChannel(chat.clone())));
+        gateway.register_service(Arc::new(mls.clone()));
         let rl = &config.rate_limits;
         let limits = RateLimiters {
             login: Limiter::per_minute(rl.login_per_minute),
@@ -220,6 +229,7 @@ impl Server {
                 chat,
                 media,
                 migration,
+                mls,
                 limits,
                 tasks,
             })),
@@ -312,6 +322,11 @@ impl Server {
                         Ok(n) => tracing::warn!(imports = n, "imports stopped by a restart"),
                         Err(e) => tracing::error!(error = %e, "ending stale imports failed"),
                     }
+                    match state.mls.sweep(time::UnixTime(now)).await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(packages = n, "deleted ended KeyPackages"),
+                        Err(e) => tracing::error!(error = %e, "sweeping KeyPackages failed"),
+                    }
                     match state.media.sweep().await {
                         Ok(0) => {}
                         Ok(n) => tracing::info!(objects = n, "deleted unused media objects"),
@@ -391,6 +406,7 @@ fn app_routes() -> Routes {
         .merge(chat::routes::router())
         .merge(media::routes::router())
         .merge(migration::routes::router())
+        .merge(mls::routes::router())
 }
 
 /// `GET /.well-known/polyproto-core` (OP-27): the core API of this server, which is here.

@@ -175,6 +175,24 @@ pub enum Conflict {
     /// The redirect of this source names another target.
     #[error("the redirect names another actor")]
     RedirectElsewhere,
+    /// A KeyPackage with this id or reference is stored already.
+    #[error("the KeyPackage is stored already")]
+    KeyPackageTaken,
+    /// The device would keep more KeyPackages than allowed.
+    #[error("too many KeyPackages")]
+    KeyPackagesFull,
+    /// Too many claims in the current window.
+    #[error("too many claims")]
+    Throttled,
+    /// The MLS group id is in use.
+    #[error("the group exists already")]
+    GroupTaken,
+    /// The MLS group is no longer at the epoch the write was made for.
+    #[error("the group moved to another epoch")]
+    StaleEpoch,
+    /// A proposal with this id is pending already.
+    #[error("the proposal exists already")]
+    ProposalTaken,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -32,6 +32,7 @@ mod federation;
 mod keymaterial;
 mod media;
 mod migration;
+mod mls;
 mod postgres;
 mod schema;
 mod server_certs;
@@ -58,6 +59,7 @@ pub use media::{
     AttachmentMeta, AttachmentRow, NewResource, ResourceOrder, ResourceRow, Stored, Thumbnail,
 };
 pub use migration::{GrantRow, RedirectRow};
+pub use mls::{Claim, ClaimedRow, KeyPackageRow, MlsGroupRow, MlsMemberRow, MlsProposalRow};
 pub use server_certs::ServerCertRow;
 pub use services::ServiceRow;
 pub use sessions::{NewSession, SessionGuard, SessionRow};

@@ -543,6 +543,75 @@ CREATE TABLE data_imports (
 CREATE INDEX data_imports_actor ON data_imports (actor_id, created_at);
 "#,
     ),
+    (
+        22,
+        // polyproto-mls: KeyPackages of devices (each handed out once; the last-resort one
+        // kept), which device a handed-out package belonged to (a Welcome's route), claims
+        // counted per requester and actor, and the groups the server follows: public state
+        // at the current epoch, member devices (leaves), proposals pending in the epoch.
+        r#"
+CREATE TABLE mls_key_packages (
+    actor_id BIGINT NOT NULL REFERENCES actors(id),
+    session_pk BIGINT NOT NULL,
+    serial BIGINT NOT NULL,
+    id TEXT NOT NULL,
+    hash_ref BLOB NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    last_resort BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (actor_id, id)
+);
+CREATE INDEX mls_key_packages_session ON mls_key_packages (session_pk, last_resort, created_at);
+CREATE TABLE mls_claimed (
+    hash_ref BLOB PRIMARY KEY,
+    actor_id BIGINT NOT NULL,
+    session_pk BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    claimed_at BIGINT NOT NULL
+);
+CREATE INDEX mls_claimed_actor ON mls_claimed (actor_id, claimed_at);
+CREATE TABLE mls_claims (
+    requester_id BIGINT NOT NULL,
+    target_id BIGINT NOT NULL,
+    window_start BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (requester_id, target_id)
+);
+CREATE TABLE mls_groups (
+    id TEXT PRIMARY KEY,
+    stream_id BIGINT NOT NULL UNIQUE,
+    epoch BIGINT NOT NULL,
+    state BLOB NOT NULL,
+    creator_id BIGINT NOT NULL REFERENCES actors(id),
+    public_key TEXT NOT NULL,
+    latest_commit TEXT,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE mls_group_members (
+    group_id TEXT NOT NULL,
+    leaf BIGINT NOT NULL,
+    actor_id BIGINT NOT NULL,
+    fid TEXT NOT NULL,
+    serial BIGINT NOT NULL,
+    session TEXT NOT NULL,
+    key_package TEXT NOT NULL,
+    role TEXT NOT NULL,
+    since BIGINT NOT NULL,
+    PRIMARY KEY (group_id, leaf)
+);
+CREATE INDEX mls_group_members_actor ON mls_group_members (actor_id, group_id);
+CREATE INDEX mls_group_members_serial ON mls_group_members (serial);
+CREATE TABLE mls_proposals (
+    group_id TEXT NOT NULL,
+    epoch BIGINT NOT NULL,
+    id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (group_id, epoch, id)
+);
+"#,
+    ),
 ];
 
 /// Creates the bookkeeping table.

@@ -123,6 +123,7 @@ impl Store {
                AND (COALESCE((SELECT c.not_after FROM id_certs c WHERE c.serial = sessions.cert_serial), created_at + $4) < $3)",
             params![s.actor_id, s.session_id.clone(), s.created_at, CERTLESS_SESSION_S],
         ));
+        stmts.push(crate::mls::drop_packages_of_ended_sessions(s.actor_id));
         stmts.extend(s.cert.iter().map(insert_cert_stmt));
         stmts.push(Stmt::new(
             "INSERT INTO sessions (id, actor_id, session_id, token_hash, cert_serial, created_at, revoked_at)
@@ -183,6 +184,9 @@ impl Store {
             .affects(1)
             .or(Conflict::SessionChanged),
         );
+        stmts.push(crate::mls::drop_packages_of_other_certs(
+            session_pk, new.serial,
+        ));
         self.commit(stmts).await
     }
 
@@ -277,6 +281,7 @@ impl Store {
                 )
                 .affects(1)
                 .or(Conflict::SessionChanged),
+                crate::mls::drop_packages_of_ended_sessions(actor_id),
             ])
             .await;
         match res {

@@ -18,6 +18,7 @@ mod attachments;
 mod community;
 mod conversations;
 mod events;
+mod mls;
 mod verify;
 
 use std::collections::HashMap;

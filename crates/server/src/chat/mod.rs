@@ -174,7 +174,7 @@ fn json(value: &impl Serialize) -> Value {
 }
 
 /// A random positive 63-bit id.
-fn random_id() -> i64 {
+pub(crate) fn random_id() -> i64 {
     i64::try_from(OsRng.next_u64() >> 1).unwrap_or(1).max(1)
 }
 

@@ -26,6 +26,7 @@ mod hardening;
 mod interop;
 mod keymaterial;
 mod migration;
+mod mls;
 mod moving;
 mod rawr;
 mod s3;

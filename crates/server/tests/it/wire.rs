@@ -352,6 +352,8 @@ fn nobodys(endpoint: &'static api::Endpoint) -> api::Target {
             "invite_code" => "nocode",
             "emoji" => "👍",
             "rid" | "resource_id" => "no-such-resource",
+            "group_id" => "00112233445566778899aabbccddeeff",
+            "member_id" => "0",
             other => panic!("no sample value for {{{other}}}"),
         })
         .collect();
