@@ -22,8 +22,8 @@ mod session;
 mod verify;
 
 pub use chat::{
-    CHAT_SERVICE, Chat, ChatEvent, DmMessage, DmServers, PreparedMessage, PreparedReaction, Sent,
-    SentDm, Verdict, new_nonce, server_domain,
+    CHAT_SERVICE, Chat, ChatEvent, DmMessage, DmServers, MlsNotice, PreparedMessage,
+    PreparedReaction, Sent, SentDm, Verdict, new_nonce, server_domain,
 };
 pub use error::{Error, Result};
 pub use foreign::ForeignSession;

@@ -33,6 +33,9 @@ use crate::session::Session;
 
 /// The one suite (mls.md §1.1).
 pub const SUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_SHA256_Ed25519;
+/// Epochs whose secrets a device keeps, so that a message sent just before a commit it
+/// processed still opens.
+const PAST_EPOCHS: usize = 8;
 /// How long a KeyPackage is good for (its certificate may end it earlier on the server).
 const KEY_PACKAGE_LIFETIME_S: u64 = 28 * 24 * 3600;
 
@@ -173,6 +176,15 @@ pub fn parse_key_package(m: &model::KeyPackage) -> Result<KeyPackage> {
     Ok(kp)
 }
 
+/// Where a message's text is kept in the state (beside openmls' entries, whose keys are
+/// labels of its own).
+fn plain_key(message: u64, version: u64) -> Vec<u8> {
+    let mut k = b"fugue/plaintext/".to_vec();
+    k.extend_from_slice(&message.to_be_bytes());
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
 fn group_id(id: &str) -> Result<GroupId> {
     if !model::valid_group_id(id) {
         return Err(Error::Invalid(format!("{id} is no MLS group id")));
@@ -294,6 +306,7 @@ impl Mls {
             .ciphersuite(SUITE)
             .use_ratchet_tree_extension(true)
             .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .max_past_epochs(PAST_EPOCHS)
             .capabilities(Self::capabilities())
             .build()
     }
@@ -302,6 +315,7 @@ impl Mls {
         MlsGroupJoinConfig::builder()
             .use_ratchet_tree_extension(true)
             .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+            .max_past_epochs(PAST_EPOCHS)
             .build()
     }
 
@@ -523,6 +537,23 @@ impl Mls {
         };
         self.save()?;
         Ok(out)
+    }
+
+    /// Keeps the text of a message this device sent or decrypted: an MLS message opens only
+    /// once (its key is gone after), so history is read from here afterwards.
+    pub fn remember(&self, message: u64, version: u64, text: &str) -> Result<()> {
+        let _one = self.lock.lock().map_err(|_| mls_err("state", "poisoned"))?;
+        if let Ok(mut v) = self.provider.storage.values.write() {
+            v.insert(plain_key(message, version), text.as_bytes().to_vec());
+        }
+        self.save()
+    }
+
+    /// The text [`Mls::remember`] kept.
+    pub fn recall(&self, message: u64, version: u64) -> Option<String> {
+        let v = self.provider.storage.values.read().ok()?;
+        v.get(&plain_key(message, version))
+            .and_then(|b| String::from_utf8(b.clone()).ok())
     }
 
     /// The actor this device signs for.

@@ -63,6 +63,79 @@ pub mod op {
     pub const DEVICE_REVOKED: u16 = 6;
 }
 
+/// Gateway opcodes of Fugue's `fugue-mls` namespace: encrypted channels and their join
+/// requests (docs/gateway.md).
+pub mod fugue_op {
+    /// A device asks to join an encrypted channel (d: [`super::JoinRequest`]; the channel's
+    /// readers, on its guild's or conversation's stream).
+    pub const JOIN_REQUEST: u16 = 0;
+    /// A join request was accepted or denied (d: [`super::JoinRequest`]; the channel's
+    /// readers and the requesting device).
+    pub const JOIN_RESOLVED: u16 = 1;
+    /// A channel is encrypted from now on (d: [`super::ChannelGroup`]; its readers).
+    pub const CHANNEL_ENCRYPTED: u16 = 2;
+}
+
+/// The group that encrypts a channel (a guild channel, a DM or a group conversation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelGroup {
+    #[serde(with = "u64_string")]
+    pub channel_id: u64,
+    pub group_id: String,
+}
+
+/// `PUT /channels/{id}/group`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetChannelGroup {
+    pub group_id: String,
+}
+
+/// Where a join request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinState {
+    Pending,
+    Accepted,
+    Denied,
+}
+
+/// A device's request to join an encrypted channel, with the package it is to be added
+/// with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinRequest {
+    #[serde(with = "u64_string")]
+    pub id: u64,
+    #[serde(with = "u64_string")]
+    pub channel_id: u64,
+    pub group_id: String,
+    pub fid: FederationId,
+    pub session: String,
+    pub key_package: KeyPackage,
+    /// The actor has a device in the group already: a new device of a member, which any
+    /// member accepts without asking (polyproto-chat §6).
+    pub existing_member: bool,
+    pub state: JoinState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<FederationId>,
+    #[serde(with = "u64_string")]
+    pub created_at: u64,
+}
+
+/// `POST /join-requests/{id}/deny`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenyJoin {
+    pub reason: String,
+}
+
+/// The prefix of a message's `content` in an encrypted channel: what follows is the
+/// `MLSMessage` (a PrivateMessage of the channel's group), base64.
+pub const ENCRYPTED_PREFIX: &str = "mls:";
+/// Longest `content` of an encrypted message (the ciphertext of a message of
+/// `chat::MAX_CONTENT` characters in UTF-8, with room for its framing).
+pub const MAX_ENCRYPTED_CONTENT: usize = 24 * 1024;
+
 /// What a client can do (OpenAPI `ClientCapabilities`): versions as `1.0`, cipher suites
 /// and extensions as `0x` and four hex digits.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -168,6 +168,13 @@ pub enum ErrorCode {
     GroupExists = 137,
     /// A proposal of that id is pending in the epoch.
     ProposalExists = 138,
+    /// The channel is encrypted: its messages are MLS messages of its group (`mls:`…), and
+    /// carry no attachments.
+    EncryptionRequired = 139,
+    /// The channel is encrypted already, with the group it names.
+    AlreadyEncrypted = 140,
+    /// No join request of that id for a channel the caller reads.
+    JoinRequestNotFound = 141,
     /// A code this version does not know (sent by a newer server).
     #[serde(other)]
     Unknown = 999,

@@ -205,11 +205,14 @@ impl Server {
             store.clone(),
             events.clone(),
             federation.clone(),
+            chat.clone(),
             config.domain.clone(),
         );
         gateway.register_service(Arc::new(chat.clone()));
         gateway.register_service(Arc::new(chat::FugueChatChannel(chat.clone())));
         gateway.register_service(Arc::new(mls.clone()));
+        sessions.observe_revocations(Arc::new(mls.clone()));
+        gateway.register_service(Arc::new(mls::FugueMlsChannel(chat.clone())));
         let rl = &config.rate_limits;
         let limits = RateLimiters {
             login: Limiter::per_minute(rl.login_per_minute),

@@ -193,6 +193,9 @@ pub enum Conflict {
     /// A proposal with this id is pending already.
     #[error("the proposal exists already")]
     ProposalTaken,
+    /// The channel is encrypted already.
+    #[error("the channel is encrypted already")]
+    AlreadyEncrypted,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

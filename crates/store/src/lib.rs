@@ -59,7 +59,9 @@ pub use media::{
     AttachmentMeta, AttachmentRow, NewResource, ResourceOrder, ResourceRow, Stored, Thumbnail,
 };
 pub use migration::{GrantRow, RedirectRow};
-pub use mls::{Claim, ClaimedRow, KeyPackageRow, MlsGroupRow, MlsMemberRow, MlsProposalRow};
+pub use mls::{
+    Claim, ClaimedRow, JoinRequestRow, KeyPackageRow, MlsGroupRow, MlsMemberRow, MlsProposalRow,
+};
 pub use server_certs::ServerCertRow;
 pub use services::ServiceRow;
 pub use sessions::{NewSession, SessionGuard, SessionRow};

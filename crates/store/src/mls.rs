@@ -93,6 +93,49 @@ pub struct MlsProposalRow {
     pub created_at: i64,
 }
 
+/// A request of a device to join an encrypted channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequestRow {
+    pub id: i64,
+    pub channel_id: i64,
+    pub group_id: String,
+    pub actor_id: i64,
+    pub session_pk: i64,
+    /// The KeyPackageRef of its package.
+    pub hash_ref: Vec<u8>,
+    /// The JSON model as answered (`fugue_proto::mls::JoinRequest`, without its state).
+    pub body: String,
+    /// `pending`, `accepted` or `denied`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub resolved_by: Option<i64>,
+    pub created_at: i64,
+    pub resolved_at: Option<i64>,
+}
+
+macro_rules! request_columns {
+    () => {
+        "id, channel_id, group_id, actor_id, session_pk, hash_ref, body, state, reason, resolved_by, created_at, resolved_at"
+    };
+}
+
+fn request(r: &Row) -> Result<JoinRequestRow> {
+    Ok(JoinRequestRow {
+        id: r.i64(0)?,
+        channel_id: r.i64(1)?,
+        group_id: r.string(2)?,
+        actor_id: r.i64(3)?,
+        session_pk: r.i64(4)?,
+        hash_ref: r.bytes(5)?,
+        body: r.string(6)?,
+        state: r.string(7)?,
+        reason: r.opt_string(8)?,
+        resolved_by: r.opt_i64(9)?,
+        created_at: r.i64(10)?,
+        resolved_at: r.opt_i64(11)?,
+    })
+}
+
 macro_rules! package_columns {
     () => {
         "actor_id, session_pk, serial, id, hash_ref, body, last_resort, expires_at, created_at"
@@ -350,12 +393,14 @@ impl Store {
         .await
     }
 
-    /// A new group with its creator's device, and its first event `created`. Returns the
-    /// event's position. [`Conflict::GroupTaken`] when the id is in use.
+    /// A new group with its creator's device (session `creator_session`, whose position in
+    /// the group's stream starts there), and its first event `created`. Returns the event's
+    /// position. [`Conflict::GroupTaken`] when the id is in use.
     pub async fn create_mls_group(
         &self,
         g: &MlsGroupRow,
         creator: &MlsMemberRow,
+        creator_session: i64,
         created: &NewEvent,
     ) -> Result<i64> {
         let Append { take, write } = Append::new(created);
@@ -381,6 +426,13 @@ impl Store {
             .or(Conflict::GroupTaken),
             take,
             insert_member(&g.id, g.stream_id, creator),
+            // The creating device has seen the group's stream from its start.
+            Stmt::new(
+                "INSERT INTO stream_positions (session_pk, stream_id, acked_seq)
+                 SELECT $1, $2, head FROM streams WHERE id = $2
+                 ON CONFLICT (session_pk, stream_id) DO NOTHING",
+                params![creator_session, g.stream_id],
+            ),
             write,
         ];
         taken(&self.transaction_rows(stmts).await?, 1)
@@ -514,7 +566,8 @@ impl Store {
     }
 
     /// Moves a group from epoch `from` to `g.epoch`: its new state, latest commit and
-    /// members (all of them, as they are after the commit), the epoch's proposals gone, and
+    /// members (all of them, as they are after the commit), the epoch's proposals gone, the
+    /// `welcomed` sessions' positions in the group's stream set to the commit, and
     /// `events` appended in order (the first to the group's stream: new devices begin
     /// there). Returns the events' positions. [`Conflict::StaleEpoch`] when another commit
     /// won the epoch.
@@ -523,6 +576,7 @@ impl Store {
         g: &MlsGroupRow,
         from: i64,
         members: &[MlsMemberRow],
+        welcomed: &[i64],
         events: &[NewEvent],
     ) -> Result<Vec<i64>> {
         let mut stmts = vec![
@@ -556,7 +610,188 @@ impl Store {
                     params![g.id.clone()],
                 ));
                 stmts.extend(members.iter().map(|m| insert_member(&g.id, g.stream_id, m)));
+                // A welcomed device has seen the group's stream up to the commit that adds
+                // it: what it polls later starts right after.
+                stmts.extend(welcomed.iter().map(|session_pk| {
+                    Stmt::new(
+                        "INSERT INTO stream_positions (session_pk, stream_id, acked_seq)
+                         SELECT $1, $2, head FROM streams WHERE id = $2
+                         ON CONFLICT (session_pk, stream_id) DO NOTHING",
+                        params![*session_pk, g.stream_id],
+                    )
+                }));
             }
+            stmts.push(write);
+        }
+        let out = self.transaction_rows(stmts).await?;
+        at.into_iter().map(|i| taken(&out, i)).collect()
+    }
+
+    /// Encrypts channel `channel_id` of stream `stream_id` (a guild's, or a conversation's
+    /// when `conversation`) with group `group_id`, for good, with its event. Returns the
+    /// event's position. [`Conflict::AlreadyEncrypted`] when it is encrypted already.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn bind_mls_group(
+        &self,
+        stream_id: i64,
+        conversation: bool,
+        channel_id: i64,
+        group_id: &str,
+        set_by: i64,
+        now: i64,
+        e: &NewEvent,
+    ) -> Result<i64> {
+        let Append { take, write } = Append::new(e);
+        let stmts = vec![
+            if conversation {
+                crate::chat::touch_conversation(stream_id)
+            } else {
+                crate::chat::touch_guild(stream_id)
+            },
+            Stmt::new(
+                "INSERT INTO mls_channels (channel_id, stream_id, group_id, set_by, created_at)
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+                params![channel_id, stream_id, group_id, set_by, now],
+            )
+            .affects(1)
+            .or(Conflict::AlreadyEncrypted),
+            take,
+            write,
+        ];
+        taken(&self.transaction_rows(stmts).await?, 2)
+    }
+
+    /// The channel a group encrypts, if any.
+    pub async fn channel_of_mls_group(&self, group_id: &str) -> Result<Option<i64>> {
+        self.query(
+            "SELECT channel_id FROM mls_channels WHERE group_id = $1 ORDER BY channel_id LIMIT 1",
+            params![group_id],
+        )
+        .await?
+        .first()
+        .map(|r| r.i64(0))
+        .transpose()
+    }
+
+    /// The group encrypting a channel, if any.
+    pub async fn mls_group_of_channel(&self, channel_id: i64) -> Result<Option<String>> {
+        self.query(
+            "SELECT group_id FROM mls_channels WHERE channel_id = $1",
+            params![channel_id],
+        )
+        .await?
+        .first()
+        .map(|r| r.string(0))
+        .transpose()
+    }
+
+    /// A group's epoch and whether `actor_id` has a device in it (a post to a channel it
+    /// encrypts); `None` when there is no such group.
+    pub async fn mls_posting(&self, group_id: &str, actor_id: i64) -> Result<Option<(i64, bool)>> {
+        self.query(
+            "SELECT g.epoch, (SELECT COUNT(*) FROM mls_group_members m WHERE m.group_id = g.id AND m.actor_id = $2)
+             FROM mls_groups g WHERE g.id = $1",
+            params![group_id, actor_id],
+        )
+        .await?
+        .first()
+        .map(|r| Ok((r.i64(0)?, r.i64(1)? > 0)))
+        .transpose()
+    }
+
+    /// Stores a join request with its event; its package's reference is recorded as handed
+    /// out to the requesting device (so the Welcome finds it). Returns the event's position.
+    pub async fn insert_join_request(&self, j: &JoinRequestRow, e: &NewEvent) -> Result<i64> {
+        let Append { take, write } = Append::new(e);
+        let stmts = vec![
+            Stmt::new(
+                concat!(
+                    "INSERT INTO mls_join_requests (",
+                    request_columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                ),
+                params![
+                    j.id,
+                    j.channel_id,
+                    j.group_id.clone(),
+                    j.actor_id,
+                    j.session_pk,
+                    j.hash_ref.clone(),
+                    j.body.clone(),
+                    j.state.clone(),
+                    j.reason.clone(),
+                    j.resolved_by,
+                    j.created_at,
+                    j.resolved_at
+                ],
+            ),
+            Stmt::new(
+                "INSERT INTO mls_claimed (hash_ref, actor_id, session_pk, body, claimed_at)
+                 VALUES ($1, $2, $3, '', $4) ON CONFLICT (hash_ref) DO NOTHING",
+                params![j.hash_ref.clone(), j.actor_id, j.session_pk, j.created_at],
+            ),
+            take,
+            write,
+        ];
+        taken(&self.transaction_rows(stmts).await?, 2)
+    }
+
+    pub async fn join_request(&self, id: i64) -> Result<Option<JoinRequestRow>> {
+        self.query(
+            concat!(
+                "SELECT ",
+                request_columns!(),
+                " FROM mls_join_requests WHERE id = $1"
+            ),
+            params![id],
+        )
+        .await?
+        .first()
+        .map(request)
+        .transpose()
+    }
+
+    /// A channel's pending join requests, oldest first (at most 100).
+    pub async fn pending_join_requests(&self, channel_id: i64) -> Result<Vec<JoinRequestRow>> {
+        self.query(
+            concat!(
+                "SELECT ",
+                request_columns!(),
+                " FROM mls_join_requests WHERE channel_id = $1 AND state = 'pending' ORDER BY id LIMIT 100"
+            ),
+            params![channel_id],
+        )
+        .await?
+        .iter()
+        .map(request)
+        .collect()
+    }
+
+    /// Resolves a pending join request (`accepted` or `denied`) with its events. Returns
+    /// their positions. [`Conflict::Unchanged`] when it was resolved already.
+    pub async fn resolve_join_request(
+        &self,
+        id: i64,
+        state: &str,
+        reason: Option<&str>,
+        by: i64,
+        now: i64,
+        events: &[NewEvent],
+    ) -> Result<Vec<i64>> {
+        let mut stmts = vec![
+            Stmt::new(
+                "UPDATE mls_join_requests SET state = $2, reason = $3, resolved_by = $4, resolved_at = $5
+                 WHERE id = $1 AND state = 'pending'",
+                params![id, state, reason.map(str::to_owned), by, now],
+            )
+            .affects(1)
+            .or(Conflict::Unchanged),
+        ];
+        let mut at = Vec::new();
+        for e in events {
+            let Append { take, write } = Append::new(e);
+            at.push(stmts.len());
+            stmts.push(take);
             stmts.push(write);
         }
         let out = self.transaction_rows(stmts).await?;

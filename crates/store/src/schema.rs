@@ -548,7 +548,8 @@ CREATE INDEX data_imports_actor ON data_imports (actor_id, created_at);
         // polyproto-mls: KeyPackages of devices (each handed out once; the last-resort one
         // kept), which device a handed-out package belonged to (a Welcome's route), claims
         // counted per requester and actor, and the groups the server follows: public state
-        // at the current epoch, member devices (leaves), proposals pending in the epoch.
+        // at the current epoch, member devices (leaves), proposals pending in the epoch; the
+        // channels and conversations encrypted with a group, and join requests to them.
         r#"
 CREATE TABLE mls_key_packages (
     actor_id BIGINT NOT NULL REFERENCES actors(id),
@@ -602,6 +603,29 @@ CREATE TABLE mls_group_members (
 );
 CREATE INDEX mls_group_members_actor ON mls_group_members (actor_id, group_id);
 CREATE INDEX mls_group_members_serial ON mls_group_members (serial);
+CREATE TABLE mls_channels (
+    channel_id BIGINT PRIMARY KEY,
+    stream_id BIGINT NOT NULL,
+    group_id TEXT NOT NULL,
+    set_by BIGINT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX mls_channels_stream ON mls_channels (stream_id);
+CREATE TABLE mls_join_requests (
+    id BIGINT PRIMARY KEY,
+    channel_id BIGINT NOT NULL,
+    group_id TEXT NOT NULL,
+    actor_id BIGINT NOT NULL,
+    session_pk BIGINT NOT NULL,
+    hash_ref BLOB NOT NULL,
+    body TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT,
+    resolved_by BIGINT,
+    created_at BIGINT NOT NULL,
+    resolved_at BIGINT
+);
+CREATE INDEX mls_join_requests_channel ON mls_join_requests (channel_id, state, id);
 CREATE TABLE mls_proposals (
     group_id TEXT NOT NULL,
     epoch BIGINT NOT NULL,

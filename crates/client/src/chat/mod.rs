@@ -17,6 +17,7 @@
 mod attachments;
 mod community;
 mod conversations;
+mod encrypted;
 mod events;
 mod mls;
 mod verify;
@@ -49,6 +50,7 @@ use crate::session::Session;
 
 pub use community::PreparedReaction;
 pub use conversations::{CHAT_SERVICE, DmMessage, DmServers, SentDm, server_domain};
+pub use encrypted::MlsNotice;
 pub use events::ChatEvent;
 use verify::CertCache;
 pub use verify::Verdict;

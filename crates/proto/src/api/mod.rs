@@ -1,4 +1,4 @@
-//! The HTTP API: one module per namespace (`core`, `auth`, `chat`, `fugue_chat`, `fugue_core`, `mls`, and `origin` for the two paths
+//! The HTTP API: one module per namespace (`core`, `auth`, `chat`, `fugue_chat`, `fugue_core`, `mls`, `fugue_mls`, and `origin` for the two paths
 //! outside `/.p2/`), one module per endpoint, and an endpoint is one (method, path).
 //!
 //! Each endpoint is declared once, with [`endpoints!`]: its method, its path template below
@@ -323,6 +323,8 @@ namespaces! {
     fugue_core: FUGUE_CORE_ENDPOINTS,
     /// polyproto-mls (`/.p2/mls/`).
     mls: MLS_ENDPOINTS,
+    /// Fugue's MLS additions (`/.p2/fugue-mls/`).
+    fugue_mls: FUGUE_MLS_ENDPOINTS,
 }
 
 #[cfg(test)]
@@ -372,6 +374,10 @@ mod tests {
         for e in MLS_ENDPOINTS {
             assert!(e.path.starts_with("/.p2/mls/v1/"), "{}", e.path);
             assert!(e.path.starts_with(MLS_API), "{}", e.path);
+        }
+        for e in FUGUE_MLS_ENDPOINTS {
+            assert!(e.path.starts_with("/.p2/fugue-mls/v1/"), "{}", e.path);
+            assert!(e.path.starts_with(FUGUE_MLS_API), "{}", e.path);
         }
     }
 

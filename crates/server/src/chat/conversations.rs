@@ -52,7 +52,11 @@ impl Loaded {
 }
 
 /// A conversation's access rules in the shape of a guild's: one channel, no roles.
-fn access(c: &ConversationRow, members: &[ConversationMemberRow]) -> GuildAccess {
+fn access(
+    c: &ConversationRow,
+    members: &[ConversationMemberRow],
+    encrypted: Vec<(i64, String)>,
+) -> GuildAccess {
     GuildAccess {
         guild: GuildRow {
             id: c.id,
@@ -85,6 +89,7 @@ fn access(c: &ConversationRow, members: &[ConversationMemberRow]) -> GuildAccess
             created_at: c.created_at,
         }],
         overwrites: Vec::new(),
+        encrypted,
     }
 }
 
@@ -115,10 +120,10 @@ impl Chat {
         {
             return Ok(Some(s));
         }
-        let Some((row, members)) = self.store.conversation_access(id).await? else {
+        let Some((row, members, encrypted)) = self.store.conversation_access(id).await? else {
             return Ok(None);
         };
-        let s = Arc::new(Snapshot::new(access(&row, &members)));
+        let s = Arc::new(Snapshot::new(access(&row, &members, encrypted)));
         cache_insert(&self.snapshots, id, s.clone());
         Ok(Some(s))
     }

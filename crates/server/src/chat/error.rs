@@ -53,6 +53,17 @@ pub enum Error {
     UserNotFound(String),
     #[error("only the group's owner may do this")]
     NotGroupOwner,
+    /// A plain message, or one for another group, in an encrypted channel.
+    #[error("{0}")]
+    EncryptionRequired(String),
+    #[error("the channel is encrypted already (group {0})")]
+    AlreadyEncrypted(String),
+    /// The channel's group moved to another epoch: process its commit and encrypt again.
+    #[error("the channel's group is at epoch {0}; this message was made for another")]
+    StaleEpoch(u32),
+    /// The author has no device in the channel's group.
+    #[error("{0}")]
+    NotInGroup(String),
     #[error(transparent)]
     Sessions(#[from] sessions::Error),
     #[error(transparent)]
@@ -91,6 +102,13 @@ impl From<Error> for ApiError {
             Error::Changed => (S::CONFLICT, ErrorCode::ConcurrentChange),
             Error::Forbidden(_) => (S::FORBIDDEN, ErrorCode::Forbidden),
             Error::UserNotFound(_) => (S::NOT_FOUND, ErrorCode::UserNotFound),
+            Error::EncryptionRequired(_) => (S::BAD_REQUEST, ErrorCode::EncryptionRequired),
+            Error::AlreadyEncrypted(_) => (S::CONFLICT, ErrorCode::AlreadyEncrypted),
+            Error::StaleEpoch(epoch) => {
+                return ApiError::new(S::CONFLICT, ErrorCode::StaleEpoch, detail)
+                    .with_extension("epoch", epoch);
+            }
+            Error::NotInGroup(_) => (S::FORBIDDEN, ErrorCode::MlsForbidden),
             Error::Sessions(e) => return e.into(),
             Error::Federation(e) => return foreign_cert(e),
             Error::Media(e) => return e.into(),

@@ -116,11 +116,17 @@ impl Chat {
         })
     }
 
+    /// The bounds of every message; a channel's own rules follow in
+    /// [`Chat::check_encryption`] (an encrypted message may be longer).
     pub(super) fn check_body(body: &MessageBody) -> Result<(), Error> {
-        if body.content.chars().count() > chat::MAX_CONTENT {
+        let limit = if body.content.starts_with(fugue_proto::mls::ENCRYPTED_PREFIX) {
+            fugue_proto::mls::MAX_ENCRYPTED_CONTENT
+        } else {
+            chat::MAX_CONTENT
+        };
+        if body.content.chars().count() > limit {
             return Err(Error::Invalid(format!(
-                "content is longer than {} characters",
-                chat::MAX_CONTENT
+                "content is longer than {limit} characters"
             )));
         }
         if body.content.trim().is_empty() && body.attachments.is_empty() {
@@ -321,6 +327,7 @@ impl Chat {
         if c.kind == i64::from(channel_type::CATEGORY) {
             return Err(Error::Invalid("a category holds no messages".into()));
         }
+        self.check_encryption(&s, &c, actor, body).await?;
         if let Some(reply) = body.reply_to {
             match self.store.message(to_store(reply)).await? {
                 Some(m) if m.channel_id == c.id => {}
@@ -452,6 +459,7 @@ impl Chat {
             attachments: req.attachments,
         };
         Self::check_body(&body)?;
+        self.check_encryption_now(&c, actor, &body).await?;
         let content = serde_json::to_string(&body).map_err(|e| Error::Invalid(e.to_string()))?;
         // The same edit again (a retry) is answered with the message as it is.
         if m.version_nonce == req.nonce && m.signature.eq_ignore_ascii_case(&req.signature) {

@@ -17,6 +17,8 @@ mod attachments;
 mod community_routes;
 mod conversation_routes;
 mod conversations;
+mod encryption;
+pub use encryption::ChannelAccess;
 mod error;
 mod follow;
 mod imports;

@@ -28,6 +28,8 @@ pub struct Snapshot {
     members: HashMap<ActorId, (i64, Vec<i64>)>,
     /// Channel → its overwrites (channels without any map to an empty list).
     channels: BTreeMap<i64, Vec<OverwriteRow>>,
+    /// Encrypted channel → the MLS group that encrypts it.
+    encrypted: HashMap<i64, String>,
 }
 
 impl Snapshot {
@@ -64,7 +66,13 @@ impl Snapshot {
             roles,
             members,
             channels,
+            encrypted: a.encrypted.into_iter().collect(),
         }
+    }
+
+    /// The MLS group that encrypts a channel, if it is encrypted.
+    pub fn encryption(&self, channel: i64) -> Option<&str> {
+        self.encrypted.get(&channel).map(String::as_str)
     }
 
     pub fn is_member(&self, actor: ActorId) -> bool {

@@ -29,6 +29,10 @@ pub enum Error {
     GroupExists(String),
     #[error("a proposal {0} is pending already")]
     ProposalExists(String),
+    #[error("no join request {0} of a channel you read")]
+    JoinRequestNotFound(u64),
+    #[error("{0}")]
+    Conflict(String),
     #[error("too many KeyPackage claims for this actor; retry in {retry_after} s")]
     Throttled { retry_after: u64 },
     #[error(transparent)]
@@ -62,6 +66,8 @@ impl From<Error> for ApiError {
             Error::Forbidden(_) => (S::FORBIDDEN, ErrorCode::MlsForbidden),
             Error::GroupExists(_) => (S::CONFLICT, ErrorCode::GroupExists),
             Error::ProposalExists(_) => (S::CONFLICT, ErrorCode::ProposalExists),
+            Error::JoinRequestNotFound(_) => (S::NOT_FOUND, ErrorCode::JoinRequestNotFound),
+            Error::Conflict(_) => (S::CONFLICT, ErrorCode::ConcurrentChange),
             Error::Throttled { retry_after } => {
                 return ApiError::new(S::TOO_MANY_REQUESTS, ErrorCode::ClaimsThrottled, detail)
                     .with_retry_after(retry_after);

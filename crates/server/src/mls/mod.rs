@@ -14,8 +14,11 @@
 //! out on the group's stream.
 
 mod error;
+mod joins;
 pub mod routes;
 mod wire;
+
+pub use joins::FugueMlsChannel;
 
 use std::sync::Arc;
 
@@ -39,13 +42,14 @@ use fugue_store::{KeyPackageRow, MlsGroupRow, MlsMemberRow, MlsProposalRow, Stor
 
 pub use error::Error;
 
+use crate::chat::{ChannelAccess, Chat};
 use crate::events::{Audience, Events, Publish};
 use crate::federation::Federation;
 use crate::gateway::{Follow, Service, View};
 use crate::http::ApiError;
 use crate::ids::{ActorId, SessionPk, StreamId, from_store, to_store};
 use crate::principal::{Actor, stored_name};
-use crate::sessions::Authed;
+use crate::sessions::{Authed, RevocationObserver};
 use crate::time::UnixTime;
 
 /// The one suite (mls.md §1.1).
@@ -64,6 +68,8 @@ pub struct Inner {
     store: Store,
     events: Events,
     federation: Federation,
+    /// Who reads an encrypted channel, and the rules of DMs and groups.
+    chat: Chat,
     domain: DomainName,
     crypto: RustCrypto,
 }
@@ -105,11 +111,18 @@ impl View for Whole {
 }
 
 impl Mls {
-    pub fn new(store: Store, events: Events, federation: Federation, domain: DomainName) -> Self {
+    pub fn new(
+        store: Store,
+        events: Events,
+        federation: Federation,
+        chat: Chat,
+        domain: DomainName,
+    ) -> Self {
         Self(Arc::new(Inner {
             store,
             events,
             federation,
+            chat,
             domain,
             crypto: RustCrypto::default(),
         }))
@@ -596,7 +609,7 @@ impl Mls {
         let seq = match self
             .0
             .store
-            .create_mls_group(&g, &member, &p.to_new(now))
+            .create_mls_group(&g, &member, authed.session.pk.to_store(), &p.to_new(now))
             .await
         {
             Err(fugue_store::Error::Conflict(fugue_store::Conflict::GroupTaken)) => {
@@ -754,7 +767,8 @@ impl Mls {
             return Err(Error::Mls("fugue:mls holds no proposal".into()));
         };
         let sender = Self::sender(authed, q.sender(), &members)?;
-        self.allowed(sender, std::iter::once(q.proposal()), &members)?;
+        self.rules(authed, &g, sender, &members, &[q.proposal()], now)
+            .await?;
         let derived = self.proposal_model(req.id.clone(), q.proposal(), &req)?;
         let epoch = epoch_of(group.group_context().epoch())?;
         let d = ProposalEvent {
@@ -793,25 +807,106 @@ impl Mls {
         }
     }
 
-    /// The group's rules for what a device may propose or commit: removing another actor's
-    /// device needs the Admin role (the creator's devices).
-    fn allowed<'a>(
+    /// The group's rules for what `committer` proposes or commits, checked before anything
+    /// is stored: every added device's credential (the authentication service's check), and
+    /// who may add or remove whom — the channel's rules when the group encrypts one, else
+    /// only the group's admins (its creator's devices) remove other actors' devices. Returns
+    /// the added packages with their devices.
+    async fn rules(
         &self,
-        sender: &MlsMemberRow,
-        proposals: impl Iterator<Item = &'a MlsProposal>,
+        authed: &Authed,
+        g: &MlsGroupRow,
+        committer: &MlsMemberRow,
         members: &[MlsMemberRow],
-    ) -> Result<(), Error> {
+        proposals: &[&MlsProposal],
+        now: UnixTime,
+    ) -> Result<Vec<(KeyPackage, Device)>, Error> {
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
         for p in proposals {
-            if let MlsProposal::Remove(r) = p {
-                let removed = members
-                    .iter()
-                    .find(|m| m.leaf == i64::from(r.removed().u32()));
-                if removed.is_some_and(|m| m.actor_id != sender.actor_id) && sender.role != "Admin"
-                {
-                    return Err(Error::Forbidden(
-                        "only the group's admins remove other actors' devices".into(),
-                    ));
+            match p {
+                MlsProposal::Add(a) => {
+                    let kp = a.key_package();
+                    let leaf = kp.leaf_node();
+                    let device = self
+                        .device(leaf.credential(), leaf.signature_key().as_slice(), now)
+                        .await?;
+                    added.push((kp.clone(), device));
                 }
+                MlsProposal::Remove(r) => removed.extend(
+                    members
+                        .iter()
+                        .find(|m| m.leaf == i64::from(r.removed().u32()))
+                        .map(|m| m.actor_id),
+                ),
+                _ => {}
+            }
+        }
+        if let Some(channel) = self.0.store.channel_of_mls_group(&g.id).await? {
+            let access = self
+                .0
+                .chat
+                .channel_for_mls(&authed.actor, from_store(channel))
+                .await
+                .map_err(|_| Error::Forbidden("you no longer read the channel".into()))?;
+            Self::channel_rules(&access, committer, members, &added, &removed)?;
+        } else if committer.role != "Admin" && removed.iter().any(|a| *a != committer.actor_id) {
+            return Err(Error::Forbidden(
+                "only the group's admins remove other actors' devices".into(),
+            ));
+        }
+        Ok(added)
+    }
+
+    /// Who may join and who may remove whom in a group that encrypts `a`'s channel: every
+    /// added device's actor reads the channel; an encrypted DM gains no one; in a group
+    /// conversation only its owner adds a new person or removes another; in a guild channel
+    /// another actor's device goes only when that actor no longer reads the channel, or by
+    /// a member with MANAGE_CHANNELS.
+    fn channel_rules(
+        a: &ChannelAccess,
+        committer: &MlsMemberRow,
+        members: &[MlsMemberRow],
+        added: &[(KeyPackage, Device)],
+        removed: &[i64],
+    ) -> Result<(), Error> {
+        let in_group = |actor: i64| members.iter().any(|m| m.actor_id == actor);
+        let owner = a.owner.to_store() == committer.actor_id;
+        for (_, d) in added {
+            if !a.readable_by(ActorId::from_store(d.actor_id)) {
+                return Err(Error::Forbidden(format!(
+                    "{} does not read the channel this group encrypts",
+                    d.fid
+                )));
+            }
+            if in_group(d.actor_id) {
+                continue; // a further device of a member
+            }
+            if a.is_dm() {
+                return Err(Error::Forbidden(
+                    "an encrypted DM gains no one after its creation; open a new DM".into(),
+                ));
+            }
+            if a.is_group() && !owner {
+                return Err(Error::Forbidden(
+                    "only the group's owner adds people to it".into(),
+                ));
+            }
+        }
+        for actor in removed {
+            if *actor == committer.actor_id {
+                continue;
+            }
+            let allowed = if a.is_conversation() {
+                a.is_group() && owner
+            } else {
+                a.has(fugue_proto::chat::Permissions::MANAGE_CHANNELS)
+                    || !a.readable_by(ActorId::from_store(*actor))
+            };
+            if !allowed {
+                return Err(Error::Forbidden(
+                    "the channel's rules do not let you remove another person's device".into(),
+                ));
             }
         }
         Ok(())
@@ -895,11 +990,11 @@ impl Mls {
         };
         let staged: StagedCommit = *staged;
         let committer_row = Self::sender(authed, &from, &members)?;
-        self.allowed(
-            committer_row,
-            staged.queued_proposals().map(|q| q.proposal()),
-            &members,
-        )?;
+        let committed: Vec<&MlsProposal> =
+            staged.queued_proposals().map(|q| q.proposal()).collect();
+        let added = self
+            .rules(authed, &g, committer_row, &members, &committed, now)
+            .await?;
         let proposals: Vec<model::Proposal> = staged
             .queued_proposals()
             .enumerate()
@@ -918,16 +1013,6 @@ impl Mls {
                 )
             })
             .collect::<Result<_, _>>()?;
-        // New devices: their credentials checked, their packages kept for the member list.
-        let mut added = Vec::new();
-        for a in staged.add_proposals() {
-            let kp = a.add_proposal().key_package();
-            let leaf = kp.leaf_node();
-            let device = self
-                .device(leaf.credential(), leaf.signature_key().as_slice(), now)
-                .await?;
-            added.push((kp.clone(), device));
-        }
         let welcome = self.welcome(&req, &added, &g, now).await?;
         group
             .merge_commit(&storage, staged)
@@ -1053,6 +1138,11 @@ impl Mls {
                     .changes_access(),
             );
         }
+        let welcomed: Vec<i64> = welcome
+            .targets
+            .iter()
+            .filter_map(|((_, session), _)| session.map(SessionPk::to_store))
+            .collect();
         let next = MlsGroupRow {
             epoch: i64::from(epoch),
             state: wire::encode_state(&storage),
@@ -1064,7 +1154,7 @@ impl Mls {
         let seqs = match self
             .0
             .store
-            .commit_mls_group(&next, g.epoch, &after, &news)
+            .commit_mls_group(&next, g.epoch, &after, &welcomed, &news)
             .await
         {
             Err(fugue_store::Error::Conflict(fugue_store::Conflict::StaleEpoch)) => {
@@ -1175,6 +1265,51 @@ impl Mls {
 struct Welcomes {
     answer: Option<model::Welcome>,
     targets: Vec<((ActorId, Option<SessionPk>), WelcomeEvent)>,
+}
+
+/// A revoked certificate's device is shown to every group it is in (op 6): its members
+/// should remove it. Its KeyPackages went in the revocation's own transaction.
+impl RevocationObserver for Mls {
+    fn revoked<'a>(&'a self, serial: i64) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let leaves = match self.0.store.mls_leaves_of_cert(serial).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(error = %e, serial, "MLS groups of a revoked certificate");
+                    return;
+                }
+            };
+            for (group_id, stream_id, epoch, leaf) in leaves {
+                let members = self
+                    .0
+                    .store
+                    .mls_members(&group_id)
+                    .await
+                    .unwrap_or_default();
+                let Some(m) = members.iter().find(|m| m.leaf == leaf) else {
+                    continue;
+                };
+                let Ok(fid) = m.fid.parse() else { continue };
+                let d = DeviceEvent {
+                    group_id,
+                    epoch: u32::try_from(epoch).unwrap_or(u32::MAX),
+                    member_id: leaf.to_string(),
+                    fid,
+                    session: m.session.clone(),
+                    more_devices: false,
+                };
+                let p = Publish::new(
+                    StreamId::from_store(stream_id),
+                    MLS,
+                    op::DEVICE_REVOKED,
+                    json(&d),
+                );
+                if let Err(e) = self.0.events.publish(p).await {
+                    tracing::error!(error = %e, "device-revoked event not written");
+                }
+            }
+        })
+    }
 }
 
 impl Service for Mls {

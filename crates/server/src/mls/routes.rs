@@ -8,7 +8,7 @@ use fugue_proto::FederationId;
 use fugue_proto::api::{self, claim_key_packages};
 
 use crate::AppState;
-use crate::http::{ApiResult, Json, Path, Query, ok};
+use crate::http::{ApiResult, Json, Path, Query, created, ok};
 use crate::routes::Routes;
 use crate::sessions::Authed;
 use crate::sessions::routes::AnySession;
@@ -28,6 +28,90 @@ pub(crate) fn router() -> Routes {
         .at(&api::upload_key_packages::ENDPOINT, upload_key_packages)
         .at(&api::claim_key_packages::ENDPOINT, claim)
         .in_namespace(fugue_proto::mls::MLS)
+        .merge(
+            Routes::new()
+                .at(&api::encrypt_channel::ENDPOINT, encrypt_channel)
+                .at(&api::channel_group::ENDPOINT, channel_group)
+                .at(&api::request_join::ENDPOINT, request_join)
+                .at(&api::join_requests::ENDPOINT, join_requests)
+                .at(&api::accept_join::ENDPOINT, accept_join)
+                .at(&api::deny_join::ENDPOINT, deny_join)
+                .in_namespace(fugue_proto::mls::FUGUE_MLS),
+        )
+}
+
+/// `PUT /.p2/fugue-mls/v1/channels/{id}/group`
+pub async fn encrypt_channel(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Path(channel_id): Path<u64>,
+    Json(req): Json<api::encrypt_channel::Request>,
+) -> ApiResult<Response> {
+    Ok(ok(app.mls.encrypt_channel(&authed, channel_id, &req).await?).into_response())
+}
+
+/// `GET /.p2/fugue-mls/v1/channels/{id}/group`
+pub async fn channel_group(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Path(channel_id): Path<u64>,
+) -> ApiResult<Response> {
+    Ok(ok(app.mls.channel_group(&authed, channel_id).await?).into_response())
+}
+
+/// `POST /.p2/fugue-mls/v1/channels/{id}/join-requests` — 201.
+pub async fn request_join(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Path(channel_id): Path<u64>,
+    Json(req): Json<api::request_join::Request>,
+) -> ApiResult<Response> {
+    let j = app
+        .mls
+        .request_join(&authed, channel_id, req, UnixTime(app.config.clock.now()))
+        .await?;
+    Ok(created(j).into_response())
+}
+
+/// `GET /.p2/fugue-mls/v1/channels/{id}/join-requests`
+pub async fn join_requests(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Path(channel_id): Path<u64>,
+) -> ApiResult<Response> {
+    Ok(ok(app.mls.join_requests(&authed, channel_id).await?).into_response())
+}
+
+/// `POST /.p2/fugue-mls/v1/join-requests/{id}/accept`
+pub async fn accept_join(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Path(request_id): Path<u64>,
+) -> ApiResult<Response> {
+    let j = app
+        .mls
+        .resolve_join(&authed, request_id, None, UnixTime(app.config.clock.now()))
+        .await?;
+    Ok(ok(j).into_response())
+}
+
+/// `POST /.p2/fugue-mls/v1/join-requests/{id}/deny`
+pub async fn deny_join(
+    State(app): State<AppState>,
+    AnySession(authed): AnySession,
+    Path(request_id): Path<u64>,
+    Json(req): Json<api::deny_join::Request>,
+) -> ApiResult<Response> {
+    let j = app
+        .mls
+        .resolve_join(
+            &authed,
+            request_id,
+            Some(req.reason),
+            UnixTime(app.config.clock.now()),
+        )
+        .await?;
+    Ok(ok(j).into_response())
 }
 
 /// `POST /.p2/mls/v1/keypackages` — 200 with no body when all were stored.

@@ -93,6 +93,14 @@ pub struct Sessions {
     login_failures: Arc<FailureLimiter<(String, IpAddr)>>,
     /// Sessions found active lately (for writes guarded by their session).
     known: Arc<known::Known>,
+    /// Told of every certificate revoked (the MLS groups its device is in).
+    revocations: Arc<std::sync::RwLock<Vec<Arc<dyn RevocationObserver>>>>,
+}
+
+/// Something that must know when an actor certificate is revoked (after its revocation is
+/// stored and announced): a domain that binds other things to certificates.
+pub trait RevocationObserver: Send + Sync {
+    fn revoked<'a>(&'a self, serial: i64) -> futures_util::future::BoxFuture<'a, ()>;
 }
 
 /// SHA-256 of a secret, as stored.
@@ -167,6 +175,7 @@ impl Sessions {
             hasher,
             login_failures,
             known: Arc::default(),
+            revocations: Arc::default(),
         })
     }
 
@@ -795,11 +804,27 @@ impl Sessions {
     /// Op 4 to every session of the actor: the spec's fields and the revoked certificate's
     /// cache information signed by this server (SDK-COMPAT §7.3 item 6). `signature` is the
     /// actor's own when it revoked the cert itself.
+    /// Registers a domain to be told of revoked certificates.
+    pub fn observe_revocations(&self, observer: Arc<dyn RevocationObserver>) {
+        self.revocations
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(observer);
+    }
+
     async fn announce_revocation(
         &self,
         serial: i64,
         signature: Option<String>,
     ) -> Result<(), Error> {
+        let observers = self
+            .revocations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        for o in observers {
+            o.revoked(serial).await;
+        }
         let Some(row) = self.store.cert_by_serial(serial).await? else {
             return Ok(());
         };

@@ -15,6 +15,7 @@ mod chat_support;
 mod community;
 mod conversations;
 mod csr;
+mod e2ee;
 mod exports;
 mod federation;
 mod federation_client;

@@ -354,6 +354,7 @@ fn nobodys(endpoint: &'static api::Endpoint) -> api::Target {
             "rid" | "resource_id" => "no-such-resource",
             "group_id" => "00112233445566778899aabbccddeeff",
             "member_id" => "0",
+            "request_id" => "1",
             other => panic!("no sample value for {{{other}}}"),
         })
         .collect();

@@ -62,7 +62,7 @@ pub struct ConversationMemberRow {
 
 /// The statement that marks a change of access of a conversation that is still open
 /// ([`Conflict::ConversationMissing`] when it is gone or closed).
-fn touch(id: i64) -> Stmt {
+pub(crate) fn touch(id: i64) -> Stmt {
     Stmt::new(
         "UPDATE conversations SET access_version = access_version + 1 WHERE id = $1 AND closed_at IS NULL",
         params![id],
@@ -172,11 +172,18 @@ impl Store {
             .collect()
     }
 
-    /// A conversation and its members as of one moment (one read transaction).
+    /// A conversation, its members and whether it is encrypted, as of one moment (one read
+    /// transaction).
     pub async fn conversation_access(
         &self,
         id: i64,
-    ) -> Result<Option<(ConversationRow, Vec<ConversationMemberRow>)>> {
+    ) -> Result<
+        Option<(
+            ConversationRow,
+            Vec<ConversationMemberRow>,
+            Vec<(i64, String)>,
+        )>,
+    > {
         let mut parts = self
             .read_together(vec![
                 (
@@ -188,6 +195,7 @@ impl Store {
                     params![id],
                 ),
                 (MEMBERS_OF, params![id]),
+                (super::ENCRYPTED_CHANNELS, params![id]),
             ])
             .await?
             .into_iter();
@@ -196,7 +204,8 @@ impl Store {
             return Ok(None);
         };
         let members = next().iter().map(member).collect::<Result<Vec<_>>>()?;
-        Ok(Some((row, members)))
+        let encrypted = super::encrypted_channels(&next())?;
+        Ok(Some((row, members, encrypted)))
     }
 
     /// The conversations an actor is a member of, with where each membership began.

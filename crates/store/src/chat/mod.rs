@@ -11,6 +11,8 @@ mod community;
 mod conversations;
 mod messages;
 
+pub(crate) use conversations::touch as touch_conversation;
+
 pub use community::{ProfileRow, ReactionChange, ReactionRow, ReadRow};
 pub use conversations::{ConversationMemberRow, ConversationRow};
 pub use messages::{MessageRow, MessageVersionRow, PinnedRow, Sent};
@@ -251,11 +253,21 @@ pub struct GuildAccess {
     pub member_roles: Vec<(i64, i64)>,
     pub channels: Vec<ChannelRow>,
     pub overwrites: Vec<OverwriteRow>,
+    /// `(channel_id, MLS group id)` of the encrypted channels.
+    pub encrypted: Vec<(i64, String)>,
+}
+
+/// The encrypted channels of a guild's or a conversation's stream.
+pub(crate) const ENCRYPTED_CHANNELS: &str =
+    "SELECT channel_id, group_id FROM mls_channels WHERE stream_id = $1";
+
+pub(crate) fn encrypted_channels(rows: &[Row]) -> Result<Vec<(i64, String)>> {
+    rows.iter().map(|r| Ok((r.i64(0)?, r.string(1)?))).collect()
 }
 
 /// Locks a live guild's row for the transaction and marks a change of access
 /// ([`Conflict::GuildMissing`] when it is gone).
-fn touch_guild(guild_id: i64) -> Stmt {
+pub(crate) fn touch_guild(guild_id: i64) -> Stmt {
     Stmt::new(
         "UPDATE guilds SET access_version = access_version + 1 WHERE id = $1 AND deleted_at IS NULL",
         params![guild_id],
@@ -528,6 +540,7 @@ impl Store {
                     ),
                     p(),
                 ),
+                (ENCRYPTED_CHANNELS, p()),
             ])
             .await?
             .into_iter();
@@ -545,6 +558,7 @@ impl Store {
         let member_roles = pairs(next())?;
         let channels = next().iter().map(channel).collect::<Result<Vec<_>>>()?;
         let overwrites = next().iter().map(overwrite).collect::<Result<Vec<_>>>()?;
+        let encrypted = encrypted_channels(&next())?;
         Ok(Some(GuildAccess {
             guild: g,
             roles,
@@ -552,6 +566,7 @@ impl Store {
             member_roles,
             channels,
             overwrites,
+            encrypted,
         }))
     }
 
