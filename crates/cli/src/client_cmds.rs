@@ -20,6 +20,7 @@ mod channel;
 mod community;
 mod conversations;
 mod converse;
+mod e2ee;
 mod events;
 mod federation;
 mod guild;
@@ -164,7 +165,28 @@ pub enum ClientCommand {
         #[command(subcommand)]
         cmd: conversations::GroupCmd,
     },
-    /// Send a signed message to a channel.
+    /// Ask to join an encrypted channel, DM or group with this device (a member lets it in).
+    Join {
+        #[command(flatten)]
+        opts: ChatOpts,
+        /// The channel's (or conversation's) id.
+        channel: u64,
+    },
+    /// Join requests of an encrypted channel: list, accept, deny.
+    Requests {
+        #[command(flatten)]
+        opts: ChatOpts,
+        #[command(subcommand)]
+        cmd: e2ee::RequestsCmd,
+    },
+    /// The devices in an encrypted channel, DM or group (its MLS group's members).
+    Devices {
+        #[command(flatten)]
+        opts: ChatOpts,
+        /// The channel's (or conversation's) id.
+        channel: u64,
+    },
+    /// Send a signed message to a channel (encrypted where the channel is).
     Send {
         #[command(flatten)]
         opts: ChatOpts,
@@ -488,6 +510,9 @@ pub async fn run(cmd: ClientCommand) -> Result<(), String> {
         ClientCommand::Dm { opts, args } => conversations::dm(opts, args).await,
         ClientCommand::Dms { opts, cmd } => conversations::dms(opts, cmd).await,
         ClientCommand::Group { opts, cmd } => conversations::group(opts, cmd).await,
+        ClientCommand::Join { opts, channel } => e2ee::join(opts, channel).await,
+        ClientCommand::Requests { opts, cmd } => e2ee::requests(opts, cmd).await,
+        ClientCommand::Devices { opts, channel } => e2ee::devices(opts, channel).await,
         ClientCommand::Send { opts, args } => messages::send(opts, args).await,
         ClientCommand::Read { opts, args } => messages::read(opts, args).await,
         ClientCommand::Edit { opts, args } => messages::edit(opts, args).await,

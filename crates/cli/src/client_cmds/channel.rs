@@ -37,6 +37,9 @@ pub enum ChannelCmd {
     },
     /// Delete CHANNEL and its messages.
     Delete { channel: u64 },
+    /// Encrypt CHANNEL (also a DM or group) end to end, for good: a new MLS group of this
+    /// device; others ask to join with `fugue join` (needs the permission to manage it).
+    Encrypt { channel: u64 },
     /// The permission overwrites of CHANNEL.
     Overwrites { channel: u64 },
     /// Allow and deny permissions in CHANNEL for TARGET: a role id (the guild's id for
@@ -93,6 +96,9 @@ fn line(c: &Channel) -> String {
 }
 
 pub async fn run(opts: ChatOpts, cmd: ChannelCmd) -> Result<(), String> {
+    if let ChannelCmd::Encrypt { channel } = cmd {
+        return super::e2ee::encrypt(opts, channel).await;
+    }
     let chat = chat(&opts).await?;
     match cmd {
         ChannelCmd::Create {
@@ -140,6 +146,7 @@ pub async fn run(opts: ChatOpts, cmd: ChannelCmd) -> Result<(), String> {
             chat.delete_channel(channel).await.map_err(e)?;
             out!("deleted channel {channel}");
         }
+        ChannelCmd::Encrypt { .. } => unreachable!("handled above"),
         ChannelCmd::Overwrites { channel } => {
             for o in chat.overwrites(channel).await.map_err(e)? {
                 out!("{}", overwrite_line(&o));

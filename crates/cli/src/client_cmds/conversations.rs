@@ -16,7 +16,7 @@ use fugue_proto::chat::{DEFAULT_PAGE, MessageBody, channel_type};
 use fugue_proto::conversation::Conversation;
 
 use super::messages::line;
-use super::{ChatOpts, chat, current, date, e, homes, open_store, restore_session};
+use super::{ChatOpts, chat, current, date, e, e2ee, homes, open_store, restore_session};
 use crate::terminal::{note, out};
 
 #[derive(Args)]
@@ -31,6 +31,10 @@ pub struct DmArgs {
     /// Only messages older than this message (of either side), for the page before.
     #[arg(long, conflicts_with = "text")]
     before: Option<u64>,
+    /// Encrypt the DM end to end (the first time: a new MLS group with the peer's devices;
+    /// nobody can be added later). Reading decrypts wherever a side is encrypted.
+    #[arg(long)]
+    encrypted: bool,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +61,10 @@ pub enum GroupCmd {
         name: Option<String>,
         #[arg(required = true)]
         members: Vec<FederationId>,
+        /// Encrypt it end to end: an MLS group with every device of the members that has a
+        /// KeyPackage here (only the owner adds people later).
+        #[arg(long)]
+        encrypted: bool,
     },
     /// Your group conversations on the server.
     List,
@@ -149,9 +157,34 @@ async fn dm_servers(opts: &ChatOpts, peer: &FederationId) -> Result<DmServers, S
 
 pub async fn dm(opts: ChatOpts, args: DmArgs) -> Result<(), String> {
     match args.text {
+        Some(text) if args.encrypted => send_encrypted_dm(opts, args.fid, text).await,
         Some(text) => send_dm(opts, args.fid, text).await,
         None => read_dm(opts, args.fid, args.limit, args.before).await,
     }
+}
+
+/// An encrypted DM: to the pair's DM on the peer's chat server, encrypted with its group
+/// (made the first time, with every device of the peer there).
+async fn send_encrypted_dm(opts: ChatOpts, peer: FederationId, text: String) -> Result<(), String> {
+    let servers = dm_servers(&opts, &peer).await?;
+    let (session, mls) = e2ee::device(&opts.client).await?;
+    let theirs = &servers.theirs;
+    e2ee::catch_up(theirs, &session, &mls).await?;
+    let dm = theirs.open_dm(&peer).await.map_err(e)?.id;
+    let group = match theirs.channel_group(dm).await.map_err(e)? {
+        Some(g) => g,
+        None => e2ee::encrypt_with(theirs, &mls, dm, std::slice::from_ref(&peer)).await?,
+    };
+    let sent = theirs
+        .send_encrypted(&mls, dm, &group, &text)
+        .await
+        .map_err(e)?;
+    out!(
+        "sent encrypted message {} to {peer} (DM {dm} on {})",
+        sent.message.id,
+        theirs.domain()
+    );
+    Ok(())
 }
 
 async fn send_dm(opts: ChatOpts, peer: FederationId, text: String) -> Result<(), String> {
@@ -178,7 +211,33 @@ async fn read_dm(
     before: Option<u64>,
 ) -> Result<(), String> {
     let servers = dm_servers(&opts, &peer).await?;
-    let messages = servers.read(limit, before).await.map_err(e)?;
+    let mut messages = servers.read(limit, before).await.map_err(e)?;
+    // Each side encrypted with its own group, on its own server.
+    let mut sides = Vec::new();
+    for side in [&servers.theirs, &servers.ours] {
+        if let Some(dm) = side.find_dm(&peer).await.map_err(e)?
+            && let Some(group) = side.channel_group(dm.id).await.map_err(e)?
+        {
+            sides.push((side, dm.id, group));
+        }
+    }
+    if !sides.is_empty() {
+        let (session, mls) = e2ee::device(&opts.client).await?;
+        for (side, dm, group) in &sides {
+            e2ee::catch_up(side, &session, &mls).await?;
+            let mut of_side: Vec<_> = messages
+                .iter()
+                .filter(|m| m.message.channel_id == *dm)
+                .map(|m| m.message.clone())
+                .collect();
+            e2ee::open(side, &mls, group, &mut of_side);
+            for opened in of_side {
+                if let Some(m) = messages.iter_mut().find(|m| m.message.id == opened.id) {
+                    m.message.content = opened.content;
+                }
+            }
+        }
+    }
     if messages.is_empty() {
         out!(
             "no {}messages with {peer}",
@@ -223,9 +282,26 @@ pub async fn dms(opts: ChatOpts, cmd: DmsCmd) -> Result<(), String> {
 pub async fn group(opts: ChatOpts, cmd: GroupCmd) -> Result<(), String> {
     let chat = chat(&opts).await?;
     match cmd {
-        GroupCmd::Create { name, members } => {
+        GroupCmd::Create {
+            name,
+            members,
+            encrypted,
+        } => {
             let c = chat.create_group(name, members).await.map_err(e)?;
             out!("created {}", describe(&c));
+            if encrypted {
+                let (session, mls) = e2ee::device(&opts.client).await?;
+                e2ee::catch_up(&chat, &session, &mls).await?;
+                let own = chat.fid().clone();
+                let others: Vec<_> = c
+                    .recipients
+                    .iter()
+                    .filter(|r| **r != own)
+                    .cloned()
+                    .collect();
+                let group = e2ee::encrypt_with(&chat, &mls, c.id, &others).await?;
+                out!("group {} is encrypted with MLS group {group}", c.id);
+            }
         }
         GroupCmd::List => {
             let groups: Vec<_> = chat

@@ -13,7 +13,7 @@ use fugue_proto::api::message_history;
 use fugue_proto::chat::{Message, MessageBody};
 
 use super::community::{self, by_emoji};
-use super::{ChatOpts, chat, date, e};
+use super::{ChatOpts, chat, date, e, e2ee};
 use crate::terminal::{note, out};
 
 #[derive(Args)]
@@ -150,6 +150,29 @@ fn attachments(m: &Message) -> String {
 
 pub async fn send(opts: ChatOpts, args: SendArgs) -> Result<(), String> {
     let chat = chat(&opts).await?;
+    if let Some(group) = chat.channel_group(args.channel).await.map_err(e)? {
+        if !args.attach.is_empty() || args.reply_to.is_some() {
+            return Err("an encrypted channel takes text only (no files, no replies)".into());
+        }
+        let (session, mls) = e2ee::device(&opts.client).await?;
+        e2ee::catch_up(&chat, &session, &mls).await?;
+        if !mls.has_group(&group) {
+            return Err(format!(
+                "channel {} is encrypted and this device is not in its group yet: ask with `fugue join {}`",
+                args.channel, args.channel
+            ));
+        }
+        let sent = chat
+            .send_encrypted(&mls, args.channel, &group, &args.text)
+            .await
+            .map_err(e)?;
+        out!(
+            "sent encrypted message {} to channel {}",
+            sent.message.id,
+            args.channel
+        );
+        return Ok(());
+    }
     if args.attach.len() > fugue_proto::chat::MAX_ATTACHMENTS {
         return Err(format!(
             "at most {} files per message",
@@ -193,10 +216,23 @@ async fn page(chat: &Chat, args: &ReadArgs) -> Result<Vec<Message>, String> {
 
 pub async fn read(opts: ChatOpts, args: ReadArgs) -> Result<(), String> {
     let chat = chat(&opts).await?;
+    let group = chat.channel_group(args.channel).await.map_err(e)?;
+    let device = match &group {
+        Some(_) => {
+            let (session, mls) = e2ee::device(&opts.client).await?;
+            e2ee::catch_up(&chat, &session, &mls).await?;
+            Some(mls)
+        }
+        None => None,
+    };
     let mut messages = page(&chat, &args).await?;
     // The server pages newest first; people read oldest first.
     messages.sort_by_key(|m| m.id);
+    // Signatures are over what was sent: checked before the texts are opened.
     let verdicts = chat.verify_messages(args.channel, &messages).await;
+    if let (Some(group), Some(mls)) = (&group, &device) {
+        e2ee::open(&chat, mls, group, &mut messages);
+    }
     if messages.is_empty() {
         out!("no messages");
     }

@@ -10,6 +10,7 @@ mod chat;
 mod commands;
 mod community;
 mod conversations;
+mod e2ee;
 mod media;
 mod migrate;
 mod support;
