@@ -224,6 +224,14 @@ impl Chat {
         }
     }
 
+    /// Whether channel `c` is encrypted, by its rules as they are now.
+    pub(super) async fn encrypted(&self, c: &ChannelRef) -> Result<bool, Error> {
+        Ok(self
+            .stream_snapshot(c.guild_id)
+            .await?
+            .is_some_and(|s| s.encryption(c.id).is_some()))
+    }
+
     /// [`Chat::check_encryption`] for channel `c` under its rules as they are now.
     pub(super) async fn check_encryption_now(
         &self,

@@ -63,6 +63,13 @@ impl Chat {
         }
         if add {
             Self::require(p, Permissions::ADD_REACTIONS)?;
+            // An emoji is content: the server would read it (docs/decisions.md,
+            // "End-to-end encryption"). Taking one back stays possible.
+            if self.encrypted(&c).await? {
+                return Err(Error::EncryptionRequired(format!(
+                    "channel {channel_id} is encrypted: a reaction would be readable by the server"
+                )));
+            }
         }
         check_emoji(emoji)?;
         Self::check_nonce(&req.nonce)?;

@@ -211,6 +211,13 @@ async fn an_encrypted_channel_across_two_servers_with_gatekeepers_and_device_joi
     }
     // Reading again opens nothing twice: the texts are kept on the device.
     assert_eq!(bob.read(channel, &group).await.len(), 2);
+    // A reaction would be plain text to the server: refused here.
+    let first = alice.history(channel).await.last().unwrap().id;
+    assert_problem(
+        bob.chat.react(channel, first, "👍").await,
+        400,
+        ErrorCode::EncryptionRequired,
+    );
 
     // carol leaves the guild; bob — no manager — removes her device, since she no longer
     // reads the channel. What follows is closed to her.
