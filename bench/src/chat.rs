@@ -77,7 +77,7 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
@@ -85,7 +85,10 @@ fn fid(name: &str) -> FederationId {
     format!("{name}@{DOMAIN}").parse().unwrap()
 }
 
-async fn child(engine: &Engine, hashing: &str) -> (KillOnDrop, String, tempfile::TempDir) {
+pub(crate) async fn child(
+    engine: &Engine,
+    hashing: &str,
+) -> (KillOnDrop, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut extra = vec![engine.name().to_owned(), hashing.to_owned()];
     if let Engine::Postgres(url) = engine {
@@ -98,7 +101,7 @@ async fn child(engine: &Engine, hashing: &str) -> (KillOnDrop, String, tempfile:
 }
 
 /// Registers and logs in `names`, `concurrency` at a time; returns the sessions in order.
-async fn accounts(base: &str, names: &[String], concurrency: usize) -> Vec<Session> {
+pub(crate) async fn accounts(base: &str, names: &[String], concurrency: usize) -> Vec<Session> {
     let client = Client::new(base).unwrap();
     let slots = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = Vec::new();
@@ -129,7 +132,7 @@ async fn accounts(base: &str, names: &[String], concurrency: usize) -> Vec<Sessi
 }
 
 /// A public guild of `owner` with one text channel; `members` join it.
-async fn guild_with_channel(owner: &Session, members: &[Session]) -> u64 {
+pub(crate) async fn guild_with_channel(owner: &Session, members: &[Session]) -> u64 {
     let http = owner.client().raw().clone();
     let base = owner.client().base_url().to_owned();
     let guild: Guild = http
@@ -191,14 +194,14 @@ async fn guild_with_channel(owner: &Session, members: &[Session]) -> u64 {
 /// A member sending signed messages, set up once: its chat handle and the serial of its
 /// certificate, so that a send costs what a client's send costs (sign and post), not also a
 /// parse of the certificate.
-struct Sender {
+pub(crate) struct Sender {
     chat: fugue_client::Chat,
     session: Session,
     serial: fugue_proto::Serial,
 }
 
 impl Sender {
-    fn new(session: &Session) -> Self {
+    pub(crate) fn new(session: &Session) -> Self {
         Self {
             chat: session.chat(),
             serial: session.current_serial().unwrap(),
@@ -208,7 +211,7 @@ impl Sender {
 
     /// A message signed by the SDK, naming the certificate by serial (the server knows its
     /// own actors' certificates), as a client that sent it before would.
-    fn signed(&self, channel: u64, content: String) -> send_message::Request {
+    pub(crate) fn signed(&self, channel: u64, content: String) -> send_message::Request {
         let body = MessageBody {
             content,
             reply_to: None,
@@ -226,7 +229,7 @@ async fn send(s: &Sender, channel: u64, content: String) {
     post(s, &send_url(s, channel), body.into()).await;
 }
 
-fn send_url(s: &Sender, channel: u64) -> String {
+pub(crate) fn send_url(s: &Sender, channel: u64) -> String {
     format!(
         "{}{}",
         s.session.client().base_url(),
@@ -236,7 +239,7 @@ fn send_url(s: &Sender, channel: u64) -> String {
 
 /// Posts a signed request body prepared before (S2 signs all its messages before the clock
 /// starts: signing is the client's work, not the server's).
-async fn post(s: &Sender, url: &str, body: Bytes) {
+pub(crate) async fn post(s: &Sender, url: &str, body: Bytes) {
     let resp = s
         .session
         .client()
@@ -255,7 +258,7 @@ async fn post(s: &Sender, url: &str, body: Bytes) {
 }
 
 /// A gateway connection identified as `s` and subscribed to `chat`.
-async fn listener(base: &str, s: &Session) -> Ws {
+pub(crate) async fn listener(base: &str, s: &Session) -> Ws {
     let (mut w, _) = ws::connect_to(&ws::url(base)).await;
     ws::send(&mut w, ws::identify_frame(s.token())).await;
     loop {
@@ -295,7 +298,7 @@ async fn receive(mut w: Ws, expect: usize, wait: Duration) -> Vec<Duration> {
 }
 
 /// The child's CPU time so far (user + system).
-fn cpu(pid: u32) -> Duration {
+pub(crate) fn cpu(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
@@ -306,7 +309,7 @@ fn cpu(pid: u32) -> Duration {
     Duration::from_secs_f64((ticks(11) + ticks(12)) as f64 / 100.0)
 }
 
-fn latencies(label: &str, mut lat: Vec<Duration>) {
+pub(crate) fn latencies(label: &str, mut lat: Vec<Duration>) {
     lat.sort();
     println!(
         "{label}: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms ({} samples)",
@@ -317,13 +320,13 @@ fn latencies(label: &str, mut lat: Vec<Duration>) {
     );
 }
 
-enum Engine {
+pub(crate) enum Engine {
     Sqlite,
     Postgres(String),
 }
 
 impl Engine {
-    fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             Engine::Sqlite => "sqlite",
             Engine::Postgres(_) => "postgres",

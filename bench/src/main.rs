@@ -1,5 +1,5 @@
 //! Fugue benchmarks: `cargo run --release -p fugue-bench --
-//! [http|gateway|federation|flood|chat|media|migration] [--quick]`.
+//! [http|gateway|federation|flood|chat|media|migration|mls] [--quick]`.
 //!
 //! Starts the home server in a child process (this binary re-executed with `--serve`,
 //! `--serve-gateway` or `--serve-federation`) on a loopback port with a fresh database, loads
@@ -10,7 +10,8 @@
 //! `federation.rs`), then `flood` (a login flood against a loaded gateway, see `flood.rs`), then
 //! `chat` (the chat scenarios S1–S5, see `chat.rs`), then `media` (a 100 MiB upload and
 //! download against the disk's own speed, see `media.rs`), then `migration` (export and
-//! import of 100,000 messages, re-signing, see `migration.rs`).
+//! import of 100,000 messages, re-signing, see `migration.rs`), then `mls` (encrypted sends,
+//! delivery, KeyPackage claims and adding a device to a group of 1,000, see `mls.rs`).
 //!
 //! This file keeps what the parts share: the dispatcher, the child server's common set-up,
 //! starting a child and killing it on drop, and the readings (RSS, percentiles, a load loop).
@@ -28,6 +29,7 @@ mod gateway;
 mod http;
 mod media;
 mod migration;
+mod mls;
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -42,7 +44,7 @@ use fugue_store::Store;
 const PASSWORD: &str = "benchmark password 1";
 
 const USAGE: &str =
-    "usage: fugue-bench [http|gateway|federation|flood|chat|media|migration] [--quick]";
+    "usage: fugue-bench [http|gateway|federation|flood|chat|media|migration|mls] [--quick]";
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -60,6 +62,7 @@ fn main() {
             let quick = args.iter().any(|a| a == "--quick");
             let (mut http, mut gw, mut fed, mut flood, mut chat, mut media, mut moving) =
                 (false, false, false, false, false, false, false);
+            let mut mls = false;
             for a in args.iter().skip(1).filter(|a| *a != "--quick") {
                 match a.as_str() {
                     "http" | "--http" => http = true,
@@ -69,15 +72,16 @@ fn main() {
                     "chat" | "--chat" => chat = true,
                     "media" | "--media" => media = true,
                     "migration" | "--migration" => moving = true,
+                    "mls" | "--mls" => mls = true,
                     _ => {
                         eprintln!("{USAGE}");
                         std::process::exit(2);
                     }
                 }
             }
-            if !http && !gw && !fed && !flood && !chat && !media && !moving {
-                (http, gw, fed, flood, chat, media, moving) =
-                    (true, true, true, true, true, true, true);
+            if !http && !gw && !fed && !flood && !chat && !media && !moving && !mls {
+                (http, gw, fed, flood, chat, media, moving, mls) =
+                    (true, true, true, true, true, true, true, true);
             }
             println!(
                 "# fugue-bench ({} mode)",
@@ -103,6 +107,9 @@ fn main() {
             }
             if moving {
                 rt.block_on(migration::bench(quick));
+            }
+            if mls {
+                rt.block_on(mls::bench(quick));
             }
         }
     }

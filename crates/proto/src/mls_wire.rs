@@ -6,7 +6,9 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _, VLBytes};
+use openmls::prelude::tls_codec::{
+    Deserialize as _, DeserializeBytes as _, Serialize as _, VLBytes,
+};
 use openmls::prelude::{
     Credential, CredentialType, KeyPackage, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut,
     ProposalType as MlsProposalType, ProtocolVersion,
@@ -52,12 +54,13 @@ pub fn required<'a>(field: &str, v: Option<&'a String>) -> Result<&'a str, Strin
         .ok_or_else(|| format!("{field} is missing: the MLS object itself, base64"))
 }
 
-/// The credential of a device: its ID-Cert (DER) as a one-certificate X.509 chain.
+/// The credential of a device: its ID-Cert (DER) as a one-certificate X.509 chain
+/// (RFC 9420 §5.3: `Certificate certificates<V>`, each `opaque cert_data<V>`).
 pub fn credential(cert_der: &[u8]) -> Result<Credential, String> {
-    let chain = vec![VLBytes::new(cert_der.to_vec())]
+    let entry = VLBytes::new(cert_der.to_vec())
         .tls_serialize_detached()
         .map_err(|e| format!("the credential does not encode: {e}"))?;
-    Ok(Credential::new(CredentialType::X509, chain))
+    Ok(Credential::new(CredentialType::X509, entry))
 }
 
 /// The ID-Cert a credential carries: an X.509 credential whose first certificate is one.
@@ -65,11 +68,11 @@ pub fn credential_cert(c: &Credential) -> Result<IdCert, String> {
     if c.credential_type() != CredentialType::X509 {
         return Err("the credential is not an X.509 credential carrying an ID-Cert".into());
     }
-    let chain = Vec::<VLBytes>::tls_deserialize_exact(c.serialized_content())
+    let (first, _) = VLBytes::tls_deserialize_bytes(c.serialized_content())
         .map_err(|e| format!("the credential's certificate chain does not parse: {e}"))?;
-    let first = chain
-        .first()
-        .ok_or("the credential's certificate chain is empty")?;
+    if first.as_slice().is_empty() {
+        return Err("the credential's certificate chain is empty".into());
+    }
     IdCert::parse(first.as_slice()).map_err(|e| format!("the credential's ID-Cert: {e}"))
 }
 

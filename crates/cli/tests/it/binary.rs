@@ -57,6 +57,11 @@ impl Child {
 
     /// `host` is an IP literal as it appears in a URL (`127.0.0.1`, `[::1]`).
     fn serve_on(host: &str, cwd: &Path, args: &[&str]) -> Self {
+        Self::serve_with(host, cwd, args, &[])
+    }
+
+    /// [`Child::serve_on`] with environment variables `envs` set.
+    fn serve_with(host: &str, cwd: &Path, args: &[&str], envs: &[(&str, &str)]) -> Self {
         let port = free_port();
         let logs = tempfile::tempdir().unwrap();
         let listen = format!("{host}:{port}");
@@ -64,6 +69,7 @@ impl Child {
             .arg("serve")
             .args(["--listen", &listen])
             .args(args)
+            .envs(envs.iter().copied())
             .current_dir(cwd)
             .stdout(fs::File::create(logs.path().join("stdout")).unwrap())
             .stderr(fs::File::create(logs.path().join("stderr")).unwrap())
@@ -551,6 +557,77 @@ async fn the_command_line_client_works_end_to_end() {
     let out = assert_success(&cli(&["account", "whoami"]), "whoami after the refusal");
     assert!(out.contains("laptop") && out.contains("(valid)"), "{out}");
     assert_mode(&keystore, 0o600);
+}
+
+/// Whether a file under `dir` holds `needle`.
+fn found_under(dir: &Path, needle: &[u8]) -> bool {
+    fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            found_under(&path, needle)
+        } else {
+            fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_encrypted_dm_leaves_no_text_in_the_server_s_files_or_logs() {
+    let data = tempfile::tempdir().unwrap();
+    let data_arg = data.path().to_str().unwrap().to_owned();
+    // Everything the server logs, at its most talkative.
+    let mut child = Child::serve_with(
+        "127.0.0.1",
+        data.path(),
+        &["--data-dir", &data_arg],
+        &[("RUST_LOG", "trace")],
+    );
+    child.wait_ready().await;
+    let home = tempfile::tempdir().unwrap();
+    let person = |name: &str| {
+        let keystore = home.path().join(format!("{name}.json"));
+        let env = vec![
+            ("FUGUE_SERVER".to_owned(), child.url.clone()),
+            (
+                "FUGUE_KEYSTORE".to_owned(),
+                keystore.to_str().unwrap().to_owned(),
+            ),
+            ("FUGUE_PASSWORD".to_owned(), PASSWORD.to_owned()),
+        ];
+        move |args: &[&str]| {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            run(args, &env)
+        }
+    };
+    let (alice, bob) = (person("alice"), person("bob"));
+    for (cli, name) in [(&alice, "alice"), (&bob, "bob")] {
+        assert_success(&cli(&["account", "register", name]), "register");
+        assert_success(
+            &cli(&["account", "login", name, "--session-id", "cli"]),
+            "login",
+        );
+    }
+    // bob's device uploads its KeyPackages on its first encrypted command.
+    assert_success(&bob(&["dm", "alice@localhost"]), "bob's first read");
+    let secret = "the secret recipe is forty-two";
+    let out = assert_success(
+        &alice(&["dm", "bob@localhost", secret, "--encrypted"]),
+        "encrypted dm",
+    );
+    assert!(out.starts_with("sent encrypted message"), "{out}");
+    let out = assert_success(&bob(&["dm", "alice@localhost"]), "bob reads");
+    assert!(out.contains(&format!("🔒 {secret}")), "{out}");
+
+    let logs = format!("{}{}", child.stdout(), child.stderr());
+    assert!(logs.len() > 1000, "the server logged: {logs}");
+    assert!(!logs.contains(secret), "the text is in the server's logs");
+    assert!(
+        !found_under(data.path(), secret.as_bytes()),
+        "the text is in the server's files"
+    );
+    // The device's own files hold it (opened messages are kept there, 0600).
+    assert!(found_under(&home.path().join("mls"), secret.as_bytes()));
 }
 
 #[tokio::test]

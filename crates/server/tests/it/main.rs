@@ -28,6 +28,7 @@ mod interop;
 mod keymaterial;
 mod migration;
 mod mls;
+mod mls_interop;
 mod moving;
 mod rawr;
 mod s3;

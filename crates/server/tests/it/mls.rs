@@ -315,7 +315,7 @@ async fn group_of(owner: &Device) -> String {
 
 /// `adder` claims every device of `to` and adds them; each joins from the Welcome its own
 /// gateway brought.
-async fn add(adder: &Device, id: &str, to: &mut [&mut Device]) {
+async fn add(adder: &Device, id: &str, to: &mut [&mut Device]) -> mls::Commit {
     let chat = adder.session.chat();
     let kps = chat.claim_key_packages(to[0].session.fid()).await.unwrap();
     assert_eq!(kps.len(), to.len());
@@ -327,6 +327,7 @@ async fn add(adder: &Device, id: &str, to: &mut [&mut Device]) {
             serde_json::from_value(next(&mut d.gateway, op::WELCOME).await).unwrap();
         assert_eq!(d.mls.join(&w.welcome).unwrap(), id);
     }
+    pending.commit
 }
 
 /// The next commit of the group on `d`'s gateway, applied.
@@ -463,8 +464,17 @@ async fn one_commit_wins_each_epoch_and_replayed_foreign_or_forged_commits_are_r
     let carol = server.register("carol").await;
     upload(&bob, 1, true).await;
     let id = group_of(&alice).await;
-    add(&alice, &id, &mut [&mut bob]).await;
+    let adding = add(&alice, &id, &mut [&mut bob]).await;
     let (a_chat, b_chat) = (alice.session.chat(), bob.session.chat());
+    // A Welcome replayed on a commit that adds no one: refused, nothing moved.
+    let mut replayed = alice.mls.commit_pending(&id).unwrap();
+    replayed.commit.welcome.clone_from(&adding.welcome);
+    assert_problem(
+        a_chat.mls_commit(&id, &replayed.commit).await,
+        400,
+        ErrorCode::MlsMessageInvalid,
+    );
+    alice.mls.discard(&id).unwrap();
 
     // Both commit for epoch 1 → 2: the first wins, the second is told the epoch.
     let a = alice.mls.commit_pending(&id).unwrap();
