@@ -10,7 +10,7 @@ use fugue_proto::{FederationId, SessionId};
 use super::{
     ClientOpts, e, open_store, passphrase_if, read_line, restore_session, secret, solution,
 };
-use crate::terminal::out;
+use crate::terminal::{note, out};
 
 #[derive(Subcommand)]
 pub enum AccountCmd {
@@ -159,6 +159,11 @@ pub async fn run(opts: ClientOpts, cmd: AccountCmd) -> Result<(), String> {
                 "logged in as {fid}, session {session_id}; key saved to {}",
                 store.path().display()
             );
+            // The device's KeyPackages, so that it can be added to encrypted conversations;
+            // a server without polyproto-mls just has none.
+            if let Err(err) = super::e2ee::enroll(&opts, &session).await {
+                note!("no KeyPackages uploaded: {err}");
+            }
         }
         AccountCmd::Whoami => {
             let store = open_store(&opts)?;

@@ -216,6 +216,7 @@ async fn read_dm(
     let mut sides = Vec::new();
     for side in [&servers.theirs, &servers.ours] {
         if let Some(dm) = side.find_dm(&peer).await.map_err(e)?
+            && !sides.iter().any(|(_, id, _)| *id == dm.id)
             && let Some(group) = side.channel_group(dm.id).await.map_err(e)?
         {
             sides.push((side, dm.id, group));

@@ -54,13 +54,20 @@ fn state_path(opts: &ClientOpts, session: &Session) -> Result<PathBuf, String> {
 pub(super) async fn device(opts: &ClientOpts) -> Result<(Session, Mls), String> {
     let store = open_store(opts)?;
     let (session, _) = restore_session(&store)?;
-    let path = state_path(opts, &session)?;
-    let fresh = !path.exists();
-    let mls = Mls::open(&session, &path).map_err(e)?;
-    if fresh {
-        upload_packages(&session, &mls).await?;
-    }
+    let mls = enroll(opts, &session).await?;
     Ok((session, mls))
+}
+
+/// This device's MLS state for `session`; a new one uploads its KeyPackages first, so that
+/// others can add it to encrypted conversations (done at login).
+pub(super) async fn enroll(opts: &ClientOpts, session: &Session) -> Result<Mls, String> {
+    let path = state_path(opts, session)?;
+    let fresh = !path.exists();
+    let mls = Mls::open(session, &path).map_err(e)?;
+    if fresh {
+        upload_packages(session, &mls).await?;
+    }
+    Ok(mls)
 }
 
 async fn upload_packages(session: &Session, mls: &Mls) -> Result<(), String> {

@@ -586,7 +586,7 @@ async fn an_encrypted_dm_leaves_no_text_in_the_server_s_files_or_logs() {
     let home = tempfile::tempdir().unwrap();
     let person = |name: &str| {
         let keystore = home.path().join(format!("{name}.json"));
-        let env = vec![
+        let env = [
             ("FUGUE_SERVER".to_owned(), child.url.clone()),
             (
                 "FUGUE_KEYSTORE".to_owned(),
