@@ -79,6 +79,8 @@ pub struct Inner {
     pub(crate) media: media::Media,
     pub(crate) migration: migration::Migration,
     pub(crate) mls: mls::Mls,
+    /// Kept here: `sessions` holds it weakly (it holds `mls`, which holds `sessions`).
+    _revocations: Arc<dyn sessions::RevocationObserver>,
     pub(crate) limits: RateLimiters,
     pub(crate) tasks: Tasks,
 }
@@ -211,7 +213,8 @@ impl Server {
         gateway.register_service(Arc::new(chat.clone()));
         gateway.register_service(Arc::new(chat::FugueChatChannel(chat.clone())));
         gateway.register_service(Arc::new(mls.clone()));
-        sessions.observe_revocations(Arc::new(mls.clone()));
+        let revocations: Arc<dyn sessions::RevocationObserver> = Arc::new(mls.clone());
+        sessions.observe_revocations(&revocations);
         gateway.register_service(Arc::new(mls::FugueMlsChannel(chat.clone())));
         let rl = &config.rate_limits;
         let limits = RateLimiters {
@@ -233,6 +236,7 @@ impl Server {
                 media,
                 migration,
                 mls,
+                _revocations: revocations,
                 limits,
                 tasks,
             })),

@@ -111,13 +111,30 @@ pub(super) async fn catch_up(chat: &Chat, session: &Session, mls: &Mls) -> Resul
                     d.group_id
                 );
             }
-            MlsNotice::DeviceRevoked(d) => note!(
-                "device {} of {} was revoked: remove it from group {} (member {})",
-                d.session,
-                d.fid,
-                d.group_id,
-                d.member_id
-            ),
+            MlsNotice::DeviceRevoked(d) => {
+                // Its keys may be in other hands: take it out of the group now.
+                let removed = match d.member_id.parse::<u32>() {
+                    Ok(leaf) if mls.has_group(&d.group_id) => chat
+                        .remove_devices(mls, &d.group_id, &[leaf])
+                        .await
+                        .map_err(|err| err.to_string()),
+                    _ => Err("this device is not in the group".into()),
+                };
+                match removed {
+                    Ok(()) => note!(
+                        "device {} of {} was revoked: removed it from group {}",
+                        d.session,
+                        d.fid,
+                        d.group_id
+                    ),
+                    Err(why) => note!(
+                        "device {} of {} was revoked; not removed from group {}: {why}",
+                        d.session,
+                        d.fid,
+                        d.group_id
+                    ),
+                }
+            }
             MlsNotice::JoinRequest(r) if r.existing_member && mls.has_group(&r.group_id) => {
                 match chat.admit(mls, &r).await {
                     Ok(_) => note!(

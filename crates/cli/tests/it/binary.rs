@@ -620,6 +620,7 @@ async fn an_encrypted_dm_leaves_no_text_in_the_server_s_files_or_logs() {
     assert!(out.contains(&format!("🔒 {secret}")), "{out}");
 
     let logs = format!("{}{}", child.stdout(), child.stderr());
+    eprintln!("server log bytes: {}", logs.len());
     assert!(logs.len() > 1000, "the server logged: {logs}");
     assert!(!logs.contains(secret), "the text is in the server's logs");
     assert!(

@@ -810,8 +810,9 @@ impl Mls {
     /// The group's rules for what `committer` proposes or commits, checked before anything
     /// is stored: every added device's credential (the authentication service's check), and
     /// who may add or remove whom — the channel's rules when the group encrypts one, else
-    /// only the group's admins (its creator's devices) remove other actors' devices. Returns
-    /// the added packages with their devices.
+    /// only the group's admins (its creator's devices) remove other actors' devices; a
+    /// device whose certificate was revoked goes by any member's commit. Returns the added
+    /// packages with their devices.
     async fn rules(
         &self,
         authed: &Authed,
@@ -833,12 +834,18 @@ impl Mls {
                         .await?;
                     added.push((kp.clone(), device));
                 }
-                MlsProposal::Remove(r) => removed.extend(
-                    members
+                MlsProposal::Remove(r) => {
+                    let Some(m) = members
                         .iter()
                         .find(|m| m.leaf == i64::from(r.removed().u32()))
-                        .map(|m| m.actor_id),
-                ),
+                    else {
+                        continue;
+                    };
+                    // A device whose certificate was revoked here goes by anyone's commit.
+                    if !self.revoked_here(m).await? {
+                        removed.push(m.actor_id);
+                    }
+                }
                 _ => {}
             }
         }
@@ -856,6 +863,16 @@ impl Mls {
             ));
         }
         Ok(added)
+    }
+
+    /// Whether a member device's certificate is one of ours and revoked.
+    async fn revoked_here(&self, m: &MlsMemberRow) -> Result<bool, Error> {
+        Ok(self
+            .0
+            .store
+            .cert_by_serial(m.serial)
+            .await?
+            .is_some_and(|c| c.revoked_at.is_some() && c.actor_id == m.actor_id))
     }
 
     /// Who may join and who may remove whom in a group that encrypts `a`'s channel: every

@@ -93,8 +93,9 @@ pub struct Sessions {
     login_failures: Arc<FailureLimiter<(String, IpAddr)>>,
     /// Sessions found active lately (for writes guarded by their session).
     known: Arc<known::Known>,
-    /// Told of every certificate revoked (the MLS groups its device is in).
-    revocations: Arc<std::sync::RwLock<Vec<Arc<dyn RevocationObserver>>>>,
+    /// Told of every certificate revoked (the MLS groups its device is in). Weak: the
+    /// observers hold services that hold these sessions, and the server owns them.
+    revocations: Arc<std::sync::RwLock<Vec<std::sync::Weak<dyn RevocationObserver>>>>,
 }
 
 /// Something that must know when an actor certificate is revoked (after its revocation is
@@ -804,12 +805,13 @@ impl Sessions {
     /// Op 4 to every session of the actor: the spec's fields and the revoked certificate's
     /// cache information signed by this server (SDK-COMPAT §7.3 item 6). `signature` is the
     /// actor's own when it revoked the cert itself.
-    /// Registers a domain to be told of revoked certificates.
-    pub fn observe_revocations(&self, observer: Arc<dyn RevocationObserver>) {
+    /// Registers a domain to be told of revoked certificates, for as long as the caller
+    /// keeps `observer`.
+    pub fn observe_revocations(&self, observer: &Arc<dyn RevocationObserver>) {
         self.revocations
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(observer);
+            .push(Arc::downgrade(observer));
     }
 
     async fn announce_revocation(
@@ -822,7 +824,7 @@ impl Sessions {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        for o in observers {
+        for o in observers.iter().filter_map(std::sync::Weak::upgrade) {
             o.revoked(serial).await;
         }
         let Some(row) = self.store.cert_by_serial(serial).await? else {

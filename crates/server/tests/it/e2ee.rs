@@ -632,18 +632,48 @@ async fn a_revoked_device_is_shown_to_its_groups_and_its_packages_go() {
     let alice_s = server.register("alice").await;
     let bob_s = server.register("bob").await;
     let laptop_s = server.login("bob", "bob-laptop").await.unwrap();
-    let (alice, laptop) = (Device::home(&alice_s), Device::home(&laptop_s));
+    let carol_s = server.register("carol").await;
+    let (alice, laptop, carol) = (
+        Device::home(&alice_s),
+        Device::home(&laptop_s),
+        Device::home(&carol_s),
+    );
     packages(&laptop, &laptop_s, 3).await;
+    packages(&carol, &carol_s, 2).await;
     alice.sync().await;
+    carol.sync().await;
     let group = alice.chat.new_mls_group(&alice.mls).await.unwrap();
-    let kps = alice.chat.claim_key_packages(bob_s.fid()).await.unwrap();
-    assert_eq!(kps.len(), 1);
-    alice
-        .chat
-        .add_devices(&alice.mls, &group, &kps)
-        .await
-        .unwrap();
+    for who in [&bob_s, &carol_s] {
+        let kps = alice.chat.claim_key_packages(who.fid()).await.unwrap();
+        assert_eq!(kps.len(), 1);
+        alice
+            .chat
+            .add_devices(&alice.mls, &group, &kps)
+            .await
+            .unwrap();
+    }
     alice.sync().await;
+    assert!(joined(&carol.sync().await));
+    // carol is no admin: bob's laptop is not hers to remove while it is sound.
+    let laptop_leaf: u32 = alice
+        .chat
+        .mls_members(&group)
+        .await
+        .unwrap()
+        .iter()
+        .find(|m| m.session == laptop_s.session_id().to_string())
+        .unwrap()
+        .id
+        .parse()
+        .unwrap();
+    assert_problem(
+        carol
+            .chat
+            .remove_devices(&carol.mls, &group, &[laptop_leaf])
+            .await,
+        403,
+        ErrorCode::MlsForbidden,
+    );
 
     bob_s
         .revoke_session(laptop_s.session_id(), fugue_testkit::PASSWORD)
@@ -663,4 +693,12 @@ async fn a_revoked_device_is_shown_to_its_groups_and_its_packages_go() {
             .unwrap()
             .is_empty()
     );
+    // Revoked, it goes by anyone's commit: carol takes it out, and the group is two.
+    carol.sync().await;
+    carol
+        .chat
+        .remove_devices(&carol.mls, &group, &[laptop_leaf])
+        .await
+        .unwrap();
+    assert_eq!(alice.chat.mls_members(&group).await.unwrap().len(), 2);
 }
