@@ -81,6 +81,19 @@ async fn upload_packages(session: &Session, mls: &Mls) -> Result<(), String> {
 /// packages replenished.
 pub(super) async fn catch_up(chat: &Chat, session: &Session, mls: &Mls) -> Result<(), String> {
     let notices = chat.mls_sync(mls).await.map_err(e)?;
+    // The newest count of a device's packages decides how many to upload, once.
+    let low = notices.iter().rev().find_map(|n| match n {
+        MlsNotice::PackagesLow { remaining } => Some(*remaining),
+        _ => None,
+    });
+    if let Some(remaining) = low {
+        let missing = PACKAGES.saturating_sub(usize::try_from(remaining).unwrap_or(PACKAGES));
+        if missing > 0 {
+            let kps = mls.key_packages(missing, false).map_err(e)?;
+            session.upload_key_packages(&kps).await.map_err(e)?;
+            note!("uploaded {missing} KeyPackages of this device");
+        }
+    }
     for n in notices {
         match n {
             MlsNotice::Joined { group_id } => note!("this device joined group {group_id}"),
@@ -153,7 +166,7 @@ pub(super) async fn catch_up(chat: &Chat, session: &Session, mls: &Mls) -> Resul
                 r.state,
                 r.reason.map(|w| format!(" ({w})")).unwrap_or_default()
             ),
-            MlsNotice::PackagesLow { .. } => upload_packages(session, mls).await?,
+            MlsNotice::PackagesLow { .. } => {}
             MlsNotice::Failed { what } => note!("could not apply {what}"),
         }
     }

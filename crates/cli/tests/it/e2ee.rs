@@ -71,6 +71,37 @@ async fn an_encrypted_channel_and_dm_from_the_terminal() {
     let read = bob.ok(&["dm", &alice_fid]).await;
     assert!(read.contains("🔒 psst, only you"), "{read}");
 
+    // An encrypted group: bob posts, alice reads.
+    let made = alice
+        .ok(&["group", "create", "--encrypted", &bob_fid])
+        .await;
+    let group = word_after(&made, "created group ");
+    assert!(made.contains("is encrypted with MLS group"), "{made}");
+    bob.ok(&["send", &group, "group secret"]).await;
+    let read = alice.ok(&["read", &group]).await;
+    assert!(read.contains("🔒 group secret"), "{read}");
+
+    // bob's packages run low (others claimed them): his next command uploads more.
+    let alices = fugue_client::KeyStore::load(&alice.keystore)
+        .unwrap()
+        .current()
+        .unwrap()
+        .session(None)
+        .unwrap();
+    let bob_id: fugue_proto::FederationId = bob_fid.parse().unwrap();
+    for _ in 0..12 {
+        alices.chat().claim_key_packages(&bob_id).await.unwrap();
+    }
+    let (ok, _, err) = bob.run(&["read", &channel]).await;
+    assert!(ok && err.contains("KeyPackages of this device"), "{err}");
+    assert_eq!(err.matches("uploaded").count(), 1, "{err}");
+    // Topped up to 20 ordinary packages: the next claims each get one (the throttle allows
+    // 30 an hour per requester).
+    for _ in 0..8 {
+        let kps = alices.chat().claim_key_packages(&bob_id).await.unwrap();
+        assert!(!kps[0].last_resort);
+    }
+
     // The state files are private.
     let states: Vec<_> = std::fs::read_dir(dir.path().join("mls"))
         .unwrap()
