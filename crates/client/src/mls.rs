@@ -381,6 +381,25 @@ impl Mls {
         self.pending(id, &group, &commit, welcome.as_ref())
     }
 
+    /// A proposal to remove the device at `leaf`, for the server to pass on; this device
+    /// keeps it pending for the epoch's commit.
+    pub fn propose_remove(&self, id: &str, leaf: u32) -> Result<model::Proposal> {
+        let _one = self.lock.lock().map_err(|_| mls_err("state", "poisoned"))?;
+        let mut group = self.group(id)?;
+        let (message, reference) = group
+            .propose_remove_member(&self.provider, &self.signer, LeafNodeIndex::new(leaf))
+            .map_err(|e| mls_err("proposing", e))?;
+        self.save()?;
+        Ok(model::Proposal {
+            id: hex::encode(reference.as_slice()),
+            kind: model::ProposalType::Remove,
+            target: Some(leaf.to_string()),
+            key_package: None,
+            signature: String::new(),
+            mls: Some(encode(&message)?),
+        })
+    }
+
     /// A commit of the proposals received for this epoch (and a fresh path).
     pub fn commit_pending(&self, id: &str) -> Result<PendingCommit> {
         let _one = self.lock.lock().map_err(|_| mls_err("state", "poisoned"))?;

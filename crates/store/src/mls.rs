@@ -278,22 +278,6 @@ impl Store {
         self.commit(stmts).await
     }
 
-    /// What a device has left at `now`: ordinary packages, and whether a last-resort one.
-    pub async fn key_packages_left(&self, session_pk: i64, now: i64) -> Result<(i64, bool)> {
-        let rows = self
-            .query(
-                "SELECT COALESCE(SUM(CASE WHEN last_resort = 0 THEN 1 ELSE 0 END), 0),
-                        COALESCE(MAX(CASE WHEN last_resort = 0 THEN 0 ELSE 1 END), 0)
-                 FROM mls_key_packages WHERE session_pk = $1 AND expires_at > $2",
-                params![session_pk, now],
-            )
-            .await?;
-        match rows.first() {
-            Some(r) => Ok((r.i64(0)?, r.bool(1)?)),
-            None => Ok((0, false)),
-        }
-    }
-
     /// Hands out one package per live device of `target`: its oldest ordinary one, which is
     /// then gone, or its last-resort one when it has no other. Counted against
     /// `(requester, target)`: at most `limit` claims per window of `window_s` seconds, else
@@ -446,21 +430,6 @@ impl Store {
                 " FROM mls_groups WHERE id = $1"
             ),
             params![id],
-        )
-        .await?
-        .first()
-        .map(group)
-        .transpose()
-    }
-
-    pub async fn mls_group_by_stream(&self, stream_id: i64) -> Result<Option<MlsGroupRow>> {
-        self.query(
-            concat!(
-                "SELECT ",
-                group_columns!(),
-                " FROM mls_groups WHERE stream_id = $1"
-            ),
-            params![stream_id],
         )
         .await?
         .first()

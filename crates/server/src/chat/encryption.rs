@@ -180,7 +180,11 @@ impl Chat {
         body: &MessageBody,
     ) -> Result<(), Error> {
         let Some(group) = s.encryption(c.id) else {
-            if body.content.chars().count() > MAX_CONTENT {
+            // `check_body` bounded other content by MAX_CONTENT already; only the longer
+            // bound it grants an `mls:` message is not a plain channel's.
+            if body.content.starts_with(ENCRYPTED_PREFIX)
+                && body.content.chars().count() > MAX_CONTENT
+            {
                 return Err(Error::Invalid(format!(
                     "content is longer than {MAX_CONTENT} characters"
                 )));

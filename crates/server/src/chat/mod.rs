@@ -171,7 +171,7 @@ impl std::ops::Deref for Chat {
 
 /// A payload as JSON. Our payload types are plain structs of strings and numbers, which
 /// always serialise.
-fn json(value: &impl Serialize) -> Value {
+pub(crate) fn json(value: &impl Serialize) -> Value {
     serde_json::to_value(value).unwrap_or(Value::Null)
 }
 

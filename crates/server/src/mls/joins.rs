@@ -73,11 +73,8 @@ impl Mls {
             .is_some_and(|(_, member)| member))
     }
 
-    fn model(
-        &self,
-        r: &JoinRequestRow,
-        by: Option<model::JoinRequest>,
-    ) -> Result<JoinRequest, Error> {
+    /// A stored request as it stands.
+    fn model(&self, r: &JoinRequestRow) -> Result<JoinRequest, Error> {
         let mut j: JoinRequest = serde_json::from_str(&r.body)
             .map_err(|e| Error::Store(fugue_store::Error::Decode(e.to_string())))?;
         j.state = match r.state.as_str() {
@@ -86,9 +83,6 @@ impl Mls {
             _ => JoinState::Pending,
         };
         j.reason.clone_from(&r.reason);
-        if let Some(by) = by {
-            j.resolved_by = by.resolved_by;
-        }
         Ok(j)
     }
 
@@ -180,7 +174,7 @@ impl Mls {
             .map_err(Error::from)?;
         Ok(rows
             .iter()
-            .map(|r| self.model(r, None))
+            .map(|r| self.model(r))
             .collect::<Result<_, _>>()?)
     }
 
@@ -242,7 +236,7 @@ impl Mls {
                 JoinState::Accepted
             }
         };
-        let mut j = self.model(&r, None)?;
+        let mut j = self.model(&r)?;
         j.state = state;
         j.reason.clone_from(&deny);
         j.resolved_by = Some(authed.actor.fid.clone());

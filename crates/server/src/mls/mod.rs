@@ -25,12 +25,11 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use openmls::prelude::{
     Ciphersuite, GroupEpoch, GroupId, KeyPackage, KeyPackageIn, MlsMessageBodyIn,
-    ProcessedMessageContent, Proposal as MlsProposal, ProposalStore, ProtocolMessage,
-    ProtocolVersion, PublicGroup, Sender, StagedCommit,
+    ProcessedMessageContent, Proposal as MlsProposal, ProposalOrRefType, ProposalStore,
+    ProtocolMessage, ProtocolVersion, PublicGroup, Sender, StagedCommit,
 };
 use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 use serde::Serialize;
-use serde_json::Value;
 
 use fugue_proto::certs::IdCert;
 use fugue_proto::mls::{
@@ -83,11 +82,9 @@ struct Device {
     serial: u64,
 }
 
-/// A payload as JSON (our payload types always serialise).
-fn json(value: &impl Serialize) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
-}
+use crate::chat::json;
 
+/// A model as stored (our model types always serialise).
 fn text(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
@@ -767,9 +764,14 @@ impl Mls {
             return Err(Error::Mls("fugue:mls holds no proposal".into()));
         };
         let sender = Self::sender(authed, q.sender(), &members)?;
-        self.rules(authed, &g, sender, &members, &[q.proposal()], now)
+        self.rules(authed, &g, sender, &members, &[(q.proposal(), true)], now)
             .await?;
-        let derived = self.proposal_model(req.id.clone(), q.proposal(), &req)?;
+        let derived = self.proposal_model(
+            req.id.clone(),
+            q.proposal(),
+            req.signature.clone(),
+            req.mls.clone(),
+        )?;
         let epoch = epoch_of(group.group_context().epoch())?;
         let d = ProposalEvent {
             group_id: g.id.clone(),
@@ -819,12 +821,15 @@ impl Mls {
         g: &MlsGroupRow,
         committer: &MlsMemberRow,
         members: &[MlsMemberRow],
-        proposals: &[&MlsProposal],
+        proposals: &[(&MlsProposal, bool)],
         now: UnixTime,
     ) -> Result<Vec<(KeyPackage, Device)>, Error> {
         let mut added = Vec::new();
+        // What `committer` proposes itself (by value): proposals by reference were judged as
+        // their sender's when they were submitted.
+        let mut own_adds = Vec::new();
         let mut removed = Vec::new();
-        for p in proposals {
+        for (p, own) in proposals {
             match p {
                 MlsProposal::Add(a) => {
                     let kp = a.key_package();
@@ -832,8 +837,12 @@ impl Mls {
                     let device = self
                         .device(leaf.credential(), leaf.signature_key().as_slice(), now)
                         .await?;
+                    if *own {
+                        own_adds.push((kp.clone(), device.clone()));
+                    }
                     added.push((kp.clone(), device));
                 }
+                MlsProposal::Remove(_) if !own => {}
                 MlsProposal::Remove(r) => {
                     let Some(m) = members
                         .iter()
@@ -856,7 +865,7 @@ impl Mls {
                 .channel_for_mls(&authed.actor, from_store(channel))
                 .await
                 .map_err(|_| Error::Forbidden("you no longer read the channel".into()))?;
-            Self::channel_rules(&access, committer, members, &added, &removed)?;
+            Self::channel_rules(&access, committer, members, &own_adds, &removed)?;
         } else if committer.role != "Admin" && removed.iter().any(|a| *a != committer.actor_id) {
             return Err(Error::Forbidden(
                 "only the group's admins remove other actors' devices".into(),
@@ -929,11 +938,14 @@ impl Mls {
         Ok(())
     }
 
+    /// The spec's model of a proposal, derived from it; `signature` and `mls` as its
+    /// sender gave them (none for a proposal a commit carries by value).
     fn proposal_model(
         &self,
         id: String,
         p: &MlsProposal,
-        req: &model::Proposal,
+        signature: String,
+        mls: Option<String>,
     ) -> Result<model::Proposal, Error> {
         let (target, key_package) = match p {
             MlsProposal::Remove(r) => (Some(r.removed().u32().to_string()), None),
@@ -945,8 +957,8 @@ impl Mls {
             kind: wire::proposal_type(p.proposal_type()),
             target,
             key_package,
-            signature: req.signature.clone(),
-            mls: req.mls.clone(),
+            signature,
+            mls,
         })
     }
 
@@ -1007,8 +1019,13 @@ impl Mls {
         };
         let staged: StagedCommit = *staged;
         let committer_row = Self::sender(authed, &from, &members)?;
-        let committed: Vec<&MlsProposal> =
-            staged.queued_proposals().map(|q| q.proposal()).collect();
+        let committed: Vec<(&MlsProposal, bool)> = staged
+            .queued_proposals()
+            .map(|q| {
+                let own = q.proposal_or_ref_type() == ProposalOrRefType::Proposal;
+                (q.proposal(), own)
+            })
+            .collect();
         let added = self
             .rules(authed, &g, committer_row, &members, &committed, now)
             .await?;
@@ -1016,21 +1033,10 @@ impl Mls {
             .queued_proposals()
             .enumerate()
             .map(|(i, q)| {
-                self.proposal_model(
-                    format!("{}.{i}", req.id),
-                    q.proposal(),
-                    &model::Proposal {
-                        id: String::new(),
-                        kind: model::ProposalType::Other,
-                        target: None,
-                        key_package: None,
-                        signature: String::new(),
-                        mls: None,
-                    },
-                )
+                self.proposal_model(format!("{}.{i}", req.id), q.proposal(), String::new(), None)
             })
             .collect::<Result<_, _>>()?;
-        let welcome = self.welcome(&req, &added, &g, now).await?;
+        let welcome = self.welcome(&req, &added, &g).await?;
         group
             .merge_commit(&storage, staged)
             .map_err(|e| Error::Mls(format!("the commit does not apply: {e}")))?;
@@ -1191,7 +1197,6 @@ impl Mls {
         req: &model::Commit,
         added: &[(KeyPackage, Device)],
         g: &MlsGroupRow,
-        _now: UnixTime,
     ) -> Result<Welcomes, Error> {
         let Some(encoded) = req.welcome.as_deref() else {
             if !added.is_empty() {

@@ -66,6 +66,34 @@ impl Device {
     }
 }
 
+/// A public guild of `owner` with one text channel: `(guild, channel)`.
+pub(crate) async fn guild_with_channel(owner: &Chat, name: &str) -> (u64, u64) {
+    let guild = owner
+        .create_guild(&create_guild::Request {
+            name: name.into(),
+            description: None,
+            icon: None,
+            private: Some(false),
+        })
+        .await
+        .unwrap();
+    let channel = owner
+        .create_channel(
+            guild.id,
+            &create_channel::Request {
+                name: "secret".into(),
+                kind: None,
+                topic: None,
+                parent_id: None,
+                position: None,
+            },
+        )
+        .await
+        .unwrap()
+        .id;
+    (guild.id, channel)
+}
+
 /// The join requests among `notices`.
 fn requests(notices: &[MlsNotice]) -> Vec<fugue_proto::mls::JoinRequest> {
     notices
@@ -95,33 +123,9 @@ async fn an_encrypted_channel_across_two_servers_with_gatekeepers_and_device_joi
     let laptop = Device::home(&bob_laptop_s);
     let carol = Device::abroad(&carol_s, &beta).await;
 
-    let guild = alice
-        .chat
-        .create_guild(&create_guild::Request {
-            name: "garden".into(),
-            description: None,
-            icon: None,
-            private: Some(false),
-        })
-        .await
-        .unwrap();
-    let channel = alice
-        .chat
-        .create_channel(
-            guild.id,
-            &create_channel::Request {
-                name: "secret".into(),
-                kind: None,
-                topic: None,
-                parent_id: None,
-                position: None,
-            },
-        )
-        .await
-        .unwrap()
-        .id;
+    let (guild, channel) = guild_with_channel(&alice.chat, "garden").await;
     for d in [&bob, &carol] {
-        d.chat.join_guild(guild.id, None).await.unwrap();
+        d.chat.join_guild(guild, None).await.unwrap();
     }
     // Each device has polled once: what it polls later starts from here.
     for d in [&alice, &bob, &laptop, &carol] {
@@ -221,7 +225,7 @@ async fn an_encrypted_channel_across_two_servers_with_gatekeepers_and_device_joi
 
     // carol leaves the guild; bob — no manager — removes her device, since she no longer
     // reads the channel. What follows is closed to her.
-    carol.chat.leave_guild(guild.id).await.unwrap();
+    carol.chat.leave_guild(guild).await.unwrap();
     bob.sync().await;
     let carol_leaf = bob
         .chat
@@ -499,32 +503,8 @@ async fn join_requests_are_checked_denied_with_a_reason_and_accepted_only_once_i
         Device::home(&bob_s),
         Device::home(&eve_s),
     );
-    let guild = alice
-        .chat
-        .create_guild(&create_guild::Request {
-            name: "club".into(),
-            description: None,
-            icon: None,
-            private: Some(false),
-        })
-        .await
-        .unwrap();
-    let channel = alice
-        .chat
-        .create_channel(
-            guild.id,
-            &create_channel::Request {
-                name: "inner".into(),
-                kind: None,
-                topic: None,
-                parent_id: None,
-                position: None,
-            },
-        )
-        .await
-        .unwrap()
-        .id;
-    bob.chat.join_guild(guild.id, None).await.unwrap();
+    let (guild, channel) = guild_with_channel(&alice.chat, "club").await;
+    bob.chat.join_guild(guild, None).await.unwrap();
     for d in [&alice, &bob, &eve] {
         d.sync().await;
     }

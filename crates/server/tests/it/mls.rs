@@ -613,3 +613,83 @@ async fn a_removed_device_reads_nothing_sent_afterwards_and_only_admins_remove_o
         2
     );
 }
+
+#[tokio::test]
+async fn a_proposal_is_passed_on_and_committed_by_reference_by_another_member() {
+    let server = TestServer::start().await;
+    let alice = device(server.register("alice").await).await;
+    let mut bob = device(server.register("bob").await).await;
+    let mut carol = device(server.register("carol").await).await;
+    upload(&bob, 1, true).await;
+    upload(&carol, 1, true).await;
+    let id = group_of(&alice).await;
+    add(&alice, &id, &mut [&mut bob]).await;
+    add(&alice, &id, &mut [&mut carol]).await;
+    apply_next_commit(&mut bob, &id).await;
+
+    // alice, the admin, proposes carol's removal; every member is told.
+    let carol_leaf = carol.mls.own_leaf(&id).unwrap();
+    let proposal = alice.mls.propose_remove(&id, carol_leaf).unwrap();
+    alice
+        .session
+        .chat()
+        .mls_propose(&id, &proposal)
+        .await
+        .unwrap();
+    let seen: mls::ProposalEvent =
+        serde_json::from_value(next(&mut bob.gateway, op::PROPOSAL).await).unwrap();
+    assert_eq!(seen.proposal.kind, mls::ProposalType::Remove);
+    assert_eq!(seen.proposal.target, Some(carol_leaf.to_string()));
+    assert_eq!(
+        bob.mls
+            .receive(&id, seen.proposal.mls.as_deref().unwrap())
+            .unwrap(),
+        Received::Proposal
+    );
+    let pending = bob.session.chat().mls_proposals(&id).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].id, proposal.id);
+    // The same again: pending already; and bob may not pass off alice's as his.
+    assert_problem(
+        alice.session.chat().mls_propose(&id, &proposal).await,
+        409,
+        ErrorCode::ProposalExists,
+    );
+    assert_problem(
+        bob.session.chat().mls_propose(&id, &proposal).await,
+        403,
+        ErrorCode::MlsForbidden,
+    );
+
+    // bob, no admin, commits it: judged as alice's, it goes through.
+    let commit = bob.mls.commit_pending(&id).unwrap();
+    assert!(
+        bob.session
+            .chat()
+            .mls_commit(&id, &commit.commit)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    bob.mls.confirm(&id).unwrap();
+    let members = alice.session.chat().mls_members(&id).await.unwrap();
+    assert_eq!(members.len(), 2);
+    assert!(members.iter().all(|m| m.fid != *carol.session.fid()));
+    assert!(
+        bob.session
+            .chat()
+            .mls_proposals(&id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A proposal of bob's own to remove alice is judged as his: refused.
+    let alice_leaf = alice.mls.own_leaf(&id).unwrap();
+    let own = bob.mls.propose_remove(&id, alice_leaf).unwrap();
+    assert_problem(
+        bob.session.chat().mls_propose(&id, &own).await,
+        403,
+        ErrorCode::MlsForbidden,
+    );
+}

@@ -18,7 +18,7 @@ use mls_rs_crypto_rustcrypto::RustCryptoProvider;
 
 use fugue_client::mls::Mls;
 use fugue_client::{Chat, Session};
-use fugue_proto::api::{create_channel, create_guild, get_messages};
+use fugue_proto::api::get_messages;
 use fugue_proto::certs::IdCert;
 use fugue_proto::chat::MessageBody;
 use fugue_proto::mls::{ENCRYPTED_PREFIX, KeyPackage};
@@ -195,30 +195,8 @@ async fn an_mls_rs_device_is_welcomed_into_an_openmls_group_and_both_read_each_o
         .unwrap();
 
     // alice's encrypted channel; she claims bob's package and adds him.
-    let guild = alice
-        .create_guild(&create_guild::Request {
-            name: "interop".into(),
-            description: None,
-            icon: None,
-            private: Some(false),
-        })
-        .await
-        .unwrap();
-    let channel = alice
-        .create_channel(
-            guild.id,
-            &create_channel::Request {
-                name: "both".into(),
-                kind: None,
-                topic: None,
-                parent_id: None,
-                position: None,
-            },
-        )
-        .await
-        .unwrap()
-        .id;
-    bob.join_guild(guild.id, None).await.unwrap();
+    let (guild, channel) = crate::e2ee::guild_with_channel(&alice, "interop").await;
+    bob.join_guild(guild, None).await.unwrap();
     let group = alice.new_mls_group(&alice_mls).await.unwrap();
     alice.encrypt_channel(channel, &group).await.unwrap();
     let claimed = alice.claim_key_packages(bob_s.fid()).await.unwrap();
